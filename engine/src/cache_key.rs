@@ -1,0 +1,129 @@
+//! The cache key of a step execution: BLAKE3 over one explicit, canonically
+//! serialized struct of everything that can change the step's result.
+
+use std::collections::BTreeMap;
+
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use crate::{Artifact, Digest, OutputKind};
+
+/// Bump when the key material or its encoding changes; old entries then miss.
+pub(crate) const KEY_FORMAT_VERSION: u32 = 1;
+
+/// Everything that determines a wasm step's outputs.
+///
+/// The timeout is deliberately absent: it decides whether a step finishes,
+/// not what a finished step wrote. The memory limit is present, because a
+/// guest can observe it (a failed `memory.grow`) and adapt.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct KeyMaterial<'a> {
+    /// [`KEY_FORMAT_VERSION`].
+    pub format: u32,
+    /// The step kind; only `"wasm"` so far.
+    pub kind: &'static str,
+    /// Digest of the module or component bytes.
+    pub module: Digest,
+    /// argv after argv\[0\], with parameters substituted.
+    pub args: &'a [String],
+    /// The step's resolved parameters, objects serialized with sorted keys.
+    pub params: Canonical<'a>,
+    /// Input artifacts by input name.
+    pub inputs: BTreeMap<&'a str, Artifact>,
+    /// Declared outputs.
+    pub outputs: &'a BTreeMap<String, OutputKind>,
+    /// Memory limit in bytes.
+    pub memory_limit: u64,
+}
+
+impl KeyMaterial<'_> {
+    /// The cache key: BLAKE3 of the MessagePack encoding of this struct.
+    pub(crate) fn key(&self) -> Digest {
+        let bytes = rmp_serde::to_vec(self).expect("serializing key material to memory cannot fail");
+        Digest::of(&bytes)
+    }
+}
+
+/// A JSON value whose objects serialize with keys in sorted order, whatever
+/// map type `serde_json` was built with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Canonical<'a>(pub &'a Value);
+
+impl Serialize for Canonical<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Object(map) => {
+                let sorted: BTreeMap<&String, Canonical<'_>> = map.iter().map(|(k, v)| (k, Canonical(v))).collect();
+                sorted.serialize(serializer)
+            }
+            Value::Array(items) => serializer.collect_seq(items.iter().map(Canonical)),
+            other => other.serialize(serializer),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn material<'a>(args: &'a [String], params: &'a Value, outputs: &'a BTreeMap<String, OutputKind>) -> KeyMaterial<'a> {
+        KeyMaterial {
+            format: KEY_FORMAT_VERSION,
+            kind: "wasm",
+            module: Digest::of(b"module"),
+            args,
+            params: Canonical(params),
+            inputs: [("text", Artifact { kind: OutputKind::File, digest: Digest::of(b"hello\n") })].into(),
+            outputs,
+            memory_limit: 64 << 20,
+        }
+    }
+
+    /// Pins the key of fixed material: a change here invalidates every cache
+    /// in the field, so it must be deliberate (and bump KEY_FORMAT_VERSION).
+    #[test]
+    fn golden_key() {
+        let args = vec!["upper".to_owned(), "hello".to_owned()];
+        let params = json!({"word": "hello", "n": 3, "rate": 0.5, "tags": ["a", "b"]});
+        let outputs = [("result".to_owned(), OutputKind::File)].into();
+        assert_eq!(
+            material(&args, &params, &outputs).key().to_string(),
+            "blake3:f6999bb312c91f06e783cd7f1156f6611ccfaa9c20ffee52adc2598541003950"
+        );
+    }
+
+    #[test]
+    fn key_ignores_param_order_but_not_values_or_types() {
+        let args = vec![];
+        let outputs = [("result".to_owned(), OutputKind::File)].into();
+        let a = json!({"x": 1, "y": {"b": 2, "a": 1}});
+        let b: Value = serde_json::from_str(r#"{"y": {"a": 1, "b": 2}, "x": 1}"#).unwrap();
+        let key = |params: &Value| material(&args, params, &outputs).key();
+        assert_eq!(key(&a), key(&b));
+        assert_ne!(key(&a), key(&json!({"x": 2, "y": {"b": 2, "a": 1}})));
+        assert_ne!(key(&a), key(&json!({"x": 1.0, "y": {"b": 2, "a": 1}})));
+    }
+
+    #[test]
+    fn every_field_changes_the_key() {
+        let args = vec!["a".to_owned()];
+        let params = json!({});
+        let outputs: BTreeMap<String, OutputKind> = [("r".to_owned(), OutputKind::File)].into();
+        let base = material(&args, &params, &outputs);
+        let other_args = vec!["b".to_owned()];
+        let other_outputs: BTreeMap<String, OutputKind> = [("r".to_owned(), OutputKind::Dir)].into();
+        let variants = [
+            KeyMaterial { module: Digest::of(b"other"), ..base.clone() },
+            KeyMaterial { args: &other_args, ..base.clone() },
+            KeyMaterial { outputs: &other_outputs, ..base.clone() },
+            KeyMaterial { memory_limit: 1, ..base.clone() },
+            KeyMaterial { format: KEY_FORMAT_VERSION + 1, ..base.clone() },
+            KeyMaterial { inputs: BTreeMap::new(), ..base.clone() },
+        ];
+        for variant in variants {
+            assert_ne!(variant.key(), base.key(), "{variant:?}");
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The engine: a workspace store, a WebAssembly runtime and a worker pool,
+//! shared by every run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::error::{ValidationError, ValidationErrorKind as Kind};
+use crate::params::{self, Params};
+use crate::runtime::{Program, Runtime};
+use crate::run_id::new_run_id;
+use crate::scheduler::{Coordinator, PlannedStep};
+use crate::{Artifact, Error, Pipeline, Result, RunOptions, RunReport, Store};
+
+/// Runs pipelines in a workspace. Cheap to clone: an `Arc` inside.
+///
+/// Compiled modules are kept for the engine's lifetime (and on disk), so an
+/// application that runs many pipelines should keep one engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+pub(crate) struct EngineInner {
+    pub(crate) store: Store,
+    pub(crate) runtime: Runtime,
+    pub(crate) pool: rayon::ThreadPool,
+}
+
+/// Configures an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct EngineBuilder {
+    workspace: PathBuf,
+    jobs: Option<usize>,
+}
+
+impl Default for EngineBuilder {
+    fn default() -> Self {
+        Self { workspace: PathBuf::from(".weir"), jobs: None }
+    }
+}
+
+impl EngineBuilder {
+    /// The workspace directory holding the store (default `./.weir`).
+    pub fn workspace(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.workspace = dir.into();
+        self
+    }
+
+    /// How many steps may execute at once (default: the number of cores).
+    pub fn jobs(mut self, jobs: usize) -> Self {
+        self.jobs = Some(jobs.max(1));
+        self
+    }
+
+    /// Opens the workspace and starts the runtime and worker pool.
+    pub fn build(self) -> Result<Engine> {
+        let store = Store::open(&self.workspace)?;
+        let runtime = Runtime::new(&store.path_of("compiled"))?;
+        let jobs = self.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(jobs)
+            .thread_name(|i| format!("weir-worker-{i}"))
+            .build()
+            .map_err(|err| Error::Runtime(format!("starting the worker pool: {err}")))?;
+        Ok(Engine { inner: Arc::new(EngineInner { store, runtime, pool }) })
+    }
+}
+
+impl Engine {
+    /// Configures an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// The workspace's content-addressed store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Runs `pipeline` to completion.
+    ///
+    /// Returns `Err` only if nothing could run (invalid parameters or
+    /// modules, unreadable inputs, workspace errors). Step failures are
+    /// reported in the [`RunReport`], whose status is then `failed`.
+    pub fn run(&self, pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport> {
+        let params = options.resolve(pipeline)?;
+        let plan = self.plan(pipeline, &params)?;
+        let inputs = self.import_inputs(pipeline)?;
+        let run_id = new_run_id();
+        let report = Coordinator::new(&self.inner, options, &run_id, plan, inputs).drive(pipeline.name());
+        self.save_report(&report)?;
+        Ok(report)
+    }
+
+    /// Resolves every step's argv and parameters and prepares its program.
+    fn plan<'p>(&self, pipeline: &'p Pipeline, params: &Params) -> Result<Vec<PlannedStep<'p>>, ValidationError> {
+        let programs = self.prepare_programs(pipeline)?;
+        pipeline
+            .steps()
+            .iter()
+            .map(|step| {
+                let located = |field: String| {
+                    move |why: String| ValidationError::new(Kind::Syntax(why)).in_step(step.name()).in_field(field).in_file(pipeline.file())
+                };
+                let mut argv = vec![program_name(step.module())];
+                for (i, arg) in step.args().iter().enumerate() {
+                    argv.push(params::render(arg, params).map_err(located(format!("args[{i}]")))?);
+                }
+                let step_params = params::resolve(&serde_json::Value::Object(step.params().clone()), params)
+                    .map_err(located("params".to_owned()))?;
+                Ok(PlannedStep { step, program: programs[step.module()].clone(), argv, params: step_params })
+            })
+            .collect()
+    }
+
+    /// Compiles each distinct module once, in parallel.
+    fn prepare_programs(&self, pipeline: &Pipeline) -> Result<BTreeMap<PathBuf, Arc<Program>>, ValidationError> {
+        let mut first_user: BTreeMap<&Path, &str> = BTreeMap::new();
+        for step in pipeline.steps() {
+            first_user.entry(step.module()).or_insert(step.name());
+        }
+        let modules: Vec<(&Path, &str)> = first_user.into_iter().collect();
+        let runtime = &self.inner.runtime;
+        self.inner.pool.install(|| {
+            modules
+                .par_iter()
+                .map(|&(path, step)| {
+                    let program = runtime.prepare(path).map_err(|reason| {
+                        ValidationError::new(Kind::InvalidModule { path: path.to_owned(), reason })
+                            .in_step(step)
+                            .in_field("module")
+                            .in_file(pipeline.file())
+                    })?;
+                    Ok((path.to_owned(), program))
+                })
+                .collect()
+        })
+    }
+
+    /// Imports every pipeline input into the store, in parallel.
+    fn import_inputs(&self, pipeline: &Pipeline) -> Result<BTreeMap<String, Artifact>> {
+        let store = &self.inner.store;
+        self.inner.pool.install(|| {
+            pipeline
+                .inputs()
+                .par_iter()
+                .map(|(name, path)| {
+                    if !path.exists() {
+                        let err = ValidationError::new(Kind::InputMissing { path: path.clone() });
+                        return Err(err.in_field(format!("inputs.{name}")).in_file(pipeline.file()).into());
+                    }
+                    Ok((name.clone(), store.import(path)?))
+                })
+                .collect()
+        })
+    }
+
+    /// Writes the run's summary to `runs/<run_id>.json`.
+    fn save_report(&self, report: &RunReport) -> Result<()> {
+        let path = self.inner.store.path_of("runs").join(format!("{}.json", report.run_id));
+        let json = serde_json::to_vec_pretty(report).map_err(|err| Error::io("encoding the run summary")(std::io::Error::other(err)))?;
+        let temp = path.with_extension("json.tmp");
+        std::fs::write(&temp, json)
+            .and_then(|()| std::fs::rename(&temp, &path))
+            .map_err(Error::io(format!("writing {}", path.display())))
+    }
+}
+
+/// argv\[0\] of a step: its module's file name, so renaming a step keeps its cache.
+fn program_name(module: &Path) -> String {
+    module.file_name().map_or_else(|| "step".to_owned(), |name| name.to_string_lossy().into_owned())
+}

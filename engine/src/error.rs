@@ -1,0 +1,308 @@
+//! The engine's typed errors: pipeline validation, step failures, and store or I/O problems.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::Digest;
+
+/// The result type of weir's fallible operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Anything that stops weir from loading or running a pipeline.
+///
+/// A step that fails is *not* an `Error`: the run completes, and the step's
+/// [`StepError`] is reported in its [`StepReport`](crate::StepReport).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The pipeline definition, a parameter or a module is invalid; nothing ran.
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// Reading or writing the workspace, a pipeline input or an export failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What weir was doing, naming the path.
+        context: String,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// No artifact with this digest is in the store.
+    #[error("no artifact {digest} in the store")]
+    ArtifactNotFound {
+        /// The digest that was looked up.
+        digest: Digest,
+    },
+    /// Something in the store does not match its digest or cannot be decoded.
+    #[error("store entry {what} is corrupt: {reason}")]
+    Corrupt {
+        /// Which entry.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The WebAssembly runtime could not be set up.
+    #[error("WebAssembly runtime: {0}")]
+    Runtime(String),
+}
+
+impl Error {
+    /// An [`Error::Io`] with a description of what was being done.
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+}
+
+/// Where in a pipeline definition a problem was found: file, step and field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Location {
+    /// The manifest file, when the pipeline came from one.
+    pub file: Option<PathBuf>,
+    /// The step, when the problem is inside one.
+    pub step: Option<String>,
+    /// The field, e.g. `inputs.text` or `limits.memory`.
+    pub field: Option<String>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(file) = &self.file {
+            parts.push(file.display().to_string());
+        }
+        if let Some(step) = &self.step {
+            parts.push(format!("step `{step}`"));
+        }
+        if let Some(field) = &self.field {
+            parts.push(format!("field `{field}`"));
+        }
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// A pipeline that cannot run as defined, with where and why.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}{kind}", prefix(location))]
+pub struct ValidationError {
+    /// File, step and field of the problem.
+    pub location: Location,
+    /// What is wrong.
+    pub kind: ValidationErrorKind,
+}
+
+fn prefix(location: &Location) -> String {
+    let text = location.to_string();
+    if text.is_empty() { text } else { format!("{text}: ") }
+}
+
+impl ValidationError {
+    pub(crate) fn new(kind: ValidationErrorKind) -> Self {
+        Self { location: Location::default(), kind }
+    }
+
+    pub(crate) fn in_step(mut self, step: &str) -> Self {
+        self.location.step.get_or_insert_with(|| step.to_owned());
+        self
+    }
+
+    pub(crate) fn in_field(mut self, field: impl Into<String>) -> Self {
+        self.location.field.get_or_insert_with(|| field.into());
+        self
+    }
+
+    pub(crate) fn in_file(mut self, file: Option<&std::path::Path>) -> Self {
+        if self.location.file.is_none() {
+            self.location.file = file.map(|path| path.to_owned());
+        }
+        self
+    }
+}
+
+/// The kinds of validation problem.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidationErrorKind {
+    /// The manifest file cannot be read.
+    #[error("cannot read the manifest: {0}")]
+    Unreadable(String),
+    /// The manifest is not valid TOML or does not fit the schema (unknown key, wrong type).
+    #[error("{0}")]
+    Syntax(String),
+    /// The data dependencies form a cycle.
+    #[error("the steps form a cycle: {}", cycle_text(steps))]
+    Cycle {
+        /// The steps in the cycle, in dependency order, the first repeated at the end.
+        steps: Vec<String>,
+    },
+    /// A reference names a step that does not exist.
+    #[error("no step named `{step}`")]
+    UnknownStep {
+        /// The missing step.
+        step: String,
+    },
+    /// A reference names an output that the step does not declare.
+    #[error("step `{step}` has no output named `{output}`")]
+    UnknownOutput {
+        /// The referenced step.
+        step: String,
+        /// The missing output.
+        output: String,
+    },
+    /// A reference names a pipeline input that does not exist.
+    #[error("no pipeline input named `{input}`")]
+    UnknownInput {
+        /// The missing input.
+        input: String,
+    },
+    /// A `${params.X}` reference or `--param X=…` names an undeclared parameter.
+    #[error("no pipeline parameter named `{param}`{}", known_list(known))]
+    UnknownParam {
+        /// The missing parameter.
+        param: String,
+        /// The parameters that do exist.
+        known: Vec<String>,
+    },
+    /// A parameter value does not fit the parameter's type.
+    #[error("bad value for parameter `{param}`: {reason}")]
+    BadParamValue {
+        /// The parameter.
+        param: String,
+        /// Why the value does not fit.
+        reason: String,
+    },
+    /// Two things that must have distinct names share one.
+    #[error("duplicate name `{name}`")]
+    DuplicateName {
+        /// The repeated name.
+        name: String,
+    },
+    /// A name contains characters that are not allowed, or is reserved.
+    #[error("invalid name `{name}`: {reason}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// A reference is not of the form `inputs.NAME` or `STEP.OUTPUT`.
+    #[error("bad reference `{reference}`: expected `inputs.NAME` or `STEP.OUTPUT`")]
+    BadReference {
+        /// The malformed reference.
+        reference: String,
+    },
+    /// The step's module file does not exist.
+    #[error("module file {} not found", path.display())]
+    ModuleMissing {
+        /// The path that was looked for.
+        path: PathBuf,
+    },
+    /// The step's module file is not a usable WebAssembly module or component.
+    #[error("{} is not a valid WASI command: {reason}", path.display())]
+    InvalidModule {
+        /// The module file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A pipeline input's host path does not exist.
+    #[error("input path {} not found", path.display())]
+    InputMissing {
+        /// The missing path.
+        path: PathBuf,
+    },
+    /// A size such as `limits.memory` could not be parsed.
+    #[error("{0}")]
+    BadSize(String),
+    /// A duration such as `limits.timeout` could not be parsed.
+    #[error("{0}")]
+    BadDuration(String),
+    /// A step of the run options (`--rerun`) is not in the pipeline.
+    #[error("`--rerun {step}`: no such step in the pipeline")]
+    UnknownRerunStep {
+        /// The unknown step.
+        step: String,
+    },
+}
+
+fn cycle_text(steps: &[String]) -> String {
+    steps.join(" -> ")
+}
+
+fn known_list(known: &[String]) -> String {
+    if known.is_empty() {
+        " (the pipeline declares no parameters)".to_owned()
+    } else {
+        format!(" (known: {})", known.join(", "))
+    }
+}
+
+/// Why one execution of a step failed, with the tail of its stderr.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("step `{step}` failed: {kind}{}", stderr_block(stderr_tail))]
+pub struct StepError {
+    /// The failed step.
+    pub step: String,
+    /// The cause.
+    pub kind: StepErrorKind,
+    /// The last lines the guest wrote to stderr (empty when it wrote none).
+    pub stderr_tail: String,
+}
+
+fn stderr_block(tail: &str) -> String {
+    if tail.trim().is_empty() {
+        String::new()
+    } else {
+        format!("\n--- stderr (tail) ---\n{}", tail.trim_end())
+    }
+}
+
+/// The causes of a step failure.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StepErrorKind {
+    /// The guest exited with a non-zero status.
+    #[error("exited with status {code}")]
+    Exit {
+        /// The exit status.
+        code: i32,
+    },
+    /// The guest trapped (e.g. `unreachable`, a Rust panic, out-of-bounds access).
+    #[error("trapped: {message}")]
+    Trap {
+        /// The runtime's description of the trap.
+        message: String,
+    },
+    /// The guest ran past its wall-clock timeout and was interrupted.
+    #[error("timed out after {limit:?} (limits.timeout)")]
+    Timeout {
+        /// The timeout that applied.
+        limit: Duration,
+    },
+    /// The guest tried to grow its memory past the limit.
+    #[error("exceeded its memory limit of {limit} bytes (limits.memory)")]
+    MemoryLimit {
+        /// The memory limit that applied, in bytes.
+        limit: u64,
+    },
+    /// A declared output was not written to `/out/<name>`.
+    #[error("declared output `{output}` was not written to /out/{output}")]
+    MissingOutput {
+        /// The missing output.
+        output: String,
+    },
+    /// A declared output exists but is not what was declared (or contains a
+    /// symlink or special file).
+    #[error("output `{output}`: {reason}")]
+    BadOutput {
+        /// The output.
+        output: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The engine could not prepare or collect the step (workspace I/O).
+    #[error("engine error: {0}")]
+    Engine(String),
+}

@@ -1,0 +1,66 @@
+//! # weir: an embedded workflow engine for machine-learning pipelines
+//!
+//! A [`Pipeline`] is a graph of steps. Each step is a WASI program (a
+//! preview-1 module or a preview-2 component) that reads its inputs under
+//! `/in`, writes its outputs under `/out`, and gets its parameters as JSON in
+//! `/in/.params.json`. weir derives the order from the data dependencies,
+//! runs independent steps in parallel, keeps every output in a
+//! content-addressed [`Store`], and on a re-run reuses every step whose
+//! module, parameters and inputs did not change.
+//!
+//! The main types:
+//! - [`Pipeline`], built in code with [`Pipeline::builder`] or loaded from a
+//!   TOML manifest with [`Pipeline::from_manifest`]; validated as a whole.
+//! - [`Engine`], made by [`Engine::builder`]: a workspace, a WebAssembly
+//!   runtime that compiles each module once, and a worker pool.
+//! - [`RunOptions`] (parameter overrides, forced re-runs) and the
+//!   [`RunReport`] that [`Engine::run`] returns.
+//! - [`Store`]: read artifacts back by [`Digest`].
+//!
+//! ```no_run
+//! use weir::{Engine, OutputKind, Pipeline, RunOptions, StepBuilder};
+//!
+//! let pipeline = Pipeline::builder("hello")
+//!     .param("word", "hello")
+//!     .input("text", "data/text.txt")
+//!     .step(
+//!         StepBuilder::new("upper", "build/tool.wasm")
+//!             .args(["upper", "${params.word}"])
+//!             .input("text", "inputs.text")
+//!             .output("result", OutputKind::File),
+//!     )
+//!     .build()?;
+//!
+//! let engine = Engine::builder().workspace(".weir").build()?;
+//! let report = engine.run(&pipeline, &RunOptions::new().param("word", "hi"))?;
+//! let result = report.output("upper", "result").expect("upper succeeded");
+//! println!("{}", String::from_utf8_lossy(&engine.store().read_file(&result.digest)?));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod cache_key;
+mod digest;
+mod engine;
+mod error;
+mod limits;
+mod manifest;
+mod module_kind;
+mod options;
+mod params;
+mod pipeline;
+mod report;
+mod run_id;
+mod runtime;
+mod scheduler;
+mod step_exec;
+mod store;
+
+pub use digest::{Digest, ParseDigestError};
+pub use engine::{Engine, EngineBuilder};
+pub use error::{Error, Location, Result, StepError, StepErrorKind, ValidationError, ValidationErrorKind};
+pub use limits::{Limits, parse_duration, parse_size};
+pub use options::RunOptions;
+pub use params::{Params, parse_like};
+pub use pipeline::{InputRef, OutputKind, Pipeline, PipelineBuilder, Step, StepBuilder};
+pub use report::{Logs, RunReport, RunStatus, StepReport, StepStatus};
+pub use store::{Artifact, Store};

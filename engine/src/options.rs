@@ -1,0 +1,106 @@
+//! Per-run choices: parameter overrides, forced re-runs, cache bypass.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::error::{ValidationError, ValidationErrorKind as Kind};
+use crate::params::{Params, parse_like};
+use crate::Pipeline;
+
+/// Options of one run. The default runs with the pipeline's default
+/// parameters and reuses every cached step.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    params: BTreeMap<String, Override>,
+    rerun: BTreeSet<String>,
+    no_cache: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Override {
+    /// A value to use as is (its type must match the default's).
+    Value(Value),
+    /// Text to parse as the default's type, as `--param NAME=TEXT` gives.
+    Text(String),
+}
+
+impl RunOptions {
+    /// Default options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Overrides a pipeline parameter with a value of the default's type.
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.params.insert(name.into(), Override::Value(value.into()));
+        self
+    }
+
+    /// Overrides a pipeline parameter with text parsed as the default's type.
+    pub fn param_text(mut self, name: impl Into<String>, text: impl Into<String>) -> Self {
+        self.params.insert(name.into(), Override::Text(text.into()));
+        self
+    }
+
+    /// Forces `step` to execute even if a cached result exists.
+    pub fn rerun(mut self, step: impl Into<String>) -> Self {
+        self.rerun.insert(step.into());
+        self
+    }
+
+    /// Ignores all cached results (new results are still recorded).
+    pub fn no_cache(mut self, no_cache: bool) -> Self {
+        self.no_cache = no_cache;
+        self
+    }
+
+    /// Whether `step` must execute rather than reuse a cached result.
+    pub(crate) fn forces(&self, step: &str) -> bool {
+        self.no_cache || self.rerun.contains(step)
+    }
+
+    /// Checks the options against `pipeline` and returns its parameters.
+    pub(crate) fn resolve(&self, pipeline: &Pipeline) -> Result<Params, ValidationError> {
+        let located = |err: ValidationError| err.in_file(pipeline.file());
+        if let Some(step) = self.rerun.iter().find(|step| pipeline.step(step).is_none()) {
+            return Err(located(ValidationError::new(Kind::UnknownRerunStep { step: step.clone() })));
+        }
+        let mut params = pipeline.params().clone();
+        for (name, value) in &self.params {
+            let default = params.get(name).ok_or_else(|| {
+                located(
+                    ValidationError::new(Kind::UnknownParam { param: name.clone(), known: pipeline.params().keys().cloned().collect() })
+                        .in_field(format!("--param {name}")),
+                )
+            })?;
+            let value = match value {
+                Override::Text(text) => parse_like(default, text),
+                Override::Value(value) => same_type(default, value),
+            };
+            let value = value.map_err(|reason| {
+                located(ValidationError::new(Kind::BadParamValue { param: name.clone(), reason }).in_field(format!("--param {name}")))
+            })?;
+            params.insert(name.clone(), value);
+        }
+        Ok(params)
+    }
+}
+
+/// Accepts `value` if it has the type of `default` (an integer may stand for a float).
+fn same_type(default: &Value, value: &Value) -> Result<Value, String> {
+    let kind = |v: &Value| match v {
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Bool(_) => "boolean",
+        Value::Array(_) => "list",
+        Value::Object(_) => "table",
+        Value::Null => "null",
+    };
+    match (kind(default), kind(value)) {
+        (a, b) if a == b => Ok(value.clone()),
+        ("float", "integer") => Ok(value.as_f64().map_or(Value::Null, Value::from)),
+        (expected, found) => Err(format!("expected a {expected} like the default ({default}), got a {found} ({value})")),
+    }
+}

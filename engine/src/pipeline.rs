@@ -1,0 +1,171 @@
+//! Validated pipelines: steps, their data dependencies and their order.
+
+mod builder;
+mod graph;
+mod names;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use builder::{PipelineBuilder, StepBuilder};
+
+use crate::Limits;
+use crate::params::Params;
+
+/// A validated pipeline: steps in an order where every step comes after the
+/// steps it depends on. Build one with [`Pipeline::builder`] or load a manifest
+/// with [`Pipeline::from_manifest`](crate::Pipeline::from_manifest).
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub(crate) name: String,
+    pub(crate) file: Option<PathBuf>,
+    pub(crate) params: Params,
+    pub(crate) inputs: BTreeMap<String, PathBuf>,
+    pub(crate) steps: Vec<Step>,
+}
+
+impl Pipeline {
+    /// Starts a pipeline definition in code.
+    pub fn builder(name: impl Into<String>) -> PipelineBuilder {
+        PipelineBuilder::new(name)
+    }
+
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The manifest the pipeline was loaded from, if any.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// Pipeline parameters with their default values.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Pipeline inputs: name to host path.
+    pub fn inputs(&self) -> &BTreeMap<String, PathBuf> {
+        &self.inputs
+    }
+
+    /// The steps, each after all the steps it depends on.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// The step with this name.
+    pub fn step(&self, name: &str) -> Option<&Step> {
+        self.steps.iter().find(|step| step.name == name)
+    }
+}
+
+/// One step of a pipeline: a WASI program with declared inputs, outputs,
+/// parameters and limits.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub(crate) name: String,
+    pub(crate) module: PathBuf,
+    pub(crate) args: Vec<String>,
+    pub(crate) inputs: BTreeMap<String, InputRef>,
+    pub(crate) outputs: BTreeMap<String, OutputKind>,
+    pub(crate) params: serde_json::Map<String, serde_json::Value>,
+    pub(crate) limits: Limits,
+    pub(crate) reuse: bool,
+}
+
+impl Step {
+    /// The step's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Path of the WebAssembly module or component.
+    pub fn module(&self) -> &Path {
+        &self.module
+    }
+
+    /// Command-line arguments (after argv\[0\]), before parameter substitution.
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    /// Inputs by the name the guest sees under `/in`.
+    pub fn inputs(&self) -> &BTreeMap<String, InputRef> {
+        &self.inputs
+    }
+
+    /// Declared outputs by the name the guest writes under `/out`.
+    pub fn outputs(&self) -> &BTreeMap<String, OutputKind> {
+        &self.outputs
+    }
+
+    /// Step parameters, before substitution of pipeline parameters.
+    pub fn params(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.params
+    }
+
+    /// Sandbox limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Whether a cached result may be reused (`false` for side-effecting steps).
+    pub fn reuse(&self) -> bool {
+        self.reuse
+    }
+
+    /// Names of the steps this one reads outputs of.
+    pub fn upstream(&self) -> impl Iterator<Item = &str> {
+        self.inputs.values().filter_map(|source| match source {
+            InputRef::Step { step, .. } => Some(step.as_str()),
+            InputRef::Pipeline(_) => None,
+        })
+    }
+}
+
+/// Where a step input comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum InputRef {
+    /// A pipeline input, written `inputs.NAME`.
+    Pipeline(String),
+    /// Another step's output, written `STEP.OUTPUT`.
+    Step {
+        /// The producing step.
+        step: String,
+        /// Its output.
+        output: String,
+    },
+}
+
+impl fmt::Display for InputRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputRef::Pipeline(name) => write!(f, "inputs.{name}"),
+            InputRef::Step { step, output } => write!(f, "{step}.{output}"),
+        }
+    }
+}
+
+/// Whether an artifact is a single file or a directory tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputKind {
+    /// A regular file.
+    File,
+    /// A directory of files and directories.
+    Dir,
+}
+
+impl fmt::Display for OutputKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OutputKind::File => "file",
+            OutputKind::Dir => "dir",
+        })
+    }
+}

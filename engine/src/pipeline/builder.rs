@@ -1,0 +1,291 @@
+//! Building and validating a [`Pipeline`] in code; the manifest loader uses it too.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{InputRef, OutputKind, Pipeline, Step, graph, names};
+use crate::error::{ValidationError, ValidationErrorKind as Kind};
+use crate::module_kind::ModuleKind;
+use crate::{Limits, params};
+
+/// Builds a [`Pipeline`]; [`build`](Self::build) validates it as a whole.
+///
+/// ```no_run
+/// use weir::{OutputKind, Pipeline, StepBuilder};
+///
+/// let pipeline = Pipeline::builder("example")
+///     .param("word", "hello")
+///     .input("text", "data/text.txt")
+///     .step(
+///         StepBuilder::new("upper", "build/tool.wasm")
+///             .args(["upper", "${params.word}"])
+///             .input("text", "inputs.text")
+///             .output("result", OutputKind::File),
+///     )
+///     .build()?;
+/// # Ok::<(), weir::ValidationError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct PipelineBuilder {
+    name: String,
+    file: Option<PathBuf>,
+    params: Vec<(String, Value)>,
+    inputs: Vec<(String, PathBuf)>,
+    steps: Vec<StepBuilder>,
+}
+
+impl PipelineBuilder {
+    /// A pipeline with this name and nothing in it yet.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self { name: name.into(), file: None, params: Vec::new(), inputs: Vec::new(), steps: Vec::new() }
+    }
+
+    /// Names the file the definition came from, for error messages.
+    pub fn source_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.file = Some(file.into());
+        self
+    }
+
+    /// Declares a pipeline parameter with its default value.
+    pub fn param(mut self, name: impl Into<String>, default: impl Into<Value>) -> Self {
+        self.params.push((name.into(), default.into()));
+        self
+    }
+
+    /// Declares a pipeline input: a host file or directory.
+    pub fn input(mut self, name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        self.inputs.push((name.into(), path.into()));
+        self
+    }
+
+    /// Adds a step.
+    pub fn step(mut self, step: StepBuilder) -> Self {
+        self.steps.push(step);
+        self
+    }
+
+    /// Validates names, references, parameters, modules and the dependency
+    /// graph, and orders the steps.
+    pub fn build(self) -> Result<Pipeline, ValidationError> {
+        let file = self.file.clone();
+        self.validate_and_order().map_err(|err| err.in_file(file.as_deref()))
+    }
+
+    fn validate_and_order(self) -> Result<Pipeline, ValidationError> {
+        let params = unique("params", self.params, names::check)?;
+        let inputs = unique("inputs", self.inputs, names::check)?;
+        for (name, path) in &inputs {
+            if !path.exists() {
+                return Err(ValidationError::new(Kind::InputMissing { path: path.clone() }).in_field(format!("inputs.{name}")));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        let mut steps = Vec::with_capacity(self.steps.len());
+        for step in self.steps {
+            let name = step.name.clone();
+            names::check_step(&name).map_err(|err| err.in_step(&name))?;
+            if !seen.insert(name.clone()) {
+                return Err(ValidationError::new(Kind::DuplicateName { name: name.clone() }).in_step(&name));
+            }
+            steps.push(step.validate(&params, &inputs).map_err(|err| err.in_step(&name))?);
+        }
+        let steps = order(steps)?;
+        Ok(Pipeline { name: self.name, file: self.file, params, inputs, steps })
+    }
+}
+
+/// Checks names in a list of (name, value) pairs and that none repeats.
+fn unique<T>(
+    field: &str,
+    pairs: Vec<(String, T)>,
+    check: fn(&str) -> Result<(), ValidationError>,
+) -> Result<BTreeMap<String, T>, ValidationError> {
+    let mut map = BTreeMap::new();
+    for (name, value) in pairs {
+        let located = |err: ValidationError| err.in_field(format!("{field}.{name}"));
+        check(&name).map_err(located)?;
+        if map.insert(name.clone(), value).is_some() {
+            return Err(located(ValidationError::new(Kind::DuplicateName { name: name.clone() })));
+        }
+    }
+    Ok(map)
+}
+
+/// Puts steps in dependency order after checking every step reference.
+fn order(steps: Vec<Step>) -> Result<Vec<Step>, ValidationError> {
+    let index: BTreeMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+    let mut deps = Vec::with_capacity(steps.len());
+    for step in &steps {
+        let mut step_deps = Vec::new();
+        for (input, source) in &step.inputs {
+            if let InputRef::Step { step: from, output } = source {
+                let located = |kind| ValidationError::new(kind).in_step(&step.name).in_field(format!("inputs.{input}"));
+                let &producer = index.get(from.as_str()).ok_or_else(|| located(Kind::UnknownStep { step: from.clone() }))?;
+                if !steps[producer].outputs.contains_key(output) {
+                    return Err(located(Kind::UnknownOutput { step: from.clone(), output: output.clone() }));
+                }
+                step_deps.push(producer);
+            }
+        }
+        deps.push(step_deps);
+    }
+    match graph::topological_order(&deps) {
+        Ok(order) => {
+            let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
+            Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
+        }
+        Err(cycle) => {
+            let names = cycle.iter().map(|&i| steps[i].name.clone()).collect();
+            Err(ValidationError::new(Kind::Cycle { steps: names }).in_field("inputs"))
+        }
+    }
+}
+
+/// One step of a [`PipelineBuilder`].
+#[derive(Debug, Clone)]
+pub struct StepBuilder {
+    name: String,
+    module: PathBuf,
+    args: Vec<String>,
+    inputs: Vec<(String, String)>,
+    outputs: Vec<(String, OutputKind)>,
+    params: Vec<(String, Value)>,
+    limits: Limits,
+    reuse: bool,
+}
+
+impl StepBuilder {
+    /// A step running the WASI module or component at `module`.
+    pub fn new(name: impl Into<String>, module: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.into(),
+            module: module.into(),
+            args: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            params: Vec::new(),
+            limits: Limits::default(),
+            reuse: true,
+        }
+    }
+
+    /// Appends one command-line argument; `${params.NAME}` is substituted.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Appends command-line arguments; `${params.NAME}` is substituted.
+    pub fn args<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Binds input `name` (seen at `/in/<name>`) to `inputs.NAME` or `STEP.OUTPUT`.
+    pub fn input(mut self, name: impl Into<String>, source: impl Into<String>) -> Self {
+        self.inputs.push((name.into(), source.into()));
+        self
+    }
+
+    /// Declares an output the step writes at `/out/<name>`.
+    pub fn output(mut self, name: impl Into<String>, kind: OutputKind) -> Self {
+        self.outputs.push((name.into(), kind));
+        self
+    }
+
+    /// Sets a step parameter; strings may use `${params.NAME}`.
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.params.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets all sandbox limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the memory limit in bytes.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.limits.memory = bytes;
+        self
+    }
+
+    /// Sets the wall-clock timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.limits.timeout = timeout;
+        self
+    }
+
+    /// Whether a cached result may be reused (default `true`).
+    pub fn reuse(mut self, reuse: bool) -> Self {
+        self.reuse = reuse;
+        self
+    }
+
+    fn validate(self, params: &params::Params, inputs: &BTreeMap<String, PathBuf>) -> Result<Step, ValidationError> {
+        check_module(&self.module).map_err(|err| err.in_field("module"))?;
+        for (i, arg) in self.args.iter().enumerate() {
+            check_references(&Value::String(arg.clone()), params).map_err(|err| err.in_field(format!("args[{i}]")))?;
+        }
+        let step_params = unique("params", self.params, names::check)?;
+        for (name, value) in &step_params {
+            check_references(value, params).map_err(|err| err.in_field(format!("params.{name}")))?;
+        }
+        let outputs = unique("outputs", self.outputs, names::check)?;
+        let raw_inputs = unique("inputs", self.inputs, names::check)?;
+        let mut resolved = BTreeMap::new();
+        for (name, reference) in raw_inputs {
+            let source = parse_reference(&reference, inputs).map_err(|err| err.in_field(format!("inputs.{name}")))?;
+            resolved.insert(name, source);
+        }
+        Ok(Step {
+            name: self.name,
+            module: self.module,
+            args: self.args,
+            inputs: resolved,
+            outputs,
+            params: step_params.into_iter().collect(),
+            limits: self.limits,
+            reuse: self.reuse,
+        })
+    }
+}
+
+/// Checks that the module file exists and starts like WebAssembly.
+fn check_module(path: &Path) -> Result<(), ValidationError> {
+    if !path.is_file() {
+        return Err(ValidationError::new(Kind::ModuleMissing { path: path.to_owned() }));
+    }
+    ModuleKind::of_file(path)
+        .map(|_| ())
+        .map_err(|reason| ValidationError::new(Kind::InvalidModule { path: path.to_owned(), reason }))
+}
+
+/// Checks that every `${params.X}` in `value` names a declared parameter.
+fn check_references(value: &Value, params: &params::Params) -> Result<(), ValidationError> {
+    let names = params::references(value).map_err(|why| ValidationError::new(Kind::Syntax(why)))?;
+    match names.into_iter().find(|name| !params.contains_key(name)) {
+        Some(param) => Err(ValidationError::new(Kind::UnknownParam { param, known: params.keys().cloned().collect() })),
+        None => Ok(()),
+    }
+}
+
+/// Parses `inputs.NAME` (which must exist) or `STEP.OUTPUT` (checked later).
+fn parse_reference(reference: &str, inputs: &BTreeMap<String, PathBuf>) -> Result<InputRef, ValidationError> {
+    let bad = || ValidationError::new(Kind::BadReference { reference: reference.to_owned() });
+    let (head, tail) = reference.split_once('.').ok_or_else(bad)?;
+    if head.is_empty() || tail.is_empty() || tail.contains('.') {
+        return Err(bad());
+    }
+    if head == "inputs" {
+        if !inputs.contains_key(tail) {
+            return Err(ValidationError::new(Kind::UnknownInput { input: tail.to_owned() }));
+        }
+        return Ok(InputRef::Pipeline(tail.to_owned()));
+    }
+    Ok(InputRef::Step { step: head.to_owned(), output: tail.to_owned() })
+}

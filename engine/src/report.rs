@@ -1,0 +1,109 @@
+//! What a run produced: per step, a status, timing, outputs and any error.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+use crate::{Artifact, Digest, StepError};
+
+/// The outcome of one run of a pipeline. Serializes to the JSON of
+/// `weir run --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Unique id of the run (UTC start time and a random suffix).
+    pub run_id: String,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// `succeeded` when every step ran or was cached.
+    pub status: RunStatus,
+    /// Every step of the pipeline, by name.
+    pub steps: BTreeMap<String, StepReport>,
+}
+
+impl RunReport {
+    /// Whether every step ran or was reused.
+    pub fn succeeded(&self) -> bool {
+        self.status == RunStatus::Succeeded
+    }
+
+    /// The artifact a step produced for `output`, if it did.
+    pub fn output(&self, step: &str, output: &str) -> Option<&Artifact> {
+        self.steps.get(step)?.outputs.get(output)
+    }
+
+    /// Names of the steps that ended with `status`, in name order.
+    pub fn steps_with(&self, status: StepStatus) -> Vec<&str> {
+        self.steps.iter().filter(|(_, step)| step.status == status).map(|(name, _)| name.as_str()).collect()
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Every step ran or was reused.
+    Succeeded,
+    /// At least one step failed (its dependents were skipped).
+    Failed,
+}
+
+/// How one step of a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepStatus {
+    /// The step executed and succeeded.
+    Ran,
+    /// A cached result with the same key was reused.
+    Cached,
+    /// The step executed and failed.
+    Failed,
+    /// An upstream step failed, so this one did not run.
+    Skipped,
+}
+
+/// One step's outcome within a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// How the step ended.
+    pub status: StepStatus,
+    /// Wall time spent on the step (execution, or the cache lookup).
+    #[serde(rename = "duration_ms", serialize_with = "as_millis")]
+    pub duration: Duration,
+    /// Output artifacts by output name (empty unless ran or cached).
+    #[serde(serialize_with = "as_digests")]
+    pub outputs: BTreeMap<String, Artifact>,
+    /// Why the step failed.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "as_text")]
+    pub error: Option<StepError>,
+    /// The cache key (absent for skipped steps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_key: Option<Digest>,
+    /// The guest's captured stdout and stderr (absent for skipped steps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logs: Option<Logs>,
+}
+
+/// Digests of a step execution's captured output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Logs {
+    /// What the guest wrote to stdout.
+    pub stdout: Digest,
+    /// What the guest wrote to stderr.
+    pub stderr: Digest,
+}
+
+fn as_millis<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(duration.as_secs_f64() * 1000.0)
+}
+
+fn as_digests<S: Serializer>(outputs: &BTreeMap<String, Artifact>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(outputs.iter().map(|(name, artifact)| (name, artifact.digest)))
+}
+
+fn as_text<S: Serializer>(error: &Option<StepError>, serializer: S) -> Result<S::Ok, S::Error> {
+    match error {
+        Some(error) => serializer.collect_str(error),
+        None => serializer.serialize_none(),
+    }
+}

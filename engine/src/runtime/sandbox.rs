@@ -1,0 +1,59 @@
+//! What a guest can see: its argv, `/in` read-only, `/out` writable, stdout
+//! and stderr captured to files, and nothing else: no host environment
+//! variables, no other host path, no network.
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::OutputFile;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::execute::Invocation;
+use super::limiter::MemoryLimiter;
+use super::chain;
+
+/// Store state of a preview-1 module.
+pub(crate) struct CoreState {
+    pub(crate) wasi: WasiP1Ctx,
+    pub(crate) limiter: MemoryLimiter,
+}
+
+/// Store state of a preview-2 component.
+pub(crate) struct ComponentState {
+    ctx: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+}
+
+impl ComponentState {
+    pub(crate) fn new(ctx: WasiCtx, limiter: MemoryLimiter) -> Self {
+        Self { ctx, table: ResourceTable::new(), limiter }
+    }
+}
+
+impl WasiView for ComponentState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
+    }
+}
+
+/// The WASI context of one execution.
+pub(crate) fn wasi_context(invocation: &Invocation) -> Result<WasiCtxBuilder, String> {
+    let mut builder = WasiCtxBuilder::new();
+    let stdout = invocation.stdout.try_clone().map_err(|err| format!("capturing stdout: {err}"))?;
+    let stderr = invocation.stderr.try_clone().map_err(|err| format!("capturing stderr: {err}"))?;
+    builder
+        .args(&invocation.argv)
+        .stdout(OutputFile::new(stdout))
+        .stderr(OutputFile::new(stderr))
+        .allow_blocking_current_thread(true)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    builder
+        .preopened_dir(&invocation.in_dir, "/in", FsPerms::ReadOnly)
+        .map_err(|err| format!("opening /in: {}", chain(&err)))?;
+    builder
+        .preopened_dir(&invocation.out_dir, "/out", FsPerms::ReadWrite)
+        .map_err(|err| format!("opening /out: {}", chain(&err)))?;
+    Ok(builder)
+}

@@ -1,0 +1,283 @@
+//! The content-addressed store of a workspace: artifacts named by digest,
+//! and cache entries that map a step's cache key to its outputs.
+//!
+//! Layout under the workspace directory:
+//!
+//! ```text
+//! objects/ab/cdef…   file artifacts and logs (read-only), named by BLAKE3 of their bytes
+//! trees/ab/cdef…     directory artifacts: canonical tree encodings, named by their BLAKE3
+//! cache/ab/cdef…     cache entries, named by cache key
+//! inputs/ab/cdef…    stat records of imported host files, named by BLAKE3 of the path
+//! compiled/…         compiled modules (see the runtime)
+//! runs/RUN.json      run summaries
+//! tmp/               scratch and staging; always on the same file system as the store
+//! ```
+//!
+//! Every entry is written under a temporary name in `tmp/`, synced, then
+//! renamed into place, so a process killed at any point leaves no partial
+//! entry. A cache entry is only written after all its objects, and a lookup
+//! checks that they exist.
+
+mod cache;
+mod import;
+mod ingest;
+mod materialize;
+mod tree;
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use serde::{Deserialize, Serialize};
+
+pub(crate) use cache::CacheEntry;
+pub(crate) use tree::{Tree, TreeEntry};
+
+use crate::{Digest, Error, OutputKind, Result};
+#[cfg(test)]
+use crate::StepErrorKind;
+
+/// An artifact in the store: its kind and digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Artifact {
+    /// File or directory.
+    pub kind: OutputKind,
+    /// The content digest.
+    pub digest: Digest,
+}
+
+/// A workspace's content-addressed store. Cheap to clone: an `Arc` inside.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    objects: Dir,
+    trees: Dir,
+    cache: Dir,
+    inputs: Dir,
+    tmp: Dir,
+    next_temp: AtomicU64,
+}
+
+/// Subdirectories created in every workspace.
+const LAYOUT: [&str; 7] = ["objects", "trees", "cache", "inputs", "compiled", "runs", "tmp"];
+
+/// Size of the buffer used to stream file contents through the hasher.
+const CHUNK: usize = 1 << 20;
+
+impl Store {
+    /// Opens the store of the workspace at `root`, creating it if needed.
+    pub fn open(root: impl AsRef<Path>) -> Result<Store> {
+        let root = root.as_ref();
+        std::fs::create_dir_all(root).map_err(Error::io(format!("creating workspace {}", root.display())))?;
+        let root = root.canonicalize().map_err(Error::io(format!("opening workspace {}", root.display())))?;
+        let root_dir = Dir::open_ambient_dir(&root, ambient_authority())
+            .map_err(Error::io(format!("opening workspace {}", root.display())))?;
+        for sub in LAYOUT {
+            root_dir.create_dir_all(sub).map_err(Error::io(format!("creating {}", root.join(sub).display())))?;
+        }
+        let open = |sub: &str| root_dir.open_dir(sub).map_err(Error::io(format!("opening {}", root.join(sub).display())));
+        let inner = Inner {
+            objects: open("objects")?,
+            trees: open("trees")?,
+            cache: open("cache")?,
+            inputs: open("inputs")?,
+            tmp: open("tmp")?,
+            root,
+            next_temp: AtomicU64::new(0),
+        };
+        Ok(Store { inner: Arc::new(inner) })
+    }
+
+    /// The workspace directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Host path of a subdirectory of the workspace (e.g. `runs`).
+    pub(crate) fn path_of(&self, sub: &str) -> PathBuf {
+        self.inner.root.join(sub)
+    }
+
+    /// A fresh name under `tmp/`, unique across threads and processes.
+    pub(crate) fn temp_name(&self, what: &str) -> String {
+        let n = self.inner.next_temp.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        format!("{what}-{}-{nanos:09}-{n}", std::process::id())
+    }
+
+    /// Creates a fresh scratch directory under `tmp/`; returns its handle and host path.
+    pub(crate) fn scratch_dir(&self, what: &str) -> Result<(Dir, PathBuf)> {
+        let name = self.temp_name(what);
+        let path = self.path_of("tmp").join(&name);
+        let context = || format!("creating scratch directory {}", path.display());
+        self.inner.tmp.create_dir(&name).map_err(|e| Error::io(context())(e))?;
+        let dir = self.inner.tmp.open_dir(&name).map_err(|e| Error::io(context())(e))?;
+        Ok((dir, path))
+    }
+
+    /// Removes a scratch directory made by [`scratch_dir`](Self::scratch_dir).
+    pub(crate) fn remove_scratch(&self, path: &Path) {
+        if let Some(name) = path.file_name() {
+            // Leftovers are unreachable from any entry; failing to remove one loses nothing.
+            let _ = self.inner.tmp.remove_dir_all(name);
+        }
+    }
+
+    /// Which kind of artifact `digest` names, if the store has it.
+    pub fn kind_of(&self, digest: &Digest) -> Option<OutputKind> {
+        let (fan, rest) = split(digest);
+        let exists = |dir: &Dir| dir.symlink_metadata(Path::new(&fan).join(&rest)).is_ok();
+        if exists(&self.inner.objects) {
+            Some(OutputKind::File)
+        } else if exists(&self.inner.trees) {
+            Some(OutputKind::Dir)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the store holds `artifact`.
+    pub fn contains(&self, artifact: &Artifact) -> bool {
+        let (fan, rest) = split(&artifact.digest);
+        self.kind_dir(artifact.kind).symlink_metadata(Path::new(&fan).join(rest)).is_ok()
+    }
+
+    /// The bytes of a file artifact, checked against its digest.
+    pub fn read_file(&self, digest: &Digest) -> Result<Vec<u8>> {
+        self.read_verified(&self.inner.objects, digest)
+    }
+
+    /// Writes `bytes` to `sink` after checking them against the digest.
+    pub fn write_file_to(&self, digest: &Digest, sink: &mut impl Write) -> Result<()> {
+        let bytes = self.read_file(digest)?;
+        sink.write_all(&bytes).map_err(Error::io("writing artifact"))
+    }
+
+    /// Stores `bytes` as a file artifact.
+    pub(crate) fn put_bytes(&self, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::of(bytes);
+        self.publish_bytes(&self.inner.objects, &digest, bytes, true)?;
+        Ok(digest)
+    }
+
+    fn kind_dir(&self, kind: OutputKind) -> &Dir {
+        match kind {
+            OutputKind::File => &self.inner.objects,
+            OutputKind::Dir => &self.inner.trees,
+        }
+    }
+
+    fn read_verified(&self, dir: &Dir, digest: &Digest) -> Result<Vec<u8>> {
+        let (fan, rest) = split(digest);
+        let bytes = match dir.read(Path::new(&fan).join(rest)) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(Error::ArtifactNotFound { digest: *digest }),
+            Err(err) => return Err(Error::io(format!("reading {digest}"))(err)),
+        };
+        if Digest::of(&bytes) != *digest {
+            return Err(Error::Corrupt { what: digest.to_string(), reason: "its content does not match its digest".into() });
+        }
+        Ok(bytes)
+    }
+
+    /// Writes `bytes` under `name` in `dir` (fanned out by the digest) atomically.
+    fn publish_bytes(&self, dir: &Dir, digest: &Digest, bytes: &[u8], read_only: bool) -> Result<()> {
+        let (fan, rest) = split(digest);
+        let target = Path::new(&fan).join(&rest);
+        if dir.symlink_metadata(&target).is_ok() {
+            return Ok(());
+        }
+        let temp = self.write_temp(bytes)?;
+        if read_only {
+            set_read_only(&self.inner.tmp, &temp)?;
+        }
+        self.rename_into(&temp, dir, &fan, &rest)
+    }
+
+    /// Writes a synced temporary file under `tmp/` and returns its name.
+    fn write_temp(&self, bytes: &[u8]) -> Result<String> {
+        let name = self.temp_name("blob");
+        let mut file = self.inner.tmp.create(&name).map_err(Error::io("creating a temporary file in the store"))?;
+        file.write_all(bytes).and_then(|()| file.sync_all()).map_err(Error::io("writing a temporary file in the store"))?;
+        Ok(name)
+    }
+
+    /// Renames `tmp/<temp>` to `<dir>/<fan>/<rest>`, creating the fan-out directory.
+    fn rename_into(&self, temp: &str, dir: &Dir, fan: &str, rest: &str) -> Result<()> {
+        self.rename_from(&self.inner.tmp, Path::new(temp), dir, fan, rest)
+    }
+
+    /// Renames `from_dir/from` to `<dir>/<fan>/<rest>`, creating the fan-out directory.
+    fn rename_from(&self, from_dir: &Dir, from: &Path, dir: &Dir, fan: &str, rest: &str) -> Result<()> {
+        ensure_dir(dir, fan)?;
+        from_dir
+            .rename(from, dir, Path::new(fan).join(rest))
+            .map_err(Error::io(format!("moving {} into the store", from.display())))
+    }
+}
+
+/// Splits a digest's hex into a two-digit fan-out directory and the rest.
+fn split(digest: &Digest) -> (String, String) {
+    let hex = digest.hex();
+    (hex[..2].to_owned(), hex[2..].to_owned())
+}
+
+fn ensure_dir(dir: &Dir, name: &str) -> Result<()> {
+    match dir.create_dir(name) {
+        Err(err) if err.kind() != io::ErrorKind::AlreadyExists => Err(Error::io(format!("creating store directory {name}"))(err)),
+        _ => Ok(()),
+    }
+}
+
+fn set_read_only(dir: &Dir, name: impl AsRef<Path>) -> Result<()> {
+    let name = name.as_ref();
+    let context = || format!("making {} read-only", name.display());
+    let mut perms = dir.symlink_metadata(name).map_err(|e| Error::io(context())(e))?.permissions();
+    perms.set_readonly(true);
+    dir.set_permissions(name, perms).map_err(|e| Error::io(context())(e))
+}
+
+/// Streams `reader` through BLAKE3, passing every chunk to `sink` too.
+fn hash_stream(reader: &mut impl Read, mut sink: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<Digest> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buffer = vec![0u8; CHUNK];
+    loop {
+        let read = read_full(reader, &mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        let chunk = &buffer[..read];
+        if read == CHUNK {
+            hasher.update_rayon(chunk);
+        } else {
+            hasher.update(chunk);
+        }
+        sink(chunk)?;
+    }
+    Ok(hasher.finalize().into())
+}
+
+/// Reads until `buffer` is full or the stream ends.
+fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match reader.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,145 @@
+use std::path::Path;
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+
+use super::*;
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("ws")).unwrap();
+    (dir, store)
+}
+
+fn scratch(store: &Store) -> (Dir, PathBuf) {
+    store.scratch_dir("test").unwrap()
+}
+
+#[test]
+fn bytes_round_trip_and_corruption_is_detected() {
+    let (_dir, store) = store();
+    let digest = store.put_bytes(b"hello").unwrap();
+    assert_eq!(digest, Digest::of(b"hello"));
+    assert_eq!(store.read_file(&digest).unwrap(), b"hello");
+    assert_eq!(store.kind_of(&digest), Some(OutputKind::File));
+
+    let hex = digest.hex();
+    let path = store.root().join("objects").join(&hex[..2]).join(&hex[2..]);
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    assert!(perms.readonly(), "stored objects are read-only");
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&path, perms).unwrap();
+    std::fs::write(&path, b"jello").unwrap();
+    assert!(matches!(store.read_file(&digest), Err(Error::Corrupt { .. })));
+}
+
+#[test]
+fn missing_artifact_is_not_found() {
+    let (_dir, store) = store();
+    let digest = Digest::of(b"never stored");
+    assert!(matches!(store.read_file(&digest), Err(Error::ArtifactNotFound { .. })));
+    assert_eq!(store.kind_of(&digest), None);
+}
+
+#[test]
+fn directory_digest_covers_names_and_contents_and_is_canonical() {
+    let (dir, store) = store();
+    let make = |name: &str, files: &[(&str, &str)]| {
+        let root = dir.path().join(name);
+        for (path, contents) in files {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, contents).unwrap();
+        }
+        store.import(&root).unwrap()
+    };
+    let a = make("a", &[("x.txt", "1"), ("sub/y.txt", "2")]);
+    let same = make("b", &[("sub/y.txt", "2"), ("x.txt", "1")]);
+    let renamed = make("c", &[("x.txt", "1"), ("sub/z.txt", "2")]);
+    let changed = make("d", &[("x.txt", "1"), ("sub/y.txt", "3")]);
+    assert_eq!(a.kind, OutputKind::Dir);
+    assert_eq!(a, same);
+    assert_ne!(a.digest, renamed.digest);
+    assert_ne!(a.digest, changed.digest);
+    assert_eq!(store.kind_of(&a.digest), Some(OutputKind::Dir));
+
+    let out = dir.path().join("exported");
+    store.export(&a.digest, &out).unwrap();
+    assert_eq!(std::fs::read_to_string(out.join("sub/y.txt")).unwrap(), "2");
+    assert!(store.export(&a.digest, &out).is_err(), "a directory export never overwrites");
+}
+
+#[test]
+fn import_reuses_the_digest_of_an_unchanged_file_and_notices_changes() {
+    let (dir, store) = store();
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, "first").unwrap();
+    // Age the file past the racy window so its stat record is kept.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    std::fs::File::options().write(true).open(&input).unwrap().set_modified(old).unwrap();
+    let first = store.import(&input).unwrap();
+    assert_eq!(first.digest, Digest::of(b"first"));
+    assert_eq!(store.import(&input).unwrap(), first);
+
+    std::fs::write(&input, "second").unwrap();
+    assert_eq!(store.import(&input).unwrap().digest, Digest::of(b"second"));
+}
+
+#[test]
+fn ingest_moves_files_and_rejects_links_and_wrong_kinds() {
+    let (_dir, store) = store();
+    let (out, out_path) = scratch(&store);
+    out.write("result", b"data").unwrap();
+    out.create_dir_all("tree/sub").unwrap();
+    out.write("tree/sub/f", b"nested").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", out_path.join("link")).unwrap();
+    std::os::unix::fs::symlink("/etc", out_path.join("tree/escape")).unwrap();
+
+    let file = store.ingest_output(&out, "result", OutputKind::File).unwrap();
+    assert_eq!(store.read_file(&file.digest).unwrap(), b"data");
+    assert!(!out_path.join("result").exists(), "the output was moved, not copied");
+
+    let missing = store.ingest_output(&out, "nope", OutputKind::File).unwrap_err();
+    assert_eq!(missing, StepErrorKind::MissingOutput { output: "nope".into() });
+    let link = store.ingest_output(&out, "link", OutputKind::File).unwrap_err();
+    assert!(matches!(&link, StepErrorKind::BadOutput { reason, .. } if reason.contains("symbolic link")), "{link}");
+    let nested = store.ingest_output(&out, "tree", OutputKind::Dir).unwrap_err();
+    assert!(matches!(&nested, StepErrorKind::BadOutput { reason, .. } if reason.contains("tree/escape")), "{nested}");
+    let kind = store.ingest_output(&out, "tree", OutputKind::File).unwrap_err();
+    assert!(matches!(&kind, StepErrorKind::BadOutput { reason, .. } if reason.contains("declared as a file")), "{kind}");
+}
+
+#[test]
+fn materialize_links_files_and_rebuilds_directories() {
+    let (dir, store) = store();
+    let root = dir.path().join("data");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::write(root.join("sub/f"), "x").unwrap();
+    let tree = store.import(&root).unwrap();
+    let (dest, dest_path) = scratch(&store);
+    store.materialize(&tree, &dest, Path::new("input")).unwrap();
+    assert_eq!(std::fs::read_to_string(dest_path.join("input/sub/f")).unwrap(), "x");
+    let _ = Dir::open_ambient_dir(&dest_path, ambient_authority()).unwrap();
+}
+
+#[test]
+fn cache_entries_require_their_artifacts() {
+    let (_dir, store) = store();
+    let log = store.put_bytes(b"").unwrap();
+    let output = store.put_bytes(b"out").unwrap();
+    let key = Digest::of(b"key");
+    let entry = CacheEntry {
+        outputs: [("r".to_owned(), Artifact { kind: OutputKind::File, digest: output })].into(),
+        stdout: log,
+        stderr: log,
+        run_id: "run".into(),
+    };
+    assert_eq!(store.cache_get(&key), None);
+    store.cache_put(&key, &entry).unwrap();
+    assert_eq!(store.cache_get(&key), Some(entry));
+
+    let hex = output.hex();
+    std::fs::remove_file(store.root().join("objects").join(&hex[..2]).join(&hex[2..])).unwrap();
+    assert_eq!(store.cache_get(&key), None, "an entry whose output is gone is a miss");
+}

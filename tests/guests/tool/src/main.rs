@@ -1,0 +1,167 @@
+//! A test guest whose behaviour is chosen by its first argument. Each mode
+//! exercises one part of the step contract or one way to fail.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).map(String::as_str).unwrap_or("");
+    let rest = &args[args.len().min(2)..];
+    match mode {
+        "upper" => upper(rest),
+        "concat" => concat(),
+        "copy" => copy(&rest[0], &rest[1]),
+        "params" => write("result", &fs::read("/in/.params.json").expect("params file")),
+        "args" => write("result", rest.join("\n").as_bytes()),
+        "env" => env(),
+        "probe-read" => probe_read(&rest[0]),
+        "probe-write" => probe_write(&rest[0]),
+        "list-in" => list_in(),
+        "tree" => tree(&rest[0]),
+        "symlink" => symlink(),
+        "nothing" => {}
+        "fail" => fail(rest[0].parse().expect("exit code")),
+        "panic" => panic!("the guest panicked on purpose"),
+        "spin" => spin(),
+        "alloc" => alloc(),
+        "nap" => nap(rest[0].parse().expect("milliseconds")),
+        other => {
+            eprintln!("unknown mode `{other}`");
+            std::process::exit(64);
+        }
+    }
+}
+
+fn write(output: &str, bytes: &[u8]) {
+    fs::write(Path::new("/out").join(output), bytes).expect("write output");
+}
+
+/// Upper-cases /in/text and appends the `word` parameter and argv.
+fn upper(rest: &[String]) {
+    let text = fs::read_to_string("/in/text").expect("read /in/text");
+    let mut out = text.to_uppercase();
+    for arg in rest {
+        out.push_str(&format!("[{arg}]"));
+    }
+    write("result", out.as_bytes());
+}
+
+/// Concatenates every input file, in name order.
+fn concat() {
+    let mut names: Vec<String> = fs::read_dir("/in")
+        .expect("list /in")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        out.extend(fs::read(Path::new("/in").join(&name)).expect("read input"));
+    }
+    write("result", &out);
+}
+
+fn copy(from: &str, to: &str) {
+    let bytes = fs::read(Path::new("/in").join(from)).expect("read input");
+    write(to, &bytes);
+}
+
+fn env() {
+    let vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+    write("result", vars.join("\n").as_bytes());
+}
+
+/// Tries to read a path; records `ok:<bytes>` or `err:<message>`.
+fn probe_read(path: &str) {
+    let outcome = match fs::read(path) {
+        Ok(bytes) => format!("ok:{}", bytes.len()),
+        Err(err) => format!("err:{err}"),
+    };
+    write("result", outcome.as_bytes());
+}
+
+/// Tries to overwrite, append to and delete a path; records each outcome.
+fn probe_write(path: &str) {
+    let mut report = Vec::new();
+    report.push(match fs::write(path, b"overwritten") {
+        Ok(()) => "write:ok".to_owned(),
+        Err(err) => format!("write:err:{err}"),
+    });
+    report.push(match fs::OpenOptions::new().append(true).open(path).and_then(|mut f| f.write_all(b"more")) {
+        Ok(()) => "append:ok".to_owned(),
+        Err(err) => format!("append:err:{err}"),
+    });
+    report.push(match fs::remove_file(path) {
+        Ok(()) => "remove:ok".to_owned(),
+        Err(err) => format!("remove:err:{err}"),
+    });
+    write("result", report.join("\n").as_bytes());
+}
+
+/// Lists /in recursively as `path kind` lines.
+fn list_in() {
+    let mut lines = Vec::new();
+    walk(Path::new("/in"), &mut lines);
+    lines.sort();
+    write("result", lines.join("\n").as_bytes());
+}
+
+fn walk(dir: &Path, lines: &mut Vec<String>) {
+    for entry in fs::read_dir(dir).expect("list") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            lines.push(format!("{} dir", path.display()));
+            walk(&path, lines);
+        } else {
+            let len = fs::metadata(&path).expect("stat").len();
+            lines.push(format!("{} file {len}", path.display()));
+        }
+    }
+}
+
+/// Writes a directory output `/out/<name>` with a nested file.
+fn tree(name: &str) {
+    let root = Path::new("/out").join(name);
+    fs::create_dir_all(root.join("sub")).expect("mkdir");
+    fs::write(root.join("a.txt"), b"alpha").expect("write");
+    fs::write(root.join("sub/b.txt"), b"beta").expect("write");
+}
+
+/// Writes an output that is a symbolic link to a host path.
+fn symlink() {
+    // SAFETY: both arguments are NUL-terminated C strings that outlive the call.
+    let status = unsafe { libc::symlink(c"/etc/passwd".as_ptr(), c"/out/result".as_ptr()) };
+    assert_eq!(status, 0, "symlink failed: {}", std::io::Error::last_os_error());
+}
+
+fn fail(code: i32) {
+    eprintln!("something went wrong: failing with status {code}");
+    std::process::exit(code);
+}
+
+fn spin() {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+fn alloc() {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![1u8; 1 << 20]);
+        std::hint::black_box(&hoard);
+    }
+}
+
+/// Sleeps, recording wall-clock start and end (ms since the epoch).
+fn nap(millis: u64) {
+    let now = || SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis();
+    let start = now();
+    std::thread::sleep(Duration::from_millis(millis));
+    let end = now();
+    write("result", format!("{start} {end}").as_bytes());
+}

@@ -1,0 +1,185 @@
+//! Shared fixtures of weir's integration tests: guests built from source,
+//! the `weir` binary, and throwaway projects with a manifest and a workspace.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// The WASI flavours a guest can be built as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wasi {
+    /// A preview-1 core module (`wasm32-wasip1`).
+    P1,
+    /// A preview-2 command component (`wasm32-wasip2`).
+    P2,
+}
+
+impl Wasi {
+    /// Both flavours.
+    pub const ALL: [Wasi; 2] = [Wasi::P1, Wasi::P2];
+
+    fn target(self) -> &'static str {
+        match self {
+            Wasi::P1 => "wasm32-wasip1",
+            Wasi::P2 => "wasm32-wasip2",
+        }
+    }
+
+    /// The file name the test tool gets inside a project.
+    pub fn tool_name(self) -> &'static str {
+        match self {
+            Wasi::P1 => "tool-p1.wasm",
+            Wasi::P2 => "tool-p2.wasm",
+        }
+    }
+}
+
+/// The directory holding the test executable (`target/<profile>`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps directory");
+    deps.parent().expect("profile directory").to_owned()
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned()
+}
+
+fn run_cargo(mut command: Command, what: &str) {
+    let output = command.output().unwrap_or_else(|err| panic!("running cargo to build {what}: {err}"));
+    assert!(output.status.success(), "building {what} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// The test tool (`tests/guests/tool`) built for `wasi`, built on first use.
+pub fn tool(wasi: Wasi) -> PathBuf {
+    static BUILT: [OnceLock<PathBuf>; 2] = [OnceLock::new(), OnceLock::new()];
+    BUILT[wasi as usize]
+        .get_or_init(|| {
+            let target_dir = profile_dir().parent().expect("target directory").join("guests");
+            let mut command = cargo();
+            command
+                .args(["build", "--quiet", "--release", "--target", wasi.target(), "--manifest-path"])
+                .arg(workspace_root().join("tests/guests/tool/Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target_dir);
+            run_cargo(command, &format!("the test guest for {}", wasi.target()));
+            target_dir.join(wasi.target()).join("release/tool.wasm")
+        })
+        .clone()
+}
+
+/// The `weir` binary of this profile, built on first use.
+pub fn weir_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let profile = profile_dir();
+            let mut command = cargo();
+            command.current_dir(workspace_root()).args(["build", "--quiet", "-p", "weir-cli"]);
+            if profile.file_name().is_some_and(|name| name == "release") {
+                command.arg("--release");
+            }
+            run_cargo(command, "the weir binary");
+            profile.join(format!("weir{}", std::env::consts::EXE_SUFFIX))
+        })
+        .clone()
+}
+
+/// A throwaway project: a directory with both test tools, data files, a
+/// manifest, and its own workspace (`.weir`).
+pub struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Project {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Project {
+    /// An empty project holding `tool-p1.wasm` and `tool-p2.wasm`.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        for wasi in Wasi::ALL {
+            std::fs::copy(tool(wasi), dir.path().join(wasi.tool_name())).expect("copy test tool");
+        }
+        Self { dir }
+    }
+
+    /// The project directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The project's workspace directory.
+    pub fn workspace(&self) -> PathBuf {
+        self.path().join(".weir")
+    }
+
+    /// Writes a file (creating parent directories) and returns its path.
+    pub fn write(&self, relative: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path().join(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("create parent");
+        std::fs::write(&path, contents).expect("write file");
+        path
+    }
+
+    /// Writes `pipeline.toml`.
+    pub fn manifest(&self, toml: &str) -> PathBuf {
+        self.write("pipeline.toml", toml)
+    }
+
+    /// Runs `weir` with these arguments and the project's workspace.
+    pub fn weir(&self, args: &[&str]) -> Output {
+        Command::new(weir_bin())
+            .args(args)
+            .arg("--workspace")
+            .arg(self.workspace())
+            .current_dir(self.path())
+            .env_remove("WEIR_HOME")
+            .output()
+            .expect("run weir")
+    }
+
+    /// `weir run pipeline.toml --json EXTRA…`: the exit code and the summary.
+    pub fn run_json(&self, extra: &[&str]) -> (i32, Value) {
+        let mut args = vec!["run", "pipeline.toml", "--json"];
+        args.extend_from_slice(extra);
+        let output = self.weir(&args);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let summary = serde_json::from_str(&stdout).unwrap_or_else(|err| {
+            panic!("stdout is not one JSON object ({err}):\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&output.stderr))
+        });
+        (output.status.code().expect("exit code"), summary)
+    }
+
+    /// `weir cat DIGEST` as text.
+    pub fn cat(&self, digest: &str) -> String {
+        let output = self.weir(&["cat", digest]);
+        assert!(output.status.success(), "weir cat failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("utf-8 artifact")
+    }
+}
+
+/// The names of the steps with `status` in a `--json` summary, sorted.
+pub fn steps_with(summary: &Value, status: &str) -> Vec<String> {
+    let steps = summary["steps"].as_object().expect("steps object");
+    let mut names: Vec<String> =
+        steps.iter().filter(|(_, step)| step["status"] == status).map(|(name, _)| name.clone()).collect();
+    names.sort();
+    names
+}
+
+/// The digest of `step`'s `output` in a `--json` summary.
+pub fn output_digest<'a>(summary: &'a Value, step: &str, output: &str) -> &'a str {
+    summary["steps"][step]["outputs"][output]
+        .as_str()
+        .unwrap_or_else(|| panic!("no output {step}.{output} in {summary}"))
+}
