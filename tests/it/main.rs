@@ -1,1 +1,12 @@
+//! Integration tests: real guests, built from source, run by the engine and
+//! the `weir` binary. One binary, a file per feature; each test gets its own
+//! project directory and workspace.
 
+mod caching;
+mod cli;
+mod contract;
+mod embedding;
+mod failures;
+mod parallel;
+mod sandbox;
+mod validation;

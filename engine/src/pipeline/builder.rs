@@ -138,8 +138,9 @@ fn order(steps: Vec<Step>) -> Result<Vec<Step>, ValidationError> {
             Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
         }
         Err(cycle) => {
-            let names = cycle.iter().map(|&i| steps[i].name.clone()).collect();
-            Err(ValidationError::new(Kind::Cycle { steps: names }).in_field("inputs"))
+            let names: Vec<String> = cycle.iter().map(|&i| steps[i].name.clone()).collect();
+            let first = names[0].clone();
+            Err(ValidationError::new(Kind::Cycle { steps: names }).in_step(&first).in_field("inputs"))
         }
     }
 }

@@ -1,0 +1,157 @@
+//! Memoization: which steps run and which are reused, across runs.
+
+use weir_tests::{Project, output_digest, steps_with};
+
+/// prep -> upper -> join, with `shout` as an independent branch into join.
+fn chain(project: &Project) {
+    project.write("data/text.txt", "hello world\n");
+    project.manifest(
+        r#"
+name = "chain"
+
+[params]
+word = "hello"
+loud = "yes"
+
+[inputs]
+text = "data/text.txt"
+
+[steps.prep]
+module = "tool-p1.wasm"
+args = ["copy", "text", "copied"]
+inputs = { text = "inputs.text" }
+outputs = { copied = "file" }
+
+[steps.upper]
+module = "tool-p2.wasm"
+args = ["upper", "${params.word}"]
+inputs = { text = "prep.copied" }
+outputs = { result = "file" }
+
+[steps.shout]
+module = "tool-p1.wasm"
+args = ["params"]
+params = { loud = "${params.loud}" }
+outputs = { result = "file" }
+
+[steps.join]
+module = "tool-p1.wasm"
+args = ["concat"]
+inputs = { a = "upper.result", b = "shout.result" }
+outputs = { result = "file" }
+"#,
+    );
+}
+
+#[test]
+fn first_run_executes_everything_and_rerun_reuses_everything() {
+    let project = Project::new();
+    chain(&project);
+    let (code, first) = project.run_json(&[]);
+    assert_eq!(code, 0, "{first}");
+    assert_eq!(first["status"], "succeeded");
+    assert_eq!(steps_with(&first, "ran"), ["join", "prep", "shout", "upper"]);
+    let joined = project.cat(output_digest(&first, "join", "result"));
+    assert!(joined.starts_with("HELLO WORLD\n[hello]"), "{joined}");
+
+    let (code, second) = project.run_json(&[]);
+    assert_eq!(code, 0);
+    assert_eq!(steps_with(&second, "cached"), ["join", "prep", "shout", "upper"]);
+    assert_eq!(steps_with(&second, "ran"), Vec::<String>::new());
+    for step in ["prep", "upper", "shout", "join"] {
+        assert_eq!(first["steps"][step]["outputs"], second["steps"][step]["outputs"], "{step}");
+    }
+    assert_ne!(first["run_id"], second["run_id"]);
+}
+
+#[test]
+fn changing_a_parameter_reruns_only_its_users_and_their_dependents() {
+    let project = Project::new();
+    chain(&project);
+    assert_eq!(project.run_json(&[]).0, 0);
+
+    let (code, summary) = project.run_json(&["--param", "word=bye"]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(steps_with(&summary, "ran"), ["join", "upper"]);
+    assert_eq!(steps_with(&summary, "cached"), ["prep", "shout"]);
+
+    let (_, summary) = project.run_json(&["--param", "loud=no"]);
+    assert_eq!(steps_with(&summary, "ran"), ["join", "shout"]);
+    assert_eq!(steps_with(&summary, "cached"), ["prep", "upper"]);
+
+    // Back to the defaults: every result is still in the cache.
+    let (_, summary) = project.run_json(&[]);
+    assert_eq!(steps_with(&summary, "cached").len(), 4);
+}
+
+#[test]
+fn changing_an_input_file_reruns_its_readers() {
+    let project = Project::new();
+    chain(&project);
+    assert_eq!(project.run_json(&[]).0, 0);
+    project.write("data/text.txt", "other text\n");
+    let (_, summary) = project.run_json(&[]);
+    assert_eq!(steps_with(&summary, "ran"), ["join", "prep", "upper"]);
+    assert_eq!(steps_with(&summary, "cached"), ["shout"]);
+}
+
+#[test]
+fn identical_upstream_output_cuts_off_downstream_reruns() {
+    let project = Project::new();
+    chain(&project);
+    assert_eq!(project.run_json(&[]).0, 0);
+    // `prep` must execute again, but it produces the same bytes, so `upper`
+    // and `join` keep their keys.
+    let (_, summary) = project.run_json(&["--rerun", "prep"]);
+    assert_eq!(steps_with(&summary, "ran"), ["prep"]);
+    assert_eq!(steps_with(&summary, "cached"), ["join", "shout", "upper"]);
+}
+
+#[test]
+fn no_cache_executes_every_step() {
+    let project = Project::new();
+    chain(&project);
+    assert_eq!(project.run_json(&[]).0, 0);
+    let (_, summary) = project.run_json(&["--no-cache"]);
+    assert_eq!(steps_with(&summary, "ran").len(), 4);
+}
+
+#[test]
+fn steps_that_opt_out_of_reuse_always_run() {
+    let project = Project::new();
+    project.manifest(
+        r#"
+name = "effects"
+[steps.publish]
+module = "tool-p1.wasm"
+args = ["args", "x"]
+outputs = { result = "file" }
+reuse = false
+
+[steps.pure]
+module = "tool-p1.wasm"
+args = ["args", "y"]
+outputs = { result = "file" }
+"#,
+    );
+    assert_eq!(project.run_json(&[]).0, 0);
+    let (_, summary) = project.run_json(&[]);
+    assert_eq!(steps_with(&summary, "ran"), ["publish"]);
+    assert_eq!(steps_with(&summary, "cached"), ["pure"]);
+}
+
+#[test]
+fn a_different_module_is_a_different_key() {
+    let project = Project::new();
+    let manifest = |module: &str| {
+        format!("name = \"m\"\n[steps.s]\nmodule = \"{module}\"\nargs = [\"args\", \"same\"]\noutputs = {{ result = \"file\" }}\n")
+    };
+    project.manifest(&manifest("tool-p1.wasm"));
+    let (_, first) = project.run_json(&[]);
+    project.manifest(&manifest("tool-p2.wasm"));
+    let (_, second) = project.run_json(&[]);
+    assert_eq!(steps_with(&second, "ran"), ["s"]);
+    assert_ne!(first["steps"]["s"]["cache_key"], second["steps"]["s"]["cache_key"]);
+    // Same bytes out, so the output digest is shared.
+    assert_eq!(output_digest(&first, "s", "result"), output_digest(&second, "s", "result"));
+}

@@ -1,0 +1,99 @@
+//! The command-line contract: the JSON summary, the text report, `cat`,
+//! `export`, the workspace option and exit codes.
+
+use std::process::Command;
+
+use weir_tests::{Project, output_digest, weir_bin};
+
+fn one_step(project: &Project) {
+    project.write("data/text.txt", "abc");
+    project.manifest(
+        "name = \"cli\"\n[inputs]\ntext = \"data/text.txt\"\n\
+         [steps.upper]\nmodule = \"tool-p2.wasm\"\nargs = [\"upper\"]\ninputs = { text = \"inputs.text\" }\noutputs = { result = \"file\" }\n",
+    );
+}
+
+#[test]
+fn json_summary_has_the_documented_shape() {
+    let project = Project::new();
+    one_step(&project);
+    let output = project.weir(&["run", "pipeline.toml", "--json"]);
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(stdout.trim().lines().count(), 1, "exactly one JSON object: {stdout}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["pipeline"], "cli");
+    assert_eq!(summary["status"], "succeeded");
+    assert!(summary["run_id"].as_str().is_some_and(|id| !id.is_empty()));
+    let step = &summary["steps"]["upper"];
+    assert_eq!(step["status"], "ran");
+    assert!(step["duration_ms"].as_f64().is_some_and(|ms| ms > 0.0));
+    let digest = output_digest(&summary, "upper", "result");
+    assert_eq!(digest, format!("blake3:{}", blake3::hash(b"ABC").to_hex()));
+    assert!(step.get("error").is_none());
+    assert_eq!(project.cat(step["logs"]["stderr"].as_str().unwrap()), "");
+}
+
+#[test]
+fn text_report_has_a_line_per_step_and_a_summary() {
+    let project = Project::new();
+    one_step(&project);
+    let first = project.weir(&["run", "pipeline.toml"]);
+    assert_eq!(first.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(stdout.lines().any(|l| l.trim_start().starts_with("ran") && l.contains("upper") && l.contains("ms")), "{stdout}");
+    assert!(stdout.contains("succeeded: 1 ran, 0 cached, 0 failed, 0 skipped"), "{stdout}");
+    let second = project.weir(&["run", "pipeline.toml"]);
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(stdout.lines().any(|l| l.trim_start().starts_with("cached") && l.contains("upper")), "{stdout}");
+}
+
+#[test]
+fn cat_and_export_read_artifacts_back() {
+    let project = Project::new();
+    one_step(&project);
+    let (_, summary) = project.run_json(&[]);
+    let digest = output_digest(&summary, "upper", "result");
+    assert_eq!(project.cat(digest), "ABC");
+
+    let dest = project.path().join("out/result.txt");
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    let export = project.weir(&["export", digest, dest.to_str().unwrap()]);
+    assert!(export.status.success());
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "ABC");
+
+    let unknown = format!("blake3:{}", "0".repeat(64));
+    let missing = project.weir(&["cat", &unknown]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no artifact"));
+
+    let malformed = project.weir(&["cat", "sha1:abc"]);
+    assert_eq!(malformed.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&malformed.stderr).contains("is not a digest"));
+}
+
+#[test]
+fn the_workspace_comes_from_weir_home_when_not_given() {
+    let project = Project::new();
+    one_step(&project);
+    let home = project.path().join("elsewhere");
+    let output = Command::new(weir_bin())
+        .args(["run", "pipeline.toml", "--json"])
+        .current_dir(project.path())
+        .env("WEIR_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(home.join("objects").is_dir());
+    assert!(!project.workspace().exists());
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    let project = Project::new();
+    let output = project.weir(&["run"]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = project.weir(&["run", "pipeline.toml", "--param", "novalue"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("expected NAME=VALUE"));
+}

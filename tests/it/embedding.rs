@@ -1,0 +1,58 @@
+//! The library API: building a pipeline in code, running it in-process, and
+//! reading artifacts back.
+
+use weir::{Engine, OutputKind, Pipeline, RunOptions, StepBuilder, StepStatus, ValidationErrorKind};
+use weir_tests::{Project, Wasi, tool};
+
+#[test]
+fn a_pipeline_built_in_code_runs_and_its_outputs_read_back() {
+    let project = Project::new();
+    let text = project.write("text.txt", "embedded");
+    let pipeline = Pipeline::builder("embedded")
+        .param("word", "hi")
+        .input("text", &text)
+        .step(
+            StepBuilder::new("upper", tool(Wasi::P2))
+                .args(["upper", "${params.word}"])
+                .input("text", "inputs.text")
+                .output("result", OutputKind::File),
+        )
+        .step(
+            StepBuilder::new("again", tool(Wasi::P1))
+                .args(["copy", "x", "result"])
+                .input("x", "upper.result")
+                .output("result", OutputKind::File),
+        )
+        .build()
+        .unwrap();
+    let engine = Engine::builder().workspace(project.workspace()).jobs(2).build().unwrap();
+
+    let report = engine.run(&pipeline, &RunOptions::new().param("word", "yo")).unwrap();
+    assert!(report.succeeded());
+    let result = report.output("again", "result").unwrap();
+    assert_eq!(engine.store().read_file(&result.digest).unwrap(), b"EMBEDDED[yo]");
+
+    let again = engine.run(&pipeline, &RunOptions::new().param("word", "yo")).unwrap();
+    assert_eq!(again.steps_with(StepStatus::Cached), ["again", "upper"]);
+}
+
+#[test]
+fn builder_errors_are_typed() {
+    let project = Project::new();
+    let duplicate = Pipeline::builder("dup")
+        .step(StepBuilder::new("a", tool(Wasi::P1)))
+        .step(StepBuilder::new("a", tool(Wasi::P1)))
+        .build()
+        .unwrap_err();
+    assert_eq!(duplicate.kind, ValidationErrorKind::DuplicateName { name: "a".into() });
+    assert_eq!(duplicate.location.step.as_deref(), Some("a"));
+
+    let missing = Pipeline::builder("m").step(StepBuilder::new("s", project.path().join("absent.wasm"))).build().unwrap_err();
+    assert!(matches!(missing.kind, ValidationErrorKind::ModuleMissing { .. }));
+    assert_eq!(missing.location.field.as_deref(), Some("module"));
+
+    let pipeline = Pipeline::builder("p").param("n", 1).build().unwrap();
+    let engine = Engine::builder().workspace(project.workspace()).build().unwrap();
+    let err = engine.run(&pipeline, &RunOptions::new().param("n", "one")).unwrap_err();
+    assert!(err.to_string().contains("bad value for parameter `n`"), "{err}");
+}

@@ -1,0 +1,119 @@
+//! Isolation and limits: guests see nothing of the host, cannot write their
+//! inputs, and are stopped by their time and memory limits.
+
+use weir_tests::{Project, Wasi, output_digest};
+
+/// Runs one step of the tool with `args` and returns what it wrote.
+fn probe(wasi: Wasi, args: &[&str], with_input: bool) -> String {
+    let project = Project::new();
+    project.write("data/secret.txt", "original");
+    let args = args.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
+    let inputs = if with_input { "inputs = { data = \"inputs.data\" }" } else { "" };
+    project.manifest(&format!(
+        "name = \"probe\"\n[inputs]\ndata = \"data/secret.txt\"\n[steps.probe]\nmodule = \"{}\"\nargs = [{args}]\n{inputs}\noutputs = {{ result = \"file\" }}\n",
+        wasi.tool_name()
+    ));
+    let (code, summary) = project.run_json(&[]);
+    assert_eq!(code, 0, "{summary}");
+    let result = project.cat(output_digest(&summary, "probe", "result"));
+    assert_eq!(std::fs::read_to_string(project.path().join("data/secret.txt")).unwrap(), "original");
+    result
+}
+
+#[test]
+fn host_paths_are_invisible() {
+    for wasi in Wasi::ALL {
+        for path in ["/etc/passwd", "/in/../../../../etc/passwd", "../etc/passwd", "/out/../../etc/passwd", "/tmp"] {
+            let result = probe(wasi, &["probe-read", path], false);
+            assert!(result.starts_with("err:"), "{wasi:?} read {path}: {result}");
+        }
+    }
+}
+
+#[test]
+fn host_environment_is_invisible() {
+    // `weir` inherits this test's environment (PATH, CARGO_*, …); the guest must see none of it.
+    for wasi in Wasi::ALL {
+        let result = probe(wasi, &["env"], false);
+        assert_eq!(result, "", "{wasi:?} saw environment variables: {result}");
+    }
+}
+
+#[test]
+fn inputs_are_read_only() {
+    for wasi in Wasi::ALL {
+        let result = probe(wasi, &["probe-write", "/in/data"], true);
+        let lines: Vec<&str> = result.lines().collect();
+        assert_eq!(lines.len(), 3, "{result}");
+        for line in lines {
+            assert!(line.contains(":err:"), "{wasi:?}: {result}");
+        }
+    }
+}
+
+#[test]
+fn stored_inputs_stay_intact_after_a_write_attempt() {
+    let project = Project::new();
+    project.write("data/secret.txt", "original");
+    project.manifest(
+        r#"
+name = "intact"
+[inputs]
+data = "data/secret.txt"
+[steps.vandal]
+module = "tool-p1.wasm"
+args = ["probe-write", "/in/data"]
+inputs = { data = "inputs.data" }
+outputs = { result = "file" }
+[steps.reader]
+module = "tool-p2.wasm"
+args = ["copy", "data", "result"]
+inputs = { data = "inputs.data", after = "vandal.result" }
+outputs = { result = "file" }
+"#,
+    );
+    let (code, summary) = project.run_json(&[]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(project.cat(output_digest(&summary, "reader", "result")), "original");
+}
+
+fn failing_step(wasi: Wasi, args: &str, limits: &str) -> (i32, serde_json::Value) {
+    let project = Project::new();
+    project.manifest(&format!(
+        "name = \"limits\"\n[steps.greedy]\nmodule = \"{}\"\nargs = [{args}]\nlimits = {limits}\noutputs = {{ result = \"file\" }}\n",
+        wasi.tool_name()
+    ));
+    project.run_json(&[])
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_by_its_timeout() {
+    for wasi in Wasi::ALL {
+        let started = std::time::Instant::now();
+        let (code, summary) = failing_step(wasi, "\"spin\"", "{ timeout = \"300ms\" }");
+        assert_eq!(code, 1);
+        let error = summary["steps"]["greedy"]["error"].as_str().unwrap();
+        assert!(error.contains("timed out after 300ms (limits.timeout)"), "{wasi:?}: {error}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the loop was not interrupted");
+    }
+}
+
+#[test]
+fn an_allocation_past_the_memory_limit_fails_the_step() {
+    for wasi in Wasi::ALL {
+        let (code, summary) = failing_step(wasi, "\"alloc\"", "{ memory = \"32MiB\" }");
+        assert_eq!(code, 1);
+        let error = summary["steps"]["greedy"]["error"].as_str().unwrap();
+        assert!(error.contains("exceeded its memory limit of 33554432 bytes (limits.memory)"), "{wasi:?}: {error}");
+    }
+}
+
+#[test]
+fn a_symlink_output_is_rejected() {
+    for wasi in Wasi::ALL {
+        let (code, summary) = failing_step(wasi, "\"symlink\"", "{}");
+        assert_eq!(code, 1);
+        let error = summary["steps"]["greedy"]["error"].as_str().unwrap();
+        assert!(error.contains("output `result`") && error.contains("symbolic link"), "{wasi:?}: {error}");
+    }
+}

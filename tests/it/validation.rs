@@ -1,0 +1,147 @@
+//! Invalid pipelines and options are rejected before anything runs, with an
+//! error naming the file, the step and the field.
+
+use weir_tests::Project;
+
+const GOOD_STEP: &str = "[steps.a]\nmodule = \"tool-p1.wasm\"\nargs = [\"args\"]\noutputs = { result = \"file\" }\n";
+
+/// Runs the manifest and returns stderr, asserting exit code 2 and that no run happened.
+fn rejected(toml: &str, extra: &[&str]) -> String {
+    let project = Project::new();
+    project.write("not-wasm.wasm", "#!/bin/sh\necho hi\n");
+    project.write("bad-body.wasm", b"\0asm\x01\0\0\0\xff\xff\xff");
+    project.manifest(toml);
+    let mut args = vec!["run", "pipeline.toml"];
+    args.extend_from_slice(extra);
+    let output = project.weir(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("pipeline.toml"), "the error names the file: {stderr}");
+    let runs = project.workspace().join("runs");
+    let ran = runs.exists() && std::fs::read_dir(&runs).unwrap().next().is_some();
+    assert!(!ran, "nothing may run: {stderr}");
+    stderr
+}
+
+fn assert_mentions(stderr: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(stderr.contains(part), "expected {part:?} in: {stderr}");
+    }
+}
+
+#[test]
+fn a_cycle_lists_its_steps() {
+    let stderr = rejected(
+        "name = \"c\"\n\
+         [steps.a]\nmodule = \"tool-p1.wasm\"\ninputs = { x = \"c.out\" }\noutputs = { out = \"file\" }\n\
+         [steps.b]\nmodule = \"tool-p1.wasm\"\ninputs = { x = \"a.out\" }\noutputs = { out = \"file\" }\n\
+         [steps.c]\nmodule = \"tool-p1.wasm\"\ninputs = { x = \"b.out\" }\noutputs = { out = \"file\" }\n\
+         [steps.d]\nmodule = \"tool-p1.wasm\"\ninputs = { x = \"c.out\" }\noutputs = { out = \"file\" }\n",
+        &[],
+    );
+    assert_mentions(&stderr, &["the steps form a cycle: ", "field `inputs`"]);
+    let cycle = stderr.split("cycle: ").nth(1).unwrap().lines().next().unwrap();
+    let mut steps: Vec<&str> = cycle.split(" -> ").collect();
+    assert_eq!(steps.len(), 4, "{cycle}");
+    assert_eq!(steps.first(), steps.last());
+    steps.pop();
+    steps.sort();
+    assert_eq!(steps, ["a", "b", "c"], "d depends on the cycle but is not in it");
+}
+
+#[test]
+fn references_to_missing_steps_outputs_and_inputs() {
+    let stderr = rejected("name = \"r\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\ninputs = { x = \"ghost.out\" }\n", &[]);
+    assert_mentions(&stderr, &["step `s`", "field `inputs.x`", "no step named `ghost`"]);
+
+    let toml = format!("name = \"r\"\n{GOOD_STEP}[steps.s]\nmodule = \"tool-p1.wasm\"\ninputs = {{ x = \"a.nope\" }}\n");
+    let stderr = rejected(&toml, &[]);
+    assert_mentions(&stderr, &["step `s`", "field `inputs.x`", "step `a` has no output named `nope`"]);
+
+    let stderr = rejected("name = \"r\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\ninputs = { x = \"inputs.nope\" }\n", &[]);
+    assert_mentions(&stderr, &["step `s`", "field `inputs.x`", "no pipeline input named `nope`"]);
+
+    let stderr = rejected("name = \"r\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\ninputs = { x = \"justaname\" }\n", &[]);
+    assert_mentions(&stderr, &["step `s`", "field `inputs.x`", "bad reference `justaname`"]);
+}
+
+#[test]
+fn duplicate_and_invalid_names() {
+    let toml = format!("name = \"d\"\n{GOOD_STEP}{GOOD_STEP}");
+    let stderr = rejected(&toml, &[]);
+    assert_mentions(&stderr, &["duplicate key"]);
+
+    let stderr = rejected("name = \"d\"\n[steps.\"has.dot\"]\nmodule = \"tool-p1.wasm\"\n", &[]);
+    assert_mentions(&stderr, &["step `has.dot`", "invalid name `has.dot`"]);
+
+    let stderr = rejected("name = \"d\"\n[steps.inputs]\nmodule = \"tool-p1.wasm\"\n", &[]);
+    assert_mentions(&stderr, &["invalid name `inputs`", "reserved"]);
+}
+
+#[test]
+fn missing_and_invalid_modules() {
+    let stderr = rejected("name = \"m\"\n[steps.s]\nmodule = \"nowhere.wasm\"\n", &[]);
+    assert_mentions(&stderr, &["step `s`", "field `module`", "nowhere.wasm not found"]);
+
+    let stderr = rejected("name = \"m\"\n[steps.s]\nmodule = \"not-wasm.wasm\"\n", &[]);
+    assert_mentions(&stderr, &["step `s`", "field `module`", "not a WebAssembly binary"]);
+
+    let stderr = rejected("name = \"m\"\n[steps.s]\nmodule = \"bad-body.wasm\"\n", &[]);
+    assert_mentions(&stderr, &["step `s`", "field `module`", "not valid WebAssembly"]);
+}
+
+#[test]
+fn bad_sizes_and_durations() {
+    let stderr = rejected("name = \"l\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nlimits = { memory = \"lots\" }\n", &[]);
+    assert_mentions(&stderr, &["step `s`", "field `limits.memory`", "`lots` is not a size"]);
+
+    let stderr = rejected("name = \"l\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nlimits = { timeout = \"5 fortnights\" }\n", &[]);
+    assert_mentions(&stderr, &["step `s`", "field `limits.timeout`", "unknown unit `fortnights`"]);
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let stderr = rejected("name = \"k\"\n[steps.s]\nmodul = \"tool-p1.wasm\"\n", &[]);
+    assert_mentions(&stderr, &["step `s`", "unknown field `modul`"]);
+
+    let stderr = rejected("name = \"k\"\nversion = 2\n", &[]);
+    assert_mentions(&stderr, &["unknown field `version`"]);
+
+    let stderr = rejected("name = \"k\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nlimits = { cpu = 2 }\n", &[]);
+    assert_mentions(&stderr, &["step `s`", "unknown field `cpu`"]);
+}
+
+#[test]
+fn parameters_must_exist_and_fit_their_type() {
+    let toml = format!("name = \"p\"\n[params]\nepochs = 3\n{GOOD_STEP}");
+    let stderr = rejected(&toml, &["--param", "epoch=4"]);
+    assert_mentions(&stderr, &["field `--param epoch`", "no pipeline parameter named `epoch`", "known: epochs"]);
+
+    let stderr = rejected(&toml, &["--param", "epochs=many"]);
+    assert_mentions(&stderr, &["bad value for parameter `epochs`", "`many` is not an integer"]);
+
+    let stderr = rejected("name = \"p\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nargs = [\"${params.ghost}\"]\n", &[]);
+    assert_mentions(&stderr, &["step `s`", "field `args[0]`", "no pipeline parameter named `ghost`"]);
+
+    let stderr = rejected("name = \"p\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nparams = { x = \"${params.ghost}\" }\n", &[]);
+    assert_mentions(&stderr, &["step `s`", "field `params.x`", "no pipeline parameter named `ghost`"]);
+}
+
+#[test]
+fn missing_inputs_and_unknown_rerun_steps() {
+    let stderr = rejected("name = \"i\"\n[inputs]\ndata = \"data/absent.csv\"\n", &[]);
+    assert_mentions(&stderr, &["field `inputs.data`", "absent.csv not found"]);
+
+    let toml = format!("name = \"i\"\n{GOOD_STEP}");
+    let stderr = rejected(&toml, &["--rerun", "nope"]);
+    assert_mentions(&stderr, &["`--rerun nope`: no such step"]);
+}
+
+#[test]
+fn a_missing_manifest_is_a_clear_error() {
+    let project = Project::new();
+    let output = project.weir(&["run", "absent.toml"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("absent.toml: cannot read the manifest"), "{stderr}");
+}
