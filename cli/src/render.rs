@@ -9,7 +9,9 @@ pub(crate) fn print_report(pipeline: &Pipeline, report: &RunReport) {
     let width = pipeline.steps().iter().map(|step| step.name().len()).max().unwrap_or(0);
     let mut total = Duration::ZERO;
     for step in pipeline.steps() {
-        let Some(result) = report.steps.get(step.name()) else { continue };
+        let Some(result) = report.steps.get(step.name()) else {
+            continue;
+        };
         total += result.duration;
         let timing = match result.status {
             StepStatus::Skipped => "(upstream failed)".to_owned(),
@@ -44,5 +46,9 @@ fn status_word(status: StepStatus) -> &'static str {
 
 fn format_duration(duration: Duration) -> String {
     let ms = duration.as_secs_f64() * 1000.0;
-    if ms < 1000.0 { format!("{ms:.1} ms") } else { format!("{:.2} s", ms / 1000.0) }
+    if ms < 1000.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{:.2} s", ms / 1000.0)
+    }
 }

@@ -68,14 +68,25 @@ mod tests {
 
     use super::*;
 
-    fn material<'a>(args: &'a [String], params: &'a Value, outputs: &'a BTreeMap<String, OutputKind>) -> KeyMaterial<'a> {
+    fn material<'a>(
+        args: &'a [String],
+        params: &'a Value,
+        outputs: &'a BTreeMap<String, OutputKind>,
+    ) -> KeyMaterial<'a> {
         KeyMaterial {
             format: KEY_FORMAT_VERSION,
             kind: "wasm",
             module: Digest::of(b"module"),
             args,
             params: Canonical(params),
-            inputs: [("text", Artifact { kind: OutputKind::File, digest: Digest::of(b"hello\n") })].into(),
+            inputs: [(
+                "text",
+                Artifact {
+                    kind: OutputKind::File,
+                    digest: Digest::of(b"hello\n"),
+                },
+            )]
+            .into(),
             outputs,
             memory_limit: 64 << 20,
         }
@@ -115,12 +126,30 @@ mod tests {
         let other_args = vec!["b".to_owned()];
         let other_outputs: BTreeMap<String, OutputKind> = [("r".to_owned(), OutputKind::Dir)].into();
         let variants = [
-            KeyMaterial { module: Digest::of(b"other"), ..base.clone() },
-            KeyMaterial { args: &other_args, ..base.clone() },
-            KeyMaterial { outputs: &other_outputs, ..base.clone() },
-            KeyMaterial { memory_limit: 1, ..base.clone() },
-            KeyMaterial { format: KEY_FORMAT_VERSION + 1, ..base.clone() },
-            KeyMaterial { inputs: BTreeMap::new(), ..base.clone() },
+            KeyMaterial {
+                module: Digest::of(b"other"),
+                ..base.clone()
+            },
+            KeyMaterial {
+                args: &other_args,
+                ..base.clone()
+            },
+            KeyMaterial {
+                outputs: &other_outputs,
+                ..base.clone()
+            },
+            KeyMaterial {
+                memory_limit: 1,
+                ..base.clone()
+            },
+            KeyMaterial {
+                format: KEY_FORMAT_VERSION + 1,
+                ..base.clone()
+            },
+            KeyMaterial {
+                inputs: BTreeMap::new(),
+                ..base.clone()
+            },
         ];
         for variant in variants {
             assert_ne!(variant.key(), base.key(), "{variant:?}");

@@ -9,8 +9,8 @@ use rayon::prelude::*;
 
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::params::{self, Params};
-use crate::runtime::{Program, Runtime};
 use crate::run_id::new_run_id;
+use crate::runtime::{Program, Runtime};
 use crate::scheduler::{Coordinator, PlannedStep};
 use crate::{Artifact, Error, Pipeline, Result, RunOptions, RunReport, Store};
 
@@ -38,7 +38,10 @@ pub struct EngineBuilder {
 
 impl Default for EngineBuilder {
     fn default() -> Self {
-        Self { workspace: PathBuf::from(".weir"), jobs: None }
+        Self {
+            workspace: PathBuf::from(".weir"),
+            jobs: None,
+        }
     }
 }
 
@@ -59,13 +62,17 @@ impl EngineBuilder {
     pub fn build(self) -> Result<Engine> {
         let store = Store::open(&self.workspace)?;
         let runtime = Runtime::new(&store.path_of("compiled"))?;
-        let jobs = self.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let jobs = self
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(jobs)
             .thread_name(|i| format!("weir-worker-{i}"))
             .build()
             .map_err(|err| Error::Runtime(format!("starting the worker pool: {err}")))?;
-        Ok(Engine { inner: Arc::new(EngineInner { store, runtime, pool }) })
+        Ok(Engine {
+            inner: Arc::new(EngineInner { store, runtime, pool }),
+        })
     }
 }
 
@@ -103,7 +110,12 @@ impl Engine {
             .iter()
             .map(|step| {
                 let located = |field: String| {
-                    move |why: String| ValidationError::new(Kind::Syntax(why)).in_step(step.name()).in_field(field).in_file(pipeline.file())
+                    move |why: String| {
+                        ValidationError::new(Kind::Syntax(why))
+                            .in_step(step.name())
+                            .in_field(field)
+                            .in_file(pipeline.file())
+                    }
                 };
                 let mut argv = vec![program_name(step.module())];
                 for (i, arg) in step.args().iter().enumerate() {
@@ -111,7 +123,12 @@ impl Engine {
                 }
                 let step_params = params::resolve(&serde_json::Value::Object(step.params().clone()), params)
                     .map_err(located("params".to_owned()))?;
-                Ok(PlannedStep { step, program: programs[step.module()].clone(), argv, params: step_params })
+                Ok(PlannedStep {
+                    step,
+                    program: programs[step.module()].clone(),
+                    argv,
+                    params: step_params,
+                })
             })
             .collect()
     }
@@ -129,10 +146,13 @@ impl Engine {
                 .par_iter()
                 .map(|&(path, step)| {
                     let program = runtime.prepare(path).map_err(|reason| {
-                        ValidationError::new(Kind::InvalidModule { path: path.to_owned(), reason })
-                            .in_step(step)
-                            .in_field("module")
-                            .in_file(pipeline.file())
+                        ValidationError::new(Kind::InvalidModule {
+                            path: path.to_owned(),
+                            reason,
+                        })
+                        .in_step(step)
+                        .in_field("module")
+                        .in_file(pipeline.file())
                     })?;
                     Ok((path.to_owned(), program))
                 })
@@ -161,7 +181,8 @@ impl Engine {
     /// Writes the run's summary to `runs/<run_id>.json`.
     fn save_report(&self, report: &RunReport) -> Result<()> {
         let path = self.inner.store.path_of("runs").join(format!("{}.json", report.run_id));
-        let json = serde_json::to_vec_pretty(report).map_err(|err| Error::io("encoding the run summary")(std::io::Error::other(err)))?;
+        let json = serde_json::to_vec_pretty(report)
+            .map_err(|err| Error::io("encoding the run summary")(std::io::Error::other(err)))?;
         let temp = path.with_extension("json.tmp");
         std::fs::write(&temp, json)
             .and_then(|()| std::fs::rename(&temp, &path))
@@ -171,5 +192,7 @@ impl Engine {
 
 /// argv\[0\] of a step: its module's file name, so renaming a step keeps its cache.
 fn program_name(module: &Path) -> String {
-    module.file_name().map_or_else(|| "step".to_owned(), |name| name.to_string_lossy().into_owned())
+    module
+        .file_name()
+        .map_or_else(|| "step".to_owned(), |name| name.to_string_lossy().into_owned())
 }

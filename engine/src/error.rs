@@ -85,12 +85,15 @@ impl fmt::Display for Location {
 
 /// A pipeline that cannot run as defined, with where and why.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{}{kind}", prefix(location))]
+#[error("{}{}", prefix(&self.inner.location), self.inner.kind)]
 pub struct ValidationError {
-    /// File, step and field of the problem.
-    pub location: Location,
-    /// What is wrong.
-    pub kind: ValidationErrorKind,
+    inner: Box<ValidationErrorInner>,
+}
+
+#[derive(Debug, Clone)]
+struct ValidationErrorInner {
+    location: Location,
+    kind: ValidationErrorKind,
 }
 
 fn prefix(location: &Location) -> String {
@@ -100,22 +103,32 @@ fn prefix(location: &Location) -> String {
 
 impl ValidationError {
     pub(crate) fn new(kind: ValidationErrorKind) -> Self {
-        Self { location: Location::default(), kind }
+        Self { inner: Box::new(ValidationErrorInner { location: Location::default(), kind }) }
+    }
+
+    /// What is wrong.
+    pub fn kind(&self) -> &ValidationErrorKind {
+        &self.inner.kind
+    }
+
+    /// File, step and field of the problem.
+    pub fn location(&self) -> &Location {
+        &self.inner.location
     }
 
     pub(crate) fn in_step(mut self, step: &str) -> Self {
-        self.location.step.get_or_insert_with(|| step.to_owned());
+        self.inner.location.step.get_or_insert_with(|| step.to_owned());
         self
     }
 
     pub(crate) fn in_field(mut self, field: impl Into<String>) -> Self {
-        self.location.field.get_or_insert_with(|| field.into());
+        self.inner.location.field.get_or_insert_with(|| field.into());
         self
     }
 
     pub(crate) fn in_file(mut self, file: Option<&std::path::Path>) -> Self {
-        if self.location.file.is_none() {
-            self.location.file = file.map(|path| path.to_owned());
+        if self.inner.location.file.is_none() {
+            self.inner.location.file = file.map(|path| path.to_owned());
         }
         self
     }

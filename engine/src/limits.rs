@@ -48,7 +48,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "mib" => 1 << 20,
         "gib" => 1 << 30,
         "tib" => 1 << 40,
-        _ => return Err(format!("`{text}` is not a size: unknown unit `{unit}` (use B, KiB, MiB, GiB, KB, MB or GB)")),
+        _ => {
+            return Err(format!(
+                "`{text}` is not a size: unknown unit `{unit}` (use B, KiB, MiB, GiB, KB, MB or GB)"
+            ));
+        }
     };
     let value: f64 = number
         .parse()
@@ -72,7 +76,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = 0.0f64;
     while !rest.is_empty() {
         let (number, after) = split_number(rest);
-        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
         let (unit, next) = after.split_at(unit_len);
         let value: f64 = number.parse().map_err(|_| error("expected a number"))?;
         let seconds = match unit.trim() {
@@ -122,7 +128,11 @@ mod tests {
         assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("").is_err());
-        assert!(parse_duration("10 fortnights").unwrap_err().contains("unknown unit `fortnights`"));
+        assert!(
+            parse_duration("10 fortnights")
+                .unwrap_err()
+                .contains("unknown unit `fortnights`")
+        );
         assert!(parse_duration("soon").is_err());
     }
 }

@@ -124,8 +124,8 @@ fn parse_limits(raw: &RawLimits) -> Result<Limits, ValidationError> {
         limits.memory = bytes.map_err(|why| ValidationError::new(Kind::BadSize(why)).in_field("limits.memory"))?;
     }
     if let Some(timeout) = &raw.timeout {
-        limits.timeout =
-            parse_duration(timeout).map_err(|why| ValidationError::new(Kind::BadDuration(why)).in_field("limits.timeout"))?;
+        limits.timeout = parse_duration(timeout)
+            .map_err(|why| ValidationError::new(Kind::BadDuration(why)).in_field("limits.timeout"))?;
     }
     Ok(limits)
 }

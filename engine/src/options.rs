@@ -4,9 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use crate::Pipeline;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::params::{Params, parse_like};
-use crate::Pipeline;
 
 /// Options of one run. The default runs with the pipeline's default
 /// parameters and reuses every cached step.
@@ -64,14 +64,19 @@ impl RunOptions {
     pub(crate) fn resolve(&self, pipeline: &Pipeline) -> Result<Params, ValidationError> {
         let located = |err: ValidationError| err.in_file(pipeline.file());
         if let Some(step) = self.rerun.iter().find(|step| pipeline.step(step).is_none()) {
-            return Err(located(ValidationError::new(Kind::UnknownRerunStep { step: step.clone() })));
+            return Err(located(ValidationError::new(Kind::UnknownRerunStep {
+                step: step.clone(),
+            })));
         }
         let mut params = pipeline.params().clone();
         for (name, value) in &self.params {
             let default = params.get(name).ok_or_else(|| {
                 located(
-                    ValidationError::new(Kind::UnknownParam { param: name.clone(), known: pipeline.params().keys().cloned().collect() })
-                        .in_field(format!("--param {name}")),
+                    ValidationError::new(Kind::UnknownParam {
+                        param: name.clone(),
+                        known: pipeline.params().keys().cloned().collect(),
+                    })
+                    .in_field(format!("--param {name}")),
                 )
             })?;
             let value = match value {
@@ -79,7 +84,13 @@ impl RunOptions {
                 Override::Value(value) => same_type(default, value),
             };
             let value = value.map_err(|reason| {
-                located(ValidationError::new(Kind::BadParamValue { param: name.clone(), reason }).in_field(format!("--param {name}")))
+                located(
+                    ValidationError::new(Kind::BadParamValue {
+                        param: name.clone(),
+                        reason,
+                    })
+                    .in_field(format!("--param {name}")),
+                )
             })?;
             params.insert(name.clone(), value);
         }
@@ -101,6 +112,8 @@ fn same_type(default: &Value, value: &Value) -> Result<Value, String> {
     match (kind(default), kind(value)) {
         (a, b) if a == b => Ok(value.clone()),
         ("float", "integer") => Ok(value.as_f64().map_or(Value::Null, Value::from)),
-        (expected, found) => Err(format!("expected a {expected} like the default ({default}), got a {found} ({value})")),
+        (expected, found) => Err(format!(
+            "expected a {expected} like the default ({default}), got a {found} ({value})"
+        )),
     }
 }

@@ -34,7 +34,11 @@ impl RunReport {
 
     /// Names of the steps that ended with `status`, in name order.
     pub fn steps_with(&self, status: StepStatus) -> Vec<&str> {
-        self.steps.iter().filter(|(_, step)| step.status == status).map(|(name, _)| name.as_str()).collect()
+        self.steps
+            .iter()
+            .filter(|(_, step)| step.status == status)
+            .map(|(name, _)| name.as_str())
+            .collect()
     }
 }
 

@@ -84,33 +84,43 @@ impl Runtime {
     }
 
     fn link_core(&self, bytes: &[u8], digest: &Digest) -> Result<InstancePre<CoreState>, String> {
-        let module = self.disk_cache.load_or_compile(digest, |engine, serialized| {
-            // SAFETY: `serialized` was produced by `Module::serialize` with an
-            // engine of this configuration (the cache directory is keyed by the
-            // engine's compatibility hash) and its checksum was verified.
-            unsafe { Module::deserialize(engine, serialized) }
-        }, |engine| {
-            let module = Module::new(engine, bytes)?;
-            let serialized = module.serialize()?;
-            Ok((module, serialized))
-        })?;
+        let module = self.disk_cache.load_or_compile(
+            digest,
+            |engine, serialized| {
+                // SAFETY: `serialized` was produced by `Module::serialize` with an
+                // engine of this configuration (the cache directory is keyed by the
+                // engine's compatibility hash) and its checksum was verified.
+                unsafe { Module::deserialize(engine, serialized) }
+            },
+            |engine| {
+                let module = Module::new(engine, bytes)?;
+                let serialized = module.serialize()?;
+                Ok((module, serialized))
+            },
+        )?;
         match module.get_export("_start") {
             Some(wasmtime::ExternType::Func(_)) => {}
             _ => return Err("it exports no `_start` function; a step must be a WASI command".to_owned()),
         }
-        self.core_linker.instantiate_pre(&module).map_err(|err| format!("cannot link it: {}", chain(&err)))
+        self.core_linker
+            .instantiate_pre(&module)
+            .map_err(|err| format!("cannot link it: {}", chain(&err)))
     }
 
     fn link_component(&self, bytes: &[u8], digest: &Digest) -> Result<CommandPre<ComponentState>, String> {
-        let component = self.disk_cache.load_or_compile(digest, |engine, serialized| {
-            // SAFETY: as for modules above: our own serialization, same engine
-            // configuration, checksum verified.
-            unsafe { Component::deserialize(engine, serialized) }
-        }, |engine| {
-            let component = Component::new(engine, bytes)?;
-            let serialized = component.serialize()?;
-            Ok((component, serialized))
-        })?;
+        let component = self.disk_cache.load_or_compile(
+            digest,
+            |engine, serialized| {
+                // SAFETY: as for modules above: our own serialization, same engine
+                // configuration, checksum verified.
+                unsafe { Component::deserialize(engine, serialized) }
+            },
+            |engine| {
+                let component = Component::new(engine, bytes)?;
+                let serialized = component.serialize()?;
+                Ok((component, serialized))
+            },
+        )?;
         let pre = self
             .component_linker
             .instantiate_pre(&component)
@@ -121,5 +131,8 @@ impl Runtime {
 
 /// An error with its causes, as one line.
 pub(crate) fn chain(err: &wasmtime::Error) -> String {
-    err.chain().map(|cause| cause.to_string()).collect::<Vec<_>>().join(": ")
+    err.chain()
+        .map(|cause| cause.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
 }

@@ -102,12 +102,21 @@ impl<'a> Coordinator<'a> {
                 self.record(i, finished, &mut ready);
             }
         });
-        let status = if self.reports.values().all(|r| matches!(r.status, StepStatus::Ran | StepStatus::Cached)) {
+        let status = if self
+            .reports
+            .values()
+            .all(|r| matches!(r.status, StepStatus::Ran | StepStatus::Cached))
+        {
             RunStatus::Succeeded
         } else {
             RunStatus::Failed
         };
-        RunReport { run_id: self.run_id.to_owned(), pipeline: pipeline.to_owned(), status, steps: self.reports }
+        RunReport {
+            run_id: self.run_id.to_owned(),
+            pipeline: pipeline.to_owned(),
+            status,
+            steps: self.reports,
+        }
     }
 
     /// Settles step `i` from the cache (or as skipped), or returns the job to execute.
@@ -121,7 +130,8 @@ impl<'a> Coordinator<'a> {
         let key = self.key_of(i, &inputs);
         self.keys[i] = Some(key);
         let step = self.plan[i].step;
-        if step.reuse() && !self.options.forces(step.name())
+        if step.reuse()
+            && !self.options.forces(step.name())
             && let Some(entry) = self.engine.store.cache_get(&key)
         {
             self.outputs[i] = entry.outputs.clone();
@@ -131,7 +141,10 @@ impl<'a> Coordinator<'a> {
                 outputs: entry.outputs,
                 error: None,
                 cache_key: Some(key),
-                logs: Some(Logs { stdout: entry.stdout, stderr: entry.stderr }),
+                logs: Some(Logs {
+                    stdout: entry.stdout,
+                    stderr: entry.stderr,
+                }),
             };
             self.settle(i, report, ready);
             return None;
@@ -158,7 +171,14 @@ impl<'a> Coordinator<'a> {
             Err(error) => (StepStatus::Failed, BTreeMap::new(), Some(error)),
         };
         self.outputs[i] = outputs.clone();
-        let report = StepReport { status, duration: finished.duration, outputs, error, cache_key: self.keys[i], logs: finished.logs };
+        let report = StepReport {
+            status,
+            duration: finished.duration,
+            outputs,
+            error,
+            cache_key: self.keys[i],
+            logs: finished.logs,
+        };
         self.settle(i, report, ready);
     }
 
@@ -199,7 +219,10 @@ impl<'a> Coordinator<'a> {
             module: planned.program.digest,
             args: &planned.argv,
             params: Canonical(&planned.params),
-            inputs: inputs.iter().map(|(name, artifact)| (name.as_str(), *artifact)).collect(),
+            inputs: inputs
+                .iter()
+                .map(|(name, artifact)| (name.as_str(), *artifact))
+                .collect(),
             outputs: planned.step.outputs(),
             memory_limit: planned.step.limits().memory,
         }

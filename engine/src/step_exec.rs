@@ -49,7 +49,11 @@ pub(crate) fn execute(store: &Store, runtime: &Runtime, job: &Job) -> Finished {
         }
         Err(err) => (Err(failure(job, engine(err), String::new())), None),
     };
-    Finished { outputs, logs, duration: started.elapsed() }
+    Finished {
+        outputs,
+        logs,
+        duration: started.elapsed(),
+    }
 }
 
 type Outcome = (Result<BTreeMap<String, Artifact>, StepError>, Option<Logs>);
@@ -66,7 +70,9 @@ fn run_in(store: &Store, runtime: &Runtime, job: &Job, scratch: &cap_std::fs::Di
         Ok(logs) => logs,
         Err(err) => return (Err(failure(job, engine(err), stderr_tail)), None),
     };
-    let outputs = ran.and_then(|()| collect(store, job, scratch, logs)).map_err(|kind| failure(job, kind, stderr_tail));
+    let outputs = ran
+        .and_then(|()| collect(store, job, scratch, logs))
+        .map_err(|kind| failure(job, kind, stderr_tail));
     (outputs, Some(logs))
 }
 
@@ -98,7 +104,10 @@ fn store_logs(store: &Store, path: &Path) -> Result<Logs, Error> {
         let file = path.join(name);
         std::fs::read(&file).map_err(Error::io(format!("reading {}", file.display())))
     };
-    Ok(Logs { stdout: store.put_bytes(&read("stdout")?)?, stderr: store.put_bytes(&read("stderr")?)? })
+    Ok(Logs {
+        stdout: store.put_bytes(&read("stdout")?)?,
+        stderr: store.put_bytes(&read("stderr")?)?,
+    })
 }
 
 /// Moves the declared outputs into the store and records the cache entry.
@@ -108,13 +117,20 @@ fn collect(
     scratch: &cap_std::fs::Dir,
     logs: Logs,
 ) -> Result<BTreeMap<String, Artifact>, StepErrorKind> {
-    let out = scratch.open_dir("out").map_err(|err| StepErrorKind::Engine(format!("opening /out: {err}")))?;
+    let out = scratch
+        .open_dir("out")
+        .map_err(|err| StepErrorKind::Engine(format!("opening /out: {err}")))?;
     let mut outputs = BTreeMap::new();
     for (name, kind) in &job.outputs {
         outputs.insert(name.clone(), store.ingest_output(&out, name, *kind)?);
     }
     if job.record {
-        let entry = CacheEntry { outputs: outputs.clone(), stdout: logs.stdout, stderr: logs.stderr, run_id: job.run_id.clone() };
+        let entry = CacheEntry {
+            outputs: outputs.clone(),
+            stdout: logs.stdout,
+            stderr: logs.stderr,
+            run_id: job.run_id.clone(),
+        };
         store.cache_put(&job.key, &entry).map_err(engine)?;
     }
     Ok(outputs)
@@ -134,5 +150,9 @@ fn engine(err: Error) -> StepErrorKind {
 }
 
 fn failure(job: &Job, kind: StepErrorKind, stderr_tail: String) -> StepError {
-    StepError { step: job.step.clone(), kind, stderr_tail }
+    StepError {
+        step: job.step.clone(),
+        kind,
+        stderr_tail,
+    }
 }

@@ -36,9 +36,9 @@ use serde::{Deserialize, Serialize};
 pub(crate) use cache::CacheEntry;
 pub(crate) use tree::{Tree, TreeEntry};
 
-use crate::{Digest, Error, OutputKind, Result};
 #[cfg(test)]
 use crate::StepErrorKind;
+use crate::{Digest, Error, OutputKind, Result};
 
 /// An artifact in the store: its kind and digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -77,13 +77,21 @@ impl Store {
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
         let root = root.as_ref();
         std::fs::create_dir_all(root).map_err(Error::io(format!("creating workspace {}", root.display())))?;
-        let root = root.canonicalize().map_err(Error::io(format!("opening workspace {}", root.display())))?;
+        let root = root
+            .canonicalize()
+            .map_err(Error::io(format!("opening workspace {}", root.display())))?;
         let root_dir = Dir::open_ambient_dir(&root, ambient_authority())
             .map_err(Error::io(format!("opening workspace {}", root.display())))?;
         for sub in LAYOUT {
-            root_dir.create_dir_all(sub).map_err(Error::io(format!("creating {}", root.join(sub).display())))?;
+            root_dir
+                .create_dir_all(sub)
+                .map_err(Error::io(format!("creating {}", root.join(sub).display())))?;
         }
-        let open = |sub: &str| root_dir.open_dir(sub).map_err(Error::io(format!("opening {}", root.join(sub).display())));
+        let open = |sub: &str| {
+            root_dir
+                .open_dir(sub)
+                .map_err(Error::io(format!("opening {}", root.join(sub).display())))
+        };
         let inner = Inner {
             objects: open("objects")?,
             trees: open("trees")?,
@@ -109,7 +117,9 @@ impl Store {
     /// A fresh name under `tmp/`, unique across threads and processes.
     pub(crate) fn temp_name(&self, what: &str) -> String {
         let n = self.inner.next_temp.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
         format!("{what}-{}-{nanos:09}-{n}", std::process::id())
     }
 
@@ -147,7 +157,9 @@ impl Store {
     /// Whether the store holds `artifact`.
     pub fn contains(&self, artifact: &Artifact) -> bool {
         let (fan, rest) = split(&artifact.digest);
-        self.kind_dir(artifact.kind).symlink_metadata(Path::new(&fan).join(rest)).is_ok()
+        self.kind_dir(artifact.kind)
+            .symlink_metadata(Path::new(&fan).join(rest))
+            .is_ok()
     }
 
     /// The bytes of a file artifact, checked against its digest.
@@ -179,11 +191,16 @@ impl Store {
         let (fan, rest) = split(digest);
         let bytes = match dir.read(Path::new(&fan).join(rest)) {
             Ok(bytes) => bytes,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(Error::ArtifactNotFound { digest: *digest }),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::ArtifactNotFound { digest: *digest });
+            }
             Err(err) => return Err(Error::io(format!("reading {digest}"))(err)),
         };
         if Digest::of(&bytes) != *digest {
-            return Err(Error::Corrupt { what: digest.to_string(), reason: "its content does not match its digest".into() });
+            return Err(Error::Corrupt {
+                what: digest.to_string(),
+                reason: "its content does not match its digest".into(),
+            });
         }
         Ok(bytes)
     }
@@ -205,8 +222,14 @@ impl Store {
     /// Writes a synced temporary file under `tmp/` and returns its name.
     fn write_temp(&self, bytes: &[u8]) -> Result<String> {
         let name = self.temp_name("blob");
-        let mut file = self.inner.tmp.create(&name).map_err(Error::io("creating a temporary file in the store"))?;
-        file.write_all(bytes).and_then(|()| file.sync_all()).map_err(Error::io("writing a temporary file in the store"))?;
+        let mut file = self
+            .inner
+            .tmp
+            .create(&name)
+            .map_err(Error::io("creating a temporary file in the store"))?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(Error::io("writing a temporary file in the store"))?;
         Ok(name)
     }
 
@@ -232,7 +255,9 @@ fn split(digest: &Digest) -> (String, String) {
 
 fn ensure_dir(dir: &Dir, name: &str) -> Result<()> {
     match dir.create_dir(name) {
-        Err(err) if err.kind() != io::ErrorKind::AlreadyExists => Err(Error::io(format!("creating store directory {name}"))(err)),
+        Err(err) if err.kind() != io::ErrorKind::AlreadyExists => {
+            Err(Error::io(format!("creating store directory {name}"))(err))
+        }
         _ => Ok(()),
     }
 }
@@ -240,7 +265,10 @@ fn ensure_dir(dir: &Dir, name: &str) -> Result<()> {
 fn set_read_only(dir: &Dir, name: impl AsRef<Path>) -> Result<()> {
     let name = name.as_ref();
     let context = || format!("making {} read-only", name.display());
-    let mut perms = dir.symlink_metadata(name).map_err(|e| Error::io(context())(e))?.permissions();
+    let mut perms = dir
+        .symlink_metadata(name)
+        .map_err(|e| Error::io(context())(e))?
+        .permissions();
     perms.set_readonly(true);
     dir.set_permissions(name, perms).map_err(|e| Error::io(context())(e))
 }

@@ -59,7 +59,10 @@ fn first_run_executes_everything_and_rerun_reuses_everything() {
     assert_eq!(steps_with(&second, "cached"), ["join", "prep", "shout", "upper"]);
     assert_eq!(steps_with(&second, "ran"), Vec::<String>::new());
     for step in ["prep", "upper", "shout", "join"] {
-        assert_eq!(first["steps"][step]["outputs"], second["steps"][step]["outputs"], "{step}");
+        assert_eq!(
+            first["steps"][step]["outputs"], second["steps"][step]["outputs"],
+            "{step}"
+        );
     }
     assert_ne!(first["run_id"], second["run_id"]);
 }
@@ -144,7 +147,9 @@ outputs = { result = "file" }
 fn a_different_module_is_a_different_key() {
     let project = Project::new();
     let manifest = |module: &str| {
-        format!("name = \"m\"\n[steps.s]\nmodule = \"{module}\"\nargs = [\"args\", \"same\"]\noutputs = {{ result = \"file\" }}\n")
+        format!(
+            "name = \"m\"\n[steps.s]\nmodule = \"{module}\"\nargs = [\"args\", \"same\"]\noutputs = {{ result = \"file\" }}\n"
+        )
     };
     project.manifest(&manifest("tool-p1.wasm"));
     let (_, first) = project.run_json(&[]);
@@ -153,5 +158,8 @@ fn a_different_module_is_a_different_key() {
     assert_eq!(steps_with(&second, "ran"), ["s"]);
     assert_ne!(first["steps"]["s"]["cache_key"], second["steps"]["s"]["cache_key"]);
     // Same bytes out, so the output digest is shared.
-    assert_eq!(output_digest(&first, "s", "result"), output_digest(&second, "s", "result"));
+    assert_eq!(
+        output_digest(&first, "s", "result"),
+        output_digest(&second, "s", "result")
+    );
 }

@@ -40,7 +40,13 @@ pub struct PipelineBuilder {
 impl PipelineBuilder {
     /// A pipeline with this name and nothing in it yet.
     pub fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), file: None, params: Vec::new(), inputs: Vec::new(), steps: Vec::new() }
+        Self {
+            name: name.into(),
+            file: None,
+            params: Vec::new(),
+            inputs: Vec::new(),
+            steps: Vec::new(),
+        }
     }
 
     /// Names the file the definition came from, for error messages.
@@ -79,7 +85,9 @@ impl PipelineBuilder {
         let inputs = unique("inputs", self.inputs, names::check)?;
         for (name, path) in &inputs {
             if !path.exists() {
-                return Err(ValidationError::new(Kind::InputMissing { path: path.clone() }).in_field(format!("inputs.{name}")));
+                return Err(
+                    ValidationError::new(Kind::InputMissing { path: path.clone() }).in_field(format!("inputs.{name}"))
+                );
             }
         }
         let mut seen = BTreeSet::new();
@@ -93,7 +101,13 @@ impl PipelineBuilder {
             steps.push(step.validate(&params, &inputs).map_err(|err| err.in_step(&name))?);
         }
         let steps = order(steps)?;
-        Ok(Pipeline { name: self.name, file: self.file, params, inputs, steps })
+        Ok(Pipeline {
+            name: self.name,
+            file: self.file,
+            params,
+            inputs,
+            steps,
+        })
     }
 }
 
@@ -108,7 +122,9 @@ fn unique<T>(
         let located = |err: ValidationError| err.in_field(format!("{field}.{name}"));
         check(&name).map_err(located)?;
         if map.insert(name.clone(), value).is_some() {
-            return Err(located(ValidationError::new(Kind::DuplicateName { name: name.clone() })));
+            return Err(located(ValidationError::new(Kind::DuplicateName {
+                name: name.clone(),
+            })));
         }
     }
     Ok(map)
@@ -122,10 +138,19 @@ fn order(steps: Vec<Step>) -> Result<Vec<Step>, ValidationError> {
         let mut step_deps = Vec::new();
         for (input, source) in &step.inputs {
             if let InputRef::Step { step: from, output } = source {
-                let located = |kind| ValidationError::new(kind).in_step(&step.name).in_field(format!("inputs.{input}"));
-                let &producer = index.get(from.as_str()).ok_or_else(|| located(Kind::UnknownStep { step: from.clone() }))?;
+                let located = |kind| {
+                    ValidationError::new(kind)
+                        .in_step(&step.name)
+                        .in_field(format!("inputs.{input}"))
+                };
+                let &producer = index
+                    .get(from.as_str())
+                    .ok_or_else(|| located(Kind::UnknownStep { step: from.clone() }))?;
                 if !steps[producer].outputs.contains_key(output) {
-                    return Err(located(Kind::UnknownOutput { step: from.clone(), output: output.clone() }));
+                    return Err(located(Kind::UnknownOutput {
+                        step: from.clone(),
+                        output: output.clone(),
+                    }));
                 }
                 step_deps.push(producer);
             }
@@ -140,7 +165,9 @@ fn order(steps: Vec<Step>) -> Result<Vec<Step>, ValidationError> {
         Err(cycle) => {
             let names: Vec<String> = cycle.iter().map(|&i| steps[i].name.clone()).collect();
             let first = names[0].clone();
-            Err(ValidationError::new(Kind::Cycle { steps: names }).in_step(&first).in_field("inputs"))
+            Err(ValidationError::new(Kind::Cycle { steps: names })
+                .in_step(&first)
+                .in_field("inputs"))
         }
     }
 }
@@ -261,23 +288,33 @@ fn check_module(path: &Path) -> Result<(), ValidationError> {
     if !path.is_file() {
         return Err(ValidationError::new(Kind::ModuleMissing { path: path.to_owned() }));
     }
-    ModuleKind::of_file(path)
-        .map(|_| ())
-        .map_err(|reason| ValidationError::new(Kind::InvalidModule { path: path.to_owned(), reason }))
+    ModuleKind::of_file(path).map(|_| ()).map_err(|reason| {
+        ValidationError::new(Kind::InvalidModule {
+            path: path.to_owned(),
+            reason,
+        })
+    })
 }
 
 /// Checks that every `${params.X}` in `value` names a declared parameter.
 fn check_references(value: &Value, params: &params::Params) -> Result<(), ValidationError> {
     let names = params::references(value).map_err(|why| ValidationError::new(Kind::Syntax(why)))?;
     match names.into_iter().find(|name| !params.contains_key(name)) {
-        Some(param) => Err(ValidationError::new(Kind::UnknownParam { param, known: params.keys().cloned().collect() })),
+        Some(param) => Err(ValidationError::new(Kind::UnknownParam {
+            param,
+            known: params.keys().cloned().collect(),
+        })),
         None => Ok(()),
     }
 }
 
 /// Parses `inputs.NAME` (which must exist) or `STEP.OUTPUT` (checked later).
 fn parse_reference(reference: &str, inputs: &BTreeMap<String, PathBuf>) -> Result<InputRef, ValidationError> {
-    let bad = || ValidationError::new(Kind::BadReference { reference: reference.to_owned() });
+    let bad = || {
+        ValidationError::new(Kind::BadReference {
+            reference: reference.to_owned(),
+        })
+    };
     let (head, tail) = reference.split_once('.').ok_or_else(bad)?;
     if head.is_empty() || tail.is_empty() || tail.contains('.') {
         return Err(bad());
@@ -288,5 +325,8 @@ fn parse_reference(reference: &str, inputs: &BTreeMap<String, PathBuf>) -> Resul
         }
         return Ok(InputRef::Pipeline(tail.to_owned()));
     }
-    Ok(InputRef::Step { step: head.to_owned(), output: tail.to_owned() })
+    Ok(InputRef::Step {
+        step: head.to_owned(),
+        output: tail.to_owned(),
+    })
 }

@@ -36,7 +36,13 @@ impl Runtime {
         let limiter = MemoryLimiter::new(invocation.limits.memory);
         let (result, memory_hit) = match &program.kind {
             ProgramKind::Core(pre) => {
-                let mut store = Store::new(&self.engine, CoreState { wasi: { wasi }.build_p1(), limiter });
+                let mut store = Store::new(
+                    &self.engine,
+                    CoreState {
+                        wasi: { wasi }.build_p1(),
+                        limiter,
+                    },
+                );
                 arm(&mut store, invocation.limits, |state| &mut state.limiter);
                 let result = pre.instantiate(&mut store).and_then(|instance| {
                     let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
@@ -49,7 +55,10 @@ impl Runtime {
                 let mut store = Store::new(&self.engine, state);
                 arm(&mut store, invocation.limits, |state| &mut state.limiter);
                 let result = pre.instantiate(&mut store).and_then(|command| {
-                    command.wasi_cli_run().call_run(&mut store)?.map_err(|()| I32Exit(1).into())
+                    command
+                        .wasi_cli_run()
+                        .call_run(&mut store)?
+                        .map_err(|()| I32Exit(1).into())
                 });
                 (result, store.data().limiter.hit())
             }

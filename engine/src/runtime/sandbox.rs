@@ -7,9 +7,9 @@ use wasmtime_wasi::cli::OutputFile;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::chain;
 use super::execute::Invocation;
 use super::limiter::MemoryLimiter;
-use super::chain;
 
 /// Store state of a preview-1 module.
 pub(crate) struct CoreState {
@@ -26,21 +26,34 @@ pub(crate) struct ComponentState {
 
 impl ComponentState {
     pub(crate) fn new(ctx: WasiCtx, limiter: MemoryLimiter) -> Self {
-        Self { ctx, table: ResourceTable::new(), limiter }
+        Self {
+            ctx,
+            table: ResourceTable::new(),
+            limiter,
+        }
     }
 }
 
 impl WasiView for ComponentState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
     }
 }
 
 /// The WASI context of one execution.
 pub(crate) fn wasi_context(invocation: &Invocation) -> Result<WasiCtxBuilder, String> {
     let mut builder = WasiCtxBuilder::new();
-    let stdout = invocation.stdout.try_clone().map_err(|err| format!("capturing stdout: {err}"))?;
-    let stderr = invocation.stderr.try_clone().map_err(|err| format!("capturing stderr: {err}"))?;
+    let stdout = invocation
+        .stdout
+        .try_clone()
+        .map_err(|err| format!("capturing stdout: {err}"))?;
+    let stderr = invocation
+        .stderr
+        .try_clone()
+        .map_err(|err| format!("capturing stderr: {err}"))?;
     builder
         .args(&invocation.argv)
         .stdout(OutputFile::new(stdout))

@@ -29,8 +29,15 @@ impl Store {
         let (fan, rest) = split(key);
         let bytes = self.inner.cache.read(Path::new(&fan).join(rest)).ok()?;
         let entry: CacheEntry = rmp_serde::from_slice(&bytes).ok()?;
-        let logs = [entry.stdout, entry.stderr].map(|digest| Artifact { kind: crate::OutputKind::File, digest });
-        let complete = entry.outputs.values().chain(&logs).all(|artifact| self.contains(artifact));
+        let logs = [entry.stdout, entry.stderr].map(|digest| Artifact {
+            kind: crate::OutputKind::File,
+            digest,
+        });
+        let complete = entry
+            .outputs
+            .values()
+            .chain(&logs)
+            .all(|artifact| self.contains(artifact));
         complete.then_some(entry)
     }
 

@@ -43,7 +43,8 @@ impl Tree {
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let (format, entries): (String, Vec<TreeEntry>) = rmp_serde::from_slice(bytes).map_err(|err| err.to_string())?;
+        let (format, entries): (String, Vec<TreeEntry>) =
+            rmp_serde::from_slice(bytes).map_err(|err| err.to_string())?;
         if format != FORMAT {
             return Err(format!("unknown tree format `{format}`"));
         }
@@ -63,6 +64,9 @@ impl Store {
     /// Reads a directory artifact's tree, checked against its digest.
     pub(crate) fn read_tree(&self, digest: &Digest) -> Result<Tree> {
         let bytes = self.read_verified(&self.inner.trees, digest)?;
-        Tree::decode(&bytes).map_err(|reason| Error::Corrupt { what: digest.to_string(), reason })
+        Tree::decode(&bytes).map_err(|reason| Error::Corrupt {
+            what: digest.to_string(),
+            reason,
+        })
     }
 }
