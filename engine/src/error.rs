@@ -103,7 +103,12 @@ fn prefix(location: &Location) -> String {
 
 impl ValidationError {
     pub(crate) fn new(kind: ValidationErrorKind) -> Self {
-        Self { inner: Box::new(ValidationErrorInner { location: Location::default(), kind }) }
+        Self {
+            inner: Box::new(ValidationErrorInner {
+                location: Location::default(),
+                kind,
+            }),
+        }
     }
 
     /// What is wrong.

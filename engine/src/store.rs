@@ -92,12 +92,14 @@ impl Store {
                 .open_dir(sub)
                 .map_err(Error::io(format!("opening {}", root.join(sub).display())))
         };
+        let tmp = open("tmp")?;
+        sweep_abandoned(&tmp);
         let inner = Inner {
             objects: open("objects")?,
             trees: open("trees")?,
             cache: open("cache")?,
             inputs: open("inputs")?,
-            tmp: open("tmp")?,
+            tmp,
             root,
             next_temp: AtomicU64::new(0),
         };
@@ -244,6 +246,40 @@ impl Store {
         from_dir
             .rename(from, dir, Path::new(fan).join(rest))
             .map_err(Error::io(format!("moving {} into the store", from.display())))
+    }
+}
+
+/// Removes what processes that no longer exist left in `tmp/` (scratch
+/// directories and half-written files of a killed run). Nothing in the store
+/// refers to them. Entries of live processes, and names weir did not make,
+/// are left alone.
+fn sweep_abandoned(tmp: &Dir) {
+    let Ok(entries) = tmp.entries() else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temp_owner) else {
+            continue;
+        };
+        if pid != std::process::id() && !process_alive(pid) {
+            let _ = tmp.remove_dir_all(&name).or_else(|_| tmp.remove_file(&name));
+        }
+    }
+}
+
+/// The process id inside a name made by [`Store::temp_name`]: `what-PID-NANOS-N`.
+fn temp_owner(name: &str) -> Option<u32> {
+    let mut parts = name.rsplitn(4, '-');
+    let (_n, _nanos, pid) = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next()?;
+    pid.parse().ok()
+}
+
+/// Whether a process with this id exists; `true` where that cannot be told.
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
     }
 }
 

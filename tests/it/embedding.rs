@@ -48,7 +48,10 @@ fn builder_errors_are_typed() {
         .step(StepBuilder::new("a", tool(Wasi::P1)))
         .build()
         .unwrap_err();
-    assert_eq!(duplicate.kind(), &ValidationErrorKind::DuplicateName { name: "a".into() });
+    assert_eq!(
+        duplicate.kind(),
+        &ValidationErrorKind::DuplicateName { name: "a".into() }
+    );
     assert_eq!(duplicate.location().step.as_deref(), Some("a"));
 
     let missing = Pipeline::builder("m")

@@ -5,6 +5,7 @@
 mod caching;
 mod cli;
 mod contract;
+mod crash;
 mod embedding;
 mod failures;
 mod parallel;

@@ -167,3 +167,22 @@ fn cache_entries_require_their_artifacts() {
     std::fs::remove_file(store.root().join("objects").join(&hex[..2]).join(&hex[2..])).unwrap();
     assert_eq!(store.cache_get(&key), None, "an entry whose output is gone is a miss");
 }
+
+#[test]
+fn abandoned_temporaries_of_dead_processes_are_swept_on_open() {
+    let (dir, store) = store();
+    let tmp = store.root().join("tmp");
+    let dead = tmp.join("step-999999999-000000001-0");
+    std::fs::create_dir_all(dead.join("out")).unwrap();
+    let ours = tmp.join(store.temp_name("step"));
+    std::fs::create_dir(&ours).unwrap();
+    let foreign = tmp.join("notes.txt");
+    std::fs::write(&foreign, "kept").unwrap();
+    drop(store);
+    let _store = Store::open(dir.path().join("ws")).unwrap();
+    assert!(!dead.exists(), "a dead process's scratch is removed");
+    assert!(ours.exists(), "a live process's scratch is kept");
+    assert!(foreign.exists(), "names weir did not make are kept");
+    assert_eq!(temp_owner("blob-42-000000007-3"), Some(42));
+    assert_eq!(temp_owner("import-x-1-2"), None);
+}
