@@ -48,21 +48,12 @@ fn cargo() -> Command {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned()
 }
 
 fn run_cargo(mut command: Command, what: &str) {
-    let output = command
-        .output()
-        .unwrap_or_else(|err| panic!("running cargo to build {what}: {err}"));
-    assert!(
-        output.status.success(),
-        "building {what} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = command.output().unwrap_or_else(|err| panic!("running cargo to build {what}: {err}"));
+    assert!(output.status.success(), "building {what} failed:\n{}", String::from_utf8_lossy(&output.stderr));
 }
 
 /// The test tool (`tests/guests/tool`) built for `wasi`, built on first use.
@@ -73,14 +64,7 @@ pub fn tool(wasi: Wasi) -> PathBuf {
             let target_dir = profile_dir().parent().expect("target directory").join("guests");
             let mut command = cargo();
             command
-                .args([
-                    "build",
-                    "--quiet",
-                    "--release",
-                    "--target",
-                    wasi.target(),
-                    "--manifest-path",
-                ])
+                .args(["build", "--quiet", "--release", "--target", wasi.target(), "--manifest-path"])
                 .arg(workspace_root().join("tests/guests/tool/Cargo.toml"))
                 .arg("--target-dir")
                 .arg(&target_dir);
@@ -97,9 +81,7 @@ pub fn weir_bin() -> PathBuf {
         .get_or_init(|| {
             let profile = profile_dir();
             let mut command = cargo();
-            command
-                .current_dir(workspace_root())
-                .args(["build", "--quiet", "-p", "weir-cli"]);
+            command.current_dir(workspace_root()).args(["build", "--quiet", "-p", "weir-cli"]);
             if profile.file_name().is_some_and(|name| name == "release") {
                 command.arg("--release");
             }
@@ -184,11 +166,7 @@ impl Project {
     /// `weir cat DIGEST` as text.
     pub fn cat(&self, digest: &str) -> String {
         let output = self.weir(&["cat", digest]);
-        assert!(
-            output.status.success(),
-            "weir cat failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "weir cat failed: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).expect("utf-8 artifact")
     }
 }
@@ -196,11 +174,8 @@ impl Project {
 /// The names of the steps with `status` in a `--json` summary, sorted.
 pub fn steps_with(summary: &Value, status: &str) -> Vec<String> {
     let steps = summary["steps"].as_object().expect("steps object");
-    let mut names: Vec<String> = steps
-        .iter()
-        .filter(|(_, step)| step["status"] == status)
-        .map(|(name, _)| name.clone())
-        .collect();
+    let mut names: Vec<String> =
+        steps.iter().filter(|(_, step)| step["status"] == status).map(|(name, _)| name.clone()).collect();
     names.sort();
     names
 }

@@ -13,11 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use weir::{Digest, Engine, Pipeline, RunOptions, Store};
 
 #[derive(Parser)]
-#[command(
-    name = "weir",
-    version,
-    about = "Run pipelines of sandboxed WASI steps with memoized outputs"
-)]
+#[command(name = "weir", version, about = "Run pipelines of sandboxed WASI steps with memoized outputs")]
 struct Cli {
     #[command(flatten)]
     workspace: WorkspaceArg,
@@ -72,9 +68,7 @@ struct RunArgs {
 }
 
 fn parse_param(text: &str) -> Result<(String, String), String> {
-    let (name, value) = text
-        .split_once('=')
-        .ok_or_else(|| format!("`{text}`: expected NAME=VALUE"))?;
+    let (name, value) = text.split_once('=').ok_or_else(|| format!("`{text}`: expected NAME=VALUE"))?;
     Ok((name.trim().to_owned(), value.to_owned()))
 }
 
@@ -122,18 +116,12 @@ fn run(workspace: &std::path::Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(jobs) = args.jobs {
         builder = builder.jobs(jobs);
     }
-    let engine = builder
-        .build()
-        .with_context(|| format!("opening workspace {}", workspace.display()))?;
+    let engine = builder.build().with_context(|| format!("opening workspace {}", workspace.display()))?;
     let report = engine.run(&pipeline, &options)?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         render::print_report(&pipeline, &report);
     }
-    Ok(if report.succeeded() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if report.succeeded() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -46,9 +46,5 @@ fn status_word(status: StepStatus) -> &'static str {
 
 fn format_duration(duration: Duration) -> String {
     let ms = duration.as_secs_f64() * 1000.0;
-    if ms < 1000.0 {
-        format!("{ms:.1} ms")
-    } else {
-        format!("{:.2} s", ms / 1000.0)
-    }
+    if ms < 1000.0 { format!("{ms:.1} ms") } else { format!("{:.2} s", ms / 1000.0) }
 }

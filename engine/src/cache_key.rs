@@ -9,9 +9,26 @@ use serde_json::Value;
 use crate::{Artifact, Digest, OutputKind};
 
 /// Bump when the key material or its encoding changes; old entries then miss.
-pub(crate) const KEY_FORMAT_VERSION: u32 = 1;
+pub(crate) const KEY_FORMAT_VERSION: u32 = 2;
 
-/// Everything that determines a wasm step's outputs.
+/// What a step executes.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) enum CodeKey<'a> {
+    /// A WebAssembly module or component, by the digest of its bytes.
+    Wasm {
+        /// The module's digest.
+        module: Digest,
+    },
+    /// A registered native step.
+    Native {
+        /// Its registered name.
+        name: &'a str,
+        /// Its version.
+        version: u32,
+    },
+}
+
+/// Everything that determines a step's outputs.
 ///
 /// The timeout is deliberately absent: it decides whether a step finishes,
 /// not what a finished step wrote. The memory limit is present, because a
@@ -20,10 +37,8 @@ pub(crate) const KEY_FORMAT_VERSION: u32 = 1;
 pub(crate) struct KeyMaterial<'a> {
     /// [`KEY_FORMAT_VERSION`].
     pub format: u32,
-    /// The step kind; only `"wasm"` so far.
-    pub kind: &'static str,
-    /// Digest of the module or component bytes.
-    pub module: Digest,
+    /// The code the step runs.
+    pub code: CodeKey<'a>,
     /// argv after argv\[0\], with parameters substituted.
     pub args: &'a [String],
     /// The step's resolved parameters, objects serialized with sorted keys.
@@ -34,6 +49,8 @@ pub(crate) struct KeyMaterial<'a> {
     pub outputs: &'a BTreeMap<String, OutputKind>,
     /// Memory limit in bytes.
     pub memory_limit: u64,
+    /// Native functions the step may call, with their versions.
+    pub natives: BTreeMap<&'a str, u32>,
 }
 
 impl KeyMaterial<'_> {
@@ -75,20 +92,13 @@ mod tests {
     ) -> KeyMaterial<'a> {
         KeyMaterial {
             format: KEY_FORMAT_VERSION,
-            kind: "wasm",
-            module: Digest::of(b"module"),
+            code: CodeKey::Wasm { module: Digest::of(b"module") },
             args,
             params: Canonical(params),
-            inputs: [(
-                "text",
-                Artifact {
-                    kind: OutputKind::File,
-                    digest: Digest::of(b"hello\n"),
-                },
-            )]
-            .into(),
+            inputs: [("text", Artifact { kind: OutputKind::File, digest: Digest::of(b"hello\n") })].into(),
             outputs,
             memory_limit: 64 << 20,
+            natives: [("gemm", 1)].into(),
         }
     }
 
@@ -101,8 +111,21 @@ mod tests {
         let outputs = [("result".to_owned(), OutputKind::File)].into();
         assert_eq!(
             material(&args, &params, &outputs).key().to_string(),
-            "blake3:f6999bb312c91f06e783cd7f1156f6611ccfaa9c20ffee52adc2598541003950"
+            "blake3:dac412c2fc22188a729d3ba5ab41c3dede4544ab17394b2da57b75c4760cf708"
         );
+    }
+
+    #[test]
+    fn golden_key_of_a_native_step() {
+        let args = vec!["matmul".to_owned()];
+        let params = json!({"m": 2, "n": 2, "k": 2});
+        let outputs = [("c".to_owned(), OutputKind::File)].into();
+        let material = KeyMaterial {
+            code: CodeKey::Native { name: "matmul", version: 1 },
+            natives: BTreeMap::new(),
+            ..material(&args, &params, &outputs)
+        };
+        assert_eq!(material.key().to_string(), "blake3:7b88ce97fba2d9d73ea8e109459c2054796286254ad6a76e7064c04b32955ac7");
     }
 
     #[test]
@@ -126,30 +149,15 @@ mod tests {
         let other_args = vec!["b".to_owned()];
         let other_outputs: BTreeMap<String, OutputKind> = [("r".to_owned(), OutputKind::Dir)].into();
         let variants = [
-            KeyMaterial {
-                module: Digest::of(b"other"),
-                ..base.clone()
-            },
-            KeyMaterial {
-                args: &other_args,
-                ..base.clone()
-            },
-            KeyMaterial {
-                outputs: &other_outputs,
-                ..base.clone()
-            },
-            KeyMaterial {
-                memory_limit: 1,
-                ..base.clone()
-            },
-            KeyMaterial {
-                format: KEY_FORMAT_VERSION + 1,
-                ..base.clone()
-            },
-            KeyMaterial {
-                inputs: BTreeMap::new(),
-                ..base.clone()
-            },
+            KeyMaterial { code: CodeKey::Wasm { module: Digest::of(b"other") }, ..base.clone() },
+            KeyMaterial { code: CodeKey::Native { name: "module", version: 1 }, ..base.clone() },
+            KeyMaterial { natives: [("gemm", 2)].into(), ..base.clone() },
+            KeyMaterial { natives: BTreeMap::new(), ..base.clone() },
+            KeyMaterial { args: &other_args, ..base.clone() },
+            KeyMaterial { outputs: &other_outputs, ..base.clone() },
+            KeyMaterial { memory_limit: 1, ..base.clone() },
+            KeyMaterial { format: KEY_FORMAT_VERSION + 1, ..base.clone() },
+            KeyMaterial { inputs: BTreeMap::new(), ..base.clone() },
         ];
         for variant in variants {
             assert_ne!(variant.key(), base.key(), "{variant:?}");

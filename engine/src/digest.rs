@@ -40,9 +40,7 @@ impl Digest {
     /// Parses a full digest (`blake3:<hex>`) or bare hex of 64 digits.
     pub fn parse(text: &str) -> Result<Self, ParseDigestError> {
         let hex = text.strip_prefix(PREFIX).unwrap_or(text);
-        blake3::Hash::from_hex(hex)
-            .map(|hash| Self(*hash.as_bytes()))
-            .map_err(|_| ParseDigestError(text.to_owned()))
+        blake3::Hash::from_hex(hex).map(|hash| Self(*hash.as_bytes())).map_err(|_| ParseDigestError(text.to_owned()))
     }
 }
 
@@ -97,10 +95,7 @@ mod tests {
     fn text_form_round_trips() {
         let digest = Digest::of(b"hello");
         let text = digest.to_string();
-        assert_eq!(
-            text,
-            "blake3:ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f"
-        );
+        assert_eq!(text, "blake3:ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f");
         assert_eq!(Digest::parse(&text).unwrap(), digest);
         assert_eq!(Digest::parse(&digest.hex()).unwrap(), digest);
     }

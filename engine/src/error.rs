@@ -103,12 +103,7 @@ fn prefix(location: &Location) -> String {
 
 impl ValidationError {
     pub(crate) fn new(kind: ValidationErrorKind) -> Self {
-        Self {
-            inner: Box::new(ValidationErrorInner {
-                location: Location::default(),
-                kind,
-            }),
-        }
+        Self { inner: Box::new(ValidationErrorInner { location: Location::default(), kind }) }
     }
 
     /// What is wrong.
@@ -237,6 +232,24 @@ pub enum ValidationErrorKind {
     /// A duration such as `limits.timeout` could not be parsed.
     #[error("{0}")]
     BadDuration(String),
+    /// A native step or function is not registered with the engine.
+    #[error("no native {what} named `{name}` is registered (registered: {})", known.join(", "))]
+    UnknownNative {
+        /// `step` or `function`.
+        what: &'static str,
+        /// The missing name.
+        name: String,
+        /// The registered names.
+        known: Vec<String>,
+    },
+    /// A step asks for more GPU slots than the engine has.
+    #[error("asks for {asked} GPU slots, but the engine has only {slots}")]
+    TooManyGpus {
+        /// Slots asked for.
+        asked: u32,
+        /// Slots the engine has.
+        slots: usize,
+    },
     /// A step of the run options (`--rerun`) is not in the pipeline.
     #[error("`--rerun {step}`: no such step in the pipeline")]
     UnknownRerunStep {
@@ -270,11 +283,7 @@ pub struct StepError {
 }
 
 fn stderr_block(tail: &str) -> String {
-    if tail.trim().is_empty() {
-        String::new()
-    } else {
-        format!("\n--- stderr (tail) ---\n{}", tail.trim_end())
-    }
+    if tail.trim().is_empty() { String::new() } else { format!("\n--- stderr (tail) ---\n{}", tail.trim_end()) }
 }
 
 /// The causes of a step failure.
@@ -319,6 +328,12 @@ pub enum StepErrorKind {
         output: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A native step returned an error or panicked.
+    #[error("native step failed: {message}")]
+    Native {
+        /// What the native step said.
+        message: String,
     },
     /// The engine could not prepare or collect the step (workspace I/O).
     #[error("engine error: {0}")]

@@ -38,13 +38,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod bridge;
 mod cache_key;
 mod digest;
 mod engine;
 mod error;
+mod events;
 mod limits;
 mod manifest;
 mod module_kind;
+mod native;
 mod options;
 mod params;
 mod pipeline;
@@ -54,13 +57,16 @@ mod runtime;
 mod scheduler;
 mod step_exec;
 mod store;
+mod telemetry;
 
 pub use digest::{Digest, ParseDigestError};
 pub use engine::{Engine, EngineBuilder};
 pub use error::{Error, Location, Result, StepError, StepErrorKind, ValidationError, ValidationErrorKind};
+pub use events::{Event, EventSink};
 pub use limits::{Limits, parse_duration, parse_size};
+pub use native::{CallContext, Device, GpuSupport, NativeFunction, NativeStep, StepContext, TypedFunction, native_fn};
 pub use options::RunOptions;
 pub use params::{Params, parse_like};
-pub use pipeline::{InputRef, OutputKind, Pipeline, PipelineBuilder, Step, StepBuilder};
+pub use pipeline::{InputRef, OutputKind, Pipeline, PipelineBuilder, Resources, Step, StepBuilder, StepCode};
 pub use report::{Logs, RunReport, RunStatus, StepReport, StepStatus};
 pub use store::{Artifact, Store};

@@ -25,10 +25,7 @@ impl Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            memory: Self::DEFAULT_MEMORY,
-            timeout: Self::DEFAULT_TIMEOUT,
-        }
+        Self { memory: Self::DEFAULT_MEMORY, timeout: Self::DEFAULT_TIMEOUT }
     }
 }
 
@@ -49,14 +46,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "gib" => 1 << 30,
         "tib" => 1 << 40,
         _ => {
-            return Err(format!(
-                "`{text}` is not a size: unknown unit `{unit}` (use B, KiB, MiB, GiB, KB, MB or GB)"
-            ));
+            return Err(format!("`{text}` is not a size: unknown unit `{unit}` (use B, KiB, MiB, GiB, KB, MB or GB)"));
         }
     };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size: expected a number and a unit, like `64MiB`"))?;
+    let value: f64 =
+        number.parse().map_err(|_| format!("`{text}` is not a size: expected a number and a unit, like `64MiB`"))?;
     let bytes = value * factor as f64;
     if !(0.0..=u64::MAX as f64).contains(&bytes) {
         return Err(format!("`{text}` is not a size: out of range"));
@@ -76,9 +70,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = 0.0f64;
     while !rest.is_empty() {
         let (number, after) = split_number(rest);
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
+        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
         let (unit, next) = after.split_at(unit_len);
         let value: f64 = number.parse().map_err(|_| error("expected a number"))?;
         let seconds = match unit.trim() {
@@ -97,9 +89,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Splits leading digits (and one decimal point) from the rest, trimming spaces.
 fn split_number(text: &str) -> (&str, &str) {
     let text = text.trim();
-    let end = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
+    let end = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     (&text[..end], text[end..].trim())
 }
 
@@ -128,11 +118,7 @@ mod tests {
         assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("").is_err());
-        assert!(
-            parse_duration("10 fortnights")
-                .unwrap_err()
-                .contains("unknown unit `fortnights`")
-        );
+        assert!(parse_duration("10 fortnights").unwrap_err().contains("unknown unit `fortnights`"));
         assert!(parse_duration("soon").is_err());
     }
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::limits::{parse_duration, parse_size};
 use crate::params::toml_to_json;
-use crate::{Limits, OutputKind, Pipeline, PipelineBuilder, StepBuilder};
+use crate::{Limits, OutputKind, Pipeline, PipelineBuilder, Resources, StepBuilder};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,7 +29,12 @@ struct RawManifest {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStep {
-    module: PathBuf,
+    module: Option<PathBuf>,
+    native: Option<String>,
+    #[serde(default)]
+    natives: Vec<String>,
+    #[serde(default)]
+    resources: Resources,
     #[serde(default)]
     args: Vec<String>,
     #[serde(default)]
@@ -96,12 +101,17 @@ fn parse(text: &str, base: &Path) -> Result<PipelineBuilder, ValidationError> {
 
 fn parse_step(name: &str, value: toml::Value, base: &Path) -> Result<StepBuilder, ValidationError> {
     let raw = RawStep::deserialize(value).map_err(|err| syntax(err.message()))?;
-    let mut step = StepBuilder::new(name, base.join(&raw.module))
-        .args(raw.args)
-        .limits(parse_limits(&raw.limits)?)
-        .reuse(raw.reuse);
+    let step = match (&raw.module, raw.native) {
+        (Some(module), None) => StepBuilder::new(name, base.join(module)),
+        (None, Some(function)) => StepBuilder::native(name, function),
+        _ => return Err(syntax("a step needs exactly one of `module` (a WASI program) and `native` (a native step)")),
+    };
+    let mut step = step.resources(raw.resources).args(raw.args).limits(parse_limits(&raw.limits)?).reuse(raw.reuse);
     for (input, source) in raw.inputs {
         step = step.input(input, source);
+    }
+    for function in raw.natives {
+        step = step.native_function(function);
     }
     for (output, kind) in raw.outputs {
         step = step.output(output, kind);

@@ -50,16 +50,8 @@ mod tests {
     fn classifies_headers() {
         assert_eq!(ModuleKind::of_bytes(b"\0asm\x01\0\0\0"), Ok(ModuleKind::Core));
         assert_eq!(ModuleKind::of_bytes(b"\0asm\x0d\0\x01\0"), Ok(ModuleKind::Component));
-        assert!(
-            ModuleKind::of_bytes(b"#!/bin/sh\n")
-                .unwrap_err()
-                .contains("not a WebAssembly binary")
-        );
+        assert!(ModuleKind::of_bytes(b"#!/bin/sh\n").unwrap_err().contains("not a WebAssembly binary"));
         assert!(ModuleKind::of_bytes(b"\0asm").is_err());
-        assert!(
-            ModuleKind::of_bytes(b"\0asm\x02\0\0\0")
-                .unwrap_err()
-                .contains("unsupported")
-        );
+        assert!(ModuleKind::of_bytes(b"\0asm\x02\0\0\0").unwrap_err().contains("unsupported"));
     }
 }

@@ -1,11 +1,13 @@
 //! Per-run choices: parameter overrides, forced re-runs, cache bypass.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::Pipeline;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
+use crate::events::EventSink;
 use crate::params::{Params, parse_like};
 
 /// Options of one run. The default runs with the pipeline's default
@@ -15,6 +17,17 @@ pub struct RunOptions {
     params: BTreeMap<String, Override>,
     rerun: BTreeSet<String>,
     no_cache: bool,
+    events: Option<Sink>,
+}
+
+/// An event sink (its own type so `RunOptions` can be `Debug`).
+#[derive(Clone)]
+struct Sink(Arc<dyn EventSink>);
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventSink")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +68,18 @@ impl RunOptions {
         self
     }
 
+    /// Delivers the run's events (steps starting and finishing, metrics,
+    /// progress) to `sink` as they happen.
+    pub fn events(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.events = Some(Sink(sink));
+        self
+    }
+
+    /// The event sink, if any.
+    pub(crate) fn event_sink(&self) -> Option<Arc<dyn EventSink>> {
+        self.events.as_ref().map(|sink| sink.0.clone())
+    }
+
     /// Whether `step` must execute rather than reuse a cached result.
     pub(crate) fn forces(&self, step: &str) -> bool {
         self.no_cache || self.rerun.contains(step)
@@ -64,9 +89,7 @@ impl RunOptions {
     pub(crate) fn resolve(&self, pipeline: &Pipeline) -> Result<Params, ValidationError> {
         let located = |err: ValidationError| err.in_file(pipeline.file());
         if let Some(step) = self.rerun.iter().find(|step| pipeline.step(step).is_none()) {
-            return Err(located(ValidationError::new(Kind::UnknownRerunStep {
-                step: step.clone(),
-            })));
+            return Err(located(ValidationError::new(Kind::UnknownRerunStep { step: step.clone() })));
         }
         let mut params = pipeline.params().clone();
         for (name, value) in &self.params {
@@ -85,11 +108,8 @@ impl RunOptions {
             };
             let value = value.map_err(|reason| {
                 located(
-                    ValidationError::new(Kind::BadParamValue {
-                        param: name.clone(),
-                        reason,
-                    })
-                    .in_field(format!("--param {name}")),
+                    ValidationError::new(Kind::BadParamValue { param: name.clone(), reason })
+                        .in_field(format!("--param {name}")),
                 )
             })?;
             params.insert(name.clone(), value);
@@ -112,8 +132,8 @@ fn same_type(default: &Value, value: &Value) -> Result<Value, String> {
     match (kind(default), kind(value)) {
         (a, b) if a == b => Ok(value.clone()),
         ("float", "integer") => Ok(value.as_f64().map_or(Value::Null, Value::from)),
-        (expected, found) => Err(format!(
-            "expected a {expected} like the default ({default}), got a {found} ({value})"
-        )),
+        (expected, found) => {
+            Err(format!("expected a {expected} like the default ({default}), got a {found} ({value})"))
+        }
     }
 }

@@ -33,9 +33,7 @@ fn pieces(template: &str) -> Result<Vec<Piece<'_>>, String> {
         out.push(Piece::Text(&rest[..at]));
         let reference = &rest[at..];
         let Some(body) = reference.strip_prefix(OPEN) else {
-            return Err(format!(
-                "bad reference in `{template}`: only `${{params.NAME}}` is supported"
-            ));
+            return Err(format!("bad reference in `{template}`: only `${{params.NAME}}` is supported"));
         };
         let Some(end) = body.find('}') else {
             return Err(format!("unclosed `${{` in `{template}`"));
@@ -76,16 +74,9 @@ fn collect_references(value: &Value, names: &mut Vec<String>) -> Result<(), Stri
 pub(crate) fn resolve(value: &Value, params: &Params) -> Result<Value, String> {
     Ok(match value {
         Value::String(text) => resolve_string(text, params)?,
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|item| resolve(item, params))
-                .collect::<Result<_, _>>()?,
-        ),
+        Value::Array(items) => Value::Array(items.iter().map(|item| resolve(item, params)).collect::<Result<_, _>>()?),
         Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(key, item)| Ok((key.clone(), resolve(item, params)?)))
-                .collect::<Result<_, String>>()?,
+            map.iter().map(|(key, item)| Ok((key.clone(), resolve(item, params)?))).collect::<Result<_, String>>()?,
         ),
         other => other.clone(),
     })
@@ -93,11 +84,7 @@ pub(crate) fn resolve(value: &Value, params: &Params) -> Result<Value, String> {
 
 fn resolve_string(text: &str, params: &Params) -> Result<Value, String> {
     let pieces = pieces(text)?;
-    let lookup = |name: &str| {
-        params
-            .get(name)
-            .ok_or_else(|| format!("no pipeline parameter named `{name}`"))
-    };
+    let lookup = |name: &str| params.get(name).ok_or_else(|| format!("no pipeline parameter named `{name}`"));
     if let [Piece::Text(""), Piece::Param(name), Piece::Text("")] = pieces.as_slice() {
         return lookup(name).cloned();
     }
@@ -135,10 +122,7 @@ pub fn parse_like(default: &Value, text: &str) -> Result<Value, String> {
     let mismatch = |kind: &str| format!("`{text}` is not {kind}, the type of the default ({default})");
     match default {
         Value::String(_) => Ok(Value::String(text.to_owned())),
-        Value::Bool(_) => text
-            .parse::<bool>()
-            .map(Value::Bool)
-            .map_err(|_| mismatch("a boolean (true or false)")),
+        Value::Bool(_) => text.parse::<bool>().map(Value::Bool).map_err(|_| mismatch("a boolean (true or false)")),
         Value::Number(number) if number.is_f64() => text
             .parse::<f64>()
             .ok()
@@ -159,9 +143,7 @@ pub fn parse_like(default: &Value, text: &str) -> Result<Value, String> {
 
 /// Parses one TOML value written inline.
 fn parse_toml_value(text: &str) -> Result<Value, String> {
-    let table: toml::Table = format!("v = {text}")
-        .parse()
-        .map_err(|err: toml::de::Error| err.message().to_owned())?;
+    let table: toml::Table = format!("v = {text}").parse().map_err(|err: toml::de::Error| err.message().to_owned())?;
     toml_to_json(&table["v"])
 }
 
@@ -179,10 +161,7 @@ pub(crate) fn toml_to_json(value: &toml::Value) -> Result<Value, String> {
         }
         toml::Value::Array(items) => Value::Array(items.iter().map(toml_to_json).collect::<Result<_, _>>()?),
         toml::Value::Table(table) => Value::Object(
-            table
-                .iter()
-                .map(|(key, item)| Ok((key.clone(), toml_to_json(item)?)))
-                .collect::<Result<_, String>>()?,
+            table.iter().map(|(key, item)| Ok((key.clone(), toml_to_json(item)?))).collect::<Result<_, String>>()?,
         ),
     })
 }
@@ -194,50 +173,28 @@ mod tests {
     use super::*;
 
     fn params() -> Params {
-        [
-            ("word".to_owned(), json!("hello")),
-            ("n".to_owned(), json!(3)),
-            ("rate".to_owned(), json!(0.5)),
-        ]
-        .into()
+        [("word".to_owned(), json!("hello")), ("n".to_owned(), json!(3)), ("rate".to_owned(), json!(0.5))].into()
     }
 
     #[test]
     fn whole_reference_keeps_type() {
         assert_eq!(resolve(&json!("${params.n}"), &params()).unwrap(), json!(3));
-        assert_eq!(
-            resolve(&json!({"a": ["${params.rate}"]}), &params()).unwrap(),
-            json!({"a": [0.5]})
-        );
+        assert_eq!(resolve(&json!({"a": ["${params.rate}"]}), &params()).unwrap(), json!({"a": [0.5]}));
     }
 
     #[test]
     fn embedded_reference_renders_text() {
-        assert_eq!(
-            resolve(&json!("say ${params.word} ${params.n}x"), &params()).unwrap(),
-            json!("say hello 3x")
-        );
+        assert_eq!(resolve(&json!("say ${params.word} ${params.n}x"), &params()).unwrap(), json!("say hello 3x"));
         assert_eq!(render("${params.n}", &params()).unwrap(), "3");
         assert_eq!(render("cost: $${params.n}", &params()).unwrap(), "cost: ${params.n}");
     }
 
     #[test]
     fn unknown_and_malformed_references_are_errors() {
-        assert!(
-            resolve(&json!("${params.nope}"), &params())
-                .unwrap_err()
-                .contains("`nope`")
-        );
-        assert!(
-            references(&json!("${env.HOME}"))
-                .unwrap_err()
-                .contains("only `${params.NAME}`")
-        );
+        assert!(resolve(&json!("${params.nope}"), &params()).unwrap_err().contains("`nope`"));
+        assert!(references(&json!("${env.HOME}")).unwrap_err().contains("only `${params.NAME}`"));
         assert!(references(&json!("${params.word")).unwrap_err().contains("unclosed"));
-        assert_eq!(
-            references(&json!(["${params.a}", {"x": "${params.b}-${params.c}"}])).unwrap(),
-            ["a", "b", "c"]
-        );
+        assert_eq!(references(&json!(["${params.a}", {"x": "${params.b}-${params.c}"}])).unwrap(), ["a", "b", "c"]);
     }
 
     #[test]

@@ -69,7 +69,9 @@ impl Pipeline {
 #[derive(Debug, Clone)]
 pub struct Step {
     pub(crate) name: String,
-    pub(crate) module: PathBuf,
+    pub(crate) code: StepCode,
+    pub(crate) natives: std::collections::BTreeSet<String>,
+    pub(crate) resources: Resources,
     pub(crate) args: Vec<String>,
     pub(crate) inputs: BTreeMap<String, InputRef>,
     pub(crate) outputs: BTreeMap<String, OutputKind>,
@@ -84,9 +86,27 @@ impl Step {
         &self.name
     }
 
-    /// Path of the WebAssembly module or component.
-    pub fn module(&self) -> &Path {
-        &self.module
+    /// What the step runs: a WebAssembly module or a registered native step.
+    pub fn code(&self) -> &StepCode {
+        &self.code
+    }
+
+    /// Path of the WebAssembly module or component, for a wasm step.
+    pub fn module(&self) -> Option<&Path> {
+        match &self.code {
+            StepCode::Wasm(path) => Some(path),
+            StepCode::Native(_) => None,
+        }
+    }
+
+    /// Native functions the step may call through the host bridge.
+    pub fn natives(&self) -> &std::collections::BTreeSet<String> {
+        &self.natives
+    }
+
+    /// Resources the step needs while it runs (e.g. GPU slots).
+    pub fn resources(&self) -> Resources {
+        self.resources
     }
 
     /// Command-line arguments (after argv\[0\]), before parameter substitution.
@@ -126,6 +146,24 @@ impl Step {
             InputRef::Pipeline(_) => None,
         })
     }
+}
+
+/// What a step runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepCode {
+    /// A WASI module or component at this path.
+    Wasm(PathBuf),
+    /// A native step registered with the engine under this name.
+    Native(String),
+}
+
+/// Resources a step holds while it executes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// GPU slots (0: none).
+    #[serde(default)]
+    pub gpu: u32,
 }
 
 /// Where a step input comes from.

@@ -34,11 +34,7 @@ impl RunReport {
 
     /// Names of the steps that ended with `status`, in name order.
     pub fn steps_with(&self, status: StepStatus) -> Vec<&str> {
-        self.steps
-            .iter()
-            .filter(|(_, step)| step.status == status)
-            .map(|(name, _)| name.as_str())
-            .collect()
+        self.steps.iter().filter(|(_, step)| step.status == status).map(|(name, _)| name.as_str()).collect()
     }
 }
 
@@ -86,6 +82,12 @@ pub struct StepReport {
     /// The guest's captured stdout and stderr (absent for skipped steps).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logs: Option<Logs>,
+    /// The last value of each metric the step reported (for a cached step,
+    /// those of the execution it reuses).
+    pub metrics: BTreeMap<String, f64>,
+    /// Things the user should know, e.g. that a GPU was asked for and none was there.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Digests of a step execution's captured output streams.

@@ -5,12 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// A new run id such as `20261127T052233Z-3f9a1c`.
 pub(crate) fn new_run_id() -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let seed = format!(
-        "{}:{}:{:?}",
-        now.as_nanos(),
-        std::process::id(),
-        std::thread::current().id()
-    );
+    let seed = format!("{}:{}:{:?}", now.as_nanos(), std::process::id(), std::thread::current().id());
     let suffix = &blake3::hash(seed.as_bytes()).to_hex()[..6];
     format!("{}-{suffix}", utc_stamp(now.as_secs()))
 }
@@ -20,12 +15,7 @@ fn utc_stamp(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let (year, month, day) = civil_from_days(days);
     let rem = secs % 86_400;
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Converts days since 1970-01-01 to a proleptic Gregorian date

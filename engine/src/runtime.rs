@@ -56,6 +56,11 @@ impl Runtime {
             .map_err(|err| Error::Runtime(err.to_string()))?;
         let mut component_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut component_linker).map_err(|err| Error::Runtime(err.to_string()))?;
+        sandbox::add_host_to_linker::<ComponentState, wasmtime::component::HasSelf<ComponentState>>(
+            &mut component_linker,
+            |state| state,
+        )
+        .map_err(|err| Error::Runtime(err.to_string()))?;
         Ok(Self {
             disk_cache: compile_cache::CompileCache::new(&engine, compiled_dir),
             _ticker: ticker::EpochTicker::start(engine.clone()),
@@ -102,9 +107,7 @@ impl Runtime {
             Some(wasmtime::ExternType::Func(_)) => {}
             _ => return Err("it exports no `_start` function; a step must be a WASI command".to_owned()),
         }
-        self.core_linker
-            .instantiate_pre(&module)
-            .map_err(|err| format!("cannot link it: {}", chain(&err)))
+        self.core_linker.instantiate_pre(&module).map_err(|err| format!("cannot link it: {}", chain(&err)))
     }
 
     fn link_component(&self, bytes: &[u8], digest: &Digest) -> Result<CommandPre<ComponentState>, String> {
@@ -131,8 +134,5 @@ impl Runtime {
 
 /// An error with its causes, as one line.
 pub(crate) fn chain(err: &wasmtime::Error) -> String {
-    err.chain()
-        .map(|cause| cause.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
+    err.chain().map(|cause| cause.to_string()).collect::<Vec<_>>().join(": ")
 }

@@ -1,29 +1,59 @@
 //! The coordinator of a run. It alone owns the run's state: it decides which
-//! steps are ready, computes their cache keys, reuses cached results, and
-//! dispatches the rest to the worker pool, whose results come back over a
-//! channel.
+//! steps are ready, computes their cache keys, reuses cached results, admits
+//! the rest to the worker pool as GPU slots allow, and records the results
+//! that come back over a channel.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cache_key::{Canonical, KEY_FORMAT_VERSION, KeyMaterial};
+use crate::cache_key::{Canonical, CodeKey, KEY_FORMAT_VERSION, KeyMaterial};
 use crate::engine::EngineInner;
+use crate::events::Event;
+use crate::native::Device;
 use crate::pipeline::{InputRef, Step};
 use crate::report::{Logs, RunReport, RunStatus, StepReport, StepStatus};
-use crate::runtime::Program;
-use crate::step_exec::{self, Finished, Job};
+use crate::step_exec::{self, Finished, Job, JobCode, Workshop};
 use crate::{Artifact, Digest, RunOptions};
 
-/// A step ready to be keyed: its program, argv and parameters resolved.
+/// A step ready to be keyed: its code, argv and parameters resolved.
 pub(crate) struct PlannedStep<'p> {
     pub step: &'p Step,
-    pub program: Arc<Program>,
+    pub code: JobCode,
+    /// The version of a native step (unused for wasm).
+    pub native_version: u32,
     pub argv: Vec<String>,
     pub params: Value,
+    /// Declared native functions with their versions.
+    pub natives: BTreeMap<String, u32>,
+}
+
+/// GPU slots: which are free, and whether real GPUs stand behind them.
+struct GpuSlots {
+    free: Vec<bool>,
+    real: bool,
+}
+
+impl GpuSlots {
+    /// Takes `count` free slots, if that many are free.
+    fn take(&mut self, count: usize) -> Option<Vec<usize>> {
+        let free: Vec<usize> = (0..self.free.len()).filter(|&i| self.free[i]).take(count).collect();
+        if free.len() < count {
+            return None;
+        }
+        for &slot in &free {
+            self.free[slot] = false;
+        }
+        Some(free)
+    }
+
+    fn release(&mut self, held: &[usize]) {
+        for &slot in held {
+            self.free[slot] = true;
+        }
+    }
 }
 
 /// The state of one run, owned by the coordinating thread.
@@ -39,6 +69,10 @@ pub(crate) struct Coordinator<'a> {
     blocked: Vec<bool>,
     outputs: Vec<BTreeMap<String, Artifact>>,
     keys: Vec<Option<Digest>>,
+    warnings: Vec<Vec<String>>,
+    gpus: GpuSlots,
+    held: Vec<Vec<usize>>,
+    gpu_queue: VecDeque<(usize, Job)>,
     reports: BTreeMap<String, StepReport>,
 }
 
@@ -59,13 +93,18 @@ impl<'a> Coordinator<'a> {
                 waiting[i] += 1;
             }
         }
+        let count = plan.len();
         Self {
             engine,
             options,
             run_id,
-            blocked: vec![false; plan.len()],
-            outputs: vec![BTreeMap::new(); plan.len()],
-            keys: vec![None; plan.len()],
+            blocked: vec![false; count],
+            outputs: vec![BTreeMap::new(); count],
+            keys: vec![None; count],
+            warnings: vec![Vec::new(); count],
+            gpus: GpuSlots { free: vec![true; engine.gpu_slots], real: engine.gpus_detected > 0 },
+            held: vec![Vec::new(); count],
+            gpu_queue: VecDeque::new(),
             reports: BTreeMap::new(),
             plan,
             pipeline_inputs,
@@ -79,20 +118,36 @@ impl<'a> Coordinator<'a> {
     pub(crate) fn drive(mut self, pipeline: &str) -> RunReport {
         let (sender, receiver) = mpsc::channel::<(usize, Finished)>();
         let mut ready: Vec<usize> = (0..self.plan.len()).filter(|&i| self.waiting[i] == 0).rev().collect();
+        let workshop = Workshop {
+            store: &self.engine.store,
+            runtime: &self.engine.runtime,
+            natives: &self.engine.natives,
+            events: self.options.event_sink(),
+        };
         self.engine.pool.in_place_scope(|scope| {
             let mut in_flight = 0usize;
             loop {
+                let mut runnable = Vec::new();
                 while let Some(i) = ready.pop() {
                     if let Some(job) = self.dispatch(i, &mut ready) {
-                        let sender = sender.clone();
-                        let engine = self.engine;
-                        scope.spawn(move |_| {
-                            let finished = step_exec::execute(&engine.store, &engine.runtime, &job);
-                            // The coordinator outlives every worker of its scope.
-                            let _ = sender.send((i, finished));
-                        });
-                        in_flight += 1;
+                        if self.plan[i].step.resources().gpu > 0 && !self.gpus.free.is_empty() {
+                            self.gpu_queue.push_back((i, job));
+                        } else {
+                            runnable.push((i, job));
+                        }
                     }
+                }
+                runnable.extend(self.admit_queued());
+                for (i, job) in runnable {
+                    self.emit(&Event::StepStarted { step: &job.step });
+                    let sender = sender.clone();
+                    let workshop = &workshop;
+                    scope.spawn(move |_| {
+                        let finished = step_exec::execute(workshop, &job);
+                        // The coordinator outlives every worker of its scope.
+                        let _ = sender.send((i, finished));
+                    });
+                    in_flight += 1;
                 }
                 if in_flight == 0 {
                     break;
@@ -102,20 +157,17 @@ impl<'a> Coordinator<'a> {
                 self.record(i, finished, &mut ready);
             }
         });
-        let status = if self
-            .reports
-            .values()
-            .all(|r| matches!(r.status, StepStatus::Ran | StepStatus::Cached))
-        {
+        let status = if self.reports.values().all(|r| matches!(r.status, StepStatus::Ran | StepStatus::Cached)) {
             RunStatus::Succeeded
         } else {
             RunStatus::Failed
         };
-        RunReport {
-            run_id: self.run_id.to_owned(),
-            pipeline: pipeline.to_owned(),
-            status,
-            steps: self.reports,
+        RunReport { run_id: self.run_id.to_owned(), pipeline: pipeline.to_owned(), status, steps: self.reports }
+    }
+
+    fn emit(&self, event: &Event<'_>) {
+        if let Some(sink) = self.options.event_sink() {
+            sink.event(event);
         }
     }
 
@@ -123,7 +175,7 @@ impl<'a> Coordinator<'a> {
     fn dispatch(&mut self, i: usize, ready: &mut Vec<usize>) -> Option<Job> {
         let started = Instant::now();
         if self.blocked[i] {
-            self.settle(i, skipped(), ready);
+            self.settle(i, report(StepStatus::Skipped), ready);
             return None;
         }
         let inputs = self.inputs_of(i);
@@ -136,48 +188,80 @@ impl<'a> Coordinator<'a> {
         {
             self.outputs[i] = entry.outputs.clone();
             let report = StepReport {
-                status: StepStatus::Cached,
                 duration: started.elapsed(),
                 outputs: entry.outputs,
-                error: None,
                 cache_key: Some(key),
-                logs: Some(Logs {
-                    stdout: entry.stdout,
-                    stderr: entry.stderr,
-                }),
+                logs: Some(Logs { stdout: entry.stdout, stderr: entry.stderr }),
+                metrics: entry.metrics,
+                ..report(StepStatus::Cached)
             };
             self.settle(i, report, ready);
             return None;
         }
         let planned = &self.plan[i];
+        let gpus = step.resources().gpu;
+        if gpus > 0 && self.gpus.free.is_empty() {
+            self.warnings[i].push(format!("asked for {gpus} GPU(s), but this engine has no GPU slots; ran on the CPU"));
+        }
         Some(Job {
             step: step.name().to_owned(),
-            program: planned.program.clone(),
+            code: planned.code.clone(),
             argv: planned.argv.clone(),
             params: planned.params.clone(),
             inputs,
             outputs: step.outputs().clone(),
             limits: step.limits(),
+            natives: planned.natives.keys().cloned().collect(),
+            device: Device::Cpu,
             key,
             record: step.reuse(),
             run_id: self.run_id.to_owned(),
         })
     }
 
+    /// Queued GPU jobs whose slots are now free, in the order they queued.
+    fn admit_queued(&mut self) -> Vec<(usize, Job)> {
+        let mut admitted = Vec::new();
+        let mut still_waiting = VecDeque::new();
+        while let Some((i, mut job)) = self.gpu_queue.pop_front() {
+            let wanted = self.plan[i].step.resources().gpu as usize;
+            match self.gpus.take(wanted) {
+                Some(slots) => {
+                    if self.gpus.real {
+                        job.device = Device::Gpu { ordinal: slots[0] };
+                    } else {
+                        self.warnings[i].push(format!(
+                            "holds {wanted} GPU slot(s), but no GPU was detected; native functions ran on their CPU path"
+                        ));
+                    }
+                    self.held[i] = slots;
+                    admitted.push((i, job));
+                }
+                None => still_waiting.push_back((i, job)),
+            }
+        }
+        self.gpu_queue = still_waiting;
+        admitted
+    }
+
     /// Records a finished execution.
     fn record(&mut self, i: usize, finished: Finished, ready: &mut Vec<usize>) {
+        let held = std::mem::take(&mut self.held[i]);
+        self.gpus.release(&held);
         let (status, outputs, error) = match finished.outputs {
             Ok(outputs) => (StepStatus::Ran, outputs, None),
             Err(error) => (StepStatus::Failed, BTreeMap::new(), Some(error)),
         };
         self.outputs[i] = outputs.clone();
         let report = StepReport {
-            status,
             duration: finished.duration,
             outputs,
             error,
             cache_key: self.keys[i],
             logs: finished.logs,
+            metrics: finished.metrics,
+            warnings: std::mem::take(&mut self.warnings[i]),
+            ..report(status)
         };
         self.settle(i, report, ready);
     }
@@ -185,7 +269,9 @@ impl<'a> Coordinator<'a> {
     /// Stores a step's report and releases (or blocks) its dependents.
     fn settle(&mut self, i: usize, report: StepReport, ready: &mut Vec<usize>) {
         let succeeded = matches!(report.status, StepStatus::Ran | StepStatus::Cached);
-        self.reports.insert(self.plan[i].step.name().to_owned(), report);
+        let name = self.plan[i].step.name();
+        self.emit(&Event::StepFinished { step: name, status: report.status });
+        self.reports.insert(name.to_owned(), report);
         for &next in &self.dependents[i] {
             self.blocked[next] |= !succeeded;
             self.waiting[next] -= 1;
@@ -213,30 +299,34 @@ impl<'a> Coordinator<'a> {
 
     fn key_of(&self, i: usize, inputs: &BTreeMap<String, Artifact>) -> Digest {
         let planned = &self.plan[i];
+        let code = match &planned.code {
+            JobCode::Wasm(program) => CodeKey::Wasm { module: program.digest },
+            JobCode::Native(step) => CodeKey::Native { name: step.name(), version: planned.native_version },
+        };
         KeyMaterial {
             format: KEY_FORMAT_VERSION,
-            kind: "wasm",
-            module: planned.program.digest,
+            code,
             args: &planned.argv,
             params: Canonical(&planned.params),
-            inputs: inputs
-                .iter()
-                .map(|(name, artifact)| (name.as_str(), *artifact))
-                .collect(),
+            inputs: inputs.iter().map(|(name, artifact)| (name.as_str(), *artifact)).collect(),
             outputs: planned.step.outputs(),
             memory_limit: planned.step.limits().memory,
+            natives: planned.natives.iter().map(|(name, version)| (name.as_str(), *version)).collect(),
         }
         .key()
     }
 }
 
-fn skipped() -> StepReport {
+/// A report with `status` and nothing else yet.
+fn report(status: StepStatus) -> StepReport {
     StepReport {
-        status: StepStatus::Skipped,
-        duration: std::time::Duration::ZERO,
+        status,
+        duration: Duration::ZERO,
         outputs: BTreeMap::new(),
         error: None,
         cache_key: None,
         logs: None,
+        metrics: BTreeMap::new(),
+        warnings: Vec::new(),
     }
 }

@@ -1,13 +1,21 @@
 //! One execution of a step on a worker thread: stage its inputs, run the
-//! guest, store its outputs and logs, and record the cache entry.
+//! guest (or the native step), store its outputs and logs, and record the
+//! cache entry.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cap_std::fs::Dir;
+
+use crate::bridge::{Bridge, panic_text};
+use crate::events::EventSink;
+use crate::native::{Device, GuestFiles, NativeStep, Natives, StepContext};
 use crate::runtime::{Invocation, Program, Runtime};
 use crate::store::{CacheEntry, Store};
+use crate::telemetry::Telemetry;
 use crate::{Artifact, Digest, Error, Limits, Logs, OutputKind, StepError, StepErrorKind};
 
 /// Name of the parameters file inside `/in`.
@@ -16,68 +24,103 @@ pub(crate) const PARAMS_FILE: &str = ".params.json";
 const STDERR_TAIL_BYTES: usize = 4096;
 const STDERR_TAIL_LINES: usize = 30;
 
+/// What a job runs.
+#[derive(Clone)]
+pub(crate) enum JobCode {
+    Wasm(Arc<Program>),
+    Native(Arc<dyn NativeStep>),
+}
+
 /// Everything a worker needs to execute one step.
 pub(crate) struct Job {
     pub step: String,
-    pub program: Arc<Program>,
+    pub code: JobCode,
     pub argv: Vec<String>,
     pub params: serde_json::Value,
     pub inputs: BTreeMap<String, Artifact>,
     pub outputs: BTreeMap<String, OutputKind>,
     pub limits: Limits,
+    pub natives: BTreeSet<String>,
+    pub device: Device,
     pub key: Digest,
     /// Whether to record the result for reuse.
     pub record: bool,
     pub run_id: String,
 }
 
+/// What a worker needs besides the job: the store, runtime and registry.
+pub(crate) struct Workshop<'a> {
+    pub store: &'a Store,
+    pub runtime: &'a Runtime,
+    pub natives: &'a Arc<Natives>,
+    pub events: Option<Arc<dyn EventSink>>,
+}
+
 /// What became of a job.
 pub(crate) struct Finished {
     pub outputs: Result<BTreeMap<String, Artifact>, StepError>,
     pub logs: Option<Logs>,
+    pub metrics: BTreeMap<String, f64>,
     pub duration: Duration,
 }
 
 /// Executes `job`; failures of any kind are reported, never propagated.
-pub(crate) fn execute(store: &Store, runtime: &Runtime, job: &Job) -> Finished {
+pub(crate) fn execute(workshop: &Workshop<'_>, job: &Job) -> Finished {
     let started = Instant::now();
-    let (outputs, logs) = match store.scratch_dir("step") {
+    let mut finished = match workshop.store.scratch_dir("step") {
         Ok((scratch, path)) => {
-            let result = run_in(store, runtime, job, &scratch, &path);
-            store.remove_scratch(&path);
-            result
+            let finished = run_in(workshop, job, &scratch, &path);
+            workshop.store.remove_scratch(&path);
+            finished
         }
-        Err(err) => (Err(failure(job, engine(err), String::new())), None),
+        Err(err) => failed(job, engine(err), String::new()),
     };
+    finished.duration = started.elapsed();
+    finished
+}
+
+fn failed(job: &Job, kind: StepErrorKind, stderr_tail: String) -> Finished {
     Finished {
-        outputs,
-        logs,
-        duration: started.elapsed(),
+        outputs: Err(StepError { step: job.step.clone(), kind, stderr_tail }),
+        logs: None,
+        metrics: BTreeMap::new(),
+        duration: Duration::ZERO,
     }
 }
 
-type Outcome = (Result<BTreeMap<String, Artifact>, StepError>, Option<Logs>);
-
-fn run_in(store: &Store, runtime: &Runtime, job: &Job, scratch: &cap_std::fs::Dir, path: &Path) -> Outcome {
-    let invocation = match stage(store, job, scratch, path) {
-        Ok(invocation) => invocation,
-        Err(err) => return (Err(failure(job, engine(err), String::new())), None),
+fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path) -> Finished {
+    let telemetry = Telemetry::new(workshop.events.clone());
+    let (ran, telemetry) = match stage(workshop.store, job, scratch, path) {
+        Ok(staged) => match &job.code {
+            JobCode::Wasm(program) => run_wasm(workshop, job, program, staged, path, telemetry),
+            JobCode::Native(step) => run_native(job, step.as_ref(), path, telemetry),
+        },
+        Err(err) => return failed(job, engine(err), String::new()),
     };
-    let ran = runtime.execute(&job.program, &invocation);
-    drop(invocation);
+    let (metrics, _dropped) = telemetry.into_metrics();
     let stderr_tail = tail(&path.join("stderr"));
-    let logs = match store_logs(store, path) {
+    let logs = match store_logs(workshop.store, path) {
         Ok(logs) => logs,
-        Err(err) => return (Err(failure(job, engine(err), stderr_tail)), None),
+        Err(err) => return Finished { metrics, ..failed(job, engine(err), stderr_tail) },
     };
-    let outputs = ran
-        .and_then(|()| collect(store, job, scratch, logs))
-        .map_err(|kind| failure(job, kind, stderr_tail));
-    (outputs, Some(logs))
+    let outputs = ran.and_then(|()| collect(workshop.store, job, scratch, logs, &metrics)).map_err(|kind| StepError {
+        step: job.step.clone(),
+        kind,
+        stderr_tail,
+    });
+    Finished { outputs, logs: Some(logs), metrics, duration: Duration::ZERO }
+}
+
+/// The staged scratch directory: log files and the `/in`, `/out` handles.
+struct Staged {
+    stdout: std::fs::File,
+    stderr: std::fs::File,
+    in_dir: Dir,
+    out_dir: Dir,
 }
 
 /// Creates `in/` (inputs and parameters), `out/`, and the log files.
-fn stage(store: &Store, job: &Job, scratch: &cap_std::fs::Dir, path: &Path) -> Result<Invocation, Error> {
+fn stage(store: &Store, job: &Job, scratch: &Dir, path: &Path) -> Result<Staged, Error> {
     let io = |what: &str| Error::io(format!("preparing {what} in {}", path.display()));
     scratch.create_dir("in").map_err(io("in"))?;
     scratch.create_dir("out").map_err(io("out"))?;
@@ -88,14 +131,60 @@ fn stage(store: &Store, job: &Job, scratch: &cap_std::fs::Dir, path: &Path) -> R
     let params = serde_json::to_vec_pretty(&job.params).map_err(|err| io("parameters")(std::io::Error::other(err)))?;
     in_dir.write(PARAMS_FILE, params).map_err(io("parameters"))?;
     let log = |name: &str| scratch.create(name).map(|file| file.into_std()).map_err(io(name));
-    Ok(Invocation {
+    Ok(Staged {
+        stdout: log("stdout")?,
+        stderr: log("stderr")?,
+        out_dir: scratch.open_dir("out").map_err(io("out"))?,
+        in_dir,
+    })
+}
+
+fn run_wasm(
+    workshop: &Workshop<'_>,
+    job: &Job,
+    program: &Program,
+    staged: Staged,
+    path: &Path,
+    telemetry: Telemetry,
+) -> (Result<(), StepErrorKind>, Telemetry) {
+    let files = GuestFiles::new(staged.in_dir, staged.out_dir);
+    let bridge =
+        Bridge::new(&job.step, workshop.natives.clone(), job.natives.clone(), job.device, Some(files), telemetry);
+    let invocation = Invocation {
         argv: job.argv.clone(),
         in_dir: path.join("in"),
         out_dir: path.join("out"),
-        stdout: log("stdout")?,
-        stderr: log("stderr")?,
+        stdout: staged.stdout,
+        stderr: staged.stderr,
         limits: job.limits,
-    })
+        bridge,
+    };
+    let (result, bridge) = workshop.runtime.execute(program, invocation);
+    (result, bridge.into_telemetry())
+}
+
+/// Runs a native step in-process; a returned error or a panic fails the step.
+fn run_native(
+    job: &Job,
+    step: &dyn NativeStep,
+    path: &Path,
+    mut telemetry: Telemetry,
+) -> (Result<(), StepErrorKind>, Telemetry) {
+    let (in_dir, out_dir) = (path.join("in"), path.join("out"));
+    let mut context = StepContext {
+        step: &job.step,
+        device: job.device,
+        in_dir: &in_dir,
+        out_dir: &out_dir,
+        params: &job.params,
+        telemetry: &mut telemetry,
+    };
+    let result = match catch_unwind(AssertUnwindSafe(|| step.run(&mut context))) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(message)) => Err(StepErrorKind::Native { message }),
+        Err(panic) => Err(StepErrorKind::Native { message: format!("panicked: {}", panic_text(&*panic)) }),
+    };
+    (result, telemetry)
 }
 
 /// Stores the captured stdout and stderr as artifacts.
@@ -104,22 +193,18 @@ fn store_logs(store: &Store, path: &Path) -> Result<Logs, Error> {
         let file = path.join(name);
         std::fs::read(&file).map_err(Error::io(format!("reading {}", file.display())))
     };
-    Ok(Logs {
-        stdout: store.put_bytes(&read("stdout")?)?,
-        stderr: store.put_bytes(&read("stderr")?)?,
-    })
+    Ok(Logs { stdout: store.put_bytes(&read("stdout")?)?, stderr: store.put_bytes(&read("stderr")?)? })
 }
 
 /// Moves the declared outputs into the store and records the cache entry.
 fn collect(
     store: &Store,
     job: &Job,
-    scratch: &cap_std::fs::Dir,
+    scratch: &Dir,
     logs: Logs,
+    metrics: &BTreeMap<String, f64>,
 ) -> Result<BTreeMap<String, Artifact>, StepErrorKind> {
-    let out = scratch
-        .open_dir("out")
-        .map_err(|err| StepErrorKind::Engine(format!("opening /out: {err}")))?;
+    let out = scratch.open_dir("out").map_err(|err| StepErrorKind::Engine(format!("opening /out: {err}")))?;
     let mut outputs = BTreeMap::new();
     for (name, kind) in &job.outputs {
         outputs.insert(name.clone(), store.ingest_output(&out, name, *kind)?);
@@ -129,6 +214,7 @@ fn collect(
             outputs: outputs.clone(),
             stdout: logs.stdout,
             stderr: logs.stderr,
+            metrics: metrics.clone(),
             run_id: job.run_id.clone(),
         };
         store.cache_put(&job.key, &entry).map_err(engine)?;
@@ -147,12 +233,4 @@ fn tail(path: &Path) -> String {
 
 fn engine(err: Error) -> StepErrorKind {
     StepErrorKind::Engine(err.to_string())
-}
-
-fn failure(job: &Job, kind: StepErrorKind, stderr_tail: String) -> StepError {
-    StepError {
-        step: job.step.clone(),
-        kind,
-        stderr_tail,
-    }
 }

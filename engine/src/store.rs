@@ -77,21 +77,14 @@ impl Store {
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
         let root = root.as_ref();
         std::fs::create_dir_all(root).map_err(Error::io(format!("creating workspace {}", root.display())))?;
-        let root = root
-            .canonicalize()
-            .map_err(Error::io(format!("opening workspace {}", root.display())))?;
+        let root = root.canonicalize().map_err(Error::io(format!("opening workspace {}", root.display())))?;
         let root_dir = Dir::open_ambient_dir(&root, ambient_authority())
             .map_err(Error::io(format!("opening workspace {}", root.display())))?;
         for sub in LAYOUT {
-            root_dir
-                .create_dir_all(sub)
-                .map_err(Error::io(format!("creating {}", root.join(sub).display())))?;
+            root_dir.create_dir_all(sub).map_err(Error::io(format!("creating {}", root.join(sub).display())))?;
         }
-        let open = |sub: &str| {
-            root_dir
-                .open_dir(sub)
-                .map_err(Error::io(format!("opening {}", root.join(sub).display())))
-        };
+        let open =
+            |sub: &str| root_dir.open_dir(sub).map_err(Error::io(format!("opening {}", root.join(sub).display())));
         let tmp = open("tmp")?;
         sweep_abandoned(&tmp);
         let inner = Inner {
@@ -119,9 +112,7 @@ impl Store {
     /// A fresh name under `tmp/`, unique across threads and processes.
     pub(crate) fn temp_name(&self, what: &str) -> String {
         let n = self.inner.next_temp.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         format!("{what}-{}-{nanos:09}-{n}", std::process::id())
     }
 
@@ -159,9 +150,7 @@ impl Store {
     /// Whether the store holds `artifact`.
     pub fn contains(&self, artifact: &Artifact) -> bool {
         let (fan, rest) = split(&artifact.digest);
-        self.kind_dir(artifact.kind)
-            .symlink_metadata(Path::new(&fan).join(rest))
-            .is_ok()
+        self.kind_dir(artifact.kind).symlink_metadata(Path::new(&fan).join(rest)).is_ok()
     }
 
     /// The bytes of a file artifact, checked against its digest.
@@ -224,11 +213,7 @@ impl Store {
     /// Writes a synced temporary file under `tmp/` and returns its name.
     fn write_temp(&self, bytes: &[u8]) -> Result<String> {
         let name = self.temp_name("blob");
-        let mut file = self
-            .inner
-            .tmp
-            .create(&name)
-            .map_err(Error::io("creating a temporary file in the store"))?;
+        let mut file = self.inner.tmp.create(&name).map_err(Error::io("creating a temporary file in the store"))?;
         file.write_all(bytes)
             .and_then(|()| file.sync_all())
             .map_err(Error::io("writing a temporary file in the store"))?;
@@ -276,11 +261,7 @@ fn temp_owner(name: &str) -> Option<u32> {
 
 /// Whether a process with this id exists; `true` where that cannot be told.
 fn process_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new("/proc").join(pid.to_string()).exists()
-    } else {
-        true
-    }
+    if cfg!(target_os = "linux") { Path::new("/proc").join(pid.to_string()).exists() } else { true }
 }
 
 /// Splits a digest's hex into a two-digit fan-out directory and the rest.
@@ -301,10 +282,7 @@ fn ensure_dir(dir: &Dir, name: &str) -> Result<()> {
 fn set_read_only(dir: &Dir, name: impl AsRef<Path>) -> Result<()> {
     let name = name.as_ref();
     let context = || format!("making {} read-only", name.display());
-    let mut perms = dir
-        .symlink_metadata(name)
-        .map_err(|e| Error::io(context())(e))?
-        .permissions();
+    let mut perms = dir.symlink_metadata(name).map_err(|e| Error::io(context())(e))?.permissions();
     perms.set_readonly(true);
     dir.set_permissions(name, perms).map_err(|e| Error::io(context())(e))
 }

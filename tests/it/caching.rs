@@ -59,10 +59,7 @@ fn first_run_executes_everything_and_rerun_reuses_everything() {
     assert_eq!(steps_with(&second, "cached"), ["join", "prep", "shout", "upper"]);
     assert_eq!(steps_with(&second, "ran"), Vec::<String>::new());
     for step in ["prep", "upper", "shout", "join"] {
-        assert_eq!(
-            first["steps"][step]["outputs"], second["steps"][step]["outputs"],
-            "{step}"
-        );
+        assert_eq!(first["steps"][step]["outputs"], second["steps"][step]["outputs"], "{step}");
     }
     assert_ne!(first["run_id"], second["run_id"]);
 }
@@ -158,8 +155,5 @@ fn a_different_module_is_a_different_key() {
     assert_eq!(steps_with(&second, "ran"), ["s"]);
     assert_ne!(first["steps"]["s"]["cache_key"], second["steps"]["s"]["cache_key"]);
     // Same bytes out, so the output digest is shared.
-    assert_eq!(
-        output_digest(&first, "s", "result"),
-        output_digest(&second, "s", "result")
-    );
+    assert_eq!(output_digest(&first, "s", "result"), output_digest(&second, "s", "result"));
 }

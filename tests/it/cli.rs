@@ -42,23 +42,13 @@ fn text_report_has_a_line_per_step_and_a_summary() {
     assert_eq!(first.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&first.stdout);
     assert!(
-        stdout
-            .lines()
-            .any(|l| l.trim_start().starts_with("ran") && l.contains("upper") && l.contains("ms")),
+        stdout.lines().any(|l| l.trim_start().starts_with("ran") && l.contains("upper") && l.contains("ms")),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("succeeded: 1 ran, 0 cached, 0 failed, 0 skipped"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("succeeded: 1 ran, 0 cached, 0 failed, 0 skipped"), "{stdout}");
     let second = project.weir(&["run", "pipeline.toml"]);
     let stdout = String::from_utf8_lossy(&second.stdout);
-    assert!(
-        stdout
-            .lines()
-            .any(|l| l.trim_start().starts_with("cached") && l.contains("upper")),
-        "{stdout}"
-    );
+    assert!(stdout.lines().any(|l| l.trim_start().starts_with("cached") && l.contains("upper")), "{stdout}");
 }
 
 #[test]

@@ -35,10 +35,7 @@ outputs = {{ result = "file" }}
         params,
         json!({"fixed": 7, "word": "hello", "rate": 0.5, "tags": ["a", "b"], "label": "w=hello n=4", "nested": {"n": 4}})
     );
-    assert_eq!(
-        project.cat(output_digest(&summary, "args", "result")),
-        "hello\nn=4\n0.5"
-    );
+    assert_eq!(project.cat(output_digest(&summary, "args", "result")), "hello\nn=4\n0.5");
 }
 
 #[test]

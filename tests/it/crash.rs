@@ -14,11 +14,7 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     };
     for entry in entries {
         let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(files_under(&path))
-        } else {
-            files.push(path)
-        }
+        if path.is_dir() { files.extend(files_under(&path)) } else { files.push(path) }
     }
     files
 }
@@ -27,13 +23,7 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
 fn assert_store_consistent(workspace: &Path) {
     for kind in ["objects", "trees"] {
         for file in files_under(&workspace.join(kind)) {
-            let fan = file
-                .parent()
-                .unwrap()
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
+            let fan = file.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
             let name = format!("{fan}{}", file.file_name().unwrap().to_string_lossy());
             let actual = blake3::hash(&std::fs::read(&file).unwrap()).to_hex().to_string();
             assert_eq!(actual, name, "{} does not match its digest", file.display());
@@ -84,8 +74,5 @@ outputs = { result = "file" }
     assert_eq!(steps_with(&summary, "ran"), ["slow"]);
     assert_store_consistent(&workspace);
     let leftovers: Vec<_> = std::fs::read_dir(workspace.join("tmp")).unwrap().collect();
-    assert!(
-        leftovers.is_empty(),
-        "the killed run's scratch was swept: {leftovers:?}"
-    );
+    assert!(leftovers.is_empty(), "the killed run's scratch was swept: {leftovers:?}");
 }

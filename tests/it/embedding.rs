@@ -25,11 +25,7 @@ fn a_pipeline_built_in_code_runs_and_its_outputs_read_back() {
         )
         .build()
         .unwrap();
-    let engine = Engine::builder()
-        .workspace(project.workspace())
-        .jobs(2)
-        .build()
-        .unwrap();
+    let engine = Engine::builder().workspace(project.workspace()).jobs(2).build().unwrap();
 
     let report = engine.run(&pipeline, &RunOptions::new().param("word", "yo")).unwrap();
     assert!(report.succeeded());
@@ -48,16 +44,11 @@ fn builder_errors_are_typed() {
         .step(StepBuilder::new("a", tool(Wasi::P1)))
         .build()
         .unwrap_err();
-    assert_eq!(
-        duplicate.kind(),
-        &ValidationErrorKind::DuplicateName { name: "a".into() }
-    );
+    assert_eq!(duplicate.kind(), &ValidationErrorKind::DuplicateName { name: "a".into() });
     assert_eq!(duplicate.location().step.as_deref(), Some("a"));
 
-    let missing = Pipeline::builder("m")
-        .step(StepBuilder::new("s", project.path().join("absent.wasm")))
-        .build()
-        .unwrap_err();
+    let missing =
+        Pipeline::builder("m").step(StepBuilder::new("s", project.path().join("absent.wasm"))).build().unwrap_err();
     assert!(matches!(missing.kind(), ValidationErrorKind::ModuleMissing { .. }));
     assert_eq!(missing.location().field.as_deref(), Some("module"));
 

@@ -17,10 +17,7 @@ fn single(wasi: Wasi, args: &str) -> serde_json::Value {
 }
 
 fn error_of(summary: &serde_json::Value) -> String {
-    summary["steps"]["bad"]["error"]
-        .as_str()
-        .expect("error text")
-        .to_owned()
+    summary["steps"]["bad"]["error"].as_str().expect("error text").to_owned()
 }
 
 #[test]
@@ -30,10 +27,7 @@ fn a_nonzero_exit_fails_with_the_status_and_stderr_tail() {
         // WASI 0.2's `exit` carries only success or failure; components that
         // use it report status 1.
         let status = if wasi == Wasi::P1 { 3 } else { 1 };
-        assert!(
-            error.starts_with(&format!("step `bad` failed: exited with status {status}")),
-            "{error}"
-        );
+        assert!(error.starts_with(&format!("step `bad` failed: exited with status {status}")), "{error}");
         assert!(error.contains("something went wrong: failing with status 3"), "{error}");
     }
 }
@@ -51,10 +45,7 @@ fn a_trap_fails_with_the_panic_message() {
 fn an_unwritten_output_fails_the_step() {
     for wasi in Wasi::ALL {
         let error = error_of(&single(wasi, "\"nothing\""));
-        assert!(
-            error.contains("declared output `result` was not written to /out/result"),
-            "{error}"
-        );
+        assert!(error.contains("declared output `result` was not written to /out/result"), "{error}");
     }
 }
 
@@ -118,8 +109,5 @@ fn the_text_report_names_failures_and_the_stderr_tail() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stdout.contains("FAILED") && stdout.contains("bad"), "{stdout}");
     assert!(stdout.contains("0 ran, 0 cached, 1 failed, 0 skipped"), "{stdout}");
-    assert!(
-        stderr.contains("exited with status 5") && stderr.contains("failing with status 5"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("exited with status 5") && stderr.contains("failing with status 5"), "{stderr}");
 }

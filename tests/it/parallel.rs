@@ -33,10 +33,7 @@ fn overlap([a, b]: [(u64, u64); 2]) -> bool {
 
 #[test]
 fn independent_steps_overlap_with_two_jobs() {
-    assert!(
-        overlap(nap_intervals("2")),
-        "the two steps did not run at the same time"
-    );
+    assert!(overlap(nap_intervals("2")), "the two steps did not run at the same time");
 }
 
 #[test]

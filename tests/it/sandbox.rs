@@ -8,11 +8,7 @@ fn probe(wasi: Wasi, args: &[&str], with_input: bool) -> String {
     let project = Project::new();
     project.write("data/secret.txt", "original");
     let args = args.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
-    let inputs = if with_input {
-        "inputs = { data = \"inputs.data\" }"
-    } else {
-        ""
-    };
+    let inputs = if with_input { "inputs = { data = \"inputs.data\" }" } else { "" };
     project.manifest(&format!(
         "name = \"probe\"\n[inputs]\ndata = \"data/secret.txt\"\n[steps.probe]\nmodule = \"{}\"\nargs = [{args}]\n{inputs}\noutputs = {{ result = \"file\" }}\n",
         wasi.tool_name()
@@ -20,23 +16,14 @@ fn probe(wasi: Wasi, args: &[&str], with_input: bool) -> String {
     let (code, summary) = project.run_json(&[]);
     assert_eq!(code, 0, "{summary}");
     let result = project.cat(output_digest(&summary, "probe", "result"));
-    assert_eq!(
-        std::fs::read_to_string(project.path().join("data/secret.txt")).unwrap(),
-        "original"
-    );
+    assert_eq!(std::fs::read_to_string(project.path().join("data/secret.txt")).unwrap(), "original");
     result
 }
 
 #[test]
 fn host_paths_are_invisible() {
     for wasi in Wasi::ALL {
-        for path in [
-            "/etc/passwd",
-            "/in/../../../../etc/passwd",
-            "../etc/passwd",
-            "/out/../../etc/passwd",
-            "/tmp",
-        ] {
+        for path in ["/etc/passwd", "/in/../../../../etc/passwd", "../etc/passwd", "/out/../../etc/passwd", "/tmp"] {
             let result = probe(wasi, &["probe-read", path], false);
             assert!(result.starts_with("err:"), "{wasi:?} read {path}: {result}");
         }
@@ -106,14 +93,8 @@ fn an_infinite_loop_is_stopped_by_its_timeout() {
         let (code, summary) = failing_step(wasi, "\"spin\"", "{ timeout = \"300ms\" }");
         assert_eq!(code, 1);
         let error = summary["steps"]["greedy"]["error"].as_str().unwrap();
-        assert!(
-            error.contains("timed out after 300ms (limits.timeout)"),
-            "{wasi:?}: {error}"
-        );
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "the loop was not interrupted"
-        );
+        assert!(error.contains("timed out after 300ms (limits.timeout)"), "{wasi:?}: {error}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the loop was not interrupted");
     }
 }
 
@@ -123,10 +104,7 @@ fn an_allocation_past_the_memory_limit_fails_the_step() {
         let (code, summary) = failing_step(wasi, "\"alloc\"", "{ memory = \"32MiB\" }");
         assert_eq!(code, 1);
         let error = summary["steps"]["greedy"]["error"].as_str().unwrap();
-        assert!(
-            error.contains("exceeded its memory limit of 33554432 bytes (limits.memory)"),
-            "{wasi:?}: {error}"
-        );
+        assert!(error.contains("exceeded its memory limit of 33554432 bytes (limits.memory)"), "{wasi:?}: {error}");
     }
 }
 
@@ -136,9 +114,6 @@ fn a_symlink_output_is_rejected() {
         let (code, summary) = failing_step(wasi, "\"symlink\"", "{}");
         assert_eq!(code, 1);
         let error = summary["steps"]["greedy"]["error"].as_str().unwrap();
-        assert!(
-            error.contains("output `result`") && error.contains("symbolic link"),
-            "{wasi:?}: {error}"
-        );
+        assert!(error.contains("output `result`") && error.contains("symbolic link"), "{wasi:?}: {error}");
     }
 }

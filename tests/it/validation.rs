@@ -51,33 +51,19 @@ fn a_cycle_lists_its_steps() {
 
 #[test]
 fn references_to_missing_steps_outputs_and_inputs() {
-    let stderr = rejected(
-        "name = \"r\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\ninputs = { x = \"ghost.out\" }\n",
-        &[],
-    );
+    let stderr = rejected("name = \"r\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\ninputs = { x = \"ghost.out\" }\n", &[]);
     assert_mentions(&stderr, &["step `s`", "field `inputs.x`", "no step named `ghost`"]);
 
     let toml =
         format!("name = \"r\"\n{GOOD_STEP}[steps.s]\nmodule = \"tool-p1.wasm\"\ninputs = {{ x = \"a.nope\" }}\n");
     let stderr = rejected(&toml, &[]);
-    assert_mentions(
-        &stderr,
-        &["step `s`", "field `inputs.x`", "step `a` has no output named `nope`"],
-    );
+    assert_mentions(&stderr, &["step `s`", "field `inputs.x`", "step `a` has no output named `nope`"]);
 
-    let stderr = rejected(
-        "name = \"r\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\ninputs = { x = \"inputs.nope\" }\n",
-        &[],
-    );
-    assert_mentions(
-        &stderr,
-        &["step `s`", "field `inputs.x`", "no pipeline input named `nope`"],
-    );
+    let stderr =
+        rejected("name = \"r\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\ninputs = { x = \"inputs.nope\" }\n", &[]);
+    assert_mentions(&stderr, &["step `s`", "field `inputs.x`", "no pipeline input named `nope`"]);
 
-    let stderr = rejected(
-        "name = \"r\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\ninputs = { x = \"justaname\" }\n",
-        &[],
-    );
+    let stderr = rejected("name = \"r\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\ninputs = { x = \"justaname\" }\n", &[]);
     assert_mentions(&stderr, &["step `s`", "field `inputs.x`", "bad reference `justaname`"]);
 }
 
@@ -108,20 +94,12 @@ fn missing_and_invalid_modules() {
 
 #[test]
 fn bad_sizes_and_durations() {
-    let stderr = rejected(
-        "name = \"l\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nlimits = { memory = \"lots\" }\n",
-        &[],
-    );
+    let stderr = rejected("name = \"l\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nlimits = { memory = \"lots\" }\n", &[]);
     assert_mentions(&stderr, &["step `s`", "field `limits.memory`", "`lots` is not a size"]);
 
-    let stderr = rejected(
-        "name = \"l\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nlimits = { timeout = \"5 fortnights\" }\n",
-        &[],
-    );
-    assert_mentions(
-        &stderr,
-        &["step `s`", "field `limits.timeout`", "unknown unit `fortnights`"],
-    );
+    let stderr =
+        rejected("name = \"l\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nlimits = { timeout = \"5 fortnights\" }\n", &[]);
+    assert_mentions(&stderr, &["step `s`", "field `limits.timeout`", "unknown unit `fortnights`"]);
 }
 
 #[test]
@@ -132,10 +110,7 @@ fn unknown_keys_are_errors() {
     let stderr = rejected("name = \"k\"\nversion = 2\n", &[]);
     assert_mentions(&stderr, &["unknown field `version`"]);
 
-    let stderr = rejected(
-        "name = \"k\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nlimits = { cpu = 2 }\n",
-        &[],
-    );
+    let stderr = rejected("name = \"k\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nlimits = { cpu = 2 }\n", &[]);
     assert_mentions(&stderr, &["step `s`", "unknown field `cpu`"]);
 }
 
@@ -143,38 +118,17 @@ fn unknown_keys_are_errors() {
 fn parameters_must_exist_and_fit_their_type() {
     let toml = format!("name = \"p\"\n[params]\nepochs = 3\n{GOOD_STEP}");
     let stderr = rejected(&toml, &["--param", "epoch=4"]);
-    assert_mentions(
-        &stderr,
-        &[
-            "field `--param epoch`",
-            "no pipeline parameter named `epoch`",
-            "known: epochs",
-        ],
-    );
+    assert_mentions(&stderr, &["field `--param epoch`", "no pipeline parameter named `epoch`", "known: epochs"]);
 
     let stderr = rejected(&toml, &["--param", "epochs=many"]);
-    assert_mentions(
-        &stderr,
-        &["bad value for parameter `epochs`", "`many` is not an integer"],
-    );
+    assert_mentions(&stderr, &["bad value for parameter `epochs`", "`many` is not an integer"]);
 
-    let stderr = rejected(
-        "name = \"p\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nargs = [\"${params.ghost}\"]\n",
-        &[],
-    );
-    assert_mentions(
-        &stderr,
-        &["step `s`", "field `args[0]`", "no pipeline parameter named `ghost`"],
-    );
+    let stderr = rejected("name = \"p\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nargs = [\"${params.ghost}\"]\n", &[]);
+    assert_mentions(&stderr, &["step `s`", "field `args[0]`", "no pipeline parameter named `ghost`"]);
 
-    let stderr = rejected(
-        "name = \"p\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nparams = { x = \"${params.ghost}\" }\n",
-        &[],
-    );
-    assert_mentions(
-        &stderr,
-        &["step `s`", "field `params.x`", "no pipeline parameter named `ghost`"],
-    );
+    let stderr =
+        rejected("name = \"p\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nparams = { x = \"${params.ghost}\" }\n", &[]);
+    assert_mentions(&stderr, &["step `s`", "field `params.x`", "no pipeline parameter named `ghost`"]);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{InputRef, OutputKind, Pipeline, Step, graph, names};
+use super::{InputRef, OutputKind, Pipeline, Resources, Step, StepCode, graph, names};
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::module_kind::ModuleKind;
 use crate::{Limits, params};
@@ -40,13 +40,7 @@ pub struct PipelineBuilder {
 impl PipelineBuilder {
     /// A pipeline with this name and nothing in it yet.
     pub fn new(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            file: None,
-            params: Vec::new(),
-            inputs: Vec::new(),
-            steps: Vec::new(),
-        }
+        Self { name: name.into(), file: None, params: Vec::new(), inputs: Vec::new(), steps: Vec::new() }
     }
 
     /// Names the file the definition came from, for error messages.
@@ -101,13 +95,7 @@ impl PipelineBuilder {
             steps.push(step.validate(&params, &inputs).map_err(|err| err.in_step(&name))?);
         }
         let steps = order(steps)?;
-        Ok(Pipeline {
-            name: self.name,
-            file: self.file,
-            params,
-            inputs,
-            steps,
-        })
+        Ok(Pipeline { name: self.name, file: self.file, params, inputs, steps })
     }
 }
 
@@ -122,9 +110,7 @@ fn unique<T>(
         let located = |err: ValidationError| err.in_field(format!("{field}.{name}"));
         check(&name).map_err(located)?;
         if map.insert(name.clone(), value).is_some() {
-            return Err(located(ValidationError::new(Kind::DuplicateName {
-                name: name.clone(),
-            })));
+            return Err(located(ValidationError::new(Kind::DuplicateName { name: name.clone() })));
         }
     }
     Ok(map)
@@ -138,19 +124,11 @@ fn order(steps: Vec<Step>) -> Result<Vec<Step>, ValidationError> {
         let mut step_deps = Vec::new();
         for (input, source) in &step.inputs {
             if let InputRef::Step { step: from, output } = source {
-                let located = |kind| {
-                    ValidationError::new(kind)
-                        .in_step(&step.name)
-                        .in_field(format!("inputs.{input}"))
-                };
-                let &producer = index
-                    .get(from.as_str())
-                    .ok_or_else(|| located(Kind::UnknownStep { step: from.clone() }))?;
+                let located = |kind| ValidationError::new(kind).in_step(&step.name).in_field(format!("inputs.{input}"));
+                let &producer =
+                    index.get(from.as_str()).ok_or_else(|| located(Kind::UnknownStep { step: from.clone() }))?;
                 if !steps[producer].outputs.contains_key(output) {
-                    return Err(located(Kind::UnknownOutput {
-                        step: from.clone(),
-                        output: output.clone(),
-                    }));
+                    return Err(located(Kind::UnknownOutput { step: from.clone(), output: output.clone() }));
                 }
                 step_deps.push(producer);
             }
@@ -165,9 +143,7 @@ fn order(steps: Vec<Step>) -> Result<Vec<Step>, ValidationError> {
         Err(cycle) => {
             let names: Vec<String> = cycle.iter().map(|&i| steps[i].name.clone()).collect();
             let first = names[0].clone();
-            Err(ValidationError::new(Kind::Cycle { steps: names })
-                .in_step(&first)
-                .in_field("inputs"))
+            Err(ValidationError::new(Kind::Cycle { steps: names }).in_step(&first).in_field("inputs"))
         }
     }
 }
@@ -176,7 +152,9 @@ fn order(steps: Vec<Step>) -> Result<Vec<Step>, ValidationError> {
 #[derive(Debug, Clone)]
 pub struct StepBuilder {
     name: String,
-    module: PathBuf,
+    code: StepCode,
+    natives: Vec<String>,
+    resources: Resources,
     args: Vec<String>,
     inputs: Vec<(String, String)>,
     outputs: Vec<(String, OutputKind)>,
@@ -188,9 +166,20 @@ pub struct StepBuilder {
 impl StepBuilder {
     /// A step running the WASI module or component at `module`.
     pub fn new(name: impl Into<String>, module: impl Into<PathBuf>) -> Self {
+        Self::with_code(name.into(), StepCode::Wasm(module.into()))
+    }
+
+    /// A step running the native step registered with the engine as `function`.
+    pub fn native(name: impl Into<String>, function: impl Into<String>) -> Self {
+        Self::with_code(name.into(), StepCode::Native(function.into()))
+    }
+
+    fn with_code(name: String, code: StepCode) -> Self {
         Self {
-            name: name.into(),
-            module: module.into(),
+            name,
+            code,
+            natives: Vec::new(),
+            resources: Resources::default(),
             args: Vec::new(),
             inputs: Vec::new(),
             outputs: Vec::new(),
@@ -248,6 +237,19 @@ impl StepBuilder {
         self
     }
 
+    /// Allows the step to call the native function `function` through the
+    /// host bridge; its name and version become part of the cache key.
+    pub fn native_function(mut self, function: impl Into<String>) -> Self {
+        self.natives.push(function.into());
+        self
+    }
+
+    /// Sets the resources the step holds while it runs.
+    pub fn resources(mut self, resources: Resources) -> Self {
+        self.resources = resources;
+        self
+    }
+
     /// Whether a cached result may be reused (default `true`).
     pub fn reuse(mut self, reuse: bool) -> Self {
         self.reuse = reuse;
@@ -255,7 +257,17 @@ impl StepBuilder {
     }
 
     fn validate(self, params: &params::Params, inputs: &BTreeMap<String, PathBuf>) -> Result<Step, ValidationError> {
-        check_module(&self.module).map_err(|err| err.in_field("module"))?;
+        match &self.code {
+            StepCode::Wasm(module) => check_module(module).map_err(|err| err.in_field("module"))?,
+            StepCode::Native(function) => names::check_function(function).map_err(|err| err.in_field("native"))?,
+        }
+        let mut natives = std::collections::BTreeSet::new();
+        for function in self.natives {
+            names::check_function(&function).map_err(|err| err.in_field("natives"))?;
+            if !natives.insert(function.clone()) {
+                return Err(ValidationError::new(Kind::DuplicateName { name: function }).in_field("natives"));
+            }
+        }
         for (i, arg) in self.args.iter().enumerate() {
             check_references(&Value::String(arg.clone()), params).map_err(|err| err.in_field(format!("args[{i}]")))?;
         }
@@ -272,7 +284,9 @@ impl StepBuilder {
         }
         Ok(Step {
             name: self.name,
-            module: self.module,
+            code: self.code,
+            natives,
+            resources: self.resources,
             args: self.args,
             inputs: resolved,
             outputs,
@@ -288,33 +302,23 @@ fn check_module(path: &Path) -> Result<(), ValidationError> {
     if !path.is_file() {
         return Err(ValidationError::new(Kind::ModuleMissing { path: path.to_owned() }));
     }
-    ModuleKind::of_file(path).map(|_| ()).map_err(|reason| {
-        ValidationError::new(Kind::InvalidModule {
-            path: path.to_owned(),
-            reason,
-        })
-    })
+    ModuleKind::of_file(path)
+        .map(|_| ())
+        .map_err(|reason| ValidationError::new(Kind::InvalidModule { path: path.to_owned(), reason }))
 }
 
 /// Checks that every `${params.X}` in `value` names a declared parameter.
 fn check_references(value: &Value, params: &params::Params) -> Result<(), ValidationError> {
     let names = params::references(value).map_err(|why| ValidationError::new(Kind::Syntax(why)))?;
     match names.into_iter().find(|name| !params.contains_key(name)) {
-        Some(param) => Err(ValidationError::new(Kind::UnknownParam {
-            param,
-            known: params.keys().cloned().collect(),
-        })),
+        Some(param) => Err(ValidationError::new(Kind::UnknownParam { param, known: params.keys().cloned().collect() })),
         None => Ok(()),
     }
 }
 
 /// Parses `inputs.NAME` (which must exist) or `STEP.OUTPUT` (checked later).
 fn parse_reference(reference: &str, inputs: &BTreeMap<String, PathBuf>) -> Result<InputRef, ValidationError> {
-    let bad = || {
-        ValidationError::new(Kind::BadReference {
-            reference: reference.to_owned(),
-        })
-    };
+    let bad = || ValidationError::new(Kind::BadReference { reference: reference.to_owned() });
     let (head, tail) = reference.split_once('.').ok_or_else(bad)?;
     if head.is_empty() || tail.is_empty() || tail.contains('.') {
         return Err(bad());
@@ -325,8 +329,5 @@ fn parse_reference(reference: &str, inputs: &BTreeMap<String, PathBuf>) -> Resul
         }
         return Ok(InputRef::Pipeline(tail.to_owned()));
     }
-    Ok(InputRef::Step {
-        step: head.to_owned(),
-        output: tail.to_owned(),
-    })
+    Ok(InputRef::Step { step: head.to_owned(), output: tail.to_owned() })
 }

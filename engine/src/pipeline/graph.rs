@@ -26,11 +26,7 @@ pub(crate) fn topological_order(deps: &[Vec<usize>]) -> Result<Vec<usize>, Vec<u
             }
         }
     }
-    if order.len() == deps.len() {
-        Ok(order)
-    } else {
-        Err(find_cycle(deps, &remaining))
-    }
+    if order.len() == deps.len() { Ok(order) } else { Err(find_cycle(deps, &remaining)) }
 }
 
 /// Walks dependencies from an unfinished node until one repeats.

@@ -12,11 +12,7 @@ pub(crate) fn check(name: &str) -> Result<(), ValidationError> {
     let valid = !name.is_empty()
         && !name.starts_with('-')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if valid {
-        Ok(())
-    } else {
-        Err(invalid(name, "use letters, digits, `_` and `-` (not first)"))
-    }
+    if valid { Ok(()) } else { Err(invalid(name, "use letters, digits, `_` and `-` (not first)")) }
 }
 
 /// Checks a step name: a valid name that is not reserved.
@@ -28,11 +24,18 @@ pub(crate) fn check_step(name: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// Checks the name of a native function or native step: a name, optionally
+/// with `.`-separated namespaces (`ml.softmax`).
+pub(crate) fn check_function(name: &str) -> Result<(), ValidationError> {
+    if name.split('.').all(|part| check(part).is_ok()) {
+        Ok(())
+    } else {
+        Err(invalid(name, "use letters, digits, `_`, `-`, and `.` between parts"))
+    }
+}
+
 fn invalid(name: &str, reason: &str) -> ValidationError {
-    ValidationError::new(ValidationErrorKind::InvalidName {
-        name: name.to_owned(),
-        reason: reason.to_owned(),
-    })
+    ValidationError::new(ValidationErrorKind::InvalidName { name: name.to_owned(), reason: reason.to_owned() })
 }
 
 #[cfg(test)]

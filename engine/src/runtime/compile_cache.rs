@@ -28,10 +28,7 @@ impl CompileCache {
         engine.precompile_compatibility_hash().hash(&mut hasher);
         env!("CARGO_PKG_VERSION").hash(&mut hasher);
         let dir = compiled_root.join(format!("{:016x}", hasher.finish()));
-        Self {
-            engine: engine.clone(),
-            dir,
-        }
+        Self { engine: engine.clone(), dir }
     }
 
     /// Loads the compiled form of module `digest` with `load`, or compiles it

@@ -10,6 +10,7 @@ use wasmtime_wasi::I32Exit;
 use super::limiter::MemoryLimiter;
 use super::sandbox::{ComponentState, CoreState, wasi_context};
 use super::{Program, ProgramKind, Runtime, chain, ticker};
+use crate::bridge::Bridge;
 use crate::{Limits, StepErrorKind};
 
 /// What one execution gets: argv, its `/in` and `/out` host directories,
@@ -27,43 +28,43 @@ pub(crate) struct Invocation {
     pub stderr: File,
     /// Memory and time limits.
     pub limits: Limits,
+    /// The host bridge (metrics, progress, native functions).
+    pub bridge: Bridge,
 }
 
 impl Runtime {
     /// Runs `program` to completion; `Ok` when it exited with status 0.
-    pub(crate) fn execute(&self, program: &Program, invocation: &Invocation) -> Result<(), StepErrorKind> {
-        let wasi = wasi_context(invocation).map_err(StepErrorKind::Engine)?;
-        let limiter = MemoryLimiter::new(invocation.limits.memory);
-        let (result, memory_hit) = match &program.kind {
+    /// The bridge comes back with the telemetry the guest reported.
+    pub(crate) fn execute(&self, program: &Program, invocation: Invocation) -> (Result<(), StepErrorKind>, Bridge) {
+        let limits = invocation.limits;
+        let mut wasi = match wasi_context(&invocation) {
+            Ok(wasi) => wasi,
+            Err(why) => return (Err(StepErrorKind::Engine(why)), invocation.bridge),
+        };
+        let limiter = MemoryLimiter::new(limits.memory);
+        let bridge = invocation.bridge;
+        let (result, memory_hit, bridge) = match &program.kind {
             ProgramKind::Core(pre) => {
-                let mut store = Store::new(
-                    &self.engine,
-                    CoreState {
-                        wasi: { wasi }.build_p1(),
-                        limiter,
-                    },
-                );
-                arm(&mut store, invocation.limits, |state| &mut state.limiter);
+                let mut store = Store::new(&self.engine, CoreState { wasi: wasi.build_p1(), limiter, bridge });
+                arm(&mut store, limits, |state| &mut state.limiter);
                 let result = pre.instantiate(&mut store).and_then(|instance| {
                     let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
                     start.call(&mut store, ())
                 });
-                (result, store.data().limiter.hit())
+                let state = store.into_data();
+                (result, state.limiter.hit(), state.bridge)
             }
             ProgramKind::Component(pre) => {
-                let state = ComponentState::new({ wasi }.build(), limiter);
-                let mut store = Store::new(&self.engine, state);
-                arm(&mut store, invocation.limits, |state| &mut state.limiter);
-                let result = pre.instantiate(&mut store).and_then(|command| {
-                    command
-                        .wasi_cli_run()
-                        .call_run(&mut store)?
-                        .map_err(|()| I32Exit(1).into())
-                });
-                (result, store.data().limiter.hit())
+                let mut store = Store::new(&self.engine, ComponentState::new(wasi.build(), limiter, bridge));
+                arm(&mut store, limits, |state| &mut state.limiter);
+                let result = pre
+                    .instantiate(&mut store)
+                    .and_then(|command| command.wasi_cli_run().call_run(&mut store)?.map_err(|()| I32Exit(1).into()));
+                let state = store.into_data();
+                (result, state.limiter.hit(), state.bridge)
             }
         };
-        classify(result, memory_hit, invocation.limits)
+        (classify(result, memory_hit, limits), bridge)
     }
 }
 

@@ -19,11 +19,7 @@ pub(crate) struct MemoryLimiter {
 
 impl MemoryLimiter {
     pub(crate) fn new(limit: u64) -> Self {
-        Self {
-            limit: usize::try_from(limit).unwrap_or(usize::MAX),
-            used: 0,
-            hit: false,
-        }
+        Self { limit: usize::try_from(limit).unwrap_or(usize::MAX), used: 0, hit: false }
     }
 
     /// Whether a growth was refused because of the limit.

@@ -10,11 +10,17 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::chain;
 use super::execute::Invocation;
 use super::limiter::MemoryLimiter;
+use crate::bridge::Bridge;
 
-/// Store state of a preview-1 module.
+wasmtime::component::bindgen!({ path: "../wit", world: "step" });
+
+pub(crate) use weir::step::host::add_to_linker as add_host_to_linker;
+
+/// Store state of a preview-1 module (which cannot reach the host bridge).
 pub(crate) struct CoreState {
     pub(crate) wasi: WasiP1Ctx,
     pub(crate) limiter: MemoryLimiter,
+    pub(crate) bridge: Bridge,
 }
 
 /// Store state of a preview-2 component.
@@ -22,38 +28,40 @@ pub(crate) struct ComponentState {
     ctx: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
+    pub(crate) bridge: Bridge,
 }
 
 impl ComponentState {
-    pub(crate) fn new(ctx: WasiCtx, limiter: MemoryLimiter) -> Self {
-        Self {
-            ctx,
-            table: ResourceTable::new(),
-            limiter,
-        }
+    pub(crate) fn new(ctx: WasiCtx, limiter: MemoryLimiter, bridge: Bridge) -> Self {
+        Self { ctx, table: ResourceTable::new(), limiter, bridge }
+    }
+}
+
+impl weir::step::host::Host for ComponentState {
+    fn metric(&mut self, name: String, value: f64) {
+        self.bridge.metric(&name, value);
+    }
+
+    fn progress(&mut self, done: u64, total: u64) {
+        self.bridge.progress(done, total);
+    }
+
+    fn call_native(&mut self, function: String, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.bridge.call_native(&function, &payload)
     }
 }
 
 impl WasiView for ComponentState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.ctx,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
     }
 }
 
 /// The WASI context of one execution.
 pub(crate) fn wasi_context(invocation: &Invocation) -> Result<WasiCtxBuilder, String> {
     let mut builder = WasiCtxBuilder::new();
-    let stdout = invocation
-        .stdout
-        .try_clone()
-        .map_err(|err| format!("capturing stdout: {err}"))?;
-    let stderr = invocation
-        .stderr
-        .try_clone()
-        .map_err(|err| format!("capturing stderr: {err}"))?;
+    let stdout = invocation.stdout.try_clone().map_err(|err| format!("capturing stdout: {err}"))?;
+    let stderr = invocation.stderr.try_clone().map_err(|err| format!("capturing stderr: {err}"))?;
     builder
         .args(&invocation.argv)
         .stdout(OutputFile::new(stdout))

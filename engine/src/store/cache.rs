@@ -18,6 +18,9 @@ pub(crate) struct CacheEntry {
     pub stdout: Digest,
     /// The guest's stderr.
     pub stderr: Digest,
+    /// The last value of each metric the step reported.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
     /// The run that executed the step.
     pub run_id: String,
 }
@@ -29,24 +32,15 @@ impl Store {
         let (fan, rest) = split(key);
         let bytes = self.inner.cache.read(Path::new(&fan).join(rest)).ok()?;
         let entry: CacheEntry = rmp_serde::from_slice(&bytes).ok()?;
-        let logs = [entry.stdout, entry.stderr].map(|digest| Artifact {
-            kind: crate::OutputKind::File,
-            digest,
-        });
-        let complete = entry
-            .outputs
-            .values()
-            .chain(&logs)
-            .all(|artifact| self.contains(artifact));
+        let logs = [entry.stdout, entry.stderr].map(|digest| Artifact { kind: crate::OutputKind::File, digest });
+        let complete = entry.outputs.values().chain(&logs).all(|artifact| self.contains(artifact));
         complete.then_some(entry)
     }
 
     /// Records `entry` under `key`, replacing any earlier entry atomically.
     pub(crate) fn cache_put(&self, key: &Digest, entry: &CacheEntry) -> Result<()> {
-        let bytes = rmp_serde::to_vec_named(entry).map_err(|err| Error::Io {
-            context: "encoding a cache entry".into(),
-            source: io::Error::other(err),
-        })?;
+        let bytes = rmp_serde::to_vec_named(entry)
+            .map_err(|err| Error::Io { context: "encoding a cache entry".into(), source: io::Error::other(err) })?;
         let temp = self.write_temp(&bytes)?;
         let (fan, rest) = split(key);
         self.rename_into(&temp, &self.inner.cache, &fan, &rest)

@@ -33,10 +33,7 @@ impl Store {
     pub fn import(&self, path: &Path) -> Result<Artifact> {
         let metadata = fs::metadata(path).map_err(Error::io(format!("reading input {}", path.display())))?;
         if metadata.is_dir() {
-            return Ok(Artifact {
-                kind: OutputKind::Dir,
-                digest: self.import_dir(path)?,
-            });
+            return Ok(Artifact { kind: OutputKind::Dir, digest: self.import_dir(path)? });
         }
         if !metadata.is_file() {
             return Err(Error::Io {
@@ -44,10 +41,7 @@ impl Store {
                 source: std::io::Error::other("not a regular file or directory"),
             });
         }
-        Ok(Artifact {
-            kind: OutputKind::File,
-            digest: self.import_file(path, &metadata)?,
-        })
+        Ok(Artifact { kind: OutputKind::File, digest: self.import_file(path, &metadata)? })
     }
 
     fn import_dir(&self, path: &Path) -> Result<Digest> {
@@ -61,11 +55,7 @@ impl Store {
                 source: std::io::Error::other(format!("{name:?} is not a UTF-8 file name")),
             })?;
             let artifact = self.import(&child)?;
-            entries.push(TreeEntry {
-                name,
-                kind: artifact.kind,
-                digest: artifact.digest,
-            });
+            entries.push(TreeEntry { name, kind: artifact.kind, digest: artifact.digest });
         }
         self.put_tree(&Tree::new(entries))
     }
@@ -74,14 +64,8 @@ impl Store {
         let record_name = Digest::of(path.as_os_str().as_encoded_bytes());
         let stat = StatRecord::of(metadata, Digest::of(b""));
         if let Some(known) = self.stat_lookup(&record_name)
-            && (StatRecord {
-                digest: known.digest,
-                ..stat.clone()
-            }) == known
-            && self.contains(&Artifact {
-                kind: OutputKind::File,
-                digest: known.digest,
-            })
+            && (StatRecord { digest: known.digest, ..stat.clone() }) == known
+            && self.contains(&Artifact { kind: OutputKind::File, digest: known.digest })
         {
             return Ok(known.digest);
         }
@@ -149,21 +133,13 @@ impl StatRecord {
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos() as i128);
-        Self {
-            size: metadata.len(),
-            mtime_ns,
-            ctime_ns: mtime_ns,
-            inode: 0,
-            device: 0,
-            digest,
-        }
+        Self { size: metadata.len(), mtime_ns, ctime_ns: mtime_ns, inode: 0, device: 0, digest }
     }
 
     /// Whether the file changed too recently for its timestamps to be trusted.
     fn is_racy(&self) -> bool {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
         now - self.mtime_ns.max(self.ctime_ns) < RACY_WINDOW_NS
     }
 }

@@ -14,16 +14,11 @@ use crate::{Digest, Error, OutputKind, StepErrorKind};
 impl Store {
     /// Moves output `name`, written by a guest into `out`, into the store.
     pub(crate) fn ingest_output(&self, out: &Dir, name: &str, kind: OutputKind) -> Result<Artifact, StepErrorKind> {
-        let bad = |reason: String| StepErrorKind::BadOutput {
-            output: name.to_owned(),
-            reason,
-        };
+        let bad = |reason: String| StepErrorKind::BadOutput { output: name.to_owned(), reason };
         let metadata = match out.symlink_metadata(name) {
             Ok(metadata) => metadata,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StepErrorKind::MissingOutput {
-                    output: name.to_owned(),
-                });
+                return Err(StepErrorKind::MissingOutput { output: name.to_owned() });
             }
             Err(err) => return Err(engine_error(Error::io(format!("reading /out/{name}"))(err))),
         };
@@ -65,10 +60,7 @@ impl Store {
             let name = entry.file_name();
             let child: PathBuf = path.join(&name);
             let Some(text) = name.to_str() else {
-                return Err(IngestError::Rejected(format!(
-                    "{} is not a UTF-8 file name",
-                    child.display()
-                )));
+                return Err(IngestError::Rejected(format!("{} is not a UTF-8 file name", child.display())));
             };
             let file_type = entry.file_type().map_err(|e| Error::io(context())(e))?;
             let kind = entry_kind(&file_type, &child).map_err(IngestError::Rejected)?;
@@ -76,11 +68,7 @@ impl Store {
                 OutputKind::File => self.ingest_file(&dir, Path::new(text))?,
                 OutputKind::Dir => self.ingest_dir(&dir, Path::new(text), &child)?,
             };
-            entries.push(TreeEntry {
-                name: text.to_owned(),
-                kind,
-                digest,
-            });
+            entries.push(TreeEntry { name: text.to_owned(), kind, digest });
         }
         Ok(self.put_tree(&Tree::new(entries))?)
     }
@@ -89,19 +77,13 @@ impl Store {
 /// Classifies an entry without following links; rejects links and special files.
 fn entry_kind(file_type: &cap_std::fs::FileType, path: &Path) -> Result<OutputKind, String> {
     if file_type.is_symlink() {
-        Err(format!(
-            "{} is a symbolic link; outputs may hold only regular files and directories",
-            path.display()
-        ))
+        Err(format!("{} is a symbolic link; outputs may hold only regular files and directories", path.display()))
     } else if file_type.is_file() {
         Ok(OutputKind::File)
     } else if file_type.is_dir() {
         Ok(OutputKind::Dir)
     } else {
-        Err(format!(
-            "{} is a special file; outputs may hold only regular files and directories",
-            path.display()
-        ))
+        Err(format!("{} is a special file; outputs may hold only regular files and directories", path.display()))
     }
 }
 

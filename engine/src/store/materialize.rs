@@ -20,10 +20,7 @@ impl Store {
                 dest.create_dir(name).map_err(|e| Error::io(context())(e))?;
                 let sub = dest.open_dir(name).map_err(|e| Error::io(context())(e))?;
                 for entry in self.read_tree(&artifact.digest)?.entries() {
-                    let child = Artifact {
-                        kind: entry.kind,
-                        digest: entry.digest,
-                    };
+                    let child = Artifact { kind: entry.kind, digest: entry.digest };
                     self.materialize(&child, &sub, Path::new(&entry.name))?;
                 }
                 Ok(())
@@ -38,17 +35,14 @@ impl Store {
             return Ok(());
         }
         let bytes = self.read_file(digest)?;
-        dest.write(name, bytes)
-            .map_err(Error::io(format!("copying {digest} to {}", name.display())))
+        dest.write(name, bytes).map_err(Error::io(format!("copying {digest} to {}", name.display())))
     }
 
     /// Copies an artifact out of the store to the host path `dest`.
     ///
     /// A file replaces `dest` atomically; a directory must not exist yet.
     pub fn export(&self, digest: &Digest, dest: &Path) -> Result<OutputKind> {
-        let kind = self
-            .kind_of(digest)
-            .ok_or(Error::ArtifactNotFound { digest: *digest })?;
+        let kind = self.kind_of(digest).ok_or(Error::ArtifactNotFound { digest: *digest })?;
         let parent = match dest.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),

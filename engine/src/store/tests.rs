@@ -67,10 +67,7 @@ fn directory_digest_covers_names_and_contents_and_is_canonical() {
     let out = dir.path().join("exported");
     store.export(&a.digest, &out).unwrap();
     assert_eq!(std::fs::read_to_string(out.join("sub/y.txt")).unwrap(), "2");
-    assert!(
-        store.export(&a.digest, &out).is_err(),
-        "a directory export never overwrites"
-    );
+    assert!(store.export(&a.digest, &out).is_err(), "a directory export never overwrites");
 }
 
 #[test]
@@ -80,12 +77,7 @@ fn import_reuses_the_digest_of_an_unchanged_file_and_notices_changes() {
     std::fs::write(&input, "first").unwrap();
     // Age the file past the racy window so its stat record is kept.
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-    std::fs::File::options()
-        .write(true)
-        .open(&input)
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
+    std::fs::File::options().write(true).open(&input).unwrap().set_modified(old).unwrap();
     let first = store.import(&input).unwrap();
     assert_eq!(first.digest, Digest::of(b"first"));
     assert_eq!(store.import(&input).unwrap(), first);
@@ -111,15 +103,9 @@ fn ingest_moves_files_and_rejects_links_and_wrong_kinds() {
     let missing = store.ingest_output(&out, "nope", OutputKind::File).unwrap_err();
     assert_eq!(missing, StepErrorKind::MissingOutput { output: "nope".into() });
     let link = store.ingest_output(&out, "link", OutputKind::File).unwrap_err();
-    assert!(
-        matches!(&link, StepErrorKind::BadOutput { reason, .. } if reason.contains("symbolic link")),
-        "{link}"
-    );
+    assert!(matches!(&link, StepErrorKind::BadOutput { reason, .. } if reason.contains("symbolic link")), "{link}");
     let nested = store.ingest_output(&out, "tree", OutputKind::Dir).unwrap_err();
-    assert!(
-        matches!(&nested, StepErrorKind::BadOutput { reason, .. } if reason.contains("tree/escape")),
-        "{nested}"
-    );
+    assert!(matches!(&nested, StepErrorKind::BadOutput { reason, .. } if reason.contains("tree/escape")), "{nested}");
     let kind = store.ingest_output(&out, "tree", OutputKind::File).unwrap_err();
     assert!(
         matches!(&kind, StepErrorKind::BadOutput { reason, .. } if reason.contains("declared as a file")),
@@ -147,16 +133,10 @@ fn cache_entries_require_their_artifacts() {
     let output = store.put_bytes(b"out").unwrap();
     let key = Digest::of(b"key");
     let entry = CacheEntry {
-        outputs: [(
-            "r".to_owned(),
-            Artifact {
-                kind: OutputKind::File,
-                digest: output,
-            },
-        )]
-        .into(),
+        outputs: [("r".to_owned(), Artifact { kind: OutputKind::File, digest: output })].into(),
         stdout: log,
         stderr: log,
+        metrics: [("loss".to_owned(), 0.25)].into(),
         run_id: "run".into(),
     };
     assert_eq!(store.cache_get(&key), None);

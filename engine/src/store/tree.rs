@@ -64,9 +64,6 @@ impl Store {
     /// Reads a directory artifact's tree, checked against its digest.
     pub(crate) fn read_tree(&self, digest: &Digest) -> Result<Tree> {
         let bytes = self.read_verified(&self.inner.trees, digest)?;
-        Tree::decode(&bytes).map_err(|reason| Error::Corrupt {
-            what: digest.to_string(),
-            reason,
-        })
+        Tree::decode(&bytes).map_err(|reason| Error::Corrupt { what: digest.to_string(), reason })
     }
 }

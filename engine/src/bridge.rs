@@ -1,0 +1,94 @@
+//! The host side of `weir:step/host`: a step's metrics, progress and calls
+//! to native functions. Everything the guest passes is checked here; every
+//! failure reaches the guest as an error value, never as a host panic.
+
+use std::collections::BTreeSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use crate::native::{CallContext, Device, GpuSupport, GuestFiles, Natives};
+use crate::telemetry::Telemetry;
+
+/// Longest native function name a guest may pass.
+const MAX_FUNCTION_NAME: usize = 256;
+
+/// The bridge of one step execution.
+pub(crate) struct Bridge {
+    step: String,
+    natives: Arc<Natives>,
+    allowed: BTreeSet<String>,
+    device: Device,
+    files: Option<GuestFiles>,
+    telemetry: Telemetry,
+}
+
+impl Bridge {
+    /// A bridge for `step`, which may call the native functions in `allowed`
+    /// on `device`, with file references resolved in `files`.
+    pub(crate) fn new(
+        step: &str,
+        natives: Arc<Natives>,
+        allowed: BTreeSet<String>,
+        device: Device,
+        files: Option<GuestFiles>,
+        telemetry: Telemetry,
+    ) -> Self {
+        Self { step: step.to_owned(), natives, allowed, device, files, telemetry }
+    }
+
+    pub(crate) fn metric(&mut self, name: &str, value: f64) {
+        self.telemetry.metric(&self.step, name, value);
+    }
+
+    pub(crate) fn progress(&mut self, done: u64, total: u64) {
+        self.telemetry.progress(&self.step, done, total);
+    }
+
+    /// The telemetry gathered so far.
+    pub(crate) fn into_telemetry(self) -> Telemetry {
+        self.telemetry
+    }
+
+    /// Calls native function `function` for the guest.
+    pub(crate) fn call_native(&mut self, function: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
+        if function.len() > MAX_FUNCTION_NAME {
+            return Err(format!("native function name of {} bytes is too long", function.len()));
+        }
+        let Some(native) = self.natives.function(function) else {
+            let known = self.natives.function_names().join(", ");
+            return Err(format!("no native function named `{function}` (registered: {known})"));
+        };
+        if !self.allowed.contains(function) {
+            return Err(format!(
+                "step `{}` does not declare native function `{function}`; add it to the step's `natives`",
+                self.step
+            ));
+        }
+        let device = match (native.gpu(), self.device) {
+            (GpuSupport::GpuOnly, Device::Cpu) => {
+                return Err(format!(
+                    "native function `{function}` runs only on a GPU, and step `{}` has none \
+                     (declare resources = {{ gpu = 1 }} and run where a GPU is available)",
+                    self.step
+                ));
+            }
+            (GpuSupport::CpuOnly, _) => Device::Cpu,
+            (_, device) => device,
+        };
+        let Some(files) = &self.files else {
+            return Err("native functions are not available to this step".to_owned());
+        };
+        let context = CallContext { step: &self.step, device, files };
+        catch_unwind(AssertUnwindSafe(|| native.call(&context, payload)))
+            .unwrap_or_else(|panic| Err(format!("native function `{function}` panicked: {}", panic_text(&*panic))))
+    }
+}
+
+/// The message of a panic payload.
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}

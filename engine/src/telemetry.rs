@@ -1,0 +1,86 @@
+//! Metrics and progress a step reports while it runs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::events::{Event, EventSink};
+
+/// Longest metric name kept.
+const MAX_NAME_LEN: usize = 128;
+/// Most distinct metric names a step may record.
+const MAX_METRICS: usize = 1024;
+
+/// The telemetry of one step execution; forwards each report as an event.
+#[derive(Default)]
+pub(crate) struct Telemetry {
+    metrics: BTreeMap<String, f64>,
+    progress: Option<(u64, u64)>,
+    dropped: u64,
+    events: Option<Arc<dyn EventSink>>,
+}
+
+impl Telemetry {
+    pub(crate) fn new(events: Option<Arc<dyn EventSink>>) -> Self {
+        Self { events, ..Self::default() }
+    }
+
+    /// Records a metric value. Names that are empty, too long or hold
+    /// control characters, and names past the per-step maximum, are dropped.
+    pub(crate) fn metric(&mut self, step: &str, name: &str, value: f64) {
+        let valid = !name.is_empty() && name.len() <= MAX_NAME_LEN && !name.chars().any(char::is_control);
+        let room = self.metrics.len() < MAX_METRICS || self.metrics.contains_key(name);
+        if !(valid && room) {
+            self.dropped += 1;
+            return;
+        }
+        self.metrics.insert(name.to_owned(), value);
+        if let Some(sink) = &self.events {
+            sink.event(&Event::Metric { step, name, value });
+        }
+    }
+
+    /// Records progress.
+    pub(crate) fn progress(&mut self, step: &str, done: u64, total: u64) {
+        self.progress = Some((done, total));
+        if let Some(sink) = &self.events {
+            sink.event(&Event::Progress { step, done, total });
+        }
+    }
+
+    /// The last value of each metric.
+    pub(crate) fn into_metrics(self) -> (BTreeMap<String, f64>, u64) {
+        (self.metrics, self.dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl EventSink for Recorder {
+        fn event(&self, event: &Event<'_>) {
+            self.0.lock().unwrap().push(format!("{event:?}"));
+        }
+    }
+
+    #[test]
+    fn keeps_last_values_and_drops_bad_names() {
+        let recorder = Arc::new(Recorder::default());
+        let mut telemetry = Telemetry::new(Some(recorder.clone()));
+        telemetry.metric("s", "loss", 1.0);
+        telemetry.metric("s", "loss", 0.5);
+        telemetry.metric("s", "", 3.0);
+        telemetry.metric("s", "bad\nname", 3.0);
+        telemetry.metric("s", &"x".repeat(MAX_NAME_LEN + 1), 3.0);
+        telemetry.progress("s", 1, 2);
+        let (metrics, dropped) = telemetry.into_metrics();
+        assert_eq!(metrics, BTreeMap::from([("loss".to_owned(), 0.5)]));
+        assert_eq!(dropped, 3);
+        assert_eq!(recorder.0.lock().unwrap().len(), 3);
+    }
+}
