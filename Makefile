@@ -48,6 +48,7 @@ test: setup
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p weir --features cuda -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -56,22 +56,33 @@ fn run_cargo(mut command: Command, what: &str) {
     assert!(output.status.success(), "building {what} failed:\n{}", String::from_utf8_lossy(&output.stderr));
 }
 
+/// Builds the guest crate `tests/guests/<name>` for `target` (once per
+/// process) and returns the path of its `bin`.
+fn build_guest(lock: &OnceLock<PathBuf>, name: &str, target: &str, bin: &str) -> PathBuf {
+    lock.get_or_init(|| {
+        let target_dir = profile_dir().parent().expect("target directory").join("guests");
+        let mut command = cargo();
+        command
+            .args(["build", "--quiet", "--release", "--target", target, "--manifest-path"])
+            .arg(workspace_root().join(format!("tests/guests/{name}/Cargo.toml")))
+            .arg("--target-dir")
+            .arg(&target_dir);
+        run_cargo(command, &format!("the test guest {name} for {target}"));
+        target_dir.join(target).join("release").join(format!("{bin}.wasm"))
+    })
+    .clone()
+}
+
 /// The test tool (`tests/guests/tool`) built for `wasi`, built on first use.
 pub fn tool(wasi: Wasi) -> PathBuf {
     static BUILT: [OnceLock<PathBuf>; 2] = [OnceLock::new(), OnceLock::new()];
-    BUILT[wasi as usize]
-        .get_or_init(|| {
-            let target_dir = profile_dir().parent().expect("target directory").join("guests");
-            let mut command = cargo();
-            command
-                .args(["build", "--quiet", "--release", "--target", wasi.target(), "--manifest-path"])
-                .arg(workspace_root().join("tests/guests/tool/Cargo.toml"))
-                .arg("--target-dir")
-                .arg(&target_dir);
-            run_cargo(command, &format!("the test guest for {}", wasi.target()));
-            target_dir.join(wasi.target()).join("release/tool.wasm")
-        })
-        .clone()
+    build_guest(&BUILT[wasi as usize], "tool", wasi.target(), "tool")
+}
+
+/// The guest built with the SDK (`tests/guests/sdk-tool`), a preview-2 component.
+pub fn sdk_tool() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    build_guest(&BUILT, "sdk-tool", "wasm32-wasip2", "sdk-tool")
 }
 
 /// The `weir` binary of this profile, built on first use.
@@ -104,12 +115,13 @@ impl Default for Project {
 }
 
 impl Project {
-    /// An empty project holding `tool-p1.wasm` and `tool-p2.wasm`.
+    /// An empty project holding `tool-p1.wasm`, `tool-p2.wasm` and `sdk-tool.wasm`.
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         for wasi in Wasi::ALL {
             std::fs::copy(tool(wasi), dir.path().join(wasi.tool_name())).expect("copy test tool");
         }
+        std::fs::copy(sdk_tool(), dir.path().join("sdk-tool.wasm")).expect("copy sdk tool");
         Self { dir }
     }
 
@@ -165,9 +177,14 @@ impl Project {
 
     /// `weir cat DIGEST` as text.
     pub fn cat(&self, digest: &str) -> String {
+        String::from_utf8(self.cat_bytes(digest)).expect("utf-8 artifact")
+    }
+
+    /// `weir cat DIGEST` as bytes.
+    pub fn cat_bytes(&self, digest: &str) -> Vec<u8> {
         let output = self.weir(&["cat", digest]);
         assert!(output.status.success(), "weir cat failed: {}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8(output.stdout).expect("utf-8 artifact")
+        output.stdout
     }
 }
 
@@ -185,4 +202,25 @@ pub fn output_digest<'a>(summary: &'a Value, step: &str, output: &str) -> &'a st
     summary["steps"][step]["outputs"][output]
         .as_str()
         .unwrap_or_else(|| panic!("no output {step}.{output} in {summary}"))
+}
+
+/// Little-endian bytes of `f32` values, as matrix files hold them.
+pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// `f32` values from little-endian bytes.
+pub fn f32_values(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+/// The row-major product of an `m × k` and a `k × n` matrix, the slow way.
+pub fn reference_matmul(m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k).map(|l| a[i * k + l] * b[l * n + j]).sum();
+        }
+    }
+    c
 }

@@ -62,6 +62,10 @@ struct RunArgs {
     /// How many steps may execute at once (default: the number of cores).
     #[arg(long, short = 'j')]
     jobs: Option<usize>,
+    /// GPU slots: how many steps that ask for a GPU may run at once
+    /// (default: the number of GPUs detected).
+    #[arg(long, value_name = "N")]
+    gpus: Option<usize>,
     /// Print exactly one JSON object describing the run on stdout.
     #[arg(long)]
     json: bool,
@@ -115,6 +119,9 @@ fn run(workspace: &std::path::Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut builder = Engine::builder().workspace(workspace);
     if let Some(jobs) = args.jobs {
         builder = builder.jobs(jobs);
+    }
+    if let Some(gpus) = args.gpus {
+        builder = builder.gpu_slots(gpus);
     }
     let engine = builder.build().with_context(|| format!("opening workspace {}", workspace.display()))?;
     let report = engine.run(&pipeline, &options)?;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use weir::{Pipeline, RunReport, StepStatus};
+use weir::{Pipeline, RunReport, StepReport, StepStatus};
 
 /// Prints one line per step in pipeline order, failures in full on stderr.
 pub(crate) fn print_report(pipeline: &Pipeline, report: &RunReport) {
@@ -17,7 +17,10 @@ pub(crate) fn print_report(pipeline: &Pipeline, report: &RunReport) {
             StepStatus::Skipped => "(upstream failed)".to_owned(),
             _ => format_duration(result.duration),
         };
-        println!("  {:<8} {:<width$}  {timing}", status_word(result.status), step.name());
+        println!("  {:<8} {:<width$}  {timing}{}", status_word(result.status), step.name(), metrics_text(result));
+        for warning in &result.warnings {
+            eprintln!("warning: step `{}` {warning}", step.name());
+        }
         if let Some(error) = &result.error {
             eprintln!("{error}");
         }
@@ -33,6 +36,11 @@ pub(crate) fn print_report(pipeline: &Pipeline, report: &RunReport) {
         count(StepStatus::Skipped),
         format_duration(total),
     );
+}
+
+/// `  loss=0.25 accuracy=0.875`, or nothing when the step reported no metrics.
+fn metrics_text(result: &StepReport) -> String {
+    result.metrics.iter().map(|(name, value)| format!("  {name}={value}")).collect()
 }
 
 fn status_word(status: StepStatus) -> &'static str {

@@ -125,7 +125,10 @@ mod tests {
             natives: BTreeMap::new(),
             ..material(&args, &params, &outputs)
         };
-        assert_eq!(material.key().to_string(), "blake3:7b88ce97fba2d9d73ea8e109459c2054796286254ad6a76e7064c04b32955ac7");
+        assert_eq!(
+            material.key().to_string(),
+            "blake3:7b88ce97fba2d9d73ea8e109459c2054796286254ad6a76e7064c04b32955ac7"
+        );
     }
 
     #[test]

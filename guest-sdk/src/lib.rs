@@ -1,30 +1,49 @@
 //! # weir-guest: write weir pipeline steps in Rust
 //!
 //! A weir step is an ordinary WASI command (`fn main()`), built for
-//! `wasm32-wasip2` (or `wasm32-wasip1`). This crate wraps the step contract:
+//! `wasm32-wasip2`. This crate wraps the step contract and the host bridge:
 //!
 //! - each input is at `/in/<name>` (read-only): [`input`];
 //! - each declared output must be written at `/out/<name>`: [`output`];
-//! - the step's parameters are a JSON object in `/in/.params.json`: [`params`].
+//! - the step's parameters are a JSON object in `/in/.params.json`: [`params`];
+//! - [`metric`] and [`progress`] report to the engine as the step runs;
+//! - [`native::call`] hands work to a native function of the engine (a GEMM
+//!   on the GPU, say), with MessagePack payloads. The step must declare the
+//!   functions it calls in its manifest: `natives = ["gemm"]`.
 //!
-//! Because the contract is only files, a step built with this crate can be
-//! run and tested without weir: prepare `/in` and `/out` directories and map
-//! them in with any WASI runtime (e.g. `wasmtime run --dir in::/in --dir out::/out step.wasm`).
+//! A complete step, which reads a matrix, multiplies it by its transpose
+//! through the engine's `gemm`, and reports a metric:
 //!
 //! ```no_run
 //! #[derive(serde::Deserialize)]
 //! struct Params {
-//!     n: usize,
+//!     rows: usize,
+//!     cols: usize,
 //! }
 //!
 //! fn main() -> Result<(), weir_guest::Error> {
 //!     let params: Params = weir_guest::params()?;
-//!     let text = std::fs::read_to_string(weir_guest::input("text"))?;
-//!     let head: String = text.lines().take(params.n).collect::<Vec<_>>().join("\n");
-//!     std::fs::write(weir_guest::output("head"), head)?;
+//!     let bytes = std::fs::read(weir_guest::input("matrix"))?;
+//!     let a: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+//!     // C = A · Aᵀ (rows × rows).
+//!     let c = weir_guest::native::gemm(params.rows, params.rows, params.cols, &a, &a, false, true)?;
+//!     let trace: f32 = (0..params.rows).map(|i| c[i * params.rows + i]).sum();
+//!     weir_guest::metric("trace", f64::from(trace));
+//!     std::fs::write(weir_guest::output("gram"), c.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
 //!     Ok(())
 //! }
 //! ```
+//!
+//! Running a step without weir: it is still a plain command. With the
+//! `wasmtime` CLI, map the directories and let the bridge's imports do
+//! nothing: `wasmtime run -W unknown-imports-default=y --dir in::/in --dir
+//! out::/out step.wasm` (metrics and progress are then dropped and native
+//! calls fail). Built for the host instead (`cargo run`), [`metric`] and
+//! [`progress`] print to stderr and native calls return
+//! [`Error::Native`].
+
+mod host;
+pub mod native;
 
 use std::path::PathBuf;
 
@@ -35,7 +54,9 @@ pub const OUTPUT_DIR: &str = "/out";
 /// The parameters file, inside [`INPUT_DIR`].
 pub const PARAMS_FILE: &str = ".params.json";
 
-/// Errors of the step contract.
+pub use weir_abi::Matrix;
+
+/// Errors of the step contract and the bridge.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -43,6 +64,11 @@ pub enum Error {
     Io(std::io::Error),
     /// The parameters do not match the type the step expects.
     Params(serde_json::Error),
+    /// A native call's payload or result could not be encoded or decoded.
+    Payload(String),
+    /// The engine refused or failed a native call (unknown or undeclared
+    /// function, bad payload, a path outside the step's directories, …).
+    Native(String),
 }
 
 impl std::fmt::Display for Error {
@@ -50,6 +76,8 @@ impl std::fmt::Display for Error {
         match self {
             Error::Io(err) => write!(f, "{err}"),
             Error::Params(err) => write!(f, "bad step parameters in {INPUT_DIR}/{PARAMS_FILE}: {err}"),
+            Error::Payload(why) => write!(f, "native call payload: {why}"),
+            Error::Native(why) => write!(f, "native call failed: {why}"),
         }
     }
 }
@@ -59,6 +87,7 @@ impl std::error::Error for Error {
         match self {
             Error::Io(err) => Some(err),
             Error::Params(err) => Some(err),
+            Error::Payload(_) | Error::Native(_) => None,
         }
     }
 }
@@ -85,6 +114,17 @@ pub fn output(name: &str) -> PathBuf {
     PathBuf::from(OUTPUT_DIR).join(name)
 }
 
+/// Records a value of metric `name` (e.g. a training loss); the engine keeps
+/// every value as an event and reports the last one with the step.
+pub fn metric(name: &str, value: f64) {
+    host::metric(name, value);
+}
+
+/// Reports progress: `done` units of work out of `total`.
+pub fn progress(done: u64, total: u64) {
+    host::progress(done, total);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +139,11 @@ mod tests {
     fn params_errors_name_the_file() {
         let err = Error::Params(serde_json::from_str::<u32>("\"x\"").unwrap_err());
         assert!(err.to_string().contains("/in/.params.json"), "{err}");
+    }
+
+    #[test]
+    fn outside_weir_native_calls_fail_cleanly() {
+        let err = native::call::<_, Vec<f32>>("gemm", &1u8).unwrap_err();
+        assert!(matches!(&err, Error::Native(why) if why.contains("not running under weir")), "{err}");
     }
 }

@@ -2,12 +2,14 @@
 //! the `weir` binary. One binary, a file per feature; each test gets its own
 //! project directory and workspace.
 
+mod bridge;
 mod caching;
 mod cli;
 mod contract;
 mod crash;
 mod embedding;
 mod failures;
+mod natives;
 mod parallel;
 mod sandbox;
 mod validation;

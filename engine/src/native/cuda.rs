@@ -75,5 +75,5 @@ pub(crate) fn sgemm(ordinal: usize, shape: Shape, a: &[f32], b: &[f32]) -> Resul
     // caller), which is what the dimensions and leading dimensions above
     // describe; all three live on the stream the handle uses.
     unsafe { device.blas.gemm(config, &b_dev, &a_dev, &mut c_dev) }.map_err(|err| format!("cuBLAS sgemm: {err}"))?;
-    device.stream.memcpy_dtov(&c_dev).map_err(cuda)
+    device.stream.clone_dtoh(&c_dev).map_err(cuda)
 }

@@ -1,0 +1,86 @@
+//! A test guest for the host bridge; its first argument picks the mode.
+
+use weir_guest::{Error, Matrix, native};
+
+#[derive(serde::Deserialize)]
+struct Shape {
+    m: usize,
+    n: usize,
+    k: usize,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).map(String::as_str).unwrap_or("");
+    let arg = |i: usize| args.get(i + 2).cloned().unwrap_or_default();
+    let outcome = match mode {
+        "gemm" => gemm(),
+        "gemm-files" => gemm_files(),
+        "metrics" => metrics(),
+        "call" => call(&arg(0), &arg(1)),
+        "raw" => native::call_raw(&arg(0), arg(1).as_bytes()).map(|bytes| format!("{} bytes", bytes.len())),
+        "file-operand" => file_operand(&arg(0)),
+        other => Ok(format!("unknown mode {other}")),
+    };
+    let text = match outcome {
+        Ok(text) => format!("ok: {text}"),
+        Err(err) => format!("error: {err}"),
+    };
+    if mode != "gemm-files" {
+        std::fs::write(weir_guest::output("result"), text).expect("write result");
+    }
+}
+
+fn read_matrix(name: &str) -> Result<Vec<f32>, Error> {
+    let bytes = std::fs::read(weir_guest::input(name))?;
+    Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+/// C = A · B through the bridge, written to /out/c; reports the trace.
+fn gemm() -> Result<String, Error> {
+    let shape: Shape = weir_guest::params()?;
+    let (a, b) = (read_matrix("a")?, read_matrix("b")?);
+    let c = native::gemm(shape.m, shape.n, shape.k, &a, &b, false, false)?;
+    let bytes: Vec<u8> = c.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(weir_guest::output("c"), bytes)?;
+    weir_guest::metric("sum", c.iter().map(|v| f64::from(*v)).sum());
+    Ok(format!("{} values", c.len()))
+}
+
+/// C = A · B with file operands and result: nothing passes through guest memory.
+fn gemm_files() -> Result<String, Error> {
+    let shape: Shape = weir_guest::params()?;
+    let request = weir_guest_request(shape, Matrix::File { file: "/in/a".into() }, Some("/out/c".into()));
+    let response: serde_json::Value = native::call("gemm", &request)?;
+    Ok(response.to_string())
+}
+
+fn weir_guest_request(shape: Shape, a: Matrix, c_file: Option<String>) -> serde_json::Value {
+    serde_json::json!({
+        "m": shape.m, "n": shape.n, "k": shape.k,
+        "a": a, "b": Matrix::File { file: "/in/b".into() }, "c_file": c_file,
+    })
+}
+
+fn metrics() -> Result<String, Error> {
+    for (i, loss) in [1.0, 0.5, 0.25].into_iter().enumerate() {
+        weir_guest::metric("loss", loss);
+        weir_guest::progress(i as u64 + 1, 3);
+    }
+    weir_guest::metric("accuracy", 0.875);
+    Ok("reported".into())
+}
+
+/// Calls any function with a JSON argument; returns its result as JSON.
+fn call(function: &str, json: &str) -> Result<String, Error> {
+    let input: serde_json::Value = serde_json::from_str(json).map_err(|err| Error::Payload(err.to_string()))?;
+    let output: serde_json::Value = native::call(function, &input)?;
+    Ok(output.to_string())
+}
+
+/// A gemm whose operand is the file at `path`.
+fn file_operand(path: &str) -> Result<String, Error> {
+    let request = weir_guest_request(Shape { m: 1, n: 1, k: 1 }, Matrix::File { file: path.into() }, None);
+    let response: serde_json::Value = native::call("gemm", &request)?;
+    Ok(response.to_string())
+}
