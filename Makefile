@@ -7,7 +7,7 @@ EXAMPLE      := examples/wordcount
 EXAMPLE_WS   := $(EXAMPLE)/.weir
 STEP_BINS    := normalize count stats report
 
-.PHONY: all setup build example run test lint fmt clean
+.PHONY: all setup build example run test lint fmt bench clean
 
 all: build
 
@@ -43,6 +43,10 @@ run: build example
 ## All tests: unit, integration (guests are built from source by the tests) and doc tests.
 test: setup
 	$(CARGO) test --workspace
+
+## Benchmarks (release build; slow to compile the first time). Results go in BENCHMARKS.md.
+bench: setup
+	$(CARGO) bench -p weir-tests
 
 ## Formatting and lints, as CI checks them.
 lint:

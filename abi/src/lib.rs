@@ -15,7 +15,7 @@ pub const GEMM: &str = "gemm";
 /// Large matrices need not pass through guest memory: a [`Matrix::File`]
 /// names a file of little-endian `f32` values under the step's `/in` or
 /// `/out`, which the engine reads or writes directly.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Matrix {
     /// The values themselves, as a MessagePack array of floats.
@@ -34,7 +34,11 @@ pub enum Matrix {
 impl Matrix {
     /// Packs values as little-endian bytes.
     pub fn packed(values: &[f32]) -> Self {
-        Matrix::Packed(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        let mut bytes = Vec::with_capacity(values.len() * 4);
+        for value in values {
+            bytes.extend_from_slice(&value.to_le_bytes());
+        }
+        Matrix::Packed(bytes)
     }
 
     /// Decodes packed bytes into values; `None` if the length is not a multiple of 4.
@@ -43,6 +47,52 @@ impl Matrix {
             return None;
         }
         Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+}
+
+/// Decodes by the shape of the data (an array, a `bin`, or a map) without
+/// buffering it first, as `#[serde(untagged)]` would: matrices are large.
+impl<'de> Deserialize<'de> for Matrix {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(MatrixVisitor)
+    }
+}
+
+struct MatrixVisitor;
+
+impl<'de> serde::de::Visitor<'de> for MatrixVisitor {
+    type Value = Matrix;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a matrix: an array of floats, packed little-endian bytes, or {\"file\": PATH}")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Matrix, A::Error> {
+        let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+        while let Some(value) = seq.next_element::<f32>()? {
+            values.push(value);
+        }
+        Ok(Matrix::Values(values))
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Matrix, E> {
+        Ok(Matrix::Packed(bytes.to_vec()))
+    }
+
+    fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<Matrix, E> {
+        Ok(Matrix::Packed(bytes))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Matrix, A::Error> {
+        let mut file = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "file" && file.is_none() {
+                file = Some(map.next_value::<String>()?);
+            } else {
+                return Err(serde::de::Error::unknown_field(&key, &["file"]));
+            }
+        }
+        file.map(|file| Matrix::File { file }).ok_or_else(|| serde::de::Error::missing_field("file"))
     }
 }
 
@@ -94,6 +144,15 @@ mod tests {
         let Matrix::Packed(bytes) = Matrix::packed(&[1.0, -2.5]) else { unreachable!() };
         assert_eq!(Matrix::unpack(&bytes).unwrap(), [1.0, -2.5]);
         assert_eq!(Matrix::unpack(&[0, 0, 0]), None);
+    }
+
+    #[test]
+    fn malformed_matrices_are_rejected() {
+        let bytes = rmp_serde::to_vec_named(&std::collections::BTreeMap::from([("path", "/in/a")])).unwrap();
+        let err = rmp_serde::from_slice::<Matrix>(&bytes).unwrap_err().to_string();
+        assert!(err.contains("unknown field `path`"), "{err}");
+        assert!(rmp_serde::from_slice::<Matrix>(&rmp_serde::to_vec(&"text").unwrap()).is_err());
+        assert!(rmp_serde::from_slice::<Matrix>(&rmp_serde::to_vec(&vec!["x"]).unwrap()).is_err());
     }
 
     #[test]

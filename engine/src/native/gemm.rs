@@ -152,7 +152,10 @@ fn unpack(bytes: &[u8], what: &str) -> Result<Vec<f32>, String> {
 }
 
 fn pack(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    match Matrix::packed(values) {
+        Matrix::Packed(bytes) => bytes,
+        _ => unreachable!("Matrix::packed always packs"),
+    }
 }
 
 /// The `matmul` native step: inputs `a` and `b` (files of little-endian

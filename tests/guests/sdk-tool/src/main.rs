@@ -20,6 +20,8 @@ fn main() {
         "call" => call(&arg(0), &arg(1)),
         "raw" => native::call_raw(&arg(0), arg(1).as_bytes()).map(|bytes| format!("{} bytes", bytes.len())),
         "file-operand" => file_operand(&arg(0)),
+        "bench-echo" => bench_echo(arg(0).parse().unwrap_or(1)),
+        "bench-gemm" => bench_gemm(arg(0).parse().unwrap_or(64)),
         other => Ok(format!("unknown mode {other}")),
     };
     let text = match outcome {
@@ -83,4 +85,28 @@ fn file_operand(path: &str) -> Result<String, Error> {
     let request = weir_guest_request(Shape { m: 1, n: 1, k: 1 }, Matrix::File { file: path.into() }, None);
     let response: serde_json::Value = native::call("gemm", &request)?;
     Ok(response.to_string())
+}
+
+/// Calls the `echo` native function `calls` times with a 16-byte payload;
+/// returns the nanoseconds all calls took, measured in the guest.
+fn bench_echo(calls: u64) -> Result<String, Error> {
+    let payload = vec![7u8; 16];
+    let started = std::time::Instant::now();
+    for _ in 0..calls {
+        let back = native::call_raw("echo", &payload)?;
+        std::hint::black_box(back);
+    }
+    Ok(started.elapsed().as_nanos().to_string())
+}
+
+/// One `size`³ gemm through the bridge (packed operands); returns its
+/// nanoseconds, measured in the guest, including encoding and decoding.
+fn bench_gemm(size: usize) -> Result<String, Error> {
+    let a: Vec<f32> = (0..size * size).map(|i| (i % 7) as f32).collect();
+    let b: Vec<f32> = (0..size * size).map(|i| (i % 5) as f32).collect();
+    let started = std::time::Instant::now();
+    let c = native::gemm(size, size, size, &a, &b, false, false)?;
+    let elapsed = started.elapsed().as_nanos();
+    std::hint::black_box(c);
+    Ok(elapsed.to_string())
 }
