@@ -56,18 +56,18 @@ fn run_cargo(mut command: Command, what: &str) {
     assert!(output.status.success(), "building {what} failed:\n{}", String::from_utf8_lossy(&output.stderr));
 }
 
-/// Builds the guest crate `tests/guests/<name>` for `target` (once per
-/// process) and returns the path of its `bin`.
-fn build_guest(lock: &OnceLock<PathBuf>, name: &str, target: &str, bin: &str) -> PathBuf {
+/// Builds the guest crate at `crate_dir` (relative to the repository) for
+/// `target`, once per process, and returns the path of its `bin`.
+fn build_guest(lock: &OnceLock<PathBuf>, crate_dir: &str, target: &str, bin: &str) -> PathBuf {
     lock.get_or_init(|| {
         let target_dir = profile_dir().parent().expect("target directory").join("guests");
         let mut command = cargo();
         command
             .args(["build", "--quiet", "--release", "--target", target, "--manifest-path"])
-            .arg(workspace_root().join(format!("tests/guests/{name}/Cargo.toml")))
+            .arg(workspace_root().join(crate_dir).join("Cargo.toml"))
             .arg("--target-dir")
             .arg(&target_dir);
-        run_cargo(command, &format!("the test guest {name} for {target}"));
+        run_cargo(command, &format!("the guest {crate_dir} for {target}"));
         target_dir.join(target).join("release").join(format!("{bin}.wasm"))
     })
     .clone()
@@ -76,13 +76,19 @@ fn build_guest(lock: &OnceLock<PathBuf>, name: &str, target: &str, bin: &str) ->
 /// The test tool (`tests/guests/tool`) built for `wasi`, built on first use.
 pub fn tool(wasi: Wasi) -> PathBuf {
     static BUILT: [OnceLock<PathBuf>; 2] = [OnceLock::new(), OnceLock::new()];
-    build_guest(&BUILT[wasi as usize], "tool", wasi.target(), "tool")
+    build_guest(&BUILT[wasi as usize], "tests/guests/tool", wasi.target(), "tool")
 }
 
 /// The guest built with the SDK (`tests/guests/sdk-tool`), a preview-2 component.
 pub fn sdk_tool() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    build_guest(&BUILT, "sdk-tool", "wasm32-wasip2", "sdk-tool")
+    build_guest(&BUILT, "tests/guests/sdk-tool", "wasm32-wasip2", "sdk-tool")
+}
+
+/// The guest SDK's template step (`guest-sdk/template`), built as its README says.
+pub fn template_step() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    build_guest(&BUILT, "guest-sdk/template", "wasm32-wasip2", "standardize")
 }
 
 /// The `weir` binary of this profile, built on first use.

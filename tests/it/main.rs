@@ -12,4 +12,5 @@ mod failures;
 mod natives;
 mod parallel;
 mod sandbox;
+mod template;
 mod validation;
