@@ -3,11 +3,14 @@
 CARGO        ?= cargo
 WASM_TARGETS := wasm32-wasip1 wasm32-wasip2
 WEIR         := target/debug/weir
-EXAMPLE      := examples/wordcount
-EXAMPLE_WS   := $(EXAMPLE)/.weir
-STEP_BINS    := normalize count stats report
+DIGITS       := examples/digits
+DIGITS_WS    := $(DIGITS)/.weir
+DIGITS_BINS  := validate prep train evaluate score
+WORDS        := examples/wordcount
+WORDS_WS     := $(WORDS)/.weir
+WORDS_BINS   := normalize count stats report
 
-.PHONY: all setup build example run test lint fmt bench clean
+.PHONY: all setup build examples run run-wordcount test lint fmt bench clean
 
 all: build
 
@@ -23,22 +26,30 @@ setup:
 build: setup
 	$(CARGO) build -p weir-cli
 
-## Build the example's steps (Rust, wasm32-wasip2 components) into $(EXAMPLE)/build.
-example: setup
+## Build the examples' steps (Rust, wasm32-wasip2 components) into each example's build/.
+examples: setup
 	$(CARGO) build --release --target wasm32-wasip2 \
-		--manifest-path $(EXAMPLE)/steps/Cargo.toml --target-dir target/examples
-	mkdir -p $(EXAMPLE)/build
-	for bin in $(STEP_BINS); do cp target/examples/wasm32-wasip2/release/$$bin.wasm $(EXAMPLE)/build/; done
+		--manifest-path $(DIGITS)/steps/Cargo.toml --target-dir target/examples
+	$(CARGO) build --release --target wasm32-wasip2 \
+		--manifest-path $(WORDS)/steps/Cargo.toml --target-dir target/examples
+	mkdir -p $(DIGITS)/build $(WORDS)/build
+	for bin in $(DIGITS_BINS); do cp target/examples/wasm32-wasip2/release/$$bin.wasm $(DIGITS)/build/; done
+	for bin in $(WORDS_BINS); do cp target/examples/wasm32-wasip2/release/$$bin.wasm $(WORDS)/build/; done
 
-## Run the example pipeline twice (the second run reuses every step), then print its report.
-run: build example
-	$(WEIR) run $(EXAMPLE)/pipeline.toml --workspace $(EXAMPLE_WS)
+## Run the digits pipeline twice: the second run reuses every step.
+run: build examples
+	$(WEIR) run $(DIGITS)/pipeline.toml --workspace $(DIGITS_WS)
 	@echo "--- again: nothing changed, so every step is reused ---"
-	$(WEIR) run $(EXAMPLE)/pipeline.toml --workspace $(EXAMPLE_WS)
-	@echo "--- the report ---"
-	@digest=$$($(WEIR) run $(EXAMPLE)/pipeline.toml --workspace $(EXAMPLE_WS) --json \
+	$(WEIR) run $(DIGITS)/pipeline.toml --workspace $(DIGITS_WS)
+	@echo "--- exported: $(DIGITS)/results ---"
+	@head -n 11 $(DIGITS)/results/confusion.csv
+
+## The small text example: word counts and a report.
+run-wordcount: build examples
+	$(WEIR) run $(WORDS)/pipeline.toml --workspace $(WORDS_WS)
+	@digest=$$($(WEIR) run $(WORDS)/pipeline.toml --workspace $(WORDS_WS) --json \
 		| python3 -c 'import json, sys; print(json.load(sys.stdin)["steps"]["report"]["outputs"]["report"])') \
-		&& $(WEIR) cat "$$digest" --workspace $(EXAMPLE_WS)
+		&& $(WEIR) cat "$$digest" --workspace $(WORDS_WS)
 
 ## All tests: unit, integration (guests are built from source by the tests) and doc tests.
 test: setup
@@ -59,4 +70,4 @@ fmt:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(EXAMPLE)/build $(EXAMPLE_WS)
+	rm -rf $(DIGITS)/build $(DIGITS_WS) $(DIGITS)/results $(WORDS)/build $(WORDS_WS)

@@ -85,6 +85,27 @@ pub fn sdk_tool() -> PathBuf {
     build_guest(&BUILT, "tests/guests/sdk-tool", "wasm32-wasip2", "sdk-tool")
 }
 
+/// The digits example's steps (`examples/digits/steps`), built once; returns
+/// the directory holding `validate.wasm`, `prep.wasm`, and the rest.
+pub fn digits_steps() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let train = build_guest(&BUILT, "examples/digits/steps", "wasm32-wasip2", "train");
+    train.parent().expect("release directory").to_owned()
+}
+
+/// Copies the repository directory `relative` (recursively) to `dest`.
+pub fn copy_tree(relative: &str, dest: &Path) {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("create directory");
+        for entry in std::fs::read_dir(from).expect("read directory") {
+            let path = entry.expect("entry").path();
+            let target = to.join(path.file_name().expect("name"));
+            if path.is_dir() { copy(&path, &target) } else { std::fs::copy(&path, &target).map(|_| ()).expect("copy") }
+        }
+    }
+    copy(&workspace_root().join(relative), dest);
+}
+
 /// The guest SDK's template step (`guest-sdk/template`), built as its README says.
 pub fn template_step() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();

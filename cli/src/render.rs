@@ -38,9 +38,27 @@ pub(crate) fn print_report(pipeline: &Pipeline, report: &RunReport) {
     );
 }
 
-/// `  loss=0.25 accuracy=0.875`, or nothing when the step reported no metrics.
+/// Metrics shown on a step's line; the rest are in `--json`.
+const SHOWN_METRICS: usize = 4;
+
+/// `  accuracy=0.968  loss=0.096`, at most [`SHOWN_METRICS`] of them, or
+/// nothing when the step reported no metrics.
 fn metrics_text(result: &StepReport) -> String {
-    result.metrics.iter().map(|(name, value)| format!("  {name}={value}")).collect()
+    let mut text: String =
+        result.metrics.iter().take(SHOWN_METRICS).map(|(name, value)| format!("  {name}={}", number(*value))).collect();
+    if result.metrics.len() > SHOWN_METRICS {
+        text.push_str(&format!("  (+{} more in --json)", result.metrics.len() - SHOWN_METRICS));
+    }
+    text
+}
+
+/// A metric value with at most four significant decimals.
+fn number(value: f64) -> String {
+    if value == value.trunc() && value.abs() < 1e15 {
+        format!("{value}")
+    } else {
+        format!("{value:.4}").trim_end_matches('0').to_owned()
+    }
 }
 
 fn status_word(status: StepStatus) -> &'static str {

@@ -143,8 +143,16 @@ impl Engine {
         let plan = self.plan(pipeline, &params)?;
         let inputs = self.import_inputs(pipeline)?;
         let run_id = new_run_id();
-        let report = Coordinator::new(&self.inner, options, &run_id, plan, inputs).drive(pipeline.name());
+        let mut report = Coordinator::new(&self.inner, options, &run_id, plan, inputs).drive(pipeline.name());
+        report.outputs = pipeline
+            .outputs()
+            .iter()
+            .filter_map(|(name, bound)| Some((name.clone(), *report.output(&bound.step, &bound.output)?)))
+            .collect();
         self.save_report(&report)?;
+        if report.succeeded() {
+            self.export_outputs(pipeline, &report)?;
+        }
         Ok(report)
     }
 
@@ -244,6 +252,16 @@ impl Engine {
                 })
                 .collect()
         })
+    }
+
+    /// Copies every pipeline output that has an export path out of the store.
+    fn export_outputs(&self, pipeline: &Pipeline, report: &RunReport) -> Result<()> {
+        for (name, declared) in pipeline.outputs() {
+            if let (Some(path), Some(artifact)) = (&declared.export, report.outputs.get(name)) {
+                self.inner.store.export_replacing(&artifact.digest, path)?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes the run's summary to `runs/<run_id>.json`.

@@ -242,6 +242,14 @@ pub enum ValidationErrorKind {
         /// The registered names.
         known: Vec<String>,
     },
+    /// A map step's `map` does not name a directory input of the step.
+    #[error("cannot map over input `{input}`: {reason}")]
+    BadMap {
+        /// The input named by `map`.
+        input: String,
+        /// Why it cannot be mapped over.
+        reason: String,
+    },
     /// A step asks for more GPU slots than the engine has.
     #[error("asks for {asked} GPU slots, but the engine has only {slots}")]
     TooManyGpus {
@@ -280,6 +288,10 @@ pub struct StepError {
     pub kind: StepErrorKind,
     /// The last lines the guest wrote to stderr (empty when it wrote none).
     pub stderr_tail: String,
+}
+
+fn entry_failures(failed: &[(String, StepErrorKind)]) -> String {
+    failed.iter().map(|(entry, kind)| format!("entry `{entry}` {kind}")).collect::<Vec<_>>().join("; ")
 }
 
 fn stderr_block(tail: &str) -> String {
@@ -334,6 +346,14 @@ pub enum StepErrorKind {
     Native {
         /// What the native step said.
         message: String,
+    },
+    /// Entries of a map step failed.
+    #[error("{} of {total} entries failed: {}", failed.len(), entry_failures(failed))]
+    MapEntries {
+        /// Each failed entry with its error.
+        failed: Vec<(String, StepErrorKind)>,
+        /// How many entries the step had.
+        total: usize,
     },
     /// The engine could not prepare or collect the step (workspace I/O).
     #[error("engine error: {0}")]

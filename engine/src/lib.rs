@@ -67,6 +67,8 @@ pub use limits::{Limits, parse_duration, parse_size};
 pub use native::{CallContext, Device, GpuSupport, NativeFunction, NativeStep, StepContext, TypedFunction, native_fn};
 pub use options::RunOptions;
 pub use params::{Params, parse_like};
-pub use pipeline::{InputRef, OutputKind, Pipeline, PipelineBuilder, Resources, Step, StepBuilder, StepCode};
+pub use pipeline::{
+    InputRef, OutputKind, Pipeline, PipelineBuilder, PipelineOutput, Resources, Step, StepBuilder, StepCode,
+};
 pub use report::{Logs, RunReport, RunStatus, StepReport, StepStatus};
 pub use store::{Artifact, Store};

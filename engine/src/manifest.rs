@@ -2,7 +2,10 @@
 //!
 //! The manifest is parsed into raw structs that reject unknown keys, then fed
 //! to the [`PipelineBuilder`], which does all semantic validation. Relative
-//! paths are resolved against the manifest's directory.
+//! paths are resolved against the manifest's directory. Sub-pipelines
+//! (`pipeline = "other.toml"`) are inlined here; see [`subpipeline`].
+
+mod subpipeline;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +14,7 @@ use serde::Deserialize;
 
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::limits::{parse_duration, parse_size};
-use crate::params::toml_to_json;
+use crate::params::{Params, rebind, toml_to_json};
 use crate::{Limits, OutputKind, Pipeline, PipelineBuilder, Resources, StepBuilder};
 
 #[derive(Deserialize)]
@@ -24,6 +27,32 @@ struct RawManifest {
     inputs: BTreeMap<String, PathBuf>,
     #[serde(default)]
     steps: toml::Table,
+    #[serde(default)]
+    outputs: BTreeMap<String, RawOutput>,
+}
+
+/// A pipeline output: `"STEP.OUTPUT"`, or `{ from = "STEP.OUTPUT", export = "path" }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawOutput {
+    Reference(String),
+    Export(RawExport),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExport {
+    from: String,
+    export: Option<PathBuf>,
+}
+
+impl RawOutput {
+    fn source(&self) -> &str {
+        match self {
+            RawOutput::Reference(source) => source,
+            RawOutput::Export(export) => &export.from,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -31,10 +60,11 @@ struct RawManifest {
 struct RawStep {
     module: Option<PathBuf>,
     native: Option<String>,
+    pipeline: Option<PathBuf>,
     #[serde(default)]
     natives: Vec<String>,
     #[serde(default)]
-    resources: Resources,
+    resources: Option<Resources>,
     #[serde(default)]
     args: Vec<String>,
     #[serde(default)]
@@ -44,13 +74,9 @@ struct RawStep {
     #[serde(default)]
     params: toml::Table,
     #[serde(default)]
-    limits: RawLimits,
-    #[serde(default = "default_reuse")]
-    reuse: bool,
-}
-
-fn default_reuse() -> bool {
-    true
+    limits: Option<RawLimits>,
+    reuse: Option<bool>,
+    map: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -64,61 +90,105 @@ impl Pipeline {
     /// Loads and validates the pipeline in a TOML manifest file.
     pub fn from_manifest(path: impl AsRef<Path>) -> Result<Pipeline, ValidationError> {
         let path = path.as_ref();
-        let located = |err: ValidationError| err.in_file(Some(path));
-        let text = std::fs::read_to_string(path)
-            .map_err(|err| located(ValidationError::new(Kind::Unreadable(err.to_string()))))?;
+        let text = read_manifest(path)?;
         Self::from_manifest_str(&text, path)
     }
 
     /// Parses and validates manifest text; `path` locates relative paths and errors.
     pub fn from_manifest_str(text: &str, path: &Path) -> Result<Pipeline, ValidationError> {
-        let base = path.parent().unwrap_or(Path::new("."));
-        let builder = parse(text, base).map_err(|err| err.in_file(Some(path)))?;
+        let builder = parse(text, path).map_err(|err| err.in_file(Some(path)))?;
         builder.source_file(path).build()
     }
+}
+
+fn read_manifest(path: &Path) -> Result<String, ValidationError> {
+    std::fs::read_to_string(path)
+        .map_err(|err| ValidationError::new(Kind::Unreadable(err.to_string())).in_file(Some(path)))
 }
 
 fn syntax(message: impl Into<String>) -> ValidationError {
     ValidationError::new(Kind::Syntax(message.into()))
 }
 
-fn parse(text: &str, base: &Path) -> Result<PipelineBuilder, ValidationError> {
-    let raw: RawManifest = toml::from_str(text).map_err(|err| syntax(err.to_string().trim_end()))?;
+fn parse_raw(text: &str) -> Result<RawManifest, ValidationError> {
+    toml::from_str(text).map_err(|err| syntax(err.to_string().trim_end()))
+}
+
+fn parse(text: &str, path: &Path) -> Result<PipelineBuilder, ValidationError> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let raw = parse_raw(text)?;
     let mut builder = PipelineBuilder::new(raw.name);
     for (name, value) in &raw.params {
         let value = toml_to_json(value).map_err(|why| syntax(why).in_field(format!("params.{name}")))?;
         builder = builder.param(name, value);
     }
-    for (name, path) in raw.inputs {
-        builder = builder.input(name, base.join(path));
+    for (name, input) in raw.inputs {
+        builder = builder.input(name, base.join(input));
     }
+    let mut inliner = subpipeline::Inliner::new(path);
     for (name, value) in raw.steps {
-        let step = parse_step(&name, value, base).map_err(|err| err.in_step(&name))?;
+        inliner.add_step(&name, value, path, &subpipeline::Scope::top())?;
+    }
+    let (steps, aliases) = inliner.finish();
+    for step in steps {
         builder = builder.step(step);
+    }
+    for (name, output) in raw.outputs {
+        let source = aliases.resolve(output.source());
+        builder = match output {
+            RawOutput::Export(RawExport { export: Some(export), .. }) => {
+                builder.export(name, source, base.join(export))
+            }
+            _ => builder.output(name, source),
+        };
     }
     Ok(builder)
 }
 
-fn parse_step(name: &str, value: toml::Value, base: &Path) -> Result<StepBuilder, ValidationError> {
-    let raw = RawStep::deserialize(value).map_err(|err| syntax(err.message()))?;
+/// A step that runs code (not a sub-pipeline), with its references already
+/// rewritten into the outer pipeline's names.
+fn code_step(name: &str, raw: RawStep, base: &Path, bindings: Option<&Params>) -> Result<StepBuilder, ValidationError> {
     let step = match (&raw.module, raw.native) {
         (Some(module), None) => StepBuilder::new(name, base.join(module)),
         (None, Some(function)) => StepBuilder::native(name, function),
-        _ => return Err(syntax("a step needs exactly one of `module` (a WASI program) and `native` (a native step)")),
+        _ => {
+            return Err(syntax(
+                "a step needs exactly one of `module` (a WASI program), `native` (a native step) and `pipeline`",
+            ));
+        }
     };
-    let mut step = step.resources(raw.resources).args(raw.args).limits(parse_limits(&raw.limits)?).reuse(raw.reuse);
-    for (input, source) in raw.inputs {
-        step = step.input(input, source);
+    let rebound = |value: serde_json::Value, field: String| match bindings {
+        Some(bindings) => rebind(&value, bindings).map_err(|why| syntax(why).in_field(field)),
+        None => Ok(value),
+    };
+    let mut args = Vec::new();
+    for (i, arg) in raw.args.into_iter().enumerate() {
+        match rebound(serde_json::Value::String(arg), format!("args[{i}]"))? {
+            serde_json::Value::String(text) => args.push(text),
+            other => args.push(other.to_string()),
+        }
+    }
+    let mut step = step
+        .resources(raw.resources.unwrap_or_default())
+        .args(args)
+        .limits(parse_limits(&raw.limits.unwrap_or_default())?)
+        .reuse(raw.reuse.unwrap_or(true));
+    if let Some(input) = raw.map {
+        step = step.map(input);
     }
     for function in raw.natives {
         step = step.native_function(function);
+    }
+    for (input, source) in raw.inputs {
+        step = step.input(input, source);
     }
     for (output, kind) in raw.outputs {
         step = step.output(output, kind);
     }
     for (param, value) in &raw.params {
-        let value = toml_to_json(value).map_err(|why| syntax(why).in_field(format!("params.{param}")))?;
-        step = step.param(param, value);
+        let field = format!("params.{param}");
+        let value = toml_to_json(value).map_err(|why| syntax(why).in_field(field.clone()))?;
+        step = step.param(param, rebound(value, field)?);
     }
     Ok(step)
 }

@@ -15,6 +15,8 @@ const OPEN: &str = "${params.";
 /// One piece of a template string.
 enum Piece<'a> {
     Text(&'a str),
+    /// `$${`, which stands for a literal `${`.
+    Escaped,
     Param(&'a str),
 }
 
@@ -26,7 +28,7 @@ fn pieces(template: &str) -> Result<Vec<Piece<'_>>, String> {
     while let Some(at) = rest.find("${") {
         if at > 0 && rest[..at].ends_with('$') {
             out.push(Piece::Text(&rest[..at - 1]));
-            out.push(Piece::Text("${"));
+            out.push(Piece::Escaped);
             rest = &rest[at + 2..];
             continue;
         }
@@ -92,10 +94,45 @@ fn resolve_string(text: &str, params: &Params) -> Result<Value, String> {
     for piece in pieces {
         match piece {
             Piece::Text(literal) => out.push_str(literal),
+            Piece::Escaped => out.push_str("${"),
             Piece::Param(name) => out.push_str(&display(lookup(name)?)),
         }
     }
     Ok(Value::String(out))
+}
+
+/// Replaces references to the parameters in `bindings` by their bound
+/// values, leaving every other reference and every `$${` escape as it is.
+/// Used to inline a sub-pipeline, whose bindings may themselves be templates
+/// over the outer pipeline's parameters.
+pub(crate) fn rebind(value: &Value, bindings: &Params) -> Result<Value, String> {
+    Ok(match value {
+        Value::String(text) => {
+            let pieces = pieces(text)?;
+            if let [Piece::Text(""), Piece::Param(name), Piece::Text("")] = pieces.as_slice()
+                && let Some(bound) = bindings.get(*name)
+            {
+                return Ok(bound.clone());
+            }
+            let mut out = String::new();
+            for piece in pieces {
+                match piece {
+                    Piece::Text(literal) => out.push_str(literal),
+                    Piece::Escaped => out.push_str("$${"),
+                    Piece::Param(name) => match bindings.get(name) {
+                        Some(bound) => out.push_str(&display(bound)),
+                        None => out.push_str(&format!("{OPEN}{name}}}")),
+                    },
+                }
+            }
+            Value::String(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|item| rebind(item, bindings)).collect::<Result<_, _>>()?),
+        Value::Object(map) => Value::Object(
+            map.iter().map(|(key, item)| Ok((key.clone(), rebind(item, bindings)?))).collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
 }
 
 /// Substitutes parameters into a string (an argv entry), always giving text.
@@ -195,6 +232,21 @@ mod tests {
         assert!(references(&json!("${env.HOME}")).unwrap_err().contains("only `${params.NAME}`"));
         assert!(references(&json!("${params.word")).unwrap_err().contains("unclosed"));
         assert_eq!(references(&json!(["${params.a}", {"x": "${params.b}-${params.c}"}])).unwrap(), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn rebinding_substitutes_bound_names_and_keeps_the_rest() {
+        let bindings: Params = [("seed".to_owned(), json!("${params.outer_seed}")), ("n".to_owned(), json!(5))].into();
+        assert_eq!(rebind(&json!("${params.seed}"), &bindings).unwrap(), json!("${params.outer_seed}"));
+        assert_eq!(rebind(&json!("${params.n}"), &bindings).unwrap(), json!(5));
+        assert_eq!(
+            rebind(&json!("n=${params.n} m=${params.m} $${x}"), &bindings).unwrap(),
+            json!("n=5 m=${params.m} $${x}")
+        );
+        assert_eq!(
+            rebind(&json!({"a": ["s${params.seed}"]}), &bindings).unwrap(),
+            json!({"a": ["s${params.outer_seed}"]})
+        );
     }
 
     #[test]

@@ -25,6 +25,19 @@ pub struct Pipeline {
     pub(crate) params: Params,
     pub(crate) inputs: BTreeMap<String, PathBuf>,
     pub(crate) steps: Vec<Step>,
+    pub(crate) outputs: BTreeMap<String, PipelineOutput>,
+}
+
+/// A named output of the whole pipeline: a step's output, optionally
+/// exported to a host path after every successful run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineOutput {
+    /// The step that produces it.
+    pub step: String,
+    /// That step's output.
+    pub output: String,
+    /// Where to copy it after a successful run.
+    pub export: Option<PathBuf>,
 }
 
 impl Pipeline {
@@ -58,6 +71,11 @@ impl Pipeline {
         &self.steps
     }
 
+    /// The pipeline's named outputs.
+    pub fn outputs(&self) -> &BTreeMap<String, PipelineOutput> {
+        &self.outputs
+    }
+
     /// The step with this name.
     pub fn step(&self, name: &str) -> Option<&Step> {
         self.steps.iter().find(|step| step.name == name)
@@ -78,6 +96,7 @@ pub struct Step {
     pub(crate) params: serde_json::Map<String, serde_json::Value>,
     pub(crate) limits: Limits,
     pub(crate) reuse: bool,
+    pub(crate) map: Option<String>,
 }
 
 impl Step {
@@ -137,6 +156,18 @@ impl Step {
     /// Whether a cached result may be reused (`false` for side-effecting steps).
     pub fn reuse(&self) -> bool {
         self.reuse
+    }
+
+    /// For a map step, the directory input it runs once per entry of.
+    pub fn map(&self) -> Option<&str> {
+        self.map.as_deref()
+    }
+
+    /// The kind of artifact output `name` is downstream: a map step gathers
+    /// each declared output into a directory keyed by entry name.
+    pub fn output_kind(&self, name: &str) -> Option<OutputKind> {
+        let declared = *self.outputs.get(name)?;
+        Some(if self.map.is_some() { OutputKind::Dir } else { declared })
     }
 
     /// Names of the steps this one reads outputs of.

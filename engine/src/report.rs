@@ -19,12 +19,20 @@ pub struct RunReport {
     pub status: RunStatus,
     /// Every step of the pipeline, by name.
     pub steps: BTreeMap<String, StepReport>,
+    /// The pipeline's named outputs whose steps succeeded.
+    #[serde(serialize_with = "as_digests", skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, Artifact>,
 }
 
 impl RunReport {
     /// Whether every step ran or was reused.
     pub fn succeeded(&self) -> bool {
         self.status == RunStatus::Succeeded
+    }
+
+    /// The artifact of pipeline output `name`, if its step succeeded.
+    pub fn pipeline_output(&self, name: &str) -> Option<&Artifact> {
+        self.outputs.get(name)
     }
 
     /// The artifact a step produced for `output`, if it did.
@@ -85,6 +93,9 @@ pub struct StepReport {
     /// The last value of each metric the step reported (for a cached step,
     /// those of the execution it reuses).
     pub metrics: BTreeMap<String, f64>,
+    /// For a map step: how each entry ended (`ran`, `cached` or `failed`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub entries: BTreeMap<String, StepStatus>,
     /// Things the user should know, e.g. that a GPU was asked for and none was there.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,

@@ -3,9 +3,13 @@
 //! the rest to the worker pool as GPU slots allow, and records the results
 //! that come back over a channel.
 
+mod map_run;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use map_run::{EntryOutcome, MapRun};
 
 use serde_json::Value;
 
@@ -16,7 +20,7 @@ use crate::native::Device;
 use crate::pipeline::{InputRef, Step};
 use crate::report::{Logs, RunReport, RunStatus, StepReport, StepStatus};
 use crate::step_exec::{self, Finished, Job, JobCode, Workshop};
-use crate::{Artifact, Digest, RunOptions};
+use crate::{Artifact, Digest, RunOptions, StepError, StepErrorKind};
 
 /// A step ready to be keyed: its code, argv and parameters resolved.
 pub(crate) struct PlannedStep<'p> {
@@ -71,10 +75,14 @@ pub(crate) struct Coordinator<'a> {
     keys: Vec<Option<Digest>>,
     warnings: Vec<Vec<String>>,
     gpus: GpuSlots,
-    held: Vec<Vec<usize>>,
-    gpu_queue: VecDeque<(usize, Job)>,
+    held: BTreeMap<JobId, Vec<usize>>,
+    gpu_queue: VecDeque<(JobId, Job)>,
+    maps: Vec<Option<MapRun>>,
     reports: BTreeMap<String, StepReport>,
 }
+
+/// Which execution a job is: a step, and for a map step the entry.
+type JobId = (usize, Option<usize>);
 
 impl<'a> Coordinator<'a> {
     pub(crate) fn new(
@@ -103,8 +111,9 @@ impl<'a> Coordinator<'a> {
             keys: vec![None; count],
             warnings: vec![Vec::new(); count],
             gpus: GpuSlots { free: vec![true; engine.gpu_slots], real: engine.gpus_detected > 0 },
-            held: vec![Vec::new(); count],
+            held: BTreeMap::new(),
             gpu_queue: VecDeque::new(),
+            maps: (0..count).map(|_| None).collect(),
             reports: BTreeMap::new(),
             plan,
             pipeline_inputs,
@@ -116,7 +125,7 @@ impl<'a> Coordinator<'a> {
 
     /// Runs every step to an outcome and reports the run.
     pub(crate) fn drive(mut self, pipeline: &str) -> RunReport {
-        let (sender, receiver) = mpsc::channel::<(usize, Finished)>();
+        let (sender, receiver) = mpsc::channel::<(JobId, Finished)>();
         let mut ready: Vec<usize> = (0..self.plan.len()).filter(|&i| self.waiting[i] == 0).rev().collect();
         let workshop = Workshop {
             store: &self.engine.store,
@@ -129,32 +138,34 @@ impl<'a> Coordinator<'a> {
             loop {
                 let mut runnable = Vec::new();
                 while let Some(i) = ready.pop() {
-                    if let Some(job) = self.dispatch(i, &mut ready) {
+                    for (id, job) in self.dispatch(i, &mut ready) {
                         if self.plan[i].step.resources().gpu > 0 && !self.gpus.free.is_empty() {
-                            self.gpu_queue.push_back((i, job));
+                            self.gpu_queue.push_back((id, job));
                         } else {
-                            runnable.push((i, job));
+                            runnable.push((id, job));
                         }
                     }
                 }
                 runnable.extend(self.admit_queued());
-                for (i, job) in runnable {
-                    self.emit(&Event::StepStarted { step: &job.step });
+                for (id, job) in runnable {
+                    if id.1.is_none_or(|entry| entry == 0) {
+                        self.emit(&Event::StepStarted { step: &job.step });
+                    }
                     let sender = sender.clone();
                     let workshop = &workshop;
                     scope.spawn(move |_| {
                         let finished = step_exec::execute(workshop, &job);
                         // The coordinator outlives every worker of its scope.
-                        let _ = sender.send((i, finished));
+                        let _ = sender.send((id, finished));
                     });
                     in_flight += 1;
                 }
                 if in_flight == 0 {
                     break;
                 }
-                let Ok((i, finished)) = receiver.recv() else { break };
+                let Ok((id, finished)) = receiver.recv() else { break };
                 in_flight -= 1;
-                self.record(i, finished, &mut ready);
+                self.record(id, finished, &mut ready);
             }
         });
         let status = if self.reports.values().all(|r| matches!(r.status, StepStatus::Ran | StepStatus::Cached)) {
@@ -162,7 +173,13 @@ impl<'a> Coordinator<'a> {
         } else {
             RunStatus::Failed
         };
-        RunReport { run_id: self.run_id.to_owned(), pipeline: pipeline.to_owned(), status, steps: self.reports }
+        RunReport {
+            run_id: self.run_id.to_owned(),
+            pipeline: pipeline.to_owned(),
+            status,
+            steps: self.reports,
+            outputs: BTreeMap::new(),
+        }
     }
 
     fn emit(&self, event: &Event<'_>) {
@@ -171,21 +188,22 @@ impl<'a> Coordinator<'a> {
         }
     }
 
-    /// Settles step `i` from the cache (or as skipped), or returns the job to execute.
-    fn dispatch(&mut self, i: usize, ready: &mut Vec<usize>) -> Option<Job> {
+    /// Settles step `i` from the cache (or as skipped), or returns the jobs
+    /// to execute: one, or for a map step one per entry not in the cache.
+    fn dispatch(&mut self, i: usize, ready: &mut Vec<usize>) -> Vec<(JobId, Job)> {
         let started = Instant::now();
         if self.blocked[i] {
             self.settle(i, report(StepStatus::Skipped), ready);
-            return None;
+            return Vec::new();
         }
         let inputs = self.inputs_of(i);
+        if let Some(mapped) = self.plan[i].step.map() {
+            let directory = inputs[mapped];
+            return self.dispatch_map(i, mapped, directory, inputs, started, ready);
+        }
         let key = self.key_of(i, &inputs);
         self.keys[i] = Some(key);
-        let step = self.plan[i].step;
-        if step.reuse()
-            && !self.options.forces(step.name())
-            && let Some(entry) = self.engine.store.cache_get(&key)
-        {
+        if let Some(entry) = self.cached(i, &key) {
             self.outputs[i] = entry.outputs.clone();
             let report = StepReport {
                 duration: started.elapsed(),
@@ -196,14 +214,74 @@ impl<'a> Coordinator<'a> {
                 ..report(StepStatus::Cached)
             };
             self.settle(i, report, ready);
+            return Vec::new();
+        }
+        vec![((i, None), self.job(i, inputs, key))]
+    }
+
+    /// Expands map step `i` over the entries of `directory`.
+    fn dispatch_map(
+        &mut self,
+        i: usize,
+        mapped: &str,
+        directory: Artifact,
+        inputs: BTreeMap<String, Artifact>,
+        started: Instant,
+        ready: &mut Vec<usize>,
+    ) -> Vec<(JobId, Job)> {
+        let tree = match self.engine.store.read_tree(&directory.digest) {
+            Ok(tree) => tree,
+            Err(err) => {
+                let error = StepError {
+                    step: self.plan[i].step.name().to_owned(),
+                    kind: StepErrorKind::Engine(format!("reading mapped input `{mapped}`: {err}")),
+                    stderr_tail: String::new(),
+                };
+                self.settle(i, StepReport { error: Some(error), ..report(StepStatus::Failed) }, ready);
+                return Vec::new();
+            }
+        };
+        let entries: Vec<(String, Artifact)> = tree
+            .entries()
+            .iter()
+            .map(|entry| (entry.name.clone(), Artifact { kind: entry.kind, digest: entry.digest }))
+            .collect();
+        let mut run = MapRun::new(entries.clone(), started);
+        let mut jobs = Vec::new();
+        for (index, (_, artifact)) in entries.into_iter().enumerate() {
+            let mut entry_inputs = inputs.clone();
+            entry_inputs.insert(mapped.to_owned(), artifact);
+            let key = self.key_of(i, &entry_inputs);
+            match self.cached(i, &key) {
+                Some(entry) => {
+                    run.settle(index, EntryOutcome::Cached(entry.outputs));
+                }
+                None => jobs.push(((i, Some(index)), self.job(i, entry_inputs, key))),
+            }
+        }
+        self.maps[i] = Some(run);
+        self.finish_map_if_done(i, ready);
+        jobs
+    }
+
+    /// The reusable cache entry for step `i` under `key`, unless forced to run.
+    fn cached(&self, i: usize, key: &Digest) -> Option<crate::store::CacheEntry> {
+        let step = self.plan[i].step;
+        if !step.reuse() || self.options.forces(step.name()) {
             return None;
         }
+        self.engine.store.cache_get(key)
+    }
+
+    /// The job that executes step `i` on `inputs`.
+    fn job(&mut self, i: usize, inputs: BTreeMap<String, Artifact>, key: Digest) -> Job {
         let planned = &self.plan[i];
+        let step = planned.step;
         let gpus = step.resources().gpu;
-        if gpus > 0 && self.gpus.free.is_empty() {
+        if gpus > 0 && self.gpus.free.is_empty() && self.warnings[i].is_empty() {
             self.warnings[i].push(format!("asked for {gpus} GPU(s), but this engine has no GPU slots; ran on the CPU"));
         }
-        Some(Job {
+        Job {
             step: step.name().to_owned(),
             code: planned.code.clone(),
             argv: planned.argv.clone(),
@@ -216,38 +294,73 @@ impl<'a> Coordinator<'a> {
             key,
             record: step.reuse(),
             run_id: self.run_id.to_owned(),
-        })
+        }
+    }
+
+    /// When every entry of map step `i` has ended, gathers and settles it.
+    fn finish_map_if_done(&mut self, i: usize, ready: &mut Vec<usize>) {
+        if !self.maps[i].as_ref().is_some_and(MapRun::is_done) {
+            return;
+        }
+        let Some(run) = self.maps[i].take() else { return };
+        let duration = run.started.elapsed();
+        let step = self.plan[i].step;
+        let gathered = run.gather(step.name(), step.outputs(), &self.engine.store);
+        self.outputs[i] = gathered.outputs.clone();
+        let report = StepReport {
+            duration,
+            outputs: gathered.outputs,
+            error: gathered.error,
+            entries: gathered.entries,
+            warnings: std::mem::take(&mut self.warnings[i]),
+            ..report(gathered.status)
+        };
+        self.settle(i, report, ready);
     }
 
     /// Queued GPU jobs whose slots are now free, in the order they queued.
-    fn admit_queued(&mut self) -> Vec<(usize, Job)> {
+    fn admit_queued(&mut self) -> Vec<(JobId, Job)> {
         let mut admitted = Vec::new();
         let mut still_waiting = VecDeque::new();
-        while let Some((i, mut job)) = self.gpu_queue.pop_front() {
+        while let Some((id, mut job)) = self.gpu_queue.pop_front() {
+            let i = id.0;
             let wanted = self.plan[i].step.resources().gpu as usize;
             match self.gpus.take(wanted) {
                 Some(slots) => {
                     if self.gpus.real {
                         job.device = Device::Gpu { ordinal: slots[0] };
-                    } else {
+                    } else if self.warnings[i].is_empty() {
                         self.warnings[i].push(format!(
                             "holds {wanted} GPU slot(s), but no GPU was detected; native functions ran on their CPU path"
                         ));
                     }
-                    self.held[i] = slots;
-                    admitted.push((i, job));
+                    self.held.insert(id, slots);
+                    admitted.push((id, job));
                 }
-                None => still_waiting.push_back((i, job)),
+                None => still_waiting.push_back((id, job)),
             }
         }
         self.gpu_queue = still_waiting;
         admitted
     }
 
-    /// Records a finished execution.
-    fn record(&mut self, i: usize, finished: Finished, ready: &mut Vec<usize>) {
-        let held = std::mem::take(&mut self.held[i]);
-        self.gpus.release(&held);
+    /// Records a finished execution (of a step, or of one map entry).
+    fn record(&mut self, id: JobId, finished: Finished, ready: &mut Vec<usize>) {
+        if let Some(slots) = self.held.remove(&id) {
+            self.gpus.release(&slots);
+        }
+        let (i, entry) = id;
+        if let Some(index) = entry {
+            let outcome = match finished.outputs {
+                Ok(outputs) => EntryOutcome::Ran(outputs),
+                Err(error) => EntryOutcome::Failed(error),
+            };
+            if let Some(run) = self.maps[i].as_mut() {
+                run.settle(index, outcome);
+            }
+            self.finish_map_if_done(i, ready);
+            return;
+        }
         let (status, outputs, error) = match finished.outputs {
             Ok(outputs) => (StepStatus::Ran, outputs, None),
             Err(error) => (StepStatus::Failed, BTreeMap::new(), Some(error)),
@@ -327,6 +440,7 @@ fn report(status: StepStatus) -> StepReport {
         cache_key: None,
         logs: None,
         metrics: BTreeMap::new(),
+        entries: BTreeMap::new(),
         warnings: Vec::new(),
     }
 }

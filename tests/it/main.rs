@@ -7,6 +7,7 @@ mod caching;
 mod cli;
 mod contract;
 mod crash;
+mod digits;
 mod embedding;
 mod failures;
 mod natives;

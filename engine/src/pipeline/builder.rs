@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{InputRef, OutputKind, Pipeline, Resources, Step, StepCode, graph, names};
+use super::{InputRef, OutputKind, Pipeline, PipelineOutput, Resources, Step, StepCode, graph, names};
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::module_kind::ModuleKind;
 use crate::{Limits, params};
@@ -35,12 +35,20 @@ pub struct PipelineBuilder {
     params: Vec<(String, Value)>,
     inputs: Vec<(String, PathBuf)>,
     steps: Vec<StepBuilder>,
+    outputs: Vec<(String, String, Option<PathBuf>)>,
 }
 
 impl PipelineBuilder {
     /// A pipeline with this name and nothing in it yet.
     pub fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), file: None, params: Vec::new(), inputs: Vec::new(), steps: Vec::new() }
+        Self {
+            name: name.into(),
+            file: None,
+            params: Vec::new(),
+            inputs: Vec::new(),
+            steps: Vec::new(),
+            outputs: Vec::new(),
+        }
     }
 
     /// Names the file the definition came from, for error messages.
@@ -64,6 +72,19 @@ impl PipelineBuilder {
     /// Adds a step.
     pub fn step(mut self, step: StepBuilder) -> Self {
         self.steps.push(step);
+        self
+    }
+
+    /// Declares a pipeline output `name` bound to `STEP.OUTPUT`.
+    pub fn output(mut self, name: impl Into<String>, source: impl Into<String>) -> Self {
+        self.outputs.push((name.into(), source.into(), None));
+        self
+    }
+
+    /// Declares a pipeline output that is also copied to `path` after every
+    /// successful run (a file is replaced; a directory is swapped in whole).
+    pub fn export(mut self, name: impl Into<String>, source: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        self.outputs.push((name.into(), source.into(), Some(path.into())));
         self
     }
 
@@ -95,7 +116,8 @@ impl PipelineBuilder {
             steps.push(step.validate(&params, &inputs).map_err(|err| err.in_step(&name))?);
         }
         let steps = order(steps)?;
-        Ok(Pipeline { name: self.name, file: self.file, params, inputs, steps })
+        let outputs = pipeline_outputs(self.outputs, &steps)?;
+        Ok(Pipeline { name: self.name, file: self.file, params, inputs, steps, outputs })
     }
 }
 
@@ -116,6 +138,29 @@ fn unique<T>(
     Ok(map)
 }
 
+/// Checks the pipeline's outputs against the steps they name.
+fn pipeline_outputs(
+    declared: Vec<(String, String, Option<PathBuf>)>,
+    steps: &[Step],
+) -> Result<BTreeMap<String, PipelineOutput>, ValidationError> {
+    let pairs = declared.into_iter().map(|(name, source, export)| (name, (source, export))).collect();
+    let mut outputs = BTreeMap::new();
+    for (name, (source, export)) in unique("outputs", pairs, names::check)? {
+        let located = |kind| ValidationError::new(kind).in_field(format!("outputs.{name}"));
+        let Some((step, output)) = source.split_once('.') else {
+            return Err(located(Kind::BadReference { reference: source }));
+        };
+        let Some(producer) = steps.iter().find(|s| s.name == step) else {
+            return Err(located(Kind::UnknownStep { step: step.to_owned() }));
+        };
+        if !producer.outputs.contains_key(output) {
+            return Err(located(Kind::UnknownOutput { step: step.to_owned(), output: output.to_owned() }));
+        }
+        outputs.insert(name, PipelineOutput { step: step.to_owned(), output: output.to_owned(), export });
+    }
+    Ok(outputs)
+}
+
 /// Puts steps in dependency order after checking every step reference.
 fn order(steps: Vec<Step>) -> Result<Vec<Step>, ValidationError> {
     let index: BTreeMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
@@ -127,8 +172,14 @@ fn order(steps: Vec<Step>) -> Result<Vec<Step>, ValidationError> {
                 let located = |kind| ValidationError::new(kind).in_step(&step.name).in_field(format!("inputs.{input}"));
                 let &producer =
                     index.get(from.as_str()).ok_or_else(|| located(Kind::UnknownStep { step: from.clone() }))?;
-                if !steps[producer].outputs.contains_key(output) {
+                let Some(kind) = steps[producer].output_kind(output) else {
                     return Err(located(Kind::UnknownOutput { step: from.clone(), output: output.clone() }));
+                };
+                if step.map.as_deref() == Some(input.as_str()) && kind != OutputKind::Dir {
+                    let reason = format!("`{from}.{output}` is a file, and a map step needs a directory");
+                    return Err(ValidationError::new(Kind::BadMap { input: input.clone(), reason })
+                        .in_step(&step.name)
+                        .in_field("map"));
                 }
                 step_deps.push(producer);
             }
@@ -161,6 +212,7 @@ pub struct StepBuilder {
     params: Vec<(String, Value)>,
     limits: Limits,
     reuse: bool,
+    map: Option<String>,
 }
 
 impl StepBuilder {
@@ -186,6 +238,7 @@ impl StepBuilder {
             params: Vec::new(),
             limits: Limits::default(),
             reuse: true,
+            map: None,
         }
     }
 
@@ -250,6 +303,21 @@ impl StepBuilder {
         self
     }
 
+    /// Rewrites every input reference (used to inline sub-pipelines).
+    pub(crate) fn map_inputs(&mut self, rewrite: impl Fn(&str) -> String) {
+        for (_, source) in &mut self.inputs {
+            *source = rewrite(source);
+        }
+    }
+
+    /// Makes this a map step: it runs once per entry of directory input
+    /// `input`, which each run sees at `/in/<input>`; each declared output is
+    /// gathered into a directory keyed by entry name.
+    pub fn map(mut self, input: impl Into<String>) -> Self {
+        self.map = Some(input.into());
+        self
+    }
+
     /// Whether a cached result may be reused (default `true`).
     pub fn reuse(mut self, reuse: bool) -> Self {
         self.reuse = reuse;
@@ -282,7 +350,23 @@ impl StepBuilder {
             let source = parse_reference(&reference, inputs).map_err(|err| err.in_field(format!("inputs.{name}")))?;
             resolved.insert(name, source);
         }
+        if let Some(mapped) = &self.map {
+            let source = resolved.get(mapped).ok_or_else(|| {
+                ValidationError::new(Kind::BadMap {
+                    input: mapped.clone(),
+                    reason: "the step has no such input".into(),
+                })
+                .in_field("map")
+            })?;
+            if let InputRef::Pipeline(name) = source
+                && !inputs[name].is_dir()
+            {
+                let reason = format!("pipeline input `{name}` is not a directory");
+                return Err(ValidationError::new(Kind::BadMap { input: mapped.clone(), reason }).in_field("map"));
+            }
+        }
         Ok(Step {
+            map: self.map,
             name: self.name,
             code: self.code,
             natives,

@@ -15,9 +15,12 @@ pub(crate) fn check(name: &str) -> Result<(), ValidationError> {
     if valid { Ok(()) } else { Err(invalid(name, "use letters, digits, `_` and `-` (not first)")) }
 }
 
-/// Checks a step name: a valid name that is not reserved.
+/// Checks a step name: a valid name that is not reserved. Steps inlined from
+/// a sub-pipeline are named `OUTER/INNER`, so `/` may separate valid names.
 pub(crate) fn check_step(name: &str) -> Result<(), ValidationError> {
-    check(name)?;
+    if name.split('/').any(|part| check(part).is_err()) {
+        return Err(invalid(name, "use letters, digits, `_` and `-` (not first)"));
+    }
     if RESERVED_STEP_NAMES.contains(&name) {
         return Err(invalid(name, "reserved; it would make references ambiguous"));
     }
@@ -51,6 +54,9 @@ mod tests {
             assert!(check(bad).is_err(), "{bad}");
         }
         assert!(check_step("inputs").is_err());
+        assert!(check_step("data/prep").is_ok());
+        assert!(check_step("data/").is_err());
+        assert!(check("data/prep").is_err());
         assert!(check("inputs").is_ok());
     }
 }

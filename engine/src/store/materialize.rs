@@ -75,6 +75,35 @@ impl Store {
         Ok(kind)
     }
 
+    /// Like [`export`](Self::export), but a directory replaces whatever is at
+    /// `dest`: it is written beside it, then swapped in, so `dest` is never
+    /// half-written. Parent directories are created.
+    pub fn export_replacing(&self, digest: &Digest, dest: &Path) -> Result<OutputKind> {
+        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(Error::io(format!("creating {}", parent.display())))?;
+        }
+        if self.kind_of(digest) != Some(OutputKind::Dir) || !dest.exists() {
+            return self.export(digest, dest);
+        }
+        let sibling = |suffix: &str| {
+            let mut name = dest.file_name().unwrap_or_default().to_os_string();
+            name.push(suffix);
+            dest.with_file_name(name)
+        };
+        let (fresh, old) = (sibling(".weir-new"), sibling(".weir-old"));
+        for stale in [&fresh, &old] {
+            if stale.exists() {
+                std::fs::remove_dir_all(stale).map_err(Error::io(format!("removing {}", stale.display())))?;
+            }
+        }
+        let kind = self.export(digest, &fresh)?;
+        std::fs::rename(dest, &old)
+            .and_then(|()| std::fs::rename(&fresh, dest))
+            .map_err(Error::io(format!("replacing {}", dest.display())))?;
+        std::fs::remove_dir_all(&old).map_err(Error::io(format!("removing {}", old.display())))?;
+        Ok(kind)
+    }
+
     /// Writes a directory artifact as plain (writable) copies, never links.
     fn materialize_copy(&self, digest: &Digest, dest: &Dir, name: &Path) -> Result<()> {
         let context = || format!("exporting directory {}", name.display());
