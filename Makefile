@@ -10,7 +10,7 @@ WORDS        := examples/wordcount
 WORDS_WS     := $(WORDS)/.weir
 WORDS_BINS   := normalize count stats report
 
-.PHONY: all setup build examples run run-wordcount test lint fmt bench clean
+.PHONY: all setup build examples run run-wordcount run-embed test lint fmt bench clean
 
 all: build
 
@@ -32,7 +32,10 @@ examples: setup
 		--manifest-path $(DIGITS)/steps/Cargo.toml --target-dir target/examples
 	$(CARGO) build --release --target wasm32-wasip2 \
 		--manifest-path $(WORDS)/steps/Cargo.toml --target-dir target/examples
-	mkdir -p $(DIGITS)/build $(WORDS)/build
+	$(CARGO) build --release --target wasm32-wasip2 \
+		--manifest-path examples/embed/step/Cargo.toml --target-dir target/examples
+	mkdir -p $(DIGITS)/build $(WORDS)/build examples/embed/build
+	cp target/examples/wasm32-wasip2/release/summarize.wasm examples/embed/build/
 	for bin in $(DIGITS_BINS); do cp target/examples/wasm32-wasip2/release/$$bin.wasm $(DIGITS)/build/; done
 	for bin in $(WORDS_BINS); do cp target/examples/wasm32-wasip2/release/$$bin.wasm $(WORDS)/build/; done
 
@@ -50,6 +53,10 @@ run-wordcount: build examples
 	@digest=$$($(WEIR) run $(WORDS)/pipeline.toml --workspace $(WORDS_WS) --json \
 		| python3 -c 'import json, sys; print(json.load(sys.stdin)["steps"]["report"]["outputs"]["report"])') \
 		&& $(WEIR) cat "$$digest" --workspace $(WORDS_WS)
+
+## The embedding example: a pipeline built in Rust with the application's own native code.
+run-embed: examples
+	$(CARGO) run -p weir-embed-example
 
 ## All tests: unit, integration (guests are built from source by the tests) and doc tests.
 test: setup

@@ -106,6 +106,12 @@ pub fn copy_tree(relative: &str, dest: &Path) {
     copy(&workspace_root().join(relative), dest);
 }
 
+/// The embedding example's wasm step (`examples/embed/step`).
+pub fn embed_step() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    build_guest(&BUILT, "examples/embed/step", "wasm32-wasip2", "summarize")
+}
+
 /// The guest SDK's template step (`guest-sdk/template`), built as its README says.
 pub fn template_step() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();

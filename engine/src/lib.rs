@@ -17,6 +17,42 @@
 //!   [`RunReport`] that [`Engine::run`] returns.
 //! - [`Store`]: read artifacts back by [`Digest`].
 //!
+//! A runnable example, with the built-in native step `matmul` (so it needs
+//! no WebAssembly file):
+//!
+//! ```
+//! use weir::{Engine, OutputKind, Pipeline, RunOptions, StepBuilder, StepStatus};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let floats = |values: &[f32]| values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
+//! std::fs::write(dir.path().join("a.f32"), floats(&[1.0, 2.0, 3.0, 4.0]))?; // 2 × 2
+//! std::fs::write(dir.path().join("b.f32"), floats(&[10.0, 20.0]))?; // 2 × 1
+//!
+//! let pipeline = Pipeline::builder("product")
+//!     .input("a", dir.path().join("a.f32"))
+//!     .input("b", dir.path().join("b.f32"))
+//!     .step(
+//!         StepBuilder::native("multiply", "matmul")
+//!             .input("a", "inputs.a")
+//!             .input("b", "inputs.b")
+//!             .params([("m", 2), ("n", 1), ("k", 2)])
+//!             .output("c", OutputKind::File),
+//!     )
+//!     .build()?;
+//!
+//! let engine = Engine::builder().workspace(dir.path().join(".weir")).build()?;
+//! let report = engine.run(&pipeline, &RunOptions::new())?;
+//! let c = engine.store().read_file(&report.output("multiply", "c").expect("multiplied").digest)?;
+//! assert_eq!(c, floats(&[50.0, 110.0]));
+//!
+//! // Nothing changed, so the second run reuses the result.
+//! let again = engine.run(&pipeline, &RunOptions::new())?;
+//! assert_eq!(again.steps["multiply"].status, StepStatus::Cached);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A WASI step is the same, with a module (see the README for the manifest):
+//!
 //! ```no_run
 //! use weir::{Engine, OutputKind, Pipeline, RunOptions, StepBuilder};
 //!
@@ -30,11 +66,8 @@
 //!             .output("result", OutputKind::File),
 //!     )
 //!     .build()?;
-//!
 //! let engine = Engine::builder().workspace(".weir").build()?;
 //! let report = engine.run(&pipeline, &RunOptions::new().param("word", "hi"))?;
-//! let result = report.output("upper", "result").expect("upper succeeded");
-//! println!("{}", String::from_utf8_lossy(&engine.store().read_file(&result.digest)?));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

@@ -57,3 +57,15 @@ fn builder_errors_are_typed() {
     let err = engine.run(&pipeline, &RunOptions::new().param("n", "one")).unwrap_err();
     assert!(err.to_string().contains("bad value for parameter `n`"), "{err}");
 }
+
+#[test]
+fn the_embedding_example_runs_and_reads_its_report_back() {
+    let project = Project::new();
+    let numbers = project.write("numbers.txt", "3\n1.5\n4\n1\n5.5\n");
+    let (report, reused) = weir_embed_example::run(&weir_tests::embed_step(), &numbers, &project.workspace()).unwrap();
+    assert_eq!(report, "Numbers\n5 numbers, mean 3.000, from 1 to 5.5\n");
+    assert!(!reused);
+    let (again, reused) = weir_embed_example::run(&weir_tests::embed_step(), &numbers, &project.workspace()).unwrap();
+    assert_eq!(again, report);
+    assert!(reused, "the second run reuses every step");
+}

@@ -272,6 +272,12 @@ impl StepBuilder {
         self
     }
 
+    /// Sets several step parameters at once.
+    pub fn params<K: Into<String>, V: Into<Value>>(mut self, params: impl IntoIterator<Item = (K, V)>) -> Self {
+        self.params.extend(params.into_iter().map(|(name, value)| (name.into(), value.into())));
+        self
+    }
+
     /// Sets all sandbox limits.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;

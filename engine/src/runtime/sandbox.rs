@@ -14,7 +14,7 @@ use crate::bridge::Bridge;
 
 wasmtime::component::bindgen!({ path: "../wit", world: "step" });
 
-pub(crate) use weir::step::host::add_to_linker as add_host_to_linker;
+pub(crate) use self::weir::step::host::add_to_linker as add_host_to_linker;
 
 /// Store state of a preview-1 module (which cannot reach the host bridge).
 pub(crate) struct CoreState {
@@ -37,7 +37,7 @@ impl ComponentState {
     }
 }
 
-impl weir::step::host::Host for ComponentState {
+impl self::weir::step::host::Host for ComponentState {
     fn metric(&mut self, name: String, value: f64) {
         self.bridge.metric(&name, value);
     }
