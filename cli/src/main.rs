@@ -3,14 +3,21 @@
 //! Exit codes: 0 when the run succeeded, 1 when a step failed, 2 for usage,
 //! validation and workspace errors.
 
+mod graph;
+mod history_cmds;
+mod progress;
 mod render;
+mod report;
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
-use weir::{Digest, Engine, Pipeline, RunOptions, Store};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use weir::{Digest, Engine, History, Pipeline, RunOptions, Store};
 
 #[derive(Parser)]
 #[command(name = "weir", version, about = "Run pipelines of sandboxed WASI steps with memoized outputs")]
@@ -44,6 +51,95 @@ enum Command {
         /// Where to write it (a file is replaced; a directory must not exist).
         path: PathBuf,
     },
+    /// Recent runs: status, duration, steps ran and reused.
+    Runs {
+        /// Only runs of this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// How many runs to list.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every step of a run: status, duration, reuse source, outputs, metrics, error.
+    Show {
+        /// A run id, a unique prefix of one, or `last`.
+        run: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A step's stdout and stderr in a run.
+    Logs {
+        /// A run id, a unique prefix of one, or `last`.
+        run: String,
+        /// The step.
+        step: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One row per run with its parameters and final metric values.
+    Metrics {
+        /// Only runs of this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Only this metric.
+        #[arg(long)]
+        metric: Option<String>,
+        /// How many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Why a step ran or was reused in a run.
+    Explain {
+        /// A run id, a unique prefix of one, or `last`.
+        run: String,
+        /// The step.
+        step: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The chain of steps and inputs that produced an artifact.
+    Lineage {
+        /// The artifact's digest.
+        digest: Digest,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The pipeline graph of a manifest, with the step statuses of a run.
+    Graph {
+        /// The pipeline manifest.
+        manifest: PathBuf,
+        /// Colour steps by their status in this run.
+        #[arg(long)]
+        run: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// A self-contained HTML report of a run: graph, steps, metric charts.
+    Report {
+        /// A run id, a unique prefix of one, or `last`.
+        run: String,
+        /// The HTML file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Dot,
+    Mermaid,
+    Svg,
 }
 
 #[derive(Args)]
@@ -104,7 +200,69 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("exported {kind} {digest} to {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Runs { pipeline, limit, json } => {
+            history_cmds::runs(&history(&workspace)?, pipeline.as_deref(), limit, json).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Show { run, json } => {
+            history_cmds::show(&history(&workspace)?, &run, json).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Logs { run, step, json } => {
+            history_cmds::logs(&history(&workspace)?, &workspace, &run, &step, json).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Metrics { pipeline, metric, limit, json } => {
+            history_cmds::metrics(&history(&workspace)?, pipeline.as_deref(), metric.as_deref(), limit, json)
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Explain { run, step, json } => {
+            history_cmds::explain(&history(&workspace)?, &run, &step, json).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Lineage { digest, json } => {
+            history_cmds::lineage(&history(&workspace)?, &digest, json).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Graph { manifest, run, format } => graph_command(&workspace, &manifest, run.as_deref(), format),
+        Command::Report { run, output } => {
+            let history = history(&workspace)?;
+            let run = history.run_detail(&history.resolve_run(&run)?)?;
+            let series = history.metric_series(&run.summary.id)?;
+            std::fs::write(&output, report::html(&run, &series))
+                .with_context(|| format!("writing {}", output.display()))?;
+            eprintln!("wrote the report of run {} to {}", run.summary.id, output.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The workspace's run history (the workspace must exist).
+fn history(workspace: &Path) -> anyhow::Result<History> {
+    if !workspace.join(weir::HISTORY_DATABASE).exists() {
+        bail!("no run history in {}: nothing has run in this workspace", workspace.display());
+    }
+    Ok(History::open(workspace)?)
+}
+
+fn graph_command(
+    workspace: &Path,
+    manifest: &Path,
+    run: Option<&str>,
+    format: GraphFormat,
+) -> anyhow::Result<ExitCode> {
+    let pipeline = Pipeline::from_manifest(manifest)?;
+    let mut statuses = BTreeMap::new();
+    if let Some(run) = run {
+        let history = history(workspace)?;
+        let detail = history.run_detail(&history.resolve_run(run)?)?;
+        statuses = detail.steps.into_iter().map(|step| (step.step, step.status)).collect();
+    }
+    let graph = graph::Graph::new(&pipeline, &statuses);
+    print!(
+        "{}",
+        match format {
+            GraphFormat::Dot => graph.dot(),
+            GraphFormat::Mermaid => graph.mermaid(),
+            GraphFormat::Svg => graph.svg(),
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(workspace: &std::path::Path, args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -124,7 +282,16 @@ fn run(workspace: &std::path::Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         builder = builder.gpu_slots(gpus);
     }
     let engine = builder.build().with_context(|| format!("opening workspace {}", workspace.display()))?;
-    let report = engine.run(&pipeline, &options)?;
+    let live = (!args.json && std::io::stdout().is_terminal())
+        .then(|| Arc::new(progress::Progress::new(pipeline.steps().len())));
+    if let Some(live) = &live {
+        options = options.events(live.clone());
+    }
+    let report = engine.run(&pipeline, &options);
+    if let Some(live) = &live {
+        live.clear();
+    }
+    let report = report?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

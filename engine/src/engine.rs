@@ -8,6 +8,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
+use crate::history::{History, RunStart};
 use crate::native::{NativeFunction, NativeStep, Natives, detect_gpus};
 use crate::params::{self, Params};
 use crate::run_id::new_run_id;
@@ -32,6 +33,7 @@ pub(crate) struct EngineInner {
     pub(crate) natives: Arc<Natives>,
     pub(crate) gpu_slots: usize,
     pub(crate) gpus_detected: usize,
+    pub(crate) history: History,
 }
 
 /// Configures an [`Engine`].
@@ -108,7 +110,9 @@ impl EngineBuilder {
         let gpus_detected = detect_gpus();
         let gpu_slots = self.gpu_slots.unwrap_or(gpus_detected);
         let natives = Arc::new(self.natives);
-        Ok(Engine { inner: Arc::new(EngineInner { store, runtime, pool, natives, gpu_slots, gpus_detected }) })
+        let history = History::open(store.root())?;
+        let inner = EngineInner { store, runtime, pool, natives, gpu_slots, gpus_detected, history };
+        Ok(Engine { inner: Arc::new(inner) })
     }
 }
 
@@ -128,6 +132,11 @@ impl Engine {
         self.inner.gpus_detected
     }
 
+    /// The workspace's run history.
+    pub fn history(&self) -> &History {
+        &self.inner.history
+    }
+
     /// The workspace's content-addressed store.
     pub fn store(&self) -> &Store {
         &self.inner.store
@@ -143,6 +152,19 @@ impl Engine {
         let plan = self.plan(pipeline, &params)?;
         let inputs = self.import_inputs(pipeline)?;
         let run_id = new_run_id();
+        self.inner.history.start_run(&RunStart {
+            id: &run_id,
+            pipeline: pipeline.name(),
+            manifest_digest: pipeline
+                .file()
+                .and_then(|file| std::fs::read(file).ok())
+                .map(|b| crate::Digest::of(&b).to_string()),
+            params: &serde_json::to_value(&params).unwrap_or_default(),
+            inputs: inputs
+                .iter()
+                .map(|(name, artifact)| (name.clone(), artifact.digest, pipeline.inputs()[name].display().to_string()))
+                .collect(),
+        })?;
         let mut report = Coordinator::new(&self.inner, options, &run_id, plan, inputs).drive(pipeline.name());
         report.outputs = pipeline
             .outputs()
@@ -150,6 +172,7 @@ impl Engine {
             .filter_map(|(name, bound)| Some((name.clone(), *report.output(&bound.step, &bound.output)?)))
             .collect();
         self.save_report(&report)?;
+        self.inner.history.finish_run(&run_id, if report.succeeded() { "succeeded" } else { "failed" })?;
         if report.succeeded() {
             self.export_outputs(pipeline, &report)?;
         }

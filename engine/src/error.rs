@@ -43,6 +43,12 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The run history database failed.
+    #[error("run history: {0}")]
+    History(String),
+    /// A run or step named on the command line is not in the history.
+    #[error("{0}")]
+    NotInHistory(String),
     /// The WebAssembly runtime could not be set up.
     #[error("WebAssembly runtime: {0}")]
     Runtime(String),

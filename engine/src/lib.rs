@@ -77,6 +77,7 @@ mod digest;
 mod engine;
 mod error;
 mod events;
+mod history;
 mod limits;
 mod manifest;
 mod module_kind;
@@ -96,6 +97,10 @@ pub use digest::{Digest, ParseDigestError};
 pub use engine::{Engine, EngineBuilder};
 pub use error::{Error, Location, Result, StepError, StepErrorKind, ValidationError, ValidationErrorKind};
 pub use events::{Event, EventSink};
+pub use history::{
+    DATABASE as HISTORY_DATABASE, Explanation, History, LineageNode, MetricPoint, MetricRow, RunDetail, RunSummary,
+    StepRecord,
+};
 pub use limits::{Limits, parse_duration, parse_size};
 pub use native::{CallContext, Device, GpuSupport, NativeFunction, NativeStep, StepContext, TypedFunction, native_fn};
 pub use options::RunOptions;

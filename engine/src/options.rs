@@ -80,6 +80,17 @@ impl RunOptions {
         self.events.as_ref().map(|sink| sink.0.clone())
     }
 
+    /// Why `step` must execute, if the options force it.
+    pub(crate) fn forced_by(&self, step: &str) -> Option<String> {
+        if self.no_cache {
+            Some("--no-cache".to_owned())
+        } else if self.rerun.contains(step) {
+            Some(format!("--rerun {step}"))
+        } else {
+            None
+        }
+    }
+
     /// Whether `step` must execute rather than reuse a cached result.
     pub(crate) fn forces(&self, step: &str) -> bool {
         self.no_cache || self.rerun.contains(step)

@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::cache_key::{Canonical, CodeKey, KEY_FORMAT_VERSION, KeyMaterial};
 use crate::engine::EngineInner;
 use crate::events::Event;
+use crate::history::{MetricPoint, StepRecord};
 use crate::native::Device;
 use crate::pipeline::{InputRef, Step};
 use crate::report::{Logs, RunReport, RunStatus, StepReport, StepStatus};
@@ -73,6 +74,9 @@ pub(crate) struct Coordinator<'a> {
     blocked: Vec<bool>,
     outputs: Vec<BTreeMap<String, Artifact>>,
     keys: Vec<Option<Digest>>,
+    key_json: Vec<Option<String>>,
+    reused_from: Vec<Option<String>>,
+    series: Vec<Vec<MetricPoint>>,
     warnings: Vec<Vec<String>>,
     gpus: GpuSlots,
     held: BTreeMap<JobId, Vec<usize>>,
@@ -109,6 +113,9 @@ impl<'a> Coordinator<'a> {
             blocked: vec![false; count],
             outputs: vec![BTreeMap::new(); count],
             keys: vec![None; count],
+            key_json: vec![None; count],
+            reused_from: vec![None; count],
+            series: vec![Vec::new(); count],
             warnings: vec![Vec::new(); count],
             gpus: GpuSlots { free: vec![true; engine.gpu_slots], real: engine.gpus_detected > 0 },
             held: BTreeMap::new(),
@@ -197,14 +204,19 @@ impl<'a> Coordinator<'a> {
             return Vec::new();
         }
         let inputs = self.inputs_of(i);
+        let (key, key_json) = {
+            let material = self.material_of(i, &inputs);
+            (material.key(), serde_json::to_string(&material).ok())
+        };
+        self.keys[i] = Some(key);
+        self.key_json[i] = key_json;
         if let Some(mapped) = self.plan[i].step.map() {
             let directory = inputs[mapped];
             return self.dispatch_map(i, mapped, directory, inputs, started, ready);
         }
-        let key = self.key_of(i, &inputs);
-        self.keys[i] = Some(key);
         if let Some(entry) = self.cached(i, &key) {
             self.outputs[i] = entry.outputs.clone();
+            self.reused_from[i] = Some(entry.run_id.clone());
             let report = StepReport {
                 duration: started.elapsed(),
                 outputs: entry.outputs,
@@ -251,7 +263,7 @@ impl<'a> Coordinator<'a> {
         for (index, (_, artifact)) in entries.into_iter().enumerate() {
             let mut entry_inputs = inputs.clone();
             entry_inputs.insert(mapped.to_owned(), artifact);
-            let key = self.key_of(i, &entry_inputs);
+            let key = self.material_of(i, &entry_inputs).key();
             match self.cached(i, &key) {
                 Some(entry) => {
                     run.settle(index, EntryOutcome::Cached(entry.outputs));
@@ -309,6 +321,7 @@ impl<'a> Coordinator<'a> {
         self.outputs[i] = gathered.outputs.clone();
         let report = StepReport {
             duration,
+            cache_key: self.keys[i],
             outputs: gathered.outputs,
             error: gathered.error,
             entries: gathered.entries,
@@ -366,6 +379,7 @@ impl<'a> Coordinator<'a> {
             Err(error) => (StepStatus::Failed, BTreeMap::new(), Some(error)),
         };
         self.outputs[i] = outputs.clone();
+        self.series[i] = finished.series;
         let report = StepReport {
             duration: finished.duration,
             outputs,
@@ -380,9 +394,12 @@ impl<'a> Coordinator<'a> {
     }
 
     /// Stores a step's report and releases (or blocks) its dependents.
-    fn settle(&mut self, i: usize, report: StepReport, ready: &mut Vec<usize>) {
+    fn settle(&mut self, i: usize, mut report: StepReport, ready: &mut Vec<usize>) {
         let succeeded = matches!(report.status, StepStatus::Ran | StepStatus::Cached);
         let name = self.plan[i].step.name();
+        if let Err(err) = self.engine.history.record_step(self.run_id, &self.history_record(i, &report)) {
+            report.warnings.push(format!("was not recorded in the run history: {err}"));
+        }
         self.emit(&Event::StepFinished { step: name, status: report.status });
         self.reports.insert(name.to_owned(), report);
         for &next in &self.dependents[i] {
@@ -410,7 +427,8 @@ impl<'a> Coordinator<'a> {
             .collect()
     }
 
-    fn key_of(&self, i: usize, inputs: &BTreeMap<String, Artifact>) -> Digest {
+    /// What step `i`'s cache key is computed from, with these inputs.
+    fn material_of<'m>(&'m self, i: usize, inputs: &'m BTreeMap<String, Artifact>) -> KeyMaterial<'m> {
         let planned = &self.plan[i];
         let code = match &planned.code {
             JobCode::Wasm(program) => CodeKey::Wasm { module: program.digest },
@@ -426,7 +444,46 @@ impl<'a> Coordinator<'a> {
             memory_limit: planned.step.limits().memory,
             natives: planned.natives.iter().map(|(name, version)| (name.as_str(), *version)).collect(),
         }
-        .key()
+    }
+
+    /// What the run history keeps of step `i`'s outcome.
+    fn history_record(&mut self, i: usize, report: &StepReport) -> StepRecord {
+        let step = self.plan[i].step;
+        let executed = matches!(report.status, StepStatus::Ran | StepStatus::Failed);
+        let forced = match (executed, self.options.forced_by(step.name())) {
+            (true, Some(reason)) => Some(reason),
+            (true, None) if !step.reuse() => Some("reuse = false".to_owned()),
+            _ => None,
+        };
+        let inputs = if report.status == StepStatus::Skipped { BTreeMap::new() } else { self.inputs_of(i) };
+        let mut series = std::mem::take(&mut self.series[i]);
+        if report.status == StepStatus::Cached {
+            let time = crate::history::now();
+            series = report
+                .metrics
+                .iter()
+                .map(|(name, value)| MetricPoint { name: name.clone(), value: *value, time })
+                .collect();
+        }
+        StepRecord {
+            step: step.name().to_owned(),
+            position: i,
+            status: serde_json::to_value(report.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            cache_key: report.cache_key,
+            reused_from: self.reused_from[i].take(),
+            forced,
+            duration_ms: report.duration.as_secs_f64() * 1000.0,
+            key_material: self.key_json[i].take(),
+            inputs: inputs.into_iter().map(|(name, artifact)| (name, artifact.digest)).collect(),
+            outputs: report.outputs.iter().map(|(name, artifact)| (name.clone(), artifact.digest)).collect(),
+            error: report.error.as_ref().map(|e| e.to_string()),
+            logs: report.logs,
+            metrics: report.metrics.clone(),
+            series,
+        }
     }
 }
 

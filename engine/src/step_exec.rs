@@ -61,6 +61,7 @@ pub(crate) struct Finished {
     pub outputs: Result<BTreeMap<String, Artifact>, StepError>,
     pub logs: Option<Logs>,
     pub metrics: BTreeMap<String, f64>,
+    pub series: Vec<crate::history::MetricPoint>,
     pub duration: Duration,
 }
 
@@ -84,6 +85,7 @@ fn failed(job: &Job, kind: StepErrorKind, stderr_tail: String) -> Finished {
         outputs: Err(StepError { step: job.step.clone(), kind, stderr_tail }),
         logs: None,
         metrics: BTreeMap::new(),
+        series: Vec::new(),
         duration: Duration::ZERO,
     }
 }
@@ -97,18 +99,18 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path) -> Fin
         },
         Err(err) => return failed(job, engine(err), String::new()),
     };
-    let (metrics, _dropped) = telemetry.into_metrics();
+    let (metrics, series) = telemetry.into_metrics();
     let stderr_tail = tail(&path.join("stderr"));
     let logs = match store_logs(workshop.store, path) {
         Ok(logs) => logs,
-        Err(err) => return Finished { metrics, ..failed(job, engine(err), stderr_tail) },
+        Err(err) => return Finished { metrics, series, ..failed(job, engine(err), stderr_tail) },
     };
     let outputs = ran.and_then(|()| collect(workshop.store, job, scratch, logs, &metrics)).map_err(|kind| StepError {
         step: job.step.clone(),
         kind,
         stderr_tail,
     });
-    Finished { outputs, logs: Some(logs), metrics, duration: Duration::ZERO }
+    Finished { outputs, logs: Some(logs), metrics, series, duration: Duration::ZERO }
 }
 
 /// The staged scratch directory: log files and the `/in`, `/out` handles.

@@ -4,16 +4,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::events::{Event, EventSink};
+use crate::history::MetricPoint;
 
 /// Longest metric name kept.
 const MAX_NAME_LEN: usize = 128;
 /// Most distinct metric names a step may record.
 const MAX_METRICS: usize = 1024;
+/// Most metric values a step's history keeps (the last value is always kept).
+const MAX_POINTS: usize = 100_000;
 
 /// The telemetry of one step execution; forwards each report as an event.
 #[derive(Default)]
 pub(crate) struct Telemetry {
     metrics: BTreeMap<String, f64>,
+    points: Vec<MetricPoint>,
     progress: Option<(u64, u64)>,
     dropped: u64,
     events: Option<Arc<dyn EventSink>>,
@@ -34,6 +38,9 @@ impl Telemetry {
             return;
         }
         self.metrics.insert(name.to_owned(), value);
+        if self.points.len() < MAX_POINTS {
+            self.points.push(MetricPoint { name: name.to_owned(), value, time: crate::history::now() });
+        }
         if let Some(sink) = &self.events {
             sink.event(&Event::Metric { step, name, value });
         }
@@ -47,9 +54,9 @@ impl Telemetry {
         }
     }
 
-    /// The last value of each metric.
-    pub(crate) fn into_metrics(self) -> (BTreeMap<String, f64>, u64) {
-        (self.metrics, self.dropped)
+    /// The last value of each metric, and every value in order.
+    pub(crate) fn into_metrics(self) -> (BTreeMap<String, f64>, Vec<MetricPoint>) {
+        (self.metrics, self.points)
     }
 }
 
@@ -78,8 +85,10 @@ mod tests {
         telemetry.metric("s", "bad\nname", 3.0);
         telemetry.metric("s", &"x".repeat(MAX_NAME_LEN + 1), 3.0);
         telemetry.progress("s", 1, 2);
-        let (metrics, dropped) = telemetry.into_metrics();
+        let dropped = telemetry.dropped;
+        let (metrics, points) = telemetry.into_metrics();
         assert_eq!(metrics, BTreeMap::from([("loss".to_owned(), 0.5)]));
+        assert_eq!(points.iter().map(|p| p.value).collect::<Vec<_>>(), [1.0, 0.5]);
         assert_eq!(dropped, 3);
         assert_eq!(recorder.0.lock().unwrap().len(), 3);
     }

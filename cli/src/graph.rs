@@ -1,0 +1,220 @@
+//! The pipeline graph as DOT, Mermaid or a self-contained SVG, with step
+//! statuses of a run when given.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use weir::{InputRef, Pipeline, RunDetail};
+
+/// A node: a pipeline input or a step.
+struct Node {
+    id: String,
+    label: String,
+    is_input: bool,
+    status: Option<String>,
+}
+
+/// Nodes (inputs first, then steps in order) and edges (from, to, label).
+pub(crate) struct Graph {
+    nodes: Vec<Node>,
+    edges: Vec<(usize, usize, String)>,
+}
+
+impl Graph {
+    /// The graph of `pipeline`; `statuses` colours steps by a run's outcome.
+    pub(crate) fn new(pipeline: &Pipeline, statuses: &BTreeMap<String, String>) -> Self {
+        let mut nodes = Vec::new();
+        let mut index = BTreeMap::new();
+        for name in pipeline.inputs().keys() {
+            index.insert(format!("inputs.{name}"), nodes.len());
+            nodes.push(Node { id: format!("in_{}", ident(name)), label: name.clone(), is_input: true, status: None });
+        }
+        for step in pipeline.steps() {
+            index.insert(step.name().to_owned(), nodes.len());
+            let status = statuses.get(step.name()).cloned();
+            nodes.push(Node {
+                id: format!("s_{}", ident(step.name())),
+                label: step.name().to_owned(),
+                is_input: false,
+                status,
+            });
+        }
+        let mut edges = Vec::new();
+        for step in pipeline.steps() {
+            let to = index[step.name()];
+            for (input, source) in step.inputs() {
+                let from = match source {
+                    InputRef::Pipeline(name) => index[&format!("inputs.{name}")],
+                    InputRef::Step { step, .. } => index[step.as_str()],
+                };
+                let label = match source {
+                    InputRef::Step { output, .. } if output != input => format!("{output} → {input}"),
+                    _ => input.clone(),
+                };
+                edges.push((from, to, label));
+            }
+        }
+        Graph { nodes, edges }
+    }
+
+    /// The graph of a recorded run: an edge wherever a step read a digest
+    /// that another step wrote; digests no step wrote are pipeline inputs.
+    pub(crate) fn from_run(run: &RunDetail) -> Self {
+        let mut nodes = Vec::new();
+        let mut producers = BTreeMap::new();
+        for step in &run.steps {
+            for digest in step.outputs.values() {
+                producers.insert(*digest, nodes.len());
+            }
+            let id = format!("s_{}", ident(&step.step));
+            nodes.push(Node { id, label: step.step.clone(), is_input: false, status: Some(step.status.clone()) });
+        }
+        let mut edges = Vec::new();
+        let mut external = BTreeMap::new();
+        for (to, step) in run.steps.iter().enumerate() {
+            for (input, digest) in &step.inputs {
+                let from = match producers.get(digest) {
+                    Some(&from) => from,
+                    None => *external.entry(*digest).or_insert_with(|| {
+                        nodes.push(Node {
+                            id: format!("in_{}", ident(input)),
+                            label: input.clone(),
+                            is_input: true,
+                            status: None,
+                        });
+                        nodes.len() - 1
+                    }),
+                };
+                edges.push((from, to, input.clone()));
+            }
+        }
+        Graph { nodes, edges }
+    }
+
+    fn label(&self, node: &Node) -> String {
+        match &node.status {
+            Some(status) => format!("{} ({status})", node.label),
+            None => node.label.clone(),
+        }
+    }
+
+    /// Graphviz DOT.
+    pub(crate) fn dot(&self) -> String {
+        let mut out = String::from("digraph pipeline {\n  rankdir=LR;\n  node [fontname=\"sans-serif\"];\n");
+        for node in &self.nodes {
+            let shape = if node.is_input { "note" } else { "box" };
+            let color = node.status.as_deref().map_or("white", status_color);
+            let _ = writeln!(
+                out,
+                "  {} [label=\"{}\", shape={shape}, style=filled, fillcolor=\"{color}\"];",
+                node.id,
+                escape(&self.label(node))
+            );
+        }
+        for (from, to, label) in &self.edges {
+            let _ =
+                writeln!(out, "  {} -> {} [label=\"{}\"];", self.nodes[*from].id, self.nodes[*to].id, escape(label));
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    /// Mermaid flowchart.
+    pub(crate) fn mermaid(&self) -> String {
+        let mut out = String::from("flowchart LR\n");
+        for node in &self.nodes {
+            let text = self.label(node).replace('"', "'");
+            if node.is_input {
+                let _ = writeln!(out, "  {}[/\"{text}\"/]", node.id);
+            } else {
+                let _ = writeln!(out, "  {}[\"{text}\"]", node.id);
+            }
+        }
+        for (from, to, label) in &self.edges {
+            let _ = writeln!(out, "  {} -->|{}| {}", self.nodes[*from].id, label.replace('|', "/"), self.nodes[*to].id);
+        }
+        out
+    }
+
+    /// A self-contained SVG: nodes in columns by dependency depth.
+    pub(crate) fn svg(&self) -> String {
+        let mut depth = vec![0usize; self.nodes.len()];
+        // Longest path from a source; the graph is acyclic, so this settles
+        // within as many passes as there are nodes.
+        for _ in 0..self.nodes.len() {
+            let mut changed = false;
+            for (from, to, _) in &self.edges {
+                if depth[*to] < depth[*from] + 1 {
+                    depth[*to] = depth[*from] + 1;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        let mut rows = BTreeMap::<usize, usize>::new();
+        let mut position = Vec::new();
+        for &d in &depth {
+            let row = rows.entry(d).or_default();
+            position.push((d, *row));
+            *row += 1;
+        }
+        let (w, h, gap_x, gap_y) = (170.0, 40.0, 70.0, 24.0);
+        let x = |col: usize| 10.0 + col as f64 * (w + gap_x);
+        let y = |row: usize| 10.0 + row as f64 * (h + gap_y);
+        let width = x(depth.iter().max().copied().unwrap_or(0) + 1) - gap_x + 10.0;
+        let height = y(rows.values().max().copied().unwrap_or(1)) - gap_y + 10.0;
+        let mut out = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" \
+             viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"sans-serif\" font-size=\"12\">\n"
+        );
+        for (from, to, label) in &self.edges {
+            let (a, b) = (position[*from], position[*to]);
+            let (x1, y1, x2, y2) = (x(a.0) + w, y(a.1) + h / 2.0, x(b.0), y(b.1) + h / 2.0);
+            let mid = (x1 + x2) / 2.0;
+            let _ = writeln!(
+                out,
+                "  <path d=\"M{x1:.1},{y1:.1} C{mid:.1},{y1:.1} {mid:.1},{y2:.1} {x2:.1},{y2:.1}\" fill=\"none\" stroke=\"#888\"/>\
+                 <text x=\"{mid:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"#555\" text-anchor=\"middle\">{}</text>",
+                (y1 + y2) / 2.0 - 3.0,
+                escape(label)
+            );
+        }
+        for (node, (col, row)) in self.nodes.iter().zip(&position) {
+            let fill = node.status.as_deref().map_or(if node.is_input { "#eef" } else { "#fff" }, status_color);
+            let _ = writeln!(
+                out,
+                "  <rect x=\"{:.1}\" y=\"{:.1}\" width=\"{w}\" height=\"{h}\" rx=\"6\" fill=\"{fill}\" stroke=\"#333\"/>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+                x(*col),
+                y(*row),
+                x(*col) + w / 2.0,
+                y(*row) + h / 2.0 + 4.0,
+                escape(&self.label(node))
+            );
+        }
+        out.push_str("</svg>\n");
+        out
+    }
+}
+
+fn status_color(status: &str) -> &'static str {
+    match status {
+        "ran" => "#c8f0c8",
+        "cached" => "#d8e8ff",
+        "failed" => "#ffc8c8",
+        "skipped" => "#eeeeee",
+        _ => "#ffffff",
+    }
+}
+
+/// An identifier for DOT and Mermaid: letters, digits and `_`.
+fn ident(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+/// Escapes text for DOT labels and SVG/HTML.
+pub(crate) fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}

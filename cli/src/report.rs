@@ -1,0 +1,130 @@
+//! `weir report RUN -o FILE.html`: one self-contained page (no network) with
+//! the run's graph, its step table, and a chart of every metric series.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use weir::RunDetail;
+
+use crate::graph::{Graph, escape};
+
+/// The HTML page for `run`, whose metric series are `series` (by `STEP.METRIC`).
+pub(crate) fn html(run: &RunDetail, series: &BTreeMap<String, Vec<f64>>) -> String {
+    let summary = &run.summary;
+    let mut page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>weir run {id}</title>\n<style>{STYLE}</style></head>\n<body>\n\
+         <h1>Run <code>{id}</code> of <code>{pipeline}</code>: <span class=\"{status}\">{status}</span></h1>\n\
+         <p>{ran} ran, {cached} reused, {failed} failed, {skipped} skipped. Parameters: <code>{params}</code></p>\n\
+         <h2>Graph</h2>\n<div class=\"graph\">{graph}</div>\n<h2>Steps</h2>\n<table>\n\
+         <tr><th>step</th><th>status</th><th>duration</th><th>reused from</th><th>outputs</th><th>metrics</th><th>error</th></tr>\n",
+        id = escape(&summary.id),
+        pipeline = escape(&summary.pipeline),
+        status = escape(&summary.status),
+        ran = summary.ran,
+        cached = summary.cached,
+        failed = summary.failed,
+        skipped = summary.skipped,
+        params = escape(&run.params.to_string()),
+        graph = Graph::from_run(run).svg(),
+    );
+    for step in &run.steps {
+        let outputs: Vec<String> = step
+            .outputs
+            .iter()
+            .map(|(name, digest)| format!("{}: <code>{}</code>", escape(name), short(&digest.to_string())))
+            .collect();
+        let metrics: Vec<String> =
+            step.metrics.iter().map(|(name, value)| format!("{}={value:.4}", escape(name))).collect();
+        let _ = writeln!(
+            page,
+            "<tr><td>{}</td><td class=\"{status}\">{status}</td><td>{:.1} ms</td><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>",
+            escape(&step.step),
+            step.duration_ms,
+            escape(step.reused_from.as_deref().unwrap_or("")),
+            outputs.join("<br>"),
+            metrics.join("<br>"),
+            escape(step.error.as_deref().unwrap_or("")),
+            status = escape(&step.status),
+        );
+    }
+    page.push_str("</table>\n<h2>Metrics</h2>\n");
+    let charted: Vec<_> = series.iter().filter(|(_, values)| !values.is_empty()).collect();
+    if charted.is_empty() {
+        page.push_str("<p>No metrics were reported.</p>\n");
+    }
+    for (name, values) in charted {
+        let _ = writeln!(page, "<figure><figcaption>{}</figcaption>{}</figure>", escape(name), chart(values));
+    }
+    page.push_str("</body></html>\n");
+    page
+}
+
+fn short(digest: &str) -> String {
+    digest.chars().take(19).collect::<String>() + "…"
+}
+
+/// A line chart of `values` (one point per report, in order), as inline SVG.
+fn chart(values: &[f64]) -> String {
+    let (width, height, pad) = (480.0, 160.0, 40.0);
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let (min, max) = finite.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let (min, max) = if finite.is_empty() {
+        (0.0, 1.0)
+    } else if min == max {
+        (min - 0.5, max + 0.5)
+    } else {
+        (min, max)
+    };
+    let x = |i: usize| {
+        pad + (width - 2.0 * pad) * if values.len() > 1 { i as f64 / (values.len() - 1) as f64 } else { 0.5 }
+    };
+    let y = |v: f64| height - pad / 2.0 - (height - pad) * (v - min) / (max - min);
+    let points: Vec<String> = values
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
+        .collect();
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-size=\"10\" font-family=\"sans-serif\">\
+         <line x1=\"{pad}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#999\"/>\
+         <line x1=\"{pad}\" y1=\"{:.1}\" x2=\"{pad}\" y2=\"{:.1}\" stroke=\"#999\"/>\
+         <text x=\"2\" y=\"{:.1}\">{}</text><text x=\"2\" y=\"{:.1}\">{}</text>",
+        height - pad / 2.0,
+        width - pad,
+        height - pad / 2.0,
+        pad / 2.0,
+        height - pad / 2.0,
+        y(max) + 4.0,
+        compact(max),
+        y(min),
+        compact(min),
+    );
+    if points.len() == 1 {
+        let (px, py) = points[0].split_once(',').unwrap_or(("0", "0"));
+        let _ = write!(svg, "<circle cx=\"{px}\" cy=\"{py}\" r=\"3\" fill=\"#36c\"/>");
+    } else {
+        let _ = write!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"#36c\" stroke-width=\"1.5\" points=\"{}\"/>",
+            points.join(" ")
+        );
+    }
+    let _ = write!(
+        svg,
+        "<text x=\"{:.1}\" y=\"{height}\" text-anchor=\"end\">{} values</text></svg>",
+        width - pad,
+        values.len()
+    );
+    svg
+}
+
+fn compact(value: f64) -> String {
+    format!("{value:.4}").trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}code{font-size:90%}\
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}\
+pre{margin:0;white-space:pre-wrap;max-width:40em}.ran{background:#c8f0c8}.cached{background:#d8e8ff}\
+.failed{background:#ffc8c8}.skipped{background:#eee}.succeeded{color:#070}.killed{color:#a00}\
+figure{display:inline-block;margin:0 1em 1em 0}figcaption{font-weight:bold}.graph{overflow-x:auto}";

@@ -1,0 +1,130 @@
+//! The run history: an SQLite database in the workspace (`history.db`),
+//! written as a run goes (a crash loses at most the steps in flight), read by
+//! `weir runs`, `show`, `logs`, `metrics`, `explain`, `lineage` and `report`.
+
+mod explain;
+mod queries;
+mod schema;
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, params};
+
+pub use explain::Explanation;
+pub use queries::{LineageNode, MetricPoint, MetricRow, RunDetail, RunSummary, StepRecord};
+
+use crate::{Error, Result};
+
+/// The history database of a workspace. Every write is one transaction.
+pub struct History {
+    conn: Mutex<Connection>,
+}
+
+/// The file name of the database inside the workspace.
+pub const DATABASE: &str = "history.db";
+
+fn db_error(context: &str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
+    move |err| Error::History(format!("{context}: {err}"))
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// This machine's name, for the `host` column.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// What is known of a run when it starts.
+pub(crate) struct RunStart<'a> {
+    pub id: &'a str,
+    pub pipeline: &'a str,
+    pub manifest_digest: Option<String>,
+    pub params: &'a serde_json::Value,
+    pub inputs: Vec<(String, crate::Digest, String)>,
+}
+
+impl History {
+    /// Opens (creating or migrating) the history of the workspace at `root`,
+    /// and marks runs of this host whose process is gone as `killed`.
+    pub fn open(root: &Path) -> Result<History> {
+        let conn = Connection::open(root.join(DATABASE)).map_err(db_error("opening the run history"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(db_error("configuring the run history"))?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(db_error("configuring the run history"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_error("configuring the run history"))?;
+        schema::migrate(&conn)?;
+        let history = History { conn: Mutex::new(conn) };
+        history.mark_killed()?;
+        Ok(history)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn.lock().map_err(|_| Error::History("the history connection was poisoned".into()))?;
+        f(&mut conn)
+    }
+
+    /// Runs left `running` by a process of this host that no longer exists were killed.
+    fn mark_killed(&self) -> Result<()> {
+        self.with(|conn| {
+            let running: Vec<(String, i64)> = conn
+                .prepare("SELECT id, pid FROM runs WHERE status = 'running' AND host = ?1")
+                .and_then(|mut stmt| stmt.query_map([host_name()], |row| Ok((row.get(0)?, row.get(1)?)))?.collect())
+                .map_err(db_error("reading running runs"))?;
+            for (id, pid) in running {
+                let alive = pid == i64::from(std::process::id())
+                    || !cfg!(target_os = "linux")
+                    || Path::new("/proc").join(pid.to_string()).exists();
+                if !alive {
+                    conn.execute("UPDATE runs SET status = 'killed' WHERE id = ?1", [&id])
+                        .map_err(db_error("marking a killed run"))?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Records the start of a run.
+    pub(crate) fn start_run(&self, run: &RunStart<'_>) -> Result<()> {
+        self.with(|conn| {
+            let tx = conn.transaction().map_err(db_error("recording a run"))?;
+            tx.execute(
+                "INSERT INTO runs (id, pipeline, manifest_digest, params, started, status, host, pid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7)",
+                params![
+                    run.id,
+                    run.pipeline,
+                    run.manifest_digest,
+                    run.params.to_string(),
+                    now(),
+                    host_name(),
+                    i64::from(std::process::id())
+                ],
+            )
+            .map_err(db_error("recording a run"))?;
+            for (name, digest, path) in &run.inputs {
+                tx.execute(
+                    "INSERT INTO run_inputs (run_id, name, digest, path) VALUES (?1, ?2, ?3, ?4)",
+                    params![run.id, name, digest.to_string(), path],
+                )
+                .map_err(db_error("recording a run input"))?;
+            }
+            tx.commit().map_err(db_error("recording a run"))
+        })
+    }
+
+    /// Records how a run ended.
+    pub(crate) fn finish_run(&self, id: &str, status: &str) -> Result<()> {
+        self.with(|conn| {
+            conn.execute("UPDATE runs SET status = ?2, ended = ?3 WHERE id = ?1", params![id, status, now()])
+                .map_err(db_error("recording the end of a run"))?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,453 @@
+//! Writing step records, and the queries behind the history commands.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::{History, db_error, now};
+use crate::{Digest, Error, Logs, Result};
+
+/// One metric value as reported, in order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricPoint {
+    /// The metric's name.
+    pub name: String,
+    /// The value.
+    pub value: f64,
+    /// When it was reported (seconds since the Unix epoch).
+    pub time: f64,
+}
+
+/// What the history keeps of one step in one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    /// The step.
+    pub step: String,
+    /// Its position in the pipeline's order.
+    pub position: usize,
+    /// `ran`, `cached`, `failed` or `skipped`.
+    pub status: String,
+    /// The cache key, when one was computed.
+    pub cache_key: Option<Digest>,
+    /// For a cached step, the run whose execution it reused.
+    pub reused_from: Option<String>,
+    /// Why the step was made to execute (`--rerun`, `--no-cache`, `reuse = false`).
+    pub forced: Option<String>,
+    /// Wall time in milliseconds.
+    pub duration_ms: f64,
+    /// The cache key's material as JSON (what `explain` compares).
+    #[serde(skip)]
+    pub key_material: Option<String>,
+    /// Input digests by name.
+    pub inputs: BTreeMap<String, Digest>,
+    /// Output digests by name.
+    pub outputs: BTreeMap<String, Digest>,
+    /// The error of a failed step.
+    pub error: Option<String>,
+    /// The captured stdout and stderr.
+    pub logs: Option<Logs>,
+    /// The last value of each metric.
+    pub metrics: BTreeMap<String, f64>,
+    /// Every metric value, in order (written, not read back here).
+    #[serde(skip)]
+    pub series: Vec<MetricPoint>,
+}
+
+/// One line of `weir runs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// The run id.
+    pub id: String,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// `running`, `succeeded`, `failed` or `killed`.
+    pub status: String,
+    /// Start (seconds since the Unix epoch).
+    pub started: f64,
+    /// End, if it ended.
+    pub ended: Option<f64>,
+    /// The host it ran on.
+    pub host: String,
+    /// Steps that executed.
+    pub ran: usize,
+    /// Steps reused from the cache.
+    pub cached: usize,
+    /// Steps that failed.
+    pub failed: usize,
+    /// Steps skipped.
+    pub skipped: usize,
+}
+
+/// A run with its parameters and every step (`weir show`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    /// The run.
+    #[serde(flatten)]
+    pub summary: RunSummary,
+    /// The run's parameters.
+    pub params: serde_json::Value,
+    /// The steps, in pipeline order.
+    pub steps: Vec<StepRecord>,
+}
+
+/// One line of `weir metrics`: a run's parameters and final metric values.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricRow {
+    /// The run id.
+    pub run_id: String,
+    /// The run's status.
+    pub status: String,
+    /// The run's parameters.
+    pub params: serde_json::Value,
+    /// Final values, by `STEP.METRIC`.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// A link in the chain that produced an artifact (`weir lineage`).
+#[derive(Debug, Clone, Serialize)]
+pub struct LineageNode {
+    /// The artifact.
+    pub digest: Digest,
+    /// The run that produced it (or imported it).
+    pub run_id: String,
+    /// The step that produced it; `None` for a pipeline input.
+    pub step: Option<String>,
+    /// The step's output name, or the pipeline input's name.
+    pub output: String,
+    /// The digests the step read, by input name.
+    pub inputs: BTreeMap<String, Digest>,
+    /// For a pipeline input, the host path it was read from.
+    pub path: Option<String>,
+}
+
+fn digests(json: &str) -> BTreeMap<String, Digest> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+fn summary_from(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
+    Ok(RunSummary {
+        id: row.get("id")?,
+        pipeline: row.get("pipeline")?,
+        status: row.get("status")?,
+        started: row.get("started")?,
+        ended: row.get("ended")?,
+        host: row.get("host")?,
+        ran: row.get::<_, i64>("ran")? as usize,
+        cached: row.get::<_, i64>("cached")? as usize,
+        failed: row.get::<_, i64>("failed")? as usize,
+        skipped: row.get::<_, i64>("skipped")? as usize,
+    })
+}
+
+const SUMMARY_SQL: &str = "SELECT r.*,
+    (SELECT count(*) FROM step_runs s WHERE s.run_id = r.id AND s.status = 'ran') AS ran,
+    (SELECT count(*) FROM step_runs s WHERE s.run_id = r.id AND s.status = 'cached') AS cached,
+    (SELECT count(*) FROM step_runs s WHERE s.run_id = r.id AND s.status = 'failed') AS failed,
+    (SELECT count(*) FROM step_runs s WHERE s.run_id = r.id AND s.status = 'skipped') AS skipped
+    FROM runs r";
+
+impl History {
+    /// Records one step's outcome, its metric values and what it produced.
+    pub(crate) fn record_step(&self, run_id: &str, record: &StepRecord) -> Result<()> {
+        self.with(|conn| {
+            let tx = conn.transaction().map_err(db_error("recording a step"))?;
+            let json = |map: &BTreeMap<String, Digest>| serde_json::to_string(map).unwrap_or_default();
+            tx.execute(
+                "INSERT OR REPLACE INTO step_runs (run_id, step, position, status, cache_key, reused_from, forced,
+                     duration_ms, key_material, inputs, outputs, error, stdout, stderr, finished)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                params![
+                    run_id,
+                    record.step,
+                    record.position as i64,
+                    record.status,
+                    record.cache_key.map(|k| k.to_string()),
+                    record.reused_from,
+                    record.forced,
+                    record.duration_ms,
+                    record.key_material,
+                    json(&record.inputs),
+                    json(&record.outputs),
+                    record.error,
+                    record.logs.map(|l| l.stdout.to_string()),
+                    record.logs.map(|l| l.stderr.to_string()),
+                    now(),
+                ],
+            )
+            .map_err(db_error("recording a step"))?;
+            let mut seq: BTreeMap<&str, i64> = BTreeMap::new();
+            for point in &record.series {
+                let n = seq.entry(&point.name).or_default();
+                tx.execute(
+                    "INSERT OR REPLACE INTO metrics (run_id, step, name, value, seq, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![run_id, record.step, point.name, point.value, *n, point.time],
+                )
+                .map_err(db_error("recording a metric"))?;
+                *n += 1;
+            }
+            if record.status == "ran" {
+                for (output, digest) in &record.outputs {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO artifacts (digest, run_id, step, output, inputs) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![digest.to_string(), run_id, record.step, output, json(&record.inputs)],
+                    )
+                    .map_err(db_error("recording lineage"))?;
+                }
+            }
+            tx.commit().map_err(db_error("recording a step"))
+        })
+    }
+
+    /// The most recent runs, newest first.
+    pub fn runs(&self, pipeline: Option<&str>, limit: usize) -> Result<Vec<RunSummary>> {
+        self.with(|conn| {
+            let sql = format!("{SUMMARY_SQL} WHERE ?1 IS NULL OR r.pipeline = ?1 ORDER BY r.started DESC LIMIT ?2");
+            let mut stmt = conn.prepare(&sql).map_err(db_error("listing runs"))?;
+            let rows =
+                stmt.query_map(params![pipeline, limit as i64], summary_from).map_err(db_error("listing runs"))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db_error("listing runs"))
+        })
+    }
+
+    /// The id of the run named by `spec`: a full id, a unique prefix, or `last`.
+    pub fn resolve_run(&self, spec: &str) -> Result<String> {
+        self.with(|conn| {
+            let ids: Vec<String> = if spec == "last" {
+                conn.prepare("SELECT id FROM runs ORDER BY started DESC LIMIT 1")
+                    .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            } else {
+                conn.prepare(
+                    "SELECT id FROM runs WHERE id = ?1 OR id LIKE ?2 ESCAPE '\\' ORDER BY started DESC LIMIT 3",
+                )
+                .and_then(|mut s| {
+                    let pattern = format!("{}%", spec.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+                    s.query_map(params![spec, pattern], |r| r.get(0))?.collect()
+                })
+            }
+            .map_err(db_error("finding the run"))?;
+            match ids.as_slice() {
+                [] if spec == "last" => Err(Error::NotInHistory("no runs recorded in this workspace yet".into())),
+                [] => Err(Error::NotInHistory(format!("no run `{spec}` in this workspace (see `weir runs`)"))),
+                [id] => Ok(id.clone()),
+                _ if ids.contains(&spec.to_owned()) => Ok(spec.to_owned()),
+                _ => Err(Error::NotInHistory(format!("`{spec}` matches several runs; give more of the id"))),
+            }
+        })
+    }
+
+    /// A run and all its steps.
+    pub fn run_detail(&self, id: &str) -> Result<RunDetail> {
+        self.with(|conn| {
+            let (summary, params): (RunSummary, String) = conn
+                .query_row(&format!("{SUMMARY_SQL} WHERE r.id = ?1"), [id], |row| {
+                    Ok((summary_from(row)?, row.get("params")?))
+                })
+                .optional()
+                .map_err(db_error("reading a run"))?
+                .ok_or_else(|| Error::NotInHistory(format!("no run `{id}`")))?;
+            let mut stmt = conn
+                .prepare("SELECT * FROM step_runs WHERE run_id = ?1 ORDER BY position")
+                .map_err(db_error("reading steps"))?;
+            let steps = stmt
+                .query_map([id], step_from)
+                .map_err(db_error("reading steps"))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db_error("reading steps"))?;
+            let mut steps = steps;
+            for step in &mut steps {
+                step.metrics = final_metrics(conn, id, &step.step)?;
+            }
+            Ok(RunDetail { summary, params: serde_json::from_str(&params).unwrap_or_default(), steps })
+        })
+    }
+
+    /// One step of a run.
+    pub fn step_record(&self, run_id: &str, step: &str) -> Result<StepRecord> {
+        self.with(|conn| {
+            conn.query_row("SELECT * FROM step_runs WHERE run_id = ?1 AND step = ?2", [run_id, step], step_from)
+                .optional()
+                .map_err(db_error("reading a step"))?
+                .ok_or_else(|| Error::NotInHistory(format!("run `{run_id}` has no step `{step}`")))
+        })
+    }
+
+    /// The most recent execution of `step` of `pipeline` before run `run_id`.
+    pub(crate) fn previous_execution(
+        &self,
+        pipeline: &str,
+        step: &str,
+        run_id: &str,
+    ) -> Result<Option<(String, StepRecord)>> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT s.* FROM step_runs s JOIN runs r ON r.id = s.run_id
+                 WHERE r.pipeline = ?1 AND s.step = ?2 AND s.status IN ('ran', 'failed', 'cached')
+                   AND s.key_material IS NOT NULL
+                   AND r.started < (SELECT started FROM runs WHERE id = ?3)
+                 ORDER BY r.started DESC LIMIT 1",
+                [pipeline, step, run_id],
+                |row| Ok((row.get::<_, String>("run_id")?, step_from(row)?)),
+            )
+            .optional()
+            .map_err(db_error("reading earlier executions"))
+        })
+    }
+
+    /// One row per run of `pipeline` (or of every pipeline), newest first,
+    /// with the final value of every metric (or only of `metric`).
+    pub fn metrics_table(&self, pipeline: Option<&str>, metric: Option<&str>, limit: usize) -> Result<Vec<MetricRow>> {
+        let runs = self.runs(pipeline, limit)?;
+        self.with(|conn| {
+            let mut rows = Vec::new();
+            for run in runs {
+                let params: String = conn
+                    .query_row("SELECT params FROM runs WHERE id = ?1", [&run.id], |r| r.get(0))
+                    .map_err(db_error("reading a run"))?;
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT step, name, value FROM metrics m WHERE run_id = ?1 AND (?2 IS NULL OR name = ?2)
+                         AND seq = (SELECT max(seq) FROM metrics WHERE run_id = m.run_id AND step = m.step AND name = m.name)",
+                    )
+                    .map_err(db_error("reading metrics"))?;
+                let metrics = stmt
+                    .query_map(params![run.id, metric], |r| {
+                        Ok((format!("{}.{}", r.get::<_, String>(0)?, r.get::<_, String>(1)?), r.get::<_, f64>(2)?))
+                    })
+                    .map_err(db_error("reading metrics"))?
+                    .collect::<rusqlite::Result<BTreeMap<_, _>>>()
+                    .map_err(db_error("reading metrics"))?;
+                rows.push(MetricRow {
+                    run_id: run.id,
+                    status: run.status,
+                    params: serde_json::from_str(&params).unwrap_or_default(),
+                    metrics,
+                });
+            }
+            Ok(rows)
+        })
+    }
+
+    /// Every value of every metric of a run, by `STEP.METRIC`, in order.
+    pub fn metric_series(&self, run_id: &str) -> Result<BTreeMap<String, Vec<f64>>> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT step, name, value FROM metrics WHERE run_id = ?1 ORDER BY step, name, seq")
+                .map_err(db_error("reading metrics"))?;
+            let mut series: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            let rows = stmt
+                .query_map([run_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, f64>(2)?)))
+                .map_err(db_error("reading metrics"))?;
+            for row in rows {
+                let (step, name, value) = row.map_err(db_error("reading metrics"))?;
+                series.entry(format!("{step}.{name}")).or_default().push(value);
+            }
+            Ok(series)
+        })
+    }
+
+    /// The chain of steps and pipeline inputs that produced `digest`.
+    pub fn lineage(&self, digest: &Digest) -> Result<Vec<LineageNode>> {
+        let mut chain = Vec::new();
+        let mut queue = vec![*digest];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(next) = queue.pop() {
+            if !seen.insert(next) {
+                continue;
+            }
+            match self.producer(&next)? {
+                Some(node) => {
+                    queue.extend(node.inputs.values().copied());
+                    chain.push(node);
+                }
+                None if next == *digest => {
+                    return Err(Error::NotInHistory(format!("no run in this workspace produced or imported {digest}")));
+                }
+                None => {}
+            }
+        }
+        Ok(chain)
+    }
+
+    /// The first step execution that produced `digest`, or the run that imported it.
+    fn producer(&self, digest: &Digest) -> Result<Option<LineageNode>> {
+        let text = digest.to_string();
+        self.with(|conn| {
+            let produced = conn
+                .query_row(
+                    "SELECT a.run_id, a.step, a.output, a.inputs FROM artifacts a JOIN runs r ON r.id = a.run_id
+                     WHERE a.digest = ?1 ORDER BY r.started LIMIT 1",
+                    [&text],
+                    |r| {
+                        Ok(LineageNode {
+                            digest: *digest,
+                            run_id: r.get(0)?,
+                            step: Some(r.get(1)?),
+                            output: r.get(2)?,
+                            inputs: digests(&r.get::<_, String>(3)?),
+                            path: None,
+                        })
+                    },
+                )
+                .optional()
+                .map_err(db_error("reading lineage"))?;
+            if produced.is_some() {
+                return Ok(produced);
+            }
+            conn.query_row(
+                "SELECT i.run_id, i.name, i.path FROM run_inputs i JOIN runs r ON r.id = i.run_id
+                 WHERE i.digest = ?1 ORDER BY r.started LIMIT 1",
+                [&text],
+                |r| {
+                    Ok(LineageNode {
+                        digest: *digest,
+                        run_id: r.get(0)?,
+                        step: None,
+                        output: r.get(1)?,
+                        inputs: BTreeMap::new(),
+                        path: Some(r.get(2)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(db_error("reading lineage"))
+        })
+    }
+}
+
+fn step_from(row: &Row<'_>) -> rusqlite::Result<StepRecord> {
+    let digest = |column: &str| -> rusqlite::Result<Option<Digest>> {
+        Ok(row.get::<_, Option<String>>(column)?.and_then(|text| Digest::parse(&text).ok()))
+    };
+    let logs = match (digest("stdout")?, digest("stderr")?) {
+        (Some(stdout), Some(stderr)) => Some(Logs { stdout, stderr }),
+        _ => None,
+    };
+    Ok(StepRecord {
+        step: row.get("step")?,
+        position: row.get::<_, i64>("position")? as usize,
+        status: row.get("status")?,
+        cache_key: digest("cache_key")?,
+        reused_from: row.get("reused_from")?,
+        forced: row.get("forced")?,
+        duration_ms: row.get("duration_ms")?,
+        key_material: row.get("key_material")?,
+        inputs: digests(&row.get::<_, String>("inputs")?),
+        outputs: digests(&row.get::<_, String>("outputs")?),
+        error: row.get("error")?,
+        logs,
+        metrics: BTreeMap::new(),
+        series: Vec::new(),
+    })
+}
+
+fn final_metrics(conn: &rusqlite::Connection, run_id: &str, step: &str) -> Result<BTreeMap<String, f64>> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT name, value FROM metrics m WHERE run_id = ?1 AND step = ?2
+             AND seq = (SELECT max(seq) FROM metrics WHERE run_id = m.run_id AND step = m.step AND name = m.name)",
+        )
+        .map_err(db_error("reading metrics"))?;
+    let rows = stmt.query_map([run_id, step], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_error("reading metrics"))?;
+    rows.collect::<rusqlite::Result<_>>().map_err(db_error("reading metrics"))
+}
