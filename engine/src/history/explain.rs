@@ -114,7 +114,7 @@ fn differences(old: &Value, new: &Value) -> Vec<String> {
     if old["args"] != new["args"] {
         out.push(format!("arguments changed: {} → {}", old["args"], new["args"]));
     }
-    compare_maps(&old["params"], &new["params"], "param", &mut out, |v| text(v));
+    compare_maps(&old["params"], &new["params"], "param", &mut out, text);
     compare_maps(&old["inputs"], &new["inputs"], "input", &mut out, |v| text(&v["digest"]));
     compare_maps(&old["natives"], &new["natives"], "native function", &mut out, |v| format!("version {v}"));
     if old["outputs"] != new["outputs"] {
