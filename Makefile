@@ -14,12 +14,20 @@ WORDS_BINS   := normalize count stats report
 
 all: build
 
-## Install what a fresh machine lacks: the WASI targets for guests.
+## Install what a fresh machine lacks: the WASI targets for guests, and Graphviz
+## (the tests read the DOT graph back with `dot`).
 setup:
 	@if command -v rustup >/dev/null 2>&1; then \
 		rustup target add $(WASM_TARGETS) >/dev/null 2>&1 || rustup target add $(WASM_TARGETS); \
 	else \
 		echo "rustup not found: make sure the $(WASM_TARGETS) targets are installed"; \
+	fi
+	@if ! command -v dot >/dev/null 2>&1; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			(apt-get install -y graphviz >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y graphviz >/dev/null)); \
+		else \
+			echo "Graphviz's dot is missing: install graphviz (the tests need it)"; \
+		fi; \
 	fi
 
 ## Build the weir binary.

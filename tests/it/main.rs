@@ -10,6 +10,7 @@ mod crash;
 mod digits;
 mod embedding;
 mod failures;
+mod history;
 mod natives;
 mod parallel;
 mod sandbox;
