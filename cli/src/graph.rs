@@ -61,17 +61,15 @@ impl Graph {
     /// that another step wrote; digests no step wrote are pipeline inputs.
     pub(crate) fn from_run(run: &RunDetail) -> Self {
         let mut nodes = Vec::new();
+        let mut edges = Vec::new();
         let mut producers = BTreeMap::new();
+        let mut external = BTreeMap::new();
+        // Steps are in pipeline order, so a step's inputs resolve to steps
+        // before it; a step that writes back the bytes it read is no loop.
         for step in &run.steps {
-            for digest in step.outputs.values() {
-                producers.insert(*digest, nodes.len());
-            }
+            let to = nodes.len();
             let id = format!("s_{}", ident(&step.step));
             nodes.push(Node { id, label: step.step.clone(), is_input: false, status: Some(step.status.clone()) });
-        }
-        let mut edges = Vec::new();
-        let mut external = BTreeMap::new();
-        for (to, step) in run.steps.iter().enumerate() {
             for (input, digest) in &step.inputs {
                 let from = match producers.get(digest) {
                     Some(&from) => from,
@@ -86,6 +84,9 @@ impl Graph {
                     }),
                 };
                 edges.push((from, to, input.clone()));
+            }
+            for digest in step.outputs.values() {
+                producers.entry(*digest).or_insert(to);
             }
         }
         Graph { nodes, edges }
@@ -162,7 +163,8 @@ impl Graph {
         }
         let (w, h, gap_x, gap_y) = (170.0, 40.0, 70.0, 24.0);
         let x = |col: usize| 10.0 + col as f64 * (w + gap_x);
-        let y = |row: usize| 10.0 + row as f64 * (h + gap_y);
+        // A top margin leaves room for edges that jump over a column.
+        let y = |row: usize| 26.0 + row as f64 * (h + gap_y);
         let width = x(depth.iter().max().copied().unwrap_or(0) + 1) - gap_x + 10.0;
         let height = y(rows.values().max().copied().unwrap_or(1)) - gap_y + 10.0;
         let mut out = format!(
@@ -173,11 +175,24 @@ impl Graph {
             let (a, b) = (position[*from], position[*to]);
             let (x1, y1, x2, y2) = (x(a.0) + w, y(a.1) + h / 2.0, x(b.0), y(b.1) + h / 2.0);
             let mid = (x1 + x2) / 2.0;
+            // An edge over more than one column arcs above the boxes between.
+            let (path, label_y) = if b.0 > a.0 + 1 {
+                let over = y(a.1.min(b.1)) - gap_y / 2.0 - 4.0;
+                (
+                    format!(
+                        "M{x1:.1},{y1:.1} C{:.1},{over:.1} {:.1},{over:.1} {x2:.1},{y2:.1}",
+                        x1 + gap_x,
+                        x2 - gap_x
+                    ),
+                    over + 8.0,
+                )
+            } else {
+                (format!("M{x1:.1},{y1:.1} C{mid:.1},{y1:.1} {mid:.1},{y2:.1} {x2:.1},{y2:.1}"), (y1 + y2) / 2.0 - 3.0)
+            };
             let _ = writeln!(
                 out,
-                "  <path d=\"M{x1:.1},{y1:.1} C{mid:.1},{y1:.1} {mid:.1},{y2:.1} {x2:.1},{y2:.1}\" fill=\"none\" stroke=\"#888\"/>\
-                 <text x=\"{mid:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"#555\" text-anchor=\"middle\">{}</text>",
-                (y1 + y2) / 2.0 - 3.0,
+                "  <path d=\"{path}\" fill=\"none\" stroke=\"#888\"/>\
+                 <text x=\"{mid:.1}\" y=\"{label_y:.1}\" font-size=\"10\" fill=\"#555\" text-anchor=\"middle\">{}</text>",
                 escape(label)
             );
         }

@@ -34,7 +34,7 @@ pub(crate) fn html(run: &RunDetail, series: &BTreeMap<String, Vec<f64>>) -> Stri
             .map(|(name, digest)| format!("{}: <code>{}</code>", escape(name), short(&digest.to_string())))
             .collect();
         let metrics: Vec<String> =
-            step.metrics.iter().map(|(name, value)| format!("{}={value:.4}", escape(name))).collect();
+            step.metrics.iter().map(|(name, value)| format!("{}={}", escape(name), compact(*value))).collect();
         let _ = writeln!(
             page,
             "<tr><td>{}</td><td class=\"{status}\">{status}</td><td>{:.1} ms</td><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>",
@@ -48,9 +48,10 @@ pub(crate) fn html(run: &RunDetail, series: &BTreeMap<String, Vec<f64>>) -> Stri
         );
     }
     page.push_str("</table>\n<h2>Metrics</h2>\n");
-    let charted: Vec<_> = series.iter().filter(|(_, values)| !values.is_empty()).collect();
+    // A metric reported once is a number, shown in the table; series get a chart.
+    let charted: Vec<_> = series.iter().filter(|(_, values)| values.len() > 1).collect();
     if charted.is_empty() {
-        page.push_str("<p>No metrics were reported.</p>\n");
+        page.push_str("<p>No metric was reported more than once.</p>\n");
     }
     for (name, values) in charted {
         let _ = writeln!(page, "<figure><figcaption>{}</figcaption>{}</figure>", escape(name), chart(values));
