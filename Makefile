@@ -10,7 +10,7 @@ WORDS        := examples/wordcount
 WORDS_WS     := $(WORDS)/.weir
 WORDS_BINS   := normalize count stats report
 
-.PHONY: all setup build examples run run-wordcount run-embed test lint fmt bench clean
+.PHONY: all setup build examples run run-wordcount run-embed test lint fmt bench bench-quick clean
 
 all: build
 
@@ -73,6 +73,10 @@ test: setup
 ## Benchmarks (release build; slow to compile the first time). Results go in BENCHMARKS.md.
 bench: setup
 	$(CARGO) bench -p weir-tests
+
+## A quick subset (under a minute once built), before committing a change to a hot path.
+bench-quick: setup
+	$(CARGO) bench -p weir-tests --bench engine -- --warm-up-time 1 --measurement-time 3 step/overhead
 
 ## Formatting and lints, as CI checks them.
 lint:

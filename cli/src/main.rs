@@ -125,6 +125,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
     },
+    /// Maintain the content-addressed store.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// A self-contained HTML report of a run: graph, steps, metric charts.
     Report {
         /// A run id, a unique prefix of one, or `last`.
@@ -132,6 +137,20 @@ enum Command {
         /// The HTML file to write.
         #[arg(short, long)]
         output: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Re-hash every stored artifact; report (and with --repair remove) any
+    /// whose bytes changed on disk, so the steps that made them run again.
+    Verify {
+        /// Remove corrupt entries.
+        #[arg(long)]
+        repair: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -218,6 +237,18 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Lineage { digest, json } => {
             history_cmds::lineage(&history(&workspace)?, &digest, json).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Store { action: StoreAction::Verify { repair, json } } => {
+            let report = Store::open(&workspace)?.verify(repair)?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("checked {} artifacts: {} corrupt", report.checked, report.corrupt.len());
+                for digest in &report.corrupt {
+                    println!("  corrupt: {digest}{}", if repair { " (removed)" } else { "" });
+                }
+            }
+            Ok(if report.corrupt.is_empty() || repair { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Graph { manifest, run, format } => graph_command(&workspace, &manifest, run.as_deref(), format),
         Command::Report { run, output } => {

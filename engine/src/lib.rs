@@ -109,4 +109,4 @@ pub use pipeline::{
     InputRef, OutputKind, Pipeline, PipelineBuilder, PipelineOutput, Resources, Step, StepBuilder, StepCode,
 };
 pub use report::{Logs, RunReport, RunStatus, StepReport, StepStatus};
-pub use store::{Artifact, Store};
+pub use store::{Artifact, Store, VerifyReport};

@@ -23,6 +23,7 @@ mod import;
 mod ingest;
 mod materialize;
 mod tree;
+mod verify;
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use cache::CacheEntry;
 pub(crate) use tree::{Tree, TreeEntry};
+pub use verify::VerifyReport;
 
 #[cfg(test)]
 use crate::StepErrorKind;

@@ -76,3 +76,35 @@ outputs = { result = "file" }
     let leftovers: Vec<_> = std::fs::read_dir(workspace.join("tmp")).unwrap().collect();
     assert!(leftovers.is_empty(), "the killed run's scratch was swept: {leftovers:?}");
 }
+
+#[test]
+fn store_verify_finds_a_tampered_output_and_repair_makes_it_recompute() {
+    let project = Project::new();
+    project.write("data/text.txt", "abc");
+    project.manifest(
+        "name = \"v\"\n[inputs]\ntext = \"data/text.txt\"\n\
+         [steps.upper]\nmodule = \"tool-p1.wasm\"\nargs = [\"upper\"]\ninputs = { text = \"inputs.text\" }\noutputs = { result = \"file\" }\n",
+    );
+    let (_, summary) = project.run_json(&[]);
+    let digest =
+        summary["steps"]["upper"]["outputs"]["result"].as_str().unwrap().trim_start_matches("blake3:").to_owned();
+    let object = project.workspace().join("objects").join(&digest[..2]).join(&digest[2..]);
+    let mut perms = std::fs::metadata(&object).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&object, perms).unwrap();
+    std::fs::write(&object, "XYZ").unwrap();
+
+    let check = project.weir(&["store", "verify"]);
+    assert_eq!(check.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&check.stdout).contains(&format!("corrupt: blake3:{digest}")));
+    let repair = project.weir(&["store", "verify", "--repair"]);
+    assert_eq!(repair.status.code(), Some(0));
+    assert!(!object.exists());
+
+    let (code, again) = project.run_json(&[]);
+    assert_eq!(code, 0);
+    assert_eq!(steps_with(&again, "ran"), ["upper"], "the step whose output was corrupt runs again");
+    assert_eq!(project.cat(&format!("blake3:{digest}")), "ABC");
+    assert_eq!(project.weir(&["store", "verify"]).status.code(), Some(0));
+}

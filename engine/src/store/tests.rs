@@ -166,3 +166,29 @@ fn abandoned_temporaries_of_dead_processes_are_swept_on_open() {
     assert_eq!(temp_owner("blob-42-000000007-3"), Some(42));
     assert_eq!(temp_owner("import-x-1-2"), None);
 }
+
+#[test]
+fn verify_finds_and_repairs_corrupt_objects() {
+    let (_dir, store) = store();
+    let good = store.put_bytes(b"good").unwrap();
+    let bad = store.put_bytes(b"bad").unwrap();
+    let tree =
+        store.put_tree(&Tree::new(vec![TreeEntry { name: "g".into(), kind: OutputKind::File, digest: good }])).unwrap();
+    let hex = bad.hex();
+    let path = store.root().join("objects").join(&hex[..2]).join(&hex[2..]);
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&path, perms).unwrap();
+    std::fs::write(&path, b"tampered").unwrap();
+
+    let report = store.verify(false).unwrap();
+    assert_eq!(report.checked, 3);
+    assert_eq!(report.corrupt, [bad]);
+    assert!(path.exists(), "verify alone changes nothing");
+    let repaired = store.verify(true).unwrap();
+    assert_eq!(repaired.corrupt, [bad]);
+    assert!(!path.exists());
+    assert_eq!(store.kind_of(&tree), Some(OutputKind::Dir));
+    assert!(store.verify(false).unwrap().corrupt.is_empty());
+}
