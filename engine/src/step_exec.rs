@@ -101,7 +101,7 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path) -> Fin
     };
     let (metrics, series) = telemetry.into_metrics();
     let stderr_tail = tail(&path.join("stderr"));
-    let logs = match store_logs(workshop.store, path) {
+    let logs = match store_logs(workshop.store, scratch) {
         Ok(logs) => logs,
         Err(err) => return Finished { metrics, series, ..failed(job, engine(err), stderr_tail) },
     };
@@ -190,12 +190,11 @@ fn run_native(
 }
 
 /// Stores the captured stdout and stderr as artifacts.
-fn store_logs(store: &Store, path: &Path) -> Result<Logs, Error> {
-    let read = |name: &str| {
-        let file = path.join(name);
-        std::fs::read(&file).map_err(Error::io(format!("reading {}", file.display())))
-    };
-    Ok(Logs { stdout: store.put_bytes(&read("stdout")?)?, stderr: store.put_bytes(&read("stderr")?)? })
+fn store_logs(store: &Store, scratch: &Dir) -> Result<Logs, Error> {
+    Ok(Logs {
+        stdout: store.ingest_scratch_file(scratch, "stdout")?,
+        stderr: store.ingest_scratch_file(scratch, "stderr")?,
+    })
 }
 
 /// Moves the declared outputs into the store and records the cache entry.
@@ -226,9 +225,13 @@ fn collect(
 
 /// The last lines of a log file, at most [`STDERR_TAIL_BYTES`].
 fn tail(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    let start = bytes.len().saturating_sub(STDERR_TAIL_BYTES);
-    let text = String::from_utf8_lossy(&bytes[start..]);
+    use std::io::{Read, Seek, SeekFrom};
+    let mut bytes = Vec::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        let start = file.metadata().map_or(0, |m| m.len().saturating_sub(STDERR_TAIL_BYTES as u64));
+        let _ = file.seek(SeekFrom::Start(start)).and_then(|_| file.read_to_end(&mut bytes));
+    }
+    let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n")
 }

@@ -167,6 +167,7 @@ impl Store {
     }
 
     /// Stores `bytes` as a file artifact.
+    #[cfg(test)]
     pub(crate) fn put_bytes(&self, bytes: &[u8]) -> Result<Digest> {
         let digest = Digest::of(bytes);
         self.publish_bytes(&self.inner.objects, &digest, bytes, true)?;

@@ -111,3 +111,16 @@ fn the_text_report_names_failures_and_the_stderr_tail() {
     assert!(stdout.contains("0 ran, 0 cached, 1 failed, 0 skipped"), "{stdout}");
     assert!(stderr.contains("exited with status 5") && stderr.contains("failing with status 5"), "{stderr}");
 }
+
+#[test]
+fn a_flood_of_stderr_is_kept_whole_but_reported_by_its_tail() {
+    let project = Project::new();
+    project.manifest("name = \"f\"\n[steps.bad]\nmodule = \"tool-p1.wasm\"\nargs = [\"flood\", \"24\"]\noutputs = { r = \"file\" }\n");
+    let (code, summary) = project.run_json(&[]);
+    assert_eq!(code, 1);
+    let error = summary["steps"]["bad"]["error"].as_str().unwrap();
+    assert!(error.starts_with("step `bad` failed: exited with status 3"), "{}", &error[..200.min(error.len())]);
+    assert!(error.len() < 6000, "the error keeps only the tail of stderr ({} bytes)", error.len());
+    let stderr = project.cat_bytes(summary["steps"]["bad"]["logs"]["stderr"].as_str().unwrap());
+    assert_eq!(stderr.len(), 24 << 20, "the whole log is in the store");
+}

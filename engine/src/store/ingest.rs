@@ -36,6 +36,15 @@ impl Store {
         })
     }
 
+    /// Moves a file the engine wrote into a scratch directory (a step's log)
+    /// into the store, streaming it: it is never read into memory whole.
+    pub(crate) fn ingest_scratch_file(&self, dir: &Dir, name: &str) -> crate::Result<Digest> {
+        self.ingest_file(dir, Path::new(name)).map_err(|err| match err {
+            IngestError::Store(err) => err,
+            IngestError::Rejected(reason) => Error::Corrupt { what: name.to_owned(), reason },
+        })
+    }
+
     fn ingest_file(&self, dir: &Dir, path: &Path) -> Result<Digest, IngestError> {
         let context = || format!("storing output file {}", path.display());
         let mut file = dir.open(path).map_err(|e| Error::io(context())(e))?;

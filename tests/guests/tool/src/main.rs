@@ -28,6 +28,7 @@ fn main() {
         "spin" => spin(),
         "alloc" => alloc(),
         "nap" => nap(rest[0].parse().expect("milliseconds")),
+        "flood" => flood(rest[0].parse().expect("mebibytes")),
         other => {
             eprintln!("unknown mode `{other}`");
             std::process::exit(64);
@@ -170,4 +171,14 @@ fn nap(millis: u64) {
     std::thread::sleep(Duration::from_millis(millis));
     let end = now();
     write("result", format!("{start} {end}").as_bytes());
+}
+
+/// Writes `mebibytes` MiB of text to stderr, then fails.
+fn flood(mebibytes: usize) {
+    let line = format!("{}\n", "x".repeat(1023));
+    let mut stderr = std::io::stderr().lock();
+    for _ in 0..mebibytes * 1024 {
+        stderr.write_all(line.as_bytes()).expect("stderr");
+    }
+    std::process::exit(3);
 }
