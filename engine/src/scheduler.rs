@@ -82,6 +82,9 @@ pub(crate) struct Coordinator<'a> {
     held: BTreeMap<JobId, Vec<usize>>,
     gpu_queue: VecDeque<(JobId, Job)>,
     maps: Vec<Option<MapRun>>,
+    /// Settled steps not yet written to the history (flushed whenever the
+    /// coordinator is about to wait, so no record waits on a running step).
+    unrecorded: Vec<StepRecord>,
     reports: BTreeMap<String, StepReport>,
 }
 
@@ -121,6 +124,7 @@ impl<'a> Coordinator<'a> {
             held: BTreeMap::new(),
             gpu_queue: VecDeque::new(),
             maps: (0..count).map(|_| None).collect(),
+            unrecorded: Vec::new(),
             reports: BTreeMap::new(),
             plan,
             pipeline_inputs,
@@ -167,6 +171,7 @@ impl<'a> Coordinator<'a> {
                     });
                     in_flight += 1;
                 }
+                self.flush_history();
                 if in_flight == 0 {
                     break;
                 }
@@ -175,6 +180,7 @@ impl<'a> Coordinator<'a> {
                 self.record(id, finished, &mut ready);
             }
         });
+        self.flush_history();
         let status = if self.reports.values().all(|r| matches!(r.status, StepStatus::Ran | StepStatus::Cached)) {
             RunStatus::Succeeded
         } else {
@@ -394,12 +400,11 @@ impl<'a> Coordinator<'a> {
     }
 
     /// Stores a step's report and releases (or blocks) its dependents.
-    fn settle(&mut self, i: usize, mut report: StepReport, ready: &mut Vec<usize>) {
+    fn settle(&mut self, i: usize, report: StepReport, ready: &mut Vec<usize>) {
         let succeeded = matches!(report.status, StepStatus::Ran | StepStatus::Cached);
+        let record = self.history_record(i, &report);
+        self.unrecorded.push(record);
         let name = self.plan[i].step.name();
-        if let Err(err) = self.engine.history.record_step(self.run_id, &self.history_record(i, &report)) {
-            report.warnings.push(format!("was not recorded in the run history: {err}"));
-        }
         self.emit(&Event::StepFinished { step: name, status: report.status });
         self.reports.insert(name.to_owned(), report);
         for &next in &self.dependents[i] {
@@ -407,6 +412,19 @@ impl<'a> Coordinator<'a> {
             self.waiting[next] -= 1;
             if self.waiting[next] == 0 {
                 ready.push(next);
+            }
+        }
+    }
+
+    /// Writes the settled steps' records to the history in one transaction.
+    /// A failure is reported as a warning on those steps: the run goes on.
+    fn flush_history(&mut self) {
+        let records = std::mem::take(&mut self.unrecorded);
+        if let Err(err) = self.engine.history.record_steps(self.run_id, &records) {
+            for record in &records {
+                if let Some(report) = self.reports.get_mut(&record.step) {
+                    report.warnings.push(format!("was not recorded in the run history: {err}"));
+                }
             }
         }
     }

@@ -148,54 +148,18 @@ const SUMMARY_SQL: &str = "SELECT r.*,
     FROM runs r";
 
 impl History {
-    /// Records one step's outcome, its metric values and what it produced.
-    pub(crate) fn record_step(&self, run_id: &str, record: &StepRecord) -> Result<()> {
+    /// Records steps' outcomes, their metric values and what they produced,
+    /// in one transaction.
+    pub(crate) fn record_steps(&self, run_id: &str, records: &[StepRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
         self.with(|conn| {
-            let tx = conn.transaction().map_err(db_error("recording a step"))?;
-            let json = |map: &BTreeMap<String, Digest>| serde_json::to_string(map).unwrap_or_default();
-            tx.execute(
-                "INSERT OR REPLACE INTO step_runs (run_id, step, position, status, cache_key, reused_from, forced,
-                     duration_ms, key_material, inputs, outputs, error, stdout, stderr, finished)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-                params![
-                    run_id,
-                    record.step,
-                    record.position as i64,
-                    record.status,
-                    record.cache_key.map(|k| k.to_string()),
-                    record.reused_from,
-                    record.forced,
-                    record.duration_ms,
-                    record.key_material,
-                    json(&record.inputs),
-                    json(&record.outputs),
-                    record.error,
-                    record.logs.map(|l| l.stdout.to_string()),
-                    record.logs.map(|l| l.stderr.to_string()),
-                    now(),
-                ],
-            )
-            .map_err(db_error("recording a step"))?;
-            let mut seq: BTreeMap<&str, i64> = BTreeMap::new();
-            for point in &record.series {
-                let n = seq.entry(&point.name).or_default();
-                tx.execute(
-                    "INSERT OR REPLACE INTO metrics (run_id, step, name, value, seq, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![run_id, record.step, point.name, point.value, *n, point.time],
-                )
-                .map_err(db_error("recording a metric"))?;
-                *n += 1;
+            let tx = conn.transaction().map_err(db_error("recording steps"))?;
+            for record in records {
+                insert_step(&tx, run_id, record)?;
             }
-            if record.status == "ran" {
-                for (output, digest) in &record.outputs {
-                    tx.execute(
-                        "INSERT OR IGNORE INTO artifacts (digest, run_id, step, output, inputs) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![digest.to_string(), run_id, record.step, output, json(&record.inputs)],
-                    )
-                    .map_err(db_error("recording lineage"))?;
-                }
-            }
-            tx.commit().map_err(db_error("recording a step"))
+            tx.commit().map_err(db_error("recording steps"))
         })
     }
 
@@ -413,6 +377,62 @@ impl History {
             .map_err(db_error("reading lineage"))
         })
     }
+}
+
+/// Inserts one step's row, metric values and lineage (prepared statements are cached).
+fn insert_step(tx: &rusqlite::Transaction<'_>, run_id: &str, record: &StepRecord) -> Result<()> {
+    let json = |map: &BTreeMap<String, Digest>| serde_json::to_string(map).unwrap_or_default();
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO step_runs (run_id, step, position, status, cache_key, reused_from, forced,
+             duration_ms, key_material, inputs, outputs, error, stdout, stderr, finished)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            run_id,
+            record.step,
+            record.position as i64,
+            record.status,
+            record.cache_key.map(|k| k.to_string()),
+            record.reused_from,
+            record.forced,
+            record.duration_ms,
+            record.key_material,
+            json(&record.inputs),
+            json(&record.outputs),
+            record.error,
+            record.logs.map(|l| l.stdout.to_string()),
+            record.logs.map(|l| l.stderr.to_string()),
+            now(),
+        ])
+    })
+    .map_err(db_error("recording a step"))?;
+    let mut seq: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut metric = tx
+        .prepare_cached(
+            "INSERT OR REPLACE INTO metrics (run_id, step, name, value, seq, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(db_error("recording a metric"))?;
+    for point in &record.series {
+        let n = seq.entry(&point.name).or_default();
+        metric
+            .execute(params![run_id, record.step, point.name, point.value, *n, point.time])
+            .map_err(db_error("recording a metric"))?;
+        *n += 1;
+    }
+    if record.status == "ran" {
+        let mut lineage = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO artifacts (digest, run_id, step, output, inputs) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(db_error("recording lineage"))?;
+        for (output, digest) in &record.outputs {
+            lineage
+                .execute(params![digest.to_string(), run_id, record.step, output, json(&record.inputs)])
+                .map_err(db_error("recording lineage"))?;
+        }
+    }
+    Ok(())
 }
 
 fn step_from(row: &Row<'_>) -> rusqlite::Result<StepRecord> {
