@@ -189,6 +189,7 @@ impl Project {
             .arg(self.workspace())
             .current_dir(self.path())
             .env_remove("WEIR_HOME")
+            .env_remove("WEIR_TENANT")
             .output()
             .expect("run weir")
     }

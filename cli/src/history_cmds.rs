@@ -28,8 +28,14 @@ fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 /// `weir runs`.
-pub(crate) fn runs(history: &History, pipeline: Option<&str>, limit: usize, as_json: bool) -> anyhow::Result<()> {
-    let runs = history.runs(pipeline, limit)?;
+pub(crate) fn runs(
+    history: &History,
+    tenant: &str,
+    pipeline: Option<&str>,
+    limit: usize,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let runs = history.runs(tenant, pipeline, limit)?;
     if as_json {
         return json(&runs);
     }
@@ -53,8 +59,8 @@ pub(crate) fn runs(history: &History, pipeline: Option<&str>, limit: usize, as_j
 }
 
 /// `weir show RUN`.
-pub(crate) fn show(history: &History, run: &str, as_json: bool) -> anyhow::Result<()> {
-    let detail = history.run_detail(&history.resolve_run(run)?)?;
+pub(crate) fn show(history: &History, tenant: &str, run: &str, as_json: bool) -> anyhow::Result<()> {
+    let detail = history.run_detail(&history.resolve_run(tenant, run)?)?;
     if as_json {
         return json(&detail);
     }
@@ -79,8 +85,15 @@ pub(crate) fn show(history: &History, run: &str, as_json: bool) -> anyhow::Resul
 }
 
 /// `weir logs RUN STEP`.
-pub(crate) fn logs(history: &History, workspace: &Path, run: &str, step: &str, as_json: bool) -> anyhow::Result<()> {
-    let run = history.resolve_run(run)?;
+pub(crate) fn logs(
+    history: &History,
+    tenant: &str,
+    workspace: &Path,
+    run: &str,
+    step: &str,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let run = history.resolve_run(tenant, run)?;
     let record = history.step_record(&run, step)?;
     let logs = record.logs.with_context(|| format!("step `{step}` of run {run} has no logs (it did not run)"))?;
     let store = Store::open(workspace)?;
@@ -100,12 +113,13 @@ pub(crate) fn logs(history: &History, workspace: &Path, run: &str, step: &str, a
 /// `weir metrics`.
 pub(crate) fn metrics(
     history: &History,
+    tenant: &str,
     pipeline: Option<&str>,
     metric: Option<&str>,
     limit: usize,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let rows = history.metrics_table(pipeline, metric, limit)?;
+    let rows = history.metrics_table(tenant, pipeline, metric, limit)?;
     if as_json {
         return json(&rows);
     }
@@ -131,8 +145,8 @@ pub(crate) fn metrics(
 }
 
 /// `weir explain RUN STEP`.
-pub(crate) fn explain(history: &History, run: &str, step: &str, as_json: bool) -> anyhow::Result<()> {
-    let explanation = history.explain(&history.resolve_run(run)?, step)?;
+pub(crate) fn explain(history: &History, tenant: &str, run: &str, step: &str, as_json: bool) -> anyhow::Result<()> {
+    let explanation = history.explain(&history.resolve_run(tenant, run)?, step)?;
     if as_json {
         return json(&explanation);
     }
@@ -145,8 +159,8 @@ pub(crate) fn explain(history: &History, run: &str, step: &str, as_json: bool) -
 }
 
 /// `weir lineage DIGEST`.
-pub(crate) fn lineage(history: &History, digest: &Digest, as_json: bool) -> anyhow::Result<()> {
-    let chain = history.lineage(digest)?;
+pub(crate) fn lineage(history: &History, tenant: &str, digest: &Digest, as_json: bool) -> anyhow::Result<()> {
+    let chain = history.lineage(tenant, digest)?;
     if as_json {
         return json(&chain);
     }

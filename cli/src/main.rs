@@ -8,6 +8,7 @@ mod history_cmds;
 mod progress;
 mod render;
 mod report;
+mod verify_cmd;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -18,6 +19,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use weir::{Digest, Engine, History, Pipeline, RunOptions, Store};
+
+/// Tenants and their quotas, in the workspace directory.
+const TENANTS_FILE: &str = "tenants.toml";
 
 #[derive(Parser)]
 #[command(name = "weir", version, about = "Run pipelines of sandboxed WASI steps with memoized outputs")]
@@ -33,6 +37,10 @@ struct WorkspaceArg {
     /// The workspace directory holding the store.
     #[arg(long, global = true, env = "WEIR_HOME", default_value = ".weir")]
     workspace: PathBuf,
+    /// The tenant to act as: its runs, cache entries and artifacts are its
+    /// own, and its quotas (from `WORKSPACE/tenants.toml`) apply.
+    #[arg(long, global = true, env = "WEIR_TENANT", default_value = weir::DEFAULT_TENANT)]
+    tenant: String,
 }
 
 #[derive(Subcommand)]
@@ -125,6 +133,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
     },
+    /// Execute again the steps of a run that have cached results (or only
+    /// STEP) and report any whose outputs differ: a step marked reusable
+    /// that is not deterministic. Exit 1 when one differs.
+    Verify {
+        /// A run id, a unique prefix of one, or `last`.
+        run: String,
+        /// Only this step.
+        step: Option<String>,
+        /// Print the run's JSON summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Maintain the content-addressed store.
     Store {
         #[command(subcommand)]
@@ -204,10 +224,12 @@ fn main() -> ExitCode {
 
 fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     let workspace = cli.workspace.workspace;
+    let tenant = cli.workspace.tenant.as_str();
     match cli.command {
-        Command::Run(args) => run(&workspace, args),
+        Command::Run(args) => run(&workspace, tenant, args),
         Command::Cat { digest } => {
             let store = Store::open(&workspace)?;
+            check_owned(&workspace, tenant, &digest)?;
             if store.kind_of(&digest) == Some(weir::OutputKind::Dir) {
                 bail!("{digest} is a directory artifact; use `weir export {digest} PATH`");
             }
@@ -215,28 +237,30 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { digest, path } => {
+            check_owned(&workspace, tenant, &digest)?;
             let kind = Store::open(&workspace)?.export(&digest, &path)?;
             eprintln!("exported {kind} {digest} to {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Runs { pipeline, limit, json } => {
-            history_cmds::runs(&history(&workspace)?, pipeline.as_deref(), limit, json).map(|()| ExitCode::SUCCESS)
+            history_cmds::runs(&history(&workspace)?, tenant, pipeline.as_deref(), limit, json)
+                .map(|()| ExitCode::SUCCESS)
         }
         Command::Show { run, json } => {
-            history_cmds::show(&history(&workspace)?, &run, json).map(|()| ExitCode::SUCCESS)
+            history_cmds::show(&history(&workspace)?, tenant, &run, json).map(|()| ExitCode::SUCCESS)
         }
         Command::Logs { run, step, json } => {
-            history_cmds::logs(&history(&workspace)?, &workspace, &run, &step, json).map(|()| ExitCode::SUCCESS)
+            history_cmds::logs(&history(&workspace)?, tenant, &workspace, &run, &step, json).map(|()| ExitCode::SUCCESS)
         }
         Command::Metrics { pipeline, metric, limit, json } => {
-            history_cmds::metrics(&history(&workspace)?, pipeline.as_deref(), metric.as_deref(), limit, json)
+            history_cmds::metrics(&history(&workspace)?, tenant, pipeline.as_deref(), metric.as_deref(), limit, json)
                 .map(|()| ExitCode::SUCCESS)
         }
         Command::Explain { run, step, json } => {
-            history_cmds::explain(&history(&workspace)?, &run, &step, json).map(|()| ExitCode::SUCCESS)
+            history_cmds::explain(&history(&workspace)?, tenant, &run, &step, json).map(|()| ExitCode::SUCCESS)
         }
         Command::Lineage { digest, json } => {
-            history_cmds::lineage(&history(&workspace)?, &digest, json).map(|()| ExitCode::SUCCESS)
+            history_cmds::lineage(&history(&workspace)?, tenant, &digest, json).map(|()| ExitCode::SUCCESS)
         }
         Command::Store { action: StoreAction::Verify { repair, json } } => {
             let report = Store::open(&workspace)?.verify(repair)?;
@@ -250,10 +274,17 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if report.corrupt.is_empty() || repair { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Graph { manifest, run, format } => graph_command(&workspace, &manifest, run.as_deref(), format),
+        Command::Verify { run, step, json } => {
+            let history = history(&workspace)?;
+            let engine = open_engine(&workspace, Engine::builder())?;
+            verify_cmd::verify(&engine, &history, tenant, &run, step, json)
+        }
+        Command::Graph { manifest, run, format } => {
+            graph_command(&workspace, tenant, &manifest, run.as_deref(), format)
+        }
         Command::Report { run, output } => {
             let history = history(&workspace)?;
-            let run = history.run_detail(&history.resolve_run(&run)?)?;
+            let run = history.run_detail(&history.resolve_run(tenant, &run)?)?;
             let series = history.metric_series(&run.summary.id)?;
             std::fs::write(&output, report::html(&run, &series))
                 .with_context(|| format!("writing {}", output.display()))?;
@@ -261,6 +292,32 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Refuses a digest that no run of `tenant` imported, produced or logged
+/// (the default tenant, the operator, may read anything). The message is the
+/// same as for a digest that is not stored at all.
+fn check_owned(workspace: &Path, tenant: &str, digest: &Digest) -> anyhow::Result<()> {
+    if tenant == weir::DEFAULT_TENANT {
+        return Ok(());
+    }
+    let owned =
+        workspace.join(weir::HISTORY_DATABASE).exists() && History::open(workspace)?.tenant_knows(tenant, digest)?;
+    if !owned {
+        bail!("no artifact {digest} in the store");
+    }
+    Ok(())
+}
+
+/// Builds the engine of `workspace`, with the tenants of its tenants file.
+fn open_engine(workspace: &Path, mut builder: weir::EngineBuilder) -> anyhow::Result<Engine> {
+    let tenants_file = workspace.join(TENANTS_FILE);
+    if tenants_file.exists() {
+        for (name, quota) in weir::load_tenants(&tenants_file)? {
+            builder = builder.tenant(name, quota);
+        }
+    }
+    builder.workspace(workspace).build().with_context(|| format!("opening workspace {}", workspace.display()))
 }
 
 /// The workspace's run history (the workspace must exist).
@@ -273,6 +330,7 @@ fn history(workspace: &Path) -> anyhow::Result<History> {
 
 fn graph_command(
     workspace: &Path,
+    tenant: &str,
     manifest: &Path,
     run: Option<&str>,
     format: GraphFormat,
@@ -281,7 +339,7 @@ fn graph_command(
     let mut statuses = BTreeMap::new();
     if let Some(run) = run {
         let history = history(workspace)?;
-        let detail = history.run_detail(&history.resolve_run(run)?)?;
+        let detail = history.run_detail(&history.resolve_run(tenant, run)?)?;
         statuses = detail.steps.into_iter().map(|step| (step.step, step.status)).collect();
     }
     let graph = graph::Graph::new(&pipeline, &statuses);
@@ -296,9 +354,9 @@ fn graph_command(
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(workspace: &std::path::Path, args: RunArgs) -> anyhow::Result<ExitCode> {
+fn run(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> anyhow::Result<ExitCode> {
     let pipeline = Pipeline::from_manifest(&args.manifest)?;
-    let mut options = RunOptions::new().no_cache(args.no_cache);
+    let mut options = RunOptions::new().no_cache(args.no_cache).tenant(tenant);
     for (name, value) in args.params {
         options = options.param_text(name, value);
     }
@@ -312,7 +370,7 @@ fn run(workspace: &std::path::Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(gpus) = args.gpus {
         builder = builder.gpu_slots(gpus);
     }
-    let engine = builder.build().with_context(|| format!("opening workspace {}", workspace.display()))?;
+    let engine = open_engine(workspace, builder)?;
     let live = (!args.json && std::io::stdout().is_terminal())
         .then(|| Arc::new(progress::Progress::new(pipeline.steps().len())));
     if let Some(live) = &live {

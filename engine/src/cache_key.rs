@@ -30,9 +30,10 @@ pub(crate) enum CodeKey<'a> {
 
 /// Everything that determines a step's outputs.
 ///
-/// The timeout is deliberately absent: it decides whether a step finishes,
-/// not what a finished step wrote. The memory limit is present, because a
-/// guest can observe it (a failed `memory.grow`) and adapt.
+/// The timeout, fuel, stack and output quotas are deliberately absent: they
+/// decide whether a step finishes, not what a finished step wrote. The memory
+/// limit is present, because a guest can observe it (a failed `memory.grow`)
+/// and adapt.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct KeyMaterial<'a> {
     /// [`KEY_FORMAT_VERSION`].
@@ -51,6 +52,14 @@ pub(crate) struct KeyMaterial<'a> {
     pub memory_limit: u64,
     /// Native functions the step may call, with their versions.
     pub natives: BTreeMap<&'a str, u32>,
+    /// Whether clocks and randomness are virtual (left out when not, so keys
+    /// of ordinary steps are unchanged).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deterministic: bool,
+    /// The tenant, for all but the default tenant: entries of different
+    /// tenants never share a key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<&'a str>,
 }
 
 impl KeyMaterial<'_> {
@@ -99,6 +108,8 @@ mod tests {
             outputs,
             memory_limit: 64 << 20,
             natives: [("gemm", 1)].into(),
+            deterministic: false,
+            tenant: None,
         }
     }
 
@@ -156,6 +167,9 @@ mod tests {
             KeyMaterial { code: CodeKey::Native { name: "module", version: 1 }, ..base.clone() },
             KeyMaterial { natives: [("gemm", 2)].into(), ..base.clone() },
             KeyMaterial { natives: BTreeMap::new(), ..base.clone() },
+            KeyMaterial { deterministic: true, ..base.clone() },
+            KeyMaterial { tenant: Some("alice"), ..base.clone() },
+            KeyMaterial { tenant: Some("bob"), ..base.clone() },
             KeyMaterial { args: &other_args, ..base.clone() },
             KeyMaterial { outputs: &other_outputs, ..base.clone() },
             KeyMaterial { memory_limit: 1, ..base.clone() },

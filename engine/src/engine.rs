@@ -12,10 +12,14 @@ use crate::history::{History, RunStart};
 use crate::native::{NativeFunction, NativeStep, Natives, detect_gpus};
 use crate::params::{self, Params};
 use crate::run_id::new_run_id;
-use crate::runtime::{Program, Runtime};
-use crate::scheduler::{Coordinator, PlannedStep};
+use crate::runtime::{Flavor, MAX_WASM_STACK, Program, Runtime, WORKER_STACK};
+use crate::scheduler::{Admission, Coordinator, PlannedStep, RunScope};
 use crate::step_exec::JobCode;
-use crate::{Artifact, Error, Pipeline, Result, RunOptions, RunReport, Step, StepCode, Store};
+use crate::tenant::{self, StoreAccount, Tenant};
+use crate::{
+    Artifact, DEFAULT_TENANT, Error, Limits, Pipeline, Result, RunOptions, RunReport, Step, StepCode, Store,
+    TenantQuota,
+};
 
 /// Runs pipelines in a workspace. Cheap to clone: an `Arc` inside.
 ///
@@ -34,6 +38,9 @@ pub(crate) struct EngineInner {
     pub(crate) gpu_slots: usize,
     pub(crate) gpus_detected: usize,
     pub(crate) history: History,
+    pub(crate) admission: Arc<Admission>,
+    tenants: BTreeMap<String, Arc<TenantQuota>>,
+    default_limits: Limits,
 }
 
 /// Configures an [`Engine`].
@@ -43,11 +50,20 @@ pub struct EngineBuilder {
     jobs: Option<usize>,
     gpu_slots: Option<usize>,
     natives: Natives,
+    tenants: BTreeMap<String, TenantQuota>,
+    default_limits: Limits,
 }
 
 impl Default for EngineBuilder {
     fn default() -> Self {
-        Self { workspace: PathBuf::from(".weir"), jobs: None, gpu_slots: None, natives: Natives::with_builtins() }
+        Self {
+            workspace: PathBuf::from(".weir"),
+            jobs: None,
+            gpu_slots: None,
+            natives: Natives::with_builtins(),
+            tenants: BTreeMap::new(),
+            default_limits: Limits::default(),
+        }
     }
 }
 
@@ -59,6 +75,8 @@ impl std::fmt::Debug for EngineBuilder {
             .field("gpu_slots", &self.gpu_slots)
             .field("native_functions", &self.natives.function_names())
             .field("native_steps", &self.natives.step_names())
+            .field("tenants", &self.tenants)
+            .field("default_limits", &self.default_limits)
             .finish()
     }
 }
@@ -97,13 +115,30 @@ impl EngineBuilder {
         self
     }
 
+    /// Registers tenant `name` with its quota. Once any tenant is registered,
+    /// runs must name a registered tenant (or the default one).
+    pub fn tenant(mut self, name: impl Into<String>, quota: TenantQuota) -> Self {
+        self.tenants.insert(name.into(), quota);
+        self
+    }
+
+    /// The limits of steps that do not set their own (default [`Limits::default`]).
+    pub fn default_limits(mut self, limits: Limits) -> Self {
+        self.default_limits = limits;
+        self
+    }
+
     /// Opens the workspace and starts the runtime and worker pool.
     pub fn build(self) -> Result<Engine> {
+        for name in self.tenants.keys() {
+            tenant::check_name(name).map_err(|why| Error::Runtime(format!("tenant `{name}`: {why}")))?;
+        }
         let store = Store::open(&self.workspace)?;
         let runtime = Runtime::new(&store.path_of("compiled"))?;
         let jobs = self.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(jobs)
+            .stack_size(WORKER_STACK)
             .thread_name(|i| format!("weir-worker-{i}"))
             .build()
             .map_err(|err| Error::Runtime(format!("starting the worker pool: {err}")))?;
@@ -111,7 +146,18 @@ impl EngineBuilder {
         let gpu_slots = self.gpu_slots.unwrap_or(gpus_detected);
         let natives = Arc::new(self.natives);
         let history = History::open(store.root())?;
-        let inner = EngineInner { store, runtime, pool, natives, gpu_slots, gpus_detected, history };
+        let inner = EngineInner {
+            store,
+            runtime,
+            pool,
+            natives,
+            gpu_slots,
+            gpus_detected,
+            history,
+            admission: Admission::new(jobs),
+            tenants: self.tenants.into_iter().map(|(name, quota)| (name, Arc::new(quota))).collect(),
+            default_limits: self.default_limits,
+        };
         Ok(Engine { inner: Arc::new(inner) })
     }
 }
@@ -149,12 +195,19 @@ impl Engine {
     /// reported in the [`RunReport`], whose status is then `failed`.
     pub fn run(&self, pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport> {
         let params = options.resolve(pipeline)?;
-        let plan = self.plan(pipeline, &params)?;
+        let tenant = self.tenant(options.tenant_name())?;
+        let plan = self.plan(pipeline, &params, &tenant)?;
         let inputs = self.import_inputs(pipeline)?;
+        let scope = self.run_scope(tenant)?;
         let run_id = new_run_id();
         self.inner.history.start_run(&RunStart {
             id: &run_id,
+            tenant: &scope.tenant.name,
             pipeline: pipeline.name(),
+            manifest_path: pipeline
+                .file()
+                .map(|file| std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned()))
+                .as_deref(),
             manifest_digest: pipeline
                 .file()
                 .and_then(|file| std::fs::read(file).ok())
@@ -165,7 +218,7 @@ impl Engine {
                 .map(|(name, artifact)| (name.clone(), artifact.digest, pipeline.inputs()[name].display().to_string()))
                 .collect(),
         })?;
-        let mut report = Coordinator::new(&self.inner, options, &run_id, plan, inputs).drive(pipeline.name());
+        let mut report = Coordinator::new(&self.inner, options, &run_id, scope, plan, inputs).drive(pipeline.name());
         report.outputs = pipeline
             .outputs()
             .iter()
@@ -179,27 +232,101 @@ impl Engine {
         Ok(report)
     }
 
-    /// Resolves every step's code, argv and parameters, compiling modules.
-    fn plan<'p>(&self, pipeline: &'p Pipeline, params: &Params) -> Result<Vec<PlannedStep<'p>>, ValidationError> {
-        let programs = self.prepare_programs(pipeline)?;
+    /// The tenant named by a run's options, with its quota.
+    fn tenant(&self, name: Option<&str>) -> Result<Tenant, ValidationError> {
+        let name = name.unwrap_or(DEFAULT_TENANT);
+        tenant::check_name(name).map_err(|reason| {
+            ValidationError::new(Kind::InvalidName { name: name.to_owned(), reason }).in_field("tenant")
+        })?;
+        let quota = match self.inner.tenants.get(name) {
+            Some(quota) => quota.clone(),
+            None if name == DEFAULT_TENANT || self.inner.tenants.is_empty() => Arc::new(TenantQuota::default()),
+            None => {
+                let known = self.inner.tenants.keys().cloned().collect();
+                return Err(ValidationError::new(Kind::UnknownTenant { tenant: name.to_owned(), known }));
+            }
+        };
+        Ok(Tenant { name: name.into(), quota })
+    }
+
+    /// The run's tenant and, when it has a store quota, its account: the
+    /// bytes of the outputs its earlier runs produced.
+    fn run_scope(&self, tenant: Tenant) -> Result<RunScope> {
+        let store = match tenant.quota.store_bytes {
+            None => None,
+            Some(quota) => {
+                let mut used = 0u64;
+                for digest in self.inner.history.tenant_outputs(&tenant.name)? {
+                    if let Some(kind) = self.inner.store.kind_of(&digest) {
+                        used = used.saturating_add(self.inner.store.artifact_size(&Artifact { kind, digest })?);
+                    }
+                }
+                Some(Arc::new(StoreAccount::new(tenant.name.clone(), quota, used)))
+            }
+        };
+        Ok(RunScope { tenant, store })
+    }
+
+    /// Resolves every step's limits, code, argv and parameters, compiling modules.
+    fn plan<'p>(
+        &self,
+        pipeline: &'p Pipeline,
+        params: &Params,
+        tenant: &Tenant,
+    ) -> Result<Vec<PlannedStep<'p>>, ValidationError> {
+        let file = pipeline.file();
+        let limits = pipeline
+            .steps()
+            .iter()
+            .map(|step| self.limits_of(step, tenant).map_err(|err| err.in_step(step.name()).in_file(file)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let programs = self.prepare_programs(pipeline, &limits)?;
         pipeline
             .steps()
             .iter()
-            .map(|step| {
-                self.plan_step(step, params, &programs).map_err(|err| err.in_step(step.name()).in_file(pipeline.file()))
+            .zip(limits)
+            .map(|(step, limits)| {
+                self.plan_step(step, params, &programs, limits).map_err(|err| err.in_step(step.name()).in_file(file))
             })
             .collect()
+    }
+
+    /// The limits `step` runs under for `tenant`.
+    fn limits_of(&self, step: &Step, tenant: &Tenant) -> Result<Limits, ValidationError> {
+        let quota = &tenant.quota;
+        let above = |field: &'static str, asked: u64, max: u64| {
+            let tenant = tenant.name.to_string();
+            ValidationError::new(Kind::LimitAboveTenant { tenant, field, asked, max })
+                .in_field(format!("limits.{field}"))
+        };
+        let limits = self
+            .inner
+            .default_limits
+            .resolve(step.limits(), &quota.max_limits)
+            .map_err(|exceeded| above(exceeded.field, exceeded.asked, exceeded.max))?;
+        if limits.memory > quota.memory {
+            return Err(above("memory", limits.memory, quota.memory));
+        }
+        if limits.stack > MAX_WASM_STACK {
+            let why = format!("a stack of {} bytes is more than weir allows ({MAX_WASM_STACK} bytes)", limits.stack);
+            return Err(ValidationError::new(Kind::BadSize(why)).in_field("limits.stack"));
+        }
+        Ok(limits)
     }
 
     fn plan_step<'p>(
         &self,
         step: &'p Step,
         params: &Params,
-        programs: &BTreeMap<PathBuf, Arc<Program>>,
+        programs: &BTreeMap<(PathBuf, Flavor), Arc<Program>>,
+        limits: Limits,
     ) -> Result<PlannedStep<'p>, ValidationError> {
         let natives = &self.inner.natives;
         let (code, native_version, argv0) = match step.code() {
-            StepCode::Wasm(module) => (JobCode::Wasm(programs[module].clone()), 0, program_name(module)),
+            StepCode::Wasm(module) => {
+                let program = programs[&(module.clone(), Flavor::of(&limits))].clone();
+                (JobCode::Wasm(program), 0, program_name(module))
+            }
             StepCode::Native(name) => {
                 let native = natives.step(name).ok_or_else(|| {
                     let known = natives.step_names();
@@ -230,30 +357,34 @@ impl Engine {
         }
         let step_params = params::resolve(&serde_json::Value::Object(step.params().clone()), params)
             .map_err(syntax("params".to_owned()))?;
-        Ok(PlannedStep { step, code, native_version, argv, params: step_params, natives: declared })
+        Ok(PlannedStep { step, code, native_version, argv, params: step_params, natives: declared, limits })
     }
 
-    /// Compiles each distinct module once, in parallel.
-    fn prepare_programs(&self, pipeline: &Pipeline) -> Result<BTreeMap<PathBuf, Arc<Program>>, ValidationError> {
-        let mut first_user: BTreeMap<&Path, &str> = BTreeMap::new();
-        for step in pipeline.steps() {
+    /// Compiles each distinct module once per flavor its steps need, in parallel.
+    fn prepare_programs(
+        &self,
+        pipeline: &Pipeline,
+        limits: &[Limits],
+    ) -> Result<BTreeMap<(PathBuf, Flavor), Arc<Program>>, ValidationError> {
+        let mut first_user: BTreeMap<(&Path, Flavor), &str> = BTreeMap::new();
+        for (step, limits) in pipeline.steps().iter().zip(limits) {
             if let Some(module) = step.module() {
-                first_user.entry(module).or_insert(step.name());
+                first_user.entry((module, Flavor::of(limits))).or_insert(step.name());
             }
         }
-        let modules: Vec<(&Path, &str)> = first_user.into_iter().collect();
+        let modules: Vec<((&Path, Flavor), &str)> = first_user.into_iter().collect();
         let runtime = &self.inner.runtime;
         self.inner.pool.install(|| {
             modules
                 .par_iter()
-                .map(|&(path, step)| {
-                    let program = runtime.prepare(path).map_err(|reason| {
+                .map(|&((path, flavor), step)| {
+                    let program = runtime.prepare(path, flavor).map_err(|reason| {
                         ValidationError::new(Kind::InvalidModule { path: path.to_owned(), reason })
                             .in_step(step)
                             .in_field("module")
                             .in_file(pipeline.file())
                     })?;
-                    Ok((path.to_owned(), program))
+                    Ok(((path.to_owned(), flavor), program))
                 })
                 .collect()
         })

@@ -264,8 +264,28 @@ pub enum ValidationErrorKind {
         /// Slots the engine has.
         slots: usize,
     },
-    /// A step of the run options (`--rerun`) is not in the pipeline.
-    #[error("`--rerun {step}`: no such step in the pipeline")]
+    /// A step's limit is above what its tenant allows.
+    #[error("limits.{field} = {asked} is above the maximum of tenant `{tenant}` ({max})")]
+    LimitAboveTenant {
+        /// The tenant.
+        tenant: String,
+        /// The key of the `limits` table.
+        field: &'static str,
+        /// The value asked for (milliseconds for `timeout`).
+        asked: u64,
+        /// The tenant's maximum.
+        max: u64,
+    },
+    /// A run names a tenant the engine does not know.
+    #[error("no tenant named `{tenant}` is registered (registered: {})", known.join(", "))]
+    UnknownTenant {
+        /// The tenant asked for.
+        tenant: String,
+        /// The registered tenants.
+        known: Vec<String>,
+    },
+    /// A step named in the run options (`--rerun`, `verify`) is not in the pipeline.
+    #[error("`{step}`: no such step in the pipeline")]
     UnknownRerunStep {
         /// The unknown step.
         step: String,
@@ -331,6 +351,49 @@ pub enum StepErrorKind {
     MemoryLimit {
         /// The memory limit that applied, in bytes.
         limit: u64,
+    },
+    /// The guest spent all the fuel it was given.
+    #[error("ran out of fuel after {limit} units (limits.fuel)")]
+    FuelExhausted {
+        /// The fuel it was given.
+        limit: u64,
+    },
+    /// The guest recursed past its WebAssembly stack.
+    #[error("overflowed its stack of {limit} bytes (limits.stack)")]
+    StackOverflow {
+        /// The stack size that applied, in bytes.
+        limit: u64,
+    },
+    /// The guest wrote more bytes under `/out` than allowed.
+    #[error("wrote more than its output quota of {limit} bytes (limits.output)")]
+    OutputLimit {
+        /// The quota, in bytes.
+        limit: u64,
+    },
+    /// The guest created more files under `/out` than allowed.
+    #[error("created more than its quota of {limit} files (limits.files)")]
+    FilesLimit {
+        /// The quota, in files.
+        limit: u64,
+    },
+    /// Storing the step's outputs would take its tenant past its store quota.
+    #[error("outputs of {needed} bytes would exceed tenant `{tenant}`'s store quota ({used} of {quota} bytes in use)")]
+    StoreQuota {
+        /// The tenant.
+        tenant: String,
+        /// Bytes the outputs need.
+        needed: u64,
+        /// Bytes the tenant already holds.
+        used: u64,
+        /// The tenant's quota.
+        quota: u64,
+    },
+    /// Executed again by `weir verify`, the step wrote different outputs than
+    /// the cached ones: it is not deterministic, yet its results are reused.
+    #[error("is not reproducible: executed again, it wrote different {}", outputs.join(", "))]
+    Nondeterministic {
+        /// Each differing output, with the cached and the new digest.
+        outputs: Vec<String>,
     },
     /// A declared output was not written to `/out/<name>`.
     #[error("declared output `{output}` was not written to /out/{output}")]

@@ -5,6 +5,7 @@
 mod explain;
 mod queries;
 mod schema;
+mod tenancy;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -45,7 +46,9 @@ fn host_name() -> String {
 /// What is known of a run when it starts.
 pub(crate) struct RunStart<'a> {
     pub id: &'a str,
+    pub tenant: &'a str,
     pub pipeline: &'a str,
+    pub manifest_path: Option<&'a Path>,
     pub manifest_digest: Option<String>,
     pub params: &'a serde_json::Value,
     pub inputs: Vec<(String, crate::Digest, String)>,
@@ -95,8 +98,8 @@ impl History {
         self.with(|conn| {
             let tx = conn.transaction().map_err(db_error("recording a run"))?;
             tx.execute(
-                "INSERT INTO runs (id, pipeline, manifest_digest, params, started, status, host, pid)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7)",
+                "INSERT INTO runs (id, pipeline, manifest_digest, params, started, status, host, pid, tenant, manifest_path)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9)",
                 params![
                     run.id,
                     run.pipeline,
@@ -104,7 +107,9 @@ impl History {
                     run.params.to_string(),
                     now(),
                     host_name(),
-                    i64::from(std::process::id())
+                    i64::from(std::process::id()),
+                    run.tenant,
+                    run.manifest_path.map(|path| path.display().to_string())
                 ],
             )
             .map_err(db_error("recording a run"))?;

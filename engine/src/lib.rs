@@ -92,6 +92,7 @@ mod scheduler;
 mod step_exec;
 mod store;
 mod telemetry;
+mod tenant;
 
 pub use digest::{Digest, ParseDigestError};
 pub use engine::{Engine, EngineBuilder};
@@ -101,12 +102,14 @@ pub use history::{
     DATABASE as HISTORY_DATABASE, Explanation, History, LineageNode, MetricPoint, MetricRow, RunDetail, RunSummary,
     StepRecord,
 };
-pub use limits::{Limits, parse_duration, parse_size};
+pub use limits::{LimitExceeded, LimitOverrides, Limits, parse_duration, parse_size};
+pub use manifest::load_tenants;
 pub use native::{CallContext, Device, GpuSupport, NativeFunction, NativeStep, StepContext, TypedFunction, native_fn};
 pub use options::RunOptions;
 pub use params::{Params, parse_like};
 pub use pipeline::{
     InputRef, OutputKind, Pipeline, PipelineBuilder, PipelineOutput, Resources, Step, StepBuilder, StepCode,
 };
-pub use report::{Logs, RunReport, RunStatus, StepReport, StepStatus};
+pub use report::{Logs, RunReport, RunStatus, StepReport, StepStatus, Verification};
 pub use store::{Artifact, Store, VerifyReport};
+pub use tenant::{DEFAULT_TENANT, TenantQuota};

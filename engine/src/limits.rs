@@ -1,19 +1,34 @@
-//! Resource limits of a step's sandbox, and the parsing of sizes and durations.
+//! Resource limits of a step's sandbox, how a step's overrides combine with
+//! the engine's defaults and a tenant's ceiling, and the parsing of sizes and
+//! durations.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Limits applied to one execution of a step.
+/// The limits one execution of a step runs under.
 ///
-/// Defaults (used for every field a step leaves unset): [`Limits::DEFAULT_MEMORY`]
-/// of linear memory and a [`Limits::DEFAULT_TIMEOUT`] wall-clock timeout.
+/// [`Limits::default`] holds the engine's defaults, used for every field a
+/// step leaves unset (see [`LimitOverrides`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Bytes of linear memory the guest may hold, across all its memories.
     pub memory: u64,
     /// Wall-clock time the guest may run before it is interrupted.
     pub timeout: Duration,
+    /// Units of fuel (roughly, WebAssembly instructions) the guest may spend;
+    /// `None` runs unmetered (metering costs some speed).
+    pub fuel: Option<u64>,
+    /// Bytes of WebAssembly stack (deep recursion beyond it traps).
+    pub stack: u64,
+    /// Total bytes of the files the guest writes under `/out`.
+    pub output: u64,
+    /// Number of files and directories the guest creates under `/out`.
+    pub files: u64,
+    /// Bytes kept of each of stdout and stderr; the rest is dropped and a
+    /// truncation marker written in its place.
+    pub log: u64,
 }
 
 impl Limits {
@@ -21,11 +36,168 @@ impl Limits {
     pub const DEFAULT_MEMORY: u64 = 512 << 20;
     /// Default timeout: 10 minutes.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+    /// Default WebAssembly stack: 1 MiB.
+    pub const DEFAULT_STACK: u64 = 1 << 20;
+    /// Default output quota: 8 GiB.
+    pub const DEFAULT_OUTPUT: u64 = 8 << 30;
+    /// Default number of output files: 100,000.
+    pub const DEFAULT_FILES: u64 = 100_000;
+    /// Default bytes kept of each log: 16 MiB.
+    pub const DEFAULT_LOG: u64 = 16 << 20;
+
+    /// These limits with the fields `overrides` sets replaced.
+    pub fn with(self, overrides: &LimitOverrides) -> Limits {
+        Limits {
+            memory: overrides.memory.unwrap_or(self.memory),
+            timeout: overrides.timeout.unwrap_or(self.timeout),
+            fuel: overrides.fuel.or(self.fuel),
+            stack: overrides.stack.unwrap_or(self.stack),
+            output: overrides.output.unwrap_or(self.output),
+            files: overrides.files.unwrap_or(self.files),
+            log: overrides.log.unwrap_or(self.log),
+        }
+    }
+
+    /// The limits a step gets under a `ceiling` (a tenant's maximum): each
+    /// field the step sets must be within it, each field it leaves unset is
+    /// this default lowered to the ceiling. The error names the field, the
+    /// value asked for and the maximum.
+    pub fn resolve(self, overrides: &LimitOverrides, ceiling: &Limits) -> Result<Limits, LimitExceeded> {
+        let check = |field: &'static str, asked: Option<u64>, default: u64, max: u64| match asked {
+            Some(asked) if asked > max => Err(LimitExceeded { field, asked, max }),
+            Some(asked) => Ok(asked),
+            None => Ok(default.min(max)),
+        };
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let fuel = match (overrides.fuel.or(self.fuel), ceiling.fuel) {
+            (Some(asked), Some(max)) if overrides.fuel.is_some() && asked > max => {
+                return Err(LimitExceeded { field: "fuel", asked, max });
+            }
+            (Some(asked), Some(max)) => Some(asked.min(max)),
+            (None, Some(max)) => Some(max),
+            (asked, None) => asked,
+        };
+        Ok(Limits {
+            memory: check("memory", overrides.memory, self.memory, ceiling.memory)?,
+            timeout: Duration::from_millis(check(
+                "timeout",
+                overrides.timeout.map(millis),
+                millis(self.timeout),
+                millis(ceiling.timeout),
+            )?),
+            fuel,
+            stack: check("stack", overrides.stack, self.stack, ceiling.stack)?,
+            output: check("output", overrides.output, self.output, ceiling.output)?,
+            files: check("files", overrides.files, self.files, ceiling.files)?,
+            log: check("log", overrides.log, self.log, ceiling.log)?,
+        })
+    }
+
+    /// No limit at all: the ceiling of a tenant without one.
+    pub const UNBOUNDED: Limits = Limits {
+        memory: u64::MAX,
+        timeout: Duration::MAX,
+        fuel: None,
+        stack: u64::MAX,
+        output: u64::MAX,
+        files: u64::MAX,
+        log: u64::MAX,
+    };
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { memory: Self::DEFAULT_MEMORY, timeout: Self::DEFAULT_TIMEOUT }
+        Self {
+            memory: Self::DEFAULT_MEMORY,
+            timeout: Self::DEFAULT_TIMEOUT,
+            fuel: None,
+            stack: Self::DEFAULT_STACK,
+            output: Self::DEFAULT_OUTPUT,
+            files: Self::DEFAULT_FILES,
+            log: Self::DEFAULT_LOG,
+        }
+    }
+}
+
+/// The limits a step sets itself (the keys of its `limits` table); each
+/// unset field takes the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitOverrides {
+    /// See [`Limits::memory`].
+    pub memory: Option<u64>,
+    /// See [`Limits::timeout`].
+    pub timeout: Option<Duration>,
+    /// See [`Limits::fuel`].
+    pub fuel: Option<u64>,
+    /// See [`Limits::stack`].
+    pub stack: Option<u64>,
+    /// See [`Limits::output`].
+    pub output: Option<u64>,
+    /// See [`Limits::files`].
+    pub files: Option<u64>,
+    /// See [`Limits::log`].
+    pub log: Option<u64>,
+}
+
+/// A step asks for more than its tenant allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitExceeded {
+    /// The key of the `limits` table, e.g. `memory`.
+    pub field: &'static str,
+    /// What the step asked for (milliseconds for `timeout`).
+    pub asked: u64,
+    /// The tenant's maximum.
+    pub max: u64,
+}
+
+/// What a step has written under `/out` so far, against its quotas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct OutputUsage {
+    /// Bytes in regular files.
+    pub bytes: u64,
+    /// Files, directories and other entries.
+    pub files: u64,
+}
+
+impl OutputUsage {
+    /// Measures `dir` without following links, stopping as soon as a quota
+    /// of `limits` is passed (so a guest that made a million files costs at
+    /// most `limits.files` entries to look at).
+    pub(crate) fn measure(dir: &Path, limits: &Limits) -> OutputUsage {
+        let mut usage = OutputUsage::default();
+        let mut pending = vec![dir.to_owned()];
+        while let Some(dir) = pending.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                usage.files += 1;
+                if let Ok(meta) = entry.metadata() {
+                    if meta.is_dir() {
+                        pending.push(entry.path());
+                    } else if meta.is_file() {
+                        usage.bytes = usage.bytes.saturating_add(meta.len());
+                    }
+                }
+                if usage.exceeds(limits) {
+                    return usage;
+                }
+            }
+        }
+        usage
+    }
+
+    /// The step error for a passed quota, if one is.
+    pub(crate) fn breach(&self, limits: &Limits) -> Option<crate::StepErrorKind> {
+        if self.files > limits.files {
+            Some(crate::StepErrorKind::FilesLimit { limit: limits.files })
+        } else if self.bytes > limits.output {
+            Some(crate::StepErrorKind::OutputLimit { limit: limits.output })
+        } else {
+            None
+        }
+    }
+
+    fn exceeds(&self, limits: &Limits) -> bool {
+        self.files > limits.files || self.bytes > limits.output
     }
 }
 

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::limits::{parse_duration, parse_size};
 use crate::params::{Params, rebind, toml_to_json};
-use crate::{Limits, OutputKind, Pipeline, PipelineBuilder, Resources, StepBuilder};
+use crate::{LimitOverrides, OutputKind, Pipeline, PipelineBuilder, Resources, StepBuilder};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,6 +76,7 @@ struct RawStep {
     #[serde(default)]
     limits: Option<RawLimits>,
     reuse: Option<bool>,
+    deterministic: Option<bool>,
     map: Option<String>,
 }
 
@@ -84,6 +85,11 @@ struct RawStep {
 struct RawLimits {
     memory: Option<toml::Value>,
     timeout: Option<String>,
+    fuel: Option<toml::Value>,
+    stack: Option<toml::Value>,
+    output: Option<toml::Value>,
+    files: Option<toml::Value>,
+    log: Option<toml::Value>,
 }
 
 impl Pipeline {
@@ -99,6 +105,57 @@ impl Pipeline {
         let builder = parse(text, path).map_err(|err| err.in_file(Some(path)))?;
         builder.source_file(path).build()
     }
+}
+
+/// The `[tenants.NAME]` tables of a tenants file: per tenant its quotas
+/// (`concurrent_steps`, `memory`, `store`) and the most its steps may ask
+/// for (a `limits` table with the keys of a step's).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenants {
+    #[serde(default)]
+    tenants: BTreeMap<String, RawTenant>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    concurrent_steps: Option<usize>,
+    memory: Option<toml::Value>,
+    store: Option<toml::Value>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+/// Loads tenants and their quotas from a TOML file such as
+///
+/// ```toml
+/// [tenants.alice]
+/// concurrent_steps = 2
+/// memory = "1GiB"        # across its running steps
+/// store = "10GiB"        # bytes of outputs it may hold
+/// limits = { memory = "256MiB", timeout = "1m" }
+/// ```
+pub fn load_tenants(path: &Path) -> Result<BTreeMap<String, crate::TenantQuota>, ValidationError> {
+    let text = read_manifest(path)?;
+    let raw: RawTenants = toml::from_str(&text).map_err(|err| syntax(err.to_string()).in_file(Some(path)))?;
+    let mut tenants = BTreeMap::new();
+    for (name, raw) in raw.tenants {
+        let located = |err: ValidationError| err.in_file(Some(path)).in_step(&format!("tenants.{name}"));
+        crate::tenant::check_name(&name).map_err(|why| syntax(why).in_field("name")).map_err(located)?;
+        let size = |field: &str, value: &Option<toml::Value>| {
+            value.as_ref().map(|value| quantity(value, parse_size, field)).transpose()
+        };
+        let defaults = crate::TenantQuota::default();
+        let quota = crate::TenantQuota {
+            concurrent_steps: raw.concurrent_steps.unwrap_or(defaults.concurrent_steps),
+            memory: size("memory", &raw.memory).map_err(located)?.unwrap_or(defaults.memory),
+            store_bytes: size("store", &raw.store).map_err(located)?,
+            max_limits: crate::Limits::UNBOUNDED.with(&parse_limits(&raw.limits).map_err(located)?),
+        };
+        tenants.insert(name, quota);
+    }
+    Ok(tenants)
 }
 
 fn read_manifest(path: &Path) -> Result<String, ValidationError> {
@@ -172,7 +229,8 @@ fn code_step(name: &str, raw: RawStep, base: &Path, bindings: Option<&Params>) -
         .resources(raw.resources.unwrap_or_default())
         .args(args)
         .limits(parse_limits(&raw.limits.unwrap_or_default())?)
-        .reuse(raw.reuse.unwrap_or(true));
+        .reuse(raw.reuse.unwrap_or(true))
+        .deterministic(raw.deterministic.unwrap_or(false));
     if let Some(input) = raw.map {
         step = step.map(input);
     }
@@ -193,19 +251,42 @@ fn code_step(name: &str, raw: RawStep, base: &Path, bindings: Option<&Params>) -
     Ok(step)
 }
 
-fn parse_limits(raw: &RawLimits) -> Result<Limits, ValidationError> {
-    let mut limits = Limits::default();
-    if let Some(memory) = &raw.memory {
-        let bytes = match memory {
-            toml::Value::Integer(bytes) => u64::try_from(*bytes).map_err(|_| format!("`{bytes}` is not a size")),
-            toml::Value::String(text) => parse_size(text),
-            other => Err(format!("`{other}` is not a size: write it like \"64MiB\"")),
-        };
-        limits.memory = bytes.map_err(|why| ValidationError::new(Kind::BadSize(why)).in_field("limits.memory"))?;
-    }
-    if let Some(timeout) = &raw.timeout {
-        limits.timeout = parse_duration(timeout)
-            .map_err(|why| ValidationError::new(Kind::BadDuration(why)).in_field("limits.timeout"))?;
-    }
-    Ok(limits)
+fn parse_limits(raw: &RawLimits) -> Result<LimitOverrides, ValidationError> {
+    let size = |field: &str, value: &Option<toml::Value>| {
+        value.as_ref().map(|value| quantity(value, parse_size, &format!("limits.{field}"))).transpose()
+    };
+    let count = |field: &str, value: &Option<toml::Value>| {
+        value.as_ref().map(|value| quantity(value, parse_count, &format!("limits.{field}"))).transpose()
+    };
+    let timeout = raw
+        .timeout
+        .as_deref()
+        .map(|text| {
+            parse_duration(text).map_err(|why| ValidationError::new(Kind::BadDuration(why)).in_field("limits.timeout"))
+        })
+        .transpose()?;
+    Ok(LimitOverrides {
+        memory: size("memory", &raw.memory)?,
+        timeout,
+        fuel: count("fuel", &raw.fuel)?,
+        stack: size("stack", &raw.stack)?,
+        output: size("output", &raw.output)?,
+        files: count("files", &raw.files)?,
+        log: size("log", &raw.log)?,
+    })
+}
+
+/// A non-negative quantity written as an integer or as text that `parse` reads.
+fn quantity(value: &toml::Value, parse: fn(&str) -> Result<u64, String>, field: &str) -> Result<u64, ValidationError> {
+    let parsed = match value {
+        toml::Value::Integer(number) => u64::try_from(*number).map_err(|_| format!("`{number}` is negative")),
+        toml::Value::String(text) => parse(text),
+        other => Err(format!("`{other}` is not a number: write it like \"64MiB\" or 1000")),
+    };
+    parsed.map_err(|why| ValidationError::new(Kind::BadSize(why)).in_field(field))
+}
+
+/// Parses a plain count such as `1000` or `1_000_000`.
+fn parse_count(text: &str) -> Result<u64, String> {
+    text.trim().replace('_', "").parse().map_err(|_| format!("`{text}` is not a whole number"))
 }

@@ -17,7 +17,15 @@ pub struct RunOptions {
     params: BTreeMap<String, Override>,
     rerun: BTreeSet<String>,
     no_cache: bool,
+    tenant: Option<String>,
+    verify: Option<Verify>,
     events: Option<Sink>,
+}
+
+/// Which steps a verifying run re-executes: all, or one.
+#[derive(Debug, Clone)]
+struct Verify {
+    step: Option<String>,
 }
 
 /// An event sink (its own type so `RunOptions` can be `Debug`).
@@ -68,6 +76,34 @@ impl RunOptions {
         self
     }
 
+    /// Runs as `tenant` (default: [`DEFAULT_TENANT`](crate::DEFAULT_TENANT)):
+    /// its quotas apply, and its cache entries and runs are its own.
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
+    /// The tenant named, if any.
+    pub(crate) fn tenant_name(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
+    /// Makes this a verifying run: every step that has a cached result (or
+    /// only `step`, when given) is executed again and its outputs compared
+    /// with the cached ones; a difference fails the step with
+    /// [`StepErrorKind::Nondeterministic`](crate::StepErrorKind::Nondeterministic).
+    /// Downstream steps get the cached outputs, and nothing is written to
+    /// the cache.
+    pub fn verify(mut self, step: Option<String>) -> Self {
+        self.verify = Some(Verify { step });
+        self
+    }
+
+    /// Whether this run re-executes `step` to compare with its cached result.
+    pub(crate) fn verifies(&self, step: &str) -> bool {
+        self.verify.as_ref().is_some_and(|verify| verify.step.as_deref().is_none_or(|only| only == step))
+    }
+
     /// Delivers the run's events (steps starting and finishing, metrics,
     /// progress) to `sink` as they happen.
     pub fn events(mut self, sink: Arc<dyn EventSink>) -> Self {
@@ -100,6 +136,9 @@ impl RunOptions {
     pub(crate) fn resolve(&self, pipeline: &Pipeline) -> Result<Params, ValidationError> {
         let located = |err: ValidationError| err.in_file(pipeline.file());
         if let Some(step) = self.rerun.iter().find(|step| pipeline.step(step).is_none()) {
+            return Err(located(ValidationError::new(Kind::UnknownRerunStep { step: step.clone() })));
+        }
+        if let Some(step) = self.verify.as_ref().and_then(|v| v.step.as_ref()).filter(|s| pipeline.step(s).is_none()) {
             return Err(located(ValidationError::new(Kind::UnknownRerunStep { step: step.clone() })));
         }
         let mut params = pipeline.params().clone();

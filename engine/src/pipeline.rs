@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 pub use builder::{PipelineBuilder, StepBuilder};
 
-use crate::Limits;
+use crate::LimitOverrides;
 use crate::params::Params;
 
 /// A validated pipeline: steps in an order where every step comes after the
@@ -94,7 +94,8 @@ pub struct Step {
     pub(crate) inputs: BTreeMap<String, InputRef>,
     pub(crate) outputs: BTreeMap<String, OutputKind>,
     pub(crate) params: serde_json::Map<String, serde_json::Value>,
-    pub(crate) limits: Limits,
+    pub(crate) limits: LimitOverrides,
+    pub(crate) deterministic: bool,
     pub(crate) reuse: bool,
     pub(crate) map: Option<String>,
 }
@@ -148,9 +149,15 @@ impl Step {
         &self.params
     }
 
-    /// Sandbox limits.
-    pub fn limits(&self) -> Limits {
-        self.limits
+    /// The sandbox limits the step sets; the rest take the engine's defaults.
+    pub fn limits(&self) -> &LimitOverrides {
+        &self.limits
+    }
+
+    /// Whether the guest's clocks and random source are virtual and seeded
+    /// from the cache key, so that re-executing it gives the same bytes.
+    pub fn deterministic(&self) -> bool {
+        self.deterministic
     }
 
     /// Whether a cached result may be reused (`false` for side-effecting steps).

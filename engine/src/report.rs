@@ -99,6 +99,21 @@ pub struct StepReport {
     /// Things the user should know, e.g. that a GPU was asked for and none was there.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// In a verifying run, what re-executing the step showed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+/// What a verifying run found for one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verification {
+    /// Executed again, it wrote the cached outputs byte for byte.
+    Reproduced,
+    /// Executed again, it wrote different outputs (see the step's error).
+    Differs,
+    /// It had no cached result to compare with, so it executed as usual.
+    NothingToCompare,
 }
 
 /// Digests of a step execution's captured output streams.

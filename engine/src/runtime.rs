@@ -1,14 +1,18 @@
-//! The WebAssembly runtime: one shared `wasmtime::Engine`, linkers built once,
-//! each module compiled once (cached in memory and on disk), and a fresh
-//! `Store` for every execution.
+//! The WebAssembly runtime: a shared `wasmtime::Engine` per [`Flavor`] of
+//! limits (almost always just one), linkers built once, each module compiled
+//! once per flavor (cached in memory and on disk), and a fresh `Store` for
+//! every execution.
 
+mod capped_log;
 mod compile_cache;
+mod determinism;
 mod execute;
 mod limiter;
 mod sandbox;
 mod ticker;
+mod watch;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -20,12 +24,20 @@ pub(crate) use execute::Invocation;
 use sandbox::{ComponentState, CoreState};
 
 use crate::module_kind::ModuleKind;
-use crate::{Digest, Error, Result};
+use crate::{Digest, Error, Limits, Result};
+
+/// The largest WebAssembly stack a step may ask for. Guests run on the
+/// worker's own stack, so workers get [`WORKER_STACK`], which leaves room
+/// above this for the host's frames.
+pub(crate) const MAX_WASM_STACK: u64 = 32 << 20;
+/// Stack size of the worker threads that run guests.
+pub(crate) const WORKER_STACK: usize = 48 << 20;
 
 /// A module or component compiled and linked, ready to instantiate.
 pub(crate) struct Program {
     /// Digest of the module's bytes (part of the cache key).
     pub digest: Digest,
+    engine: Engine,
     kind: ProgramKind,
 }
 
@@ -34,9 +46,31 @@ enum ProgramKind {
     Component(CommandPre<ComponentState>),
 }
 
+/// The engine settings a step's limits decide, each of which needs its own
+/// `wasmtime::Engine`: whether fuel is metered (compiled into the code), and
+/// the stack size (a setting of the engine, not of a store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Flavor {
+    metered: bool,
+    stack: u64,
+}
+
+impl Flavor {
+    /// The flavor that enforces `limits`.
+    pub(crate) fn of(limits: &Limits) -> Self {
+        Self { metered: limits.fuel.is_some(), stack: limits.stack }
+    }
+}
+
 /// Compiles, caches and runs WASI programs. Shared by all steps of all runs
 /// of an engine.
 pub(crate) struct Runtime {
+    compiled_dir: PathBuf,
+    flavors: DashMap<Flavor, Arc<FlavoredRuntime>>,
+}
+
+/// One `wasmtime::Engine` with its linkers, programs and tickers.
+struct FlavoredRuntime {
     engine: Engine,
     core_linker: Linker<CoreState>,
     component_linker: wasmtime::component::Linker<ComponentState>,
@@ -47,20 +81,48 @@ pub(crate) struct Runtime {
 
 impl Runtime {
     /// A runtime whose compiled modules are cached under `compiled_dir`.
+    /// Fails if the default flavor's engine cannot be set up.
     pub(crate) fn new(compiled_dir: &Path) -> Result<Self> {
+        let runtime = Self { compiled_dir: compiled_dir.to_owned(), flavors: DashMap::new() };
+        runtime.flavor(Flavor::of(&Limits::default())).map_err(Error::Runtime)?;
+        Ok(runtime)
+    }
+
+    /// Compiles and links the module at `path` for steps whose limits need
+    /// `flavor`, or returns the cached program. The error is a reason for the
+    /// user: the module is not a valid WASI command.
+    pub(crate) fn prepare(&self, path: &Path, flavor: Flavor) -> Result<Arc<Program>, String> {
+        let bytes = std::fs::read(path).map_err(|err| format!("cannot read it: {err}"))?;
+        self.flavor(flavor)?.prepare(&bytes)
+    }
+
+    fn flavor(&self, flavor: Flavor) -> Result<Arc<FlavoredRuntime>, String> {
+        if let Some(runtime) = self.flavors.get(&flavor) {
+            return Ok(runtime.clone());
+        }
+        let runtime = Arc::new(FlavoredRuntime::new(flavor, &self.compiled_dir)?);
+        Ok(self.flavors.entry(flavor).or_insert(runtime).clone())
+    }
+}
+
+impl FlavoredRuntime {
+    fn new(flavor: Flavor, compiled_dir: &Path) -> Result<Self, String> {
+        let stack = usize::try_from(flavor.stack.min(MAX_WASM_STACK)).unwrap_or(usize::MAX);
         let mut config = Config::new();
-        config.epoch_interruption(true).parallel_compilation(true);
-        let engine = Engine::new(&config).map_err(|err| Error::Runtime(err.to_string()))?;
+        config.epoch_interruption(true).parallel_compilation(true).consume_fuel(flavor.metered).max_wasm_stack(stack);
+        let engine =
+            Engine::new(&config).map_err(|err| format!("setting up the WebAssembly engine: {}", chain(&err)))?;
+        let setup = |err: wasmtime::Error| format!("linking WASI: {}", chain(&err));
         let mut core_linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut core_linker, |state: &mut CoreState| &mut state.wasi)
-            .map_err(|err| Error::Runtime(err.to_string()))?;
+            .map_err(setup)?;
         let mut component_linker = wasmtime::component::Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut component_linker).map_err(|err| Error::Runtime(err.to_string()))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut component_linker).map_err(setup)?;
         sandbox::add_host_to_linker::<ComponentState, wasmtime::component::HasSelf<ComponentState>>(
             &mut component_linker,
             |state| state,
         )
-        .map_err(|err| Error::Runtime(err.to_string()))?;
+        .map_err(setup)?;
         Ok(Self {
             disk_cache: compile_cache::CompileCache::new(&engine, compiled_dir),
             _ticker: ticker::EpochTicker::start(engine.clone()),
@@ -71,19 +133,16 @@ impl Runtime {
         })
     }
 
-    /// Compiles and links the module at `path`, or returns the cached program.
-    /// The error is a reason for the user: the module is not a valid WASI command.
-    pub(crate) fn prepare(&self, path: &Path) -> Result<Arc<Program>, String> {
-        let bytes = std::fs::read(path).map_err(|err| format!("cannot read it: {err}"))?;
-        let digest = Digest::of(&bytes);
+    fn prepare(&self, bytes: &[u8]) -> Result<Arc<Program>, String> {
+        let digest = Digest::of(bytes);
         if let Some(program) = self.programs.get(&digest) {
             return Ok(program.clone());
         }
-        let kind = match ModuleKind::of_bytes(&bytes)? {
-            ModuleKind::Core => ProgramKind::Core(self.link_core(&bytes, &digest)?),
-            ModuleKind::Component => ProgramKind::Component(self.link_component(&bytes, &digest)?),
+        let kind = match ModuleKind::of_bytes(bytes)? {
+            ModuleKind::Core => ProgramKind::Core(self.link_core(bytes, &digest)?),
+            ModuleKind::Component => ProgramKind::Component(self.link_component(bytes, &digest)?),
         };
-        let program = Arc::new(Program { digest, kind });
+        let program = Arc::new(Program { digest, engine: self.engine.clone(), kind });
         self.programs.insert(digest, program.clone());
         Ok(program)
     }

@@ -3,12 +3,14 @@
 //! the rest to the worker pool as GPU slots allow, and records the results
 //! that come back over a channel.
 
+mod admission;
 mod map_run;
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::mpsc;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
+pub(crate) use admission::{Admission, Ticket};
 use map_run::{EntryOutcome, MapRun};
 
 use serde_json::Value;
@@ -19,9 +21,10 @@ use crate::events::Event;
 use crate::history::{MetricPoint, StepRecord};
 use crate::native::Device;
 use crate::pipeline::{InputRef, Step};
-use crate::report::{Logs, RunReport, RunStatus, StepReport, StepStatus};
+use crate::report::{Logs, RunReport, RunStatus, StepReport, StepStatus, Verification};
 use crate::step_exec::{self, Finished, Job, JobCode, Workshop};
-use crate::{Artifact, Digest, RunOptions, StepError, StepErrorKind};
+use crate::tenant::{StoreAccount, Tenant};
+use crate::{Artifact, Digest, Limits, RunOptions, StepError, StepErrorKind};
 
 /// A step ready to be keyed: its code, argv and parameters resolved.
 pub(crate) struct PlannedStep<'p> {
@@ -33,6 +36,21 @@ pub(crate) struct PlannedStep<'p> {
     pub params: Value,
     /// Declared native functions with their versions.
     pub natives: BTreeMap<String, u32>,
+    /// The limits it runs under: its own, the defaults, the tenant's ceiling.
+    pub limits: Limits,
+}
+
+/// Who a run belongs to and what it may use.
+pub(crate) struct RunScope {
+    pub tenant: Tenant,
+    /// The tenant's store quota, when it has one.
+    pub store: Option<Arc<StoreAccount>>,
+}
+
+/// What reaches the coordinator from workers and from the admission gate.
+enum Message {
+    Finished(JobId, Box<Finished>),
+    Admitted(JobId, Ticket),
 }
 
 /// GPU slots: which are free, and whether real GPUs stand behind them.
@@ -66,6 +84,7 @@ pub(crate) struct Coordinator<'a> {
     engine: &'a EngineInner,
     options: &'a RunOptions,
     run_id: &'a str,
+    scope: RunScope,
     plan: Vec<PlannedStep<'a>>,
     pipeline_inputs: BTreeMap<String, Artifact>,
     index: BTreeMap<&'a str, usize>,
@@ -82,6 +101,10 @@ pub(crate) struct Coordinator<'a> {
     held: BTreeMap<JobId, Vec<usize>>,
     gpu_queue: VecDeque<(JobId, Job)>,
     maps: Vec<Option<MapRun>>,
+    /// In a verifying run, the cached outputs a re-executed step must match.
+    expected: Vec<Option<BTreeMap<String, Artifact>>>,
+    /// In a verifying run, what each step's verification found.
+    verification: Vec<Option<Verification>>,
     /// Settled steps not yet written to the history (flushed whenever the
     /// coordinator is about to wait, so no record waits on a running step).
     unrecorded: Vec<StepRecord>,
@@ -96,6 +119,7 @@ impl<'a> Coordinator<'a> {
         engine: &'a EngineInner,
         options: &'a RunOptions,
         run_id: &'a str,
+        scope: RunScope,
         plan: Vec<PlannedStep<'a>>,
         pipeline_inputs: BTreeMap<String, Artifact>,
     ) -> Self {
@@ -113,6 +137,7 @@ impl<'a> Coordinator<'a> {
             engine,
             options,
             run_id,
+            scope,
             blocked: vec![false; count],
             outputs: vec![BTreeMap::new(); count],
             keys: vec![None; count],
@@ -124,6 +149,8 @@ impl<'a> Coordinator<'a> {
             held: BTreeMap::new(),
             gpu_queue: VecDeque::new(),
             maps: (0..count).map(|_| None).collect(),
+            expected: vec![None; count],
+            verification: vec![None; count],
             unrecorded: Vec::new(),
             reports: BTreeMap::new(),
             plan,
@@ -136,7 +163,7 @@ impl<'a> Coordinator<'a> {
 
     /// Runs every step to an outcome and reports the run.
     pub(crate) fn drive(mut self, pipeline: &str) -> RunReport {
-        let (sender, receiver) = mpsc::channel::<(JobId, Finished)>();
+        let (sender, receiver) = mpsc::channel::<Message>();
         let mut ready: Vec<usize> = (0..self.plan.len()).filter(|&i| self.waiting[i] == 0).rev().collect();
         let workshop = Workshop {
             store: &self.engine.store,
@@ -144,8 +171,23 @@ impl<'a> Coordinator<'a> {
             natives: &self.engine.natives,
             events: self.options.event_sink(),
         };
+        let admission = self.engine.admission.clone();
         self.engine.pool.in_place_scope(|scope| {
             let mut in_flight = 0usize;
+            let mut parked: HashMap<JobId, Job> = HashMap::new();
+            let start = |this: &Self, id: JobId, job: Job, ticket: Ticket| {
+                if id.1.is_none_or(|entry| entry == 0) {
+                    this.emit(&Event::StepStarted { step: &job.step });
+                }
+                let sender = sender.clone();
+                let workshop = &workshop;
+                scope.spawn(move |_| {
+                    let finished = step_exec::execute(workshop, &job);
+                    drop(ticket);
+                    // The coordinator outlives every worker of its scope.
+                    let _ = sender.send(Message::Finished(id, Box::new(finished)));
+                });
+            };
             loop {
                 let mut runnable = Vec::new();
                 while let Some(i) = ready.pop() {
@@ -159,25 +201,33 @@ impl<'a> Coordinator<'a> {
                 }
                 runnable.extend(self.admit_queued());
                 for (id, job) in runnable {
-                    if id.1.is_none_or(|entry| entry == 0) {
-                        self.emit(&Event::StepStarted { step: &job.step });
+                    let to = sender.clone();
+                    let deliver = move |ticket| drop(to.send(Message::Admitted(id, ticket)));
+                    match admission.request(&self.scope.tenant, job.limits.memory, deliver) {
+                        Some(ticket) => {
+                            start(&self, id, job, ticket);
+                            in_flight += 1;
+                        }
+                        None => drop(parked.insert(id, job)),
                     }
-                    let sender = sender.clone();
-                    let workshop = &workshop;
-                    scope.spawn(move |_| {
-                        let finished = step_exec::execute(workshop, &job);
-                        // The coordinator outlives every worker of its scope.
-                        let _ = sender.send((id, finished));
-                    });
-                    in_flight += 1;
                 }
                 self.flush_history();
-                if in_flight == 0 {
+                if in_flight == 0 && parked.is_empty() {
                     break;
                 }
-                let Ok((id, finished)) = receiver.recv() else { break };
-                in_flight -= 1;
-                self.record(id, finished, &mut ready);
+                match receiver.recv() {
+                    Ok(Message::Finished(id, finished)) => {
+                        in_flight -= 1;
+                        self.record(id, *finished, &mut ready);
+                    }
+                    Ok(Message::Admitted(id, ticket)) => {
+                        if let Some(job) = parked.remove(&id) {
+                            start(&self, id, job, ticket);
+                            in_flight += 1;
+                        }
+                    }
+                    Err(_) => break,
+                }
             }
         });
         self.flush_history();
@@ -219,6 +269,16 @@ impl<'a> Coordinator<'a> {
         if let Some(mapped) = self.plan[i].step.map() {
             let directory = inputs[mapped];
             return self.dispatch_map(i, mapped, directory, inputs, started, ready);
+        }
+        if self.options.verifies(self.plan[i].step.name()) {
+            match self.engine.store.cache_get(&key) {
+                Some(entry) => {
+                    self.expected[i] = Some(entry.outputs);
+                    let job = Job { record: false, ..self.job(i, inputs, key) };
+                    return vec![((i, None), job)];
+                }
+                None => self.verification[i] = Some(Verification::NothingToCompare),
+            }
         }
         if let Some(entry) = self.cached(i, &key) {
             self.outputs[i] = entry.outputs.clone();
@@ -306,7 +366,9 @@ impl<'a> Coordinator<'a> {
             params: planned.params.clone(),
             inputs,
             outputs: step.outputs().clone(),
-            limits: step.limits(),
+            limits: planned.limits,
+            deterministic: step.deterministic(),
+            store_account: self.scope.store.clone(),
             natives: planned.natives.keys().cloned().collect(),
             device: Device::Cpu,
             key,
@@ -369,6 +431,7 @@ impl<'a> Coordinator<'a> {
             self.gpus.release(&slots);
         }
         let (i, entry) = id;
+        self.warnings[i].extend(finished.warnings);
         if let Some(index) = entry {
             let outcome = match finished.outputs {
                 Ok(outputs) => EntryOutcome::Ran(outputs),
@@ -380,10 +443,22 @@ impl<'a> Coordinator<'a> {
             self.finish_map_if_done(i, ready);
             return;
         }
-        let (status, outputs, error) = match finished.outputs {
+        let (mut status, mut outputs, mut error) = match finished.outputs {
             Ok(outputs) => (StepStatus::Ran, outputs, None),
             Err(error) => (StepStatus::Failed, BTreeMap::new(), Some(error)),
         };
+        if let Some(expected) = self.expected[i].take().filter(|_| status == StepStatus::Ran) {
+            let differing = differing_outputs(&expected, &outputs);
+            self.verification[i] =
+                Some(if differing.is_empty() { Verification::Reproduced } else { Verification::Differs });
+            if !differing.is_empty() {
+                status = StepStatus::Failed;
+                let step = self.plan[i].step.name().to_owned();
+                let kind = StepErrorKind::Nondeterministic { outputs: differing };
+                error = Some(StepError { step, kind, stderr_tail: String::new() });
+            }
+            outputs = expected;
+        }
         self.outputs[i] = outputs.clone();
         self.series[i] = finished.series;
         let report = StepReport {
@@ -400,8 +475,13 @@ impl<'a> Coordinator<'a> {
     }
 
     /// Stores a step's report and releases (or blocks) its dependents.
-    fn settle(&mut self, i: usize, report: StepReport, ready: &mut Vec<usize>) {
-        let succeeded = matches!(report.status, StepStatus::Ran | StepStatus::Cached);
+    fn settle(&mut self, i: usize, mut report: StepReport, ready: &mut Vec<usize>) {
+        report.verification = self.verification[i].take();
+        // A step found not reproducible still hands its cached outputs on,
+        // so a verifying run checks the steps below it too.
+        let not_reproducible =
+            report.error.as_ref().is_some_and(|error| matches!(error.kind, StepErrorKind::Nondeterministic { .. }));
+        let succeeded = matches!(report.status, StepStatus::Ran | StepStatus::Cached) || not_reproducible;
         let record = self.history_record(i, &report);
         self.unrecorded.push(record);
         let name = self.plan[i].step.name();
@@ -459,8 +539,10 @@ impl<'a> Coordinator<'a> {
             params: Canonical(&planned.params),
             inputs: inputs.iter().map(|(name, artifact)| (name.as_str(), *artifact)).collect(),
             outputs: planned.step.outputs(),
-            memory_limit: planned.step.limits().memory,
+            memory_limit: planned.limits.memory,
             natives: planned.natives.iter().map(|(name, version)| (name.as_str(), *version)).collect(),
+            deterministic: planned.step.deterministic(),
+            tenant: Some(&*self.scope.tenant.name).filter(|&name| name != crate::DEFAULT_TENANT),
         }
     }
 
@@ -505,6 +587,18 @@ impl<'a> Coordinator<'a> {
     }
 }
 
+/// Each output whose new digest differs from the cached one, described.
+fn differing_outputs(expected: &BTreeMap<String, Artifact>, actual: &BTreeMap<String, Artifact>) -> Vec<String> {
+    expected
+        .iter()
+        .filter(|(name, cached)| actual.get(*name) != Some(cached))
+        .map(|(name, cached)| {
+            let now = actual.get(name).map_or_else(|| "nothing".to_owned(), |a| a.digest.to_string());
+            format!("`{name}` (cached {}, now {now})", cached.digest)
+        })
+        .collect()
+}
+
 /// A report with `status` and nothing else yet.
 fn report(status: StepStatus) -> StepReport {
     StepReport {
@@ -517,5 +611,6 @@ fn report(status: StepStatus) -> StepReport {
         metrics: BTreeMap::new(),
         entries: BTreeMap::new(),
         warnings: Vec::new(),
+        verification: None,
     }
 }

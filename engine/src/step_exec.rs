@@ -12,10 +12,12 @@ use cap_std::fs::Dir;
 
 use crate::bridge::{Bridge, panic_text};
 use crate::events::EventSink;
+use crate::limits::OutputUsage;
 use crate::native::{Device, GuestFiles, NativeStep, Natives, StepContext};
 use crate::runtime::{Invocation, Program, Runtime};
 use crate::store::{CacheEntry, Store};
 use crate::telemetry::Telemetry;
+use crate::tenant::StoreAccount;
 use crate::{Artifact, Digest, Error, Limits, Logs, OutputKind, StepError, StepErrorKind};
 
 /// Name of the parameters file inside `/in`.
@@ -40,6 +42,10 @@ pub(crate) struct Job {
     pub inputs: BTreeMap<String, Artifact>,
     pub outputs: BTreeMap<String, OutputKind>,
     pub limits: Limits,
+    /// Whether clocks and randomness are virtual, seeded from `key`.
+    pub deterministic: bool,
+    /// The tenant's store quota, charged with the outputs.
+    pub store_account: Option<Arc<StoreAccount>>,
     pub natives: BTreeSet<String>,
     pub device: Device,
     pub key: Digest,
@@ -62,6 +68,8 @@ pub(crate) struct Finished {
     pub logs: Option<Logs>,
     pub metrics: BTreeMap<String, f64>,
     pub series: Vec<crate::history::MetricPoint>,
+    /// Things the user should know, e.g. a truncated log.
+    pub warnings: Vec<String>,
     pub duration: Duration,
 }
 
@@ -86,6 +94,7 @@ fn failed(job: &Job, kind: StepErrorKind, stderr_tail: String) -> Finished {
         logs: None,
         metrics: BTreeMap::new(),
         series: Vec::new(),
+        warnings: Vec::new(),
         duration: Duration::ZERO,
     }
 }
@@ -101,16 +110,24 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path) -> Fin
     };
     let (metrics, series) = telemetry.into_metrics();
     let stderr_tail = tail(&path.join("stderr"));
+    let warnings = truncated_logs(path, job.limits.log);
     let logs = match store_logs(workshop.store, scratch) {
         Ok(logs) => logs,
-        Err(err) => return Finished { metrics, series, ..failed(job, engine(err), stderr_tail) },
+        Err(err) => return Finished { metrics, series, warnings, ..failed(job, engine(err), stderr_tail) },
     };
-    let outputs = ran.and_then(|()| collect(workshop.store, job, scratch, logs, &metrics)).map_err(|kind| StepError {
-        step: job.step.clone(),
-        kind,
-        stderr_tail,
-    });
-    Finished { outputs, logs: Some(logs), metrics, series, duration: Duration::ZERO }
+    let outputs = ran
+        .and_then(|()| collect(workshop.store, job, scratch, path, logs, &metrics))
+        .map_err(|kind| StepError { step: job.step.clone(), kind, stderr_tail });
+    Finished { outputs, logs: Some(logs), metrics, series, warnings, duration: Duration::ZERO }
+}
+
+/// A warning for each log that was cut at `limits.log`.
+fn truncated_logs(path: &Path, cap: u64) -> Vec<String> {
+    ["stdout", "stderr"]
+        .into_iter()
+        .filter(|name| std::fs::metadata(path.join(name)).is_ok_and(|meta| meta.len() > cap))
+        .map(|name| format!("{name} was truncated at {cap} bytes (limits.log)"))
+        .collect()
 }
 
 /// The staged scratch directory: log files and the `/in`, `/out` handles.
@@ -159,6 +176,7 @@ fn run_wasm(
         stdout: staged.stdout,
         stderr: staged.stderr,
         limits: job.limits,
+        deterministic_seed: job.deterministic.then_some(job.key),
         bridge,
     };
     let (result, bridge) = workshop.runtime.execute(program, invocation);
@@ -197,18 +215,30 @@ fn store_logs(store: &Store, scratch: &Dir) -> Result<Logs, Error> {
     })
 }
 
-/// Moves the declared outputs into the store and records the cache entry.
+/// Checks the output quotas, moves the declared outputs into the store,
+/// charges them to the tenant and records the cache entry.
 fn collect(
     store: &Store,
     job: &Job,
     scratch: &Dir,
+    path: &Path,
     logs: Logs,
     metrics: &BTreeMap<String, f64>,
 ) -> Result<BTreeMap<String, Artifact>, StepErrorKind> {
+    if let Some(breach) = OutputUsage::measure(&path.join("out"), &job.limits).breach(&job.limits) {
+        return Err(breach);
+    }
     let out = scratch.open_dir("out").map_err(|err| StepErrorKind::Engine(format!("opening /out: {err}")))?;
     let mut outputs = BTreeMap::new();
     for (name, kind) in &job.outputs {
         outputs.insert(name.clone(), store.ingest_output(&out, name, *kind)?);
+    }
+    if let Some(account) = &job.store_account {
+        let mut bytes = 0u64;
+        for artifact in outputs.values() {
+            bytes = bytes.saturating_add(store.artifact_size(artifact).map_err(engine)?);
+        }
+        account.charge(bytes)?;
     }
     if job.record {
         let entry = CacheEntry {

@@ -155,6 +155,22 @@ impl Store {
         self.kind_dir(artifact.kind).symlink_metadata(Path::new(&fan).join(rest)).is_ok()
     }
 
+    /// Bytes of content an artifact holds: a file's length, or the sum over
+    /// the files of a directory.
+    pub fn artifact_size(&self, artifact: &Artifact) -> Result<u64> {
+        match artifact.kind {
+            OutputKind::File => {
+                let (fan, rest) = split(&artifact.digest);
+                let meta = self.inner.objects.symlink_metadata(Path::new(&fan).join(rest));
+                meta.map(|meta| meta.len()).map_err(Error::io(format!("reading the size of {}", artifact.digest)))
+            }
+            OutputKind::Dir => self.read_tree(&artifact.digest)?.entries().iter().try_fold(0u64, |total, entry| {
+                let size = self.artifact_size(&Artifact { kind: entry.kind, digest: entry.digest })?;
+                Ok(total.saturating_add(size))
+            }),
+        }
+    }
+
     /// The bytes of a file artifact, checked against its digest.
     pub fn read_file(&self, digest: &Digest) -> Result<Vec<u8>> {
         self.read_verified(&self.inner.objects, digest)

@@ -113,7 +113,7 @@ fn the_text_report_names_failures_and_the_stderr_tail() {
 }
 
 #[test]
-fn a_flood_of_stderr_is_kept_whole_but_reported_by_its_tail() {
+fn a_flood_of_stderr_is_cut_at_the_log_limit_and_reported_by_its_tail() {
     let project = Project::new();
     project.manifest("name = \"f\"\n[steps.bad]\nmodule = \"tool-p1.wasm\"\nargs = [\"flood\", \"24\"]\noutputs = { r = \"file\" }\n");
     let (code, summary) = project.run_json(&[]);
@@ -121,6 +121,15 @@ fn a_flood_of_stderr_is_kept_whole_but_reported_by_its_tail() {
     let error = summary["steps"]["bad"]["error"].as_str().unwrap();
     assert!(error.starts_with("step `bad` failed: exited with status 3"), "{}", &error[..200.min(error.len())]);
     assert!(error.len() < 6000, "the error keeps only the tail of stderr ({} bytes)", error.len());
+    assert!(error.contains("log truncated here"), "the tail ends with the truncation marker");
     let stderr = project.cat_bytes(summary["steps"]["bad"]["logs"]["stderr"].as_str().unwrap());
-    assert_eq!(stderr.len(), 24 << 20, "the whole log is in the store");
+    let cap = weir::Limits::DEFAULT_LOG as usize;
+    assert!(
+        stderr.len() > cap && stderr.len() < cap + 200,
+        "the default limits.log keeps {cap} bytes: {}",
+        stderr.len()
+    );
+    assert!(stderr[..cap].iter().all(|&b| b == b'x' || b == b'\n'));
+    let warnings = summary["steps"]["bad"]["warnings"].to_string();
+    assert!(warnings.contains("stderr was truncated at 16777216 bytes (limits.log)"), "{warnings}");
 }

@@ -11,6 +11,7 @@ mod digits;
 mod embedding;
 mod failures;
 mod history;
+mod hostile;
 mod natives;
 mod parallel;
 mod sandbox;

@@ -61,6 +61,12 @@ pub struct RunSummary {
     pub id: String,
     /// The pipeline's name.
     pub pipeline: String,
+    /// The tenant the run belongs to.
+    pub tenant: String,
+    /// The manifest file the pipeline was loaded from, if it was.
+    pub manifest_path: Option<String>,
+    /// The digest of that manifest's bytes at the time of the run.
+    pub manifest_digest: Option<String>,
     /// `running`, `succeeded`, `failed` or `killed`.
     pub status: String,
     /// Start (seconds since the Unix epoch).
@@ -129,6 +135,9 @@ fn summary_from(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
     Ok(RunSummary {
         id: row.get("id")?,
         pipeline: row.get("pipeline")?,
+        tenant: row.get("tenant")?,
+        manifest_path: row.get("manifest_path")?,
+        manifest_digest: row.get("manifest_digest")?,
         status: row.get("status")?,
         started: row.get("started")?,
         ended: row.get("ended")?,
@@ -163,30 +172,35 @@ impl History {
         })
     }
 
-    /// The most recent runs, newest first.
-    pub fn runs(&self, pipeline: Option<&str>, limit: usize) -> Result<Vec<RunSummary>> {
+    /// The most recent runs of `tenant`, newest first.
+    pub fn runs(&self, tenant: &str, pipeline: Option<&str>, limit: usize) -> Result<Vec<RunSummary>> {
         self.with(|conn| {
-            let sql = format!("{SUMMARY_SQL} WHERE ?1 IS NULL OR r.pipeline = ?1 ORDER BY r.started DESC LIMIT ?2");
+            let sql = format!(
+                "{SUMMARY_SQL} WHERE r.tenant = ?3 AND (?1 IS NULL OR r.pipeline = ?1) ORDER BY r.started DESC LIMIT ?2"
+            );
             let mut stmt = conn.prepare(&sql).map_err(db_error("listing runs"))?;
-            let rows =
-                stmt.query_map(params![pipeline, limit as i64], summary_from).map_err(db_error("listing runs"))?;
+            let rows = stmt
+                .query_map(params![pipeline, limit as i64, tenant], summary_from)
+                .map_err(db_error("listing runs"))?;
             rows.collect::<rusqlite::Result<_>>().map_err(db_error("listing runs"))
         })
     }
 
-    /// The id of the run named by `spec`: a full id, a unique prefix, or `last`.
-    pub fn resolve_run(&self, spec: &str) -> Result<String> {
+    /// The id of `tenant`'s run named by `spec`: a full id, a unique prefix,
+    /// or `last`. Other tenants' runs are not found.
+    pub fn resolve_run(&self, tenant: &str, spec: &str) -> Result<String> {
         self.with(|conn| {
             let ids: Vec<String> = if spec == "last" {
-                conn.prepare("SELECT id FROM runs ORDER BY started DESC LIMIT 1")
-                    .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                conn.prepare("SELECT id FROM runs WHERE tenant = ?1 ORDER BY started DESC LIMIT 1")
+                    .and_then(|mut s| s.query_map([tenant], |r| r.get(0))?.collect())
             } else {
                 conn.prepare(
-                    "SELECT id FROM runs WHERE id = ?1 OR id LIKE ?2 ESCAPE '\\' ORDER BY started DESC LIMIT 3",
+                    "SELECT id FROM runs WHERE tenant = ?3 AND (id = ?1 OR id LIKE ?2 ESCAPE '\\')
+                     ORDER BY started DESC LIMIT 3",
                 )
                 .and_then(|mut s| {
                     let pattern = format!("{}%", spec.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-                    s.query_map(params![spec, pattern], |r| r.get(0))?.collect()
+                    s.query_map(params![spec, pattern, tenant], |r| r.get(0))?.collect()
                 })
             }
             .map_err(db_error("finding the run"))?;
@@ -248,6 +262,7 @@ impl History {
                 "SELECT s.* FROM step_runs s JOIN runs r ON r.id = s.run_id
                  WHERE r.pipeline = ?1 AND s.step = ?2 AND s.status IN ('ran', 'failed', 'cached')
                    AND s.key_material IS NOT NULL
+                   AND r.tenant = (SELECT tenant FROM runs WHERE id = ?3)
                    AND r.started < (SELECT started FROM runs WHERE id = ?3)
                  ORDER BY r.started DESC LIMIT 1",
                 [pipeline, step, run_id],
@@ -260,8 +275,14 @@ impl History {
 
     /// One row per run of `pipeline` (or of every pipeline), newest first,
     /// with the final value of every metric (or only of `metric`).
-    pub fn metrics_table(&self, pipeline: Option<&str>, metric: Option<&str>, limit: usize) -> Result<Vec<MetricRow>> {
-        let runs = self.runs(pipeline, limit)?;
+    pub fn metrics_table(
+        &self,
+        tenant: &str,
+        pipeline: Option<&str>,
+        metric: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MetricRow>> {
+        let runs = self.runs(tenant, pipeline, limit)?;
         self.with(|conn| {
             let mut rows = Vec::new();
             for run in runs {
@@ -310,8 +331,8 @@ impl History {
         })
     }
 
-    /// The chain of steps and pipeline inputs that produced `digest`.
-    pub fn lineage(&self, digest: &Digest) -> Result<Vec<LineageNode>> {
+    /// The chain of steps and pipeline inputs of `tenant`'s runs that produced `digest`.
+    pub fn lineage(&self, tenant: &str, digest: &Digest) -> Result<Vec<LineageNode>> {
         let mut chain = Vec::new();
         let mut queue = vec![*digest];
         let mut seen = std::collections::BTreeSet::new();
@@ -319,7 +340,7 @@ impl History {
             if !seen.insert(next) {
                 continue;
             }
-            match self.producer(&next)? {
+            match self.producer(tenant, &next)? {
                 Some(node) => {
                     queue.extend(node.inputs.values().copied());
                     chain.push(node);
@@ -334,14 +355,14 @@ impl History {
     }
 
     /// The first step execution that produced `digest`, or the run that imported it.
-    fn producer(&self, digest: &Digest) -> Result<Option<LineageNode>> {
+    fn producer(&self, tenant: &str, digest: &Digest) -> Result<Option<LineageNode>> {
         let text = digest.to_string();
         self.with(|conn| {
             let produced = conn
                 .query_row(
                     "SELECT a.run_id, a.step, a.output, a.inputs FROM artifacts a JOIN runs r ON r.id = a.run_id
-                     WHERE a.digest = ?1 ORDER BY r.started LIMIT 1",
-                    [&text],
+                     WHERE a.digest = ?1 AND r.tenant = ?2 ORDER BY r.started LIMIT 1",
+                    [&text, tenant],
                     |r| {
                         Ok(LineageNode {
                             digest: *digest,
@@ -360,8 +381,8 @@ impl History {
             }
             conn.query_row(
                 "SELECT i.run_id, i.name, i.path FROM run_inputs i JOIN runs r ON r.id = i.run_id
-                 WHERE i.digest = ?1 ORDER BY r.started LIMIT 1",
-                [&text],
+                 WHERE i.digest = ?1 AND r.tenant = ?2 ORDER BY r.started LIMIT 1",
+                [&text, tenant],
                 |r| {
                     Ok(LineageNode {
                         digest: *digest,

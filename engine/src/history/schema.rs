@@ -64,6 +64,10 @@ const MIGRATIONS: &[&str] = &[
         inputs TEXT NOT NULL,
         PRIMARY KEY (digest, run_id, step, output)
     );",
+    // 2: runs belong to a tenant, and remember their manifest file.
+    "ALTER TABLE runs ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+    ALTER TABLE runs ADD COLUMN manifest_path TEXT;
+    CREATE INDEX runs_by_tenant ON runs (tenant, started);",
 ];
 
 /// The schema version this build of weir writes.

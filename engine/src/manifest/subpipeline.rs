@@ -112,6 +112,7 @@ impl Inliner {
             || raw.resources.is_some()
             || raw.limits.is_some()
             || raw.reuse.is_some()
+            || raw.deterministic.is_some()
             || raw.map.is_some();
         if code_fields {
             return Err(syntax("a `pipeline` step takes only `inputs` and `params`").in_field("pipeline"));

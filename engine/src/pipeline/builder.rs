@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::{InputRef, OutputKind, Pipeline, PipelineOutput, Resources, Step, StepCode, graph, names};
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::module_kind::ModuleKind;
-use crate::{Limits, params};
+use crate::{LimitOverrides, params};
 
 /// Builds a [`Pipeline`]; [`build`](Self::build) validates it as a whole.
 ///
@@ -210,7 +210,8 @@ pub struct StepBuilder {
     inputs: Vec<(String, String)>,
     outputs: Vec<(String, OutputKind)>,
     params: Vec<(String, Value)>,
-    limits: Limits,
+    limits: LimitOverrides,
+    deterministic: bool,
     reuse: bool,
     map: Option<String>,
 }
@@ -236,7 +237,8 @@ impl StepBuilder {
             inputs: Vec::new(),
             outputs: Vec::new(),
             params: Vec::new(),
-            limits: Limits::default(),
+            limits: LimitOverrides::default(),
+            deterministic: false,
             reuse: true,
             map: None,
         }
@@ -278,21 +280,28 @@ impl StepBuilder {
         self
     }
 
-    /// Sets all sandbox limits.
-    pub fn limits(mut self, limits: Limits) -> Self {
+    /// Sets the sandbox limits the step overrides (unset ones keep the defaults).
+    pub fn limits(mut self, limits: LimitOverrides) -> Self {
         self.limits = limits;
         self
     }
 
     /// Sets the memory limit in bytes.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
-        self.limits.memory = bytes;
+        self.limits.memory = Some(bytes);
         self
     }
 
     /// Sets the wall-clock timeout.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.limits.timeout = timeout;
+        self.limits.timeout = Some(timeout);
+        self
+    }
+
+    /// Makes the guest's clocks and random source virtual, seeded from the
+    /// cache key (see [`Step::deterministic`](crate::Step::deterministic)).
+    pub fn deterministic(mut self, deterministic: bool) -> Self {
+        self.deterministic = deterministic;
         self
     }
 
@@ -382,6 +391,7 @@ impl StepBuilder {
             outputs,
             params: step_params.into_iter().collect(),
             limits: self.limits,
+            deterministic: self.deterministic,
             reuse: self.reuse,
         })
     }

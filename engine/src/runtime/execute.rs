@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::I32Exit;
 
-use super::limiter::MemoryLimiter;
 use super::sandbox::{ComponentState, CoreState, wasi_context};
-use super::{Program, ProgramKind, Runtime, chain, ticker};
+use super::watch::{Guard, arm};
+use super::{Program, ProgramKind, Runtime, chain};
 use crate::bridge::Bridge;
-use crate::{Limits, StepErrorKind};
+use crate::{Digest, Limits, StepErrorKind};
 
 /// What one execution gets: argv, its `/in` and `/out` host directories,
 /// files for stdout and stderr, and its limits.
@@ -26,8 +26,11 @@ pub(crate) struct Invocation {
     pub stdout: File,
     /// Receives the guest's stderr.
     pub stderr: File,
-    /// Memory and time limits.
+    /// The sandbox limits.
     pub limits: Limits,
+    /// For a deterministic step, the seed of its virtual clocks and random
+    /// sources (its cache key).
+    pub deterministic_seed: Option<Digest>,
     /// The host bridge (metrics, progress, native functions).
     pub bridge: Bridge,
 }
@@ -41,51 +44,48 @@ impl Runtime {
             Ok(wasi) => wasi,
             Err(why) => return (Err(StepErrorKind::Engine(why)), invocation.bridge),
         };
-        let limiter = MemoryLimiter::new(limits.memory);
+        let guard = Guard::new(limits, invocation.out_dir);
         let bridge = invocation.bridge;
-        let (result, memory_hit, bridge) = match &program.kind {
+        let (result, breach, bridge) = match &program.kind {
             ProgramKind::Core(pre) => {
-                let mut store = Store::new(&self.engine, CoreState { wasi: wasi.build_p1(), limiter, bridge });
-                arm(&mut store, limits, |state| &mut state.limiter);
+                let mut store = Store::new(&program.engine, CoreState { wasi: wasi.build_p1(), guard, bridge });
+                arm(&mut store, &limits, |state| &mut state.guard);
                 let result = pre.instantiate(&mut store).and_then(|instance| {
                     let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
                     start.call(&mut store, ())
                 });
                 let state = store.into_data();
-                (result, state.limiter.hit(), state.bridge)
+                (result, state.guard.breach(), state.bridge)
             }
             ProgramKind::Component(pre) => {
-                let mut store = Store::new(&self.engine, ComponentState::new(wasi.build(), limiter, bridge));
-                arm(&mut store, limits, |state| &mut state.limiter);
+                let mut store = Store::new(&program.engine, ComponentState::new(wasi.build(), guard, bridge));
+                arm(&mut store, &limits, |state| &mut state.guard);
                 let result = pre
                     .instantiate(&mut store)
                     .and_then(|command| command.wasi_cli_run().call_run(&mut store)?.map_err(|()| I32Exit(1).into()));
                 let state = store.into_data();
-                (result, state.limiter.hit(), state.bridge)
+                (result, state.guard.breach(), state.bridge)
             }
         };
-        (classify(result, memory_hit, limits), bridge)
+        (classify(result, breach, &limits), bridge)
     }
 }
 
-/// Installs the memory limiter and the timeout on a fresh store.
-fn arm<T: 'static>(store: &mut Store<T>, limits: Limits, limiter: fn(&mut T) -> &mut MemoryLimiter) {
-    store.limiter(move |state| limiter(state) as &mut dyn wasmtime::ResourceLimiter);
-    store.set_epoch_deadline(ticker::ticks_for(limits.timeout));
-    store.epoch_deadline_trap();
-}
-
-/// Maps how the guest ended to success or a failure kind.
-fn classify(result: wasmtime::Result<()>, memory_hit: bool, limits: Limits) -> Result<(), StepErrorKind> {
+/// Maps how the guest ended to success or a failure kind; a limit the guest
+/// passed wins over the trap it caused.
+fn classify(result: wasmtime::Result<()>, breach: Option<StepErrorKind>, limits: &Limits) -> Result<(), StepErrorKind> {
     let Err(err) = result else { return Ok(()) };
     if let Some(I32Exit(0)) = err.downcast_ref::<I32Exit>() {
         return Ok(());
     }
-    if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        return Err(StepErrorKind::Timeout { limit: limits.timeout });
+    if let Some(kind) = breach {
+        return Err(kind);
     }
-    if memory_hit {
-        return Err(StepErrorKind::MemoryLimit { limit: limits.memory });
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => return Err(StepErrorKind::Timeout { limit: limits.timeout }),
+        Some(Trap::OutOfFuel) => return Err(StepErrorKind::FuelExhausted { limit: limits.fuel.unwrap_or(0) }),
+        Some(Trap::StackOverflow) => return Err(StepErrorKind::StackOverflow { limit: limits.stack }),
+        _ => {}
     }
     match err.downcast_ref::<I32Exit>() {
         Some(I32Exit(code)) => Err(StepErrorKind::Exit { code: *code }),

@@ -3,13 +3,14 @@
 //! variables, no other host path, no network.
 
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::cli::OutputFile;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::capped_log::CappedLog;
 use super::chain;
+use super::determinism::make_deterministic;
 use super::execute::Invocation;
-use super::limiter::MemoryLimiter;
+use super::watch::Guard;
 use crate::bridge::Bridge;
 
 wasmtime::component::bindgen!({ path: "../wit", world: "step" });
@@ -19,7 +20,7 @@ pub(crate) use self::weir::step::host::add_to_linker as add_host_to_linker;
 /// Store state of a preview-1 module (which cannot reach the host bridge).
 pub(crate) struct CoreState {
     pub(crate) wasi: WasiP1Ctx,
-    pub(crate) limiter: MemoryLimiter,
+    pub(crate) guard: Guard,
     pub(crate) bridge: Bridge,
 }
 
@@ -27,13 +28,13 @@ pub(crate) struct CoreState {
 pub(crate) struct ComponentState {
     ctx: WasiCtx,
     table: ResourceTable,
-    pub(crate) limiter: MemoryLimiter,
+    pub(crate) guard: Guard,
     pub(crate) bridge: Bridge,
 }
 
 impl ComponentState {
-    pub(crate) fn new(ctx: WasiCtx, limiter: MemoryLimiter, bridge: Bridge) -> Self {
-        Self { ctx, table: ResourceTable::new(), limiter, bridge }
+    pub(crate) fn new(ctx: WasiCtx, guard: Guard, bridge: Bridge) -> Self {
+        Self { ctx, table: ResourceTable::new(), guard, bridge }
     }
 }
 
@@ -64,8 +65,8 @@ pub(crate) fn wasi_context(invocation: &Invocation) -> Result<WasiCtxBuilder, St
     let stderr = invocation.stderr.try_clone().map_err(|err| format!("capturing stderr: {err}"))?;
     builder
         .args(&invocation.argv)
-        .stdout(OutputFile::new(stdout))
-        .stderr(OutputFile::new(stderr))
+        .stdout(CappedLog::new(stdout, invocation.limits.log))
+        .stderr(CappedLog::new(stderr, invocation.limits.log))
         .allow_blocking_current_thread(true)
         .allow_tcp(false)
         .allow_udp(false)
@@ -76,5 +77,8 @@ pub(crate) fn wasi_context(invocation: &Invocation) -> Result<WasiCtxBuilder, St
     builder
         .preopened_dir(&invocation.out_dir, "/out", FsPerms::ReadWrite)
         .map_err(|err| format!("opening /out: {}", chain(&err)))?;
+    if let Some(seed) = &invocation.deterministic_seed {
+        make_deterministic(&mut builder, seed);
+    }
     Ok(builder)
 }

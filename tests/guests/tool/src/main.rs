@@ -29,6 +29,11 @@ fn main() {
         "alloc" => alloc(),
         "nap" => nap(rest[0].parse().expect("milliseconds")),
         "flood" => flood(rest[0].parse().expect("mebibytes")),
+        "chatter" => chatter(rest[0].parse().expect("kibibytes")),
+        "recurse" => println!("depth {}", recurse(0)),
+        "fill" => fill(),
+        "files" => files(rest[0].parse().expect("count")),
+        "entropy" => entropy(),
         other => {
             eprintln!("unknown mode `{other}`");
             std::process::exit(64);
@@ -181,4 +186,47 @@ fn flood(mebibytes: usize) {
         stderr.write_all(line.as_bytes()).expect("stderr");
     }
     std::process::exit(3);
+}
+
+/// Writes `kibibytes` KiB to stdout, then succeeds.
+fn chatter(kibibytes: usize) {
+    let line = format!("{}\n", "y".repeat(1023));
+    let mut stdout = std::io::stdout().lock();
+    for _ in 0..kibibytes {
+        stdout.write_all(line.as_bytes()).expect("stdout");
+    }
+    write("result", b"done");
+}
+
+/// Recurses without end on the WebAssembly stack (no locals in linear memory).
+fn recurse(depth: u64) -> u64 {
+    if depth == u64::MAX { depth } else { recurse(std::hint::black_box(depth + 1)).wrapping_add(depth) }
+}
+
+/// Appends to /out/result without end.
+fn fill() {
+    let chunk = vec![7u8; 1 << 20];
+    let mut file = fs::File::create("/out/result").expect("create");
+    loop {
+        file.write_all(&chunk).expect("write");
+    }
+}
+
+/// Creates `count` files in /out/many, then the result.
+fn files(count: u64) {
+    fs::create_dir("/out/many").expect("mkdir");
+    for i in 0..count {
+        fs::write(format!("/out/many/{i}"), b"").expect("create");
+    }
+    write("result", b"done");
+}
+
+/// Writes what the guest sees of time and randomness.
+fn entropy() {
+    use std::hash::BuildHasher;
+    let wall = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos();
+    let started = std::time::Instant::now();
+    let random = std::collections::hash_map::RandomState::new().hash_one(0u64);
+    let elapsed = started.elapsed().as_nanos();
+    write("result", format!("{wall} {elapsed} {random}").as_bytes());
 }

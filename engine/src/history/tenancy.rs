@@ -1,0 +1,43 @@
+//! What a tenant owns in the history: the artifacts its runs imported or
+//! produced, which bounds what it may read and what counts against its quota.
+
+use rusqlite::OptionalExtension;
+
+use super::{History, db_error};
+use crate::{Digest, Result};
+
+impl History {
+    /// Whether a run of `tenant` imported, produced or logged `digest`.
+    pub fn tenant_knows(&self, tenant: &str, digest: &Digest) -> Result<bool> {
+        let text = digest.to_string();
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT 1 FROM runs r WHERE r.tenant = ?2 AND (
+                    EXISTS (SELECT 1 FROM artifacts a WHERE a.run_id = r.id AND a.digest = ?1)
+                    OR EXISTS (SELECT 1 FROM run_inputs i WHERE i.run_id = r.id AND i.digest = ?1)
+                    OR EXISTS (SELECT 1 FROM step_runs s WHERE s.run_id = r.id AND (s.stdout = ?1 OR s.stderr = ?1))
+                 ) LIMIT 1",
+                [&text, tenant],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(db_error("checking an artifact's owner"))
+        })
+    }
+
+    /// Every distinct artifact the steps of `tenant`'s runs produced.
+    pub fn tenant_outputs(&self, tenant: &str) -> Result<Vec<Digest>> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT DISTINCT a.digest FROM artifacts a JOIN runs r ON r.id = a.run_id WHERE r.tenant = ?1")
+                .map_err(db_error("listing a tenant's artifacts"))?;
+            let rows = stmt
+                .query_map([tenant], |row| row.get::<_, String>(0))
+                .map_err(db_error("listing a tenant's artifacts"))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db_error("listing a tenant's artifacts"))?;
+            Ok(rows.iter().filter_map(|text| text.parse().ok()).collect())
+        })
+    }
+}

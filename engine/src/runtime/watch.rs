@@ -1,0 +1,77 @@
+//! The checks made on a running guest every few epoch ticks: its wall-clock
+//! timeout and its quotas on `/out`. A breach interrupts the guest and is
+//! remembered, so the failure names the limit rather than the interruption.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use wasmtime::{Store, UpdateDeadline};
+
+use super::limiter::MemoryLimiter;
+use super::ticker;
+use crate::limits::OutputUsage;
+use crate::{Limits, StepErrorKind};
+
+/// Epoch ticks between two checks (the granularity of timeouts and quotas).
+const CHECK_EVERY_TICKS: u64 = 5;
+
+/// What bounds one execution: its memory limiter and its watch.
+pub(crate) struct Guard {
+    pub(crate) limiter: MemoryLimiter,
+    watch: Watch,
+}
+
+impl Guard {
+    pub(crate) fn new(limits: Limits, out_dir: PathBuf) -> Self {
+        Self {
+            limiter: MemoryLimiter::new(limits.memory),
+            watch: Watch { started: Instant::now(), limits, out_dir, breach: None },
+        }
+    }
+
+    /// The limit the guest passed, if it passed one.
+    pub(crate) fn breach(&self) -> Option<StepErrorKind> {
+        if let Some(kind) = &self.watch.breach {
+            return Some(kind.clone());
+        }
+        self.limiter.hit().then_some(StepErrorKind::MemoryLimit { limit: self.watch.limits.memory })
+    }
+}
+
+/// Periodic checks of a running guest.
+struct Watch {
+    started: Instant,
+    limits: Limits,
+    out_dir: PathBuf,
+    breach: Option<StepErrorKind>,
+}
+
+impl Watch {
+    fn check(&mut self) -> Option<StepErrorKind> {
+        if self.started.elapsed() >= self.limits.timeout {
+            return Some(StepErrorKind::Timeout { limit: self.limits.timeout });
+        }
+        OutputUsage::measure(&self.out_dir, &self.limits).breach(&self.limits)
+    }
+}
+
+/// Installs the guard's memory limiter, fuel and periodic checks on a fresh store.
+pub(crate) fn arm<T: 'static>(store: &mut Store<T>, limits: &Limits, guard: fn(&mut T) -> &mut Guard) {
+    store.limiter(move |state| &mut guard(state).limiter as &mut dyn wasmtime::ResourceLimiter);
+    if let Some(fuel) = limits.fuel {
+        // Fails only when the engine does not meter fuel, which `Flavor` rules out.
+        let _ = store.set_fuel(fuel);
+    }
+    let first_check = CHECK_EVERY_TICKS.min(ticker::ticks_for(limits.timeout));
+    store.set_epoch_deadline(first_check);
+    store.epoch_deadline_callback(move |mut context| {
+        let watch = &mut guard(context.data_mut()).watch;
+        match watch.check() {
+            None => Ok(UpdateDeadline::Continue(CHECK_EVERY_TICKS)),
+            Some(breach) => {
+                watch.breach = Some(breach);
+                Ok(UpdateDeadline::Interrupt)
+            }
+        }
+    });
+}
