@@ -214,6 +214,13 @@ impl Project {
         String::from_utf8(self.cat_bytes(digest)).expect("utf-8 artifact")
     }
 
+    /// `weir cat DIGEST --tenant TENANT` as text.
+    pub fn cat_as(&self, tenant: &str, digest: &str) -> String {
+        let output = self.weir(&["cat", digest, "--tenant", tenant]);
+        assert!(output.status.success(), "weir cat failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("utf-8 artifact")
+    }
+
     /// `weir cat DIGEST` as bytes.
     pub fn cat_bytes(&self, digest: &str) -> Vec<u8> {
         let output = self.weir(&["cat", digest]);

@@ -1,0 +1,86 @@
+//! Deterministic mode (virtual clocks and seeded randomness) and `weir
+//! verify`, which finds reusable steps that are not reproducible.
+
+use weir_tests::{Project, Wasi, output_digest};
+
+fn entropy_pipeline(wasi: Wasi) -> String {
+    let tool = wasi.tool_name();
+    format!(
+        r#"
+name = "entropy"
+[steps.det]
+module = "{tool}"
+args = ["entropy"]
+deterministic = true
+outputs = {{ result = "file" }}
+[steps.nondet]
+module = "{tool}"
+args = ["entropy"]
+outputs = {{ result = "file" }}
+[steps.downstream]
+module = "{tool}"
+args = ["copy", "seen", "result"]
+inputs = {{ seen = "nondet.result" }}
+outputs = {{ result = "file" }}
+"#
+    )
+}
+
+#[test]
+fn a_deterministic_step_sees_the_same_time_and_randomness_every_time() {
+    for wasi in Wasi::ALL {
+        let project = Project::new();
+        project.manifest(&entropy_pipeline(wasi));
+        let (code, first) = project.run_json(&["--no-cache"]);
+        assert_eq!(code, 0, "{first}");
+        let (code, second) = project.run_json(&["--no-cache"]);
+        assert_eq!(code, 0, "{second}");
+        let det = output_digest(&first, "det", "result");
+        assert_eq!(det, output_digest(&second, "det", "result"), "{wasi:?}");
+        assert_ne!(
+            output_digest(&first, "nondet", "result"),
+            output_digest(&second, "nondet", "result"),
+            "{wasi:?}: an ordinary step sees real time and randomness"
+        );
+        let seen = project.cat(det);
+        let fields: Vec<&str> = seen.split(' ').collect();
+        assert!(fields[0].starts_with("946684800"), "{wasi:?}: virtual wall clock starts at 2000-01-01: {seen}");
+        assert_eq!(
+            fields[1].parse::<u64>().unwrap() % 1_000_000,
+            0,
+            "{wasi:?}: the monotonic clock ticks in ms: {seen}"
+        );
+    }
+}
+
+#[test]
+fn verify_reports_the_reusable_step_that_is_not_reproducible() {
+    let project = Project::new();
+    project.manifest(&entropy_pipeline(Wasi::P2));
+    let (code, first) = project.run_json(&[]);
+    assert_eq!(code, 0, "{first}");
+
+    let output = project.weir(&["verify", "last"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let line = |step: &str| stdout.lines().find(|l| l.starts_with(step)).unwrap_or_default().to_owned();
+    assert!(line("det").contains("reproduced"), "{stdout}");
+    assert!(line("nondet").contains("DIFFERS") && line("nondet").contains("`result` (cached blake3:"), "{stdout}");
+    assert!(line("downstream").contains("reproduced"), "downstream is checked on the cached outputs: {stdout}");
+
+    let output = project.weir(&["verify", "last", "det", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["steps"]["det"]["verification"], "reproduced");
+    assert_eq!(report["steps"]["nondet"]["status"], "cached");
+
+    let (code, again) = project.run_json(&[]);
+    assert_eq!(code, 0);
+    for step in ["det", "nondet", "downstream"] {
+        assert_eq!(again["steps"][step]["status"], "cached", "verify leaves the cache as it was");
+        assert_eq!(output_digest(&again, step, "result"), output_digest(&first, step, "result"));
+    }
+    let output = project.weir(&["verify", "last", "nosuchstep"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("`nosuchstep`: no such step"));
+}

@@ -1,0 +1,207 @@
+//! Tenants: namespaced cache entries, runs and artifacts; quotas; and fair
+//! admission, so one tenant's long queue does not starve another's step.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use weir::{Engine, OutputKind, Pipeline, RunOptions, StepBuilder, TenantQuota};
+use weir_tests::{Project, Wasi, output_digest, tool};
+
+fn upper_pipeline(project: &Project, text: &str) {
+    project.write("text.txt", text);
+    project.manifest(
+        "name = \"up\"\n[inputs]\ntext = \"text.txt\"\n[steps.up]\nmodule = \"tool-p1.wasm\"\nargs = [\"upper\"]\ninputs = { text = \"inputs.text\" }\noutputs = { result = \"file\" }\n",
+    );
+}
+
+fn weir_as(project: &Project, tenant: &str, args: &[&str]) -> std::process::Output {
+    let mut all = args.to_vec();
+    all.extend(["--tenant", tenant]);
+    project.weir(&all)
+}
+
+fn run_as(project: &Project, tenant: &str) -> (i32, serde_json::Value) {
+    project.run_json(&["--tenant", tenant])
+}
+
+#[test]
+fn tenants_do_not_share_cache_entries_runs_or_artifacts() {
+    let project = Project::new();
+    upper_pipeline(&project, "alice's secret");
+    let (code, alice) = run_as(&project, "alice");
+    assert_eq!(code, 0, "{alice}");
+    let secret = output_digest(&alice, "up", "result").to_owned();
+
+    let (_, bob) = run_as(&project, "bob");
+    assert_eq!(bob["steps"]["up"]["status"], "ran", "bob must not reuse alice's entry");
+    let (_, alice_again) = run_as(&project, "alice");
+    assert_eq!(alice_again["steps"]["up"]["status"], "cached");
+
+    upper_pipeline(&project, "bob's own text");
+    let (_, bob_own) = run_as(&project, "bob");
+    let bobs = output_digest(&bob_own, "up", "result").to_owned();
+
+    let runs = |tenant: &str| {
+        let output = weir_as(&project, tenant, &["runs", "--json"]);
+        let runs: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        runs.as_array().unwrap().iter().map(|run| run["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    let (alice_runs, bob_runs) = (runs("alice"), runs("bob"));
+    assert_eq!(alice_runs.len(), 2);
+    assert_eq!(bob_runs.len(), 2);
+    assert!(alice_runs.iter().all(|id| !bob_runs.contains(id)));
+
+    let alice_run = alice["run_id"].as_str().unwrap();
+    let output = weir_as(&project, "bob", &["show", alice_run]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no run"), "bob cannot see alice's run");
+
+    let output = weir_as(&project, "alice", &["cat", &bobs]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains(&format!("no artifact {bobs} in the store")));
+    let output = weir_as(&project, "alice", &["cat", &secret]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "ALICE'S SECRET");
+    let output = weir_as(&project, "bob", &["lineage", &secret, "--json"]);
+    let chain: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let producers: Vec<&str> = chain.as_array().unwrap().iter().map(|node| node["run_id"].as_str().unwrap()).collect();
+    assert!(!producers.is_empty(), "bob produced the same bytes in his own run");
+    assert!(producers.iter().all(|id| bob_runs.iter().any(|own| own == id)), "lineage shows only bob's runs");
+}
+
+#[test]
+fn quotas_and_maximum_limits_of_a_tenants_file_apply() {
+    let project = Project::new();
+    project.write(
+        ".weir/tenants.toml",
+        r#"
+[tenants.small]
+concurrent_steps = 1
+store = "1KiB"
+limits = { memory = "64MiB" }
+[tenants.big]
+"#,
+    );
+    project.write("big.txt", vec![b'a'; 4096]);
+    project.write("small.txt", "ok");
+    project.manifest(
+        r#"
+name = "quota"
+[inputs]
+big = "big.txt"
+small = "small.txt"
+[steps.large_output]
+module = "tool-p1.wasm"
+args = ["copy", "data", "result"]
+inputs = { data = "inputs.big" }
+outputs = { result = "file" }
+[steps.small_output]
+module = "tool-p1.wasm"
+args = ["copy", "data", "result"]
+inputs = { data = "inputs.small" }
+outputs = { result = "file" }
+[steps.nap_a]
+module = "tool-p1.wasm"
+args = ["nap", "300", "a"]
+outputs = { result = "file" }
+[steps.nap_b]
+module = "tool-p2.wasm"
+args = ["nap", "300", "b"]
+outputs = { result = "file" }
+[steps.greedy]
+module = "tool-p1.wasm"
+args = ["alloc"]
+outputs = { result = "file" }
+"#,
+    );
+    let (code, summary) = project.run_json(&["--tenant", "small", "--jobs", "2"]);
+    assert_eq!(code, 1, "{summary}");
+    let error = summary["steps"]["large_output"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("outputs of 4096 bytes would exceed tenant `small`'s store quota")
+            && error.contains("of 1024 bytes"),
+        "{error}"
+    );
+    assert_eq!(summary["steps"]["small_output"]["status"], "ran");
+    let greedy = summary["steps"]["greedy"]["error"].as_str().unwrap();
+    assert!(
+        greedy.contains("memory limit of 67108864 bytes"),
+        "the default is lowered to the tenant's maximum: {greedy}"
+    );
+    let interval = |step: &str| {
+        let text = project.cat_as("small", output_digest(&summary, step, "result"));
+        let (start, end) = text.split_once(' ').unwrap();
+        (start.parse::<u64>().unwrap(), end.parse::<u64>().unwrap())
+    };
+    let (a, b) = (interval("nap_a"), interval("nap_b"));
+    assert!(a.1 <= b.0 || b.1 <= a.0, "concurrent_steps = 1 ran two steps at once: {a:?} {b:?}");
+
+    let (code, big) = project.run_json(&["--tenant", "big"]);
+    assert_eq!(big["steps"]["large_output"]["status"], "ran", "{big}");
+    assert_eq!(code, 1, "alloc without a tenant maximum still hits the default limit");
+
+    let output = project.weir(&["run", "pipeline.toml", "--tenant", "mallory"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("no tenant named `mallory` is registered (registered: big, small)")
+    );
+
+    project.manifest(
+        "name = \"asks\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nargs = [\"nothing\"]\nlimits = { memory = \"128MiB\" }\n",
+    );
+    let output = project.weir(&["run", "pipeline.toml", "--tenant", "small"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("step `s`, field `limits.memory`: limits.memory = 134217728 is above the maximum of tenant `small` (67108864)"),
+        "{stderr}"
+    );
+}
+
+/// A tenant with a queue of long steps and a tenant with a single step
+/// share one worker: the single step goes next, not after the queue.
+#[test]
+fn a_tenant_with_one_step_is_not_starved_by_another_tenants_queue() {
+    let project = Project::new();
+    let engine = Engine::builder()
+        .workspace(project.workspace())
+        .jobs(1)
+        .tenant("busy", TenantQuota::default())
+        .tenant("quiet", TenantQuota::default())
+        .build()
+        .unwrap();
+    let naps = |name: &str, count: usize| {
+        let mut builder = Pipeline::builder(name);
+        for i in 0..count {
+            builder = builder.step(
+                StepBuilder::new(format!("nap{i}"), tool(Wasi::P1))
+                    .args(["nap", "150", &format!("{name}{i}")])
+                    .output("result", OutputKind::File),
+            );
+        }
+        builder.build().unwrap()
+    };
+    let (busy, quiet) = (naps("busy", 12), naps("quiet", 1));
+    let intervals = |engine: &Engine, report: &weir::RunReport| -> BTreeMap<String, (u64, u64)> {
+        report
+            .steps
+            .iter()
+            .map(|(name, step)| {
+                let bytes = engine.store().read_file(&step.outputs["result"].digest).unwrap();
+                let text = String::from_utf8(bytes).unwrap();
+                let (start, end) = text.split_once(' ').unwrap();
+                (name.clone(), (start.parse().unwrap(), end.parse().unwrap()))
+            })
+            .collect()
+    };
+    let (busy_report, quiet_report) = std::thread::scope(|scope| {
+        let busy_run = scope.spawn(|| engine.run(&busy, &RunOptions::new().tenant("busy")).unwrap());
+        std::thread::sleep(Duration::from_millis(400));
+        let quiet_report = engine.run(&quiet, &RunOptions::new().tenant("quiet")).unwrap();
+        (busy_run.join().unwrap(), quiet_report)
+    });
+    assert!(busy_report.succeeded() && quiet_report.succeeded());
+    let quiet_start = intervals(&engine, &quiet_report)["nap0"].0;
+    let busy_before = intervals(&engine, &busy_report).values().filter(|(start, _)| *start < quiet_start).count();
+    assert!(busy_before <= 5, "{busy_before} of the busy tenant's 12 steps started before the quiet tenant's one");
+}
