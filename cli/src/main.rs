@@ -145,6 +145,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Remove from the store every artifact that no cache entry and no
+    /// retained run references. Waits for runs in progress to end.
+    Gc {
+        /// Forget all but this many most recent runs first (default: keep all).
+        #[arg(long, value_name = "N")]
+        keep_runs: Option<usize>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Maintain the content-addressed store.
     Store {
         #[command(subcommand)]
@@ -273,6 +283,22 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(if report.corrupt.is_empty() || repair { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Gc { keep_runs, json } => {
+            let report = open_engine(&workspace, Engine::builder())?.gc(keep_runs)?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "removed {} objects and {} trees ({} bytes); kept {}; forgot {} runs",
+                    report.removed_objects,
+                    report.removed_trees,
+                    report.freed_bytes,
+                    report.kept,
+                    report.pruned_runs.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Verify { run, step, json } => {
             let history = history(&workspace)?;

@@ -17,7 +17,7 @@ use crate::scheduler::{Admission, Coordinator, PlannedStep, RunScope};
 use crate::step_exec::JobCode;
 use crate::tenant::{self, StoreAccount, Tenant};
 use crate::{
-    Artifact, DEFAULT_TENANT, Error, Limits, Pipeline, Result, RunOptions, RunReport, Step, StepCode, Store,
+    Artifact, DEFAULT_TENANT, Error, GcReport, Limits, Pipeline, Result, RunOptions, RunReport, Step, StepCode, Store,
     TenantQuota,
 };
 
@@ -196,6 +196,7 @@ impl Engine {
     pub fn run(&self, pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport> {
         let params = options.resolve(pipeline)?;
         let tenant = self.tenant(options.tenant_name())?;
+        let _workspace = self.inner.store.lock_for_run()?;
         let plan = self.plan(pipeline, &params, &tenant)?;
         let inputs = self.import_inputs(pipeline)?;
         let scope = self.run_scope(tenant)?;
@@ -230,6 +231,24 @@ impl Engine {
             self.export_outputs(pipeline, &report)?;
         }
         Ok(report)
+    }
+
+    /// Removes from the store every object and tree that no cache entry and
+    /// no retained run references; with `keep_runs`, first forgets all but
+    /// that many most recent runs. Waits for the runs in progress in this
+    /// workspace (in any process) to end, and blocks new ones meanwhile.
+    pub fn gc(&self, keep_runs: Option<usize>) -> Result<GcReport> {
+        let _exclusive = self.inner.store.lock_exclusive()?;
+        let pruned = match keep_runs {
+            Some(keep) => self.inner.history.prune_runs(keep)?,
+            None => Vec::new(),
+        };
+        for id in &pruned {
+            let _ = std::fs::remove_file(self.inner.store.path_of("runs").join(format!("{id}.json")));
+        }
+        let retained = self.inner.history.referenced_digests()?;
+        let report = self.inner.store.collect_garbage(&retained)?;
+        Ok(GcReport { pruned_runs: pruned, ..report })
     }
 
     /// The tenant named by a run's options, with its quota.

@@ -4,6 +4,7 @@
 
 mod explain;
 mod queries;
+mod retention;
 mod schema;
 mod tenancy;
 
@@ -54,15 +55,34 @@ pub(crate) struct RunStart<'a> {
     pub inputs: Vec<(String, crate::Digest, String)>,
 }
 
+/// Puts the database in write-ahead-log mode (a persistent setting). The
+/// switch needs an exclusive lock, for which SQLite does not wait, so a
+/// process that meets another one opening the same new workspace retries.
+fn use_wal(conn: &Connection) -> Result<()> {
+    let mut attempts = 0;
+    loop {
+        let mode: rusqlite::Result<String> = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0));
+        match mode {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Err(_) | Ok(_) if attempts < 500 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Ok(mode) => return Err(Error::History(format!("cannot use write-ahead logging (journal mode {mode})"))),
+            Err(err) => return Err(db_error("configuring the run history")(err)),
+        }
+    }
+}
+
 impl History {
     /// Opens (creating or migrating) the history of the workspace at `root`,
     /// and marks runs of this host whose process is gone as `killed`.
     pub fn open(root: &Path) -> Result<History> {
-        let conn = Connection::open(root.join(DATABASE)).map_err(db_error("opening the run history"))?;
+        let mut conn = Connection::open(root.join(DATABASE)).map_err(db_error("opening the run history"))?;
         conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(db_error("configuring the run history"))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db_error("configuring the run history"))?;
+        use_wal(&conn)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_error("configuring the run history"))?;
-        schema::migrate(&conn)?;
+        schema::migrate(&mut conn)?;
         let history = History { conn: Mutex::new(conn) };
         history.mark_killed()?;
         Ok(history)

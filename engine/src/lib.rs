@@ -111,5 +111,5 @@ pub use pipeline::{
     InputRef, OutputKind, Pipeline, PipelineBuilder, PipelineOutput, Resources, Step, StepBuilder, StepCode,
 };
 pub use report::{Logs, RunReport, RunStatus, StepReport, StepStatus, Verification};
-pub use store::{Artifact, Store, VerifyReport};
+pub use store::{Artifact, GcReport, Store, VerifyReport};
 pub use tenant::{DEFAULT_TENANT, TenantQuota};

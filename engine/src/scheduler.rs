@@ -373,6 +373,7 @@ impl<'a> Coordinator<'a> {
             device: Device::Cpu,
             key,
             record: step.reuse(),
+            share: step.reuse() && !self.options.forces(step.name()),
             run_id: self.run_id.to_owned(),
         }
     }
@@ -443,7 +444,12 @@ impl<'a> Coordinator<'a> {
             self.finish_map_if_done(i, ready);
             return;
         }
+        let served = finished.reused_from.is_some();
+        if served {
+            self.reused_from[i] = finished.reused_from;
+        }
         let (mut status, mut outputs, mut error) = match finished.outputs {
+            Ok(outputs) if served => (StepStatus::Cached, outputs, None),
             Ok(outputs) => (StepStatus::Ran, outputs, None),
             Err(error) => (StepStatus::Failed, BTreeMap::new(), Some(error)),
         };

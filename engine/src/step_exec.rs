@@ -51,6 +51,9 @@ pub(crate) struct Job {
     pub key: Digest,
     /// Whether to record the result for reuse.
     pub record: bool,
+    /// Whether a result of the same key that another execution (in this or
+    /// another process) records while this one waits may serve this job.
+    pub share: bool,
     pub run_id: String,
 }
 
@@ -70,12 +73,37 @@ pub(crate) struct Finished {
     pub series: Vec<crate::history::MetricPoint>,
     /// Things the user should know, e.g. a truncated log.
     pub warnings: Vec<String>,
+    /// The run whose execution served this job, when an identical one was
+    /// in flight and this job waited for it instead of executing.
+    pub reused_from: Option<String>,
     pub duration: Duration,
 }
 
 /// Executes `job`; failures of any kind are reported, never propagated.
+///
+/// A shareable job first takes the lock of its cache key: if an identical
+/// execution is in flight (in any process) it waits for it, and then reuses
+/// what it recorded instead of executing again.
 pub(crate) fn execute(workshop: &Workshop<'_>, job: &Job) -> Finished {
     let started = Instant::now();
+    let _claim = match job.share.then(|| workshop.store.lock_key(&job.key)) {
+        Some(Err(err)) => return failed(job, engine(err), String::new()),
+        Some(Ok(claim)) => Some(claim),
+        None => None,
+    };
+    if job.share
+        && let Some(entry) = workshop.store.cache_get(&job.key)
+    {
+        return Finished {
+            outputs: Ok(entry.outputs),
+            logs: Some(Logs { stdout: entry.stdout, stderr: entry.stderr }),
+            metrics: entry.metrics,
+            series: Vec::new(),
+            warnings: Vec::new(),
+            reused_from: Some(entry.run_id),
+            duration: started.elapsed(),
+        };
+    }
     let mut finished = match workshop.store.scratch_dir("step") {
         Ok((scratch, path)) => {
             let finished = run_in(workshop, job, &scratch, &path);
@@ -95,6 +123,7 @@ fn failed(job: &Job, kind: StepErrorKind, stderr_tail: String) -> Finished {
         metrics: BTreeMap::new(),
         series: Vec::new(),
         warnings: Vec::new(),
+        reused_from: None,
         duration: Duration::ZERO,
     }
 }
@@ -118,7 +147,7 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path) -> Fin
     let outputs = ran
         .and_then(|()| collect(workshop.store, job, scratch, path, logs, &metrics))
         .map_err(|kind| StepError { step: job.step.clone(), kind, stderr_tail });
-    Finished { outputs, logs: Some(logs), metrics, series, warnings, duration: Duration::ZERO }
+    Finished { outputs, logs: Some(logs), metrics, series, warnings, reused_from: None, duration: Duration::ZERO }
 }
 
 /// A warning for each log that was cut at `limits.log`.

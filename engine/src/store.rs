@@ -10,6 +10,8 @@
 //! inputs/ab/cdef…    stat records of imported host files, named by BLAKE3 of the path
 //! compiled/…         compiled modules (see the runtime)
 //! runs/RUN.json      run summaries
+//! locks/KEY          locks of cache keys being computed (see `locks`)
+//! lock               the workspace lock: shared by runs, exclusive for gc
 //! tmp/               scratch and staging; always on the same file system as the store
 //! ```
 //!
@@ -19,8 +21,10 @@
 //! checks that they exist.
 
 mod cache;
+mod gc;
 mod import;
 mod ingest;
+mod locks;
 mod materialize;
 mod tree;
 mod verify;
@@ -35,6 +39,7 @@ use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use cache::CacheEntry;
+pub use gc::GcReport;
 pub(crate) use tree::{Tree, TreeEntry};
 pub use verify::VerifyReport;
 
@@ -69,7 +74,7 @@ struct Inner {
 }
 
 /// Subdirectories created in every workspace.
-const LAYOUT: [&str; 7] = ["objects", "trees", "cache", "inputs", "compiled", "runs", "tmp"];
+const LAYOUT: [&str; 8] = ["objects", "trees", "cache", "inputs", "compiled", "runs", "tmp", locks::KEY_LOCKS];
 
 /// Size of the buffer used to stream file contents through the hasher.
 const CHUNK: usize = 1 << 20;

@@ -5,6 +5,7 @@
 mod bridge;
 mod caching;
 mod cli;
+mod concurrency;
 mod contract;
 mod crash;
 mod determinism;

@@ -127,7 +127,7 @@ pub struct LineageNode {
     pub path: Option<String>,
 }
 
-fn digests(json: &str) -> BTreeMap<String, Digest> {
+pub(super) fn digests(json: &str) -> BTreeMap<String, Digest> {
     serde_json::from_str(json).unwrap_or_default()
 }
 

@@ -74,21 +74,27 @@ const MIGRATIONS: &[&str] = &[
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the database to [`VERSION`]; refuses a database from a newer weir.
-pub(crate) fn migrate(conn: &Connection) -> Result<()> {
-    let current: i64 =
-        conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(db_error("reading the schema version"))?;
-    if current > VERSION {
-        return Err(Error::History(format!(
-            "the run history has schema version {current}, newer than this weir understands ({VERSION}); \
-             use a newer weir"
-        )));
-    }
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let version = index as i64 + 1;
-        conn.execute_batch(&format!("BEGIN; {migration}; PRAGMA user_version = {version}; COMMIT;"))
+/// Each step runs in an immediate transaction that re-reads the version, so
+/// processes opening a new workspace at once migrate it exactly once.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    loop {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(db_error("migrating the run history"))?;
+        let current: i64 = tx
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(db_error("reading the schema version"))?;
+        if current > VERSION {
+            return Err(Error::History(format!(
+                "the run history has schema version {current}, newer than this weir understands ({VERSION}); \
+                 use a newer weir"
+            )));
+        }
+        let Some(migration) = MIGRATIONS.get(current as usize) else { return Ok(()) };
+        tx.execute_batch(&format!("{migration}; PRAGMA user_version = {};", current + 1))
+            .map_err(db_error("migrating the run history"))?;
+        tx.commit().map_err(db_error("migrating the run history"))?;
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -97,13 +103,13 @@ mod tests {
 
     #[test]
     fn migrates_a_new_database_and_refuses_a_newer_one() {
-        let conn = Connection::open_in_memory().unwrap();
-        migrate(&conn).unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
         let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
         assert_eq!(version, VERSION);
-        migrate(&conn).unwrap();
+        migrate(&mut conn).unwrap();
         conn.execute_batch(&format!("PRAGMA user_version = {}", VERSION + 1)).unwrap();
-        let err = migrate(&conn).unwrap_err().to_string();
+        let err = migrate(&mut conn).unwrap_err().to_string();
         assert!(err.contains("newer than this weir understands"), "{err}");
     }
 }

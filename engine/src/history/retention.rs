@@ -1,0 +1,66 @@
+//! What the history keeps alive in the store, and forgetting old runs.
+
+use std::collections::BTreeSet;
+
+use rusqlite::params;
+
+use super::queries::digests;
+use super::{History, db_error};
+use crate::{Digest, Result};
+
+impl History {
+    /// Removes every finished run but the `keep` most recent (of all
+    /// tenants), with their steps, metrics and lineage; returns their ids.
+    pub(crate) fn prune_runs(&self, keep: usize) -> Result<Vec<String>> {
+        self.with(|conn| {
+            let tx = conn.transaction().map_err(db_error("pruning runs"))?;
+            let ids: Vec<String> = tx
+                .prepare(
+                    "SELECT id FROM runs WHERE status != 'running' AND id NOT IN
+                     (SELECT id FROM runs ORDER BY started DESC LIMIT ?1)",
+                )
+                .and_then(|mut stmt| stmt.query_map(params![keep as i64], |row| row.get(0))?.collect())
+                .map_err(db_error("pruning runs"))?;
+            for id in &ids {
+                for table in ["metrics", "artifacts", "step_runs", "run_inputs"] {
+                    tx.execute(&format!("DELETE FROM {table} WHERE run_id = ?1"), [id])
+                        .map_err(db_error("pruning runs"))?;
+                }
+                tx.execute("DELETE FROM runs WHERE id = ?1", [id]).map_err(db_error("pruning runs"))?;
+            }
+            tx.commit().map_err(db_error("pruning runs"))?;
+            Ok(ids)
+        })
+    }
+
+    /// Every digest a recorded run names: inputs, outputs and logs.
+    pub(crate) fn referenced_digests(&self) -> Result<BTreeSet<Digest>> {
+        self.with(|conn| {
+            let mut found = BTreeSet::new();
+            let mut collect = |sql: &str, read: &dyn Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Vec<String>>| {
+                let mut stmt = conn.prepare(sql)?;
+                let mut rows = stmt.query([])?;
+                while let Some(row) = rows.next()? {
+                    for text in read(row)? {
+                        if let Ok(digest) = text.parse() {
+                            found.insert(digest);
+                        }
+                    }
+                }
+                Ok::<_, rusqlite::Error>(())
+            };
+            let first = |row: &rusqlite::Row<'_>| Ok(vec![row.get::<_, String>(0)?]);
+            collect("SELECT digest FROM run_inputs", &first).map_err(db_error("reading references"))?;
+            collect("SELECT digest FROM artifacts", &first).map_err(db_error("reading references"))?;
+            collect("SELECT outputs, stdout, stderr FROM step_runs", &|row| {
+                let mut texts: Vec<String> =
+                    digests(&row.get::<_, String>(0)?).values().map(|digest| digest.to_string()).collect();
+                texts.extend(row.get::<_, Option<String>>(1)?);
+                texts.extend(row.get::<_, Option<String>>(2)?);
+                Ok(texts)
+            })
+            .map_err(db_error("reading references"))?;
+            Ok(found)
+        })
+    }
+}

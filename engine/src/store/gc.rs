@@ -1,0 +1,121 @@
+//! Garbage collection: removing the objects and trees that nothing keeps.
+//!
+//! What is kept: every artifact a cache entry names (outputs and logs), every
+//! digest the caller names (those of the runs it retains), and everything
+//! inside a kept tree. The caller holds the workspace lock exclusively, so no
+//! run is between storing an object and recording it.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use cap_std::fs::Dir;
+use serde::Serialize;
+
+use super::{Artifact, Store, locks::KEY_LOCKS, split};
+use crate::{Digest, Error, OutputKind, Result};
+
+/// What a garbage collection removed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GcReport {
+    /// Objects (files and logs) removed.
+    pub removed_objects: usize,
+    /// Trees (directory listings) removed.
+    pub removed_trees: usize,
+    /// Bytes freed.
+    pub freed_bytes: u64,
+    /// Objects and trees kept.
+    pub kept: usize,
+    /// Runs removed from the history (older than the ones retained).
+    pub pruned_runs: Vec<String>,
+}
+
+impl Store {
+    /// Removes every object and tree that no cache entry, no digest of
+    /// `retained`, and no tree kept by either reaches. The caller must hold
+    /// the workspace lock exclusively.
+    pub(crate) fn collect_garbage(&self, retained: &BTreeSet<Digest>) -> Result<GcReport> {
+        let mut live = BTreeSet::new();
+        let mut roots: Vec<Digest> = retained.iter().copied().collect();
+        for entry in self.cache_entries()? {
+            roots.extend(entry.outputs.values().map(|artifact| artifact.digest));
+            roots.extend([entry.stdout, entry.stderr]);
+        }
+        while let Some(digest) = roots.pop() {
+            if !live.insert(digest) {
+                continue;
+            }
+            if self.kind_of(&digest) == Some(OutputKind::Dir) {
+                let tree = self.read_tree(&digest)?;
+                roots.extend(tree.entries().iter().map(|entry| entry.digest));
+            }
+        }
+        let mut report = GcReport::default();
+        for kind in [OutputKind::File, OutputKind::Dir] {
+            for digest in self.stored(kind)? {
+                if live.contains(&digest) {
+                    report.kept += 1;
+                    continue;
+                }
+                let size = self.artifact_size(&Artifact { kind: OutputKind::File, digest }).unwrap_or(0);
+                let (fan, rest) = split(&digest);
+                self.kind_dir(kind)
+                    .remove_file(Path::new(&fan).join(rest))
+                    .map_err(Error::io(format!("removing unreferenced {digest}")))?;
+                report.freed_bytes += if kind == OutputKind::File { size } else { 0 };
+                match kind {
+                    OutputKind::File => report.removed_objects += 1,
+                    OutputKind::Dir => report.removed_trees += 1,
+                }
+            }
+        }
+        self.remove_key_locks();
+        Ok(report)
+    }
+
+    /// Every digest stored as an artifact of `kind`.
+    fn stored(&self, kind: OutputKind) -> Result<Vec<Digest>> {
+        let dir = self.kind_dir(kind);
+        let mut digests = Vec::new();
+        for_each_entry(dir, |fan, name| {
+            if let Ok(digest) = Digest::parse(&format!("{fan}{name}")) {
+                digests.push(digest);
+            }
+        })?;
+        Ok(digests)
+    }
+
+    /// Every cache entry that can be read.
+    fn cache_entries(&self) -> Result<Vec<super::CacheEntry>> {
+        let mut keys = Vec::new();
+        for_each_entry(&self.inner.cache, |fan, name| {
+            if let Ok(key) = Digest::parse(&format!("{fan}{name}")) {
+                keys.push(key);
+            }
+        })?;
+        Ok(keys.iter().filter_map(|key| self.cache_get(key)).collect())
+    }
+
+    /// Removes the key lock files; with the workspace lock held exclusively,
+    /// nobody holds or waits on one.
+    fn remove_key_locks(&self) {
+        if let Ok(entries) = std::fs::read_dir(self.root().join(KEY_LOCKS)) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// Calls `visit(fan, name)` for each file of a fanned-out store directory.
+fn for_each_entry(dir: &Dir, mut visit: impl FnMut(&str, &str)) -> Result<()> {
+    let context = || "listing the store".to_owned();
+    for fan in dir.entries().map_err(|e| Error::io(context())(e))? {
+        let fan = fan.map_err(|e| Error::io(context())(e))?.file_name();
+        let Ok(sub) = dir.open_dir(&fan) else { continue };
+        for entry in sub.entries().map_err(|e| Error::io(context())(e))? {
+            let name = entry.map_err(|e| Error::io(context())(e))?.file_name();
+            visit(&fan.to_string_lossy(), &name.to_string_lossy());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! Locks shared between the processes (and runs) using one workspace.
+//!
+//! - The *workspace lock* (`lock` at the root) is held shared by every run
+//!   for its whole duration and exclusively by `weir gc`, so garbage
+//!   collection never removes what a run has stored but not yet recorded.
+//! - A *key lock* (`locks/<cache key>`) is held while a step with that key
+//!   executes, so identical steps in flight at once, in any process, execute
+//!   once: the others wait, then reuse the result.
+//!
+//! Both are advisory `flock` locks on open files: the operating system
+//! releases them when the holder exits, however it exits.
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+
+use super::Store;
+use crate::{Digest, Error, Result};
+
+/// Name of the workspace lock file.
+const WORKSPACE_LOCK: &str = "lock";
+/// Directory of the key lock files.
+pub(super) const KEY_LOCKS: &str = "locks";
+
+/// A held lock; dropping it releases the lock.
+#[derive(Debug)]
+pub(crate) struct Held {
+    _file: File,
+}
+
+impl Store {
+    /// Takes the workspace lock shared, as a run does (waits while a
+    /// garbage collection holds it).
+    pub(crate) fn lock_for_run(&self) -> Result<Held> {
+        let file = self.lock_file(&self.root().join(WORKSPACE_LOCK))?;
+        file.lock_shared().map_err(Error::io("taking the workspace lock"))?;
+        Ok(Held { _file: file })
+    }
+
+    /// Takes the workspace lock exclusively, as garbage collection does
+    /// (waits for every run to end).
+    pub(crate) fn lock_exclusive(&self) -> Result<Held> {
+        let file = self.lock_file(&self.root().join(WORKSPACE_LOCK))?;
+        file.lock().map_err(Error::io("taking the workspace lock"))?;
+        Ok(Held { _file: file })
+    }
+
+    /// Takes the lock of cache key `key`, waiting while another execution
+    /// with that key holds it.
+    pub(crate) fn lock_key(&self, key: &Digest) -> Result<Held> {
+        let file = self.lock_file(&self.root().join(KEY_LOCKS).join(key.hex()))?;
+        file.lock().map_err(Error::io(format!("locking cache key {key}")))?;
+        Ok(Held { _file: file })
+    }
+
+    fn lock_file(&self, path: &Path) -> Result<File> {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(Error::io(format!("opening lock file {}", path.display())))
+    }
+}
