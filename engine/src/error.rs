@@ -285,8 +285,10 @@ pub enum ValidationErrorKind {
         known: Vec<String>,
     },
     /// A step named in the run options (`--rerun`, `verify`) is not in the pipeline.
-    #[error("`{step}`: no such step in the pipeline")]
+    #[error("`{option} {step}`: no such step in the pipeline")]
     UnknownRerunStep {
+        /// The option that names it.
+        option: &'static str,
         /// The unknown step.
         step: String,
     },

@@ -158,9 +158,24 @@ pub fn load_tenants(path: &Path) -> Result<BTreeMap<String, crate::TenantQuota>,
     Ok(tenants)
 }
 
+/// The largest manifest weir reads: far beyond any real one, and a bound on
+/// what a manifest naming a device or a huge file as a sub-pipeline costs.
+const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
 fn read_manifest(path: &Path) -> Result<String, ValidationError> {
-    std::fs::read_to_string(path)
-        .map_err(|err| ValidationError::new(Kind::Unreadable(err.to_string())).in_file(Some(path)))
+    read_text(path).map_err(|why| ValidationError::new(Kind::Unreadable(why)).in_file(Some(path)))
+}
+
+/// The text of a manifest file, or why it cannot be read.
+fn read_text(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|err| err.to_string())?;
+    if !meta.is_file() {
+        return Err("it is not a regular file".to_owned());
+    }
+    if meta.len() > MAX_MANIFEST_BYTES {
+        return Err(format!("it is {} bytes; a manifest may be at most {MAX_MANIFEST_BYTES}", meta.len()));
+    }
+    std::fs::read_to_string(path).map_err(|err| err.to_string())
 }
 
 fn syntax(message: impl Into<String>) -> ValidationError {

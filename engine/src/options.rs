@@ -136,10 +136,13 @@ impl RunOptions {
     pub(crate) fn resolve(&self, pipeline: &Pipeline) -> Result<Params, ValidationError> {
         let located = |err: ValidationError| err.in_file(pipeline.file());
         if let Some(step) = self.rerun.iter().find(|step| pipeline.step(step).is_none()) {
-            return Err(located(ValidationError::new(Kind::UnknownRerunStep { step: step.clone() })));
+            return Err(located(ValidationError::new(Kind::UnknownRerunStep {
+                option: "--rerun",
+                step: step.clone(),
+            })));
         }
         if let Some(step) = self.verify.as_ref().and_then(|v| v.step.as_ref()).filter(|s| pipeline.step(s).is_none()) {
-            return Err(located(ValidationError::new(Kind::UnknownRerunStep { step: step.clone() })));
+            return Err(located(ValidationError::new(Kind::UnknownRerunStep { option: "verify", step: step.clone() })));
         }
         let mut params = pipeline.params().clone();
         for (name, value) in &self.params {

@@ -274,7 +274,7 @@ impl<'a> Coordinator<'a> {
             match self.engine.store.cache_get(&key) {
                 Some(entry) => {
                     self.expected[i] = Some(entry.outputs);
-                    let job = Job { record: false, ..self.job(i, inputs, key) };
+                    let job = Job { record: false, share: false, ..self.job(i, inputs, key) };
                     return vec![((i, None), job)];
                 }
                 None => self.verification[i] = Some(Verification::NothingToCompare),

@@ -288,6 +288,23 @@ fn process_alive(pid: u32) -> bool {
     if cfg!(target_os = "linux") { Path::new("/proc").join(pid.to_string()).exists() } else { true }
 }
 
+/// Calls `visit(digest, path)` for each entry of a fanned-out store
+/// directory (`ab/cdef…`) named by a digest; other names are skipped.
+fn for_each_digest(dir: &Dir, mut visit: impl FnMut(Digest, PathBuf)) -> Result<()> {
+    let context = || "listing the store".to_owned();
+    for fan in dir.entries().map_err(|e| Error::io(context())(e))? {
+        let fan = fan.map_err(|e| Error::io(context())(e))?.file_name();
+        let Ok(sub) = dir.open_dir(&fan) else { continue };
+        for entry in sub.entries().map_err(|e| Error::io(context())(e))? {
+            let name = entry.map_err(|e| Error::io(context())(e))?.file_name();
+            if let Ok(digest) = Digest::parse(&format!("{}{}", fan.to_string_lossy(), name.to_string_lossy())) {
+                visit(digest, Path::new(&fan).join(&name));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Splits a digest's hex into a two-digit fan-out directory and the rest.
 fn split(digest: &Digest) -> (String, String) {
     let hex = digest.hex();

@@ -82,5 +82,5 @@ fn verify_reports_the_reusable_step_that_is_not_reproducible() {
     }
     let output = project.weir(&["verify", "last", "nosuchstep"]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("`nosuchstep`: no such step"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("`verify nosuchstep`: no such step"));
 }

@@ -149,3 +149,9 @@ fn a_missing_manifest_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("absent.toml: cannot read the manifest"), "{stderr}");
 }
+
+#[test]
+fn a_sub_pipeline_that_is_not_a_regular_file_is_refused() {
+    let stderr = rejected("name = \"dev\"\n[steps.inner]\npipeline = \"/dev/zero\"\n", &[]);
+    assert_mentions(&stderr, &["/dev/zero", "not a regular file"]);
+}

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{RawStep, code_step, parse_raw, read_manifest, syntax};
+use super::{RawStep, code_step, parse_raw, read_text, syntax};
 use crate::StepBuilder;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::params::{Params, rebind, toml_to_json};
@@ -124,7 +124,11 @@ impl Inliner {
                 syntax(format!("sub-pipelines include each other: {}", chain.join(" -> "))).in_field("pipeline")
             );
         }
-        let inner = parse_raw(&read_manifest(&path)?).map_err(|err| err.in_file(Some(&path)))?;
+        let text = read_text(&path).map_err(|why| {
+            ValidationError::new(Kind::Unreadable(format!("sub-pipeline {}: {why}", path.display())))
+                .in_field("pipeline")
+        })?;
+        let inner = parse_raw(&text).map_err(|err| err.in_file(Some(&path)))?;
         let params = bind_params(&raw, &inner.params, scope)?;
         let inputs = bind_inputs(&raw, &inner.inputs, scope)?;
         let inner_scope = Scope { prefix: format!("{full}/"), params: Some(params), inputs: Some(inputs) };

@@ -8,10 +8,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use cap_std::fs::Dir;
 use serde::Serialize;
 
-use super::{Artifact, Store, locks::KEY_LOCKS, split};
+use super::{Artifact, Store, for_each_digest, locks::KEY_LOCKS, split};
 use crate::{Digest, Error, OutputKind, Result};
 
 /// What a garbage collection removed.
@@ -76,22 +75,14 @@ impl Store {
     fn stored(&self, kind: OutputKind) -> Result<Vec<Digest>> {
         let dir = self.kind_dir(kind);
         let mut digests = Vec::new();
-        for_each_entry(dir, |fan, name| {
-            if let Ok(digest) = Digest::parse(&format!("{fan}{name}")) {
-                digests.push(digest);
-            }
-        })?;
+        for_each_digest(dir, |digest, _| digests.push(digest))?;
         Ok(digests)
     }
 
     /// Every cache entry that can be read.
     fn cache_entries(&self) -> Result<Vec<super::CacheEntry>> {
         let mut keys = Vec::new();
-        for_each_entry(&self.inner.cache, |fan, name| {
-            if let Ok(key) = Digest::parse(&format!("{fan}{name}")) {
-                keys.push(key);
-            }
-        })?;
+        for_each_digest(&self.inner.cache, |key, _| keys.push(key))?;
         Ok(keys.iter().filter_map(|key| self.cache_get(key)).collect())
     }
 
@@ -104,18 +95,4 @@ impl Store {
             }
         }
     }
-}
-
-/// Calls `visit(fan, name)` for each file of a fanned-out store directory.
-fn for_each_entry(dir: &Dir, mut visit: impl FnMut(&str, &str)) -> Result<()> {
-    let context = || "listing the store".to_owned();
-    for fan in dir.entries().map_err(|e| Error::io(context())(e))? {
-        let fan = fan.map_err(|e| Error::io(context())(e))?.file_name();
-        let Ok(sub) = dir.open_dir(&fan) else { continue };
-        for entry in sub.entries().map_err(|e| Error::io(context())(e))? {
-            let name = entry.map_err(|e| Error::io(context())(e))?.file_name();
-            visit(&fan.to_string_lossy(), &name.to_string_lossy());
-        }
-    }
-    Ok(())
 }

@@ -2,11 +2,9 @@
 //! bytes changed on disk are found and, with `repair`, removed (a cache
 //! entry whose artifact is gone is a miss, so the step is recomputed).
 
-use std::path::Path;
-
 use serde::Serialize;
 
-use super::Store;
+use super::{Store, for_each_digest};
 use crate::{Digest, Error, OutputKind, Result};
 
 /// What a verification found.
@@ -27,22 +25,15 @@ impl Store {
         let mut report = VerifyReport { repaired: repair, ..VerifyReport::default() };
         for kind in [OutputKind::File, OutputKind::Dir] {
             let dir = self.kind_dir(kind);
-            let context = || format!("listing the store under {}", self.root().display());
-            for fan in dir.entries().map_err(|e| Error::io(context())(e))? {
-                let fan = fan.map_err(|e| Error::io(context())(e))?.file_name();
-                let Ok(sub) = dir.open_dir(&fan) else { continue };
-                for entry in sub.entries().map_err(|e| Error::io(context())(e))? {
-                    let name = entry.map_err(|e| Error::io(context())(e))?.file_name();
-                    let hex = format!("{}{}", fan.to_string_lossy(), name.to_string_lossy());
-                    let Ok(digest) = Digest::parse(&hex) else { continue };
-                    report.checked += 1;
-                    let path = Path::new(&fan).join(&name);
-                    let intact = dir.read(&path).map(|bytes| Digest::of(&bytes) == digest).unwrap_or(false);
-                    if !intact {
-                        report.corrupt.push(digest);
-                        if repair {
-                            dir.remove_file(&path).map_err(Error::io(format!("removing corrupt entry {digest}")))?;
-                        }
+            let mut stored = Vec::new();
+            for_each_digest(dir, |digest, path| stored.push((digest, path)))?;
+            for (digest, path) in stored {
+                report.checked += 1;
+                let intact = dir.read(&path).map(|bytes| Digest::of(&bytes) == digest).unwrap_or(false);
+                if !intact {
+                    report.corrupt.push(digest);
+                    if repair {
+                        dir.remove_file(&path).map_err(Error::io(format!("removing corrupt entry {digest}")))?;
                     }
                 }
             }
