@@ -10,7 +10,7 @@ WORDS        := examples/wordcount
 WORDS_WS     := $(WORDS)/.weir
 WORDS_BINS   := normalize count stats report
 
-.PHONY: all setup build examples run run-wordcount run-embed test lint fmt bench bench-quick clean
+.PHONY: all setup build examples run run-wordcount run-embed test lint fmt bench bench-quick bench-peers clean
 
 all: build
 
@@ -71,12 +71,19 @@ test: setup
 	$(CARGO) test --workspace
 
 ## Benchmarks (release build; slow to compile the first time). Results go in BENCHMARKS.md.
+## Criterion micro-benchmarks (bridge, engine) and whole-run suites (overhead, pipelines,
+## hashing, compute) that print Markdown tables. `cargo install b3sum` for the hashing ratio.
 bench: setup
 	$(CARGO) bench -p weir-tests
 
 ## A quick subset (under a minute once built), before committing a change to a hot path.
 bench-quick: setup
-	$(CARGO) bench -p weir-tests --bench engine -- --warm-up-time 1 --measurement-time 3 step/overhead
+	WEIR_BENCH_RUNS=100 $(CARGO) bench -p weir-tests --bench overhead
+	$(CARGO) bench -p weir-tests --bench engine -- --warm-up-time 1 --measurement-time 3 chain_1000/reused_cli
+
+## weir and Snakemake side by side (installs Snakemake from PyPI into a virtual environment).
+bench-peers:
+	bench/peers.sh
 
 ## Formatting and lints, as CI checks them.
 lint:

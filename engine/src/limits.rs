@@ -282,6 +282,22 @@ mod tests {
     }
 
     #[test]
+    fn overrides_within_a_ceiling_win_and_defaults_are_lowered_to_it() {
+        let ceiling = Limits { memory: 64 << 20, fuel: Some(1000), ..Limits::UNBOUNDED };
+        let defaults = Limits::default();
+        let asked = LimitOverrides { memory: Some(32 << 20), files: Some(7), ..LimitOverrides::default() };
+        let limits = defaults.resolve(&asked, &ceiling).unwrap();
+        assert_eq!((limits.memory, limits.files, limits.fuel), (32 << 20, 7, Some(1000)));
+        assert_eq!(limits.timeout, Limits::DEFAULT_TIMEOUT);
+        let unset = defaults.resolve(&LimitOverrides::default(), &ceiling).unwrap();
+        assert_eq!(unset.memory, 64 << 20, "the 512 MiB default is lowered to the ceiling");
+        let greedy = LimitOverrides { fuel: Some(5000), ..LimitOverrides::default() };
+        assert_eq!(defaults.resolve(&greedy, &ceiling), Err(LimitExceeded { field: "fuel", asked: 5000, max: 1000 }));
+        let greedy = LimitOverrides { memory: Some(1 << 30), ..LimitOverrides::default() };
+        assert_eq!(defaults.resolve(&greedy, &ceiling).unwrap_err().field, "memory");
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));

@@ -102,6 +102,49 @@ pub struct StepReport {
     /// In a verifying run, what re-executing the step showed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
+    /// Where the execution's time went (absent unless the step executed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phases: Option<Phases>,
+}
+
+/// Where the time of one execution went, phase by phase (map steps: the
+/// sum over their entries).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Phases {
+    /// Creating the scratch directory, linking inputs into `/in`, writing parameters.
+    #[serde(rename = "stage_ms", serialize_with = "as_millis")]
+    pub stage: Duration,
+    /// Building the WASI context (preopens, stdio) and the store.
+    #[serde(rename = "sandbox_ms", serialize_with = "as_millis")]
+    pub sandbox: Duration,
+    /// Instantiating the module or component.
+    #[serde(rename = "instantiate_ms", serialize_with = "as_millis")]
+    pub instantiate: Duration,
+    /// The guest (or native step) running.
+    #[serde(rename = "run_ms", serialize_with = "as_millis")]
+    pub run: Duration,
+    /// Checking quotas, hashing and moving outputs and logs into the store.
+    #[serde(rename = "ingest_ms", serialize_with = "as_millis")]
+    pub ingest: Duration,
+    /// Writing the cache entry.
+    #[serde(rename = "cache_ms", serialize_with = "as_millis")]
+    pub cache: Duration,
+}
+
+impl std::ops::Add for Phases {
+    type Output = Phases;
+
+    /// The phases of two executions added up.
+    fn add(self, other: Phases) -> Phases {
+        Phases {
+            stage: self.stage + other.stage,
+            sandbox: self.sandbox + other.sandbox,
+            instantiate: self.instantiate + other.instantiate,
+            run: self.run + other.run,
+            ingest: self.ingest + other.ingest,
+            cache: self.cache + other.cache,
+        }
+    }
 }
 
 /// What a verifying run found for one step.

@@ -21,7 +21,7 @@ use crate::events::Event;
 use crate::history::{MetricPoint, StepRecord};
 use crate::native::Device;
 use crate::pipeline::{InputRef, Step};
-use crate::report::{Logs, RunReport, RunStatus, StepReport, StepStatus, Verification};
+use crate::report::{Logs, Phases, RunReport, RunStatus, StepReport, StepStatus, Verification};
 use crate::step_exec::{self, Finished, Job, JobCode, Workshop};
 use crate::tenant::{StoreAccount, Tenant};
 use crate::{Artifact, Digest, Limits, RunOptions, StepError, StepErrorKind};
@@ -105,6 +105,8 @@ pub(crate) struct Coordinator<'a> {
     expected: Vec<Option<BTreeMap<String, Artifact>>>,
     /// In a verifying run, what each step's verification found.
     verification: Vec<Option<Verification>>,
+    /// Where each executed step's time went (summed over map entries).
+    phases: Vec<Option<Phases>>,
     /// Settled steps not yet written to the history (flushed whenever the
     /// coordinator is about to wait, so no record waits on a running step).
     unrecorded: Vec<StepRecord>,
@@ -151,6 +153,7 @@ impl<'a> Coordinator<'a> {
             maps: (0..count).map(|_| None).collect(),
             expected: vec![None; count],
             verification: vec![None; count],
+            phases: vec![None; count],
             unrecorded: Vec::new(),
             reports: BTreeMap::new(),
             plan,
@@ -432,6 +435,9 @@ impl<'a> Coordinator<'a> {
             self.gpus.release(&slots);
         }
         let (i, entry) = id;
+        if finished.reused_from.is_none() {
+            self.phases[i] = Some(self.phases[i].unwrap_or_default() + finished.phases);
+        }
         self.warnings[i].extend(finished.warnings);
         if let Some(index) = entry {
             let outcome = match finished.outputs {
@@ -483,6 +489,7 @@ impl<'a> Coordinator<'a> {
     /// Stores a step's report and releases (or blocks) its dependents.
     fn settle(&mut self, i: usize, mut report: StepReport, ready: &mut Vec<usize>) {
         report.verification = self.verification[i].take();
+        report.phases = self.phases[i].take();
         // A step found not reproducible still hands its cached outputs on,
         // so a verifying run checks the steps below it too.
         let not_reproducible =
@@ -618,5 +625,6 @@ fn report(status: StepStatus) -> StepReport {
         entries: BTreeMap::new(),
         warnings: Vec::new(),
         verification: None,
+        phases: None,
     }
 }

@@ -18,7 +18,7 @@ use crate::runtime::{Invocation, Program, Runtime};
 use crate::store::{CacheEntry, Store};
 use crate::telemetry::Telemetry;
 use crate::tenant::StoreAccount;
-use crate::{Artifact, Digest, Error, Limits, Logs, OutputKind, StepError, StepErrorKind};
+use crate::{Artifact, Digest, Error, Limits, Logs, OutputKind, Phases, StepError, StepErrorKind};
 
 /// Name of the parameters file inside `/in`.
 pub(crate) const PARAMS_FILE: &str = ".params.json";
@@ -76,6 +76,8 @@ pub(crate) struct Finished {
     /// The run whose execution served this job, when an identical one was
     /// in flight and this job waited for it instead of executing.
     pub reused_from: Option<String>,
+    /// Where the time went.
+    pub phases: Phases,
     pub duration: Duration,
 }
 
@@ -101,12 +103,14 @@ pub(crate) fn execute(workshop: &Workshop<'_>, job: &Job) -> Finished {
             series: Vec::new(),
             warnings: Vec::new(),
             reused_from: Some(entry.run_id),
+            phases: Phases::default(),
             duration: started.elapsed(),
         };
     }
+    let staging = Instant::now();
     let mut finished = match workshop.store.scratch_dir("step") {
         Ok((scratch, path)) => {
-            let finished = run_in(workshop, job, &scratch, &path);
+            let finished = run_in(workshop, job, &scratch, &path, staging);
             workshop.store.remove_scratch(&path);
             finished
         }
@@ -124,30 +128,47 @@ fn failed(job: &Job, kind: StepErrorKind, stderr_tail: String) -> Finished {
         series: Vec::new(),
         warnings: Vec::new(),
         reused_from: None,
+        phases: Phases::default(),
         duration: Duration::ZERO,
     }
 }
 
-fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path) -> Finished {
+/// Stages, runs and collects `job` in the scratch directory; `staging` is
+/// when staging began.
+fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path, staging: Instant) -> Finished {
     let telemetry = Telemetry::new(workshop.events.clone());
-    let (ran, telemetry) = match stage(workshop.store, job, scratch, path) {
-        Ok(staged) => match &job.code {
-            JobCode::Wasm(program) => run_wasm(workshop, job, program, staged, path, telemetry),
-            JobCode::Native(step) => run_native(job, step.as_ref(), path, telemetry),
-        },
+    let staged = match stage(workshop.store, job, scratch, path) {
+        Ok(staged) => staged,
         Err(err) => return failed(job, engine(err), String::new()),
     };
+    let stage_time = staging.elapsed();
+    let (ran, telemetry, mut phases) = match &job.code {
+        JobCode::Wasm(program) => run_wasm(workshop, job, program, staged, path, telemetry),
+        JobCode::Native(step) => run_native(job, step.as_ref(), path, telemetry),
+    };
+    phases.stage = stage_time;
+    let ingesting = Instant::now();
     let (metrics, series) = telemetry.into_metrics();
     let stderr_tail = tail(&path.join("stderr"));
     let warnings = truncated_logs(path, job.limits.log);
     let logs = match store_logs(workshop.store, scratch) {
         Ok(logs) => logs,
-        Err(err) => return Finished { metrics, series, warnings, ..failed(job, engine(err), stderr_tail) },
+        Err(err) => return Finished { metrics, series, warnings, phases, ..failed(job, engine(err), stderr_tail) },
     };
     let outputs = ran
-        .and_then(|()| collect(workshop.store, job, scratch, path, logs, &metrics))
+        .and_then(|()| collect(workshop.store, job, scratch, path, logs, &metrics, &mut phases))
         .map_err(|kind| StepError { step: job.step.clone(), kind, stderr_tail });
-    Finished { outputs, logs: Some(logs), metrics, series, warnings, reused_from: None, duration: Duration::ZERO }
+    phases.ingest = ingesting.elapsed().saturating_sub(phases.cache);
+    Finished {
+        outputs,
+        logs: Some(logs),
+        metrics,
+        series,
+        warnings,
+        reused_from: None,
+        phases,
+        duration: Duration::ZERO,
+    }
 }
 
 /// A warning for each log that was cut at `limits.log`.
@@ -194,7 +215,7 @@ fn run_wasm(
     staged: Staged,
     path: &Path,
     telemetry: Telemetry,
-) -> (Result<(), StepErrorKind>, Telemetry) {
+) -> (Result<(), StepErrorKind>, Telemetry, Phases) {
     let files = GuestFiles::new(staged.in_dir, staged.out_dir);
     let bridge =
         Bridge::new(&job.step, workshop.natives.clone(), job.natives.clone(), job.device, Some(files), telemetry);
@@ -208,8 +229,8 @@ fn run_wasm(
         deterministic_seed: job.deterministic.then_some(job.key),
         bridge,
     };
-    let (result, bridge) = workshop.runtime.execute(program, invocation);
-    (result, bridge.into_telemetry())
+    let (result, bridge, phases) = workshop.runtime.execute(program, invocation);
+    (result, bridge.into_telemetry(), phases)
 }
 
 /// Runs a native step in-process; a returned error or a panic fails the step.
@@ -218,7 +239,8 @@ fn run_native(
     step: &dyn NativeStep,
     path: &Path,
     mut telemetry: Telemetry,
-) -> (Result<(), StepErrorKind>, Telemetry) {
+) -> (Result<(), StepErrorKind>, Telemetry, Phases) {
+    let started = Instant::now();
     let (in_dir, out_dir) = (path.join("in"), path.join("out"));
     let mut context = StepContext {
         step: &job.step,
@@ -233,7 +255,7 @@ fn run_native(
         Ok(Err(message)) => Err(StepErrorKind::Native { message }),
         Err(panic) => Err(StepErrorKind::Native { message: format!("panicked: {}", panic_text(&*panic)) }),
     };
-    (result, telemetry)
+    (result, telemetry, Phases { run: started.elapsed(), ..Phases::default() })
 }
 
 /// Stores the captured stdout and stderr as artifacts.
@@ -253,6 +275,7 @@ fn collect(
     path: &Path,
     logs: Logs,
     metrics: &BTreeMap<String, f64>,
+    phases: &mut Phases,
 ) -> Result<BTreeMap<String, Artifact>, StepErrorKind> {
     if let Some(breach) = OutputUsage::measure(&path.join("out"), &job.limits).breach(&job.limits) {
         return Err(breach);
@@ -277,7 +300,9 @@ fn collect(
             metrics: metrics.clone(),
             run_id: job.run_id.clone(),
         };
+        let caching = Instant::now();
         store.cache_put(&job.key, &entry).map_err(engine)?;
+        phases.cache = caching.elapsed();
     }
     Ok(outputs)
 }

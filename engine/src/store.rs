@@ -15,9 +15,10 @@
 //! tmp/               scratch and staging; always on the same file system as the store
 //! ```
 //!
-//! Every entry is written under a temporary name in `tmp/`, synced, then
-//! renamed into place, so a process killed at any point leaves no partial
-//! entry. A cache entry is only written after all its objects, and a lookup
+//! Every entry is written under a temporary name in `tmp/`, then renamed into
+//! place, so a process killed at any point leaves no partial entry; objects
+//! and trees are synced before the rename (see [`Durability`] for why cache
+//! entries need not be). A cache entry is only written after all its objects, and a lookup
 //! checks that they exist.
 
 mod cache;
@@ -71,6 +72,20 @@ struct Inner {
     inputs: Dir,
     tmp: Dir,
     next_temp: AtomicU64,
+}
+
+/// Whether a store file is synced to disk before it is renamed into place.
+///
+/// Objects and trees are: a step may consume an object without re-hashing it
+/// (inputs are hard links), so one must never exist with other bytes than
+/// its name says, even after a power failure. Cache entries and input stat
+/// records are not: one lost or torn by a power failure fails to decode and
+/// counts as absent, which costs a recomputation, never a wrong result; and
+/// skipping their sync halves the syncs of a typical step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    Synced,
+    Unsynced,
 }
 
 /// Subdirectories created in every workspace.
@@ -227,19 +242,19 @@ impl Store {
         if dir.symlink_metadata(&target).is_ok() {
             return Ok(());
         }
-        let temp = self.write_temp(bytes)?;
+        let temp = self.write_temp(bytes, Durability::Synced)?;
         if read_only {
             set_read_only(&self.inner.tmp, &temp)?;
         }
         self.rename_into(&temp, dir, &fan, &rest)
     }
 
-    /// Writes a synced temporary file under `tmp/` and returns its name.
-    fn write_temp(&self, bytes: &[u8]) -> Result<String> {
+    /// Writes a temporary file under `tmp/` and returns its name.
+    fn write_temp(&self, bytes: &[u8], durability: Durability) -> Result<String> {
         let name = self.temp_name("blob");
         let mut file = self.inner.tmp.create(&name).map_err(Error::io("creating a temporary file in the store"))?;
         file.write_all(bytes)
-            .and_then(|()| file.sync_all())
+            .and_then(|()| if durability == Durability::Synced { file.sync_all() } else { Ok(()) })
             .map_err(Error::io("writing a temporary file in the store"))?;
         Ok(name)
     }

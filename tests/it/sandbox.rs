@@ -52,6 +52,14 @@ fn inputs_are_read_only() {
 }
 
 #[test]
+fn inputs_cannot_be_hard_linked_into_the_output_directory() {
+    for wasi in Wasi::ALL {
+        let result = probe(wasi, &["probe-link", "/in/data"], true);
+        assert!(result.starts_with("err:"), "{wasi:?} linked an input into /out: {result}");
+    }
+}
+
+#[test]
 fn stored_inputs_stay_intact_after_a_write_attempt() {
     let project = Project::new();
     project.write("data/secret.txt", "original");

@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::I32Exit;
@@ -11,7 +12,7 @@ use super::sandbox::{ComponentState, CoreState, wasi_context};
 use super::watch::{Guard, arm};
 use super::{Program, ProgramKind, Runtime, chain};
 use crate::bridge::Bridge;
-use crate::{Digest, Limits, StepErrorKind};
+use crate::{Digest, Limits, Phases, StepErrorKind};
 
 /// What one execution gets: argv, its `/in` and `/out` host directories,
 /// files for stdout and stderr, and its limits.
@@ -37,12 +38,23 @@ pub(crate) struct Invocation {
 
 impl Runtime {
     /// Runs `program` to completion; `Ok` when it exited with status 0.
-    /// The bridge comes back with the telemetry the guest reported.
-    pub(crate) fn execute(&self, program: &Program, invocation: Invocation) -> (Result<(), StepErrorKind>, Bridge) {
+    /// The bridge comes back with the telemetry the guest reported, and the
+    /// phases with the sandbox, instantiation and run times.
+    pub(crate) fn execute(
+        &self,
+        program: &Program,
+        invocation: Invocation,
+    ) -> (Result<(), StepErrorKind>, Bridge, Phases) {
+        let mut phases = Phases::default();
+        let mut clock = Instant::now();
+        let mut lap = |phase: &mut Duration| {
+            *phase = clock.elapsed();
+            clock = Instant::now();
+        };
         let limits = invocation.limits;
         let mut wasi = match wasi_context(&invocation) {
             Ok(wasi) => wasi,
-            Err(why) => return (Err(StepErrorKind::Engine(why)), invocation.bridge),
+            Err(why) => return (Err(StepErrorKind::Engine(why)), invocation.bridge, phases),
         };
         let guard = Guard::new(limits, invocation.out_dir);
         let bridge = invocation.bridge;
@@ -50,24 +62,31 @@ impl Runtime {
             ProgramKind::Core(pre) => {
                 let mut store = Store::new(&program.engine, CoreState { wasi: wasi.build_p1(), guard, bridge });
                 arm(&mut store, &limits, |state| &mut state.guard);
-                let result = pre.instantiate(&mut store).and_then(|instance| {
+                lap(&mut phases.sandbox);
+                let instance = pre.instantiate(&mut store);
+                lap(&mut phases.instantiate);
+                let result = instance.and_then(|instance| {
                     let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
                     start.call(&mut store, ())
                 });
+                lap(&mut phases.run);
                 let state = store.into_data();
                 (result, state.guard.breach(), state.bridge)
             }
             ProgramKind::Component(pre) => {
                 let mut store = Store::new(&program.engine, ComponentState::new(wasi.build(), guard, bridge));
                 arm(&mut store, &limits, |state| &mut state.guard);
-                let result = pre
-                    .instantiate(&mut store)
+                lap(&mut phases.sandbox);
+                let command = pre.instantiate(&mut store);
+                lap(&mut phases.instantiate);
+                let result = command
                     .and_then(|command| command.wasi_cli_run().call_run(&mut store)?.map_err(|()| I32Exit(1).into()));
+                lap(&mut phases.run);
                 let state = store.into_data();
                 (result, state.guard.breach(), state.bridge)
             }
         };
-        (classify(result, breach, &limits), bridge)
+        (classify(result, breach, &limits), bridge, phases)
     }
 }
 

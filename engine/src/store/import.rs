@@ -5,12 +5,11 @@
 //! file only if one of those changed.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Artifact, Store, Tree, TreeEntry, hash_stream, set_read_only, split};
+use super::{Artifact, Durability, Store, Tree, TreeEntry, set_read_only, split};
 use crate::{Digest, Error, OutputKind, Result};
 
 /// What a host file looked like when it was last hashed.
@@ -76,19 +75,25 @@ impl Store {
         Ok(digest)
     }
 
-    /// Copies a host file into `tmp/`, hashing it, then renames it into place.
+    /// Copies a host file into `tmp/`, hashes the copy, and renames it into
+    /// place. Copying first (in the kernel: `copy_file_range`, a reflink
+    /// where the file system can) and hashing the private copy means the
+    /// digest always describes the stored bytes, even if the host file
+    /// changes meanwhile; the copy is hashed memory-mapped on all cores.
     fn copy_in(&self, path: &Path) -> Result<Digest> {
         let context = || format!("importing {}", path.display());
-        let mut source = fs::File::open(path).map_err(|e| Error::io(context())(e))?;
         let temp = self.temp_name("import");
-        let mut copy = self.inner.tmp.create(&temp).map_err(|e| Error::io(context())(e))?;
-        let digest = hash_stream(&mut source, |chunk| copy.write_all(chunk)).map_err(|e| Error::io(context())(e))?;
+        let temp_path = self.path_of("tmp").join(&temp);
+        fs::copy(path, &temp_path).map_err(|e| Error::io(context())(e))?;
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_mmap_rayon(&temp_path).map_err(|e| Error::io(context())(e))?;
+        let digest: Digest = hasher.finalize().into();
         let (fan, rest) = split(&digest);
         if self.inner.objects.symlink_metadata(Path::new(&fan).join(&rest)).is_ok() {
             let _ = self.inner.tmp.remove_file(&temp);
             return Ok(digest);
         }
-        copy.sync_all().map_err(|e| Error::io(context())(e))?;
+        fs::File::open(&temp_path).and_then(|copy| copy.sync_all()).map_err(|e| Error::io(context())(e))?;
         set_read_only(&self.inner.tmp, &temp)?;
         self.rename_into(&temp, &self.inner.objects, &fan, &rest)?;
         Ok(digest)
@@ -105,7 +110,7 @@ impl Store {
             context: "encoding an input stat record".into(),
             source: std::io::Error::other(err),
         })?;
-        let temp = self.write_temp(&bytes)?;
+        let temp = self.write_temp(&bytes, Durability::Unsynced)?;
         let (fan, rest) = split(name);
         self.rename_into(&temp, &self.inner.inputs, &fan, &rest)
     }

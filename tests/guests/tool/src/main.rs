@@ -6,6 +6,9 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+#[path = "../../kernel.rs"]
+mod kernel;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).map(String::as_str).unwrap_or("");
@@ -19,6 +22,7 @@ fn main() {
         "env" => env(),
         "probe-read" => probe_read(&rest[0]),
         "probe-write" => probe_write(&rest[0]),
+        "probe-link" => probe_link(&rest[0]),
         "list-in" => list_in(),
         "tree" => tree(&rest[0]),
         "symlink" => symlink(),
@@ -34,6 +38,7 @@ fn main() {
         "fill" => fill(),
         "files" => files(rest[0].parse().expect("count")),
         "entropy" => entropy(),
+        "kernel" => write("result", kernel::train(rest[0].parse().expect("epochs")).to_string().as_bytes()),
         other => {
             eprintln!("unknown mode `{other}`");
             std::process::exit(64);
@@ -229,4 +234,16 @@ fn entropy() {
     let random = std::collections::hash_map::RandomState::new().hash_one(0u64);
     let elapsed = started.elapsed().as_nanos();
     write("result", format!("{wall} {elapsed} {random}").as_bytes());
+}
+
+/// Tries to hard-link `path` into /out and write through the link.
+fn probe_link(path: &str) {
+    let outcome = match fs::hard_link(path, "/out/linked") {
+        Ok(()) => match fs::OpenOptions::new().append(true).open("/out/linked") {
+            Ok(mut file) => format!("ok:write:{:?}", file.write_all(b"tampered")),
+            Err(err) => format!("ok:open:err:{err}"),
+        },
+        Err(err) => format!("err:{err}"),
+    };
+    write("result", outcome.as_bytes());
 }
