@@ -263,13 +263,10 @@ impl<'a> Coordinator<'a> {
             return Vec::new();
         }
         let inputs = self.inputs_of(i);
-        let (key, key_json) = {
-            let material = self.material_of(i, &inputs);
-            (material.key(), serde_json::to_string(&material).ok())
-        };
+        let key = self.material_of(i, &inputs).key();
         self.keys[i] = Some(key);
-        self.key_json[i] = key_json;
         if let Some(mapped) = self.plan[i].step.map() {
+            self.remember_key_material(i, &inputs);
             let directory = inputs[mapped];
             return self.dispatch_map(i, mapped, directory, inputs, started, ready);
         }
@@ -277,6 +274,7 @@ impl<'a> Coordinator<'a> {
             match self.engine.store.cache_get(&key) {
                 Some(entry) => {
                     self.expected[i] = Some(entry.outputs);
+                    self.remember_key_material(i, &inputs);
                     let job = Job { record: false, share: false, ..self.job(i, inputs, key) };
                     return vec![((i, None), job)];
                 }
@@ -297,7 +295,15 @@ impl<'a> Coordinator<'a> {
             self.settle(i, report, ready);
             return Vec::new();
         }
+        self.remember_key_material(i, &inputs);
         vec![((i, None), self.job(i, inputs, key))]
+    }
+
+    /// Keeps step `i`'s key material, as JSON, for the history record of a
+    /// step that executes (`weir explain` compares executions; a reused
+    /// step's material is that of the execution it reuses).
+    fn remember_key_material(&mut self, i: usize, inputs: &BTreeMap<String, Artifact>) {
+        self.key_json[i] = serde_json::to_string(&self.material_of(i, inputs)).ok();
     }
 
     /// Expands map step `i` over the entries of `directory`.
