@@ -67,6 +67,33 @@ impl Flavor {
 pub(crate) struct Runtime {
     compiled_dir: PathBuf,
     flavors: DashMap<Flavor, Arc<FlavoredRuntime>>,
+    /// The digest of each module file prepared, with the stamp it had then.
+    module_digests: DashMap<PathBuf, (FileStamp, Digest)>,
+}
+
+/// What identifies a version of a file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: std::time::SystemTime,
+    inode: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<Self> {
+        let meta = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some(Self { len: meta.len(), modified: meta.modified().ok()?, inode })
+    }
+
+    /// Whether the file was last modified long enough ago for its stamp to
+    /// be trusted.
+    fn is_settled(&self) -> bool {
+        self.modified.elapsed().is_ok_and(|age| age > std::time::Duration::from_secs(2))
+    }
 }
 
 /// One `wasmtime::Engine` with its linkers, programs and tickers.
@@ -83,7 +110,8 @@ impl Runtime {
     /// A runtime whose compiled modules are cached under `compiled_dir`.
     /// Fails if the default flavor's engine cannot be set up.
     pub(crate) fn new(compiled_dir: &Path) -> Result<Self> {
-        let runtime = Self { compiled_dir: compiled_dir.to_owned(), flavors: DashMap::new() };
+        let runtime =
+            Self { compiled_dir: compiled_dir.to_owned(), flavors: DashMap::new(), module_digests: DashMap::new() };
         runtime.flavor(Flavor::of(&Limits::default())).map_err(Error::Runtime)?;
         Ok(runtime)
     }
@@ -91,9 +119,26 @@ impl Runtime {
     /// Compiles and links the module at `path` for steps whose limits need
     /// `flavor`, or returns the cached program. The error is a reason for the
     /// user: the module is not a valid WASI command.
+    ///
+    /// A module file whose size, modification time and inode are those seen
+    /// when it was last prepared (and that was not modified in the seconds
+    /// before, when a change could hide within one timestamp tick) is not
+    /// read again.
     pub(crate) fn prepare(&self, path: &Path, flavor: Flavor) -> Result<Arc<Program>, String> {
+        let runtime = self.flavor(flavor)?;
+        let stamp = FileStamp::of(path);
+        if let Some(stamp) = &stamp
+            && let Some(known) = self.module_digests.get(path).filter(|known| known.0 == *stamp)
+            && let Some(program) = runtime.programs.get(&known.1)
+        {
+            return Ok(program.clone());
+        }
         let bytes = std::fs::read(path).map_err(|err| format!("cannot read it: {err}"))?;
-        self.flavor(flavor)?.prepare(&bytes)
+        let program = runtime.prepare(&bytes)?;
+        if let Some(stamp) = stamp.filter(FileStamp::is_settled) {
+            self.module_digests.insert(path.to_owned(), (stamp, program.digest));
+        }
+        Ok(program)
     }
 
     fn flavor(&self, flavor: Flavor) -> Result<Arc<FlavoredRuntime>, String> {

@@ -185,10 +185,12 @@ impl<'a> Coordinator<'a> {
                 let sender = sender.clone();
                 let workshop = &workshop;
                 scope.spawn(move |_| {
-                    let finished = step_exec::execute(workshop, &job);
-                    drop(ticket);
+                    let mut finished = step_exec::execute(workshop, &job);
+                    let scratch = finished.scratch.take();
                     // The coordinator outlives every worker of its scope.
                     let _ = sender.send(Message::Finished(id, Box::new(finished)));
+                    step_exec::clean_up(workshop, scratch);
+                    drop(ticket);
                 });
             };
             loop {

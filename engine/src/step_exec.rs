@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,6 +78,8 @@ pub(crate) struct Finished {
     pub reused_from: Option<String>,
     /// Where the time went.
     pub phases: Phases,
+    /// The scratch directory to remove once the result is reported.
+    pub scratch: Option<PathBuf>,
     pub duration: Duration,
 }
 
@@ -104,20 +106,29 @@ pub(crate) fn execute(workshop: &Workshop<'_>, job: &Job) -> Finished {
             warnings: Vec::new(),
             reused_from: Some(entry.run_id),
             phases: Phases::default(),
+            scratch: None,
             duration: started.elapsed(),
         };
     }
     let staging = Instant::now();
     let mut finished = match workshop.store.scratch_dir("step") {
         Ok((scratch, path)) => {
-            let finished = run_in(workshop, job, &scratch, &path, staging);
-            workshop.store.remove_scratch(&path);
-            finished
+            Finished { scratch: Some(path.clone()), ..run_in(workshop, job, &scratch, &path, staging) }
         }
         Err(err) => failed(job, engine(err), String::new()),
     };
     finished.duration = started.elapsed();
     finished
+}
+
+/// Removes what an execution left in its scratch directory. Called after
+/// its result is reported, so cleaning up is off the path from a step being
+/// ready to it being recorded (a process that dies first leaves the
+/// directory to the next one's sweep).
+pub(crate) fn clean_up(workshop: &Workshop<'_>, scratch: Option<PathBuf>) {
+    if let Some(path) = scratch {
+        workshop.store.remove_scratch(&path);
+    }
 }
 
 fn failed(job: &Job, kind: StepErrorKind, stderr_tail: String) -> Finished {
@@ -129,6 +140,7 @@ fn failed(job: &Job, kind: StepErrorKind, stderr_tail: String) -> Finished {
         warnings: Vec::new(),
         reused_from: None,
         phases: Phases::default(),
+        scratch: None,
         duration: Duration::ZERO,
     }
 }
@@ -167,6 +179,7 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path, stagin
         warnings,
         reused_from: None,
         phases,
+        scratch: None,
         duration: Duration::ZERO,
     }
 }

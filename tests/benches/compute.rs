@@ -20,7 +20,7 @@ use weir::{Engine, OutputKind, Pipeline, RunOptions, StepBuilder};
 use weir_tests::{Wasi, tool};
 
 const EPOCHS: usize = 100;
-const REPEATS: usize = 7;
+const REPEATS: usize = 15;
 
 fn median(mut values: Vec<Duration>) -> Duration {
     values.sort();
@@ -61,28 +61,22 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let epochs = EPOCHS.to_string();
 
-    let mut native_loss = 0.0;
-    let native = median(
-        (0..REPEATS)
-            .map(|_| {
-                let started = Instant::now();
-                native_loss = std::hint::black_box(kernel::train(std::hint::black_box(EPOCHS)));
-                started.elapsed()
-            })
-            .collect(),
-    );
-
     let engine = Engine::builder().workspace(dir.path().join("ws")).jobs(1).build().expect("engine");
     let single = independent("kernel", 1, &["kernel", &epochs]);
     let forced = RunOptions::new().no_cache(true);
     let warm = engine.run(&single, &forced).expect("warm-up");
     let result = engine.store().read_file(&warm.steps["s0"].outputs["result"].digest).expect("result");
+    let native_loss = kernel::train(EPOCHS);
     assert_eq!(String::from_utf8_lossy(&result), native_loss.to_string(), "wasm and native compute the same loss");
-    let wasm = median(
-        (0..REPEATS)
-            .map(|_| engine.run(&single, &forced).expect("run").steps["s0"].phases.expect("phases").run)
-            .collect(),
-    );
+    // Native and wasm alternate, so both see the same machine conditions.
+    let (mut native, mut wasm) = (Vec::new(), Vec::new());
+    for _ in 0..REPEATS {
+        let started = Instant::now();
+        std::hint::black_box(kernel::train(std::hint::black_box(EPOCHS)));
+        native.push(started.elapsed());
+        wasm.push(engine.run(&single, &forced).expect("run").steps["s0"].phases.expect("phases").run);
+    }
+    let (native, wasm) = (median(native), median(wasm));
     println!("## Compute: the kernel natively and in the sandbox ({EPOCHS} epochs, median of {REPEATS})\n");
     println!("| build | median |\n|---|---:|");
     println!("| native (this benchmark, release) | {:.1} ms |", ms(native));
