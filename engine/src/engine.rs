@@ -225,6 +225,7 @@ impl Engine {
             .iter()
             .filter_map(|(name, bound)| Some((name.clone(), *report.output(&bound.step, &bound.output)?)))
             .collect();
+        self.inner.store.sync()?;
         self.save_report(&report)?;
         self.inner.history.finish_run(&run_id, if report.succeeded() { "succeeded" } else { "failed" })?;
         if report.succeeded() {

@@ -80,6 +80,11 @@ impl History {
     pub fn open(root: &Path) -> Result<History> {
         let mut conn = Connection::open(root.join(DATABASE)).map_err(db_error("opening the run history"))?;
         conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(db_error("configuring the run history"))?;
+        // Closing does not checkpoint the log into the database (SQLite
+        // checkpoints as the log grows instead): a short-lived `weir` process
+        // would otherwise pay a checkpoint and its syncs on every exit.
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(db_error("configuring the run history"))?;
         use_wal(&conn)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_error("configuring the run history"))?;
         schema::migrate(&mut conn)?;

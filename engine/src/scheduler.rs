@@ -26,6 +26,9 @@ use crate::step_exec::{self, Finished, Job, JobCode, Workshop};
 use crate::tenant::{StoreAccount, Tenant};
 use crate::{Artifact, Digest, Limits, RunOptions, StepError, StepErrorKind};
 
+/// How often a long run syncs the store.
+const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
 /// A step ready to be keyed: its code, argv and parameters resolved.
 pub(crate) struct PlannedStep<'p> {
     pub step: &'p Step,
@@ -107,6 +110,8 @@ pub(crate) struct Coordinator<'a> {
     verification: Vec<Option<Verification>>,
     /// Where each executed step's time went (summed over map entries).
     phases: Vec<Option<Phases>>,
+    /// When the store was last synced (see [`Store::sync`](crate::Store::sync)).
+    last_sync: Instant,
     /// Settled steps not yet written to the history (flushed whenever the
     /// coordinator is about to wait, so no record waits on a running step).
     unrecorded: Vec<StepRecord>,
@@ -154,6 +159,7 @@ impl<'a> Coordinator<'a> {
             expected: vec![None; count],
             verification: vec![None; count],
             phases: vec![None; count],
+            last_sync: Instant::now(),
             unrecorded: Vec::new(),
             reports: BTreeMap::new(),
             plan,
@@ -519,7 +525,14 @@ impl<'a> Coordinator<'a> {
 
     /// Writes the settled steps' records to the history in one transaction.
     /// A failure is reported as a warning on those steps: the run goes on.
+    /// Every second of a long run, it also syncs the store, so that a
+    /// machine crash loses at most about a second of results.
     fn flush_history(&mut self) {
+        if self.last_sync.elapsed() >= SYNC_INTERVAL {
+            // A failure here surfaces at the sync that ends the run.
+            let _ = self.engine.store.sync();
+            self.last_sync = Instant::now();
+        }
         let records = std::mem::take(&mut self.unrecorded);
         if let Err(err) = self.engine.history.record_steps(self.run_id, &records) {
             for record in &records {

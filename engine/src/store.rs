@@ -22,6 +22,7 @@
 //! checks that they exist.
 
 mod cache;
+mod durability;
 mod gc;
 mod import;
 mod ingest;
@@ -72,20 +73,25 @@ struct Inner {
     inputs: Dir,
     tmp: Dir,
     next_temp: AtomicU64,
+    /// The machine's boot id when objects are synced in batches (see
+    /// `durability`); `None` when each object is synced as it is written.
+    boot_id: Option<String>,
+    /// Whether content was written since the last sync (when deferred).
+    unsynced: std::sync::atomic::AtomicBool,
 }
 
-/// Whether a store file is synced to disk before it is renamed into place.
+/// What a store file is, for when it must reach the disk.
 ///
-/// Objects and trees are: a step may consume an object without re-hashing it
-/// (inputs are hard links), so one must never exist with other bytes than
-/// its name says, even after a power failure. Cache entries and input stat
-/// records are not: one lost or torn by a power failure fails to decode and
-/// counts as absent, which costs a recomputation, never a wrong result; and
-/// skipping their sync halves the syncs of a typical step.
+/// Content (objects and trees) must never exist with other bytes than its
+/// name says: it is synced before the rename, or, where the store defers
+/// syncing (see `durability`), checked after a machine crash. Records (cache
+/// entries, input stat records) are never synced: one lost or torn by a
+/// crash fails to decode and counts as absent, which costs a recomputation,
+/// never a wrong result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Durability {
-    Synced,
-    Unsynced,
+    Content,
+    Record,
 }
 
 /// Subdirectories created in every workspace.
@@ -117,8 +123,12 @@ impl Store {
             tmp,
             root,
             next_temp: AtomicU64::new(0),
+            boot_id: durability::boot_id(),
+            unsynced: std::sync::atomic::AtomicBool::new(false),
         };
-        Ok(Store { inner: Arc::new(inner) })
+        let store = Store { inner: Arc::new(inner) };
+        store.recover_after_reboot()?;
+        Ok(store)
     }
 
     /// The workspace directory.
@@ -242,11 +252,24 @@ impl Store {
         if dir.symlink_metadata(&target).is_ok() {
             return Ok(());
         }
-        let temp = self.write_temp(bytes, Durability::Synced)?;
+        let temp = self.write_temp(bytes, Durability::Content)?;
         if read_only {
             set_read_only(&self.inner.tmp, &temp)?;
         }
         self.rename_into(&temp, dir, &fan, &rest)
+    }
+
+    /// Runs `sync` (syncing a file just written) if the file is content and
+    /// the store does not defer syncing.
+    fn settle(&self, durability: Durability, sync: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+        match (durability, &self.inner.boot_id) {
+            (Durability::Record, _) => Ok(()),
+            (Durability::Content, None) => sync(),
+            (Durability::Content, Some(_)) => {
+                self.inner.unsynced.store(true, Ordering::Release);
+                Ok(())
+            }
+        }
     }
 
     /// Writes a temporary file under `tmp/` and returns its name.
@@ -254,7 +277,7 @@ impl Store {
         let name = self.temp_name("blob");
         let mut file = self.inner.tmp.create(&name).map_err(Error::io("creating a temporary file in the store"))?;
         file.write_all(bytes)
-            .and_then(|()| if durability == Durability::Synced { file.sync_all() } else { Ok(()) })
+            .and_then(|()| self.settle(durability, || file.sync_all()))
             .map_err(Error::io("writing a temporary file in the store"))?;
         Ok(name)
     }

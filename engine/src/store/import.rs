@@ -93,7 +93,8 @@ impl Store {
             let _ = self.inner.tmp.remove_file(&temp);
             return Ok(digest);
         }
-        fs::File::open(&temp_path).and_then(|copy| copy.sync_all()).map_err(|e| Error::io(context())(e))?;
+        self.settle(Durability::Content, || fs::File::open(&temp_path)?.sync_all())
+            .map_err(|e| Error::io(context())(e))?;
         set_read_only(&self.inner.tmp, &temp)?;
         self.rename_into(&temp, &self.inner.objects, &fan, &rest)?;
         Ok(digest)
@@ -110,7 +111,7 @@ impl Store {
             context: "encoding an input stat record".into(),
             source: std::io::Error::other(err),
         })?;
-        let temp = self.write_temp(&bytes, Durability::Unsynced)?;
+        let temp = self.write_temp(&bytes, Durability::Record)?;
         let (fan, rest) = split(name);
         self.rename_into(&temp, &self.inner.inputs, &fan, &rest)
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use cap_std::fs::Dir;
 
-use super::{Artifact, Store, Tree, TreeEntry, hash_stream, set_read_only, split};
+use super::{Artifact, Durability, Store, Tree, TreeEntry, hash_stream, set_read_only, split};
 use crate::{Digest, Error, OutputKind, StepErrorKind};
 
 impl Store {
@@ -53,7 +53,7 @@ impl Store {
         if self.inner.objects.symlink_metadata(Path::new(&fan).join(&rest)).is_ok() {
             return Ok(digest);
         }
-        file.sync_all().map_err(|e| Error::io(context())(e))?;
+        self.settle(Durability::Content, || file.sync_all()).map_err(|e| Error::io(context())(e))?;
         set_read_only(dir, path)?;
         self.rename_from(dir, path, &self.inner.objects, &fan, &rest)?;
         Ok(digest)
