@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # weir and Snakemake side by side on the same two pipelines, run the same way:
 #   1. a 3-step text pipeline (upper-case a text, copy it, concatenate both);
-#   2. a chain of 200 trivial steps (each copies its predecessor's output).
+#   2. a chain of 200 trivial steps (each upper-cases its predecessor's output
+#      and appends its own number, so that every step has different work).
 # For each: a cold run (nothing cached, fresh directory) and a fully cached
 # re-run, process start to exit; medians, and Snakemake/weir as ratios.
 #
@@ -35,7 +36,7 @@ seconds() {
     start=$(date +%s%N)
     "$@" > /dev/null 2>&1
     end=$(date +%s%N)
-    echo "scale=3; ($end - $start) / 1000000000" | bc
+    awk -v ns="$((end - start))" 'BEGIN { printf "%.3f\n", ns / 1e9 }'
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
@@ -92,16 +93,17 @@ write_chain_pipeline() {
         echo '[inputs]'
         echo 'seed = "seed.txt"'
         for i in $(seq 0 $((CHAIN - 1))); do
-            if [ "$i" -eq 0 ]; then source="inputs.seed"; else source="s$((i - 1)).out"; fi
-            printf '[steps.s%d]\nmodule = "%s"\nargs = ["copy", "x", "out"]\ninputs = { x = "%s" }\noutputs = { out = "file" }\n' \
-                "$i" "$TOOL" "$source"
+            if [ "$i" -eq 0 ]; then source="inputs.seed"; else source="s$((i - 1)).result"; fi
+            printf '[steps.s%d]\nmodule = "%s"\nargs = ["upper", "%d"]\ninputs = { text = "%s" }\noutputs = { result = "file" }\n' \
+                "$i" "$TOOL" "$i" "$source"
         done
     } > "$dir/pipeline.toml"
     {
         printf 'rule all:\n    input: "s%d.txt"\n' $((CHAIN - 1))
         for i in $(seq 0 $((CHAIN - 1))); do
             if [ "$i" -eq 0 ]; then source="seed.txt"; else source="s$((i - 1)).txt"; fi
-            printf 'rule s%d:\n    input: "%s"\n    output: "s%d.txt"\n    shell: "cp {input} {output}"\n' "$i" "$source" "$i"
+            printf 'rule s%d:\n    input: "%s"\n    output: "s%d.txt"\n    shell: "{{ tr a-z A-Z < {input}; printf \x27[%d]\x27; }} > {output}"\n' \
+                "$i" "$source" "$i" "$i"
         done
     } > "$dir/Snakefile"
 }
@@ -126,8 +128,8 @@ compare() {
     cs=$(printf '%s\n' "${cold_smk[@]}" | median)
     hw=$(printf '%s\n' "${cached_weir[@]}" | median)
     hs=$(printf '%s\n' "${cached_smk[@]}" | median)
-    printf '| %s | cold | %s s | %s s | %s |\n' "$name" "$cw" "$cs" "$(echo "scale=1; $cs / $cw" | bc)"
-    printf '| %s | fully cached re-run | %s s | %s s | %s |\n' "$name" "$hw" "$hs" "$(echo "scale=1; $hs / $hw" | bc)"
+    printf '| %s | cold | %s s | %s s | %s |\n' "$name" "$cw" "$cs" "$(awk -v a="$cs" -v b="$cw" 'BEGIN { printf "%.1f", a / b }')"
+    printf '| %s | fully cached re-run | %s s | %s s | %s |\n' "$name" "$hw" "$hs" "$(awk -v a="$hs" -v b="$hw" 'BEGIN { printf "%.1f", a / b }')"
 }
 
 echo "Snakemake $("$SNAKEMAKE" --version), weir $("$WEIR" --version | cut -d' ' -f2); medians of $COLD_RUNS cold and $CACHED_RUNS cached runs"

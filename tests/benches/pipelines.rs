@@ -84,10 +84,12 @@ fn main() {
     std::fs::write(dir.path().join("seed.txt"), "seed").expect("seed");
     let module = tool(Wasi::P1);
     println!("| run (process start to exit, median) | time |\n|---|---:|");
-    for (name, text) in [("chain of 1,000", chain(&module)), ("fan-out/fan-in of 1,000", fan(&module))] {
-        let manifest = dir.path().join(format!("{}.toml", name.split(' ').next().unwrap()));
+    for (slug, name, text) in
+        [("chain", "chain of 1,000", chain(&module)), ("fan", "fan-out/fan-in of 1,000", fan(&module))]
+    {
+        let manifest = dir.path().join(format!("{slug}.toml"));
         std::fs::write(&manifest, text).expect("manifest");
-        let workspace = dir.path().join(format!("ws-{}", name.len()));
+        let workspace = dir.path().join(format!("ws-{slug}"));
         weir(&workspace, &manifest, &[]);
         let cold = median((0..cold_repeats).map(|_| weir(&workspace, &manifest, &["--no-cache"])).collect());
         let reused = median((0..warm_repeats).map(|_| weir(&workspace, &manifest, &[])).collect());
