@@ -222,6 +222,7 @@ fn parse_param(text: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> ExitCode {
+    restore_broken_pipe_default();
     let cli = Cli::parse();
     match execute(cli) {
         Ok(code) => code,
@@ -344,6 +345,17 @@ fn open_engine(workspace: &Path, mut builder: weir::EngineBuilder) -> anyhow::Re
         }
     }
     builder.workspace(workspace).build().with_context(|| format!("opening workspace {}", workspace.display()))
+}
+
+/// Lets `weir … | head` end quietly, as Unix tools do, when the reader
+/// closes the pipe (Rust ignores SIGPIPE, so printing would panic instead).
+fn restore_broken_pipe_default() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any thread exists; setting
+    // a signal's disposition to its default has no other precondition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// The workspace's run history (the workspace must exist).

@@ -100,3 +100,30 @@ fn usage_errors_exit_with_2() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("expected NAME=VALUE"));
 }
+
+/// `weir … | head` ends quietly when the reader closes the pipe early.
+#[cfg(unix)]
+#[test]
+fn a_closed_output_pipe_ends_weir_without_a_panic() {
+    use std::io::Read;
+    let project = Project::new();
+    let mut toml = String::from("name = \"wide\"\n");
+    for i in 0..3000 {
+        toml.push_str(&format!(
+            "[steps.step_number_{i}]\nmodule = \"tool-p1.wasm\"\nargs = [\"nothing\"]\noutputs = {{ result = \"file\" }}\n"
+        ));
+    }
+    project.manifest(&toml);
+    let mut child = Command::new(weir_bin())
+        .args(["graph", "pipeline.toml", "--format", "dot"])
+        .current_dir(project.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
