@@ -5,6 +5,10 @@
 //! planning, the cache-key computation, the history record and the run
 //! summary), and split into the phases the engine reports.
 //!
+//! Then the same step 100 times in one pipeline (independent copies, one
+//! worker), so that what a run costs once is shared: the whole run divided
+//! by 100 is the per-step cost from ready to recorded, cleanup included.
+//!
 //! Prints median and p99 per phase as a Markdown table. `WEIR_BENCH_RUNS`
 //! sets the number of runs (default 300).
 
@@ -73,10 +77,36 @@ fn main() {
         ("run overhead outside the step (plan, key, history, summary)", |s| s.total.saturating_sub(s.step)),
         ("whole run, ready to recorded", |s| s.total),
     ];
-    println!("per-step overhead over {runs} runs (µs)\n");
+    println!("per-step overhead over {runs} runs of a one-step pipeline (µs)\n");
     println!("| phase | median | p99 |\n|---|---:|---:|");
     for (name, pick) in rows {
         let (median, p99) = column(pick);
         println!("| {name} | {:.0} | {:.0} |", median.as_secs_f64() * 1e6, p99.as_secs_f64() * 1e6);
     }
+
+    let wide_manifest = dir.path().join("wide.toml");
+    let mut toml = String::from("name = \"wide\"\n[inputs]\nseed = \"seed.txt\"\n");
+    for i in 0..100 {
+        toml.push_str(&format!(
+            "[steps.copy{i}]\nmodule = \"{}\"\nargs = [\"copy\", \"x\", \"out\", \"{i}\"]\ninputs = {{ x = \"inputs.seed\" }}\noutputs = {{ out = \"file\" }}\n",
+            tool(Wasi::P1).display()
+        ));
+    }
+    std::fs::write(&wide_manifest, toml).expect("manifest");
+    let wide = Pipeline::from_manifest(&wide_manifest).expect("pipeline");
+    let engine = Engine::builder().workspace(dir.path().join(".weir-wide")).jobs(1).build().expect("engine");
+    engine.run(&wide, &RunOptions::new()).expect("warm-up");
+    let mut per_step: Vec<Duration> = (0..(runs / 30).max(5))
+        .map(|_| {
+            let started = Instant::now();
+            assert!(engine.run(&wide, &forced).expect("run").succeeded());
+            started.elapsed() / 100
+        })
+        .collect();
+    per_step.sort();
+    println!(
+        "\n100 independent steps in one run, one worker: {:.0} µs per step (median of {} runs)",
+        percentile(&per_step, 0.5).as_secs_f64() * 1e6,
+        per_step.len()
+    );
 }
