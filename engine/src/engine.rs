@@ -130,8 +130,11 @@ impl EngineBuilder {
 
     /// Opens the workspace and starts the runtime and worker pool.
     pub fn build(self) -> Result<Engine> {
-        for name in self.tenants.keys() {
+        for (name, quota) in &self.tenants {
             tenant::check_name(name).map_err(|why| Error::Runtime(format!("tenant `{name}`: {why}")))?;
+            if quota.concurrent_steps == 0 {
+                return Err(Error::Runtime(format!("tenant `{name}`: concurrent_steps must be at least 1")));
+            }
         }
         let store = Store::open(&self.workspace)?;
         let runtime = Runtime::new(&store.path_of("compiled"))?;
