@@ -121,10 +121,11 @@ pub(crate) fn execute(workshop: &Workshop<'_>, job: &Job) -> Finished {
     finished
 }
 
-/// Removes what an execution left in its scratch directory. Called after
-/// its result is reported, so cleaning up is off the path from a step being
-/// ready to it being recorded (a process that dies first leaves the
-/// directory to the next one's sweep).
+/// Hands an execution's scratch directory to the store's background
+/// removal. Called after its result is reported, so cleaning up is off the
+/// path from a step being ready to it being recorded, and the worker is free
+/// for the next step (a process that dies first leaves the directory to the
+/// next one's sweep).
 pub(crate) fn clean_up(workshop: &Workshop<'_>, scratch: Option<PathBuf>) {
     if let Some(path) = scratch {
         workshop.store.remove_scratch(&path);

@@ -26,6 +26,7 @@ mod durability;
 mod gc;
 mod import;
 mod ingest;
+mod janitor;
 mod locks;
 mod materialize;
 mod tree;
@@ -78,6 +79,8 @@ struct Inner {
     boot_id: Option<String>,
     /// Whether content was written since the last sync (when deferred).
     unsynced: std::sync::atomic::AtomicBool,
+    /// Removes scratch directories in the background.
+    janitor: janitor::Janitor,
 }
 
 /// What a store file is, for when it must reach the disk.
@@ -125,6 +128,7 @@ impl Store {
             next_temp: AtomicU64::new(0),
             boot_id: durability::boot_id(),
             unsynced: std::sync::atomic::AtomicBool::new(false),
+            janitor: janitor::Janitor::new(),
         };
         let store = Store { inner: Arc::new(inner) };
         store.recover_after_reboot()?;
@@ -158,12 +162,18 @@ impl Store {
         Ok((dir, path))
     }
 
-    /// Removes a scratch directory made by [`scratch_dir`](Self::scratch_dir).
+    /// Removes a scratch directory made by [`scratch_dir`](Self::scratch_dir),
+    /// in the background (see [`wait_for_removals`](Self::wait_for_removals)).
     pub(crate) fn remove_scratch(&self, path: &Path) {
-        if let Some(name) = path.file_name() {
-            // Leftovers are unreachable from any entry; failing to remove one loses nothing.
-            let _ = self.inner.tmp.remove_dir_all(name);
+        if let Some(name) = path.file_name().and_then(|name| name.to_str()) {
+            self.inner.janitor.remove(&self.inner.tmp, name.to_owned());
         }
+    }
+
+    /// Waits until every scratch directory handed to
+    /// [`remove_scratch`](Self::remove_scratch) is gone.
+    pub(crate) fn wait_for_removals(&self) {
+        self.inner.janitor.wait();
     }
 
     /// Which kind of artifact `digest` names, if the store has it.
