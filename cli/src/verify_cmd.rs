@@ -45,7 +45,7 @@ pub(crate) fn verify(
                 }
                 (Some(Verification::NothingToCompare), _) => "executed (no cached result to compare with)".to_owned(),
                 (None, StepStatus::Cached) => "reused (not checked)".to_owned(),
-                (None, status) => format!("{status:?}").to_lowercase(),
+                (None, status) => serde_json::to_value(status)?.as_str().unwrap_or_default().to_owned(),
             };
             println!("{name:<24} {verdict}");
         }

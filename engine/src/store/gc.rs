@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{Artifact, Store, for_each_digest, locks::KEY_LOCKS, split};
+use super::{Store, for_each_digest, locks::KEY_LOCKS, split};
 use crate::{Digest, Error, OutputKind, Result};
 
 /// What a garbage collection removed.
@@ -20,7 +20,7 @@ pub struct GcReport {
     pub removed_objects: usize,
     /// Trees (directory listings) removed.
     pub removed_trees: usize,
-    /// Bytes freed.
+    /// Bytes freed (of the removed objects' and trees' own files).
     pub freed_bytes: u64,
     /// Objects and trees kept.
     pub kept: usize,
@@ -55,12 +55,11 @@ impl Store {
                     report.kept += 1;
                     continue;
                 }
-                let size = self.artifact_size(&Artifact { kind: OutputKind::File, digest }).unwrap_or(0);
                 let (fan, rest) = split(&digest);
-                self.kind_dir(kind)
-                    .remove_file(Path::new(&fan).join(rest))
-                    .map_err(Error::io(format!("removing unreferenced {digest}")))?;
-                report.freed_bytes += if kind == OutputKind::File { size } else { 0 };
+                let path = Path::new(&fan).join(rest);
+                let size = self.kind_dir(kind).symlink_metadata(&path).map_or(0, |meta| meta.len());
+                self.kind_dir(kind).remove_file(&path).map_err(Error::io(format!("removing unreferenced {digest}")))?;
+                report.freed_bytes += size;
                 match kind {
                     OutputKind::File => report.removed_objects += 1,
                     OutputKind::Dir => report.removed_trees += 1,
