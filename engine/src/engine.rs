@@ -332,7 +332,11 @@ impl Engine {
             return Err(above("memory", limits.memory, quota.memory));
         }
         if limits.stack > MAX_WASM_STACK {
-            let why = format!("a stack of {} bytes is more than weir allows ({MAX_WASM_STACK} bytes)", limits.stack);
+            let why = format!(
+                "a stack of {} is more than weir allows ({})",
+                Limits::show("stack", limits.stack),
+                Limits::show("stack", MAX_WASM_STACK)
+            );
             return Err(ValidationError::new(Kind::BadSize(why)).in_field("limits.stack"));
         }
         Ok(limits)

@@ -265,13 +265,17 @@ pub enum ValidationErrorKind {
         slots: usize,
     },
     /// A step's limit is above what its tenant allows.
-    #[error("limits.{field} = {asked} is above the maximum of tenant `{tenant}` ({max})")]
+    #[error(
+        "limits.{field} = {} is above the maximum of tenant `{tenant}` ({})",
+        crate::Limits::show(field, *asked),
+        crate::Limits::show(field, *max)
+    )]
     LimitAboveTenant {
         /// The tenant.
         tenant: String,
         /// The key of the `limits` table.
         field: &'static str,
-        /// The value asked for (milliseconds for `timeout`).
+        /// The value asked for (as in [`crate::LimitExceeded::asked`]).
         asked: u64,
         /// The tenant's maximum.
         max: u64,
@@ -349,7 +353,7 @@ pub enum StepErrorKind {
         limit: Duration,
     },
     /// The guest tried to grow its memory past the limit.
-    #[error("exceeded its memory limit of {limit} bytes (limits.memory)")]
+    #[error("exceeded its memory limit of {} (limits.memory)", crate::Limits::show("memory", *limit))]
     MemoryLimit {
         /// The memory limit that applied, in bytes.
         limit: u64,
@@ -361,13 +365,13 @@ pub enum StepErrorKind {
         limit: u64,
     },
     /// The guest recursed past its WebAssembly stack.
-    #[error("overflowed its stack of {limit} bytes (limits.stack)")]
+    #[error("overflowed its stack of {} (limits.stack)", crate::Limits::show("stack", *limit))]
     StackOverflow {
         /// The stack size that applied, in bytes.
         limit: u64,
     },
     /// The guest wrote more bytes under `/out` than allowed.
-    #[error("wrote more than its output quota of {limit} bytes (limits.output)")]
+    #[error("wrote more than its output quota of {} (limits.output)", crate::Limits::show("output", *limit))]
     OutputLimit {
         /// The quota, in bytes.
         limit: u64,

@@ -102,7 +102,7 @@ pub use history::{
     DATABASE as HISTORY_DATABASE, Explanation, History, LineageNode, MetricPoint, MetricRow, RunDetail, RunSummary,
     StepRecord,
 };
-pub use limits::{LimitExceeded, LimitOverrides, Limits, parse_duration, parse_size};
+pub use limits::{LimitExceeded, LimitOverrides, Limits, parse_duration, parse_size, parse_timeout};
 pub use manifest::load_tenants;
 pub use native::{CallContext, Device, GpuSupport, NativeFunction, NativeStep, StepContext, TypedFunction, native_fn};
 pub use options::RunOptions;

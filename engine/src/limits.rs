@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 pub struct Limits {
     /// Bytes of linear memory the guest may hold, across all its memories.
     pub memory: u64,
-    /// Wall-clock time the guest may run before it is interrupted.
+    /// Wall-clock time the guest may run before it is interrupted;
+    /// [`Limits::NO_TIMEOUT`] for none (see there for what that trades).
     pub timeout: Duration,
     /// Units of fuel (roughly, WebAssembly instructions) the guest may spend;
     /// `None` runs unmetered (metering costs some speed).
@@ -36,6 +37,13 @@ impl Limits {
     pub const DEFAULT_MEMORY: u64 = 512 << 20;
     /// Default timeout: 10 minutes.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+    /// No timeout (`timeout = "none"`). The step's code is then compiled
+    /// without the interruption checks a timeout needs on every loop
+    /// iteration and function call, which makes tight loops up to twice as
+    /// fast; in exchange nothing can stop the guest before it ends, and its
+    /// `output` and `files` quotas are checked only when it does. For code
+    /// the embedder trusts; a tenant with a maximum timeout cannot ask for it.
+    pub const NO_TIMEOUT: Duration = Duration::MAX;
     /// Default WebAssembly stack: 1 MiB.
     pub const DEFAULT_STACK: u64 = 1 << 20;
     /// Default output quota: 8 GiB.
@@ -68,7 +76,6 @@ impl Limits {
             Some(asked) => Ok(asked),
             None => Ok(default.min(max)),
         };
-        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let fuel = match (overrides.fuel.or(self.fuel), ceiling.fuel) {
             (Some(asked), Some(max)) if overrides.fuel.is_some() && asked > max => {
                 return Err(LimitExceeded { field: "fuel", asked, max });
@@ -79,7 +86,7 @@ impl Limits {
         };
         Ok(Limits {
             memory: check("memory", overrides.memory, self.memory, ceiling.memory)?,
-            timeout: Duration::from_millis(check(
+            timeout: from_millis(check(
                 "timeout",
                 overrides.timeout.map(millis),
                 millis(self.timeout),
@@ -91,6 +98,22 @@ impl Limits {
             files: check("files", overrides.files, self.files, ceiling.files)?,
             log: check("log", overrides.log, self.log, ceiling.log)?,
         })
+    }
+
+    /// Whether the guest can be interrupted: it has a timeout.
+    pub fn interruptible(&self) -> bool {
+        self.timeout != Self::NO_TIMEOUT
+    }
+
+    /// A value of the field named `field` as a manifest would write it
+    /// (`512MiB`, `10m`, `none`), for messages.
+    pub fn show(field: &str, value: u64) -> String {
+        match field {
+            "timeout" if value == u64::MAX => "none".to_owned(),
+            "timeout" => format!("{:?}", Duration::from_millis(value)),
+            "memory" | "stack" | "output" | "log" => show_size(value),
+            _ => value.to_string(),
+        }
     }
 
     /// No limit at all: the ceiling of a tenant without one.
@@ -139,12 +162,33 @@ pub struct LimitOverrides {
     pub log: Option<u64>,
 }
 
+/// A timeout in whole milliseconds, [`Limits::NO_TIMEOUT`] as `u64::MAX`.
+fn millis(timeout: Duration) -> u64 {
+    if timeout == Limits::NO_TIMEOUT { u64::MAX } else { u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX - 1) }
+}
+
+/// The inverse of [`millis`].
+fn from_millis(millis: u64) -> Duration {
+    if millis == u64::MAX { Limits::NO_TIMEOUT } else { Duration::from_millis(millis) }
+}
+
+/// Bytes in the largest binary unit that divides them (`64MiB`, `1000B`).
+fn show_size(bytes: u64) -> String {
+    const UNITS: [(u32, &str); 4] = [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")];
+    UNITS
+        .iter()
+        .find(|(shift, _)| bytes != 0 && bytes.trailing_zeros() >= *shift)
+        .map(|(shift, unit)| format!("{}{unit}", bytes >> shift))
+        .unwrap_or_else(|| format!("{bytes}B"))
+}
+
 /// A step asks for more than its tenant allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitExceeded {
     /// The key of the `limits` table, e.g. `memory`.
     pub field: &'static str,
-    /// What the step asked for (milliseconds for `timeout`).
+    /// What the step asked for (milliseconds for `timeout`, `u64::MAX` for
+    /// none; [`Limits::show`] writes it as a manifest would).
     pub asked: u64,
     /// The tenant's maximum.
     pub max: u64,
@@ -230,6 +274,12 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes.round() as u64)
 }
 
+/// Parses a timeout: a duration (see [`parse_duration`]) or `none`
+/// ([`Limits::NO_TIMEOUT`]).
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    if text.trim().eq_ignore_ascii_case("none") { Ok(Limits::NO_TIMEOUT) } else { parse_duration(text) }
+}
+
 /// Parses a duration such as `30s`, `500ms`, `2m`, `1.5h` or `1m30s`.
 ///
 /// Units: `ms`, `s`, `m`, `h`; parts add up; a bare number is seconds.
@@ -295,6 +345,38 @@ mod tests {
         assert_eq!(defaults.resolve(&greedy, &ceiling), Err(LimitExceeded { field: "fuel", asked: 5000, max: 1000 }));
         let greedy = LimitOverrides { memory: Some(1 << 30), ..LimitOverrides::default() };
         assert_eq!(defaults.resolve(&greedy, &ceiling).unwrap_err().field, "memory");
+    }
+
+    #[test]
+    fn no_timeout_is_refused_under_a_maximum_and_kept_without_one() {
+        let none = LimitOverrides { timeout: Some(Limits::NO_TIMEOUT), ..LimitOverrides::default() };
+        let limits = Limits::default().resolve(&none, &Limits::UNBOUNDED).unwrap();
+        assert_eq!(limits.timeout, Limits::NO_TIMEOUT);
+        assert!(!limits.interruptible());
+        assert!(Limits::default().interruptible());
+        let ceiling = Limits { timeout: Duration::from_secs(60), ..Limits::UNBOUNDED };
+        let exceeded = Limits::default().resolve(&none, &ceiling).unwrap_err();
+        assert_eq!(
+            (Limits::show(exceeded.field, exceeded.asked), Limits::show("timeout", exceeded.max)),
+            ("none".to_owned(), "60s".to_owned())
+        );
+    }
+
+    #[test]
+    fn values_are_shown_in_manifest_units() {
+        assert_eq!(Limits::show("memory", 64 << 20), "64MiB");
+        assert_eq!(Limits::show("output", 3 << 30), "3GiB");
+        assert_eq!(Limits::show("log", 1000), "1000B");
+        assert_eq!(Limits::show("files", 7), "7");
+        assert_eq!(Limits::show("timeout", 1500), "1.5s");
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(parse_timeout("none"), Ok(Limits::NO_TIMEOUT));
+        assert_eq!(parse_timeout(" None "), Ok(Limits::NO_TIMEOUT));
+        assert_eq!(parse_timeout("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_timeout("never").is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
-use crate::limits::{parse_duration, parse_size};
+use crate::limits::{parse_size, parse_timeout};
 use crate::params::{Params, rebind, toml_to_json};
 use crate::{LimitOverrides, OutputKind, Pipeline, PipelineBuilder, Resources, StepBuilder};
 
@@ -277,7 +277,7 @@ fn parse_limits(raw: &RawLimits) -> Result<LimitOverrides, ValidationError> {
         .timeout
         .as_deref()
         .map(|text| {
-            parse_duration(text).map_err(|why| ValidationError::new(Kind::BadDuration(why)).in_field("limits.timeout"))
+            parse_timeout(text).map_err(|why| ValidationError::new(Kind::BadDuration(why)).in_field("limits.timeout"))
         })
         .transpose()?;
     Ok(LimitOverrides {

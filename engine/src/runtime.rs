@@ -47,18 +47,20 @@ enum ProgramKind {
 }
 
 /// The engine settings a step's limits decide, each of which needs its own
-/// `wasmtime::Engine`: whether fuel is metered (compiled into the code), and
-/// the stack size (a setting of the engine, not of a store).
+/// `wasmtime::Engine`: whether fuel is metered and whether the code checks
+/// for interruption (both compiled into the code), and the stack size (a
+/// setting of the engine, not of a store).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct Flavor {
     metered: bool,
+    interruptible: bool,
     stack: u64,
 }
 
 impl Flavor {
     /// The flavor that enforces `limits`.
     pub(crate) fn of(limits: &Limits) -> Self {
-        Self { metered: limits.fuel.is_some(), stack: limits.stack }
+        Self { metered: limits.fuel.is_some(), interruptible: limits.interruptible(), stack: limits.stack }
     }
 }
 
@@ -96,14 +98,15 @@ impl FileStamp {
     }
 }
 
-/// One `wasmtime::Engine` with its linkers, programs and tickers.
+/// One `wasmtime::Engine` with its linkers, programs and epoch ticker (none
+/// when its code is not interruptible).
 struct FlavoredRuntime {
     engine: Engine,
     core_linker: Linker<CoreState>,
     component_linker: wasmtime::component::Linker<ComponentState>,
     programs: DashMap<Digest, Arc<Program>>,
     disk_cache: compile_cache::CompileCache,
-    _ticker: ticker::EpochTicker,
+    _ticker: Option<ticker::EpochTicker>,
 }
 
 impl Runtime {
@@ -154,7 +157,11 @@ impl FlavoredRuntime {
     fn new(flavor: Flavor, compiled_dir: &Path) -> Result<Self, String> {
         let stack = usize::try_from(flavor.stack.min(MAX_WASM_STACK)).unwrap_or(usize::MAX);
         let mut config = Config::new();
-        config.epoch_interruption(true).parallel_compilation(true).consume_fuel(flavor.metered).max_wasm_stack(stack);
+        config
+            .epoch_interruption(flavor.interruptible)
+            .parallel_compilation(true)
+            .consume_fuel(flavor.metered)
+            .max_wasm_stack(stack);
         let engine =
             Engine::new(&config).map_err(|err| format!("setting up the WebAssembly engine: {}", chain(&err)))?;
         let setup = |err: wasmtime::Error| format!("linking WASI: {}", chain(&err));
@@ -170,7 +177,7 @@ impl FlavoredRuntime {
         .map_err(setup)?;
         Ok(Self {
             disk_cache: compile_cache::CompileCache::new(&engine, compiled_dir),
-            _ticker: ticker::EpochTicker::start(engine.clone()),
+            _ticker: flavor.interruptible.then(|| ticker::EpochTicker::start(engine.clone())),
             engine,
             core_linker,
             component_linker,

@@ -190,7 +190,7 @@ fn truncated_logs(path: &Path, cap: u64) -> Vec<String> {
     ["stdout", "stderr"]
         .into_iter()
         .filter(|name| std::fs::metadata(path.join(name)).is_ok_and(|meta| meta.len() > cap))
-        .map(|name| format!("{name} was truncated at {cap} bytes (limits.log)"))
+        .map(|name| format!("{name} was truncated at {} (limits.log)", crate::Limits::show("log", cap)))
         .collect()
 }
 

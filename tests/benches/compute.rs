@@ -2,8 +2,9 @@
 //! compute`):
 //! - the same compute-bound Rust kernel (`tests/guests/kernel.rs`: softmax
 //!   regression training, no bridge) compiled natively into this benchmark
-//!   and as a WASI step: median time of the kernel itself (the guest's run
-//!   phase), and the ratio wasm/native;
+//!   and as a WASI step, with the default timeout and with `timeout =
+//!   "none"` (code compiled without interruption checks): median time of the
+//!   kernel itself (the guest's run phase), and the ratios wasm/native;
 //! - four independent kernel steps with 1 and with 2 workers: wall time of
 //!   the run, and the speed-up;
 //! - peak resident memory of the process while 100 small steps are in
@@ -16,7 +17,7 @@ mod kernel;
 
 use std::time::{Duration, Instant};
 
-use weir::{Engine, OutputKind, Pipeline, RunOptions, StepBuilder};
+use weir::{Engine, Limits, OutputKind, Pipeline, RunOptions, StepBuilder};
 use weir_tests::{Wasi, tool};
 
 const EPOCHS: usize = 100;
@@ -31,15 +32,20 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-/// A pipeline of `count` independent steps running `args` (plus a distinct tag each).
-fn independent(name: &str, count: usize, args: &[&str]) -> Pipeline {
+/// A pipeline of `count` independent steps running `args` (plus a distinct
+/// tag each) under `timeout`.
+fn independent(name: &str, count: usize, args: &[&str], timeout: Duration) -> Pipeline {
     let mut builder = Pipeline::builder(name);
     for i in 0..count {
         let tag = format!("{name}-{i}");
         let mut all: Vec<&str> = args.to_vec();
         all.push(&tag);
-        builder = builder
-            .step(StepBuilder::new(format!("s{i}"), tool(Wasi::P1)).args(all).output("result", OutputKind::File));
+        builder = builder.step(
+            StepBuilder::new(format!("s{i}"), tool(Wasi::P1))
+                .args(all)
+                .timeout(timeout)
+                .output("result", OutputKind::File),
+        );
     }
     builder.build().expect("pipeline")
 }
@@ -62,28 +68,38 @@ fn main() {
     let epochs = EPOCHS.to_string();
 
     let engine = Engine::builder().workspace(dir.path().join("ws")).jobs(1).build().expect("engine");
-    let single = independent("kernel", 1, &["kernel", &epochs]);
+    let single = independent("kernel", 1, &["kernel", &epochs], Limits::DEFAULT_TIMEOUT);
+    let trusted = independent("kernel", 1, &["kernel", &epochs], Limits::NO_TIMEOUT);
     let forced = RunOptions::new().no_cache(true);
-    let warm = engine.run(&single, &forced).expect("warm-up");
-    let result = engine.store().read_file(&warm.steps["s0"].outputs["result"].digest).expect("result");
     let native_loss = kernel::train(EPOCHS);
-    assert_eq!(String::from_utf8_lossy(&result), native_loss.to_string(), "wasm and native compute the same loss");
-    // Native and wasm alternate, so both see the same machine conditions.
-    let (mut native, mut wasm) = (Vec::new(), Vec::new());
+    for pipeline in [&single, &trusted] {
+        let warm = engine.run(pipeline, &forced).expect("warm-up");
+        let result = engine.store().read_file(&warm.steps["s0"].outputs["result"].digest).expect("result");
+        assert_eq!(String::from_utf8_lossy(&result), native_loss.to_string(), "wasm and native compute the same loss");
+    }
+    let run_phase = |pipeline| engine.run(pipeline, &forced).expect("run").steps["s0"].phases.expect("phases").run;
+    // The three alternate, so all see the same machine conditions.
+    let (mut native, mut wasm, mut uninterruptible) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..REPEATS {
         let started = Instant::now();
         std::hint::black_box(kernel::train(std::hint::black_box(EPOCHS)));
         native.push(started.elapsed());
-        wasm.push(engine.run(&single, &forced).expect("run").steps["s0"].phases.expect("phases").run);
+        wasm.push(run_phase(&single));
+        uninterruptible.push(run_phase(&trusted));
     }
-    let (native, wasm) = (median(native), median(wasm));
+    let (native, wasm, uninterruptible) = (median(native), median(wasm), median(uninterruptible));
+    let ratio = |wasm: Duration| wasm.as_secs_f64() / native.as_secs_f64();
     println!("## Compute: the kernel natively and in the sandbox ({EPOCHS} epochs, median of {REPEATS})\n");
-    println!("| build | median |\n|---|---:|");
-    println!("| native (this benchmark, release) | {:.1} ms |", ms(native));
-    println!("| wasm32-wasip1 step, run phase | {:.1} ms |", ms(wasm));
-    println!("\nratio wasm/native: **{:.2}**\n", wasm.as_secs_f64() / native.as_secs_f64());
+    println!("| build | median | wasm/native |\n|---|---:|---:|");
+    println!("| native (this benchmark, release) | {:.1} ms | |", ms(native));
+    println!("| wasm32-wasip1 step, run phase (default timeout) | {:.1} ms | **{:.2}** |", ms(wasm), ratio(wasm));
+    println!(
+        "| wasm32-wasip1 step, run phase (`timeout = \"none\"`) | {:.1} ms | **{:.2}** |\n",
+        ms(uninterruptible),
+        ratio(uninterruptible)
+    );
 
-    let four = independent("scaling", 4, &["kernel", &epochs]);
+    let four = independent("scaling", 4, &["kernel", &epochs], Limits::DEFAULT_TIMEOUT);
     let mut walls = Vec::new();
     for jobs in [1, 2] {
         let engine = Engine::builder().workspace(dir.path().join(format!("jobs{jobs}"))).jobs(jobs).build().unwrap();
@@ -105,8 +121,8 @@ fn main() {
     println!("\nspeed-up with 2 workers on 2 cores: **{:.2}×**\n", walls[0].as_secs_f64() / walls[1].as_secs_f64());
 
     let engine = Engine::builder().workspace(dir.path().join("rss")).jobs(100).build().expect("engine");
-    let hundred = independent("rss", 100, &["nap", "500"]);
-    engine.run(&independent("rss-warm", 1, &["nap", "1"]), &forced).expect("warm-up");
+    let hundred = independent("rss", 100, &["nap", "500"], Limits::DEFAULT_TIMEOUT);
+    engine.run(&independent("rss-warm", 1, &["nap", "1"], Limits::DEFAULT_TIMEOUT), &forced).expect("warm-up");
     let before = peak_rss_kib();
     let started = Instant::now();
     assert!(engine.run(&hundred, &forced).expect("run").succeeded());

@@ -131,5 +131,5 @@ fn a_flood_of_stderr_is_cut_at_the_log_limit_and_reported_by_its_tail() {
     );
     assert!(stderr[..cap].iter().all(|&b| b == b'x' || b == b'\n'));
     let warnings = summary["steps"]["bad"]["warnings"].to_string();
-    assert!(warnings.contains("stderr was truncated at 16777216 bytes (limits.log)"), "{warnings}");
+    assert!(warnings.contains("stderr was truncated at 16MiB (limits.log)"), "{warnings}");
 }

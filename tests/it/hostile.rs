@@ -32,19 +32,19 @@ const ATTACKS: [Attack; 8] = [
         name: "hoards",
         args: r#""alloc""#,
         limits: r#"{ memory = "32MiB" }"#,
-        error: "exceeded its memory limit of 33554432 bytes (limits.memory)",
+        error: "exceeded its memory limit of 32MiB (limits.memory)",
     },
     Attack {
         name: "recurses",
         args: r#""recurse""#,
         limits: r#"{ stack = "256KiB" }"#,
-        error: "overflowed its stack of 262144 bytes (limits.stack)",
+        error: "overflowed its stack of 256KiB (limits.stack)",
     },
     Attack {
         name: "fills_disk",
         args: r#""fill""#,
         limits: r#"{ output = "8MiB" }"#,
-        error: "wrote more than its output quota of 8388608 bytes (limits.output)",
+        error: "wrote more than its output quota of 8MiB (limits.output)",
     },
     Attack {
         name: "makes_files",
@@ -99,8 +99,44 @@ fn every_attack_ends_with_its_own_error_while_a_good_step_succeeds() {
         let flood_log = summary["steps"]["floods"]["logs"]["stderr"].as_str().unwrap();
         let kept = project.cat_bytes(flood_log);
         assert!(kept.len() < (64 << 10) + 200, "{wasi:?}: the flooded log was not cut: {} bytes", kept.len());
+        assert!(kept.ends_with(b"[weir: log truncated here: it passed limits.log = 64KiB]\n"), "{wasi:?}");
+    }
+}
+
+/// `timeout = "none"` compiles the step without interruption checks: it
+/// computes what the interruptible build computes, and its quotas on `/out`,
+/// no longer measured while it runs, are still enforced when it ends.
+#[test]
+fn a_step_without_timeout_computes_the_same_and_has_its_quotas_checked_at_the_end() {
+    for wasi in Wasi::ALL {
+        let project = Project::new();
+        let tool = wasi.tool_name();
+        project.manifest(&format!(
+            r#"name = "trusted"
+[steps.checked]
+module = "{tool}"
+args = ["kernel", "3"]
+outputs = {{ result = "file" }}
+[steps.unchecked]
+module = "{tool}"
+args = ["kernel", "3"]
+limits = {{ timeout = "none" }}
+outputs = {{ result = "file" }}
+[steps.makes_files]
+module = "{tool}"
+args = ["files", "300"]
+limits = {{ timeout = "none", files = 100 }}
+outputs = {{ result = "file" }}
+"#
+        ));
+        let (code, summary) = project.run_json(&[]);
+        assert_eq!(code, 1, "{summary}");
+        let loss = |step| project.cat(output_digest(&summary, step, "result"));
+        assert_eq!(loss("unchecked"), loss("checked"), "{wasi:?}");
+        let error = summary["steps"]["makes_files"]["error"].as_str().unwrap();
         assert!(
-            String::from_utf8_lossy(&kept).ends_with("(limits.log = 65536 bytes)]\n") || kept.ends_with(b"bytes]\n")
+            error.starts_with("step `makes_files` failed: created more than its quota of 100 files (limits.files)"),
+            "{wasi:?}: {error}"
         );
     }
 }
@@ -114,14 +150,10 @@ fn a_chatty_step_succeeds_with_its_log_truncated_and_a_warning() {
     let (code, summary) = project.run_json(&[]);
     assert_eq!(code, 0, "{summary}");
     let step = &summary["steps"]["talk"];
-    assert_eq!(step["warnings"][0], "stdout was truncated at 16384 bytes (limits.log)", "{step}");
+    assert_eq!(step["warnings"][0], "stdout was truncated at 16KiB (limits.log)", "{step}");
     let stdout = project.cat(step["logs"]["stdout"].as_str().unwrap());
     assert!(stdout.starts_with(&"y".repeat(1023)));
-    assert!(
-        stdout.ends_with("[weir: log truncated here: it passed limits.log = 16384 bytes]\n"),
-        "{}",
-        &stdout[16000..]
-    );
+    assert!(stdout.ends_with("[weir: log truncated here: it passed limits.log = 16KiB]\n"), "{}", &stdout[16000..]);
 }
 
 #[test]

@@ -112,7 +112,7 @@ fn an_allocation_past_the_memory_limit_fails_the_step() {
         let (code, summary) = failing_step(wasi, "\"alloc\"", "{ memory = \"32MiB\" }");
         assert_eq!(code, 1);
         let error = summary["steps"]["greedy"]["error"].as_str().unwrap();
-        assert!(error.contains("exceeded its memory limit of 33554432 bytes (limits.memory)"), "{wasi:?}: {error}");
+        assert!(error.contains("exceeded its memory limit of 32MiB (limits.memory)"), "{wasi:?}: {error}");
     }
 }
 

@@ -77,7 +77,7 @@ fn quotas_and_maximum_limits_of_a_tenants_file_apply() {
 [tenants.small]
 concurrent_steps = 1
 store = "1KiB"
-limits = { memory = "64MiB" }
+limits = { memory = "64MiB", timeout = "1m" }
 [tenants.big]
 "#,
     );
@@ -123,10 +123,7 @@ outputs = { result = "file" }
     );
     assert_eq!(summary["steps"]["small_output"]["status"], "ran");
     let greedy = summary["steps"]["greedy"]["error"].as_str().unwrap();
-    assert!(
-        greedy.contains("memory limit of 67108864 bytes"),
-        "the default is lowered to the tenant's maximum: {greedy}"
-    );
+    assert!(greedy.contains("memory limit of 64MiB"), "the default is lowered to the tenant's maximum: {greedy}");
     let interval = |step: &str| {
         let text = project.cat_as("small", output_digest(&summary, step, "result"));
         let (start, end) = text.split_once(' ').unwrap();
@@ -160,9 +157,19 @@ outputs = { result = "file" }
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("step `s`, field `limits.memory`: limits.memory = 134217728 is above the maximum of tenant `small` (67108864)"),
+        stderr.contains(
+            "step `s`, field `limits.memory`: limits.memory = 128MiB is above the maximum of tenant `small` (64MiB)"
+        ),
         "{stderr}"
     );
+
+    project.manifest(
+        "name = \"asks\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nargs = [\"nothing\"]\nlimits = { timeout = \"none\" }\n",
+    );
+    let output = project.weir(&["run", "pipeline.toml", "--tenant", "small"]);
+    assert_eq!(output.status.code(), Some(2), "uninterruptible code is refused to a tenant with a maximum timeout");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("limits.timeout = none is above the maximum of tenant `small` (60s)"), "{stderr}");
 }
 
 /// A tenant with a queue of long steps and a tenant with a single step

@@ -292,7 +292,7 @@ impl StepBuilder {
         self
     }
 
-    /// Sets the wall-clock timeout.
+    /// Sets the wall-clock timeout ([`crate::Limits::NO_TIMEOUT`] for none).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.limits.timeout = Some(timeout);
         self

@@ -44,7 +44,7 @@ impl CappedLog {
             return file.write_all(bytes);
         }
         file.write_all(&bytes[..room])?;
-        write!(file, "\n[weir: log truncated here: it passed limits.log = {} bytes]\n", inner.cap)
+        write!(file, "\n[weir: log truncated here: it passed limits.log = {}]\n", crate::Limits::show("log", inner.cap))
     }
 }
 
