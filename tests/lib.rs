@@ -77,6 +77,16 @@ fn build_guest(lock: &OnceLock<PathBuf>, crate_dir: &str, target: &str, bin: &st
     .clone()
 }
 
+/// Writes an input file as users usually have it: not changed in the last
+/// moments. The engine does not trust a stat-based digest of a file whose
+/// modification or status change is within 2 s (a write in the same
+/// timestamp tick could go unnoticed) and hashes such a file again on every
+/// run, so this waits until the file is past that window.
+pub fn write_settled(path: &Path, contents: impl AsRef<[u8]>) {
+    std::fs::write(path, contents).expect("write input");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+}
+
 /// The test tool (`tests/guests/tool`) built for `wasi`, built on first use.
 pub fn tool(wasi: Wasi) -> PathBuf {
     static BUILT: [OnceLock<PathBuf>; 2] = [OnceLock::new(), OnceLock::new()];

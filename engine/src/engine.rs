@@ -229,7 +229,6 @@ impl Engine {
             .filter_map(|(name, bound)| Some((name.clone(), *report.output(&bound.step, &bound.output)?)))
             .collect();
         self.inner.store.sync()?;
-        self.inner.store.wait_for_removals();
         self.save_report(&report)?;
         self.inner.history.finish_run(&run_id, if report.succeeded() { "succeeded" } else { "failed" })?;
         if report.succeeded() {

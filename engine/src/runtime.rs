@@ -20,6 +20,7 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstancePre, Linker, Module};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 
+pub(crate) use capped_log::{CappedLog, Captured};
 pub(crate) use execute::Invocation;
 use sandbox::{ComponentState, CoreState};
 

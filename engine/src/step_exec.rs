@@ -14,7 +14,7 @@ use crate::bridge::{Bridge, panic_text};
 use crate::events::EventSink;
 use crate::limits::OutputUsage;
 use crate::native::{Device, GuestFiles, NativeStep, Natives, StepContext};
-use crate::runtime::{Invocation, Program, Runtime};
+use crate::runtime::{CappedLog, Captured, Invocation, Program, Runtime};
 use crate::store::{CacheEntry, Store};
 use crate::telemetry::Telemetry;
 use crate::tenant::StoreAccount;
@@ -155,6 +155,7 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path, stagin
         Err(err) => return failed(job, engine(err), String::new()),
     };
     let stage_time = staging.elapsed();
+    let (stdout, stderr) = (staged.stdout.clone(), staged.stderr.clone());
     let (ran, telemetry, mut phases) = match &job.code {
         JobCode::Wasm(program) => run_wasm(workshop, job, program, staged, path, telemetry),
         JobCode::Native(step) => run_native(job, step.as_ref(), path, telemetry),
@@ -162,9 +163,10 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path, stagin
     phases.stage = stage_time;
     let ingesting = Instant::now();
     let (metrics, series) = telemetry.into_metrics();
-    let stderr_tail = tail(&path.join("stderr"));
-    let warnings = truncated_logs(path, job.limits.log);
-    let logs = match store_logs(workshop.store, scratch) {
+    let warnings = truncated_logs(&stdout, &stderr, job.limits.log);
+    let (stdout, stderr) = (stdout.finish(), stderr.finish());
+    let stderr_tail = tail(&stderr, path);
+    let logs = match store_logs(workshop.store, scratch, stdout, stderr) {
         Ok(logs) => logs,
         Err(err) => return Finished { metrics, series, warnings, phases, ..failed(job, engine(err), stderr_tail) },
     };
@@ -186,23 +188,24 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path, stagin
 }
 
 /// A warning for each log that was cut at `limits.log`.
-fn truncated_logs(path: &Path, cap: u64) -> Vec<String> {
-    ["stdout", "stderr"]
+fn truncated_logs(stdout: &CappedLog, stderr: &CappedLog, cap: u64) -> Vec<String> {
+    [("stdout", stdout), ("stderr", stderr)]
         .into_iter()
-        .filter(|name| std::fs::metadata(path.join(name)).is_ok_and(|meta| meta.len() > cap))
-        .map(|name| format!("{name} was truncated at {} (limits.log)", crate::Limits::show("log", cap)))
+        .filter(|(_, log)| log.truncated())
+        .map(|(name, _)| format!("{name} was truncated at {} (limits.log)", crate::Limits::show("log", cap)))
         .collect()
 }
 
-/// The staged scratch directory: log files and the `/in`, `/out` handles.
+/// The staged scratch directory: the logs and the `/in`, `/out` handles.
 struct Staged {
-    stdout: std::fs::File,
-    stderr: std::fs::File,
+    stdout: CappedLog,
+    stderr: CappedLog,
     in_dir: Dir,
     out_dir: Dir,
 }
 
-/// Creates `in/` (inputs and parameters), `out/`, and the log files.
+/// Creates `in/` (inputs and parameters), `out/`, and the logs (which
+/// become files of the scratch directory only if they grow large).
 fn stage(store: &Store, job: &Job, scratch: &Dir, path: &Path) -> Result<Staged, Error> {
     let io = |what: &str| Error::io(format!("preparing {what} in {}", path.display()));
     scratch.create_dir("in").map_err(io("in"))?;
@@ -213,7 +216,7 @@ fn stage(store: &Store, job: &Job, scratch: &Dir, path: &Path) -> Result<Staged,
     }
     let params = serde_json::to_vec_pretty(&job.params).map_err(|err| io("parameters")(std::io::Error::other(err)))?;
     in_dir.write(PARAMS_FILE, params).map_err(io("parameters"))?;
-    let log = |name: &str| scratch.create(name).map(|file| file.into_std()).map_err(io(name));
+    let log = |name: &str| scratch.try_clone().map(|dir| CappedLog::new(dir, name, job.limits.log)).map_err(io(name));
     Ok(Staged {
         stdout: log("stdout")?,
         stderr: log("stderr")?,
@@ -273,11 +276,12 @@ fn run_native(
 }
 
 /// Stores the captured stdout and stderr as artifacts.
-fn store_logs(store: &Store, scratch: &Dir) -> Result<Logs, Error> {
-    Ok(Logs {
-        stdout: store.ingest_scratch_file(scratch, "stdout")?,
-        stderr: store.ingest_scratch_file(scratch, "stderr")?,
-    })
+fn store_logs(store: &Store, scratch: &Dir, stdout: Captured, stderr: Captured) -> Result<Logs, Error> {
+    let put = |log: Captured| match log {
+        Captured::Memory(bytes) => store.put_bytes(&bytes),
+        Captured::File(name) => store.ingest_scratch_file(scratch, &name),
+    };
+    Ok(Logs { stdout: put(stdout)?, stderr: put(stderr)? })
 }
 
 /// Checks the output quotas, moves the declared outputs into the store,
@@ -328,15 +332,22 @@ fn collect(
     Ok(outputs)
 }
 
-/// The last lines of a log file, at most [`STDERR_TAIL_BYTES`].
-fn tail(path: &Path) -> String {
+/// The last lines of stderr (as much as fits in [`STDERR_TAIL_BYTES`]), for
+/// a failure report.
+fn tail(stderr: &Captured, scratch: &Path) -> String {
     use std::io::{Read, Seek, SeekFrom};
     let mut bytes = Vec::new();
-    if let Ok(mut file) = std::fs::File::open(path) {
-        let start = file.metadata().map_or(0, |m| m.len().saturating_sub(STDERR_TAIL_BYTES as u64));
-        let _ = file.seek(SeekFrom::Start(start)).and_then(|_| file.read_to_end(&mut bytes));
-    }
-    let text = String::from_utf8_lossy(&bytes);
+    let kept = match stderr {
+        Captured::Memory(all) => &all[all.len().saturating_sub(STDERR_TAIL_BYTES)..],
+        Captured::File(name) => {
+            if let Ok(mut file) = std::fs::File::open(scratch.join(name)) {
+                let start = file.metadata().map_or(0, |m| m.len().saturating_sub(STDERR_TAIL_BYTES as u64));
+                let _ = file.seek(SeekFrom::Start(start)).and_then(|_| file.read_to_end(&mut bytes));
+            }
+            &bytes
+        }
+    };
+    let text = String::from_utf8_lossy(kept);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n")
 }

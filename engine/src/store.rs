@@ -128,7 +128,7 @@ impl Store {
             next_temp: AtomicU64::new(0),
             boot_id: durability::boot_id(),
             unsynced: std::sync::atomic::AtomicBool::new(false),
-            janitor: janitor::Janitor::new(),
+            janitor: janitor::Janitor::default(),
         };
         let store = Store { inner: Arc::new(inner) };
         store.recover_after_reboot()?;
@@ -163,17 +163,11 @@ impl Store {
     }
 
     /// Removes a scratch directory made by [`scratch_dir`](Self::scratch_dir),
-    /// in the background (see [`wait_for_removals`](Self::wait_for_removals)).
+    /// in the background; the store waits for such removals when it closes.
     pub(crate) fn remove_scratch(&self, path: &Path) {
         if let Some(name) = path.file_name().and_then(|name| name.to_str()) {
             self.inner.janitor.remove(&self.inner.tmp, name.to_owned());
         }
-    }
-
-    /// Waits until every scratch directory handed to
-    /// [`remove_scratch`](Self::remove_scratch) is gone.
-    pub(crate) fn wait_for_removals(&self) {
-        self.inner.janitor.wait();
     }
 
     /// Which kind of artifact `digest` names, if the store has it.
@@ -223,7 +217,6 @@ impl Store {
     }
 
     /// Stores `bytes` as a file artifact.
-    #[cfg(test)]
     pub(crate) fn put_bytes(&self, bytes: &[u8]) -> Result<Digest> {
         let digest = Digest::of(bytes);
         self.publish_bytes(&self.inner.objects, &digest, bytes, true)?;

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use weir::{Engine, Pipeline, RunOptions};
-use weir_tests::{Wasi, tool, weir_bin};
+use weir_tests::{Wasi, tool, weir_bin, write_settled};
 
 /// A manifest of `steps` steps, each copying its predecessor's output.
 fn chain_manifest(steps: usize, module: &Path) -> String {
@@ -29,7 +29,7 @@ fn chain_manifest(steps: usize, module: &Path) -> String {
 }
 
 fn write_chain(dir: &Path, steps: usize) -> std::path::PathBuf {
-    std::fs::write(dir.join("seed.txt"), "seed").expect("seed");
+    write_settled(&dir.join("seed.txt"), "seed");
     let manifest = dir.join("pipeline.toml");
     std::fs::write(&manifest, chain_manifest(steps, &tool(Wasi::P1))).expect("manifest");
     manifest

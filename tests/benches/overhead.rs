@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use weir::{Engine, Phases, Pipeline, RunOptions};
-use weir_tests::{Wasi, tool};
+use weir_tests::{Wasi, tool, write_settled};
 
 /// One run: its wall time, the step's time on its worker, and its phases.
 struct Sample {
@@ -37,7 +37,7 @@ fn main() {
     }
     let runs: usize = std::env::var("WEIR_BENCH_RUNS").ok().and_then(|n| n.parse().ok()).unwrap_or(300);
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("seed.txt"), "a small input").expect("seed");
+    write_settled(&dir.path().join("seed.txt"), "a small input");
     let manifest = dir.path().join("pipeline.toml");
     std::fs::write(
         &manifest,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use weir_tests::{Wasi, tool, weir_bin};
+use weir_tests::{Wasi, tool, weir_bin, write_settled};
 
 /// A 1,000-step chain: each step copies its predecessor's output; the last
 /// takes the `leaf` parameter.
@@ -81,7 +81,7 @@ fn main() {
     let quick = std::env::var_os("WEIR_BENCH_QUICK").is_some();
     let (cold_repeats, warm_repeats) = if quick { (1, 3) } else { (3, 11) };
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("seed.txt"), "seed").expect("seed");
+    write_settled(&dir.path().join("seed.txt"), "seed");
     let module = tool(Wasi::P1);
     println!("| run (process start to exit, median) | time |\n|---|---:|");
     for (slug, name, text) in

@@ -1,13 +1,13 @@
 //! Running one execution of a program in a fresh `Store`, and turning how it
 //! ended into success or a typed failure.
 
-use std::fs::File;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::I32Exit;
 
+use super::capped_log::CappedLog;
 use super::sandbox::{ComponentState, CoreState, wasi_context};
 use super::watch::{Guard, arm};
 use super::{Program, ProgramKind, Runtime, chain};
@@ -15,7 +15,7 @@ use crate::bridge::Bridge;
 use crate::{Digest, Limits, Phases, StepErrorKind};
 
 /// What one execution gets: argv, its `/in` and `/out` host directories,
-/// files for stdout and stderr, and its limits.
+/// logs for stdout and stderr, and its limits.
 pub(crate) struct Invocation {
     /// argv, including argv\[0\].
     pub argv: Vec<String>,
@@ -24,9 +24,9 @@ pub(crate) struct Invocation {
     /// Host directory mounted writable at `/out`.
     pub out_dir: PathBuf,
     /// Receives the guest's stdout.
-    pub stdout: File,
+    pub stdout: CappedLog,
     /// Receives the guest's stderr.
-    pub stderr: File,
+    pub stderr: CappedLog,
     /// The sandbox limits.
     pub limits: Limits,
     /// For a deterministic step, the seed of its virtual clocks and random

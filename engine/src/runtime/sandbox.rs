@@ -1,12 +1,11 @@
 //! What a guest can see: its argv, `/in` read-only, `/out` writable, stdout
-//! and stderr captured to files, and nothing else: no host environment
+//! and stderr captured (see `capped_log`), and nothing else: no host environment
 //! variables, no other host path, no network.
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::capped_log::CappedLog;
 use super::chain;
 use super::determinism::make_deterministic;
 use super::execute::Invocation;
@@ -61,12 +60,10 @@ impl WasiView for ComponentState {
 /// The WASI context of one execution.
 pub(crate) fn wasi_context(invocation: &Invocation) -> Result<WasiCtxBuilder, String> {
     let mut builder = WasiCtxBuilder::new();
-    let stdout = invocation.stdout.try_clone().map_err(|err| format!("capturing stdout: {err}"))?;
-    let stderr = invocation.stderr.try_clone().map_err(|err| format!("capturing stderr: {err}"))?;
     builder
         .args(&invocation.argv)
-        .stdout(CappedLog::new(stdout, invocation.limits.log))
-        .stderr(CappedLog::new(stderr, invocation.limits.log))
+        .stdout(invocation.stdout.clone())
+        .stderr(invocation.stderr.clone())
         .allow_blocking_current_thread(true)
         .allow_tcp(false)
         .allow_udp(false)

@@ -1,73 +1,100 @@
-//! Removing steps' scratch directories on a background thread, so a worker
-//! is free for the next step while the file system deletes the last one's.
+//! Removing steps' scratch directories on a background thread, so neither a
+//! worker nor the end of a run waits while the file system deletes them.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 
 use cap_std::fs::Dir;
 
-/// A thread that removes directories of `tmp/` handed to it, and a count of
-/// those not yet removed.
-#[derive(Debug)]
+/// Directories queued at most; past this a caller removes its own, so a
+/// burst of short steps cannot pile up scratch faster than it is deleted.
+const MAX_QUEUED: usize = 256;
+
+/// A thread that removes directories of `tmp/` handed to it. Dropping the
+/// janitor waits for the queue to empty, so a store closed normally leaves
+/// no scratch behind (one killed leaves it to the next open's sweep).
+#[derive(Debug, Default)]
 pub(super) struct Janitor {
-    queue: Mutex<Option<Sender<String>>>,
-    pending: Arc<(Mutex<usize>, Condvar)>,
+    worker: Mutex<Option<Worker>>,
+    queued: Arc<AtomicUsize>,
+}
+
+#[derive(Debug)]
+struct Worker {
+    queue: Sender<String>,
+    thread: JoinHandle<()>,
 }
 
 impl Janitor {
-    /// A janitor for the directories of `tmp`; its thread starts on first use.
-    pub(super) fn new() -> Self {
-        Self { queue: Mutex::new(None), pending: Arc::new((Mutex::new(0), Condvar::new())) }
-    }
-
-    /// Queues `name`, a directory of `tmp`, for removal. Where no thread can
-    /// be started, removes it now.
+    /// Queues `name`, a directory of `tmp`, for removal (its thread starts
+    /// on first use). Where no thread can be started or the queue is full,
+    /// removes it now.
     pub(super) fn remove(&self, tmp: &Dir, name: String) {
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        if queue.is_none() {
-            *queue = tmp.try_clone().ok().and_then(|dir| self.start(dir));
+        let mut worker = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
+        if worker.is_none() {
+            *worker = tmp.try_clone().ok().and_then(|dir| self.start(dir));
         }
-        let Some(sender) = queue.as_ref() else {
-            let _ = tmp.remove_dir_all(&name);
-            return;
+        let queued = match worker.as_ref() {
+            Some(worker) if self.queued.load(Ordering::Acquire) < MAX_QUEUED => {
+                self.queued.fetch_add(1, Ordering::AcqRel);
+                worker.queue.send(name).map_err(|unsent| {
+                    self.queued.fetch_sub(1, Ordering::AcqRel);
+                    unsent.0
+                })
+            }
+            _ => Err(name),
         };
-        *self.pending.0.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-        if let Err(unsent) = sender.send(name) {
-            self.settled();
-            let _ = tmp.remove_dir_all(unsent.0);
+        drop(worker);
+        if let Err(name) = queued {
+            // Leftovers are unreachable from any entry; failing to remove one loses nothing.
+            let _ = tmp.remove_dir_all(name);
         }
     }
 
-    /// Waits until every queued directory is removed.
-    pub(super) fn wait(&self) {
-        let (count, changed) = &*self.pending;
-        let mut count = count.lock().unwrap_or_else(PoisonError::into_inner);
-        while *count > 0 {
-            count = changed.wait(count).unwrap_or_else(PoisonError::into_inner);
-        }
-    }
-
-    fn start(&self, tmp: Dir) -> Option<Sender<String>> {
-        let (sender, receiver) = channel::<String>();
-        let pending = self.pending.clone();
-        std::thread::Builder::new()
+    fn start(&self, tmp: Dir) -> Option<Worker> {
+        let (queue, receiver) = channel::<String>();
+        let queued = self.queued.clone();
+        let thread = std::thread::Builder::new()
             .name("weir-janitor".into())
             .spawn(move || {
                 for name in receiver {
-                    // Leftovers are unreachable from any entry; failing to remove one loses nothing.
                     let _ = tmp.remove_dir_all(&name);
-                    let (count, changed) = &*pending;
-                    *count.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
-                    changed.notify_all();
+                    queued.fetch_sub(1, Ordering::AcqRel);
                 }
             })
             .ok()?;
-        Some(sender)
+        Some(Worker { queue, thread })
     }
+}
 
-    fn settled(&self) {
-        let (count, changed) = &*self.pending;
-        *count.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
-        changed.notify_all();
+impl Drop for Janitor {
+    fn drop(&mut self) {
+        let worker = self.worker.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(Worker { queue, thread }) = worker {
+            drop(queue);
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_directories_are_gone_once_the_janitor_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
+        let janitor = Janitor::default();
+        for i in 0..MAX_QUEUED + 10 {
+            let name = format!("step-{i}");
+            tmp.create_dir_all(format!("{name}/out")).unwrap();
+            tmp.write(format!("{name}/out/file"), b"x").unwrap();
+            janitor.remove(&tmp, name);
+        }
+        drop(janitor);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }
