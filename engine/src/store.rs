@@ -100,8 +100,8 @@ enum Durability {
 /// Subdirectories created in every workspace.
 const LAYOUT: [&str; 8] = ["objects", "trees", "cache", "inputs", "compiled", "runs", "tmp", locks::KEY_LOCKS];
 
-/// Size of the buffer used to stream file contents through the hasher.
-const CHUNK: usize = 1 << 20;
+/// Files from this size on are hashed memory-mapped, on all cores.
+const MAP_AT: u64 = 1 << 20;
 
 impl Store {
     /// Opens the store of the workspace at `root`, creating it if needed.
@@ -369,38 +369,24 @@ fn set_read_only(dir: &Dir, name: impl AsRef<Path>) -> Result<()> {
     dir.set_permissions(name, perms).map_err(|e| Error::io(context())(e))
 }
 
-/// Streams `reader` through BLAKE3, passing every chunk to `sink` too.
-fn hash_stream(reader: &mut impl Read, mut sink: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<Digest> {
+/// Hashes an open file. A small one is read whole into a buffer of its
+/// size (a fixed streaming buffer would cost more to allocate and zero than
+/// the file to read); a large one is memory-mapped and hashed on all cores.
+fn hash_file(file: &std::fs::File) -> io::Result<Digest> {
+    let len = file.metadata()?.len();
     let mut hasher = blake3::Hasher::new();
-    let mut buffer = vec![0u8; CHUNK];
-    loop {
-        let read = read_full(reader, &mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        let chunk = &buffer[..read];
-        if read == CHUNK {
-            hasher.update_rayon(chunk);
-        } else {
-            hasher.update(chunk);
-        }
-        sink(chunk)?;
+    if len >= MAP_AT {
+        // SAFETY: the file is a private copy in the store's scratch area
+        // (an output of a step that has ended, or a log), so nothing
+        // truncates or rewrites it while it is mapped.
+        let map = unsafe { memmap2::Mmap::map(file)? };
+        hasher.update_rayon(&map);
+    } else {
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0) + 1);
+        (&mut &*file).read_to_end(&mut bytes)?;
+        hasher.update(&bytes);
     }
     Ok(hasher.finalize().into())
-}
-
-/// Reads until `buffer` is full or the stream ends.
-fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match reader.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use cap_std::fs::Dir;
 
-use super::{Artifact, Durability, Store, Tree, TreeEntry, hash_stream, set_read_only, split};
+use super::{Artifact, Durability, Store, Tree, TreeEntry, hash_file, set_read_only, split};
 use crate::{Digest, Error, OutputKind, StepErrorKind};
 
 impl Store {
@@ -47,8 +47,8 @@ impl Store {
 
     fn ingest_file(&self, dir: &Dir, path: &Path) -> Result<Digest, IngestError> {
         let context = || format!("storing output file {}", path.display());
-        let mut file = dir.open(path).map_err(|e| Error::io(context())(e))?;
-        let digest = hash_stream(&mut file, |_| Ok(())).map_err(|e| Error::io(context())(e))?;
+        let file = dir.open(path).map_err(|e| Error::io(context())(e))?.into_std();
+        let digest = hash_file(&file).map_err(|e| Error::io(context())(e))?;
         let (fan, rest) = split(&digest);
         if self.inner.objects.symlink_metadata(Path::new(&fan).join(&rest)).is_ok() {
             return Ok(digest);
