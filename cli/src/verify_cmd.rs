@@ -23,7 +23,7 @@ pub(crate) fn verify(
     let manifest = Path::new(manifest);
     let pipeline = Pipeline::from_manifest(manifest)
         .with_context(|| format!("loading the manifest of run {}", detail.summary.id))?;
-    let digest = std::fs::read(manifest).ok().map(|bytes| weir::Digest::of(&bytes).to_string());
+    let digest = pipeline.manifest_digest().map(ToString::to_string);
     if digest != detail.summary.manifest_digest {
         eprintln!("warning: {} changed since run {}; verifying against it as it is now", manifest.display(), run);
     }

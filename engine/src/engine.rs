@@ -208,14 +208,8 @@ impl Engine {
             id: &run_id,
             tenant: &scope.tenant.name,
             pipeline: pipeline.name(),
-            manifest_path: pipeline
-                .file()
-                .map(|file| std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned()))
-                .as_deref(),
-            manifest_digest: pipeline
-                .file()
-                .and_then(|file| std::fs::read(file).ok())
-                .map(|b| crate::Digest::of(&b).to_string()),
+            manifest_path: pipeline.manifest.as_ref().map(|origin| origin.path.as_path()),
+            manifest_digest: pipeline.manifest_digest().map(ToString::to_string),
             params: &serde_json::to_value(&params).unwrap_or_default(),
             inputs: inputs
                 .iter()
@@ -401,38 +395,42 @@ impl Engine {
         }
         let modules: Vec<((&Path, Flavor), &str)> = first_user.into_iter().collect();
         let runtime = &self.inner.runtime;
-        self.inner.pool.install(|| {
-            modules
-                .par_iter()
-                .map(|&((path, flavor), step)| {
-                    let program = runtime.prepare(path, flavor).map_err(|reason| {
-                        ValidationError::new(Kind::InvalidModule { path: path.to_owned(), reason })
-                            .in_step(step)
-                            .in_field("module")
-                            .in_file(pipeline.file())
-                    })?;
-                    Ok(((path.to_owned(), flavor), program))
-                })
-                .collect()
+        self.map_on_pool(&modules, |&((path, flavor), step)| {
+            let program = runtime.prepare(path, flavor).map_err(|reason| {
+                ValidationError::new(Kind::InvalidModule { path: path.to_owned(), reason })
+                    .in_step(step)
+                    .in_field("module")
+                    .in_file(pipeline.file())
+            })?;
+            Ok(((path.to_owned(), flavor), program))
         })
+        .into_iter()
+        .collect()
+    }
+
+    /// `f` of each item, computed on the engine's pool, or on this thread
+    /// when there is just one (waking a pool thread then costs more than it
+    /// can save).
+    fn map_on_pool<T: Sync, R: Send>(&self, items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
+        if items.len() <= 1 {
+            return items.iter().map(f).collect();
+        }
+        self.inner.pool.install(|| items.par_iter().map(f).collect())
     }
 
     /// Imports every pipeline input into the store, in parallel.
     fn import_inputs(&self, pipeline: &Pipeline) -> Result<BTreeMap<String, Artifact>> {
         let store = &self.inner.store;
-        self.inner.pool.install(|| {
-            pipeline
-                .inputs()
-                .par_iter()
-                .map(|(name, path)| {
-                    if !path.exists() {
-                        let err = ValidationError::new(Kind::InputMissing { path: path.clone() });
-                        return Err(err.in_field(format!("inputs.{name}")).in_file(pipeline.file()).into());
-                    }
-                    Ok((name.clone(), store.import(path)?))
-                })
-                .collect()
+        let inputs: Vec<(&String, &PathBuf)> = pipeline.inputs().iter().collect();
+        self.map_on_pool(&inputs, |&(name, path)| {
+            if !path.exists() {
+                let err = ValidationError::new(Kind::InputMissing { path: path.clone() });
+                return Err(err.in_field(format!("inputs.{name}")).in_file(pipeline.file()).into());
+            }
+            Ok((name.clone(), store.import(path)?))
         })
+        .into_iter()
+        .collect()
     }
 
     /// Copies every pipeline output that has an export path out of the store.

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::limits::{parse_size, parse_timeout};
 use crate::params::{Params, rebind, toml_to_json};
+use crate::pipeline::ManifestOrigin;
 use crate::{LimitOverrides, OutputKind, Pipeline, PipelineBuilder, Resources, StepBuilder};
 
 #[derive(Deserialize)]
@@ -103,7 +104,12 @@ impl Pipeline {
     /// Parses and validates manifest text; `path` locates relative paths and errors.
     pub fn from_manifest_str(text: &str, path: &Path) -> Result<Pipeline, ValidationError> {
         let builder = parse(text, path).map_err(|err| err.in_file(Some(path)))?;
-        builder.source_file(path).build()
+        let mut pipeline = builder.source_file(path).build()?;
+        pipeline.manifest = Some(ManifestOrigin {
+            path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()),
+            digest: crate::Digest::of(text.as_bytes()),
+        });
+        Ok(pipeline)
     }
 }
 

@@ -26,6 +26,17 @@ pub struct Pipeline {
     pub(crate) inputs: BTreeMap<String, PathBuf>,
     pub(crate) steps: Vec<Step>,
     pub(crate) outputs: BTreeMap<String, PipelineOutput>,
+    /// Where the pipeline was loaded from, when it came from a manifest.
+    pub(crate) manifest: Option<ManifestOrigin>,
+}
+
+/// The manifest file a pipeline was loaded from, as it was when loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ManifestOrigin {
+    /// The file's canonical path (as given, where it cannot be resolved).
+    pub(crate) path: PathBuf,
+    /// The digest of the text the pipeline was parsed from.
+    pub(crate) digest: crate::Digest,
 }
 
 /// A named output of the whole pipeline: a step's output, optionally
@@ -54,6 +65,13 @@ impl Pipeline {
     /// The manifest the pipeline was loaded from, if any.
     pub fn file(&self) -> Option<&Path> {
         self.file.as_deref()
+    }
+
+    /// The digest of the manifest text the pipeline was loaded from, if it
+    /// was loaded from one (recorded with every run, so a later change to
+    /// the file can be noticed).
+    pub fn manifest_digest(&self) -> Option<&crate::Digest> {
+        self.manifest.as_ref().map(|origin| &origin.digest)
     }
 
     /// Pipeline parameters with their default values.

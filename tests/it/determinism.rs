@@ -63,6 +63,7 @@ fn verify_reports_the_reusable_step_that_is_not_reproducible() {
     let output = project.weir(&["verify", "last"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("changed since run"), "the manifest is as it ran");
     let line = |step: &str| stdout.lines().find(|l| l.starts_with(step)).unwrap_or_default().to_owned();
     assert!(line("det").contains("reproduced"), "{stdout}");
     assert!(line("nondet").contains("DIFFERS") && line("nondet").contains("`result` (cached blake3:"), "{stdout}");
@@ -80,6 +81,10 @@ fn verify_reports_the_reusable_step_that_is_not_reproducible() {
         assert_eq!(again["steps"][step]["status"], "cached", "verify leaves the cache as it was");
         assert_eq!(output_digest(&again, step, "result"), output_digest(&first, step, "result"));
     }
+    project.manifest(&format!("{}\n# edited after the run\n", entropy_pipeline(Wasi::P2)));
+    let output = project.weir(&["verify", "last", "det"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("pipeline.toml changed since run last; verifying against it as it is now"), "{stderr}");
     let output = project.weir(&["verify", "last", "nosuchstep"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("`verify nosuchstep`: no such step"));
