@@ -77,6 +77,7 @@ mod digest;
 mod engine;
 mod error;
 mod events;
+mod file_stamp;
 mod history;
 mod limits;
 mod manifest;

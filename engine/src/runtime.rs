@@ -24,6 +24,7 @@ pub(crate) use capped_log::{CappedLog, Captured};
 pub(crate) use execute::Invocation;
 use sandbox::{ComponentState, CoreState};
 
+use crate::file_stamp::FileStamp;
 use crate::module_kind::ModuleKind;
 use crate::{Digest, Error, Limits, Result};
 
@@ -74,31 +75,6 @@ pub(crate) struct Runtime {
     module_digests: DashMap<PathBuf, (FileStamp, Digest)>,
 }
 
-/// What identifies a version of a file without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    len: u64,
-    modified: std::time::SystemTime,
-    inode: u64,
-}
-
-impl FileStamp {
-    fn of(path: &Path) -> Option<Self> {
-        let meta = std::fs::metadata(path).ok()?;
-        #[cfg(unix)]
-        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-        #[cfg(not(unix))]
-        let inode = 0;
-        Some(Self { len: meta.len(), modified: meta.modified().ok()?, inode })
-    }
-
-    /// Whether the file was last modified long enough ago for its stamp to
-    /// be trusted.
-    fn is_settled(&self) -> bool {
-        self.modified.elapsed().is_ok_and(|age| age > std::time::Duration::from_secs(2))
-    }
-}
-
 /// One `wasmtime::Engine` with its linkers, programs and epoch ticker (none
 /// when its code is not interruptible).
 struct FlavoredRuntime {
@@ -124,13 +100,11 @@ impl Runtime {
     /// `flavor`, or returns the cached program. The error is a reason for the
     /// user: the module is not a valid WASI command.
     ///
-    /// A module file whose size, modification time and inode are those seen
-    /// when it was last prepared (and that was not modified in the seconds
-    /// before, when a change could hide within one timestamp tick) is not
-    /// read again.
+    /// A module file whose stamp is the one seen when it was last prepared
+    /// (and was not then too recent to trust) is not read again.
     pub(crate) fn prepare(&self, path: &Path, flavor: Flavor) -> Result<Arc<Program>, String> {
         let runtime = self.flavor(flavor)?;
-        let stamp = FileStamp::of(path);
+        let stamp = FileStamp::of_path(path);
         if let Some(stamp) = &stamp
             && let Some(known) = self.module_digests.get(path).filter(|known| known.0 == *stamp)
             && let Some(program) = runtime.programs.get(&known.1)
@@ -139,7 +113,7 @@ impl Runtime {
         }
         let bytes = std::fs::read(path).map_err(|err| format!("cannot read it: {err}"))?;
         let program = runtime.prepare(&bytes)?;
-        if let Some(stamp) = stamp.filter(FileStamp::is_settled) {
+        if let Some(stamp) = stamp.filter(|stamp| !stamp.is_racy()) {
             self.module_digests.insert(path.to_owned(), (stamp, program.digest));
         }
         Ok(program)

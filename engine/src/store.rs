@@ -16,10 +16,10 @@
 //! ```
 //!
 //! Every entry is written under a temporary name in `tmp/`, then renamed into
-//! place, so a process killed at any point leaves no partial entry; objects
-//! and trees are synced before the rename (see [`Durability`] for why cache
-//! entries need not be). A cache entry is only written after all its objects, and a lookup
-//! checks that they exist.
+//! place, so a process killed at any point leaves no partial entry. Objects
+//! and trees reach the disk before anything can rely on them after a machine
+//! crash, cache entries need not (see [`Durability`]). A cache entry is only
+//! written after all its objects, and a lookup checks that they exist.
 
 mod cache;
 mod durability;
@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use cache::CacheEntry;
 pub use gc::GcReport;
+use ingest::IfKnown;
 pub(crate) use tree::{Tree, TreeEntry};
 pub use verify::VerifyReport;
 
@@ -376,8 +377,8 @@ fn hash_file(file: &std::fs::File) -> io::Result<Digest> {
     let len = file.metadata()?.len();
     let mut hasher = blake3::Hasher::new();
     if len >= MAP_AT {
-        // SAFETY: the file is a private copy in the store's scratch area
-        // (an output of a step that has ended, or a log), so nothing
+        // SAFETY: the file is private to the store's scratch area (an output
+        // of a step that has ended, a log, an import's copy), so nothing
         // truncates or rewrites it while it is mapped.
         let map = unsafe { memmap2::Mmap::map(file)? };
         hasher.update_rayon(&map);

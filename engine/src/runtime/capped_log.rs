@@ -98,19 +98,20 @@ impl CappedLog {
 
     /// Appends to the spool, moving it to its file when it grows too large.
     fn append(&self, spool: &mut Spool, bytes: &[u8]) -> std::io::Result<()> {
-        if let Spool::Memory(kept) = spool {
-            if kept.len() + bytes.len() <= SPILL_AT {
-                kept.extend_from_slice(bytes);
-                return Ok(());
-            }
-            let (dir, name) = &self.inner.spill_to;
-            let mut file = dir.create(name)?.into_std();
-            file.write_all(kept)?;
-            *spool = Spool::File(file);
-        }
         match spool {
+            Spool::Memory(kept) if kept.len() + bytes.len() <= SPILL_AT => {
+                kept.extend_from_slice(bytes);
+                Ok(())
+            }
+            Spool::Memory(kept) => {
+                let (dir, name) = &self.inner.spill_to;
+                let mut file = dir.create(name)?.into_std();
+                file.write_all(kept)?;
+                file.write_all(bytes)?;
+                *spool = Spool::File(file);
+                Ok(())
+            }
             Spool::File(file) => file.write_all(bytes),
-            Spool::Memory(_) => unreachable!("a log past the spill size is a file"),
         }
     }
 }

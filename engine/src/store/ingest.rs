@@ -47,10 +47,30 @@ impl Store {
 
     fn ingest_file(&self, dir: &Dir, path: &Path) -> Result<Digest, IngestError> {
         let context = || format!("storing output file {}", path.display());
+        // A known output stays where it is: the scratch directory's removal,
+        // off the worker's path, takes it.
+        Ok(self.adopt_file(dir, path, IfKnown::Keep, &context)?)
+    }
+
+    /// Hashes file `path` of `dir`, a private file nothing else writes, and
+    /// moves it into the objects under its digest (synced as content, made
+    /// read-only); where that object exists already, the file is kept or
+    /// removed as `if_known` says. `context` names the file in errors.
+    pub(super) fn adopt_file(
+        &self,
+        dir: &Dir,
+        path: &Path,
+        if_known: IfKnown,
+        context: &dyn Fn() -> String,
+    ) -> crate::Result<Digest> {
         let file = dir.open(path).map_err(|e| Error::io(context())(e))?.into_std();
         let digest = hash_file(&file).map_err(|e| Error::io(context())(e))?;
         let (fan, rest) = split(&digest);
         if self.inner.objects.symlink_metadata(Path::new(&fan).join(&rest)).is_ok() {
+            if if_known == IfKnown::Remove {
+                // A leftover is unreachable from any entry; failing to remove it loses nothing.
+                let _ = dir.remove_file(path);
+            }
             return Ok(digest);
         }
         self.settle(Durability::Content, || file.sync_all()).map_err(|e| Error::io(context())(e))?;
@@ -98,6 +118,15 @@ fn entry_kind(file_type: &cap_std::fs::FileType, path: &Path) -> Result<OutputKi
 
 fn engine_error(err: Error) -> StepErrorKind {
     StepErrorKind::Engine(err.to_string())
+}
+
+/// What [`Store::adopt_file`] does with a file whose object exists already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IfKnown {
+    /// Leave it (its directory is removed as a whole later).
+    Keep,
+    /// Remove it now.
+    Remove,
 }
 
 /// Why an output could not be stored.
