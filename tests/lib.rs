@@ -223,6 +223,60 @@ impl Project {
         (output.status.code().expect("exit code"), summary)
     }
 
+    /// The default directory of `tenant`'s files (`WORKSPACE/tenants/TENANT`),
+    /// created with the test tools in it.
+    pub fn tenant_dir(&self, tenant: &str) -> PathBuf {
+        let dir = self.workspace().join("tenants").join(tenant);
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir).expect("create tenant directory");
+            for name in ["tool-p1.wasm", "tool-p2.wasm", "sdk-tool.wasm"] {
+                std::fs::copy(self.path().join(name), dir.join(name)).expect("copy test tool");
+            }
+        }
+        dir
+    }
+
+    /// Writes a file in `tenant`'s directory and returns its path.
+    pub fn write_as(&self, tenant: &str, relative: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.tenant_dir(tenant).join(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("create parent");
+        std::fs::write(&path, contents).expect("write file");
+        path
+    }
+
+    /// `weir ARGS… --tenant TENANT`.
+    pub fn weir_as(&self, tenant: &str, args: &[&str]) -> Output {
+        let mut all = args.to_vec();
+        all.extend(["--tenant", tenant]);
+        self.weir(&all)
+    }
+
+    /// `weir run TENANT_DIR/pipeline.toml --json --tenant TENANT EXTRA…`.
+    pub fn run_json_as(&self, tenant: &str, extra: &[&str]) -> (i32, Value) {
+        let manifest = self.tenant_dir(tenant).join("pipeline.toml");
+        let mut args = vec!["run", manifest.to_str().expect("UTF-8 path"), "--json", "--tenant", tenant];
+        args.extend_from_slice(extra);
+        let output = self.weir(&args);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let summary = serde_json::from_str(&stdout).unwrap_or_else(|err| {
+            panic!(
+                "stdout is not one JSON object ({err}):\n{stdout}\nstderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        (output.status.code().expect("exit code"), summary)
+    }
+
+    /// `weir run TENANT_DIR/pipeline.toml --tenant TENANT`, expected to be
+    /// refused before anything runs (exit 2); returns its stderr.
+    pub fn refused_as(&self, tenant: &str) -> String {
+        let manifest = self.tenant_dir(tenant).join("pipeline.toml");
+        let output = self.weir(&["run", manifest.to_str().expect("UTF-8 path"), "--tenant", tenant]);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(2), "expected a refusal, got:\n{stderr}");
+        stderr
+    }
+
     /// `weir cat DIGEST` as text.
     pub fn cat(&self, digest: &str) -> String {
         String::from_utf8(self.cat_bytes(digest)).expect("utf-8 artifact")
@@ -241,6 +295,19 @@ impl Project {
         assert!(output.status.success(), "weir cat failed: {}", String::from_utf8_lossy(&output.stderr));
         output.stdout
     }
+}
+
+/// Every file beneath `dir` (none when it does not exist).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() { files.extend(files_under(&path)) } else { files.push(path) }
+    }
+    files
 }
 
 /// The names of the steps with `status` in a `--json` summary, sorted.

@@ -1,10 +1,12 @@
 //! The history commands: `runs`, `show`, `logs`, `metrics`, `explain`, `lineage`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 
 use anyhow::Context;
 use weir::{Digest, History, Store};
+
+use crate::terminal::printable;
 
 fn time(seconds: f64) -> String {
     let secs = seconds as u64;
@@ -78,7 +80,7 @@ pub(crate) fn show(history: &History, tenant: &str, run: &str, as_json: bool) ->
             println!("      metrics: {}", metrics.join(" "));
         }
         if let Some(error) = &step.error {
-            println!("      error: {}", error.replace('\n', "\n        "));
+            println!("      error: {}", printable(error).replace('\n', "\n        "));
         }
     }
     Ok(())
@@ -97,17 +99,88 @@ pub(crate) fn logs(
     let record = history.step_record(&run, step)?;
     let logs = record.logs.with_context(|| format!("step `{step}` of run {run} has no logs (it did not run)"))?;
     let store = Store::open(workspace)?;
-    let text = |digest: &Digest| -> anyhow::Result<String> {
-        Ok(String::from_utf8_lossy(&store.read_file(digest)?).into_owned())
-    };
-    let (stdout, stderr) = (text(&logs.stdout)?, text(&logs.stderr)?);
-    if as_json {
-        return json(&serde_json::json!({"run_id": run, "step": step, "stdout": stdout, "stderr": stderr}));
-    }
     let mut out = std::io::stdout().lock();
-    writeln!(out, "--- stdout ---\n{}", stdout.trim_end())?;
-    writeln!(out, "--- stderr ---\n{}", stderr.trim_end())?;
+    if as_json {
+        write!(
+            out,
+            "{{\"run_id\":{},\"step\":{},\"stdout\":",
+            serde_json::to_string(&run)?,
+            serde_json::to_string(step)?
+        )?;
+        write_json_string(&mut out, store.open_file(&logs.stdout)?)?;
+        write!(out, ",\"stderr\":")?;
+        write_json_string(&mut out, store.open_file(&logs.stderr)?)?;
+        writeln!(out, "}}")?;
+        return Ok(());
+    }
+    let terminal = std::io::stdout().is_terminal();
+    for (name, digest) in [("stdout", &logs.stdout), ("stderr", &logs.stderr)] {
+        writeln!(out, "--- {name} ---")?;
+        for_each_text_chunk(store.open_file(digest)?, |text| {
+            if terminal { out.write_all(printable(text).as_bytes()) } else { out.write_all(text.as_bytes()) }
+        })?;
+        writeln!(out)?;
+    }
     Ok(())
+}
+
+/// Writes the bytes `reader` yields as one JSON string, streaming (invalid
+/// UTF-8 becomes U+FFFD, as in a lossy conversion).
+fn write_json_string(out: &mut impl Write, reader: impl Read) -> anyhow::Result<()> {
+    out.write_all(b"\"")?;
+    for_each_text_chunk(reader, |text| {
+        let quoted = serde_json::to_string(text).map_err(std::io::Error::other)?;
+        out.write_all(&quoted.as_bytes()[1..quoted.len() - 1])
+    })?;
+    out.write_all(b"\"")?;
+    Ok(())
+}
+
+/// Calls `visit` with the text `reader` yields, a chunk at a time, never
+/// splitting a character; invalid UTF-8 becomes U+FFFD.
+fn for_each_text_chunk(
+    mut reader: impl Read,
+    mut visit: impl FnMut(&str) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    let mut buffer = vec![0u8; 64 << 10];
+    let mut held = 0;
+    loop {
+        let read = reader.read(&mut buffer[held..])?;
+        let (end, at_end) = (held + read, read == 0);
+        let mut start = 0;
+        while start < end {
+            let err = match std::str::from_utf8(&buffer[start..end]) {
+                Ok(text) => {
+                    visit(text)?;
+                    start = end;
+                    break;
+                }
+                Err(err) => err,
+            };
+            let valid = start + err.valid_up_to();
+            visit(std::str::from_utf8(&buffer[start..valid]).unwrap_or_default())?;
+            match err.error_len() {
+                Some(bad) => {
+                    visit("\u{fffd}")?;
+                    start = valid + bad;
+                }
+                None if at_end => {
+                    visit("\u{fffd}")?;
+                    start = end;
+                }
+                // An incomplete character at the end: kept for the next read.
+                None => {
+                    start = valid;
+                    break;
+                }
+            }
+        }
+        buffer.copy_within(start..end, 0);
+        held = end - start;
+        if at_end {
+            return Ok(());
+        }
+    }
 }
 
 /// `weir metrics`.

@@ -8,6 +8,7 @@ mod history_cmds;
 mod progress;
 mod render;
 mod report;
+mod terminal;
 mod verify_cmd;
 
 use std::collections::BTreeMap;
@@ -214,6 +215,11 @@ struct RunArgs {
     /// Print exactly one JSON object describing the run on stdout.
     #[arg(long)]
     json: bool,
+    /// Let exports go anywhere on the host (absolute paths, `..`). Without
+    /// it they must lie beneath the manifest's directory. Only the default
+    /// tenant may use it; other tenants export beneath their own directory.
+    #[arg(long)]
+    export_anywhere: bool,
 }
 
 fn parse_param(text: &str) -> Result<(String, String), String> {
@@ -281,6 +287,9 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("checked {} artifacts: {} corrupt", report.checked, report.corrupt.len());
                 for digest in &report.corrupt {
                     println!("  corrupt: {digest}{}", if repair { " (removed)" } else { "" });
+                }
+                if report.dropped_cache_entries > 0 {
+                    println!("  dropped {} cache entries that needed them", report.dropped_cache_entries);
                 }
             }
             Ok(if report.corrupt.is_empty() || repair { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -373,7 +382,10 @@ fn graph_command(
     run: Option<&str>,
     format: GraphFormat,
 ) -> anyhow::Result<ExitCode> {
-    let pipeline = Pipeline::from_manifest(manifest)?;
+    let pipeline = match tenant {
+        weir::DEFAULT_TENANT => Pipeline::from_manifest(manifest)?,
+        _ => load_pipeline(&open_engine(workspace, Engine::builder())?, tenant, manifest)?,
+    };
     let mut statuses = BTreeMap::new();
     if let Some(run) = run {
         let history = history(workspace)?;
@@ -392,9 +404,20 @@ fn graph_command(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Loads a manifest as `tenant` may: anywhere for the default tenant (the
+/// operator), only beneath its own directory for another.
+pub(crate) fn load_pipeline(engine: &Engine, tenant: &str, manifest: &Path) -> anyhow::Result<Pipeline> {
+    Ok(match engine.tenant_root(tenant)? {
+        None => Pipeline::from_manifest(manifest)?,
+        Some(root) => Pipeline::from_manifest_within(root, manifest)?,
+    })
+}
+
 fn run(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let pipeline = Pipeline::from_manifest(&args.manifest)?;
-    let mut options = RunOptions::new().no_cache(args.no_cache).tenant(tenant);
+    if args.export_anywhere && tenant != weir::DEFAULT_TENANT {
+        bail!("--export-anywhere: tenant `{tenant}` exports only beneath its own directory");
+    }
+    let mut options = RunOptions::new().no_cache(args.no_cache).tenant(tenant).exports_anywhere(args.export_anywhere);
     for (name, value) in args.params {
         options = options.param_text(name, value);
     }
@@ -409,6 +432,7 @@ fn run(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> anyhow::Resu
         builder = builder.gpu_slots(gpus);
     }
     let engine = open_engine(workspace, builder)?;
+    let pipeline = load_pipeline(&engine, tenant, &args.manifest)?;
     let live = (!args.json && std::io::stdout().is_terminal())
         .then(|| Arc::new(progress::Progress::new(pipeline.steps().len())));
     if let Some(live) = &live {

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use weir::{Pipeline, RunReport, StepReport, StepStatus};
 
+use crate::terminal::printable;
+
 /// Prints one line per step in pipeline order, failures in full on stderr.
 pub(crate) fn print_report(pipeline: &Pipeline, report: &RunReport) {
     let width = pipeline.steps().iter().map(|step| step.name().len()).max().unwrap_or(0);
@@ -19,10 +21,10 @@ pub(crate) fn print_report(pipeline: &Pipeline, report: &RunReport) {
         };
         println!("  {:<8} {:<width$}  {timing}{}", status_word(result.status), step.name(), metrics_text(result));
         for warning in &result.warnings {
-            eprintln!("warning: step `{}` {warning}", step.name());
+            eprintln!("warning: step `{}` {}", step.name(), printable(warning));
         }
         if let Some(error) = &result.error {
-            eprintln!("{error}");
+            eprintln!("{}", printable(&error.to_string()));
         }
     }
     let count = |status| report.steps_with(status).len();

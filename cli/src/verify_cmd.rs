@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use weir::{Engine, History, Pipeline, RunOptions, StepStatus, Verification};
+use weir::{Engine, History, RunOptions, StepStatus, Verification};
 
 /// Verifies run `run` of `tenant` (only `step`, when given).
 pub(crate) fn verify(
@@ -21,7 +21,7 @@ pub(crate) fn verify(
         bail!("run {} was not loaded from a manifest file; verify it through the embedding API", detail.summary.id);
     };
     let manifest = Path::new(manifest);
-    let pipeline = Pipeline::from_manifest(manifest)
+    let pipeline = crate::load_pipeline(engine, tenant, manifest)
         .with_context(|| format!("loading the manifest of run {}", detail.summary.id))?;
     let digest = pipeline.manifest_digest().map(ToString::to_string);
     if digest != detail.summary.manifest_digest {

@@ -49,8 +49,15 @@ impl Bridge {
         self.telemetry
     }
 
-    /// Calls native function `function` for the guest.
-    pub(crate) fn call_native(&mut self, function: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
+    /// Calls native function `function` for the guest, which may allocate
+    /// `memory_budget` bytes of host memory (what the step's memory limit
+    /// leaves beyond its guest's).
+    pub(crate) fn call_native(
+        &mut self,
+        function: &str,
+        payload: &[u8],
+        memory_budget: u64,
+    ) -> Result<Vec<u8>, String> {
         if function.len() > MAX_FUNCTION_NAME {
             return Err(format!("native function name of {} bytes is too long", function.len()));
         }
@@ -78,7 +85,7 @@ impl Bridge {
         let Some(files) = &self.files else {
             return Err("native functions are not available to this step".to_owned());
         };
-        let context = CallContext { step: &self.step, device, files };
+        let context = CallContext { step: &self.step, device, files, memory_budget };
         catch_unwind(AssertUnwindSafe(|| native.call(&context, payload)))
             .unwrap_or_else(|panic| Err(format!("native function `{function}` panicked: {}", panic_text(&*panic))))
     }

@@ -9,12 +9,14 @@ use rayon::prelude::*;
 
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::history::{History, RunStart};
+use crate::host_files::HostFiles;
 use crate::native::{NativeFunction, NativeStep, Natives, detect_gpus};
 use crate::params::{self, Params};
 use crate::run_id::new_run_id;
 use crate::runtime::{Flavor, MAX_WASM_STACK, Program, Runtime, WORKER_STACK};
 use crate::scheduler::{Admission, Coordinator, PlannedStep, RunScope};
 use crate::step_exec::JobCode;
+use crate::store::ImportError;
 use crate::tenant::{self, StoreAccount, Tenant};
 use crate::{
     Artifact, DEFAULT_TENANT, Error, GcReport, Limits, Pipeline, Result, RunOptions, RunReport, Step, StepCode, Store,
@@ -137,7 +139,12 @@ impl EngineBuilder {
             }
         }
         let store = Store::open(&self.workspace)?;
-        let runtime = Runtime::new(&store.path_of("compiled"))?;
+        for (name, quota) in &self.tenants {
+            if let Some(root) = &quota.root {
+                check_tenant_root(name, root, store.root())?;
+            }
+        }
+        let runtime = Runtime::new(&store.path_of("compiled"), &store.secret()?)?;
         let jobs = self.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(jobs)
@@ -199,10 +206,12 @@ impl Engine {
     pub fn run(&self, pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport> {
         let params = options.resolve(pipeline)?;
         let tenant = self.tenant(options.tenant_name())?;
+        let files = self.host_files(&tenant, pipeline)?;
+        let exports = self.export_files(&tenant, &files, pipeline, options)?;
         let _workspace = self.inner.store.lock_for_run()?;
-        let plan = self.plan(pipeline, &params, &tenant)?;
-        let inputs = self.import_inputs(pipeline)?;
+        let plan = self.plan(pipeline, &params, &tenant, &files)?;
         let scope = self.run_scope(tenant)?;
+        let inputs = self.import_inputs(pipeline, &files, &scope)?;
         let run_id = new_run_id();
         self.inner.history.start_run(&RunStart {
             id: &run_id,
@@ -226,9 +235,96 @@ impl Engine {
         self.save_report(&report)?;
         self.inner.history.finish_run(&run_id, if report.succeeded() { "succeeded" } else { "failed" })?;
         if report.succeeded() {
-            self.export_outputs(pipeline, &report)?;
+            self.export_outputs(pipeline, &report, &exports)?;
         }
         Ok(report)
+    }
+
+    /// The only directory the files of `tenant`'s pipelines may be in, or
+    /// `None` for the default tenant (the operator), who may name any path.
+    /// A tenant without a configured `root` gets `WORKSPACE/tenants/NAME`,
+    /// created here. Load the tenant's manifests with
+    /// [`Pipeline::from_manifest_within`] this directory.
+    pub fn tenant_root(&self, tenant: &str) -> Result<Option<PathBuf>> {
+        let tenant = self.tenant(Some(tenant))?;
+        if tenant.is_operator() {
+            return Ok(None);
+        }
+        let root = match &tenant.quota.root {
+            Some(root) => root.clone(),
+            None => {
+                let root = self.inner.store.root().join(crate::tenant::TENANT_ROOTS).join(&*tenant.name);
+                std::fs::create_dir_all(&root).map_err(Error::io(format!("creating {}", root.display())))?;
+                root
+            }
+        };
+        Ok(Some(root))
+    }
+
+    /// How `tenant` reaches the host files `pipeline` names. A pipeline
+    /// loaded from a manifest for a tenant other than the default must have
+    /// been loaded within that tenant's root, and reaches only files beneath
+    /// it. The operator's pipelines, and pipelines built in code (which carry
+    /// the embedding application's authority), reach any path.
+    fn host_files(&self, tenant: &Tenant, pipeline: &Pipeline) -> Result<HostFiles> {
+        if pipeline.manifest.is_none() {
+            return Ok(HostFiles::Ambient);
+        }
+        let Some(root) = self.tenant_root(&tenant.name)? else {
+            return Ok(HostFiles::Ambient);
+        };
+        let files = HostFiles::within(&root).map_err(Error::io(format!("opening {}", root.display())))?;
+        if pipeline.confined_to.as_deref() != files.root() {
+            let why = format!(
+                "tenant `{}` may run only a manifest loaded within {} (Pipeline::from_manifest_within)",
+                tenant.name,
+                root.display()
+            );
+            return Err(ValidationError::new(Kind::Forbidden(why)).in_file(pipeline.file()).into());
+        }
+        Ok(files)
+    }
+
+    /// Where the run's exports may be written: beneath the tenant's root; for
+    /// the operator, beneath the manifest's directory (the current directory
+    /// for a pipeline built in code) unless exports may go anywhere. Every
+    /// export path is checked now, before anything runs.
+    fn export_files(
+        &self,
+        tenant: &Tenant,
+        files: &HostFiles,
+        pipeline: &Pipeline,
+        options: &RunOptions,
+    ) -> Result<HostFiles> {
+        let exports = match files {
+            HostFiles::Within(_) => files.clone(),
+            HostFiles::Ambient if options.allows_exports_anywhere() && tenant.is_operator() => HostFiles::Ambient,
+            HostFiles::Ambient => {
+                let base = match pipeline.file().and_then(Path::parent) {
+                    Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+                    _ => PathBuf::from("."),
+                };
+                if pipeline.outputs().values().all(|output| output.export.is_none()) {
+                    return Ok(HostFiles::Ambient);
+                }
+                HostFiles::within(&base).map_err(Error::io(format!("opening {}", base.display())))?
+            }
+        };
+        for (name, output) in pipeline.outputs() {
+            if let Some(path) = &output.export {
+                exports.check(path).map_err(|why| {
+                    let hint = if exports.confined() && tenant.is_operator() {
+                        " (`--export-anywhere`, or RunOptions::exports_anywhere, allows it)"
+                    } else {
+                        ""
+                    };
+                    ValidationError::new(Kind::Forbidden(format!("{why}{hint}")))
+                        .in_field(format!("outputs.{name}.export"))
+                        .in_file(pipeline.file())
+                })?;
+            }
+        }
+        Ok(exports)
     }
 
     /// Removes from the store every object and tree that no cache entry and
@@ -267,13 +363,13 @@ impl Engine {
     }
 
     /// The run's tenant and, when it has a store quota, its account: the
-    /// bytes of the outputs its earlier runs produced.
+    /// bytes of the inputs, outputs and logs of its earlier runs.
     fn run_scope(&self, tenant: Tenant) -> Result<RunScope> {
         let store = match tenant.quota.store_bytes {
             None => None,
             Some(quota) => {
                 let mut used = 0u64;
-                for digest in self.inner.history.tenant_outputs(&tenant.name)? {
+                for digest in self.inner.history.tenant_artifacts(&tenant.name)? {
                     if let Some(kind) = self.inner.store.kind_of(&digest) {
                         used = used.saturating_add(self.inner.store.artifact_size(&Artifact { kind, digest })?);
                     }
@@ -290,6 +386,7 @@ impl Engine {
         pipeline: &'p Pipeline,
         params: &Params,
         tenant: &Tenant,
+        files: &HostFiles,
     ) -> Result<Vec<PlannedStep<'p>>, ValidationError> {
         let file = pipeline.file();
         let limits = pipeline
@@ -297,7 +394,7 @@ impl Engine {
             .iter()
             .map(|step| self.limits_of(step, tenant).map_err(|err| err.in_step(step.name()).in_file(file)))
             .collect::<Result<Vec<_>, _>>()?;
-        let programs = self.prepare_programs(pipeline, &limits)?;
+        let programs = self.prepare_programs(pipeline, &limits, files)?;
         pipeline
             .steps()
             .iter()
@@ -386,6 +483,7 @@ impl Engine {
         &self,
         pipeline: &Pipeline,
         limits: &[Limits],
+        files: &HostFiles,
     ) -> Result<BTreeMap<(PathBuf, Flavor), Arc<Program>>, ValidationError> {
         let mut first_user: BTreeMap<(&Path, Flavor), &str> = BTreeMap::new();
         for (step, limits) in pipeline.steps().iter().zip(limits) {
@@ -396,7 +494,7 @@ impl Engine {
         let modules: Vec<((&Path, Flavor), &str)> = first_user.into_iter().collect();
         let runtime = &self.inner.runtime;
         self.map_on_pool(&modules, |&((path, flavor), step)| {
-            let program = runtime.prepare(path, flavor).map_err(|reason| {
+            let program = runtime.prepare(path, flavor, files).map_err(|reason| {
                 ValidationError::new(Kind::InvalidModule { path: path.to_owned(), reason })
                     .in_step(step)
                     .in_field("module")
@@ -418,26 +516,52 @@ impl Engine {
         self.inner.pool.install(|| items.par_iter().map(f).collect())
     }
 
-    /// Imports every pipeline input into the store, in parallel.
-    fn import_inputs(&self, pipeline: &Pipeline) -> Result<BTreeMap<String, Artifact>> {
+    /// Imports every pipeline input into the store, in parallel. A tenant
+    /// with a store quota is charged for the inputs it did not hold before,
+    /// and an input that does not fit is refused before it is copied whole.
+    fn import_inputs(
+        &self,
+        pipeline: &Pipeline,
+        files: &HostFiles,
+        scope: &RunScope,
+    ) -> Result<BTreeMap<String, Artifact>> {
         let store = &self.inner.store;
         let inputs: Vec<(&String, &PathBuf)> = pipeline.inputs().iter().collect();
         self.map_on_pool(&inputs, |&(name, path)| {
-            if !path.exists() {
-                let err = ValidationError::new(Kind::InputMissing { path: path.clone() });
-                return Err(err.in_field(format!("inputs.{name}")).in_file(pipeline.file()).into());
+            let located = |kind: Kind| {
+                let err = ValidationError::new(kind).in_field(format!("inputs.{name}")).in_file(pipeline.file());
+                Error::Validation(err)
+            };
+            if matches!(files.kind(path), Ok(None)) {
+                return Err(located(Kind::InputMissing { path: path.clone() }));
             }
-            Ok((name.clone(), store.import(path)?))
+            let budget = scope.store.as_ref().map_or(u64::MAX, |account| account.remaining());
+            let artifact = store.import_from(files, path, budget).map_err(|err| match err {
+                ImportError::Store(err) => err,
+                ImportError::Refused(why) => located(Kind::Forbidden(why)),
+            })?;
+            if let Some(account) = &scope.store
+                && !self.inner.history.tenant_knows(&scope.tenant.name, &artifact.digest)?
+            {
+                let bytes = store.artifact_size(&artifact)?;
+                account.charge(bytes).map_err(|quota| located(Kind::TooLarge(format!("the input {quota}"))))?;
+            }
+            Ok((name.clone(), artifact))
         })
         .into_iter()
         .collect()
     }
 
-    /// Copies every pipeline output that has an export path out of the store.
-    fn export_outputs(&self, pipeline: &Pipeline, report: &RunReport) -> Result<()> {
+    /// Copies every pipeline output that has an export path out of the
+    /// store, through `exports` (which confines where they may go).
+    fn export_outputs(&self, pipeline: &Pipeline, report: &RunReport, exports: &HostFiles) -> Result<()> {
         for (name, declared) in pipeline.outputs() {
             if let (Some(path), Some(artifact)) = (&declared.export, report.outputs.get(name)) {
-                self.inner.store.export_replacing(&artifact.digest, path)?;
+                let (dir, file_name) = exports.export_parent(path).map_err(|why| Error::Io {
+                    context: format!("exporting output `{name}`"),
+                    source: std::io::Error::other(why),
+                })?;
+                self.inner.store.export_replacing(&artifact.digest, &dir, Path::new(&file_name), path)?;
             }
         }
         Ok(())
@@ -458,4 +582,20 @@ impl Engine {
 /// argv\[0\] of a step: its module's file name, so renaming a step keeps its cache.
 fn program_name(module: &Path) -> String {
     module.file_name().map_or_else(|| "step".to_owned(), |name| name.to_string_lossy().into_owned())
+}
+
+/// Refuses a tenant root that overlaps the workspace: a tenant that could
+/// read the workspace would read other tenants' objects and the history, and
+/// one that could write it could replace the tenants file or compiled code.
+fn check_tenant_root(name: &str, root: &Path, workspace: &Path) -> Result<()> {
+    let root = std::path::absolute(root).map_err(Error::io(format!("tenant `{name}`: resolving its root")))?;
+    let root = root.canonicalize().unwrap_or(root);
+    if root.starts_with(workspace) || workspace.starts_with(&root) {
+        return Err(Error::Runtime(format!(
+            "tenant `{name}`: its root {} overlaps the workspace {}; give it a directory of its own",
+            root.display(),
+            workspace.display()
+        )));
+    }
+    Ok(())
 }

@@ -226,6 +226,13 @@ pub enum ValidationErrorKind {
         /// What is wrong with it.
         reason: String,
     },
+    /// A path names a host file the pipeline may not use (outside its
+    /// tenant's directory, or an export outside the allowed directory).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The pipeline is larger than weir accepts (steps, manifest bytes).
+    #[error("{0}")]
+    TooLarge(String),
     /// A pipeline input's host path does not exist.
     #[error("input path {} not found", path.display())]
     InputMissing {
@@ -382,8 +389,17 @@ pub enum StepErrorKind {
         /// The quota, in files.
         limit: u64,
     },
-    /// Storing the step's outputs would take its tenant past its store quota.
-    #[error("outputs of {needed} bytes would exceed tenant `{tenant}`'s store quota ({used} of {quota} bytes in use)")]
+    /// `/out` could not be measured against the quotas (e.g. nested past
+    /// what the host can open): a guest cannot escape its quotas that way.
+    #[error("wrote /out so that its quotas cannot be checked ({reason}) (limits.output, limits.files)")]
+    OutputUnmeasurable {
+        /// Why measuring failed.
+        reason: String,
+    },
+    /// Storing the step's outputs and logs would take its tenant past its store quota.
+    #[error(
+        "outputs and logs of {needed} bytes would exceed tenant `{tenant}`'s store quota ({used} of {quota} bytes in use)"
+    )]
     StoreQuota {
         /// The tenant.
         tenant: String,

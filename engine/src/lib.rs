@@ -79,6 +79,7 @@ mod error;
 mod events;
 mod file_stamp;
 mod history;
+mod host_files;
 mod limits;
 mod manifest;
 mod module_kind;

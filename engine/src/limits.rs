@@ -2,9 +2,10 @@
 //! the engine's defaults and a tenant's ceiling, and the parsing of sizes and
 //! durations.
 
-use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
 
 /// The limits one execution of a step runs under.
@@ -206,27 +207,43 @@ pub(crate) struct OutputUsage {
 impl OutputUsage {
     /// Measures `dir` without following links, stopping as soon as a quota
     /// of `limits` is passed (so a guest that made a million files costs at
-    /// most `limits.files` entries to look at).
-    pub(crate) fn measure(dir: &Path, limits: &Limits) -> OutputUsage {
+    /// most `limits.files` entries to look at). The walk goes through
+    /// handles relative to each directory, as ingestion does, so no depth of
+    /// nesting or length of names escapes it; an error in the walk is
+    /// returned, and callers treat it as a breach.
+    pub(crate) fn measure(dir: &Dir, limits: &Limits) -> std::io::Result<OutputUsage> {
         let mut usage = OutputUsage::default();
-        let mut pending = vec![dir.to_owned()];
-        while let Some(dir) = pending.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            for entry in entries.flatten() {
+        // Directories still to list, each as its parent's handle and its name,
+        // opened only when listed: open handles stay about the walk's depth.
+        let mut pending: Vec<(Arc<Dir>, Option<std::ffi::OsString>)> = vec![(Arc::new(dir.try_clone()?), None)];
+        while let Some((parent, name)) = pending.pop() {
+            let dir = match name {
+                None => parent,
+                Some(name) => Arc::new(parent.open_dir(&name)?),
+            };
+            for entry in dir.entries()? {
+                let entry = entry?;
                 usage.files += 1;
-                if let Ok(meta) = entry.metadata() {
-                    if meta.is_dir() {
-                        pending.push(entry.path());
-                    } else if meta.is_file() {
-                        usage.bytes = usage.bytes.saturating_add(meta.len());
-                    }
+                let file_type = entry.file_type()?;
+                if file_type.is_dir() {
+                    pending.push((dir.clone(), Some(entry.file_name())));
+                } else if file_type.is_file() {
+                    usage.bytes = usage.bytes.saturating_add(entry.metadata()?.len());
                 }
                 if usage.exceeds(limits) {
-                    return usage;
+                    return Ok(usage);
                 }
             }
         }
-        usage
+        Ok(usage)
+    }
+
+    /// The step error for `/out`: a passed quota, or a walk that failed.
+    pub(crate) fn check(dir: &Dir, limits: &Limits) -> Option<crate::StepErrorKind> {
+        match Self::measure(dir, limits) {
+            Ok(usage) => usage.breach(limits),
+            Err(err) => Some(crate::StepErrorKind::OutputUnmeasurable { reason: err.to_string() }),
+        }
     }
 
     /// The step error for a passed quota, if one is.

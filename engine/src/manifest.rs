@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
+use crate::host_files::HostFiles;
 use crate::limits::{parse_size, parse_timeout};
 use crate::params::{Params, rebind, toml_to_json};
 use crate::pipeline::ManifestOrigin;
@@ -94,23 +95,50 @@ struct RawLimits {
 }
 
 impl Pipeline {
-    /// Loads and validates the pipeline in a TOML manifest file.
+    /// Loads and validates the pipeline in a TOML manifest file. Its paths
+    /// (sub-pipelines, modules, inputs, exports) may name any host file: this
+    /// is how the operator loads a pipeline.
     pub fn from_manifest(path: impl AsRef<Path>) -> Result<Pipeline, ValidationError> {
+        load(path.as_ref(), &HostFiles::Ambient)
+    }
+
+    /// Loads a pipeline whose every file lies beneath `root` (a relative
+    /// `path` is relative to the current directory, as always): the manifest,
+    /// its sub-pipelines, modules and inputs, and its exports. An absolute
+    /// path elsewhere, a `..`, or a symbolic link that leaves `root` is an
+    /// error naming the field. This is how a tenant's pipeline is loaded
+    /// (see [`Engine::tenant_root`](crate::Engine::tenant_root)).
+    pub fn from_manifest_within(root: impl AsRef<Path>, path: impl AsRef<Path>) -> Result<Pipeline, ValidationError> {
+        let root = root.as_ref();
+        let files = HostFiles::within(root).map_err(|err| {
+            ValidationError::new(Kind::Unreadable(format!("the directory {}: {err}", root.display())))
+        })?;
         let path = path.as_ref();
-        let text = read_manifest(path)?;
-        Self::from_manifest_str(&text, path)
+        let path = std::path::absolute(path)
+            .map_err(|err| ValidationError::new(Kind::Unreadable(format!("{}: {err}", path.display()))))?;
+        load(&path, &files)
     }
 
     /// Parses and validates manifest text; `path` locates relative paths and errors.
     pub fn from_manifest_str(text: &str, path: &Path) -> Result<Pipeline, ValidationError> {
-        let builder = parse(text, path).map_err(|err| err.in_file(Some(path)))?;
-        let mut pipeline = builder.source_file(path).build()?;
-        pipeline.manifest = Some(ManifestOrigin {
-            path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()),
-            digest: crate::Digest::of(text.as_bytes()),
-        });
-        Ok(pipeline)
+        parse_and_build(text, path, &HostFiles::Ambient)
     }
+}
+
+fn load(path: &Path, files: &HostFiles) -> Result<Pipeline, ValidationError> {
+    let text = read_manifest(path, files)?;
+    parse_and_build(&text, path, files)
+}
+
+fn parse_and_build(text: &str, path: &Path, files: &HostFiles) -> Result<Pipeline, ValidationError> {
+    let builder = parse(text, path, files).map_err(|err| err.in_file(Some(path)))?;
+    let mut pipeline = builder.source_file(path).build()?;
+    pipeline.manifest = Some(ManifestOrigin {
+        path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()),
+        digest: crate::Digest::of(text.as_bytes()),
+    });
+    pipeline.confined_to = files.root().map(Path::to_owned);
+    Ok(pipeline)
 }
 
 /// The `[tenants.NAME]` tables of a tenants file: per tenant its quotas
@@ -129,6 +157,7 @@ struct RawTenant {
     concurrent_steps: Option<usize>,
     memory: Option<toml::Value>,
     store: Option<toml::Value>,
+    root: Option<PathBuf>,
     #[serde(default)]
     limits: RawLimits,
 }
@@ -139,12 +168,15 @@ struct RawTenant {
 /// [tenants.alice]
 /// concurrent_steps = 2
 /// memory = "1GiB"        # across its running steps
-/// store = "10GiB"        # bytes of outputs it may hold
-/// limits = { memory = "256MiB", timeout = "1m" }
+/// store = "10GiB"        # bytes of outputs, logs and inputs it may hold
+/// root = "/srv/weir/alice"  # where its files must be (default WORKSPACE/tenants/alice)
+/// limits = { memory = "256MiB", timeout = "1m", log = "16MiB" }
 /// ```
+///
+/// A relative `root` is relative to the tenants file's directory.
 pub fn load_tenants(path: &Path) -> Result<BTreeMap<String, crate::TenantQuota>, ValidationError> {
-    let text = read_manifest(path)?;
-    let raw: RawTenants = toml::from_str(&text).map_err(|err| syntax(err.to_string()).in_file(Some(path)))?;
+    let text = read_manifest(path, &HostFiles::Ambient)?;
+    let raw: RawTenants = parse_toml(&text, path)?;
     let mut tenants = BTreeMap::new();
     for (name, raw) in raw.tenants {
         let located = |err: ValidationError| err.in_file(Some(path)).in_step(&format!("tenants.{name}"));
@@ -158,6 +190,7 @@ pub fn load_tenants(path: &Path) -> Result<BTreeMap<String, crate::TenantQuota>,
             memory: size("memory", &raw.memory).map_err(located)?.unwrap_or(defaults.memory),
             store_bytes: size("store", &raw.store).map_err(located)?,
             max_limits: crate::Limits::UNBOUNDED.with(&parse_limits(&raw.limits).map_err(located)?),
+            root: raw.root.map(|root| path.parent().unwrap_or(Path::new(".")).join(root)),
         };
         tenants.insert(name, quota);
     }
@@ -168,42 +201,66 @@ pub fn load_tenants(path: &Path) -> Result<BTreeMap<String, crate::TenantQuota>,
 /// what a manifest naming a device or a huge file as a sub-pipeline costs.
 const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 
-fn read_manifest(path: &Path) -> Result<String, ValidationError> {
-    read_text(path).map_err(|why| ValidationError::new(Kind::Unreadable(why)).in_file(Some(path)))
+fn read_manifest(path: &Path, files: &HostFiles) -> Result<String, ValidationError> {
+    read_text(path, files).map_err(|why| ValidationError::new(Kind::Unreadable(why)).in_file(Some(path)))
 }
 
 /// The text of a manifest file, or why it cannot be read.
-fn read_text(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|err| err.to_string())?;
-    if !meta.is_file() {
-        return Err("it is not a regular file".to_owned());
-    }
-    if meta.len() > MAX_MANIFEST_BYTES {
-        return Err(format!("it is {} bytes; a manifest may be at most {MAX_MANIFEST_BYTES}", meta.len()));
-    }
-    std::fs::read_to_string(path).map_err(|err| err.to_string())
+fn read_text(path: &Path, files: &HostFiles) -> Result<String, String> {
+    let bytes = files.read_capped(path, MAX_MANIFEST_BYTES).map_err(|why| {
+        if why.ends_with(&format!("larger than {MAX_MANIFEST_BYTES} bytes")) {
+            format!("{why}; a manifest may be at most {MAX_MANIFEST_BYTES}")
+        } else {
+            why
+        }
+    })?;
+    String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
 }
 
 fn syntax(message: impl Into<String>) -> ValidationError {
     ValidationError::new(Kind::Syntax(message.into()))
 }
 
-fn parse_raw(text: &str) -> Result<RawManifest, ValidationError> {
-    toml::from_str(text).map_err(|err| syntax(err.to_string().trim_end()))
+/// Parses TOML text read from `path`. The error quotes the offending line
+/// only when the file is named like a manifest (`*.toml`): a path that names
+/// some other file (`/etc/shadow`, `/proc/self/environ`) must not have its
+/// content echoed into a message.
+fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T, ValidationError> {
+    toml::from_str(text).map_err(|err| {
+        let located = err.span().map(|span| line_and_column(text, span.start));
+        let message = match located {
+            _ if path.extension().is_some_and(|ext| ext == "toml") => err.to_string().trim_end().to_owned(),
+            Some((line, column)) => format!("{} (line {line}, column {column})", err.message().trim_end()),
+            None => err.message().trim_end().to_owned(),
+        };
+        syntax(message).in_file(Some(path))
+    })
 }
 
-fn parse(text: &str, path: &Path) -> Result<PipelineBuilder, ValidationError> {
+/// The 1-based line and column of byte `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|&&byte| byte == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|&&byte| byte != b'\n').count() + 1;
+    (line, column)
+}
+
+fn parse(text: &str, path: &Path, files: &HostFiles) -> Result<PipelineBuilder, ValidationError> {
     let base = path.parent().unwrap_or(Path::new("."));
-    let raw = parse_raw(text)?;
+    let raw: RawManifest = parse_toml(text, path)?;
     let mut builder = PipelineBuilder::new(raw.name);
     for (name, value) in &raw.params {
         let value = toml_to_json(value).map_err(|why| syntax(why).in_field(format!("params.{name}")))?;
         builder = builder.param(name, value);
     }
     for (name, input) in raw.inputs {
-        builder = builder.input(name, base.join(input));
+        let input = base.join(input);
+        files
+            .check(&input)
+            .map_err(|why| ValidationError::new(Kind::Forbidden(why)).in_field(format!("inputs.{name}")))?;
+        builder = builder.input(name, input);
     }
-    let mut inliner = subpipeline::Inliner::new(path);
+    let mut inliner = subpipeline::Inliner::new(path, files, text.len());
     for (name, value) in raw.steps {
         inliner.add_step(&name, value, path, &subpipeline::Scope::top())?;
     }
@@ -215,7 +272,11 @@ fn parse(text: &str, path: &Path) -> Result<PipelineBuilder, ValidationError> {
         let source = aliases.resolve(output.source());
         builder = match output {
             RawOutput::Export(RawExport { export: Some(export), .. }) => {
-                builder.export(name, source, base.join(export))
+                let export = base.join(export);
+                files.check(&export).map_err(|why| {
+                    ValidationError::new(Kind::Forbidden(why)).in_field(format!("outputs.{name}.export"))
+                })?;
+                builder.export(name, source, export)
             }
             _ => builder.output(name, source),
         };
@@ -225,9 +286,19 @@ fn parse(text: &str, path: &Path) -> Result<PipelineBuilder, ValidationError> {
 
 /// A step that runs code (not a sub-pipeline), with its references already
 /// rewritten into the outer pipeline's names.
-fn code_step(name: &str, raw: RawStep, base: &Path, bindings: Option<&Params>) -> Result<StepBuilder, ValidationError> {
+fn code_step(
+    name: &str,
+    raw: RawStep,
+    base: &Path,
+    files: &HostFiles,
+    bindings: Option<&Params>,
+) -> Result<StepBuilder, ValidationError> {
     let step = match (&raw.module, raw.native) {
-        (Some(module), None) => StepBuilder::new(name, base.join(module)),
+        (Some(module), None) => {
+            let module = base.join(module);
+            files.check(&module).map_err(|why| ValidationError::new(Kind::Forbidden(why)).in_field("module"))?;
+            StepBuilder::new(name, module)
+        }
         (None, Some(function)) => StepBuilder::native(name, function),
         _ => {
             return Err(syntax(

@@ -81,9 +81,17 @@ pub struct CallContext<'a> {
     pub(crate) step: &'a str,
     pub(crate) device: Device,
     pub(crate) files: &'a GuestFiles,
+    pub(crate) memory_budget: u64,
 }
 
 impl CallContext<'_> {
+    /// Bytes of host memory the call may allocate: the calling step's memory
+    /// limit less what its guest holds. A function that needs more must
+    /// refuse (its buffers count against the step's limit like the guest's).
+    pub fn memory_budget(&self) -> u64 {
+        self.memory_budget
+    }
+
     /// The calling step.
     pub fn step(&self) -> &str {
         self.step
@@ -95,12 +103,14 @@ impl CallContext<'_> {
     }
 
     /// Reads a file the guest names by its path (`/in/...` or `/out/...`).
-    /// Paths that leave the step's directories are refused.
+    /// Paths that leave the step's directories are refused, and so is a file
+    /// larger than [`memory_budget`](Self::memory_budget).
     pub fn read_file(&self, guest_path: &str) -> Result<Vec<u8>, String> {
-        self.files.read(guest_path)
+        self.files.read(guest_path, self.memory_budget)
     }
 
-    /// Writes a file the guest names by its path under `/out`.
+    /// Writes a file the guest names by its path under `/out`. A write that
+    /// would pass the step's `output` or `files` quota is refused.
     pub fn write_file(&self, guest_path: &str, bytes: &[u8]) -> Result<(), String> {
         self.files.write(guest_path, bytes)
     }

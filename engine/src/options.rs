@@ -20,6 +20,7 @@ pub struct RunOptions {
     tenant: Option<String>,
     verify: Option<Verify>,
     events: Option<Sink>,
+    exports_anywhere: bool,
 }
 
 /// Which steps a verifying run re-executes: all, or one.
@@ -81,6 +82,21 @@ impl RunOptions {
     pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
         self.tenant = Some(tenant.into());
         self
+    }
+
+    /// Lets the default tenant (the operator) export to any host path. Without
+    /// it, exports must lie beneath the manifest's directory (the current
+    /// directory for a pipeline built in code), so a manifest cannot write
+    /// over files elsewhere. Other tenants export only beneath their root,
+    /// whatever this says.
+    pub fn exports_anywhere(mut self, allow: bool) -> Self {
+        self.exports_anywhere = allow;
+        self
+    }
+
+    /// Whether exports may go anywhere (see [`RunOptions::exports_anywhere`]).
+    pub(crate) fn allows_exports_anywhere(&self) -> bool {
+        self.exports_anywhere
     }
 
     /// The tenant named, if any.

@@ -28,6 +28,9 @@ pub struct Pipeline {
     pub(crate) outputs: BTreeMap<String, PipelineOutput>,
     /// Where the pipeline was loaded from, when it came from a manifest.
     pub(crate) manifest: Option<ManifestOrigin>,
+    /// The directory every file of the pipeline was confined to when it was
+    /// loaded ([`Pipeline::from_manifest_within`]), if it was.
+    pub(crate) confined_to: Option<PathBuf>,
 }
 
 /// The manifest file a pipeline was loaded from, as it was when loaded.

@@ -25,6 +25,7 @@ pub(crate) use execute::Invocation;
 use sandbox::{ComponentState, CoreState};
 
 use crate::file_stamp::FileStamp;
+use crate::host_files::HostFiles;
 use crate::module_kind::ModuleKind;
 use crate::{Digest, Error, Limits, Result};
 
@@ -62,36 +63,62 @@ pub(crate) struct Flavor {
 impl Flavor {
     /// The flavor that enforces `limits`.
     pub(crate) fn of(limits: &Limits) -> Self {
-        Self { metered: limits.fuel.is_some(), interruptible: limits.interruptible(), stack: limits.stack }
+        Self { metered: limits.fuel.is_some(), interruptible: limits.interruptible(), stack: stack_class(limits.stack) }
     }
+}
+
+/// The smallest stack class: every stack size is rounded up to a power of
+/// two from here to [`MAX_WASM_STACK`], so however many distinct `stack`
+/// values steps ask for, there are at most seven stack sizes and so seven
+/// engines of each kind (a guest gets at least the stack it asked for).
+const MIN_STACK_CLASS: u64 = 512 << 10;
+
+/// The stack class that holds `stack` bytes.
+fn stack_class(stack: u64) -> u64 {
+    stack.max(MIN_STACK_CLASS).checked_next_power_of_two().unwrap_or(MAX_WASM_STACK).min(MAX_WASM_STACK)
 }
 
 /// Compiles, caches and runs WASI programs. Shared by all steps of all runs
 /// of an engine.
 pub(crate) struct Runtime {
     compiled_dir: PathBuf,
+    /// The workspace's secret, which authenticates compiled code on disk.
+    secret: [u8; 32],
     flavors: DashMap<Flavor, Arc<FlavoredRuntime>>,
     /// The digest of each module file prepared, with the stamp it had then.
     module_digests: DashMap<PathBuf, (FileStamp, Digest)>,
+    /// Advances the epoch of every interruptible engine. It is started with
+    /// the runtime, which fails without it: interruptible code is never run
+    /// where nothing would interrupt it.
+    ticker: ticker::EpochTicker,
 }
 
-/// One `wasmtime::Engine` with its linkers, programs and epoch ticker (none
-/// when its code is not interruptible).
+/// One `wasmtime::Engine` with its linkers and programs.
 struct FlavoredRuntime {
     engine: Engine,
     core_linker: Linker<CoreState>,
     component_linker: wasmtime::component::Linker<ComponentState>,
     programs: DashMap<Digest, Arc<Program>>,
     disk_cache: compile_cache::CompileCache,
-    _ticker: Option<ticker::EpochTicker>,
 }
 
+/// The largest module file weir reads.
+const MAX_MODULE_BYTES: u64 = 1 << 30;
+
 impl Runtime {
-    /// A runtime whose compiled modules are cached under `compiled_dir`.
-    /// Fails if the default flavor's engine cannot be set up.
-    pub(crate) fn new(compiled_dir: &Path) -> Result<Self> {
-        let runtime =
-            Self { compiled_dir: compiled_dir.to_owned(), flavors: DashMap::new(), module_digests: DashMap::new() };
+    /// A runtime whose compiled modules are cached under `compiled_dir`,
+    /// authenticated with `secret`. Fails if the epoch ticker cannot be
+    /// started or the default flavor's engine cannot be set up.
+    pub(crate) fn new(compiled_dir: &Path, secret: &[u8; 32]) -> Result<Self> {
+        let ticker = ticker::EpochTicker::start()
+            .map_err(|err| Error::Runtime(format!("starting the timeout thread: {err}")))?;
+        let runtime = Self {
+            compiled_dir: compiled_dir.to_owned(),
+            secret: *secret,
+            flavors: DashMap::new(),
+            module_digests: DashMap::new(),
+            ticker,
+        };
         runtime.flavor(Flavor::of(&Limits::default())).map_err(Error::Runtime)?;
         Ok(runtime)
     }
@@ -102,16 +129,23 @@ impl Runtime {
     ///
     /// A module file whose stamp is the one seen when it was last prepared
     /// (and was not then too recent to trust) is not read again.
-    pub(crate) fn prepare(&self, path: &Path, flavor: Flavor) -> Result<Arc<Program>, String> {
+    /// The file is opened through `files`, which may confine where it is.
+    pub(crate) fn prepare(&self, path: &Path, flavor: Flavor, files: &HostFiles) -> Result<Arc<Program>, String> {
+        use std::io::Read;
         let runtime = self.flavor(flavor)?;
-        let stamp = FileStamp::of_path(path);
+        let file = files.open_file(path).map_err(|why| format!("cannot read it: {why}"))?;
+        let stamp = file.metadata().ok().map(|metadata| FileStamp::of(&metadata));
         if let Some(stamp) = &stamp
             && let Some(known) = self.module_digests.get(path).filter(|known| known.0 == *stamp)
             && let Some(program) = runtime.programs.get(&known.1)
         {
             return Ok(program.clone());
         }
-        let bytes = std::fs::read(path).map_err(|err| format!("cannot read it: {err}"))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_MODULE_BYTES + 1).read_to_end(&mut bytes).map_err(|err| format!("cannot read it: {err}"))?;
+        if bytes.len() as u64 > MAX_MODULE_BYTES {
+            return Err(format!("it is larger than {MAX_MODULE_BYTES} bytes"));
+        }
         let program = runtime.prepare(&bytes)?;
         if let Some(stamp) = stamp.filter(|stamp| !stamp.is_racy()) {
             self.module_digests.insert(path.to_owned(), (stamp, program.digest));
@@ -123,19 +157,26 @@ impl Runtime {
         if let Some(runtime) = self.flavors.get(&flavor) {
             return Ok(runtime.clone());
         }
-        let runtime = Arc::new(FlavoredRuntime::new(flavor, &self.compiled_dir)?);
-        Ok(self.flavors.entry(flavor).or_insert(runtime).clone())
+        let runtime = Arc::new(FlavoredRuntime::new(flavor, &self.compiled_dir, self.secret)?);
+        let runtime = self.flavors.entry(flavor).or_insert(runtime).clone();
+        if flavor.interruptible {
+            self.ticker.tick(&runtime.engine);
+        }
+        Ok(runtime)
     }
 }
 
 impl FlavoredRuntime {
-    fn new(flavor: Flavor, compiled_dir: &Path) -> Result<Self, String> {
+    fn new(flavor: Flavor, compiled_dir: &Path, secret: [u8; 32]) -> Result<Self, String> {
         let stack = usize::try_from(flavor.stack.min(MAX_WASM_STACK)).unwrap_or(usize::MAX);
         let mut config = Config::new();
         config
             .epoch_interruption(flavor.interruptible)
             .parallel_compilation(true)
             .consume_fuel(flavor.metered)
+            // Guests run on the worker's own stack, not on async fibers, but
+            // wasmtime refuses a WebAssembly stack larger than the fiber size.
+            .async_stack_size(stack + (1 << 20))
             .max_wasm_stack(stack);
         let engine =
             Engine::new(&config).map_err(|err| format!("setting up the WebAssembly engine: {}", chain(&err)))?;
@@ -151,8 +192,7 @@ impl FlavoredRuntime {
         )
         .map_err(setup)?;
         Ok(Self {
-            disk_cache: compile_cache::CompileCache::new(&engine, compiled_dir),
-            _ticker: flavor.interruptible.then(|| ticker::EpochTicker::start(engine.clone())),
+            disk_cache: compile_cache::CompileCache::new(&engine, compiled_dir, secret),
             engine,
             core_linker,
             component_linker,
@@ -180,7 +220,8 @@ impl FlavoredRuntime {
             |engine, serialized| {
                 // SAFETY: `serialized` was produced by `Module::serialize` with an
                 // engine of this configuration (the cache directory is keyed by the
-                // engine's compatibility hash) and its checksum was verified.
+                // engine's compatibility hash): its MAC, keyed with the workspace's
+                // secret, proves that this engine wrote it for this module.
                 unsafe { Module::deserialize(engine, serialized) }
             },
             |engine| {
@@ -201,7 +242,7 @@ impl FlavoredRuntime {
             digest,
             |engine, serialized| {
                 // SAFETY: as for modules above: our own serialization, same engine
-                // configuration, checksum verified.
+                // configuration, MAC verified.
                 unsafe { Component::deserialize(engine, serialized) }
             },
             |engine| {

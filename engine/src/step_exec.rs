@@ -166,12 +166,15 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path, stagin
     let warnings = truncated_logs(&stdout, &stderr, job.limits.log);
     let (stdout, stderr) = (stdout.finish(), stderr.finish());
     let stderr_tail = tail(&stderr, path);
-    let logs = match store_logs(workshop.store, scratch, stdout, stderr) {
-        Ok(logs) => logs,
+    let logs = match store_logs(workshop.store, scratch, stdout, stderr)
+        .and_then(|logs| charge_logs(workshop.store, job, logs))
+    {
+        Ok(Ok(logs)) => logs,
+        Ok(Err(kind)) => return Finished { metrics, series, warnings, phases, ..failed(job, kind, stderr_tail) },
         Err(err) => return Finished { metrics, series, warnings, phases, ..failed(job, engine(err), stderr_tail) },
     };
     let outputs = ran
-        .and_then(|()| collect(workshop.store, job, scratch, path, logs, &metrics, &mut phases))
+        .and_then(|()| collect(workshop.store, job, scratch, logs, &metrics, &mut phases))
         .map_err(|kind| StepError { step: job.step.clone(), kind, stderr_tail });
     phases.ingest = ingesting.elapsed().saturating_sub(phases.cache);
     Finished {
@@ -216,7 +219,9 @@ fn stage(store: &Store, job: &Job, scratch: &Dir, path: &Path) -> Result<Staged,
     }
     let params = serde_json::to_vec_pretty(&job.params).map_err(|err| io("parameters")(std::io::Error::other(err)))?;
     in_dir.write(PARAMS_FILE, params).map_err(io("parameters"))?;
-    let log = |name: &str| scratch.try_clone().map(|dir| CappedLog::new(dir, name, job.limits.log)).map_err(io(name));
+    // A tenant's logs count against its store quota: none may outgrow what is left of it.
+    let cap = job.store_account.as_ref().map_or(job.limits.log, |account| job.limits.log.min(account.remaining()));
+    let log = |name: &str| scratch.try_clone().map(|dir| CappedLog::new(dir, name, cap)).map_err(io(name));
     Ok(Staged {
         stdout: log("stdout")?,
         stderr: log("stderr")?,
@@ -233,7 +238,7 @@ fn run_wasm(
     path: &Path,
     telemetry: Telemetry,
 ) -> (Result<(), StepErrorKind>, Telemetry, Phases) {
-    let files = GuestFiles::new(staged.in_dir, staged.out_dir);
+    let files = GuestFiles::new(staged.in_dir, staged.out_dir, job.limits);
     let bridge =
         Bridge::new(&job.step, workshop.natives.clone(), job.natives.clone(), job.device, Some(files), telemetry);
     let invocation = Invocation {
@@ -284,21 +289,31 @@ fn store_logs(store: &Store, scratch: &Dir, stdout: Captured, stderr: Captured) 
     Ok(Logs { stdout: put(stdout)?, stderr: put(stderr)? })
 }
 
+/// Charges the stored logs to the tenant's store quota; the inner `Err` is
+/// a quota they do not fit in.
+fn charge_logs(store: &Store, job: &Job, logs: Logs) -> Result<Result<Logs, StepErrorKind>, Error> {
+    let Some(account) = &job.store_account else { return Ok(Ok(logs)) };
+    let mut bytes = 0u64;
+    for digest in [logs.stdout, logs.stderr] {
+        bytes = bytes.saturating_add(store.artifact_size(&Artifact { kind: OutputKind::File, digest })?);
+    }
+    Ok(account.charge(bytes).map(|()| logs))
+}
+
 /// Checks the output quotas, moves the declared outputs into the store,
 /// charges them to the tenant and records the cache entry.
 fn collect(
     store: &Store,
     job: &Job,
     scratch: &Dir,
-    path: &Path,
     logs: Logs,
     metrics: &BTreeMap<String, f64>,
     phases: &mut Phases,
 ) -> Result<BTreeMap<String, Artifact>, StepErrorKind> {
-    if let Some(breach) = OutputUsage::measure(&path.join("out"), &job.limits).breach(&job.limits) {
+    let out = scratch.open_dir("out").map_err(|err| StepErrorKind::Engine(format!("opening /out: {err}")))?;
+    if let Some(breach) = OutputUsage::check(&out, &job.limits) {
         return Err(breach);
     }
-    let out = scratch.open_dir("out").map_err(|err| StepErrorKind::Engine(format!("opening /out: {err}")))?;
     let mut outputs = BTreeMap::new();
     for (name, kind) in &job.outputs {
         outputs.insert(name.clone(), store.ingest_output(&out, name, *kind)?);

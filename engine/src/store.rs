@@ -8,7 +8,8 @@
 //! trees/ab/cdef…     directory artifacts: canonical tree encodings, named by their BLAKE3
 //! cache/ab/cdef…     cache entries, named by cache key
 //! inputs/ab/cdef…    stat records of imported host files, named by BLAKE3 of the path
-//! compiled/…         compiled modules (see the runtime)
+//! compiled/…         compiled modules, authenticated with secret.key (see the runtime)
+//! secret.key         the workspace's secret (owner-only)
 //! runs/RUN.json      run summaries
 //! locks/KEY          locks of cache keys being computed (see `locks`)
 //! lock               the workspace lock: shared by runs, exclusive for gc
@@ -29,6 +30,7 @@ mod ingest;
 mod janitor;
 mod locks;
 mod materialize;
+mod secret;
 mod tree;
 mod verify;
 
@@ -43,6 +45,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use cache::CacheEntry;
 pub use gc::GcReport;
+pub(crate) use import::ImportError;
 use ingest::IfKnown;
 pub(crate) use tree::{Tree, TreeEntry};
 pub use verify::VerifyReport;
@@ -211,10 +214,34 @@ impl Store {
         self.read_verified(&self.inner.objects, digest)
     }
 
-    /// Writes `bytes` to `sink` after checking them against the digest.
+    /// Writes a file artifact to `sink` after checking it against the
+    /// digest, streaming: it is never held in memory whole.
     pub fn write_file_to(&self, digest: &Digest, sink: &mut impl Write) -> Result<()> {
-        let bytes = self.read_file(digest)?;
-        sink.write_all(&bytes).map_err(Error::io("writing artifact"))
+        let mut file = self.open_file(digest)?;
+        io::copy(&mut file, sink).map(|_| ()).map_err(Error::io(format!("writing {digest}")))
+    }
+
+    /// Opens a file artifact for reading, after checking its content against
+    /// the digest (hashed streaming, or memory-mapped when large).
+    pub fn open_file(&self, digest: &Digest) -> Result<std::fs::File> {
+        use std::io::{Seek, SeekFrom};
+        let (fan, rest) = split(digest);
+        let mut file = match self.inner.objects.open(Path::new(&fan).join(rest)) {
+            Ok(file) => file.into_std(),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::ArtifactNotFound { digest: *digest });
+            }
+            Err(err) => return Err(Error::io(format!("reading {digest}"))(err)),
+        };
+        let found = hash_file(&file).map_err(Error::io(format!("reading {digest}")))?;
+        if found != *digest {
+            return Err(Error::Corrupt {
+                what: digest.to_string(),
+                reason: "its content does not match its digest".into(),
+            });
+        }
+        file.seek(SeekFrom::Start(0)).map_err(Error::io(format!("reading {digest}")))?;
+        Ok(file)
     }
 
     /// Stores `bytes` as a file artifact.

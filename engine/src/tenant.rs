@@ -6,6 +6,7 @@
 //! every cache key, and history queries are filtered by it); identical
 //! content is still stored once on disk.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -26,11 +27,21 @@ pub struct TenantQuota {
     /// The largest limits its steps may ask for; steps that leave a limit
     /// unset get the engine's default lowered to this.
     pub max_limits: Limits,
+    /// The only host directory its pipelines' files (manifests, modules,
+    /// inputs, exports) may be in; `None` for `WORKSPACE/tenants/NAME`.
+    /// Ignored for the default tenant, the operator, who may name any path.
+    pub root: Option<PathBuf>,
 }
 
 impl Default for TenantQuota {
     fn default() -> Self {
-        Self { concurrent_steps: usize::MAX, memory: u64::MAX, store_bytes: None, max_limits: Limits::UNBOUNDED }
+        Self {
+            concurrent_steps: usize::MAX,
+            memory: u64::MAX,
+            store_bytes: None,
+            max_limits: Limits::UNBOUNDED,
+            root: None,
+        }
     }
 }
 
@@ -40,6 +51,16 @@ pub(crate) struct Tenant {
     pub(crate) name: Arc<str>,
     pub(crate) quota: Arc<TenantQuota>,
 }
+
+impl Tenant {
+    /// Whether this is the operator, who may name any host path.
+    pub(crate) fn is_operator(&self) -> bool {
+        &*self.name == DEFAULT_TENANT
+    }
+}
+
+/// The directory that holds the default roots of tenants, in the workspace.
+pub(crate) const TENANT_ROOTS: &str = "tenants";
 
 /// The bytes a tenant holds in the store during a run, against its quota.
 #[derive(Debug)]
@@ -52,6 +73,11 @@ pub(crate) struct StoreAccount {
 impl StoreAccount {
     pub(crate) fn new(tenant: Arc<str>, quota: u64, used: u64) -> Self {
         Self { tenant, quota, used: AtomicU64::new(used) }
+    }
+
+    /// Bytes still free under the quota.
+    pub(crate) fn remaining(&self) -> u64 {
+        self.quota.saturating_sub(self.used.load(Ordering::Acquire))
     }
 
     /// Charges `bytes` of new outputs, or says why they do not fit.

@@ -5,19 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use weir_tests::{Project, steps_with, weir_bin};
-
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return files;
-    };
-    for entry in entries {
-        let path = entry.unwrap().path();
-        if path.is_dir() { files.extend(files_under(&path)) } else { files.push(path) }
-    }
-    files
-}
+use weir_tests::{Project, files_under, steps_with, weir_bin};
 
 /// Every object and tree in the store hashes to its own name.
 fn assert_store_consistent(workspace: &Path) {

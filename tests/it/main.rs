@@ -2,6 +2,7 @@
 //! the `weir` binary. One binary, a file per feature; each test gets its own
 //! project directory and workspace.
 
+mod attacks;
 mod bridge;
 mod caching;
 mod cli;

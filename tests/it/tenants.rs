@@ -7,27 +7,30 @@ use std::time::Duration;
 use weir::{Engine, OutputKind, Pipeline, RunOptions, StepBuilder, TenantQuota};
 use weir_tests::{Project, Wasi, output_digest, tool};
 
-fn upper_pipeline(project: &Project, text: &str) {
-    project.write("text.txt", text);
-    project.manifest(
-        "name = \"up\"\n[inputs]\ntext = \"text.txt\"\n[steps.up]\nmodule = \"tool-p1.wasm\"\nargs = [\"upper\"]\ninputs = { text = \"inputs.text\" }\noutputs = { result = \"file\" }\n",
-    );
+/// Writes an upper-casing pipeline of `text` in each tenant's directory.
+fn upper_pipeline(project: &Project, tenants: &[&str], text: &str) {
+    for tenant in tenants {
+        project.write_as(tenant, "text.txt", text);
+        project.write_as(
+            tenant,
+            "pipeline.toml",
+            "name = \"up\"\n[inputs]\ntext = \"text.txt\"\n[steps.up]\nmodule = \"tool-p1.wasm\"\nargs = [\"upper\"]\ninputs = { text = \"inputs.text\" }\noutputs = { result = \"file\" }\n",
+        );
+    }
 }
 
 fn weir_as(project: &Project, tenant: &str, args: &[&str]) -> std::process::Output {
-    let mut all = args.to_vec();
-    all.extend(["--tenant", tenant]);
-    project.weir(&all)
+    project.weir_as(tenant, args)
 }
 
 fn run_as(project: &Project, tenant: &str) -> (i32, serde_json::Value) {
-    project.run_json(&["--tenant", tenant])
+    project.run_json_as(tenant, &[])
 }
 
 #[test]
 fn tenants_do_not_share_cache_entries_runs_or_artifacts() {
     let project = Project::new();
-    upper_pipeline(&project, "alice's secret");
+    upper_pipeline(&project, &["alice", "bob"], "alice's secret");
     let (code, alice) = run_as(&project, "alice");
     assert_eq!(code, 0, "{alice}");
     let secret = output_digest(&alice, "up", "result").to_owned();
@@ -37,7 +40,7 @@ fn tenants_do_not_share_cache_entries_runs_or_artifacts() {
     let (_, alice_again) = run_as(&project, "alice");
     assert_eq!(alice_again["steps"]["up"]["status"], "cached");
 
-    upper_pipeline(&project, "bob's own text");
+    upper_pipeline(&project, &["bob"], "bob's own text");
     let (_, bob_own) = run_as(&project, "bob");
     let bobs = output_digest(&bob_own, "up", "result").to_owned();
 
@@ -76,14 +79,21 @@ fn quotas_and_maximum_limits_of_a_tenants_file_apply() {
         r#"
 [tenants.small]
 concurrent_steps = 1
-store = "1KiB"
+store = "8KiB"
 limits = { memory = "64MiB", timeout = "1m" }
 [tenants.big]
 "#,
     );
-    project.write("big.txt", vec![b'a'; 4096]);
-    project.write("small.txt", "ok");
-    project.manifest(
+    for tenant in ["small", "big"] {
+        project.write_as(tenant, "big.txt", vec![b'a'; 4096]);
+        project.write_as(tenant, "small.txt", "ok");
+    }
+    let manifest = |text: &str| {
+        for tenant in ["small", "big"] {
+            project.write_as(tenant, "pipeline.toml", text);
+        }
+    };
+    manifest(
         r#"
 name = "quota"
 [inputs]
@@ -113,12 +123,12 @@ args = ["alloc"]
 outputs = { result = "file" }
 "#,
     );
-    let (code, summary) = project.run_json(&["--tenant", "small", "--jobs", "2"]);
+    let (code, summary) = project.run_json_as("small", &["--jobs", "2"]);
     assert_eq!(code, 1, "{summary}");
     let error = summary["steps"]["large_output"]["error"].as_str().unwrap();
     assert!(
-        error.contains("outputs of 4096 bytes would exceed tenant `small`'s store quota")
-            && error.contains("of 1024 bytes"),
+        error.contains("outputs and logs of 4096 bytes would exceed tenant `small`'s store quota")
+            && error.contains("of 8192 bytes"),
         "{error}"
     );
     assert_eq!(summary["steps"]["small_output"]["status"], "ran");
@@ -132,7 +142,7 @@ outputs = { result = "file" }
     let (a, b) = (interval("nap_a"), interval("nap_b"));
     assert!(a.1 <= b.0 || b.1 <= a.0, "concurrent_steps = 1 ran two steps at once: {a:?} {b:?}");
 
-    let (code, big) = project.run_json(&["--tenant", "big"]);
+    let (code, big) = project.run_json_as("big", &[]);
     assert_eq!(big["steps"]["large_output"]["status"], "ran", "{big}");
     assert_eq!(code, 1, "alloc without a tenant maximum still hits the default limit");
 
@@ -150,10 +160,11 @@ outputs = { result = "file" }
     assert!(String::from_utf8_lossy(&output.stderr).contains("tenant `stuck`: concurrent_steps must be at least 1"));
     project.write(".weir/tenants.toml", tenants);
 
-    project.manifest(
+    manifest(
         "name = \"asks\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nargs = [\"nothing\"]\nlimits = { memory = \"128MiB\" }\n",
     );
-    let output = project.weir(&["run", "pipeline.toml", "--tenant", "small"]);
+    let output =
+        project.weir_as("small", &["run", project.tenant_dir("small").join("pipeline.toml").to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -163,10 +174,11 @@ outputs = { result = "file" }
         "{stderr}"
     );
 
-    project.manifest(
+    manifest(
         "name = \"asks\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nargs = [\"nothing\"]\nlimits = { timeout = \"none\" }\n",
     );
-    let output = project.weir(&["run", "pipeline.toml", "--tenant", "small"]);
+    let output =
+        project.weir_as("small", &["run", project.tenant_dir("small").join("pipeline.toml").to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2), "uninterruptible code is refused to a tenant with a maximum timeout");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("limits.timeout = none is above the maximum of tenant `small` (60s)"), "{stderr}");

@@ -26,17 +26,26 @@ impl History {
         })
     }
 
-    /// Every distinct artifact the steps of `tenant`'s runs produced.
-    pub fn tenant_outputs(&self, tenant: &str) -> Result<Vec<Digest>> {
+    /// Every distinct artifact `tenant`'s runs imported, produced or logged:
+    /// what counts against its store quota.
+    pub(crate) fn tenant_artifacts(&self, tenant: &str) -> Result<Vec<Digest>> {
+        let listing = || db_error("listing a tenant's artifacts");
         self.with(|conn| {
             let mut stmt = conn
-                .prepare("SELECT DISTINCT a.digest FROM artifacts a JOIN runs r ON r.id = a.run_id WHERE r.tenant = ?1")
-                .map_err(db_error("listing a tenant's artifacts"))?;
+                .prepare(
+                    "SELECT a.digest FROM artifacts a JOIN runs r ON r.id = a.run_id WHERE r.tenant = ?1
+                     UNION SELECT i.digest FROM run_inputs i JOIN runs r ON r.id = i.run_id WHERE r.tenant = ?1
+                     UNION SELECT s.stdout FROM step_runs s JOIN runs r ON r.id = s.run_id
+                           WHERE r.tenant = ?1 AND s.stdout IS NOT NULL
+                     UNION SELECT s.stderr FROM step_runs s JOIN runs r ON r.id = s.run_id
+                           WHERE r.tenant = ?1 AND s.stderr IS NOT NULL",
+                )
+                .map_err(listing())?;
             let rows = stmt
                 .query_map([tenant], |row| row.get::<_, String>(0))
-                .map_err(db_error("listing a tenant's artifacts"))?
+                .map_err(listing())?
                 .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(db_error("listing a tenant's artifacts"))?;
+                .map_err(listing())?;
             Ok(rows.iter().filter_map(|text| text.parse().ok()).collect())
         })
     }

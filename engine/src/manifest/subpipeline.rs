@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{RawStep, code_step, parse_raw, read_text, syntax};
+use super::{RawManifest, RawStep, code_step, parse_toml, read_text, syntax};
 use crate::StepBuilder;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
+use crate::host_files::HostFiles;
 use crate::params::{Params, rebind, toml_to_json};
 
 /// How names inside one (sub-)pipeline map to the outer pipeline.
@@ -64,16 +65,35 @@ impl Aliases {
     }
 }
 
+/// The most steps a pipeline may have once its sub-pipelines are inlined.
+/// Sub-pipelines that each use the next one twice multiply: without a bound,
+/// a few short files would make millions of steps.
+pub(crate) const MAX_STEPS: usize = 10_000;
+/// The most manifest text read for one pipeline, the same sub-pipeline
+/// counted each time it is inlined.
+pub(crate) const MAX_TOTAL_MANIFEST_BYTES: usize = 64 << 20;
+
 /// Collects the steps of a manifest, inlining sub-pipelines.
-pub(super) struct Inliner {
+pub(super) struct Inliner<'f> {
     steps: Vec<StepBuilder>,
     aliases: Aliases,
     stack: Vec<PathBuf>,
+    files: &'f HostFiles,
+    /// Manifest bytes read so far, the top-level manifest included.
+    bytes_read: usize,
 }
 
-impl Inliner {
-    pub(super) fn new(root: &Path) -> Self {
-        Self { steps: Vec::new(), aliases: Aliases::default(), stack: vec![canonical(root)] }
+impl<'f> Inliner<'f> {
+    /// An inliner for the manifest at `root`, of `root_bytes` bytes, whose
+    /// sub-pipelines are read through `files`.
+    pub(super) fn new(root: &Path, files: &'f HostFiles, root_bytes: usize) -> Self {
+        Self {
+            steps: Vec::new(),
+            aliases: Aliases::default(),
+            stack: vec![canonical(root)],
+            files,
+            bytes_read: root_bytes,
+        }
     }
 
     /// Adds step `name` of the manifest `file`, read in `scope`.
@@ -97,7 +117,11 @@ impl Inliner {
         if let Some(bindings) = &scope.params {
             check_bound(&raw, bindings).map_err(located)?;
         }
-        let step = code_step(&full, raw, base, scope.params.as_ref()).map_err(located)?;
+        if self.steps.len() == MAX_STEPS {
+            let why = format!("the pipeline has more than {MAX_STEPS} steps once its sub-pipelines are inlined");
+            return Err(located(ValidationError::new(Kind::TooLarge(why))));
+        }
+        let step = code_step(&full, raw, base, self.files, scope.params.as_ref()).map_err(located)?;
         self.steps.push(step);
         Ok(())
     }
@@ -124,11 +148,18 @@ impl Inliner {
                 syntax(format!("sub-pipelines include each other: {}", chain.join(" -> "))).in_field("pipeline")
             );
         }
-        let text = read_text(&path).map_err(|why| {
-            ValidationError::new(Kind::Unreadable(format!("sub-pipeline {}: {why}", path.display())))
-                .in_field("pipeline")
+        self.files.check(&path).map_err(|why| ValidationError::new(Kind::Forbidden(why)).in_field("pipeline"))?;
+        let text = read_text(&path, self.files).map_err(|why| {
+            ValidationError::new(Kind::Unreadable(format!("sub-pipeline {why}"))).in_field("pipeline")
         })?;
-        let inner = parse_raw(&text).map_err(|err| err.in_file(Some(&path)))?;
+        self.bytes_read = self.bytes_read.saturating_add(text.len());
+        if self.bytes_read > MAX_TOTAL_MANIFEST_BYTES {
+            let why = format!(
+                "its manifests add up to more than {MAX_TOTAL_MANIFEST_BYTES} bytes, each sub-pipeline counted every time it is used"
+            );
+            return Err(ValidationError::new(Kind::TooLarge(why)).in_field("pipeline"));
+        }
+        let inner: RawManifest = parse_toml(&text, &path)?;
         let params = bind_params(&raw, &inner.params, scope)?;
         let inputs = bind_inputs(&raw, &inner.inputs, scope)?;
         let inner_scope = Scope { prefix: format!("{full}/"), params: Some(params), inputs: Some(inputs) };

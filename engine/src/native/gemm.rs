@@ -124,6 +124,7 @@ impl NativeFunction for Gemm {
     fn call(&self, context: &CallContext<'_>, payload: &[u8]) -> Result<Vec<u8>, String> {
         let request: GemmRequest =
             rmp_serde::from_slice(payload).map_err(|err| format!("malformed payload for `gemm`: {err}"))?;
+        check_memory(&request, context.memory_budget())?;
         let load = |matrix: &Matrix, what: &str| -> Result<Vec<f32>, String> {
             match matrix {
                 Matrix::Values(values) => Ok(values.clone()),
@@ -145,6 +146,24 @@ impl NativeFunction for Gemm {
         };
         rmp_serde::to_vec_named(&GemmResponse { c }).map_err(|err| format!("encoding the result of `gemm`: {err}"))
     }
+}
+
+/// Refuses a product whose host buffers (the operands, the result, and the
+/// result's encoding) would take more than `budget` bytes.
+fn check_memory(request: &GemmRequest, budget: u64) -> Result<(), String> {
+    let elements = [(request.m, request.k), (request.k, request.n), (request.m, request.n), (request.m, request.n)]
+        .iter()
+        .try_fold(0u64, |total, &(rows, cols)| {
+            (rows as u64).checked_mul(cols as u64).and_then(|count| total.checked_add(count))
+        });
+    let bytes = elements.and_then(|count| count.checked_mul(4)).unwrap_or(u64::MAX);
+    if bytes > budget {
+        return Err(format!(
+            "a {} × {} × {} product needs {bytes} bytes of host memory; the step's memory limit leaves {budget} (limits.memory)",
+            request.m, request.n, request.k
+        ));
+    }
+    Ok(())
 }
 
 fn unpack(bytes: &[u8], what: &str) -> Result<Vec<f32>, String> {

@@ -117,7 +117,16 @@ impl PipelineBuilder {
         }
         let steps = order(steps)?;
         let outputs = pipeline_outputs(self.outputs, &steps)?;
-        Ok(Pipeline { name: self.name, file: self.file, params, inputs, steps, outputs, manifest: None })
+        Ok(Pipeline {
+            name: self.name,
+            file: self.file,
+            params,
+            inputs,
+            steps,
+            outputs,
+            manifest: None,
+            confined_to: None,
+        })
     }
 }
 

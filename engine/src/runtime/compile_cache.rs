@@ -2,8 +2,12 @@
 //!
 //! Files live in `compiled/<engine>/<module digest>.cwasm`, where `<engine>`
 //! is a hash of wasmtime's compatibility key (version, target, settings):
-//! an engine only ever sees files it can load. Each file is the BLAKE3 of the
-//! serialized code followed by the code, and is checked before loading.
+//! an engine only ever sees files it can load. Each file is a MAC followed by
+//! the serialized code: BLAKE3 keyed with the workspace's secret, over the
+//! module digest and the code. A file is loaded only if its MAC checks, so
+//! code that someone without the secret placed or swapped under `compiled/`
+//! (another module's code renamed, a hand-made file) is recompiled from the
+//! module instead of run.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -18,17 +22,18 @@ use crate::Digest;
 pub(crate) struct CompileCache {
     engine: Engine,
     dir: PathBuf,
+    secret: [u8; 32],
 }
 
-const CHECKSUM_LEN: usize = 32;
+const MAC_LEN: usize = 32;
 
 impl CompileCache {
-    pub(crate) fn new(engine: &Engine, compiled_root: &Path) -> Self {
+    pub(crate) fn new(engine: &Engine, compiled_root: &Path, secret: [u8; 32]) -> Self {
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         env!("CARGO_PKG_VERSION").hash(&mut hasher);
         let dir = compiled_root.join(format!("{:016x}", hasher.finish()));
-        Self { engine: engine.clone(), dir }
+        Self { engine: engine.clone(), dir, secret }
     }
 
     /// Loads the compiled form of module `digest` with `load`, or compiles it
@@ -40,33 +45,71 @@ impl CompileCache {
         compile: impl FnOnce(&Engine) -> wasmtime::Result<(T, Vec<u8>)>,
     ) -> Result<T, String> {
         let path = self.dir.join(format!("{}.cwasm", digest.hex()));
-        if let Some(loaded) = read_verified(&path).and_then(|code| load(&self.engine, &code).ok()) {
+        if let Some(loaded) = self.read_authentic(&path, digest).and_then(|code| load(&self.engine, &code).ok()) {
             return Ok(loaded);
         }
         let (compiled, serialized) =
             compile(&self.engine).map_err(|err| format!("not valid WebAssembly: {}", chain(&err)))?;
         // A cache that cannot be written only costs a recompile next time.
-        let _ = self.write(&path, &serialized);
+        let _ = self.write(&path, digest, &serialized);
         Ok(compiled)
     }
 
-    fn write(&self, path: &Path, code: &[u8]) -> std::io::Result<()> {
+    fn write(&self, path: &Path, digest: &Digest, code: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let temp = path.with_extension(format!("{}.tmp", std::process::id()));
         let mut file = std::fs::File::create(&temp)?;
-        file.write_all(blake3::hash(code).as_bytes())?;
+        file.write_all(self.mac(digest, code).as_bytes())?;
         file.write_all(code)?;
         file.sync_all()?;
         std::fs::rename(&temp, path)
     }
+
+    /// The MAC of `code` compiled from module `digest`.
+    fn mac(&self, digest: &Digest, code: &[u8]) -> blake3::Hash {
+        let mut hasher = blake3::Hasher::new_keyed(&self.secret);
+        hasher.update(digest.hex().as_bytes());
+        hasher.update(code);
+        hasher.finalize()
+    }
+
+    /// The code in the cache file of module `digest`, if the file exists and
+    /// its MAC checks (compared in constant time).
+    fn read_authentic(&self, path: &Path, digest: &Digest) -> Option<Vec<u8>> {
+        let mut bytes = std::fs::read(path).ok()?;
+        if bytes.len() < MAC_LEN {
+            return None;
+        }
+        let stored = blake3::Hash::from_bytes(bytes[..MAC_LEN].try_into().ok()?);
+        if stored != self.mac(digest, &bytes[MAC_LEN..]) {
+            return None;
+        }
+        bytes.drain(..MAC_LEN);
+        Some(bytes)
+    }
 }
 
-/// The code in a cache file, if the file exists and its checksum matches.
-fn read_verified(path: &Path) -> Option<Vec<u8>> {
-    let mut bytes = std::fs::read(path).ok()?;
-    if bytes.len() < CHECKSUM_LEN || blake3::hash(&bytes[CHECKSUM_LEN..]).as_bytes() != &bytes[..CHECKSUM_LEN] {
-        return None;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_code_written_with_the_secret_for_that_module_is_read_back() {
+        let temp = tempfile::tempdir().unwrap();
+        let engine = Engine::default();
+        let cache = CompileCache::new(&engine, temp.path(), [7; 32]);
+        let (module, other) = (Digest::of(b"module"), Digest::of(b"other"));
+        let path = |digest: &Digest| cache.dir.join(format!("{}.cwasm", digest.hex()));
+        cache.write(&path(&module), &module, b"native code").unwrap();
+        assert_eq!(cache.read_authentic(&path(&module), &module).unwrap(), b"native code");
+
+        std::fs::copy(path(&module), path(&other)).unwrap();
+        assert!(cache.read_authentic(&path(&other), &other).is_none(), "another module's code, renamed");
+        let stranger = CompileCache::new(&engine, temp.path(), [8; 32]);
+        assert!(stranger.read_authentic(&path(&module), &module).is_none(), "written with another secret");
+        let mut forged = blake3::hash(b"evil code").as_bytes().to_vec();
+        forged.extend_from_slice(b"evil code");
+        std::fs::write(path(&module), forged).unwrap();
+        assert!(cache.read_authentic(&path(&module), &module).is_none(), "a self-checksummed file");
     }
-    bytes.drain(..CHECKSUM_LEN);
-    Some(bytes)
 }

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::I32Exit;
 
@@ -56,7 +58,11 @@ impl Runtime {
             Ok(wasi) => wasi,
             Err(why) => return (Err(StepErrorKind::Engine(why)), invocation.bridge, phases),
         };
-        let guard = Guard::new(limits, invocation.out_dir);
+        let out_dir = match Dir::open_ambient_dir(&invocation.out_dir, ambient_authority()) {
+            Ok(dir) => dir,
+            Err(err) => return (Err(StepErrorKind::Engine(format!("opening /out: {err}"))), invocation.bridge, phases),
+        };
+        let guard = Guard::new(limits, out_dir);
         let bridge = invocation.bridge;
         let (result, breach, bridge) = match &program.kind {
             ProgramKind::Core(pre) => {

@@ -47,7 +47,8 @@ impl self::weir::step::host::Host for ComponentState {
     }
 
     fn call_native(&mut self, function: String, payload: Vec<u8>) -> Result<Vec<u8>, String> {
-        self.bridge.call_native(&function, &payload)
+        let budget = self.guard.limiter.remaining();
+        self.bridge.call_native(&function, &payload, budget)
     }
 }
 

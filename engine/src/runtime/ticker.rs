@@ -1,8 +1,9 @@
-//! A background thread that advances the engine's epoch, so that a guest's
-//! epoch deadline (its timeout) is reached while it runs.
+//! One background thread that advances the epoch of every interruptible
+//! engine of a runtime, so that a guest's epoch deadline (its timeout) is
+//! reached while it runs.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -11,24 +12,34 @@ pub(crate) const TICK: Duration = Duration::from_millis(10);
 
 /// Owns the ticking thread; dropping it stops the thread.
 pub(crate) struct EpochTicker {
+    engines: Arc<Mutex<Vec<wasmtime::Engine>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    pub(crate) fn start(engine: wasmtime::Engine) -> Self {
+    /// Starts the thread, or says why it could not be started.
+    pub(crate) fn start() -> std::io::Result<Self> {
+        let engines: Arc<Mutex<Vec<wasmtime::Engine>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("weir-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK);
+        let (ticked, flag) = (engines.clone(), stop.clone());
+        let thread = std::thread::Builder::new().name("weir-epoch".into()).spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(TICK);
+                for engine in ticked.lock().unwrap_or_else(PoisonError::into_inner).iter() {
                     engine.increment_epoch();
                 }
-            })
-            .ok();
-        Self { stop, thread }
+            }
+        })?;
+        Ok(Self { engines, stop, thread: Some(thread) })
+    }
+
+    /// Advances `engine`'s epoch from now on.
+    pub(crate) fn tick(&self, engine: &wasmtime::Engine) {
+        let mut engines = self.engines.lock().unwrap_or_else(PoisonError::into_inner);
+        if !engines.iter().any(|known| wasmtime::Engine::same(known, engine)) {
+            engines.push(engine.clone());
+        }
     }
 }
 

@@ -2,9 +2,9 @@
 //! timeout and its quotas on `/out`. A breach interrupts the guest and is
 //! remembered, so the failure names the limit rather than the interruption.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
+use cap_std::fs::Dir;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::limiter::MemoryLimiter;
@@ -22,7 +22,7 @@ pub(crate) struct Guard {
 }
 
 impl Guard {
-    pub(crate) fn new(limits: Limits, out_dir: PathBuf) -> Self {
+    pub(crate) fn new(limits: Limits, out_dir: Dir) -> Self {
         Self {
             limiter: MemoryLimiter::new(limits.memory),
             watch: Watch { started: Instant::now(), limits, out_dir, breach: None },
@@ -42,7 +42,7 @@ impl Guard {
 struct Watch {
     started: Instant,
     limits: Limits,
-    out_dir: PathBuf,
+    out_dir: Dir,
     breach: Option<StepErrorKind>,
 }
 
@@ -51,7 +51,7 @@ impl Watch {
         if self.started.elapsed() >= self.limits.timeout {
             return Some(StepErrorKind::Timeout { limit: self.limits.timeout });
         }
-        OutputUsage::measure(&self.out_dir, &self.limits).breach(&self.limits)
+        OutputUsage::check(&self.out_dir, &self.limits)
     }
 }
 

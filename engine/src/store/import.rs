@@ -5,12 +5,14 @@
 //! next run re-reads the file only if one of those changed.
 
 use std::fs;
+use std::io::Read;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Artifact, Durability, IfKnown, Store, Tree, TreeEntry, split};
 use crate::file_stamp::FileStamp;
+use crate::host_files::{HostFiles, HostKind};
 use crate::{Digest, Error, OutputKind, Result};
 
 /// What a host file looked like when it was last hashed, and its digest.
@@ -20,64 +22,107 @@ struct StatRecord {
     digest: Digest,
 }
 
+/// Why an input could not be imported.
+#[derive(Debug)]
+pub(crate) enum ImportError {
+    /// The input may not be imported as it is (special file, outside the
+    /// pipeline's directory, larger than the bytes it may take).
+    Refused(String),
+    /// Reading it or writing the store failed.
+    Store(Error),
+}
+
+impl From<Error> for ImportError {
+    fn from(err: Error) -> Self {
+        ImportError::Store(err)
+    }
+}
+
 impl Store {
     /// Imports a host file or directory (following symbolic links) into the store.
     pub fn import(&self, path: &Path) -> Result<Artifact> {
-        let metadata = fs::metadata(path).map_err(Error::io(format!("reading input {}", path.display())))?;
-        if metadata.is_dir() {
-            return Ok(Artifact { kind: OutputKind::Dir, digest: self.import_dir(path)? });
-        }
-        if !metadata.is_file() {
-            return Err(Error::Io {
-                context: format!("reading input {}", path.display()),
-                source: std::io::Error::other("not a regular file or directory"),
-            });
-        }
-        Ok(Artifact { kind: OutputKind::File, digest: self.import_file(path, &metadata)? })
+        self.import_from(&HostFiles::Ambient, path, u64::MAX).map_err(|err| match err {
+            ImportError::Store(err) => err,
+            ImportError::Refused(why) => {
+                Error::Io { context: format!("reading input {}", path.display()), source: std::io::Error::other(why) }
+            }
+        })
     }
 
-    fn import_dir(&self, path: &Path) -> Result<Digest> {
-        let context = || format!("reading input directory {}", path.display());
+    /// Imports the file or directory `path`, reached through `files`, taking
+    /// at most `max_bytes` of new content into the store.
+    pub(crate) fn import_from(&self, files: &HostFiles, path: &Path, max_bytes: u64) -> Result<Artifact, ImportError> {
+        let mut left = max_bytes;
+        self.import_entry(files, path, &mut left)
+    }
+
+    fn import_entry(&self, files: &HostFiles, path: &Path, left: &mut u64) -> Result<Artifact, ImportError> {
+        match files.kind(path).map_err(ImportError::Refused)? {
+            None => Err(ImportError::Refused(format!("{} does not exist", path.display()))),
+            Some(HostKind::Dir) => Ok(Artifact { kind: OutputKind::Dir, digest: self.import_dir(files, path, left)? }),
+            Some(HostKind::File) => {
+                Ok(Artifact { kind: OutputKind::File, digest: self.import_file(files, path, left)? })
+            }
+        }
+    }
+
+    fn import_dir(&self, files: &HostFiles, path: &Path, left: &mut u64) -> Result<Digest, ImportError> {
         let mut entries = Vec::new();
-        for entry in fs::read_dir(path).map_err(|e| Error::io(context())(e))? {
-            let entry = entry.map_err(|e| Error::io(context())(e))?;
-            let child = entry.path();
-            let name = entry.file_name().into_string().map_err(|name| Error::Io {
-                context: context(),
-                source: std::io::Error::other(format!("{name:?} is not a UTF-8 file name")),
+        for name in files.list(path).map_err(ImportError::Refused)? {
+            let child = path.join(&name);
+            let name = name.into_string().map_err(|name| {
+                ImportError::Refused(format!("{name:?} in {} is not a UTF-8 file name", path.display()))
             })?;
-            let artifact = self.import(&child)?;
+            let artifact = self.import_entry(files, &child, left)?;
             entries.push(TreeEntry { name, kind: artifact.kind, digest: artifact.digest });
         }
-        self.put_tree(&Tree::new(entries))
+        Ok(self.put_tree(&Tree::new(entries))?)
     }
 
-    fn import_file(&self, path: &Path, metadata: &fs::Metadata) -> Result<Digest> {
+    fn import_file(&self, files: &HostFiles, path: &Path, left: &mut u64) -> Result<Digest, ImportError> {
+        let file = files.open_file(path).map_err(ImportError::Refused)?;
+        let metadata = file.metadata().map_err(Error::io(format!("reading input {}", path.display())))?;
         let record_name = Digest::of(path.as_os_str().as_encoded_bytes());
-        let stamp = FileStamp::of(metadata);
+        let stamp = FileStamp::of(&metadata);
         if let Some(known) = self.stat_lookup(&record_name)
             && known.stamp == stamp
             && self.contains(&Artifact { kind: OutputKind::File, digest: known.digest })
         {
             return Ok(known.digest);
         }
-        let digest = self.copy_in(path)?;
+        let too_large =
+            || ImportError::Refused(format!("{} is larger than the {} bytes it may take", path.display(), *left));
+        if metadata.len() > *left {
+            return Err(too_large());
+        }
+        let (digest, copied) = self.copy_in(file, path, *left)?.ok_or_else(too_large)?;
+        *left -= copied;
         if !stamp.is_racy() {
             self.stat_record(&record_name, &StatRecord { stamp, digest })?;
         }
         Ok(digest)
     }
 
-    /// Copies a host file into `tmp/`, hashes the copy, and renames it into
-    /// place. Copying first (in the kernel: `copy_file_range`, a reflink
-    /// where the file system can) and hashing the private copy means the
-    /// digest always describes the stored bytes, even if the host file
-    /// changes meanwhile (a large copy is hashed memory-mapped, on all cores).
-    fn copy_in(&self, path: &Path) -> Result<Digest> {
+    /// Copies an open host file into `tmp/`, hashes the copy, and renames it
+    /// into place; `None` when the file holds more than `max` bytes (it may
+    /// have grown, or lied about its size). Copying first (in the kernel:
+    /// `copy_file_range`, a reflink where the file system can) and hashing
+    /// the private copy means the digest always describes the stored bytes,
+    /// even if the host file changes meanwhile (a large copy is hashed
+    /// memory-mapped, on all cores).
+    fn copy_in(&self, file: fs::File, path: &Path, max: u64) -> Result<Option<(Digest, u64)>> {
         let context = || format!("importing {}", path.display());
         let temp = self.temp_name("import");
-        fs::copy(path, self.path_of("tmp").join(&temp)).map_err(|e| Error::io(context())(e))?;
-        self.adopt_file(&self.inner.tmp, Path::new(&temp), IfKnown::Remove, &context)
+        let mut copy = self.inner.tmp.create(&temp).map_err(|e| Error::io(context())(e))?.into_std();
+        let copied =
+            std::io::copy(&mut file.take(max.saturating_add(1)), &mut copy).map_err(|e| Error::io(context())(e))?;
+        drop(copy);
+        if copied > max {
+            let _ = self.inner.tmp.remove_file(&temp);
+            return Ok(None);
+        }
+        let digest = self.adopt_file(&self.inner.tmp, Path::new(&temp), IfKnown::Remove, &context)?;
+        Ok(Some((digest, copied)))
     }
 
     fn stat_lookup(&self, name: &Digest) -> Option<StatRecord> {

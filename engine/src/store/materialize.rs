@@ -3,10 +3,10 @@
 use std::io;
 use std::path::Path;
 
-use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 
 use super::{Artifact, Store, split};
+use crate::host_files::HostFiles;
 use crate::{Digest, Error, OutputKind, Result};
 
 impl Store {
@@ -34,74 +34,81 @@ impl Store {
         if self.inner.objects.hard_link(&source, dest, name).is_ok() {
             return Ok(());
         }
-        let bytes = self.read_file(digest)?;
-        dest.write(name, bytes).map_err(Error::io(format!("copying {digest} to {}", name.display())))
+        self.copy_file_out(digest, dest, name)
     }
 
-    /// Copies an artifact out of the store to the host path `dest`.
-    ///
-    /// A file replaces `dest` atomically; a directory must not exist yet.
+    /// Copies an artifact out of the store to the host path `dest`, creating
+    /// its parent directories. A file replaces `dest` atomically; a directory
+    /// must not exist yet. Files are streamed, never held in memory whole.
     pub fn export(&self, digest: &Digest, dest: &Path) -> Result<OutputKind> {
-        let kind = self.kind_of(digest).ok_or(Error::ArtifactNotFound { digest: *digest })?;
-        let parent = match dest.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        let name = dest.file_name().ok_or_else(|| Error::Io {
+        let (dir, name) = HostFiles::Ambient.export_parent(dest).map_err(|why| Error::Io {
             context: format!("exporting to {}", dest.display()),
-            source: io::Error::new(io::ErrorKind::InvalidInput, "the destination has no file name"),
+            source: io::Error::other(why),
         })?;
-        let parent_dir = Dir::open_ambient_dir(parent, ambient_authority())
-            .map_err(Error::io(format!("opening export directory {}", parent.display())))?;
+        self.export_into(digest, &dir, Path::new(&name), dest, false)
+    }
+
+    /// Like [`export`](Self::export) into `name` of `dir` (`shown` names it
+    /// in errors), but a directory replaces whatever is there: it is written
+    /// beside it, then swapped in, so it is never half-written. Everything
+    /// happens through `dir`, so a link cannot lead the export elsewhere.
+    pub(crate) fn export_replacing(&self, digest: &Digest, dir: &Dir, name: &Path, shown: &Path) -> Result<OutputKind> {
+        self.export_into(digest, dir, name, shown, true)
+    }
+
+    fn export_into(&self, digest: &Digest, dir: &Dir, name: &Path, shown: &Path, replace: bool) -> Result<OutputKind> {
+        let kind = self.kind_of(digest).ok_or(Error::ArtifactNotFound { digest: *digest })?;
+        let context = || format!("exporting to {}", shown.display());
         match kind {
             OutputKind::File => {
-                let temp = format!(".{}.weir-export", name.to_string_lossy());
-                let bytes = self.read_file(digest)?;
-                parent_dir
-                    .write(&temp, bytes)
-                    .and_then(|()| parent_dir.rename(&temp, &parent_dir, name))
-                    .map_err(Error::io(format!("exporting to {}", dest.display())))?;
+                let mut temp = std::ffi::OsString::from(".");
+                temp.push(name.as_os_str());
+                temp.push(".weir-export");
+                self.copy_file_out(digest, dir, Path::new(&temp))?;
+                dir.rename(&temp, dir, name).map_err(|e| Error::io(context())(e))?;
             }
-            OutputKind::Dir => {
-                if dest.exists() {
-                    return Err(Error::Io {
-                        context: format!("exporting a directory to {}", dest.display()),
-                        source: io::Error::new(io::ErrorKind::AlreadyExists, "the destination already exists"),
-                    });
-                }
-                self.materialize_copy(digest, &parent_dir, Path::new(name))?;
+            OutputKind::Dir if dir.symlink_metadata(name).is_err() => self.materialize_copy(digest, dir, name)?,
+            OutputKind::Dir if !replace => {
+                return Err(Error::Io {
+                    context: format!("exporting a directory to {}", shown.display()),
+                    source: io::Error::new(io::ErrorKind::AlreadyExists, "something is there already"),
+                });
             }
+            OutputKind::Dir => self.swap_in(digest, dir, name, shown)?,
         }
         Ok(kind)
     }
 
-    /// Like [`export`](Self::export), but a directory replaces whatever is at
-    /// `dest`: it is written beside it, then swapped in, so `dest` is never
-    /// half-written. Parent directories are created.
-    pub fn export_replacing(&self, digest: &Digest, dest: &Path) -> Result<OutputKind> {
-        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(Error::io(format!("creating {}", parent.display())))?;
-        }
-        if self.kind_of(digest) != Some(OutputKind::Dir) || !dest.exists() {
-            return self.export(digest, dest);
-        }
+    /// Writes directory artifact `digest` beside `name` in `dir`, then swaps
+    /// it in for what is there.
+    fn swap_in(&self, digest: &Digest, dir: &Dir, name: &Path, shown: &Path) -> Result<()> {
+        let context = || format!("replacing {}", shown.display());
         let sibling = |suffix: &str| {
-            let mut name = dest.file_name().unwrap_or_default().to_os_string();
-            name.push(suffix);
-            dest.with_file_name(name)
+            let mut sibling = name.as_os_str().to_owned();
+            sibling.push(suffix);
+            std::path::PathBuf::from(sibling)
         };
+        let remove = |path: &Path| dir.remove_dir_all(path).or_else(|_| dir.remove_file(path));
         let (fresh, old) = (sibling(".weir-new"), sibling(".weir-old"));
         for stale in [&fresh, &old] {
-            if stale.exists() {
-                std::fs::remove_dir_all(stale).map_err(Error::io(format!("removing {}", stale.display())))?;
+            if dir.symlink_metadata(stale).is_ok() {
+                remove(stale).map_err(|e| Error::io(context())(e))?;
             }
         }
-        let kind = self.export(digest, &fresh)?;
-        std::fs::rename(dest, &old)
-            .and_then(|()| std::fs::rename(&fresh, dest))
-            .map_err(Error::io(format!("replacing {}", dest.display())))?;
-        std::fs::remove_dir_all(&old).map_err(Error::io(format!("removing {}", old.display())))?;
-        Ok(kind)
+        self.materialize_copy(digest, dir, &fresh)?;
+        dir.rename(name, dir, &old)
+            .and_then(|()| dir.rename(&fresh, dir, name))
+            .and_then(|()| remove(&old))
+            .map_err(|e| Error::io(context())(e))
+    }
+
+    /// Writes file artifact `digest` to `name` in `dest` as a plain
+    /// (writable) copy, streamed.
+    fn copy_file_out(&self, digest: &Digest, dest: &Dir, name: &Path) -> Result<()> {
+        let mut source = self.open_file(digest)?;
+        let context = || format!("writing {}", name.display());
+        let mut target = dest.create(name).map_err(|e| Error::io(context())(e))?;
+        io::copy(&mut source, &mut target).map(|_| ()).map_err(|e| Error::io(context())(e))
     }
 
     /// Writes a directory artifact as plain (writable) copies, never links.
@@ -111,10 +118,7 @@ impl Store {
         let sub = dest.open_dir(name).map_err(|e| Error::io(context())(e))?;
         for entry in self.read_tree(digest)?.entries() {
             match entry.kind {
-                OutputKind::File => {
-                    let bytes = self.read_file(&entry.digest)?;
-                    sub.write(&entry.name, bytes).map_err(|e| Error::io(context())(e))?;
-                }
+                OutputKind::File => self.copy_file_out(&entry.digest, &sub, Path::new(&entry.name))?,
                 OutputKind::Dir => self.materialize_copy(&entry.digest, &sub, Path::new(&entry.name))?,
             }
         }

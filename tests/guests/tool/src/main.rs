@@ -28,6 +28,7 @@ fn main() {
         "symlink" => symlink(),
         "nothing" => {}
         "fail" => fail(rest[0].parse().expect("exit code")),
+        "shout" => shout(&rest[0]),
         "panic" => panic!("the guest panicked on purpose"),
         "spin" => spin(),
         "alloc" => alloc(),
@@ -37,6 +38,7 @@ fn main() {
         "recurse" => println!("depth {}", recurse(0)),
         "fill" => fill(),
         "files" => files(rest[0].parse().expect("count")),
+        "deep" => deep(rest[0].parse().expect("depth"), rest[1].parse().expect("files per level")),
         "entropy" => entropy(),
         "kernel" => write("result", kernel::train(rest[0].parse().expect("epochs")).to_string().as_bytes()),
         other => {
@@ -159,6 +161,12 @@ fn fail(code: i32) {
     std::process::exit(code);
 }
 
+/// Writes `text` to stderr as it is (control characters included), then fails.
+fn shout(text: &str) {
+    eprintln!("{text}");
+    std::process::exit(1);
+}
+
 fn spin() {
     let mut n: u64 = 0;
     loop {
@@ -224,6 +232,20 @@ fn files(count: u64) {
         fs::write(format!("/out/many/{i}"), b"").expect("create");
     }
     write("result", b"done");
+}
+
+/// Nests `depth` directories with 250-character names in /out/deep (deeper
+/// than a host path can name), each holding `per_level` files of 2 KiB.
+fn deep(depth: usize, per_level: usize) {
+    let mut dir = String::from("/out/deep");
+    fs::create_dir(&dir).expect("mkdir");
+    for level in 0..depth {
+        for i in 0..per_level {
+            fs::write(format!("{dir}/f{i}"), [b'd'; 2048]).expect("create");
+        }
+        dir = format!("{dir}/{}", char::from(b'a' + (level % 26) as u8).to_string().repeat(250));
+        fs::create_dir(&dir).expect("mkdir");
+    }
 }
 
 /// Writes what the guest sees of time and randomness.
