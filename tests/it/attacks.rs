@@ -459,3 +459,61 @@ fn large_artifacts_are_streamed_by_cat_and_logs() {
     assert_eq!(parsed["stdout"].as_str().unwrap().len(), 64 << 20);
     assert!(parsed["stdout"].as_str().unwrap().starts_with("yyyy"));
 }
+
+// What held before, kept so it keeps holding: hard links out of `/in`,
+// writes to `/in` and `..` out of the preopens are in `sandbox.rs`, SIGKILL
+// at random moments in `crash.rs`; FIFOs and `/dev/zero` as inputs above.
+
+#[test]
+fn sub_pipelines_that_include_themselves_are_refused() {
+    let project = Project::new();
+    project.manifest("name = \"me\"\n[steps.again]\npipeline = \"pipeline.toml\"\n");
+    let output = project.weir(&["run", "pipeline.toml"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("sub-pipelines include each other"));
+    project.write("a.toml", "name = \"a\"\n[steps.b]\npipeline = \"b.toml\"\n");
+    project.write("b.toml", "name = \"b\"\n[steps.a]\npipeline = \"a.toml\"\n");
+    let output = project.weir(&["run", "a.toml"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("sub-pipelines include each other") && stderr.contains("b.toml"), "{stderr}");
+}
+
+#[test]
+fn odd_file_names_are_stored_and_exported_exactly() {
+    let project = Project::new();
+    project.manifest(
+        "name = \"odd\"\n[steps.s]\nmodule = \"tool-p2.wasm\"\nargs = [\"odd-names\"]\noutputs = { odd = \"dir\" }\n",
+    );
+    let (code, summary) = project.run_json(&[]);
+    assert_eq!(code, 0, "{summary}");
+    let target = project.path().join("exported");
+    let output = project.weir(&["export", output_digest(&summary, "s", "odd"), target.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let mut names: Vec<String> =
+        std::fs::read_dir(&target).unwrap().map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    let mut expected: Vec<String> =
+        ["line\nbreak", "-rf", " lead", "trail ", "...", "ünïcødé", "tab\there", "\u{1b}[31m"]
+            .iter()
+            .map(|name| name.to_string())
+            .chain(["n".repeat(255)])
+            .collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    for name in &names {
+        assert_eq!(&std::fs::read_to_string(target.join(name)).unwrap(), name);
+    }
+}
+
+#[test]
+fn a_flood_of_bridge_calls_is_answered_and_bounded() {
+    let project = Project::new();
+    project.manifest(
+        "name = \"flood\"\n[steps.s]\nmodule = \"sdk-tool.wasm\"\nargs = [\"flood\", \"100000\"]\noutputs = { result = \"file\" }\n",
+    );
+    let (code, summary) = project.run_json(&[]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(project.cat(output_digest(&summary, "s", "result")), "ok: 100000 refused");
+    assert_eq!(summary["steps"]["s"]["metrics"]["i"], 99999.0);
+}

@@ -21,6 +21,7 @@ fn main() {
         "raw" => native::call_raw(&arg(0), arg(1).as_bytes()).map(|bytes| format!("{} bytes", bytes.len())),
         "file-operand" => file_operand(&arg(0)),
         "bench-echo" => bench_echo(arg(0).parse().unwrap_or(1)),
+        "flood" => flood(arg(0).parse().unwrap_or(1)),
         "bench-gemm" => bench_gemm(arg(0).parse().unwrap_or(64)),
         other => Ok(format!("unknown mode {other}")),
     };
@@ -89,6 +90,17 @@ fn file_operand(path: &str) -> Result<String, Error> {
 
 /// Calls the `echo` native function `calls` times with a 16-byte payload;
 /// returns the nanoseconds all calls took, measured in the guest.
+/// `count` metrics, progress reports and refused native calls, as fast as it can.
+fn flood(count: u64) -> Result<String, Error> {
+    let mut refused = 0;
+    for i in 0..count {
+        weir_guest::metric("i", i as f64);
+        weir_guest::progress(i, count);
+        refused += u64::from(native::call_raw("no-such-function", &[0; 64]).is_err());
+    }
+    Ok(format!("{refused} refused"))
+}
+
 fn bench_echo(calls: u64) -> Result<String, Error> {
     let payload = vec![7u8; 16];
     let started = std::time::Instant::now();

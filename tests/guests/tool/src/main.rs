@@ -38,6 +38,7 @@ fn main() {
         "recurse" => println!("depth {}", recurse(0)),
         "fill" => fill(),
         "files" => files(rest[0].parse().expect("count")),
+        "odd-names" => odd_names(),
         "deep" => deep(rest[0].parse().expect("depth"), rest[1].parse().expect("files per level")),
         "entropy" => entropy(),
         "kernel" => write("result", kernel::train(rest[0].parse().expect("epochs")).to_string().as_bytes()),
@@ -234,17 +235,48 @@ fn files(count: u64) {
     write("result", b"done");
 }
 
-/// Nests `depth` directories with 250-character names in /out/deep (deeper
-/// than a host path can name), each holding `per_level` files of 2 KiB.
-fn deep(depth: usize, per_level: usize) {
-    let mut dir = String::from("/out/deep");
-    fs::create_dir(&dir).expect("mkdir");
+/// File names that tools often get wrong, in /out/odd: each file holds its name.
+const ODD_NAMES: [&str; 8] = ["line\nbreak", "-rf", " lead", "trail ", "...", "ünïcødé", "tab\there", "\u{1b}[31m"];
+
+fn odd_names() {
+    fs::create_dir("/out/odd").expect("mkdir");
+    let long = "n".repeat(255);
+    for name in ODD_NAMES.iter().copied().chain([long.as_str()]) {
+        fs::write(Path::new("/out/odd").join(name), name).expect("create");
+    }
+}
+
+/// Nests `depth` directories with 250-character names in /out/deep and
+/// writes `files` files of 2 KiB in the deepest. Each level is reached from
+/// the one above through its own descriptor, so no path is ever longer than
+/// one name, while the host path of the deepest is far past `PATH_MAX`.
+fn deep(depth: usize, files: usize) {
+    use std::ffi::CString;
+    fs::create_dir("/out/deep").expect("mkdir");
+    let open_dir = |parent: libc::c_int, name: &CString| {
+        // SAFETY: `name` is a NUL-terminated C string that outlives the call.
+        let fd = unsafe { libc::openat(parent, name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+        assert!(fd >= 0, "cannot open a level");
+        fd
+    };
+    let mut dir = open_dir(libc::AT_FDCWD, &CString::new("/out/deep").expect("name"));
     for level in 0..depth {
-        for i in 0..per_level {
-            fs::write(format!("{dir}/f{i}"), [b'd'; 2048]).expect("create");
+        let name = CString::new(char::from(b'a' + (level % 26) as u8).to_string().repeat(250)).expect("name");
+        // SAFETY: `dir` is an open directory descriptor; `name` is NUL-terminated.
+        assert_eq!(unsafe { libc::mkdirat(dir, name.as_ptr(), 0o755) }, 0, "mkdir at level {level}");
+        dir = open_dir(dir, &name);
+    }
+    for i in 0..files {
+        let name = CString::new(format!("f{i}")).expect("name");
+        let flags = libc::O_WRONLY | libc::O_CREAT;
+        let content = format!("{i:>2048}");
+        // SAFETY: as above; the buffer is valid for its length.
+        unsafe {
+            let fd = libc::openat(dir, name.as_ptr(), flags, 0o644);
+            assert!(fd >= 0, "create f{i}");
+            assert_eq!(libc::write(fd, content.as_ptr().cast(), 2048), 2048);
+            libc::close(fd);
         }
-        dir = format!("{dir}/{}", char::from(b'a' + (level % 26) as u8).to_string().repeat(250));
-        fs::create_dir(&dir).expect("mkdir");
     }
 }
 
