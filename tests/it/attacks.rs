@@ -208,6 +208,16 @@ fn a_file_that_is_not_a_manifest_is_not_echoed_in_errors() {
 }
 
 #[test]
+fn a_pipeline_name_is_a_plain_name() {
+    let project = Project::new();
+    project.manifest("name = \"bad name/../x\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nargs = [\"nothing\"]\n");
+    let output = project.weir(&["run", "pipeline.toml"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("field `name`") && stderr.contains("invalid name `bad name/../x`"), "{stderr}");
+}
+
+#[test]
 fn sub_pipelines_that_multiply_are_refused_quickly() {
     let project = Project::new();
     let levels = 23;
@@ -454,6 +464,10 @@ fn large_artifacts_are_streamed_by_cat_and_logs() {
     };
     assert_eq!(capped(&format!("cat {log}")), 64 << 20);
     assert!(capped("logs last s --json") > 64 << 20);
+    let exported = project.path().join("log.txt");
+    capped(&format!("export {log} {}", exported.display()));
+    assert_eq!(std::fs::metadata(&exported).unwrap().len(), 64 << 20);
+    capped("store verify");
     let json = project.weir(&["logs", "last", "s", "--json"]);
     let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(parsed["stdout"].as_str().unwrap().len(), 64 << 20);

@@ -96,6 +96,7 @@ impl PipelineBuilder {
     }
 
     fn validate_and_order(self) -> Result<Pipeline, ValidationError> {
+        names::check(&self.name).map_err(|err| err.in_field("name"))?;
         let params = unique("params", self.params, names::check)?;
         let inputs = unique("inputs", self.inputs, names::check)?;
         for (name, path) in &inputs {
