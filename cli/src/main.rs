@@ -36,11 +36,11 @@ struct Cli {
 #[derive(Args)]
 struct WorkspaceArg {
     /// The workspace directory holding the store.
-    #[arg(long, global = true, env = "WEIR_HOME", default_value = ".weir")]
+    #[arg(long, global = true, env = "WEIR_HOME", hide_env_values = true, default_value = ".weir")]
     workspace: PathBuf,
     /// The tenant to act as: its runs, cache entries and artifacts are its
     /// own, and its quotas (from `WORKSPACE/tenants.toml`) apply.
-    #[arg(long, global = true, env = "WEIR_TENANT", default_value = weir::DEFAULT_TENANT)]
+    #[arg(long, global = true, env = "WEIR_TENANT", hide_env_values = true, default_value = weir::DEFAULT_TENANT)]
     tenant: String,
 }
 
@@ -205,8 +205,8 @@ struct RunArgs {
     /// Execute every step; cached results are ignored (and replaced).
     #[arg(long)]
     no_cache: bool,
-    /// How many steps may execute at once (default: the number of cores).
-    #[arg(long, short = 'j')]
+    /// How many steps may execute at once (default: the number of cores; at most 256).
+    #[arg(long, short = 'j', allow_negative_numbers = true, value_parser = parse_jobs)]
     jobs: Option<usize>,
     /// GPU slots: how many steps that ask for a GPU may run at once
     /// (default: the number of GPUs detected).
@@ -220,6 +220,14 @@ struct RunArgs {
     /// tenant may use it; other tenants export beneath their own directory.
     #[arg(long)]
     export_anywhere: bool,
+}
+
+fn parse_jobs(text: &str) -> Result<usize, String> {
+    let jobs: i64 = text.trim().parse().map_err(|_| format!("`{text}` is not a whole number"))?;
+    usize::try_from(jobs)
+        .ok()
+        .filter(|jobs| (1..=weir::MAX_JOBS).contains(jobs))
+        .ok_or_else(|| format!("{jobs} steps at once: give a number from 1 to {}", weir::MAX_JOBS))
 }
 
 fn parse_param(text: &str) -> Result<(String, String), String> {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 
@@ -35,7 +35,10 @@ pub struct Engine {
 pub(crate) struct EngineInner {
     pub(crate) store: Store,
     pub(crate) runtime: Runtime,
-    pub(crate) pool: rayon::ThreadPool,
+    /// The workers that execute steps, started by the first run that has a
+    /// step to execute (see [`EngineInner::pool`]).
+    pool: OnceLock<rayon::ThreadPool>,
+    jobs: usize,
     pub(crate) natives: Arc<Natives>,
     pub(crate) gpu_slots: usize,
     pub(crate) gpus_detected: usize,
@@ -90,9 +93,11 @@ impl EngineBuilder {
         self
     }
 
-    /// How many steps may execute at once (default: the number of cores).
+    /// How many steps may execute at once (default: the number of cores;
+    /// 1 to [`MAX_JOBS`]). Each is a worker thread, started when a run first
+    /// has a step to execute.
     pub fn jobs(mut self, jobs: usize) -> Self {
-        self.jobs = Some(jobs.max(1));
+        self.jobs = Some(jobs);
         self
     }
 
@@ -133,11 +138,15 @@ impl EngineBuilder {
     /// Opens the workspace and starts the runtime and worker pool.
     pub fn build(self) -> Result<Engine> {
         for (name, quota) in &self.tenants {
-            tenant::check_name(name).map_err(|why| Error::Runtime(format!("tenant `{name}`: {why}")))?;
+            let setting = || format!("tenant `{name}`");
+            tenant::check_name(name).map_err(|reason| Error::Config { setting: setting(), reason })?;
             if quota.concurrent_steps == 0 {
-                return Err(Error::Runtime(format!("tenant `{name}`: concurrent_steps must be at least 1")));
+                let reason = "concurrent_steps must be at least 1".to_owned();
+                return Err(Error::Config { setting: setting(), reason });
             }
         }
+        let jobs = self.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        check_jobs(jobs)?;
         let store = Store::open(&self.workspace)?;
         for (name, quota) in &self.tenants {
             if let Some(root) = &quota.root {
@@ -145,13 +154,6 @@ impl EngineBuilder {
             }
         }
         let runtime = Runtime::new(&store.path_of("compiled"), &store.secret()?)?;
-        let jobs = self.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(jobs)
-            .stack_size(WORKER_STACK)
-            .thread_name(|i| format!("weir-worker-{i}"))
-            .build()
-            .map_err(|err| Error::Runtime(format!("starting the worker pool: {err}")))?;
         let gpus_detected = detect_gpus();
         let gpu_slots = self.gpu_slots.unwrap_or(gpus_detected);
         let natives = Arc::new(self.natives);
@@ -159,7 +161,8 @@ impl EngineBuilder {
         let inner = EngineInner {
             store,
             runtime,
-            pool,
+            pool: OnceLock::new(),
+            jobs,
             natives,
             gpu_slots,
             gpus_detected,
@@ -225,7 +228,14 @@ impl Engine {
                 .map(|(name, artifact)| (name.clone(), artifact.digest, pipeline.inputs()[name].display().to_string()))
                 .collect(),
         })?;
-        let mut report = Coordinator::new(&self.inner, options, &run_id, scope, plan, inputs).drive(pipeline.name());
+        let driven = Coordinator::new(&self.inner, options, &run_id, scope, plan, inputs).drive(pipeline.name());
+        let mut report = match driven {
+            Ok(report) => report,
+            Err(err) => {
+                self.inner.history.finish_run(&run_id, "failed")?;
+                return Err(err);
+            }
+        };
         report.outputs = pipeline
             .outputs()
             .iter()
@@ -506,14 +516,15 @@ impl Engine {
         .collect()
     }
 
-    /// `f` of each item, computed on the engine's pool, or on this thread
+    /// `f` of each item, computed on rayon's global pool (one thread a core:
+    /// this is hashing and compiling, not steps), or on this thread
     /// when there is just one (waking a pool thread then costs more than it
     /// can save).
     fn map_on_pool<T: Sync, R: Send>(&self, items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
         if items.len() <= 1 {
             return items.iter().map(f).collect();
         }
-        self.inner.pool.install(|| items.par_iter().map(f).collect())
+        items.par_iter().map(f).collect()
     }
 
     /// Imports every pipeline input into the store, in parallel. A tenant
@@ -579,6 +590,35 @@ impl Engine {
     }
 }
 
+/// The most steps an engine may execute at once: each is a thread with a
+/// large stack, and far more than the cores only helps steps that wait.
+pub const MAX_JOBS: usize = 256;
+
+fn check_jobs(jobs: usize) -> Result<()> {
+    if (1..=MAX_JOBS).contains(&jobs) {
+        return Ok(());
+    }
+    let reason = format!("{jobs} is not between 1 and {MAX_JOBS} (steps that may execute at once)");
+    Err(Error::Config { setting: "jobs".to_owned(), reason })
+}
+
+impl EngineInner {
+    /// The worker pool, started on first use with a thread per job slot.
+    pub(crate) fn pool(&self) -> Result<&rayon::ThreadPool> {
+        if let Some(pool) = self.pool.get() {
+            return Ok(pool);
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.jobs)
+            .stack_size(WORKER_STACK)
+            .thread_name(|i| format!("weir-worker-{i}"))
+            .build()
+            .map_err(|err| Error::Runtime(format!("starting the worker pool: {err}")))?;
+        // Two runs starting it at once: one pool is kept, the other dropped.
+        Ok(self.pool.get_or_init(|| pool))
+    }
+}
+
 /// argv\[0\] of a step: its module's file name, so renaming a step keeps its cache.
 fn program_name(module: &Path) -> String {
     module.file_name().map_or_else(|| "step".to_owned(), |name| name.to_string_lossy().into_owned())
@@ -591,11 +631,61 @@ fn check_tenant_root(name: &str, root: &Path, workspace: &Path) -> Result<()> {
     let root = std::path::absolute(root).map_err(Error::io(format!("tenant `{name}`: resolving its root")))?;
     let root = root.canonicalize().unwrap_or(root);
     if root.starts_with(workspace) || workspace.starts_with(&root) {
-        return Err(Error::Runtime(format!(
-            "tenant `{name}`: its root {} overlaps the workspace {}; give it a directory of its own",
+        let reason = format!(
+            "its root {} overlaps the workspace {}; give it a directory of its own",
             root.display(),
             workspace.display()
-        )));
+        );
+        return Err(Error::Config { setting: format!("tenant `{name}`"), reason });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{OutputKind, StepBuilder, StepStatus};
+
+    fn product(dir: &Path) -> Pipeline {
+        let floats = |values: &[f32]| values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
+        std::fs::write(dir.join("a.f32"), floats(&[1.0, 2.0])).unwrap();
+        std::fs::write(dir.join("b.f32"), floats(&[3.0, 4.0])).unwrap();
+        Pipeline::builder("product")
+            .input("a", dir.join("a.f32"))
+            .input("b", dir.join("b.f32"))
+            .step(
+                StepBuilder::native("multiply", "matmul")
+                    .input("a", "inputs.a")
+                    .input("b", "inputs.b")
+                    .params([("m", 1), ("n", 1), ("k", 2)])
+                    .output("c", OutputKind::File),
+            )
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_run_with_nothing_to_execute_starts_no_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = product(dir.path());
+        let first = Engine::builder().workspace(dir.path().join("ws")).jobs(4).build().unwrap();
+        assert!(first.inner.pool.get().is_none(), "nothing is started before a run needs it");
+        first.run(&pipeline, &RunOptions::new()).unwrap();
+        assert!(first.inner.pool.get().is_some());
+
+        let cached = Engine::builder().workspace(dir.path().join("ws")).jobs(MAX_JOBS).build().unwrap();
+        let report = cached.run(&pipeline, &RunOptions::new()).unwrap();
+        assert_eq!(report.steps["multiply"].status, StepStatus::Cached);
+        assert!(cached.inner.pool.get().is_none(), "a fully cached run created {MAX_JOBS} threads");
+    }
+
+    #[test]
+    fn jobs_must_be_between_one_and_the_maximum() {
+        let dir = tempfile::tempdir().unwrap();
+        for jobs in [0, MAX_JOBS + 1, 1_000_000] {
+            let err = Engine::builder().workspace(dir.path()).jobs(jobs).build().err().expect("refused");
+            assert!(matches!(&err, Error::Config { setting, .. } if setting == "jobs"), "{err}");
+            assert!(err.to_string().contains(&format!("{jobs} is not between 1 and {MAX_JOBS}")), "{err}");
+        }
+    }
 }

@@ -52,6 +52,14 @@ pub enum Error {
     /// The WebAssembly runtime could not be set up.
     #[error("WebAssembly runtime: {0}")]
     Runtime(String),
+    /// The engine's configuration is invalid (a builder setting, a tenant).
+    #[error("{setting}: {reason}")]
+    Config {
+        /// The setting, e.g. `jobs` or ``tenant `alice` ``.
+        setting: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl Error {

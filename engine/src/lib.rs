@@ -97,7 +97,7 @@ mod telemetry;
 mod tenant;
 
 pub use digest::{Digest, ParseDigestError};
-pub use engine::{Engine, EngineBuilder};
+pub use engine::{Engine, EngineBuilder, MAX_JOBS};
 pub use error::{Error, Location, Result, StepError, StepErrorKind, ValidationError, ValidationErrorKind};
 pub use events::{Event, EventSink};
 pub use history::{

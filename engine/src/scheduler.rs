@@ -170,10 +170,17 @@ impl<'a> Coordinator<'a> {
         }
     }
 
-    /// Runs every step to an outcome and reports the run.
-    pub(crate) fn drive(mut self, pipeline: &str) -> RunReport {
+    /// Runs every step to an outcome and reports the run. The worker pool
+    /// is started only when a step must execute: a run whose steps are all
+    /// cached settles them here and creates no thread.
+    pub(crate) fn drive(mut self, pipeline: &str) -> crate::Result<RunReport> {
         let (sender, receiver) = mpsc::channel::<Message>();
         let mut ready: Vec<usize> = (0..self.plan.len()).filter(|&i| self.waiting[i] == 0).rev().collect();
+        let mut runnable = self.dispatch_ready(&mut ready);
+        if runnable.is_empty() {
+            self.flush_history();
+            return Ok(self.into_report(pipeline));
+        }
         let workshop = Workshop {
             store: &self.engine.store,
             runtime: &self.engine.runtime,
@@ -181,7 +188,7 @@ impl<'a> Coordinator<'a> {
             events: self.options.event_sink(),
         };
         let admission = self.engine.admission.clone();
-        self.engine.pool.in_place_scope(|scope| {
+        self.engine.pool()?.in_place_scope(|scope| {
             let mut in_flight = 0usize;
             let mut parked: HashMap<JobId, Job> = HashMap::new();
             let start = |this: &Self, id: JobId, job: Job, ticket: Ticket| {
@@ -200,18 +207,7 @@ impl<'a> Coordinator<'a> {
                 });
             };
             loop {
-                let mut runnable = Vec::new();
-                while let Some(i) = ready.pop() {
-                    for (id, job) in self.dispatch(i, &mut ready) {
-                        if self.plan[i].step.resources().gpu > 0 && !self.gpus.free.is_empty() {
-                            self.gpu_queue.push_back((id, job));
-                        } else {
-                            runnable.push((id, job));
-                        }
-                    }
-                }
-                runnable.extend(self.admit_queued());
-                for (id, job) in runnable {
+                for (id, job) in runnable.drain(..) {
                     let to = sender.clone();
                     let deliver = move |ticket| drop(to.send(Message::Admitted(id, ticket)));
                     match admission.request(&self.scope.tenant, job.limits.memory, deliver) {
@@ -239,9 +235,33 @@ impl<'a> Coordinator<'a> {
                     }
                     Err(_) => break,
                 }
+                runnable = self.dispatch_ready(&mut ready);
             }
         });
         self.flush_history();
+        Ok(self.into_report(pipeline))
+    }
+
+    /// Keys every ready step (settling those that are cached or skipped,
+    /// which may make more ready) and returns the executions to admit: the
+    /// new ones, and those waiting for GPU slots that are now free.
+    fn dispatch_ready(&mut self, ready: &mut Vec<usize>) -> Vec<(JobId, Job)> {
+        let mut runnable = Vec::new();
+        while let Some(i) = ready.pop() {
+            for (id, job) in self.dispatch(i, ready) {
+                if self.plan[i].step.resources().gpu > 0 && !self.gpus.free.is_empty() {
+                    self.gpu_queue.push_back((id, job));
+                } else {
+                    runnable.push((id, job));
+                }
+            }
+        }
+        runnable.extend(self.admit_queued());
+        runnable
+    }
+
+    /// The run's report, once every step has settled.
+    fn into_report(self, pipeline: &str) -> RunReport {
         let status = if self.reports.values().all(|r| matches!(r.status, StepStatus::Ran | StepStatus::Cached)) {
             RunStatus::Succeeded
         } else {

@@ -127,3 +127,25 @@ fn a_closed_output_pipe_ends_weir_without_a_panic() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn jobs_out_of_range_are_refused_with_the_range() {
+    let project = Project::new();
+    one_step(&project);
+    for jobs in ["0", "-1", "1000000"] {
+        let output = project.weir(&["run", "pipeline.toml", "--jobs", jobs]);
+        assert_eq!(output.status.code(), Some(2), "--jobs {jobs}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&format!("{jobs} steps at once: give a number from 1 to 256")), "{stderr}");
+        assert!(!stderr.contains("-- -1"), "no advice to pass it as a positional argument: {stderr}");
+    }
+    let output = project.weir(&["run", "pipeline.toml", "--jobs", "256"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn help_does_not_show_empty_environment_values() {
+    let output = Command::new(weir_bin()).args(["run", "--help"]).env_remove("WEIR_HOME").output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("[env: WEIR_HOME]") && !help.contains("WEIR_HOME="), "{help}");
+}
