@@ -3,8 +3,8 @@
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 
-use anyhow::Context;
-use weir::{Digest, History, Store};
+use anyhow::bail;
+use weir::{Digest, History, Logs, Store};
 
 use crate::terminal::printable;
 
@@ -77,7 +77,13 @@ pub(crate) fn show(history: &History, tenant: &str, run: &str, as_json: bool) ->
         }
         if !step.metrics.is_empty() {
             let metrics: Vec<String> = step.metrics.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!("      metrics: {}", metrics.join(" "));
+            let mean = if step.entries.is_empty() { "" } else { " (means over entries)" };
+            println!("      metrics{mean}: {}", metrics.join(" "));
+        }
+        for (entry, report) in &step.entries {
+            let metrics: String = report.metrics.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+            let status = serde_json::to_value(report.status)?;
+            println!("      entry {:<8} {}{metrics}", status.as_str().unwrap_or_default(), printable(entry));
         }
         if let Some(error) = &step.error {
             println!("      error: {}", printable(error).replace('\n', "\n        "));
@@ -97,29 +103,51 @@ pub(crate) fn logs(
 ) -> anyhow::Result<()> {
     let run = history.resolve_run(tenant, run)?;
     let record = history.step_record(&run, step)?;
-    let logs = record.logs.with_context(|| format!("step `{step}` of run {run} has no logs (it did not run)"))?;
+    // A map step's logs are its entries'.
+    let streams: Vec<(Option<&str>, Logs)> = match record.logs {
+        Some(logs) => vec![(None, logs)],
+        None => {
+            record.entries.iter().filter_map(|(entry, report)| Some((Some(entry.as_str()), report.logs?))).collect()
+        }
+    };
+    if streams.is_empty() {
+        bail!("step `{step}` of run {run} has no logs (it did not run)");
+    }
     let store = Store::open(workspace)?;
     let mut out = std::io::stdout().lock();
     if as_json {
-        write!(
-            out,
-            "{{\"run_id\":{},\"step\":{},\"stdout\":",
-            serde_json::to_string(&run)?,
-            serde_json::to_string(step)?
-        )?;
-        write_json_string(&mut out, store.open_file(&logs.stdout)?)?;
-        write!(out, ",\"stderr\":")?;
-        write_json_string(&mut out, store.open_file(&logs.stderr)?)?;
-        writeln!(out, "}}")?;
+        write!(out, "{{\"run_id\":{},\"step\":{}", serde_json::to_string(&run)?, serde_json::to_string(step)?)?;
+        let entries = streams.first().is_some_and(|(entry, _)| entry.is_some());
+        if entries {
+            write!(out, ",\"entries\":{{")?;
+        }
+        for (n, (entry, logs)) in streams.iter().enumerate() {
+            if let Some(entry) = entry {
+                write!(out, "{}{}:{{", if n > 0 { "," } else { "" }, serde_json::to_string(entry)?)?;
+            }
+            write!(out, "{}\"stdout\":", if entry.is_some() { "" } else { "," })?;
+            write_json_string(&mut out, store.open_file(&logs.stdout)?)?;
+            write!(out, ",\"stderr\":")?;
+            write_json_string(&mut out, store.open_file(&logs.stderr)?)?;
+            if entry.is_some() {
+                write!(out, "}}")?;
+            }
+        }
+        writeln!(out, "{}}}", if entries { "}" } else { "" })?;
         return Ok(());
     }
     let terminal = std::io::stdout().is_terminal();
-    for (name, digest) in [("stdout", &logs.stdout), ("stderr", &logs.stderr)] {
-        writeln!(out, "--- {name} ---")?;
-        for_each_text_chunk(store.open_file(digest)?, |text| {
-            if terminal { out.write_all(printable(text).as_bytes()) } else { out.write_all(text.as_bytes()) }
-        })?;
-        writeln!(out)?;
+    for (entry, logs) in &streams {
+        for (name, digest) in [("stdout", &logs.stdout), ("stderr", &logs.stderr)] {
+            match entry {
+                Some(entry) => writeln!(out, "--- entry {}: {name} ---", printable(entry))?,
+                None => writeln!(out, "--- {name} ---")?,
+            }
+            for_each_text_chunk(store.open_file(digest)?, |text| {
+                if terminal { out.write_all(printable(text).as_bytes()) } else { out.write_all(text.as_bytes()) }
+            })?;
+            writeln!(out)?;
+        }
     }
     Ok(())
 }

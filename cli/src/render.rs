@@ -17,7 +17,7 @@ pub(crate) fn print_report(pipeline: &Pipeline, report: &RunReport) {
         total += result.duration;
         let timing = match result.status {
             StepStatus::Skipped => "(upstream failed)".to_owned(),
-            _ => format_duration(result.duration),
+            _ => format_duration(result.duration) + &entries_text(result),
         };
         println!("  {:<8} {:<width$}  {timing}{}", status_word(result.status), step.name(), metrics_text(result));
         for warning in &result.warnings {
@@ -38,6 +38,19 @@ pub(crate) fn print_report(pipeline: &Pipeline, report: &RunReport) {
         count(StepStatus::Skipped),
         format_duration(total),
     );
+}
+
+/// For a map step, `  ran 2/5 entries` (and how many failed); else nothing.
+fn entries_text(result: &StepReport) -> String {
+    if result.entries.is_empty() {
+        return String::new();
+    }
+    let count = |status| result.entries.values().filter(|entry| entry.status == status).count();
+    let failed = match count(StepStatus::Failed) {
+        0 => String::new(),
+        n => format!(", {n} failed"),
+    };
+    format!("  ran {}/{} entries{failed}", count(StepStatus::Ran), result.entries.len())
 }
 
 /// Metrics shown on a step's line; the rest are in `--json`.

@@ -112,6 +112,6 @@ pub use params::{Params, parse_like};
 pub use pipeline::{
     InputRef, OutputKind, Pipeline, PipelineBuilder, PipelineOutput, Resources, Step, StepBuilder, StepCode,
 };
-pub use report::{Logs, Phases, RunReport, RunStatus, StepReport, StepStatus, Verification};
+pub use report::{EntryReport, Logs, Phases, RunReport, RunStatus, StepReport, StepStatus, Verification};
 pub use store::{Artifact, GcReport, Store, VerifyReport};
 pub use tenant::{DEFAULT_TENANT, TenantQuota};

@@ -57,7 +57,7 @@ pub enum RunStatus {
 }
 
 /// How one step of a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepStatus {
     /// The step executed and succeeded.
@@ -91,11 +91,12 @@ pub struct StepReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logs: Option<Logs>,
     /// The last value of each metric the step reported (for a cached step,
-    /// those of the execution it reuses).
+    /// those of the execution it reuses). For a map step, each metric's mean
+    /// over the entries that reported it.
     pub metrics: BTreeMap<String, f64>,
-    /// For a map step: how each entry ended (`ran`, `cached` or `failed`).
+    /// For a map step: how each entry ended, with its logs and metrics.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub entries: BTreeMap<String, StepStatus>,
+    pub entries: BTreeMap<String, EntryReport>,
     /// Things the user should know, e.g. that a GPU was asked for and none was there.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -105,6 +106,25 @@ pub struct StepReport {
     /// Where the execution's time went (absent unless the step executed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phases: Option<Phases>,
+}
+
+/// How one entry of a map step ended.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct EntryReport {
+    /// `ran`, `cached` or `failed`.
+    pub status: StepStatus,
+    /// The entry's captured stdout and stderr (absent when it could not run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logs: Option<Logs>,
+    /// The last value of each metric the entry reported.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+impl EntryReport {
+    pub(crate) fn new(status: StepStatus, logs: Option<Logs>, metrics: BTreeMap<String, f64>) -> Self {
+        Self { status, logs, metrics }
+    }
 }
 
 /// Where the time of one execution went, phase by phase (map steps: the
@@ -160,7 +180,7 @@ pub enum Verification {
 }
 
 /// Digests of a step execution's captured output streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Logs {
     /// What the guest wrote to stdout.
     pub stdout: Digest,

@@ -369,7 +369,10 @@ impl<'a> Coordinator<'a> {
             let key = self.material_of(i, &entry_inputs).key();
             match self.cached(i, &key) {
                 Some(entry) => {
-                    run.settle(index, EntryOutcome::Cached(entry.outputs));
+                    let logs = Some(Logs { stdout: entry.stdout, stderr: entry.stderr });
+                    let outcome =
+                        EntryOutcome { reused: true, outputs: Ok(entry.outputs), logs, metrics: entry.metrics };
+                    run.settle(index, outcome);
                 }
                 None => jobs.push(((i, Some(index)), self.job(i, entry_inputs, key))),
             }
@@ -431,6 +434,7 @@ impl<'a> Coordinator<'a> {
             outputs: gathered.outputs,
             error: gathered.error,
             entries: gathered.entries,
+            metrics: gathered.metrics,
             warnings: std::mem::take(&mut self.warnings[i]),
             ..report(gathered.status)
         };
@@ -474,9 +478,11 @@ impl<'a> Coordinator<'a> {
         }
         self.warnings[i].extend(finished.warnings);
         if let Some(index) = entry {
-            let outcome = match finished.outputs {
-                Ok(outputs) => EntryOutcome::Ran(outputs),
-                Err(error) => EntryOutcome::Failed(error),
+            let outcome = EntryOutcome {
+                reused: finished.reused_from.is_some(),
+                outputs: finished.outputs,
+                logs: finished.logs,
+                metrics: finished.metrics,
             };
             if let Some(run) = self.maps[i].as_mut() {
                 run.settle(index, outcome);
@@ -611,7 +617,9 @@ impl<'a> Coordinator<'a> {
         };
         let inputs = if report.status == StepStatus::Skipped { BTreeMap::new() } else { self.inputs_of(i) };
         let mut series = std::mem::take(&mut self.series[i]);
-        if report.status == StepStatus::Cached {
+        // A cached step's values, and a map step's means (its entries' own
+        // values are kept with each entry), are recorded as one point each.
+        if report.status == StepStatus::Cached || !report.entries.is_empty() {
             let time = crate::history::now();
             series = report
                 .metrics
@@ -636,6 +644,7 @@ impl<'a> Coordinator<'a> {
             error: report.error.as_ref().map(|e| e.to_string()),
             logs: report.logs,
             metrics: report.metrics.clone(),
+            entries: report.entries.clone(),
             series,
         }
     }

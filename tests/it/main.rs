@@ -15,6 +15,7 @@ mod embedding;
 mod failures;
 mod history;
 mod hostile;
+mod maps;
 mod natives;
 mod parallel;
 mod sandbox;

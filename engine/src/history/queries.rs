@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::{History, db_error, now};
-use crate::{Digest, Error, Logs, Result};
+use crate::{Digest, EntryReport, Error, Logs, Result, StepStatus};
 
 /// One metric value as reported, in order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -47,8 +47,11 @@ pub struct StepRecord {
     pub error: Option<String>,
     /// The captured stdout and stderr.
     pub logs: Option<Logs>,
-    /// The last value of each metric.
+    /// The last value of each metric (a map step: the means over its entries).
     pub metrics: BTreeMap<String, f64>,
+    /// For a map step: how each entry ended, with its logs and metrics.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub entries: BTreeMap<String, EntryReport>,
     /// Every metric value, in order (written, not read back here).
     #[serde(skip)]
     pub series: Vec<MetricPoint>,
@@ -235,6 +238,7 @@ impl History {
             let mut steps = steps;
             for step in &mut steps {
                 step.metrics = final_metrics(conn, id, &step.step)?;
+                step.entries = entries_of(conn, id, &step.step)?;
             }
             Ok(RunDetail { summary, params: serde_json::from_str(&params).unwrap_or_default(), steps })
         })
@@ -243,10 +247,13 @@ impl History {
     /// One step of a run.
     pub fn step_record(&self, run_id: &str, step: &str) -> Result<StepRecord> {
         self.with(|conn| {
-            conn.query_row("SELECT * FROM step_runs WHERE run_id = ?1 AND step = ?2", [run_id, step], step_from)
+            let mut record = conn
+                .query_row("SELECT * FROM step_runs WHERE run_id = ?1 AND step = ?2", [run_id, step], step_from)
                 .optional()
                 .map_err(db_error("reading a step"))?
-                .ok_or_else(|| Error::NotInHistory(format!("run `{run_id}` has no step `{step}`")))
+                .ok_or_else(|| Error::NotInHistory(format!("run `{run_id}` has no step `{step}`")))?;
+            record.entries = entries_of(conn, run_id, step)?;
+            Ok(record)
         })
     }
 
@@ -428,6 +435,7 @@ fn insert_step(tx: &rusqlite::Transaction<'_>, run_id: &str, record: &StepRecord
         ])
     })
     .map_err(db_error("recording a step"))?;
+    insert_entries(tx, run_id, record)?;
     let mut seq: BTreeMap<&str, i64> = BTreeMap::new();
     let mut metric = tx
         .prepare_cached(
@@ -478,8 +486,55 @@ fn step_from(row: &Row<'_>) -> rusqlite::Result<StepRecord> {
         error: row.get("error")?,
         logs,
         metrics: BTreeMap::new(),
+        entries: BTreeMap::new(),
         series: Vec::new(),
     })
+}
+
+/// The entries of map step `step` in run `run_id` (none for other steps).
+fn entries_of(conn: &rusqlite::Connection, run_id: &str, step: &str) -> Result<BTreeMap<String, EntryReport>> {
+    let reading = || db_error("reading map entries");
+    let mut stmt = conn
+        .prepare_cached("SELECT entry, status, stdout, stderr, metrics FROM entry_runs WHERE run_id = ?1 AND step = ?2")
+        .map_err(reading())?;
+    let rows = stmt
+        .query_map([run_id, step], |row| {
+            let digest = |i: usize| -> rusqlite::Result<Option<Digest>> {
+                Ok(row.get::<_, Option<String>>(i)?.and_then(|text| Digest::parse(&text).ok()))
+            };
+            let logs = match (digest(2)?, digest(3)?) {
+                (Some(stdout), Some(stderr)) => Some(Logs { stdout, stderr }),
+                _ => None,
+            };
+            let status = serde_json::from_value(serde_json::Value::String(row.get(1)?)).unwrap_or(StepStatus::Failed);
+            let metrics = serde_json::from_str(&row.get::<_, String>(4)?).unwrap_or_default();
+            Ok((row.get::<_, String>(0)?, EntryReport::new(status, logs, metrics)))
+        })
+        .map_err(reading())?;
+    rows.collect::<rusqlite::Result<_>>().map_err(reading())
+}
+
+fn insert_entries(tx: &rusqlite::Transaction<'_>, run_id: &str, record: &StepRecord) -> Result<()> {
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT OR REPLACE INTO entry_runs (run_id, step, entry, status, stdout, stderr, metrics)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .map_err(db_error("recording map entries"))?;
+    for (entry, report) in &record.entries {
+        let status = serde_json::to_value(report.status).ok().and_then(|v| v.as_str().map(str::to_owned));
+        stmt.execute(params![
+            run_id,
+            record.step,
+            entry,
+            status,
+            report.logs.map(|l| l.stdout.to_string()),
+            report.logs.map(|l| l.stderr.to_string()),
+            serde_json::to_string(&report.metrics).unwrap_or_default(),
+        ])
+        .map_err(db_error("recording map entries"))?;
+    }
+    Ok(())
 }
 
 fn final_metrics(conn: &rusqlite::Connection, run_id: &str, step: &str) -> Result<BTreeMap<String, f64>> {

@@ -22,7 +22,7 @@ impl History {
                 .and_then(|mut stmt| stmt.query_map(params![keep as i64], |row| row.get(0))?.collect())
                 .map_err(db_error("pruning runs"))?;
             for id in &ids {
-                for table in ["metrics", "artifacts", "step_runs", "run_inputs"] {
+                for table in ["metrics", "artifacts", "entry_runs", "step_runs", "run_inputs"] {
                     tx.execute(&format!("DELETE FROM {table} WHERE run_id = ?1"), [id])
                         .map_err(db_error("pruning runs"))?;
                 }
@@ -52,6 +52,10 @@ impl History {
             let first = |row: &rusqlite::Row<'_>| Ok(vec![row.get::<_, String>(0)?]);
             collect("SELECT digest FROM run_inputs", &first).map_err(db_error("reading references"))?;
             collect("SELECT digest FROM artifacts", &first).map_err(db_error("reading references"))?;
+            collect("SELECT stdout, stderr FROM entry_runs", &|row| {
+                Ok([row.get::<_, Option<String>>(0)?, row.get(1)?].into_iter().flatten().collect())
+            })
+            .map_err(db_error("reading references"))?;
             collect("SELECT outputs, stdout, stderr FROM step_runs", &|row| {
                 let mut texts: Vec<String> =
                     digests(&row.get::<_, String>(0)?).values().map(|digest| digest.to_string()).collect();

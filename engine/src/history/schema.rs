@@ -68,6 +68,17 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE runs ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
     ALTER TABLE runs ADD COLUMN manifest_path TEXT;
     CREATE INDEX runs_by_tenant ON runs (tenant, started);",
+    // 3: the entries of map steps, each with its status, logs and last metric values.
+    "CREATE TABLE entry_runs (
+        run_id TEXT NOT NULL REFERENCES runs (id),
+        step TEXT NOT NULL,
+        entry TEXT NOT NULL,
+        status TEXT NOT NULL,
+        stdout TEXT,
+        stderr TEXT,
+        metrics TEXT NOT NULL,
+        PRIMARY KEY (run_id, step, entry)
+    );",
 ];
 
 /// The schema version this build of weir writes.

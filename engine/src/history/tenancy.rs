@@ -16,6 +16,7 @@ impl History {
                     EXISTS (SELECT 1 FROM artifacts a WHERE a.run_id = r.id AND a.digest = ?1)
                     OR EXISTS (SELECT 1 FROM run_inputs i WHERE i.run_id = r.id AND i.digest = ?1)
                     OR EXISTS (SELECT 1 FROM step_runs s WHERE s.run_id = r.id AND (s.stdout = ?1 OR s.stderr = ?1))
+                    OR EXISTS (SELECT 1 FROM entry_runs e WHERE e.run_id = r.id AND (e.stdout = ?1 OR e.stderr = ?1))
                  ) LIMIT 1",
                 [&text, tenant],
                 |_| Ok(()),
@@ -38,7 +39,11 @@ impl History {
                      UNION SELECT s.stdout FROM step_runs s JOIN runs r ON r.id = s.run_id
                            WHERE r.tenant = ?1 AND s.stdout IS NOT NULL
                      UNION SELECT s.stderr FROM step_runs s JOIN runs r ON r.id = s.run_id
-                           WHERE r.tenant = ?1 AND s.stderr IS NOT NULL",
+                           WHERE r.tenant = ?1 AND s.stderr IS NOT NULL
+                     UNION SELECT e.stdout FROM entry_runs e JOIN runs r ON r.id = e.run_id
+                           WHERE r.tenant = ?1 AND e.stdout IS NOT NULL
+                     UNION SELECT e.stderr FROM entry_runs e JOIN runs r ON r.id = e.run_id
+                           WHERE r.tenant = ?1 AND e.stderr IS NOT NULL",
                 )
                 .map_err(listing())?;
             let rows = stmt

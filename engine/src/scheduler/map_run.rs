@@ -4,14 +4,18 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use crate::report::{EntryReport, Logs};
 use crate::store::{Store, Tree, TreeEntry};
 use crate::{Artifact, OutputKind, StepError, StepErrorKind, StepStatus};
 
 /// How one entry of a map step ended.
-pub(crate) enum EntryOutcome {
-    Cached(BTreeMap<String, Artifact>),
-    Ran(BTreeMap<String, Artifact>),
-    Failed(StepError),
+pub(crate) struct EntryOutcome {
+    /// Whether a cached result served it.
+    pub reused: bool,
+    /// What it produced, or why it failed.
+    pub outputs: Result<BTreeMap<String, Artifact>, StepError>,
+    pub logs: Option<Logs>,
+    pub metrics: BTreeMap<String, f64>,
 }
 
 /// A map step in progress: one slot per entry of the mapped directory.
@@ -27,7 +31,9 @@ pub(crate) struct Gathered {
     pub status: StepStatus,
     pub outputs: BTreeMap<String, Artifact>,
     pub error: Option<StepError>,
-    pub entries: BTreeMap<String, StepStatus>,
+    pub entries: BTreeMap<String, EntryReport>,
+    /// Each metric's mean over the entries that reported it.
+    pub metrics: BTreeMap<String, f64>,
 }
 
 impl MapRun {
@@ -51,59 +57,89 @@ impl MapRun {
     /// Gathers each declared output into a directory keyed by entry name, or
     /// reports the entries that failed.
     pub(crate) fn gather(self, step: &str, outputs: &BTreeMap<String, OutputKind>, store: &Store) -> Gathered {
-        let mut statuses = BTreeMap::new();
+        let mut entries = BTreeMap::new();
         let mut failed = Vec::new();
         let mut stderr_tail = String::new();
         let mut any_ran = false;
         let mut per_output: BTreeMap<&str, Vec<TreeEntry>> =
             outputs.keys().map(|name| (name.as_str(), Vec::new())).collect();
         for ((entry, _), outcome) in self.entries.iter().zip(self.outcomes) {
-            let produced = match outcome {
-                Some(EntryOutcome::Cached(produced)) => {
-                    statuses.insert(entry.clone(), StepStatus::Cached);
-                    produced
-                }
-                Some(EntryOutcome::Ran(produced)) => {
-                    any_ran = true;
-                    statuses.insert(entry.clone(), StepStatus::Ran);
-                    produced
-                }
-                Some(EntryOutcome::Failed(error)) => {
-                    statuses.insert(entry.clone(), StepStatus::Failed);
+            let Some(outcome) = outcome else { continue };
+            let status = match (&outcome.outputs, outcome.reused) {
+                (Err(_), _) => StepStatus::Failed,
+                (Ok(_), true) => StepStatus::Cached,
+                (Ok(_), false) => StepStatus::Ran,
+            };
+            entries.insert(entry.clone(), EntryReport::new(status, outcome.logs, outcome.metrics));
+            match outcome.outputs {
+                Err(error) => {
                     if stderr_tail.is_empty() {
                         stderr_tail = error.stderr_tail;
                     }
                     failed.push((entry.clone(), error.kind));
-                    continue;
                 }
-                None => continue,
-            };
-            for (name, artifact) in produced {
-                if let Some(list) = per_output.get_mut(name.as_str()) {
-                    list.push(TreeEntry { name: entry.clone(), kind: artifact.kind, digest: artifact.digest });
+                Ok(produced) => {
+                    any_ran |= !outcome.reused;
+                    for (name, artifact) in produced {
+                        if let Some(list) = per_output.get_mut(name.as_str()) {
+                            list.push(TreeEntry { name: entry.clone(), kind: artifact.kind, digest: artifact.digest });
+                        }
+                    }
                 }
             }
         }
-        let total = statuses.len();
-        let fail = |kind, stderr_tail| Gathered {
+        let metrics = mean_metrics(&entries);
+        let total = entries.len();
+        let fail = |kind, stderr_tail, entries, metrics| Gathered {
             status: StepStatus::Failed,
             outputs: BTreeMap::new(),
             error: Some(StepError { step: step.to_owned(), kind, stderr_tail }),
-            entries: statuses.clone(),
+            entries,
+            metrics,
         };
         if !failed.is_empty() {
-            return fail(StepErrorKind::MapEntries { failed, total }, stderr_tail);
+            return fail(StepErrorKind::MapEntries { failed, total }, stderr_tail, entries, metrics);
         }
         let mut gathered = BTreeMap::new();
-        for (name, entries) in per_output {
-            match store.put_tree(&Tree::new(entries)) {
+        for (name, list) in per_output {
+            match store.put_tree(&Tree::new(list)) {
                 Ok(digest) => {
                     gathered.insert(name.to_owned(), Artifact { kind: OutputKind::Dir, digest });
                 }
-                Err(err) => return fail(StepErrorKind::Engine(err.to_string()), String::new()),
+                Err(err) => return fail(StepErrorKind::Engine(err.to_string()), String::new(), entries, metrics),
             }
         }
         let status = if any_ran { StepStatus::Ran } else { StepStatus::Cached };
-        Gathered { status, outputs: gathered, error: None, entries: statuses }
+        Gathered { status, outputs: gathered, error: None, entries, metrics }
+    }
+}
+
+/// Each metric's mean over the entries that reported it.
+fn mean_metrics(entries: &BTreeMap<String, EntryReport>) -> BTreeMap<String, f64> {
+    let mut sums: BTreeMap<&str, (f64, u32)> = BTreeMap::new();
+    for (name, value) in entries.values().flat_map(|entry| &entry.metrics) {
+        let sum = sums.entry(name).or_default();
+        *sum = (sum.0 + value, sum.1 + 1);
+    }
+    sums.into_iter().map(|(name, (sum, count))| (name.to_owned(), sum / f64::from(count))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_metrics_are_the_mean_of_the_entries_that_reported_them() {
+        let entry = |metrics: &[(&str, f64)]| {
+            let metrics = metrics.iter().map(|(name, value)| (name.to_string(), *value)).collect();
+            EntryReport::new(StepStatus::Ran, None, metrics)
+        };
+        let entries = BTreeMap::from([
+            ("a".to_owned(), entry(&[("accuracy", 0.5), ("rows", 10.0)])),
+            ("b".to_owned(), entry(&[("accuracy", 1.0)])),
+            ("c".to_owned(), entry(&[])),
+        ]);
+        let means = mean_metrics(&entries);
+        assert_eq!(means, BTreeMap::from([("accuracy".to_owned(), 0.75), ("rows".to_owned(), 10.0)]));
     }
 }

@@ -22,6 +22,7 @@ fn main() {
         "file-operand" => file_operand(&arg(0)),
         "bench-echo" => bench_echo(arg(0).parse().unwrap_or(1)),
         "flood" => flood(arg(0).parse().unwrap_or(1)),
+        "measure" => measure(&arg(0)),
         "bench-gemm" => bench_gemm(arg(0).parse().unwrap_or(64)),
         other => Ok(format!("unknown mode {other}")),
     };
@@ -90,6 +91,14 @@ fn file_operand(path: &str) -> Result<String, Error> {
 
 /// Calls the `echo` native function `calls` times with a 16-byte payload;
 /// returns the nanoseconds all calls took, measured in the guest.
+/// Reports the size of input `name` as the metric `bytes`, and says it on stdout.
+fn measure(name: &str) -> Result<String, Error> {
+    let bytes = std::fs::read(weir_guest::input(name))?.len();
+    println!("measured {bytes} bytes");
+    weir_guest::metric("bytes", bytes as f64);
+    Ok(bytes.to_string())
+}
+
 /// `count` metrics, progress reports and refused native calls, as fast as it can.
 fn flood(count: u64) -> Result<String, Error> {
     let mut refused = 0;
