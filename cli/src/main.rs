@@ -421,7 +421,40 @@ pub(crate) fn load_pipeline(engine: &Engine, tenant: &str, manifest: &Path) -> a
     })
 }
 
+/// `weir run`. With `--json`, a run refused before anything ran still prints
+/// exactly one JSON object: `status` `invalid` (the pipeline, a parameter or
+/// a module is wrong) or `error` (the workspace), and the `errors`.
 fn run(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> anyhow::Result<ExitCode> {
+    if !args.json {
+        return run_pipeline(workspace, tenant, args);
+    }
+    run_pipeline(workspace, tenant, args).or_else(|err| {
+        eprintln!("error: {err:#}");
+        println!("{}", serde_json::to_string(&refusal(&err))?);
+        Ok(ExitCode::from(2))
+    })
+}
+
+/// The JSON object of a run that could not start.
+fn refusal(err: &anyhow::Error) -> serde_json::Value {
+    let validation = err.downcast_ref::<weir::ValidationError>().or_else(|| match err.downcast_ref::<weir::Error>() {
+        Some(weir::Error::Validation(validation)) => Some(validation),
+        _ => None,
+    });
+    let Some(validation) = validation else {
+        return serde_json::json!({"status": "error", "errors": [{"message": format!("{err:#}")}]});
+    };
+    let location = validation.location();
+    let error = serde_json::json!({
+        "file": location.file.as_ref().map(|file| file.display().to_string()),
+        "step": location.step,
+        "field": location.field,
+        "message": validation.kind().to_string(),
+    });
+    serde_json::json!({"status": "invalid", "errors": [error]})
+}
+
+fn run_pipeline(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.export_anywhere && tenant != weir::DEFAULT_TENANT {
         bail!("--export-anywhere: tenant `{tenant}` exports only beneath its own directory");
     }

@@ -402,7 +402,9 @@ impl Engine {
         let limits = pipeline
             .steps()
             .iter()
-            .map(|step| self.limits_of(step, tenant).map_err(|err| err.in_step(step.name()).in_file(file)))
+            .map(|step| {
+                self.limits_of(step, tenant).map_err(|err| err.in_step(step.name()).in_file(step.defined_in().or(file)))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let programs = self.prepare_programs(pipeline, &limits, files)?;
         pipeline
@@ -410,7 +412,8 @@ impl Engine {
             .iter()
             .zip(limits)
             .map(|(step, limits)| {
-                self.plan_step(step, params, &programs, limits).map_err(|err| err.in_step(step.name()).in_file(file))
+                self.plan_step(step, params, &programs, limits)
+                    .map_err(|err| err.in_step(step.name()).in_file(step.defined_in().or(file)))
             })
             .collect()
     }
@@ -508,7 +511,7 @@ impl Engine {
                 ValidationError::new(Kind::InvalidModule { path: path.to_owned(), reason })
                     .in_step(step)
                     .in_field("module")
-                    .in_file(pipeline.file())
+                    .in_file(pipeline.step(step).and_then(Step::defined_in).or(pipeline.file()))
             })?;
             Ok(((path.to_owned(), flavor), program))
         })

@@ -66,7 +66,7 @@ struct RawStep {
     #[serde(default)]
     natives: Vec<String>,
     #[serde(default)]
-    resources: Option<Resources>,
+    resources: Option<toml::Value>,
     #[serde(default)]
     args: Vec<String>,
     #[serde(default)]
@@ -76,7 +76,7 @@ struct RawStep {
     #[serde(default)]
     params: toml::Table,
     #[serde(default)]
-    limits: Option<RawLimits>,
+    limits: Option<toml::Value>,
     reuse: Option<bool>,
     deterministic: Option<bool>,
     map: Option<String>,
@@ -318,9 +318,9 @@ fn code_step(
         }
     }
     let mut step = step
-        .resources(raw.resources.unwrap_or_default())
+        .resources(table_field::<Resources>(raw.resources, "resources")?.unwrap_or_default())
         .args(args)
-        .limits(parse_limits(&raw.limits.unwrap_or_default())?)
+        .limits(parse_limits(&table_field::<RawLimits>(raw.limits, "limits")?.unwrap_or_default())?)
         .reuse(raw.reuse.unwrap_or(true))
         .deterministic(raw.deterministic.unwrap_or(false));
     if let Some(input) = raw.map {
@@ -341,6 +341,27 @@ fn code_step(
         step = step.param(param, rebound(value, field)?);
     }
     Ok(step)
+}
+
+/// A step's table-valued field (`limits`, `resources`), decoded on its own
+/// so an error in it names the field.
+fn table_field<T: serde::de::DeserializeOwned>(
+    value: Option<toml::Value>,
+    field: &str,
+) -> Result<Option<T>, ValidationError> {
+    let located = |message: &str| match unknown_key(message) {
+        Some(key) => format!("{field}.{key}"),
+        None => field.to_owned(),
+    };
+    value
+        .map(|value| T::deserialize(value).map_err(|err| syntax(err.message()).in_field(located(err.message()))))
+        .transpose()
+}
+
+/// The field a step-level deserialization error is about: the unknown key
+/// it names, if it names one.
+pub(super) fn unknown_key(message: &str) -> Option<&str> {
+    message.strip_prefix("unknown field `")?.split('`').next()
 }
 
 fn parse_limits(raw: &RawLimits) -> Result<LimitOverrides, ValidationError> {

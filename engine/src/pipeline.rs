@@ -119,12 +119,21 @@ pub struct Step {
     pub(crate) deterministic: bool,
     pub(crate) reuse: bool,
     pub(crate) map: Option<String>,
+    /// The manifest that defines it, when that is not the pipeline's own
+    /// (a step inlined from a sub-pipeline): errors name this file.
+    pub(crate) file: Option<PathBuf>,
 }
 
 impl Step {
     /// The step's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The manifest file that defines the step, when it came from a
+    /// sub-pipeline; `None` for a step of the pipeline's own manifest.
+    pub fn defined_in(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 
     /// What the step runs: a WebAssembly module or a registered native step.

@@ -149,3 +149,25 @@ fn help_does_not_show_empty_environment_values() {
     let help = String::from_utf8_lossy(&output.stdout);
     assert!(help.contains("[env: WEIR_HOME]") && !help.contains("WEIR_HOME="), "{help}");
 }
+
+#[test]
+fn json_still_prints_one_object_when_the_run_is_refused() {
+    let project = Project::new();
+    project.manifest(
+        "name = \"bad\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nargs = [\"nothing\"]\nlimits = { memroy = \"1MiB\" }\n",
+    );
+    let output = project.weir(&["run", "pipeline.toml", "--json"]);
+    assert_eq!(output.status.code(), Some(2));
+    let refused: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert_eq!(refused["status"], "invalid");
+    let error = &refused["errors"][0];
+    assert!(error["file"].as_str().unwrap().ends_with("pipeline.toml"), "{refused}");
+    assert_eq!(error["step"], "s");
+    assert!(error["message"].as_str().unwrap().contains("memroy"), "{refused}");
+
+    project.manifest("name = \"bad\"\n[params]\nn = 1\n[steps.s]\nmodule = \"tool-p1.wasm\"\nargs = [\"nothing\"]\n");
+    let output = project.weir(&["run", "pipeline.toml", "--json", "--param", "n=x"]);
+    let refused: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert_eq!(refused["status"], "invalid");
+    assert!(refused["errors"][0]["message"].as_str().unwrap().contains("parameter `n`"), "{refused}");
+}

@@ -155,3 +155,34 @@ fn a_sub_pipeline_that_is_not_a_regular_file_is_refused() {
     let stderr = rejected("name = \"dev\"\n[steps.inner]\npipeline = \"/dev/zero\"\n", &[]);
     assert_mentions(&stderr, &["/dev/zero", "not a regular file"]);
 }
+
+#[test]
+fn errors_in_a_sub_pipeline_name_its_file_step_and_field() {
+    let project = Project::new();
+    let run = |inner: &str| {
+        project.write("sub/inner.toml", inner);
+        project.manifest("name = \"outer\"\n[steps.feat]\npipeline = \"sub/inner.toml\"\n");
+        let output = project.weir(&["run", "pipeline.toml"]);
+        assert_eq!(output.status.code(), Some(2));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let missing = run("name = \"inner\"\n[steps.a]\nmodule = \"missing.wasm\"\n");
+    assert_mentions(&missing, &["sub/inner.toml, step `feat/a`, field `module`", "missing.wasm not found"]);
+    let unknown = run("name = \"inner\"\n[steps.b]\nmodule = \"../tool-p1.wasm\"\nargs = [\"${params.missing}\"]\n");
+    assert_mentions(
+        &unknown,
+        &["sub/inner.toml, step `feat/b`, field `args[0]`", "no pipeline parameter named `missing`"],
+    );
+    let limit = run("name = \"inner\"\n[steps.c]\nmodule = \"../tool-p1.wasm\"\nlimits = { memory = \"lots\" }\n");
+    assert_mentions(&limit, &["sub/inner.toml, step `feat/c`, field `limits.memory`"]);
+}
+
+#[test]
+fn misspelled_keys_name_their_field() {
+    let stderr = rejected(&format!("name = \"x\"\n{GOOD_STEP}limits = {{ memroy = \"1MiB\" }}\n"), &[]);
+    assert_mentions(&stderr, &["step `a`, field `limits.memroy`", "unknown field `memroy`"]);
+    let stderr = rejected(&format!("name = \"x\"\n{GOOD_STEP}modul = 3\n"), &[]);
+    assert_mentions(&stderr, &["step `a`, field `modul`", "unknown field `modul`"]);
+    let stderr = rejected(&format!("name = \"x\"\n{GOOD_STEP}resources = {{ gpus = 1 }}\n"), &[]);
+    assert_mentions(&stderr, &["step `a`, field `resources.gpus`"]);
+}

@@ -106,7 +106,13 @@ impl<'f> Inliner<'f> {
     ) -> Result<(), ValidationError> {
         let full = format!("{}{name}", scope.prefix);
         let located = |err: ValidationError| err.in_step(&full).in_file(Some(file));
-        let mut raw = RawStep::deserialize(value).map_err(|err| located(syntax(err.message())))?;
+        let mut raw = RawStep::deserialize(value).map_err(|err| {
+            let error = syntax(err.message());
+            located(match super::unknown_key(err.message()) {
+                Some(key) => error.in_field(key),
+                None => error,
+            })
+        })?;
         let base = file.parent().unwrap_or(Path::new("."));
         if let Some(sub) = raw.pipeline.take() {
             return self.inline(&full, raw, base.join(sub), scope).map_err(located);
@@ -121,7 +127,10 @@ impl<'f> Inliner<'f> {
             let why = format!("the pipeline has more than {MAX_STEPS} steps once its sub-pipelines are inlined");
             return Err(located(ValidationError::new(Kind::TooLarge(why))));
         }
-        let step = code_step(&full, raw, base, self.files, scope.params.as_ref()).map_err(located)?;
+        let mut step = code_step(&full, raw, base, self.files, scope.params.as_ref()).map_err(located)?;
+        if scope.params.is_some() {
+            step = step.defined_in(file);
+        }
         self.steps.push(step);
         Ok(())
     }
@@ -229,13 +238,15 @@ fn bind_inputs(
 
 /// Checks that an inlined step refers only to its sub-pipeline's parameters.
 fn check_bound(raw: &RawStep, bindings: &Params) -> Result<(), ValidationError> {
-    let texts = raw.args.iter().map(|arg| serde_json::Value::String(arg.clone()));
-    let values = raw.params.values().filter_map(|value| toml_to_json(value).ok());
-    for value in texts.chain(values) {
-        let names = crate::params::references(&value).map_err(syntax)?;
+    let texts =
+        raw.args.iter().enumerate().map(|(i, arg)| (format!("args[{i}]"), serde_json::Value::String(arg.clone())));
+    let values =
+        raw.params.iter().filter_map(|(name, value)| Some((format!("params.{name}"), toml_to_json(value).ok()?)));
+    for (field, value) in texts.chain(values) {
+        let names = crate::params::references(&value).map_err(|why| syntax(why).in_field(field.clone()))?;
         if let Some(param) = names.into_iter().find(|name| !bindings.contains_key(name)) {
             let known = bindings.keys().cloned().collect();
-            return Err(ValidationError::new(Kind::UnknownParam { param, known }));
+            return Err(ValidationError::new(Kind::UnknownParam { param, known }).in_field(field));
         }
     }
     Ok(())

@@ -114,7 +114,8 @@ impl PipelineBuilder {
             if !seen.insert(name.clone()) {
                 return Err(ValidationError::new(Kind::DuplicateName { name: name.clone() }).in_step(&name));
             }
-            steps.push(step.validate(&params, &inputs).map_err(|err| err.in_step(&name))?);
+            let file = step.file.clone();
+            steps.push(step.validate(&params, &inputs).map_err(|err| err.in_step(&name).in_file(file.as_deref()))?);
         }
         let steps = order(steps)?;
         let outputs = pipeline_outputs(self.outputs, &steps)?;
@@ -224,6 +225,7 @@ pub struct StepBuilder {
     deterministic: bool,
     reuse: bool,
     map: Option<String>,
+    file: Option<PathBuf>,
 }
 
 impl StepBuilder {
@@ -251,7 +253,15 @@ impl StepBuilder {
             deterministic: false,
             reuse: true,
             map: None,
+            file: None,
         }
+    }
+
+    /// The manifest file that defines the step (a sub-pipeline's), named in
+    /// its errors instead of the pipeline's own.
+    pub(crate) fn defined_in(mut self, file: &Path) -> Self {
+        self.file = Some(file.to_owned());
+        self
     }
 
     /// Appends one command-line argument; `${params.NAME}` is substituted.
@@ -403,6 +413,7 @@ impl StepBuilder {
             limits: self.limits,
             deterministic: self.deterministic,
             reuse: self.reuse,
+            file: self.file,
         })
     }
 }
