@@ -304,12 +304,14 @@ pub enum ValidationErrorKind {
         known: Vec<String>,
     },
     /// A step named in the run options (`--rerun`, `verify`) is not in the pipeline.
-    #[error("`{option} {step}`: no such step in the pipeline")]
+    #[error("`{option} {step}`: no such step in the pipeline (steps: {})", known.join(", "))]
     UnknownRerunStep {
         /// The option that names it.
         option: &'static str,
         /// The unknown step.
         step: String,
+        /// The names it could have been: steps and, for `--rerun`, sub-pipelines.
+        known: Vec<String>,
     },
 }
 

@@ -23,6 +23,12 @@ pub struct RunOptions {
     exports_anywhere: bool,
 }
 
+/// Whether `--rerun NAME` covers `step`: it is the step, or a sub-pipeline
+/// (at any depth) that holds it.
+fn covers(name: &str, step: &str) -> bool {
+    step.strip_prefix(name).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// Which steps a verifying run re-executes: all, or one.
 #[derive(Debug, Clone)]
 struct Verify {
@@ -65,7 +71,8 @@ impl RunOptions {
         self
     }
 
-    /// Forces `step` to execute even if a cached result exists.
+    /// Forces `step` to execute even if a cached result exists; a sub-pipeline's
+    /// name forces every step inlined from it.
     pub fn rerun(mut self, step: impl Into<String>) -> Self {
         self.rerun.insert(step.into());
         self
@@ -135,30 +142,34 @@ impl RunOptions {
     /// Why `step` must execute, if the options force it.
     pub(crate) fn forced_by(&self, step: &str) -> Option<String> {
         if self.no_cache {
-            Some("--no-cache".to_owned())
-        } else if self.rerun.contains(step) {
-            Some(format!("--rerun {step}"))
-        } else {
-            None
+            return Some("--no-cache".to_owned());
         }
+        self.rerun.iter().find(|name| covers(name, step)).map(|name| format!("--rerun {name}"))
     }
 
     /// Whether `step` must execute rather than reuse a cached result.
     pub(crate) fn forces(&self, step: &str) -> bool {
-        self.no_cache || self.rerun.contains(step)
+        self.forced_by(step).is_some()
     }
 
     /// Checks the options against `pipeline` and returns its parameters.
     pub(crate) fn resolve(&self, pipeline: &Pipeline) -> Result<Params, ValidationError> {
         let located = |err: ValidationError| err.in_file(pipeline.file());
-        if let Some(step) = self.rerun.iter().find(|step| pipeline.step(step).is_none()) {
-            return Err(located(ValidationError::new(Kind::UnknownRerunStep {
-                option: "--rerun",
-                step: step.clone(),
-            })));
+        let steps = || pipeline.steps().iter().map(|step| step.name().to_owned());
+        if let Some(step) =
+            self.rerun.iter().find(|name| !pipeline.steps().iter().any(|step| covers(name, step.name())))
+        {
+            let mut known: Vec<String> = steps().collect();
+            let groups = known.iter().filter_map(|name| name.rsplit_once('/').map(|(group, _)| group.to_owned()));
+            let groups: std::collections::BTreeSet<String> = groups.collect();
+            known.extend(groups);
+            known.sort();
+            let kind = Kind::UnknownRerunStep { option: "--rerun", step: step.clone(), known };
+            return Err(located(ValidationError::new(kind)));
         }
         if let Some(step) = self.verify.as_ref().and_then(|v| v.step.as_ref()).filter(|s| pipeline.step(s).is_none()) {
-            return Err(located(ValidationError::new(Kind::UnknownRerunStep { option: "verify", step: step.clone() })));
+            let kind = Kind::UnknownRerunStep { option: "verify", step: step.clone(), known: steps().collect() };
+            return Err(located(ValidationError::new(kind)));
         }
         let mut params = pipeline.params().clone();
         for (name, value) in &self.params {

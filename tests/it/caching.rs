@@ -157,3 +157,27 @@ fn a_different_module_is_a_different_key() {
     // Same bytes out, so the output digest is shared.
     assert_eq!(output_digest(&first, "s", "result"), output_digest(&second, "s", "result"));
 }
+
+#[test]
+fn rerun_of_a_sub_pipeline_reruns_all_its_steps() {
+    let project = Project::new();
+    project.write(
+        "feat.toml",
+        "name = \"feat\"\n[steps.one]\nmodule = \"tool-p1.wasm\"\nargs = [\"args\", \"1\"]\noutputs = { result = \"file\" }\n\
+         [steps.two]\nmodule = \"tool-p1.wasm\"\nargs = [\"args\", \"2\"]\noutputs = { result = \"file\" }\n",
+    );
+    project.manifest(
+        "name = \"outer\"\n[steps.feat]\npipeline = \"feat.toml\"\n[steps.other]\nmodule = \"tool-p1.wasm\"\nargs = [\"args\", \"3\"]\noutputs = { result = \"file\" }\n",
+    );
+    let (code, _) = project.run_json(&[]);
+    assert_eq!(code, 0);
+    let (code, again) = project.run_json(&["--rerun", "feat"]);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(steps_with(&again, "ran"), ["feat/one", "feat/two"]);
+    assert_eq!(steps_with(&again, "cached"), ["other"]);
+
+    let output = project.weir(&["run", "pipeline.toml", "--rerun", "fea"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("(steps: feat, feat/one, feat/two, other)"), "{stderr}");
+}

@@ -138,7 +138,7 @@ fn missing_inputs_and_unknown_rerun_steps() {
 
     let toml = format!("name = \"i\"\n{GOOD_STEP}");
     let stderr = rejected(&toml, &["--rerun", "nope"]);
-    assert_mentions(&stderr, &["`--rerun nope`: no such step"]);
+    assert_mentions(&stderr, &["`--rerun nope`: no such step in the pipeline (steps: a)"]);
 }
 
 #[test]
