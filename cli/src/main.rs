@@ -50,13 +50,13 @@ enum Command {
     Run(RunArgs),
     /// Write a file artifact's bytes to stdout.
     Cat {
-        /// The artifact's digest (`blake3:<hex>`).
-        digest: Digest,
+        /// The artifact's digest (`blake3:<hex>`), or a unique prefix of it (`blake3:87d6089a`).
+        digest: String,
     },
     /// Copy a file or directory artifact out of the store.
     Export {
-        /// The artifact's digest (`blake3:<hex>`).
-        digest: Digest,
+        /// The artifact's digest (`blake3:<hex>`), or a unique prefix of it.
+        digest: String,
         /// Where to write it (a file is replaced; a directory must not exist).
         path: PathBuf,
     },
@@ -117,8 +117,8 @@ enum Command {
     },
     /// The chain of steps and inputs that produced an artifact.
     Lineage {
-        /// The artifact's digest.
-        digest: Digest,
+        /// The artifact's digest, or a unique prefix of it.
+        digest: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -254,7 +254,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run(&workspace, tenant, args),
         Command::Cat { digest } => {
             let store = Store::open(&workspace)?;
-            check_owned(&workspace, tenant, &digest)?;
+            let digest = resolve_digest(&store, &workspace, tenant, &digest)?;
             if store.kind_of(&digest) == Some(weir::OutputKind::Dir) {
                 bail!("{digest} is a directory artifact; use `weir export {digest} PATH`");
             }
@@ -262,8 +262,9 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { digest, path } => {
-            check_owned(&workspace, tenant, &digest)?;
-            let kind = Store::open(&workspace)?.export(&digest, &path)?;
+            let store = Store::open(&workspace)?;
+            let digest = resolve_digest(&store, &workspace, tenant, &digest)?;
+            let kind = store.export(&digest, &path)?;
             eprintln!("exported {kind} {digest} to {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -285,7 +286,9 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             history_cmds::explain(&history(&workspace)?, tenant, &run, &step, json).map(|()| ExitCode::SUCCESS)
         }
         Command::Lineage { digest, json } => {
-            history_cmds::lineage(&history(&workspace)?, tenant, &digest, json).map(|()| ExitCode::SUCCESS)
+            let history = history(&workspace)?;
+            let digest = resolve_digest(&Store::open(&workspace)?, &workspace, tenant, &digest)?;
+            history_cmds::lineage(&history, tenant, &digest, json).map(|()| ExitCode::SUCCESS)
         }
         Command::Store { action: StoreAction::Verify { repair, json } } => {
             let report = Store::open(&workspace)?.verify(repair)?;
@@ -334,6 +337,35 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("writing {}", output.display()))?;
             eprintln!("wrote the report of run {} to {}", run.summary.id, output.display());
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The digest `text` names: a whole digest, or a prefix (4 or more hex
+/// digits) of exactly one stored artifact `tenant` may read, as git
+/// abbreviates commits. A whole digest must also be the tenant's.
+fn resolve_digest(store: &Store, workspace: &Path, tenant: &str, text: &str) -> anyhow::Result<Digest> {
+    if let Ok(digest) = Digest::parse(text) {
+        check_owned(workspace, tenant, &digest)?;
+        return Ok(digest);
+    }
+    let mut matches = Vec::new();
+    for digest in store.digests_with_prefix(text)? {
+        if check_owned(workspace, tenant, &digest).is_ok() {
+            matches.push(digest);
+        }
+    }
+    match matches.as_slice() {
+        [] => bail!("no artifact in the store starts with `{text}`"),
+        [digest] => Ok(*digest),
+        many => {
+            let listed: Vec<String> = many.iter().take(5).map(ToString::to_string).collect();
+            let more = if many.len() > 5 { format!(" and {} more", many.len() - 5) } else { String::new() };
+            bail!(
+                "`{text}` is ambiguous: it starts {} artifacts ({}{more}); give more digits",
+                many.len(),
+                listed.join(", ")
+            )
         }
     }
 }

@@ -187,6 +187,37 @@ impl Store {
         }
     }
 
+    /// The stored artifacts (files and trees) whose digest starts with
+    /// `prefix`: hex digits, optionally after `blake3:`, at least 4 of them.
+    /// An abbreviated digest names an artifact when exactly one matches.
+    pub fn digests_with_prefix(&self, prefix: &str) -> Result<Vec<Digest>> {
+        let hex = prefix.strip_prefix("blake3:").unwrap_or(prefix).to_ascii_lowercase();
+        if hex.len() < 4 || hex.len() > 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::Io {
+                context: format!("reading digest `{prefix}`"),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a digest (or a prefix of one) is 4 to 64 hex digits",
+                ),
+            });
+        }
+        let (fan, rest) = hex.split_at(2);
+        let mut found = Vec::new();
+        for dir in [&self.inner.objects, &self.inner.trees] {
+            let Ok(entries) = dir.read_dir(fan) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str().filter(|name| name.starts_with(rest)) else { continue };
+                if let Ok(digest) = Digest::parse(&format!("{fan}{name}")) {
+                    found.push(digest);
+                }
+            }
+        }
+        found.sort_by_key(Digest::hex);
+        found.dedup();
+        Ok(found)
+    }
+
     /// Whether the store holds `artifact`.
     pub fn contains(&self, artifact: &Artifact) -> bool {
         let (fan, rest) = split(&artifact.digest);

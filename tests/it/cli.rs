@@ -171,3 +171,43 @@ fn json_still_prints_one_object_when_the_run_is_refused() {
     assert_eq!(refused["status"], "invalid");
     assert!(refused["errors"][0]["message"].as_str().unwrap().contains("parameter `n`"), "{refused}");
 }
+
+#[test]
+fn digests_can_be_abbreviated_when_unique() {
+    let project = Project::new();
+    one_step(&project);
+    for i in 0..600 {
+        project.write(&format!("data/many/{i}.txt"), format!("file {i}"));
+    }
+    project.manifest(
+        "name = \"cli\"\n[inputs]\ntext = \"data/text.txt\"\nmany = \"data/many\"\n\
+         [steps.upper]\nmodule = \"tool-p2.wasm\"\nargs = [\"upper\"]\ninputs = { text = \"inputs.text\" }\noutputs = { result = \"file\" }\n",
+    );
+    let (code, summary) = project.run_json(&[]);
+    assert_eq!(code, 0, "{summary}");
+    let digest = output_digest(&summary, "upper", "result").to_owned();
+    for short in [&digest[..15], &digest[7..19]] {
+        assert_eq!(project.cat(short), "ABC", "{short}");
+    }
+    // Among 600 objects, two share their first four hex digits.
+    let mut seen = std::collections::BTreeMap::new();
+    let mut shared = None;
+    for path in weir_tests::files_under(&project.workspace().join("objects")) {
+        let hex = format!(
+            "{}{}",
+            path.parent().unwrap().file_name().unwrap().to_string_lossy(),
+            path.file_name().unwrap().to_string_lossy()
+        );
+        if seen.insert(hex[..4].to_owned(), ()).is_some() {
+            shared = Some(hex[..4].to_owned());
+        }
+    }
+    let shared = shared.expect("a shared prefix");
+    let output = project.weir(&["cat", &shared]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("`{shared}` is ambiguous")) && stderr.contains("give more digits"), "{stderr}");
+    let output = project.weir(&["cat", "blake3:0123456789abcdef0123"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.code() == Some(2) && stderr.contains("no artifact in the store starts with"), "{stderr}");
+}
