@@ -426,6 +426,12 @@ impl<'a> Coordinator<'a> {
         let Some(run) = self.maps[i].take() else { return };
         let duration = run.started.elapsed();
         let step = self.plan[i].step;
+        if run.entries.is_empty() {
+            let input = step.map().unwrap_or_default();
+            self.warnings[i].push(format!(
+                "mapped over `{input}`, an empty directory: no entry ran, and each output is an empty directory"
+            ));
+        }
         let gathered = run.gather(step.name(), step.outputs(), &self.engine.store);
         self.outputs[i] = gathered.outputs.clone();
         let report = StepReport {

@@ -50,3 +50,19 @@ fn map_entries_keep_their_metrics_and_logs() {
     let text = project.weir(&["run", "pipeline.toml"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("ran 0/3 entries"));
 }
+
+#[test]
+fn a_map_over_an_empty_directory_says_so() {
+    let project = Project::new();
+    std::fs::create_dir_all(project.path().join("data")).unwrap();
+    measuring(&project);
+    let (code, summary) = project.run_json(&[]);
+    assert_eq!(code, 0, "{summary}");
+    let step = &summary["steps"]["m"];
+    assert_eq!(step["status"], "ran", "nothing was reused: {summary}");
+    let warning = step["warnings"][0].as_str().unwrap();
+    assert!(warning.contains("mapped over `batch`, an empty directory: no entry ran"), "{warning}");
+    let output = project.weir(&["run", "pipeline.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("warning: step `m` mapped over `batch`, an empty directory"), "{stderr}");
+}

@@ -109,7 +109,8 @@ impl MapRun {
                 Err(err) => return fail(StepErrorKind::Engine(err.to_string()), String::new(), entries, metrics),
             }
         }
-        let status = if any_ran { StepStatus::Ran } else { StepStatus::Cached };
+        // Nothing to map over is not a reuse: the step "ran" on no entries.
+        let status = if any_ran || total == 0 { StepStatus::Ran } else { StepStatus::Cached };
         Gathered { status, outputs: gathered, error: None, entries, metrics }
     }
 }
