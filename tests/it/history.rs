@@ -127,7 +127,10 @@ fn explain_names_every_reason() {
     project.run_json(&["--param", "word=z"]);
     assert_eq!(
         reasons(&explain(&project, "first")),
-        ["arguments changed: [\"tool-p1.wasm\",\"upper\",\"a\"] → [\"tool-p1.wasm\",\"upper\",\"z\"]"]
+        [
+            "param word: a → z (in the arguments)",
+            "arguments changed: [\"tool-p1.wasm\",\"upper\",\"a\"] → [\"tool-p1.wasm\",\"upper\",\"z\"]"
+        ]
     );
 
     project.write("data/text.txt", "changed\n");

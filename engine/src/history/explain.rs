@@ -58,7 +58,18 @@ impl History {
                         let parse = |text: &Option<String>| -> Value {
                             text.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or(Value::Null)
                         };
-                        let differences = differences(&parse(&previous.key_material), &parse(&record.key_material));
+                        let (old, new) = (parse(&previous.key_material), parse(&record.key_material));
+                        let mut differences = Vec::new();
+                        if old["args"] != new["args"] {
+                            let params = |run: &str| self.run_params(run);
+                            differences.extend(argument_params(
+                                &old["args"],
+                                &new["args"],
+                                &params(&previous_run)?,
+                                &params(run_id)?,
+                            ));
+                        }
+                        differences.extend(self::differences(&old, &new));
                         if differences.is_empty() && record.forced.is_none() {
                             explanation.reasons.push(format!(
                                 "its cache key equals that of run {previous_run}, but no reusable result was found \
@@ -73,6 +84,40 @@ impl History {
         }
         Ok(explanation)
     }
+}
+
+impl History {
+    /// The pipeline parameters a run was given.
+    fn run_params(&self, run_id: &str) -> Result<Value> {
+        let text: String = self.with(|conn| {
+            conn.query_row("SELECT params FROM runs WHERE id = ?1", [run_id], |r| r.get(0))
+                .map_err(db_error("reading a run"))
+        })?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+/// The pipeline parameters that changed between two runs and show in the
+/// step's arguments (the old value in the old ones, the new in the new), in
+/// words: `param word: hello → bye (in the arguments)`.
+fn argument_params(old_args: &Value, new_args: &Value, old_params: &Value, new_params: &Value) -> Vec<String> {
+    let rendered = |value: &Value| match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let appears = |args: &Value, text: &str| {
+        args.as_array().is_some_and(|args| args.iter().any(|arg| arg.as_str().is_some_and(|arg| arg.contains(text))))
+    };
+    let Some(new_params) = new_params.as_object() else { return Vec::new() };
+    new_params
+        .iter()
+        .filter_map(|(name, new)| {
+            let old = old_params.get(name).filter(|old| *old != new)?;
+            let (old, new) = (rendered(old), rendered(new));
+            (appears(old_args, &old) && appears(new_args, &new))
+                .then(|| format!("param {name}: {old} → {new} (in the arguments)"))
+        })
+        .collect()
 }
 
 /// `blake3:0123456789ab…`
@@ -166,6 +211,12 @@ mod tests {
             ]
         );
         new["code"]["Wasm"]["module"] = json!("blake3:bbbbbbbbbbbbbbbbbbbb");
+        let (old_args, new_args) = (json!(["tool.wasm", "upper", "hello!"]), json!(["tool.wasm", "upper", "bye!"]));
+        let params = |word: &str| json!({"word": word, "unused": 1});
+        assert_eq!(
+            argument_params(&old_args, &new_args, &params("hello"), &params("bye")),
+            ["param word: hello → bye (in the arguments)"]
+        );
         assert!(differences(&old, &new)[0].starts_with("module changed: blake3:aaaaaaaaaaaa… → blake3:bbbbbbbbbbbb…"));
     }
 }
