@@ -241,7 +241,7 @@ fn main() -> ExitCode {
     match execute(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", describe(&err));
             ExitCode::from(2)
         }
     }
@@ -396,6 +396,23 @@ fn open_engine(workspace: &Path, mut builder: weir::EngineBuilder) -> anyhow::Re
     builder.workspace(workspace).build().with_context(|| format!("opening workspace {}", workspace.display()))
 }
 
+/// An error and its causes as one line, each cause said once: weir's errors
+/// already end with their cause, which the chain would otherwise repeat.
+fn describe(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if text.ends_with(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}
+
 /// Lets `weir … | head` end quietly, as Unix tools do, when the reader
 /// closes the pipe (Rust ignores SIGPIPE, so printing would panic instead).
 fn restore_broken_pipe_default() {
@@ -409,6 +426,9 @@ fn restore_broken_pipe_default() {
 
 /// The workspace's run history (the workspace must exist).
 fn history(workspace: &Path) -> anyhow::Result<History> {
+    if workspace.exists() && !workspace.is_dir() {
+        bail!("workspace {} is a file, not a directory", workspace.display());
+    }
     if !workspace.join(weir::HISTORY_DATABASE).exists() {
         bail!("no run history in {}: nothing has run in this workspace", workspace.display());
     }
@@ -461,7 +481,7 @@ fn run(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> anyhow::Resu
         return run_pipeline(workspace, tenant, args);
     }
     run_pipeline(workspace, tenant, args).or_else(|err| {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", describe(&err));
         println!("{}", serde_json::to_string(&refusal(&err))?);
         Ok(ExitCode::from(2))
     })
@@ -474,7 +494,7 @@ fn refusal(err: &anyhow::Error) -> serde_json::Value {
         _ => None,
     });
     let Some(validation) = validation else {
-        return serde_json::json!({"status": "error", "errors": [{"message": format!("{err:#}")}]});
+        return serde_json::json!({"status": "error", "errors": [{"message": describe(err)}]});
     };
     let location = validation.location();
     let error = serde_json::json!({

@@ -111,6 +111,12 @@ impl Store {
     /// Opens the store of the workspace at `root`, creating it if needed.
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
         let root = root.as_ref();
+        if root.exists() && !root.is_dir() {
+            return Err(Error::Io {
+                context: format!("opening workspace {}", root.display()),
+                source: io::Error::new(io::ErrorKind::NotADirectory, "it is a file, not a directory"),
+            });
+        }
         std::fs::create_dir_all(root).map_err(Error::io(format!("creating workspace {}", root.display())))?;
         let root = root.canonicalize().map_err(Error::io(format!("opening workspace {}", root.display())))?;
         let root_dir = Dir::open_ambient_dir(&root, ambient_authority())

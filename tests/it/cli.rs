@@ -211,3 +211,36 @@ fn digests_can_be_abbreviated_when_unique() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.code() == Some(2) && stderr.contains("no artifact in the store starts with"), "{stderr}");
 }
+
+#[test]
+fn errors_say_their_cause_once_and_a_file_is_no_workspace() {
+    let project = Project::new();
+    std::fs::create_dir_all(project.path().join("taken")).unwrap();
+    project.write("dir/x.txt", "x");
+    project.manifest(
+        "name = \"cli\"\n[inputs]\nd = \"dir\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nargs = [\"list-in\"]\ninputs = { d = \"inputs.d\" }\noutputs = { result = \"file\" }\n",
+    );
+    let (code, summary) = project.run_json(&[]);
+    assert_eq!(code, 0, "{summary}");
+    let trees = weir_tests::files_under(&project.workspace().join("trees"));
+    let tree = &trees[0];
+    let digest = format!(
+        "blake3:{}{}",
+        tree.parent().unwrap().file_name().unwrap().to_string_lossy(),
+        tree.file_name().unwrap().to_string_lossy()
+    );
+    let output = project.weir(&["export", &digest, "taken"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim(), "error: exporting a directory to taken: something is there already");
+
+    project.write("plain-file", "not a workspace");
+    for command in [&["runs"][..], &["run", "pipeline.toml"]] {
+        let mut args = command.to_vec();
+        args.extend(["--workspace", "plain-file"]);
+        let output = Command::new(weir_bin()).args(&args).current_dir(project.path()).output().unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("plain-file") && stderr.contains("is a file, not a directory"), "{stderr}");
+        assert_eq!(stderr.matches("not a directory").count(), 1, "{stderr}");
+    }
+}
