@@ -38,9 +38,15 @@
 //! `wasmtime` CLI, map the directories and let the bridge's imports do
 //! nothing: `wasmtime run -W unknown-imports-default=y --dir in::/in --dir
 //! out::/out step.wasm` (metrics and progress are then dropped and native
-//! calls fail). Built for the host instead (`cargo run`), [`metric`] and
-//! [`progress`] print to stderr and native calls return
-//! [`Error::Native`].
+//! calls fail). Built for the host instead, to run it under a debugger, set
+//! [`INPUT_DIR_VAR`] and [`OUTPUT_DIR_VAR`] to the directories that stand
+//! for `/in` and `/out` (`WEIR_IN=data/in WEIR_OUT=data/out cargo run`);
+//! [`metric`] and [`progress`] then print to stderr and native calls return
+//! [`Error::Native`]. Inside weir's sandbox there are no environment
+//! variables, so a step always sees `/in` and `/out` there.
+//!
+//! Returning [`Error`] from `main` prints it as a sentence naming the file
+//! or parameter, not as a debug structure.
 
 mod host;
 pub mod native;
@@ -53,15 +59,28 @@ pub const INPUT_DIR: &str = "/in";
 pub const OUTPUT_DIR: &str = "/out";
 /// The parameters file, inside [`INPUT_DIR`].
 pub const PARAMS_FILE: &str = ".params.json";
+/// Outside weir, the directory to use for [`INPUT_DIR`].
+pub const INPUT_DIR_VAR: &str = "WEIR_IN";
+/// Outside weir, the directory to use for [`OUTPUT_DIR`].
+pub const OUTPUT_DIR_VAR: &str = "WEIR_OUT";
 
 pub use weir_abi::Matrix;
 
-/// Errors of the step contract and the bridge.
-#[derive(Debug)]
+/// Errors of the step contract and the bridge. Its `Debug` form is its
+/// message, so `fn main() -> Result<(), weir_guest::Error>` prints a
+/// readable sentence when the step fails.
 #[non_exhaustive]
 pub enum Error {
-    /// A file of the contract could not be read or written.
+    /// An I/O operation failed.
     Io(std::io::Error),
+    /// A file of the contract (an input, an output, the parameters) could
+    /// not be read or written.
+    File {
+        /// The file, as the step named it.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The parameters do not match the type the step expects.
     Params(serde_json::Error),
     /// A native call's payload or result could not be encoded or decoded.
@@ -75,6 +94,7 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::Io(err) => write!(f, "{err}"),
+            Error::File { path, source } => write!(f, "{}: {source}", path.display()),
             Error::Params(err) => write!(f, "bad step parameters in {INPUT_DIR}/{PARAMS_FILE}: {err}"),
             Error::Payload(why) => write!(f, "native call payload: {why}"),
             Error::Native(why) => write!(f, "native call failed: {why}"),
@@ -82,10 +102,16 @@ impl std::fmt::Display for Error {
     }
 }
 
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io(err) => Some(err),
+            Error::Io(err) | Error::File { source: err, .. } => Some(err),
             Error::Params(err) => Some(err),
             Error::Payload(_) | Error::Native(_) => None,
         }
@@ -100,18 +126,44 @@ impl From<std::io::Error> for Error {
 
 /// The step's parameters, decoded from `/in/.params.json`.
 pub fn params<T: serde::de::DeserializeOwned>() -> Result<T, Error> {
-    let text = std::fs::read_to_string(PathBuf::from(INPUT_DIR).join(PARAMS_FILE))?;
+    let text = read_text(input(PARAMS_FILE))?;
     serde_json::from_str(&text).map_err(Error::Params)
 }
 
 /// The path of input `name`: `/in/<name>` (a file or a directory).
 pub fn input(name: &str) -> PathBuf {
-    PathBuf::from(INPUT_DIR).join(name)
+    contract_dir(INPUT_DIR_VAR, INPUT_DIR).join(name)
 }
 
 /// The path where output `name` must be written: `/out/<name>`.
 pub fn output(name: &str) -> PathBuf {
-    PathBuf::from(OUTPUT_DIR).join(name)
+    contract_dir(OUTPUT_DIR_VAR, OUTPUT_DIR).join(name)
+}
+
+/// The bytes of input file `name`; an error names the file.
+pub fn read_input(name: &str) -> Result<Vec<u8>, Error> {
+    let path = input(name);
+    std::fs::read(&path).map_err(|source| Error::File { path, source })
+}
+
+/// The text of input file `name`; an error names the file.
+pub fn read_input_text(name: &str) -> Result<String, Error> {
+    read_text(input(name))
+}
+
+/// Writes output file `name`; an error names the file.
+pub fn write_output(name: &str, contents: impl AsRef<[u8]>) -> Result<(), Error> {
+    let path = output(name);
+    std::fs::write(&path, contents).map_err(|source| Error::File { path, source })
+}
+
+fn read_text(path: PathBuf) -> Result<String, Error> {
+    std::fs::read_to_string(&path).map_err(|source| Error::File { path, source })
+}
+
+/// `/in` or `/out`, or the directory the environment variable names outside weir.
+fn contract_dir(variable: &str, sandboxed: &str) -> PathBuf {
+    std::env::var_os(variable).map_or_else(|| PathBuf::from(sandboxed), PathBuf::from)
 }
 
 /// Records a value of metric `name` (e.g. a training loss); the engine keeps
@@ -131,8 +183,21 @@ mod tests {
 
     #[test]
     fn paths_follow_the_contract() {
-        assert_eq!(input("text"), PathBuf::from("/in/text"));
-        assert_eq!(output("result"), PathBuf::from("/out/result"));
+        if std::env::var_os(INPUT_DIR_VAR).is_none() && std::env::var_os(OUTPUT_DIR_VAR).is_none() {
+            assert_eq!(input("text"), PathBuf::from("/in/text"));
+            assert_eq!(output("result"), PathBuf::from("/out/result"));
+        }
+    }
+
+    #[test]
+    fn errors_read_as_sentences_naming_the_file() {
+        let missing = Error::File { path: "/in/values".into(), source: std::io::ErrorKind::NotFound.into() };
+        assert_eq!(format!("{missing:?}"), "/in/values: entity not found");
+        let params = Error::Params(serde_json::from_str::<u32>("-5").unwrap_err());
+        assert!(
+            format!("{params:?}").starts_with("bad step parameters in /in/.params.json: invalid value"),
+            "{params:?}"
+        );
     }
 
     #[test]

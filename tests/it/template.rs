@@ -41,3 +41,56 @@ fn the_template_step_names_the_bad_line() {
     let error = summary["steps"]["standardize"]["error"].as_str().unwrap();
     assert!(error.contains("line 3: `three`"), "{error}");
 }
+
+/// The template built for the host and run with `WEIR_IN` and `WEIR_OUT`,
+/// as the SDK's README says a step is debugged natively.
+#[test]
+fn the_template_runs_natively_with_its_directories_from_the_environment() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
+    let target = root.join("target/native-template");
+    let build = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--quiet", "--release", "--manifest-path"])
+        .arg(root.join("guest-sdk/template/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
+    let temp = tempfile::tempdir().unwrap();
+    let (in_dir, out_dir) = (temp.path().join("in"), temp.path().join("out"));
+    std::fs::create_dir_all(&in_dir).unwrap();
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(in_dir.join(".params.json"), r#"{"scale": 1.0}"#).unwrap();
+    let run = || {
+        std::process::Command::new(target.join("release/standardize"))
+            .env("WEIR_IN", &in_dir)
+            .env("WEIR_OUT", &out_dir)
+            .output()
+            .unwrap()
+    };
+    let missing = run();
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains(&format!("Error: {}: ", in_dir.join("values").display())), "{stderr}");
+    assert!(!stderr.contains("File {") && !stderr.contains("Os {"), "a sentence, not a debug structure: {stderr}");
+
+    std::fs::copy(root.join("guest-sdk/template/values.txt"), in_dir.join("values")).unwrap();
+    let ran = run();
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    assert_eq!(std::fs::read_to_string(out_dir.join("scaled")).unwrap().lines().count(), 6);
+    assert!(String::from_utf8_lossy(&ran.stderr).contains("metric mean = 18"));
+}
+
+#[test]
+fn the_template_runs_as_shipped() {
+    let project = Project::new();
+    let template = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/template");
+    let manifest = std::fs::read_to_string(template.join("step.toml")).unwrap();
+    project.manifest(
+        &manifest.replace("target/wasm32-wasip2/release/standardize.wasm", template_step().to_str().unwrap()),
+    );
+    std::fs::copy(template.join("values.txt"), project.path().join("values.txt")).unwrap();
+    let (code, summary) = project.run_json(&[]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["steps"]["standardize"]["metrics"]["mean"], 18.0);
+}

@@ -13,7 +13,7 @@ struct Params {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let params: Params = weir_guest::params()?;
-    let text = std::fs::read_to_string(weir_guest::input("values"))?;
+    let text = weir_guest::read_input_text("values")?;
     let mut values = Vec::new();
     for (number, line) in text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()) {
         let value: f64 = line.trim().parse().map_err(|err| format!("line {}: `{line}`: {err}", number + 1))?;
@@ -34,6 +34,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.push_str(&format!("{}\n", z * params.scale));
         weir_guest::progress(i as u64 + 1, values.len() as u64);
     }
-    std::fs::write(weir_guest::output("scaled"), out)?;
+    weir_guest::write_output("scaled", out)?;
     Ok(())
 }
