@@ -242,12 +242,13 @@ impl Engine {
             .filter_map(|(name, bound)| Some((name.clone(), *report.output(&bound.step, &bound.output)?)))
             .collect();
         self.inner.store.sync()?;
+        // Exports come before the run is closed, so a run whose export fails
+        // (a corrupt artifact, a full disk) is recorded as failed.
+        let exported = if report.succeeded() { self.export_outputs(pipeline, &report, &exports) } else { Ok(()) };
         self.save_report(&report)?;
-        self.inner.history.finish_run(&run_id, if report.succeeded() { "succeeded" } else { "failed" })?;
-        if report.succeeded() {
-            self.export_outputs(pipeline, &report, &exports)?;
-        }
-        Ok(report)
+        let status = if report.succeeded() && exported.is_ok() { "succeeded" } else { "failed" };
+        self.inner.history.finish_run(&run_id, status)?;
+        exported.map(|()| report)
     }
 
     /// The only directory the files of `tenant`'s pipelines may be in, or

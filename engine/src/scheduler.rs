@@ -382,13 +382,25 @@ impl<'a> Coordinator<'a> {
         jobs
     }
 
-    /// The reusable cache entry for step `i` under `key`, unless forced to run.
-    fn cached(&self, i: usize, key: &Digest) -> Option<crate::store::CacheEntry> {
+    /// The reusable cache entry for step `i` under `key`, unless forced to
+    /// run. A cached result whose bytes changed on disk is dropped, with a
+    /// warning, and the step runs again.
+    fn cached(&mut self, i: usize, key: &Digest) -> Option<crate::store::CacheEntry> {
         let step = self.plan[i].step;
         if !step.reuse() || self.options.forces(step.name()) {
             return None;
         }
-        self.engine.store.cache_get(key)
+        match self.engine.store.cache_get_intact(key) {
+            Ok(entry) => entry,
+            Err(corrupt) => {
+                let listed: Vec<String> = corrupt.iter().map(ToString::to_string).collect();
+                self.warnings[i].push(format!(
+                    "its cached result was corrupt ({} no longer matched its digest) and was computed again",
+                    listed.join(", ")
+                ));
+                None
+            }
+        }
     }
 
     /// The job that executes step `i` on `inputs`.

@@ -85,6 +85,8 @@ struct Inner {
     unsynced: std::sync::atomic::AtomicBool,
     /// Removes scratch directories in the background.
     janitor: janitor::Janitor,
+    /// Artifacts re-hashed and found intact by this process (see `cache`).
+    verified: dashmap::DashSet<Digest>,
 }
 
 /// What a store file is, for when it must reach the disk.
@@ -139,6 +141,7 @@ impl Store {
             boot_id: durability::boot_id(),
             unsynced: std::sync::atomic::AtomicBool::new(false),
             janitor: janitor::Janitor::default(),
+            verified: dashmap::DashSet::new(),
         };
         let store = Store { inner: Arc::new(inner) };
         store.recover_after_reboot()?;

@@ -131,3 +131,58 @@ fn after_a_machine_crash_torn_objects_are_found_and_recomputed() {
     assert_eq!(project.cat(&format!("blake3:{digest}")), "MADE BEFORE THE CRASH");
     assert_store_consistent(&workspace);
 }
+
+/// Makes a stored object writable and replaces its bytes (same length).
+fn tamper(workspace: &Path, digest: &str) {
+    let hex = digest.trim_start_matches("blake3:");
+    let object = workspace.join("objects").join(&hex[..2]).join(&hex[2..]);
+    let len = std::fs::metadata(&object).unwrap().len() as usize;
+    let mut perms = std::fs::metadata(&object).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&object, perms).unwrap();
+    std::fs::write(&object, vec![b'!'; len]).unwrap();
+}
+
+#[test]
+fn a_corrupt_cached_output_is_found_on_reuse_and_computed_again() {
+    let project = Project::new();
+    project.write("text.txt", "hello");
+    project.manifest(
+        "name = \"c\"\n[inputs]\ntext = \"text.txt\"\n[steps.up]\nmodule = \"tool-p1.wasm\"\nargs = [\"upper\"]\n\
+         inputs = { text = \"inputs.text\" }\noutputs = { result = \"file\" }\n\
+         [steps.down]\nmodule = \"tool-p1.wasm\"\nargs = [\"copy\", \"text\", \"result\"]\ninputs = { text = \"up.result\" }\noutputs = { result = \"file\" }\n",
+    );
+    let (code, first) = project.run_json(&[]);
+    assert_eq!(code, 0, "{first}");
+    let digest = weir_tests::output_digest(&first, "up", "result").to_owned();
+    tamper(&project.workspace(), &digest);
+
+    let (code, again) = project.run_json(&[]);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(again["steps"]["up"]["status"], "ran", "{again}");
+    let warning = again["steps"]["up"]["warnings"][0].as_str().unwrap();
+    assert!(warning.contains("cached result was corrupt") && warning.contains(&digest), "{warning}");
+    assert_eq!(again["steps"]["down"]["status"], "cached", "the same bytes again: nothing below re-runs");
+    assert_eq!(project.cat(&digest), "HELLO");
+    let verify = project.weir(&["store", "verify"]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+}
+
+#[test]
+fn a_run_whose_export_fails_is_recorded_as_failed() {
+    let project = Project::new();
+    project.write("big.bin", vec![7u8; 2 << 20]);
+    project.manifest(
+        "name = \"e\"\n[inputs]\nbig = \"big.bin\"\n[steps.copy]\nmodule = \"tool-p1.wasm\"\nargs = [\"copy\", \"data\", \"result\"]\n\
+         inputs = { data = \"inputs.big\" }\noutputs = { result = \"file\" }\n[outputs]\nout = { from = \"copy.result\", export = \"out.bin\" }\n",
+    );
+    let (code, first) = project.run_json(&[]);
+    assert_eq!(code, 0, "{first}");
+    tamper(&project.workspace(), weir_tests::output_digest(&first, "copy", "result"));
+    let output = project.weir(&["run", "pipeline.toml"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is corrupt"));
+    let runs: serde_json::Value = serde_json::from_slice(&project.weir(&["runs", "--json"]).stdout).unwrap();
+    assert_eq!(runs[0]["status"], "failed", "{runs}");
+}

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::{Artifact, Durability, Store, split};
 use crate::{Digest, Error, Result};
 
+/// The largest artifact re-hashed when a cached result is reused.
+pub(crate) const CHECKED_ON_REUSE: u64 = 1 << 20;
+
 /// What a successful execution of a step produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct CacheEntry {
@@ -35,6 +38,48 @@ impl Store {
         let logs = [entry.stdout, entry.stderr].map(|digest| Artifact { kind: crate::OutputKind::File, digest });
         let complete = entry.outputs.values().chain(&logs).all(|artifact| self.contains(artifact));
         complete.then_some(entry)
+    }
+
+    /// Like [`cache_get`](Self::cache_get), for an entry about to be reused:
+    /// its small artifacts (files and tree records up to
+    /// [`CHECKED_ON_REUSE`]) are re-hashed on their first reuse in this
+    /// process. A corrupt one is removed, so the step runs again and stores
+    /// good bytes; `Err` lists what was removed.
+    pub(crate) fn cache_get_intact(&self, key: &Digest) -> Result<Option<CacheEntry>, Vec<Digest>> {
+        let Some(entry) = self.cache_get(key) else { return Ok(None) };
+        let logs = [entry.stdout, entry.stderr].map(|digest| Artifact { kind: crate::OutputKind::File, digest });
+        let corrupt: Vec<Digest> = entry
+            .outputs
+            .values()
+            .chain(&logs)
+            .filter(|artifact| !self.intact_on_reuse(artifact))
+            .map(|artifact| artifact.digest)
+            .collect();
+        if corrupt.is_empty() { Ok(Some(entry)) } else { Err(corrupt) }
+    }
+
+    /// Whether `artifact` still holds the bytes its digest names, checked
+    /// once per process for small artifacts (a large one is trusted here and
+    /// checked when read); a corrupt one is removed from the store.
+    fn intact_on_reuse(&self, artifact: &Artifact) -> bool {
+        if self.inner.verified.contains(&artifact.digest) {
+            return true;
+        }
+        let (fan, rest) = split(&artifact.digest);
+        let path = Path::new(&fan).join(rest);
+        let dir = self.kind_dir(artifact.kind);
+        let Ok(file) = dir.open(&path) else { return false };
+        let file = file.into_std();
+        if file.metadata().is_ok_and(|meta| meta.len() > CHECKED_ON_REUSE) {
+            return true;
+        }
+        if super::hash_file(&file).is_ok_and(|found| found == artifact.digest) {
+            self.inner.verified.insert(artifact.digest);
+            return true;
+        }
+        // Removing it makes the step's next execution store good bytes.
+        let _ = dir.remove_file(&path);
+        false
     }
 
     /// Records `entry` under `key`, replacing any earlier entry atomically.
