@@ -44,8 +44,9 @@ pub(crate) fn runs(
     println!("{:<24} {:<16} {:<10} {:<19} {:>9}  steps", "run", "pipeline", "status", "started", "duration");
     for run in runs {
         let duration = run.ended.map_or("-".to_owned(), |end| format!("{:.2} s", end - run.started));
+        let verify = if run.kind == "verify" { " (verify)" } else { "" };
         println!(
-            "{:<24} {:<16} {:<10} {:<19} {:>9}  {} ran, {} reused, {} failed, {} skipped",
+            "{:<24} {:<16} {:<10} {:<19} {:>9}  {} ran, {} reused, {} failed, {} skipped{verify}",
             run.id,
             run.pipeline,
             run.status,
@@ -67,7 +68,15 @@ pub(crate) fn show(history: &History, tenant: &str, run: &str, as_json: bool) ->
         return json(&detail);
     }
     let run = &detail.summary;
-    println!("run {} of `{}`: {} (host {}, started {})", run.id, run.pipeline, run.status, run.host, time(run.started));
+    let what = if run.kind == "verify" { "verification run" } else { "run" };
+    println!(
+        "{what} {} of `{}`: {} (host {}, started {})",
+        run.id,
+        run.pipeline,
+        run.status,
+        run.host,
+        time(run.started)
+    );
     println!("params: {}", detail.params);
     for step in &detail.steps {
         let reuse = step.reused_from.as_deref().map(|from| format!(" (reused from {from})")).unwrap_or_default();

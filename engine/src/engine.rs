@@ -218,6 +218,7 @@ impl Engine {
         let run_id = new_run_id();
         self.inner.history.start_run(&RunStart {
             id: &run_id,
+            kind: if options.is_verification() { "verify" } else { "run" },
             tenant: &scope.tenant.name,
             pipeline: pipeline.name(),
             manifest_path: pipeline.manifest.as_ref().map(|origin| origin.path.as_path()),

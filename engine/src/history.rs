@@ -47,6 +47,8 @@ fn host_name() -> String {
 /// What is known of a run when it starts.
 pub(crate) struct RunStart<'a> {
     pub id: &'a str,
+    /// `run`, or `verify` for a run of `weir verify`.
+    pub kind: &'a str,
     pub tenant: &'a str,
     pub pipeline: &'a str,
     pub manifest_path: Option<&'a Path>,
@@ -123,8 +125,8 @@ impl History {
         self.with(|conn| {
             let tx = conn.transaction().map_err(db_error("recording a run"))?;
             tx.execute(
-                "INSERT INTO runs (id, pipeline, manifest_digest, params, started, status, host, pid, tenant, manifest_path)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9)",
+                "INSERT INTO runs (id, pipeline, manifest_digest, params, started, status, host, pid, tenant, manifest_path, kind)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9, ?10)",
                 params![
                     run.id,
                     run.pipeline,
@@ -134,7 +136,8 @@ impl History {
                     host_name(),
                     i64::from(std::process::id()),
                     run.tenant,
-                    run.manifest_path.map(|path| path.display().to_string())
+                    run.manifest_path.map(|path| path.display().to_string()),
+                    run.kind
                 ],
             )
             .map_err(db_error("recording a run"))?;

@@ -101,6 +101,11 @@ impl RunOptions {
         self
     }
 
+    /// Whether this is a verifying run (`weir verify`).
+    pub(crate) fn is_verification(&self) -> bool {
+        self.verify.is_some()
+    }
+
     /// Whether exports may go anywhere (see [`RunOptions::exports_anywhere`]).
     pub(crate) fn allows_exports_anywhere(&self) -> bool {
         self.exports_anywhere

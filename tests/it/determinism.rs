@@ -89,3 +89,33 @@ fn verify_reports_the_reusable_step_that_is_not_reproducible() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("`verify nosuchstep`: no such step"));
 }
+
+#[test]
+fn verification_runs_are_marked_and_not_kept_as_runs() {
+    let project = Project::new();
+    project.manifest(&entropy_pipeline(Wasi::P1));
+    let (_, first) = project.run_json(&[]);
+    let (_, second) = project.run_json(&[]);
+    let output = project.weir(&["verify", "last", "det"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let runs: serde_json::Value = serde_json::from_slice(&project.weir(&["runs", "--json"]).stdout).unwrap();
+    let kinds: Vec<&str> = runs.as_array().unwrap().iter().map(|run| run["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["verify", "run", "run"]);
+    let text = String::from_utf8_lossy(&project.weir(&["runs"]).stdout).into_owned();
+    assert_eq!(text.matches("(verify)").count(), 1, "{text}");
+    let shown = String::from_utf8_lossy(&project.weir(&["show", "last"]).stdout).into_owned();
+    assert!(shown.starts_with("verification run "), "{shown}");
+
+    let gc = project.weir(&["gc", "--keep-runs", "1", "--json"]);
+    let gc: serde_json::Value = serde_json::from_slice(&gc.stdout).unwrap();
+    assert_eq!(gc["pruned_runs"].as_array().unwrap().len(), 2, "the first run and the verification: {gc}");
+    let (first_id, second_id) = (first["run_id"].as_str().unwrap(), second["run_id"].as_str().unwrap());
+    let kept: serde_json::Value = serde_json::from_slice(&project.weir(&["runs", "--json"]).stdout).unwrap();
+    assert_eq!(kept[0]["id"], second_id, "the real run is kept: {kept}");
+    let explained = project.weir(&["explain", second_id, "det"]);
+    let explained = String::from_utf8_lossy(&explained.stdout);
+    assert!(
+        explained.contains(&format!("run {first_id} (no longer in the history")),
+        "explain says the run it names is gone: {explained}"
+    );
+}

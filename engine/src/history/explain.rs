@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -41,11 +42,17 @@ impl History {
         };
         match record.status.as_str() {
             "skipped" => explanation.reasons.push("skipped: a step it depends on failed".into()),
-            "cached" => explanation.reasons.push(format!(
-                "reused: its cache key {} matched the result of run {}",
-                short(&record.cache_key.map(|k| k.to_string()).unwrap_or_default()),
-                record.reused_from.as_deref().unwrap_or("(unknown)")
-            )),
+            "cached" => {
+                let source = match record.reused_from.as_deref() {
+                    None => "(unknown)".to_owned(),
+                    Some(run) if self.run_exists(run)? => run.to_owned(),
+                    Some(run) => format!("{run} (no longer in the history: forgotten by `weir gc --keep-runs`)"),
+                };
+                explanation.reasons.push(format!(
+                    "reused: its cache key {} matched the result of run {source}",
+                    short(&record.cache_key.map(|k| k.to_string()).unwrap_or_default()),
+                ));
+            }
             _ => {
                 if let Some(forced) = &record.forced {
                     explanation.reasons.push(format!("forced by {forced}"));
@@ -87,6 +94,16 @@ impl History {
 }
 
 impl History {
+    /// Whether run `run_id` is still recorded.
+    fn run_exists(&self, run_id: &str) -> Result<bool> {
+        self.with(|conn| {
+            conn.query_row("SELECT 1 FROM runs WHERE id = ?1", [run_id], |_| Ok(()))
+                .optional()
+                .map(|found| found.is_some())
+                .map_err(db_error("reading a run"))
+        })
+    }
+
     /// The pipeline parameters a run was given.
     fn run_params(&self, run_id: &str) -> Result<Value> {
         let text: String = self.with(|conn| {

@@ -72,6 +72,9 @@ pub struct RunSummary {
     pub manifest_digest: Option<String>,
     /// `running`, `succeeded`, `failed` or `killed`.
     pub status: String,
+    /// `run`, or `verify` for a run of `weir verify` (which re-executes
+    /// another run's cached steps and is not one of the pipeline's runs).
+    pub kind: String,
     /// Start (seconds since the Unix epoch).
     pub started: f64,
     /// End, if it ended.
@@ -142,6 +145,7 @@ fn summary_from(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
         manifest_path: row.get("manifest_path")?,
         manifest_digest: row.get("manifest_digest")?,
         status: row.get("status")?,
+        kind: row.get("kind")?,
         started: row.get("started")?,
         ended: row.get("ended")?,
         host: row.get("host")?,
@@ -267,7 +271,7 @@ impl History {
         self.with(|conn| {
             conn.query_row(
                 "SELECT s.* FROM step_runs s JOIN runs r ON r.id = s.run_id
-                 WHERE r.pipeline = ?1 AND s.step = ?2 AND s.status IN ('ran', 'failed', 'cached')
+                 WHERE r.pipeline = ?1 AND s.step = ?2 AND s.status IN ('ran', 'failed', 'cached') AND r.kind = 'run'
                    AND s.key_material IS NOT NULL
                    AND r.tenant = (SELECT tenant FROM runs WHERE id = ?3)
                    AND r.started < (SELECT started FROM runs WHERE id = ?3)

@@ -11,13 +11,14 @@ use crate::{Digest, Result};
 impl History {
     /// Removes every finished run but the `keep` most recent (of all
     /// tenants), with their steps, metrics and lineage; returns their ids.
+    /// Verification runs (`weir verify`) are not among those kept.
     pub(crate) fn prune_runs(&self, keep: usize) -> Result<Vec<String>> {
         self.with(|conn| {
             let tx = conn.transaction().map_err(db_error("pruning runs"))?;
             let ids: Vec<String> = tx
                 .prepare(
                     "SELECT id FROM runs WHERE status != 'running' AND id NOT IN
-                     (SELECT id FROM runs ORDER BY started DESC LIMIT ?1)",
+                     (SELECT id FROM runs WHERE kind = 'run' ORDER BY started DESC LIMIT ?1)",
                 )
                 .and_then(|mut stmt| stmt.query_map(params![keep as i64], |row| row.get(0))?.collect())
                 .map_err(db_error("pruning runs"))?;

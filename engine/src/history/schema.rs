@@ -79,6 +79,8 @@ const MIGRATIONS: &[&str] = &[
         metrics TEXT NOT NULL,
         PRIMARY KEY (run_id, step, entry)
     );",
+    // 4: runs of `weir verify` are told apart from the runs they verify.
+    "ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'run';",
 ];
 
 /// The schema version this build of weir writes.
