@@ -202,12 +202,10 @@ impl Store {
     pub fn digests_with_prefix(&self, prefix: &str) -> Result<Vec<Digest>> {
         let hex = prefix.strip_prefix("blake3:").unwrap_or(prefix).to_ascii_lowercase();
         if hex.len() < 4 || hex.len() > 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let expected = "expected `blake3:` and 64 hex digits, or the first 4 or more of them";
             return Err(Error::Io {
-                context: format!("reading digest `{prefix}`"),
-                source: io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "a digest (or a prefix of one) is 4 to 64 hex digits",
-                ),
+                context: format!("`{prefix}` is not a digest"),
+                source: io::Error::new(io::ErrorKind::InvalidInput, expected),
             });
         }
         let (fan, rest) = hex.split_at(2);
