@@ -279,7 +279,8 @@ pub(crate) fn lineage(history: &History, tenant: &str, digest: &Digest, as_json:
             (Some(step), _) => {
                 println!("{} = {step}.{} (run {})", node.digest, node.output, node.run_id);
                 for (name, input) in &node.inputs {
-                    println!("    from input {name}: {input}");
+                    let same = if *input == node.digest { " (passed through unchanged)" } else { "" };
+                    println!("    from input {name}: {input}{same}");
                 }
             }
             (None, path) => println!(

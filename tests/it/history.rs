@@ -302,3 +302,23 @@ fn the_report_is_one_self_contained_page() {
     assert!(html.contains("<polyline"), "the loss series is drawn as a line");
     assert_eq!(html.matches("<tr><td>").count(), 4, "a row per step");
 }
+
+#[test]
+fn lineage_reaches_the_input_file_through_a_step_that_passes_it_on() {
+    let project = Project::new();
+    project.write("data/raw.csv", "a,b\n1,2\n");
+    project.manifest(
+        "name = \"pass\"\n[inputs]\nraw = \"data/raw.csv\"\n[steps.validate]\nmodule = \"tool-p1.wasm\"\n\
+         args = [\"copy\", \"data\", \"result\"]\ninputs = { data = \"inputs.raw\" }\noutputs = { result = \"file\" }\n",
+    );
+    let (_, summary) = project.run_json(&[]);
+    let digest = output_digest(&summary, "validate", "result");
+    let chain = json(&project, &["lineage", digest, "--json"]);
+    let nodes = chain.as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{chain}");
+    assert_eq!(nodes[0]["step"], "validate");
+    assert_eq!(nodes[1]["step"], Value::Null);
+    assert!(nodes[1]["path"].as_str().unwrap().ends_with("data/raw.csv"), "{chain}");
+    let text = text(&project, &["lineage", digest]);
+    assert!(text.contains("(passed through unchanged)") && text.contains("data/raw.csv"), "{text}");
+}

@@ -342,7 +342,11 @@ impl History {
         })
     }
 
-    /// The chain of steps and pipeline inputs of `tenant`'s runs that produced `digest`.
+    /// The chain of steps and pipeline inputs of `tenant`'s runs that
+    /// produced `digest`, down to the input files. Every producer of an
+    /// artifact is listed: each step (output) that wrote it, earliest run
+    /// first, and the pipeline input it was imported as, so a step that
+    /// passes its input through unchanged still leads to the input's file.
     pub fn lineage(&self, tenant: &str, digest: &Digest) -> Result<Vec<LineageNode>> {
         let mut chain = Vec::new();
         let mut queue = vec![*digest];
@@ -351,62 +355,65 @@ impl History {
             if !seen.insert(next) {
                 continue;
             }
-            match self.producer(tenant, &next)? {
-                Some(node) => {
-                    queue.extend(node.inputs.values().copied());
-                    chain.push(node);
-                }
-                None if next == *digest => {
-                    return Err(Error::NotInHistory(format!("no run in this workspace produced or imported {digest}")));
-                }
-                None => {}
+            let producers = self.producers(tenant, &next)?;
+            if producers.is_empty() && next == *digest {
+                return Err(Error::NotInHistory(format!("no run in this workspace produced or imported {digest}")));
+            }
+            for node in producers {
+                queue.extend(node.inputs.values().rev().copied());
+                chain.push(node);
             }
         }
         Ok(chain)
     }
 
-    /// The first step execution that produced `digest`, or the run that imported it.
-    fn producer(&self, tenant: &str, digest: &Digest) -> Result<Option<LineageNode>> {
+    /// Each step output that produced `digest` (its earliest execution), then
+    /// the pipeline input it was first imported as.
+    fn producers(&self, tenant: &str, digest: &Digest) -> Result<Vec<LineageNode>> {
         let text = digest.to_string();
+        let reading = || db_error("reading lineage");
         self.with(|conn| {
-            let produced = conn
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT a.run_id, a.step, a.output, a.inputs, min(r.started) FROM artifacts a
+                     JOIN runs r ON r.id = a.run_id
+                     WHERE a.digest = ?1 AND r.tenant = ?2 GROUP BY a.step, a.output ORDER BY min(r.started)",
+                )
+                .map_err(reading())?;
+            let mut nodes = stmt
+                .query_map([&text, tenant], |r| {
+                    Ok(LineageNode {
+                        digest: *digest,
+                        run_id: r.get(0)?,
+                        step: Some(r.get(1)?),
+                        output: r.get(2)?,
+                        inputs: digests(&r.get::<_, String>(3)?),
+                        path: None,
+                    })
+                })
+                .map_err(reading())?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(reading())?;
+            let imported = conn
                 .query_row(
-                    "SELECT a.run_id, a.step, a.output, a.inputs FROM artifacts a JOIN runs r ON r.id = a.run_id
-                     WHERE a.digest = ?1 AND r.tenant = ?2 ORDER BY r.started LIMIT 1",
+                    "SELECT i.run_id, i.name, i.path FROM run_inputs i JOIN runs r ON r.id = i.run_id
+                     WHERE i.digest = ?1 AND r.tenant = ?2 ORDER BY r.started LIMIT 1",
                     [&text, tenant],
                     |r| {
                         Ok(LineageNode {
                             digest: *digest,
                             run_id: r.get(0)?,
-                            step: Some(r.get(1)?),
-                            output: r.get(2)?,
-                            inputs: digests(&r.get::<_, String>(3)?),
-                            path: None,
+                            step: None,
+                            output: r.get(1)?,
+                            inputs: BTreeMap::new(),
+                            path: Some(r.get(2)?),
                         })
                     },
                 )
                 .optional()
-                .map_err(db_error("reading lineage"))?;
-            if produced.is_some() {
-                return Ok(produced);
-            }
-            conn.query_row(
-                "SELECT i.run_id, i.name, i.path FROM run_inputs i JOIN runs r ON r.id = i.run_id
-                 WHERE i.digest = ?1 AND r.tenant = ?2 ORDER BY r.started LIMIT 1",
-                [&text, tenant],
-                |r| {
-                    Ok(LineageNode {
-                        digest: *digest,
-                        run_id: r.get(0)?,
-                        step: None,
-                        output: r.get(1)?,
-                        inputs: BTreeMap::new(),
-                        path: Some(r.get(2)?),
-                    })
-                },
-            )
-            .optional()
-            .map_err(db_error("reading lineage"))
+                .map_err(reading())?;
+            nodes.extend(imported);
+            Ok(nodes)
         })
     }
 }
