@@ -95,9 +95,9 @@ enum Command {
         /// Only runs of this pipeline.
         #[arg(long)]
         pipeline: Option<String>,
-        /// Only this metric.
-        #[arg(long)]
-        metric: Option<String>,
+        /// Only these metrics as columns (repeatable): `loss`, or `train.loss` for one step's.
+        #[arg(long, value_name = "METRIC")]
+        metric: Vec<String>,
         /// How many runs.
         #[arg(long, default_value_t = 20)]
         limit: usize,
@@ -279,7 +279,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             history_cmds::logs(&history(&workspace)?, tenant, &workspace, &run, &step, json).map(|()| ExitCode::SUCCESS)
         }
         Command::Metrics { pipeline, metric, limit, json } => {
-            history_cmds::metrics(&history(&workspace)?, tenant, pipeline.as_deref(), metric.as_deref(), limit, json)
+            history_cmds::metrics(&history(&workspace)?, tenant, pipeline.as_deref(), &metric, limit, json)
                 .map(|()| ExitCode::SUCCESS)
         }
         Command::Explain { run, step, json } => {
@@ -450,6 +450,15 @@ fn graph_command(
     if let Some(run) = run {
         let history = history(workspace)?;
         let detail = history.run_detail(&history.resolve_run(tenant, run)?)?;
+        let known = detail.steps.iter().filter(|step| pipeline.step(&step.step).is_some()).count();
+        if detail.summary.pipeline != pipeline.name() || known == 0 {
+            eprintln!(
+                "warning: run {} is of pipeline `{}`, not `{}`: {known} of its steps are in this graph",
+                detail.summary.id,
+                detail.summary.pipeline,
+                pipeline.name()
+            );
+        }
         statuses = detail.steps.into_iter().map(|step| (step.step, step.status)).collect();
     }
     let graph = graph::Graph::new(&pipeline, &statuses);

@@ -68,7 +68,7 @@ fn metrics_text(result: &StepReport) -> String {
 }
 
 /// A metric value with at most four significant decimals.
-fn number(value: f64) -> String {
+pub(crate) fn number(value: f64) -> String {
     if value == value.trunc() && value.abs() < 1e15 {
         format!("{value}")
     } else {

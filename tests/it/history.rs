@@ -322,3 +322,34 @@ fn lineage_reaches_the_input_file_through_a_step_that_passes_it_on() {
     let text = text(&project, &["lineage", digest]);
     assert!(text.contains("(passed through unchanged)") && text.contains("data/raw.csv"), "{text}");
 }
+
+#[test]
+fn metrics_read_as_a_table_and_reused_steps_keep_their_curves() {
+    let project = Project::new();
+    chain(&project);
+    let (_, first) = project.run_json(&[]);
+    project.run_json(&["--param", "word=z"]);
+    let table = text(&project, &["metrics"]);
+    let lines: Vec<&str> = table.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, ["run", "status", "word", "train.accuracy", "train.loss"], "{table}");
+    assert!(lines[1].split_whitespace().collect::<Vec<_>>().ends_with(&["z", "0.875", "0.25"]), "{table}");
+    assert!(!table.contains("0.250000") && !table.contains('{'), "numbers formatted, params not JSON: {table}");
+    let chosen = text(&project, &["metrics", "--metric", "loss"]);
+    assert_eq!(
+        chosen.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["run", "status", "word", "train.loss"]
+    );
+
+    // `train` was reused by the second run; its curve is the first run's.
+    let history = weir::History::open(&project.workspace()).unwrap();
+    let last = history.resolve_run(weir::DEFAULT_TENANT, "last").unwrap();
+    assert_ne!(last, first["run_id"].as_str().unwrap());
+    assert_eq!(history.metric_series(&last).unwrap()["train.loss"], [1.0, 0.5, 0.25]);
+
+    project.write("other.toml", "name = \"other\"\n[steps.x]\nmodule = \"tool-p1.wasm\"\nargs = [\"nothing\"]\n");
+    let output = project.weir(&["graph", "other.toml", "--run", "last"]);
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is of pipeline `chain`, not `other`: 0 of its steps are in this graph"), "{stderr}");
+}

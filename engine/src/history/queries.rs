@@ -324,11 +324,20 @@ impl History {
         })
     }
 
-    /// Every value of every metric of a run, by `STEP.METRIC`, in order.
+    /// Every value of every metric of a run, by `STEP.METRIC`, in order; a
+    /// reused step's are those of the run that executed it.
     pub fn metric_series(&self, run_id: &str) -> Result<BTreeMap<String, Vec<f64>>> {
         self.with(|conn| {
+            // A reused step's values are those of the run that executed it,
+            // while that run is still recorded.
             let mut stmt = conn
-                .prepare("SELECT step, name, value FROM metrics WHERE run_id = ?1 ORDER BY step, name, seq")
+                .prepare(
+                    "SELECT m.step, m.name, m.value FROM step_runs s
+                     JOIN metrics m ON m.step = s.step AND m.run_id = CASE
+                         WHEN s.status = 'cached' AND EXISTS (SELECT 1 FROM runs WHERE id = s.reused_from)
+                         THEN s.reused_from ELSE s.run_id END
+                     WHERE s.run_id = ?1 ORDER BY m.step, m.name, m.seq",
+                )
                 .map_err(db_error("reading metrics"))?;
             let mut series: BTreeMap<String, Vec<f64>> = BTreeMap::new();
             let rows = stmt
