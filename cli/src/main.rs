@@ -241,7 +241,7 @@ fn main() -> ExitCode {
     match execute(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", describe(&err));
+            print_error(&err);
             ExitCode::from(2)
         }
     }
@@ -396,6 +396,13 @@ fn open_engine(workspace: &Path, mut builder: weir::EngineBuilder) -> anyhow::Re
     builder.workspace(workspace).build().with_context(|| format!("opening workspace {}", workspace.display()))
 }
 
+/// Prints an error on stderr, a line for each problem (a validation can find several).
+fn print_error(err: &anyhow::Error) {
+    for line in describe(err).lines() {
+        eprintln!("error: {line}");
+    }
+}
+
 /// An error and its causes as one line, each cause said once: weir's errors
 /// already end with their cause, which the chain would otherwise repeat.
 fn describe(err: &anyhow::Error) -> String {
@@ -490,7 +497,7 @@ fn run(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> anyhow::Resu
         return run_pipeline(workspace, tenant, args);
     }
     run_pipeline(workspace, tenant, args).or_else(|err| {
-        eprintln!("error: {}", describe(&err));
+        print_error(&err);
         println!("{}", serde_json::to_string(&refusal(&err))?);
         Ok(ExitCode::from(2))
     })
@@ -505,14 +512,19 @@ fn refusal(err: &anyhow::Error) -> serde_json::Value {
     let Some(validation) = validation else {
         return serde_json::json!({"status": "error", "errors": [{"message": describe(err)}]});
     };
-    let location = validation.location();
-    let error = serde_json::json!({
-        "file": location.file.as_ref().map(|file| file.display().to_string()),
-        "step": location.step,
-        "field": location.field,
-        "message": validation.kind().to_string(),
-    });
-    serde_json::json!({"status": "invalid", "errors": [error]})
+    let errors: Vec<serde_json::Value> = validation
+        .errors()
+        .map(|error| {
+            let location = error.location();
+            serde_json::json!({
+                "file": location.file.as_ref().map(|file| file.display().to_string()),
+                "step": location.step,
+                "field": location.field,
+                "message": error.kind().to_string(),
+            })
+        })
+        .collect();
+    serde_json::json!({"status": "invalid", "errors": errors})
 }
 
 fn run_pipeline(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> anyhow::Result<ExitCode> {

@@ -401,23 +401,35 @@ impl Engine {
         files: &HostFiles,
     ) -> Result<Vec<PlannedStep<'p>>, ValidationError> {
         let file = pipeline.file();
-        let limits = pipeline
+        let located = |step: &Step, err: ValidationError| err.in_step(step.name()).in_file(step.defined_in().or(file));
+        // Every step is planned whatever the others' problems, so all are reported at once.
+        let mut problems = Vec::new();
+        let limits: Vec<Option<Limits>> = pipeline
             .steps()
             .iter()
-            .map(|step| {
-                self.limits_of(step, tenant).map_err(|err| err.in_step(step.name()).in_file(step.defined_in().or(file)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let programs = self.prepare_programs(pipeline, &limits, files)?;
-        pipeline
-            .steps()
-            .iter()
-            .zip(limits)
-            .map(|(step, limits)| {
-                self.plan_step(step, params, &programs, limits)
-                    .map_err(|err| err.in_step(step.name()).in_file(step.defined_in().or(file)))
-            })
-            .collect()
+            .map(|step| self.limits_of(step, tenant).map_err(|err| problems.push(located(step, err))).ok())
+            .collect();
+        let programs = match self.prepare_programs(pipeline, &limits, files) {
+            Ok(programs) => programs,
+            Err(err) => {
+                problems.push(err);
+                BTreeMap::new()
+            }
+        };
+        // A step whose module did not compile has had its problem reported.
+        let compiled = |step: &Step, limits: &Limits| {
+            step.module().is_none_or(|module| programs.contains_key(&(module.to_owned(), Flavor::of(limits))))
+        };
+        let mut planned = Vec::with_capacity(limits.len());
+        for (step, limits) in pipeline.steps().iter().zip(limits) {
+            let Some(limits) = limits.filter(|limits| compiled(step, limits)) else { continue };
+            match self.plan_step(step, params, &programs, limits) {
+                Ok(step) => planned.push(step),
+                Err(err) => problems.push(located(step, err)),
+            }
+        }
+        ValidationError::all(problems)?;
+        Ok(planned)
     }
 
     /// The limits `step` runs under for `tenant`.
@@ -497,18 +509,18 @@ impl Engine {
     fn prepare_programs(
         &self,
         pipeline: &Pipeline,
-        limits: &[Limits],
+        limits: &[Option<Limits>],
         files: &HostFiles,
     ) -> Result<BTreeMap<(PathBuf, Flavor), Arc<Program>>, ValidationError> {
         let mut first_user: BTreeMap<(&Path, Flavor), &str> = BTreeMap::new();
         for (step, limits) in pipeline.steps().iter().zip(limits) {
-            if let Some(module) = step.module() {
+            if let (Some(module), Some(limits)) = (step.module(), limits) {
                 first_user.entry((module, Flavor::of(limits))).or_insert(step.name());
             }
         }
         let modules: Vec<((&Path, Flavor), &str)> = first_user.into_iter().collect();
         let runtime = &self.inner.runtime;
-        self.map_on_pool(&modules, |&((path, flavor), step)| {
+        let prepared = self.map_on_pool(&modules, |&((path, flavor), step)| {
             let program = runtime.prepare(path, flavor, files).map_err(|reason| {
                 ValidationError::new(Kind::InvalidModule { path: path.to_owned(), reason })
                     .in_step(step)
@@ -516,9 +528,8 @@ impl Engine {
                     .in_file(pipeline.step(step).and_then(Step::defined_in).or(pipeline.file()))
             })?;
             Ok(((path.to_owned(), flavor), program))
-        })
-        .into_iter()
-        .collect()
+        });
+        Ok(every(prepared)?.into_iter().collect())
     }
 
     /// `f` of each item, computed on rayon's global pool (one thread a core:
@@ -593,6 +604,20 @@ impl Engine {
             .and_then(|()| std::fs::rename(&temp, &path))
             .map_err(Error::io(format!("writing {}", path.display())))
     }
+}
+
+/// Every value, or every problem (all of them reported at once).
+fn every<T>(results: Vec<Result<T, ValidationError>>) -> Result<Vec<T>, ValidationError> {
+    let mut values = Vec::with_capacity(results.len());
+    let mut problems = Vec::new();
+    for result in results {
+        match result {
+            Ok(value) => values.push(value),
+            Err(err) => problems.push(err),
+        }
+    }
+    ValidationError::all(problems)?;
+    Ok(values)
 }
 
 /// The most steps an engine may execute at once: each is a thread with a

@@ -97,9 +97,12 @@ impl fmt::Display for Location {
     }
 }
 
-/// A pipeline that cannot run as defined, with where and why.
+/// A pipeline that cannot run as defined, with where and why. When several
+/// problems were found at once (as a compiler reports them), this is the
+/// first, and [`ValidationError::errors`] lists them all; the message has a
+/// line for each.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{}{}", prefix(&self.inner.location), self.inner.kind)]
+#[error("{}{}{}", prefix(&self.inner.location), self.inner.kind, more_lines(&self.inner.more))]
 pub struct ValidationError {
     inner: Box<ValidationErrorInner>,
 }
@@ -108,6 +111,15 @@ pub struct ValidationError {
 struct ValidationErrorInner {
     location: Location,
     kind: ValidationErrorKind,
+    /// Problems found besides this one, in the order found.
+    more: Vec<ValidationError>,
+}
+
+/// The most problems one validation reports.
+const MAX_REPORTED: usize = 20;
+
+fn more_lines(more: &[ValidationError]) -> String {
+    more.iter().map(|err| format!("\n{err}")).collect()
 }
 
 fn prefix(location: &Location) -> String {
@@ -117,7 +129,26 @@ fn prefix(location: &Location) -> String {
 
 impl ValidationError {
     pub(crate) fn new(kind: ValidationErrorKind) -> Self {
-        Self { inner: Box::new(ValidationErrorInner { location: Location::default(), kind }) }
+        Self { inner: Box::new(ValidationErrorInner { location: Location::default(), kind, more: Vec::new() }) }
+    }
+
+    /// `Err` of every problem in `errors` (at most [`MAX_REPORTED`]), or `Ok`
+    /// when there is none.
+    pub(crate) fn all(errors: Vec<ValidationError>) -> Result<(), ValidationError> {
+        let mut errors = errors.into_iter().flat_map(ValidationError::into_errors).take(MAX_REPORTED);
+        let Some(mut first) = errors.next() else { return Ok(()) };
+        first.inner.more = errors.collect();
+        Err(first)
+    }
+
+    /// Every problem found: this one, then the others.
+    pub fn errors(&self) -> impl Iterator<Item = &ValidationError> {
+        std::iter::once(self).chain(&self.inner.more)
+    }
+
+    fn into_errors(mut self) -> Vec<ValidationError> {
+        let more = std::mem::take(&mut self.inner.more);
+        std::iter::once(self).chain(more).collect()
     }
 
     /// What is wrong.
@@ -130,20 +161,31 @@ impl ValidationError {
         &self.inner.location
     }
 
-    pub(crate) fn in_step(mut self, step: &str) -> Self {
-        self.inner.location.step.get_or_insert_with(|| step.to_owned());
-        self
+    pub(crate) fn in_step(self, step: &str) -> Self {
+        self.locate(&|location| {
+            location.step.get_or_insert_with(|| step.to_owned());
+        })
     }
 
-    pub(crate) fn in_field(mut self, field: impl Into<String>) -> Self {
-        self.inner.location.field.get_or_insert_with(|| field.into());
-        self
+    pub(crate) fn in_field(self, field: impl Into<String>) -> Self {
+        let field = field.into();
+        self.locate(&|location| {
+            location.field.get_or_insert_with(|| field.clone());
+        })
     }
 
-    pub(crate) fn in_file(mut self, file: Option<&std::path::Path>) -> Self {
-        if self.inner.location.file.is_none() {
-            self.inner.location.file = file.map(|path| path.to_owned());
-        }
+    pub(crate) fn in_file(self, file: Option<&std::path::Path>) -> Self {
+        self.locate(&|location| {
+            if location.file.is_none() {
+                location.file = file.map(|path| path.to_owned());
+            }
+        })
+    }
+
+    /// Applies `fill` to the location of this problem and of the others.
+    fn locate(mut self, fill: &dyn Fn(&mut Location)) -> Self {
+        fill(&mut self.inner.location);
+        self.inner.more = std::mem::take(&mut self.inner.more).into_iter().map(|err| err.locate(fill)).collect();
         self
     }
 }

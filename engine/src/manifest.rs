@@ -261,9 +261,13 @@ fn parse(text: &str, path: &Path, files: &HostFiles) -> Result<PipelineBuilder, 
         builder = builder.input(name, input);
     }
     let mut inliner = subpipeline::Inliner::new(path, files, text.len());
+    let mut problems = Vec::new();
     for (name, value) in raw.steps {
-        inliner.add_step(&name, value, path, &subpipeline::Scope::top())?;
+        if let Err(err) = inliner.add_step(&name, value, path, &subpipeline::Scope::top()) {
+            problems.push(err);
+        }
     }
+    ValidationError::all(problems)?;
     let (steps, aliases) = inliner.finish();
     for step in steps {
         builder = builder.step(step);

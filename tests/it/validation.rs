@@ -186,3 +186,26 @@ fn misspelled_keys_name_their_field() {
     let stderr = rejected(&format!("name = \"x\"\n{GOOD_STEP}resources = {{ gpus = 1 }}\n"), &[]);
     assert_mentions(&stderr, &["step `a`, field `resources.gpus`"]);
 }
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let stderr = rejected(
+        "name = \"x\"\n[inputs]\na = \"nope.csv\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nargs = [\"${params.missing}\"]\n\
+         [steps.t]\nmodule = \"missing.wasm\"\n",
+        &[],
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|line| line.starts_with("error: ")).collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert_mentions(&stderr, &["field `inputs.a`", "step `s`, field `args[0]`", "step `t`, field `module`"]);
+
+    let project = Project::new();
+    project.manifest(
+        "name = \"x\"\n[steps.w]\nmodule = \"tool-p1.wasm\"\nlimits = { stack = \"1GiB\" }\n[steps.n]\nnative = \"nope\"\n\
+         [steps.m]\nmodule = \"tool-p1.wasm\"\nnatives = [\"nothere\"]\n",
+    );
+    let output = project.weir(&["run", "pipeline.toml", "--json"]);
+    let refused: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let fields: Vec<&str> =
+        refused["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["limits.stack", "natives", "native"], "{refused}");
+}

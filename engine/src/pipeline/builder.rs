@@ -99,24 +99,31 @@ impl PipelineBuilder {
         names::check(&self.name).map_err(|err| err.in_field("name"))?;
         let params = unique("params", self.params, names::check)?;
         let inputs = unique("inputs", self.inputs, names::check)?;
+        // Every step is checked, so all the problems are reported at once.
+        let mut problems = Vec::new();
         for (name, path) in &inputs {
             if !path.exists() {
-                return Err(
-                    ValidationError::new(Kind::InputMissing { path: path.clone() }).in_field(format!("inputs.{name}"))
-                );
+                let missing = ValidationError::new(Kind::InputMissing { path: path.clone() });
+                problems.push(missing.in_field(format!("inputs.{name}")));
             }
         }
         let mut seen = BTreeSet::new();
         let mut steps = Vec::with_capacity(self.steps.len());
         for step in self.steps {
             let name = step.name.clone();
-            names::check_step(&name).map_err(|err| err.in_step(&name))?;
-            if !seen.insert(name.clone()) {
-                return Err(ValidationError::new(Kind::DuplicateName { name: name.clone() }).in_step(&name));
-            }
             let file = step.file.clone();
-            steps.push(step.validate(&params, &inputs).map_err(|err| err.in_step(&name).in_file(file.as_deref()))?);
+            let checked = names::check_step(&name)
+                .and_then(|()| match seen.insert(name.clone()) {
+                    true => Ok(()),
+                    false => Err(ValidationError::new(Kind::DuplicateName { name: name.clone() })),
+                })
+                .and_then(|()| step.validate(&params, &inputs));
+            match checked {
+                Ok(step) => steps.push(step),
+                Err(err) => problems.push(err.in_step(&name).in_file(file.as_deref())),
+            }
         }
+        ValidationError::all(problems)?;
         let steps = order(steps)?;
         let outputs = pipeline_outputs(self.outputs, &steps)?;
         Ok(Pipeline {
