@@ -20,6 +20,21 @@ pub(crate) struct Bridge {
     device: Device,
     files: Option<GuestFiles>,
     telemetry: Telemetry,
+    failures: NativeFailures,
+}
+
+/// The native calls of one execution that failed. The guest saw each as an
+/// error value; the host sees them too: a panic fails the step, and a step
+/// with any failed call is not cached (its result may depend on a failure
+/// that will not happen again).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct NativeFailures {
+    /// How many calls failed.
+    pub count: u64,
+    /// The first failure's message.
+    pub first: Option<String>,
+    /// The first panic of a native function, if one panicked.
+    pub panic: Option<String>,
 }
 
 impl Bridge {
@@ -33,7 +48,7 @@ impl Bridge {
         files: Option<GuestFiles>,
         telemetry: Telemetry,
     ) -> Self {
-        Self { step: step.to_owned(), natives, allowed, device, files, telemetry }
+        Self { step: step.to_owned(), natives, allowed, device, files, telemetry, failures: NativeFailures::default() }
     }
 
     pub(crate) fn metric(&mut self, name: &str, value: f64) {
@@ -44,20 +59,29 @@ impl Bridge {
         self.telemetry.progress(&self.step, done, total);
     }
 
-    /// The telemetry gathered so far.
-    pub(crate) fn into_telemetry(self) -> Telemetry {
-        self.telemetry
+    /// The telemetry gathered, and the native calls that failed.
+    pub(crate) fn finish(self) -> (Telemetry, NativeFailures) {
+        (self.telemetry, self.failures)
     }
 
     /// Calls native function `function` for the guest, which may allocate
     /// `memory_budget` bytes of host memory (what the step's memory limit
-    /// leaves beyond its guest's).
+    /// leaves beyond its guest's). A failure is counted as well as returned.
     pub(crate) fn call_native(
         &mut self,
         function: &str,
         payload: &[u8],
         memory_budget: u64,
     ) -> Result<Vec<u8>, String> {
+        let result = self.dispatch(function, payload, memory_budget);
+        if let Err(why) = &result {
+            self.failures.count += 1;
+            self.failures.first.get_or_insert_with(|| why.clone());
+        }
+        result
+    }
+
+    fn dispatch(&mut self, function: &str, payload: &[u8], memory_budget: u64) -> Result<Vec<u8>, String> {
         if function.len() > MAX_FUNCTION_NAME {
             return Err(format!("native function name of {} bytes is too long", function.len()));
         }
@@ -86,8 +110,11 @@ impl Bridge {
             return Err("native functions are not available to this step".to_owned());
         };
         let context = CallContext { step: &self.step, device, files, memory_budget };
-        catch_unwind(AssertUnwindSafe(|| native.call(&context, payload)))
-            .unwrap_or_else(|panic| Err(format!("native function `{function}` panicked: {}", panic_text(&*panic))))
+        catch_unwind(AssertUnwindSafe(|| native.call(&context, payload))).unwrap_or_else(|panic| {
+            let why = format!("native function `{function}` panicked: {}", panic_text(&*panic));
+            self.failures.panic.get_or_insert_with(|| why.clone());
+            Err(why)
+        })
     }
 }
 

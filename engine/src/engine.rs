@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use rayon::prelude::*;
 
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
-use crate::history::{History, RunStart};
+use crate::history::{History, OpenRun, RunStart};
 use crate::host_files::HostFiles;
 use crate::native::{NativeFunction, NativeStep, Natives, detect_gpus};
 use crate::params::{self, Params};
@@ -216,7 +216,7 @@ impl Engine {
         let scope = self.run_scope(tenant)?;
         let inputs = self.import_inputs(pipeline, &files, &scope)?;
         let run_id = new_run_id();
-        self.inner.history.start_run(&RunStart {
+        let start = RunStart {
             id: &run_id,
             kind: if options.is_verification() { "verify" } else { "run" },
             tenant: &scope.tenant.name,
@@ -228,15 +228,10 @@ impl Engine {
                 .iter()
                 .map(|(name, artifact)| (name.clone(), artifact.digest, pipeline.inputs()[name].display().to_string()))
                 .collect(),
-        })?;
-        let driven = Coordinator::new(&self.inner, options, &run_id, scope, plan, inputs).drive(pipeline.name());
-        let mut report = match driven {
-            Ok(report) => report,
-            Err(err) => {
-                self.inner.history.finish_run(&run_id, "failed")?;
-                return Err(err);
-            }
         };
+        let record = OpenRun::start(&self.inner.history, &start)?;
+        let driven = Coordinator::new(&self.inner, options, &run_id, scope, plan, inputs).drive(pipeline.name());
+        let mut report = driven?;
         report.outputs = pipeline
             .outputs()
             .iter()
@@ -248,7 +243,7 @@ impl Engine {
         let exported = if report.succeeded() { self.export_outputs(pipeline, &report, &exports) } else { Ok(()) };
         self.save_report(&report)?;
         let status = if report.succeeded() && exported.is_ok() { "succeeded" } else { "failed" };
-        self.inner.history.finish_run(&run_id, status)?;
+        record.close(status)?;
         exported.map(|()| report)
     }
 

@@ -1,5 +1,8 @@
 //! Events of a run, delivered as they happen to an [`EventSink`].
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, OnceLock};
+
 use crate::StepStatus;
 
 /// Something that happened during a run.
@@ -38,8 +41,41 @@ pub enum Event<'a> {
     },
 }
 
-/// Receives a run's events, from the coordinator and from worker threads.
+/// Receives a run's events, from the coordinator (the thread that called
+/// [`Engine::run`](crate::Engine::run)) and from worker threads, so it must
+/// be `Send + Sync`. A sink that panics is not called again for the rest of
+/// the run, and the run goes on: the panic is reported as a warning of the
+/// run ([`RunReport::warnings`](crate::RunReport::warnings)).
 pub trait EventSink: Send + Sync {
     /// Handles one event; must not block for long.
     fn event(&self, event: &Event<'_>);
+}
+
+/// An application's sink with its panics contained: user code can neither
+/// kill a worker before it reports nor unwind out of a run.
+pub(crate) struct GuardedSink {
+    inner: Arc<dyn EventSink>,
+    panicked: OnceLock<String>,
+}
+
+impl GuardedSink {
+    pub(crate) fn new(inner: Arc<dyn EventSink>) -> Self {
+        Self { inner, panicked: OnceLock::new() }
+    }
+
+    /// The message of the sink's first panic, if it panicked.
+    pub(crate) fn panic(&self) -> Option<&str> {
+        self.panicked.get().map(String::as_str)
+    }
+}
+
+impl EventSink for GuardedSink {
+    fn event(&self, event: &Event<'_>) {
+        if self.panicked.get().is_some() {
+            return;
+        }
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.inner.event(event))) {
+            let _ = self.panicked.set(crate::bridge::panic_text(&*panic));
+        }
+    }
 }

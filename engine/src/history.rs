@@ -44,6 +44,39 @@ fn host_name() -> String {
         .unwrap_or_else(|_| "unknown".to_owned())
 }
 
+/// A run's history record while the run goes on. However the run ends
+/// before [`OpenRun::close`] (an error, a panic), the record is closed as
+/// `failed`, so no run stays `running` for the life of the process.
+pub(crate) struct OpenRun<'h> {
+    history: &'h History,
+    id: String,
+    closed: bool,
+}
+
+impl<'h> OpenRun<'h> {
+    /// Starts recording `run`.
+    pub(crate) fn start(history: &'h History, run: &RunStart<'_>) -> Result<Self> {
+        history.start_run(run)?;
+        Ok(Self { history, id: run.id.to_owned(), closed: false })
+    }
+
+    /// Closes the record with the run's final `status`.
+    pub(crate) fn close(mut self, status: &str) -> Result<()> {
+        self.closed = true;
+        self.history.finish_run(&self.id, status)
+    }
+}
+
+impl Drop for OpenRun<'_> {
+    fn drop(&mut self) {
+        if !self.closed {
+            // Nothing more can be done about a failure here; the next process
+            // that opens the workspace marks a run left open as killed.
+            let _ = self.history.finish_run(&self.id, "failed");
+        }
+    }
+}
+
 /// What is known of a run when it starts.
 pub(crate) struct RunStart<'a> {
     pub id: &'a str,

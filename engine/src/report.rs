@@ -22,6 +22,10 @@ pub struct RunReport {
     /// The pipeline's named outputs whose steps succeeded.
     #[serde(serialize_with = "as_digests", skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, Artifact>,
+    /// Things the application should know about the run as a whole, e.g.
+    /// that its event sink panicked and was silenced.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl RunReport {
@@ -100,6 +104,11 @@ pub struct StepReport {
     /// Things the user should know, e.g. that a GPU was asked for and none was there.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Calls to native functions that failed (each reached the guest as an
+    /// error value; a step with any is not cached, and one that panicked
+    /// fails the step). A map step's are summed over its entries.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub native_failures: u64,
     /// In a verifying run, what re-executing the step showed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
@@ -186,6 +195,10 @@ pub struct Logs {
     pub stdout: Digest,
     /// What the guest wrote to stderr.
     pub stderr: Digest,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 fn as_millis<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {

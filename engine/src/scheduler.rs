@@ -7,6 +7,7 @@ mod admission;
 mod map_run;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use serde_json::Value;
 
 use crate::cache_key::{Canonical, CodeKey, KEY_FORMAT_VERSION, KeyMaterial};
 use crate::engine::EngineInner;
-use crate::events::Event;
+use crate::events::{Event, EventSink, GuardedSink};
 use crate::history::{MetricPoint, StepRecord};
 use crate::native::Device;
 use crate::pipeline::{InputRef, Step};
@@ -110,12 +111,16 @@ pub(crate) struct Coordinator<'a> {
     verification: Vec<Option<Verification>>,
     /// Where each executed step's time went (summed over map entries).
     phases: Vec<Option<Phases>>,
+    /// Each step's failed native calls (summed over map entries).
+    native_failures: Vec<u64>,
     /// When the store was last synced (see [`Store::sync`](crate::Store::sync)).
     last_sync: Instant,
     /// Settled steps not yet written to the history (flushed whenever the
     /// coordinator is about to wait, so no record waits on a running step).
     unrecorded: Vec<StepRecord>,
     reports: BTreeMap<String, StepReport>,
+    /// The run's event sink, its panics contained.
+    sink: Option<Arc<GuardedSink>>,
 }
 
 /// Which execution a job is: a step, and for a map step the entry.
@@ -159,9 +164,11 @@ impl<'a> Coordinator<'a> {
             expected: vec![None; count],
             verification: vec![None; count],
             phases: vec![None; count],
+            native_failures: vec![0; count],
             last_sync: Instant::now(),
             unrecorded: Vec::new(),
             reports: BTreeMap::new(),
+            sink: options.event_sink().map(|sink| Arc::new(GuardedSink::new(sink))),
             plan,
             pipeline_inputs,
             index,
@@ -185,7 +192,7 @@ impl<'a> Coordinator<'a> {
             store: &self.engine.store,
             runtime: &self.engine.runtime,
             natives: &self.engine.natives,
-            events: self.options.event_sink(),
+            events: self.sink.clone().map(|sink| sink as Arc<dyn EventSink>),
         };
         let admission = self.engine.admission.clone();
         self.engine.pool()?.in_place_scope(|scope| {
@@ -198,7 +205,9 @@ impl<'a> Coordinator<'a> {
                 let sender = sender.clone();
                 let workshop = &workshop;
                 scope.spawn(move |_| {
-                    let mut finished = step_exec::execute(workshop, &job);
+                    // Whatever happens in the job, the coordinator hears of it.
+                    let mut finished = catch_unwind(AssertUnwindSafe(|| step_exec::execute(workshop, &job)))
+                        .unwrap_or_else(|panic| step_exec::panicked(&job, &*panic));
                     let scratch = finished.scratch.take();
                     // The coordinator outlives every worker of its scope.
                     let _ = sender.send(Message::Finished(id, Box::new(finished)));
@@ -267,17 +276,25 @@ impl<'a> Coordinator<'a> {
         } else {
             RunStatus::Failed
         };
+        let warnings = self
+            .sink
+            .as_ref()
+            .and_then(|sink| sink.panic())
+            .map(|panic| format!("the event sink panicked ({panic}) and received no further events"))
+            .into_iter()
+            .collect();
         RunReport {
             run_id: self.run_id.to_owned(),
             pipeline: pipeline.to_owned(),
             status,
             steps: self.reports,
             outputs: BTreeMap::new(),
+            warnings,
         }
     }
 
     fn emit(&self, event: &Event<'_>) {
-        if let Some(sink) = self.options.event_sink() {
+        if let Some(sink) = &self.sink {
             sink.event(event);
         }
     }
@@ -495,6 +512,7 @@ impl<'a> Coordinator<'a> {
             self.phases[i] = Some(self.phases[i].unwrap_or_default() + finished.phases);
         }
         self.warnings[i].extend(finished.warnings);
+        self.native_failures[i] += finished.native_failures;
         if let Some(index) = entry {
             let outcome = EntryOutcome {
                 reused: finished.reused_from.is_some(),
@@ -548,6 +566,7 @@ impl<'a> Coordinator<'a> {
     fn settle(&mut self, i: usize, mut report: StepReport, ready: &mut Vec<usize>) {
         report.verification = self.verification[i].take();
         report.phases = self.phases[i].take();
+        report.native_failures = std::mem::take(&mut self.native_failures[i]);
         // A step found not reproducible still hands its cached outputs on,
         // so a verifying run checks the steps below it too.
         let not_reproducible =
@@ -692,6 +711,7 @@ fn report(status: StepStatus) -> StepReport {
         metrics: BTreeMap::new(),
         entries: BTreeMap::new(),
         warnings: Vec::new(),
+        native_failures: 0,
         verification: None,
         phases: None,
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use cap_std::fs::Dir;
 
-use crate::bridge::{Bridge, panic_text};
+use crate::bridge::{Bridge, NativeFailures, panic_text};
 use crate::events::EventSink;
 use crate::limits::OutputUsage;
 use crate::native::{Device, GuestFiles, NativeStep, Natives, StepContext};
@@ -73,6 +73,8 @@ pub(crate) struct Finished {
     pub series: Vec<crate::history::MetricPoint>,
     /// Things the user should know, e.g. a truncated log.
     pub warnings: Vec<String>,
+    /// Native calls of the guest that failed.
+    pub native_failures: u64,
     /// The run whose execution served this job, when an identical one was
     /// in flight and this job waited for it instead of executing.
     pub reused_from: Option<String>,
@@ -104,6 +106,7 @@ pub(crate) fn execute(workshop: &Workshop<'_>, job: &Job) -> Finished {
             metrics: entry.metrics,
             series: Vec::new(),
             warnings: Vec::new(),
+            native_failures: 0,
             reused_from: Some(entry.run_id),
             phases: Phases::default(),
             scratch: None,
@@ -132,6 +135,15 @@ pub(crate) fn clean_up(workshop: &Workshop<'_>, scratch: Option<PathBuf>) {
     }
 }
 
+/// A job whose execution panicked in the engine (a bug): it fails its step.
+pub(crate) fn panicked(job: &Job, panic: &(dyn std::any::Any + Send)) -> Finished {
+    failed(
+        job,
+        StepErrorKind::Engine(format!("the engine panicked executing it: {}", panic_text(panic))),
+        String::new(),
+    )
+}
+
 fn failed(job: &Job, kind: StepErrorKind, stderr_tail: String) -> Finished {
     Finished {
         outputs: Err(StepError { step: job.step.clone(), kind, stderr_tail }),
@@ -139,6 +151,7 @@ fn failed(job: &Job, kind: StepErrorKind, stderr_tail: String) -> Finished {
         metrics: BTreeMap::new(),
         series: Vec::new(),
         warnings: Vec::new(),
+        native_failures: 0,
         reused_from: None,
         phases: Phases::default(),
         scratch: None,
@@ -156,14 +169,26 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path, stagin
     };
     let stage_time = staging.elapsed();
     let (stdout, stderr) = (staged.stdout.clone(), staged.stderr.clone());
-    let (ran, telemetry, mut phases) = match &job.code {
+    let (mut ran, telemetry, mut phases, failures) = match &job.code {
         JobCode::Wasm(program) => run_wasm(workshop, job, program, staged, path, telemetry),
-        JobCode::Native(step) => run_native(job, step.as_ref(), path, telemetry),
+        JobCode::Native(step) => {
+            let (ran, telemetry, phases) = run_native(job, step.as_ref(), path, telemetry);
+            (ran, telemetry, phases, NativeFailures::default())
+        }
     };
     phases.stage = stage_time;
     let ingesting = Instant::now();
     let (metrics, series) = telemetry.into_metrics();
-    let warnings = truncated_logs(&stdout, &stderr, job.limits.log);
+    let mut warnings = truncated_logs(&stdout, &stderr, job.limits.log);
+    if let Some(panic) = &failures.panic {
+        ran = ran.and(Err(StepErrorKind::Native { message: panic.clone() }));
+    }
+    let record = job.record && failures.count == 0;
+    if failures.count > 0 {
+        let first = failures.first.as_deref().unwrap_or_default();
+        let cached = if job.record { "; its result is not cached" } else { "" };
+        warnings.push(format!("made {} native calls that failed (the first: {first}){cached}", failures.count));
+    }
     let (stdout, stderr) = (stdout.finish(), stderr.finish());
     let stderr_tail = tail(&stderr, path);
     let logs = match store_logs(workshop.store, scratch, stdout, stderr)
@@ -174,7 +199,7 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path, stagin
         Err(err) => return Finished { metrics, series, warnings, phases, ..failed(job, engine(err), stderr_tail) },
     };
     let outputs = ran
-        .and_then(|()| collect(workshop.store, job, scratch, logs, &metrics, &mut phases))
+        .and_then(|()| collect(workshop.store, job, record, scratch, logs, &metrics, &mut phases))
         .map_err(|kind| StepError { step: job.step.clone(), kind, stderr_tail });
     phases.ingest = ingesting.elapsed().saturating_sub(phases.cache);
     Finished {
@@ -183,6 +208,7 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path, stagin
         metrics,
         series,
         warnings,
+        native_failures: failures.count,
         reused_from: None,
         phases,
         scratch: None,
@@ -237,7 +263,7 @@ fn run_wasm(
     staged: Staged,
     path: &Path,
     telemetry: Telemetry,
-) -> (Result<(), StepErrorKind>, Telemetry, Phases) {
+) -> (Result<(), StepErrorKind>, Telemetry, Phases, NativeFailures) {
     let files = GuestFiles::new(staged.in_dir, staged.out_dir, job.limits);
     let bridge =
         Bridge::new(&job.step, workshop.natives.clone(), job.natives.clone(), job.device, Some(files), telemetry);
@@ -252,7 +278,8 @@ fn run_wasm(
         bridge,
     };
     let (result, bridge, phases) = workshop.runtime.execute(program, invocation);
-    (result, bridge.into_telemetry(), phases)
+    let (telemetry, failures) = bridge.finish();
+    (result, telemetry, phases, failures)
 }
 
 /// Runs a native step in-process; a returned error or a panic fails the step.
@@ -301,10 +328,11 @@ fn charge_logs(store: &Store, job: &Job, logs: Logs) -> Result<Result<Logs, Step
 }
 
 /// Checks the output quotas, moves the declared outputs into the store,
-/// charges them to the tenant and records the cache entry.
+/// charges them to the tenant and, when `record`, records the cache entry.
 fn collect(
     store: &Store,
     job: &Job,
+    record: bool,
     scratch: &Dir,
     logs: Logs,
     metrics: &BTreeMap<String, f64>,
@@ -325,7 +353,7 @@ fn collect(
         }
         account.charge(bytes)?;
     }
-    if job.record {
+    if record {
         let entry = CacheEntry {
             outputs: outputs.clone(),
             stdout: logs.stdout,

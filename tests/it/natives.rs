@@ -55,14 +55,69 @@ fn a_gpu_only_function_without_a_gpu_is_a_clear_error() {
 }
 
 #[test]
-fn a_panicking_function_fails_the_call_not_the_engine() {
+fn a_panicking_function_fails_the_step_not_the_engine() {
     let project = Project::new();
     let bomb = native_fn("bomb", 1, |_context, _: ()| -> Result<u8, String> { panic!("kaboom") });
     let engine = Engine::builder().workspace(project.workspace()).native_function(bomb).build().unwrap();
     let pipeline = Pipeline::builder("bomb").step(caller("bomb", "null")).build().unwrap();
-    let report = engine.run(&pipeline, &RunOptions::new()).unwrap();
-    let result = result_of(&engine, &report);
-    assert!(result.contains("native function `bomb` panicked: kaboom"), "{result}");
+    for _ in 0..2 {
+        let report = engine.run(&pipeline, &RunOptions::new()).unwrap();
+        let step = &report.steps["caller"];
+        assert_eq!(step.status, StepStatus::Failed, "a panic is never cached as success");
+        let error = step.error.as_ref().unwrap().to_string();
+        assert!(error.contains("native function `bomb` panicked: kaboom"), "{error}");
+        assert_eq!(step.native_failures, 1);
+    }
+}
+
+#[test]
+fn a_failed_native_call_is_counted_and_its_step_not_cached() {
+    let project = Project::new();
+    let flaky = native_fn("flaky", 1, |_context, _: ()| -> Result<u8, String> { Err("the device is busy".into()) });
+    let engine = Engine::builder().workspace(project.workspace()).native_function(flaky).build().unwrap();
+    let undeclared =
+        StepBuilder::new("undeclared", sdk_tool()).args(["call", "flaky", "null"]).output("result", OutputKind::File);
+    let pipeline = Pipeline::builder("flaky").step(caller("flaky", "null")).step(undeclared).build().unwrap();
+    for _ in 0..2 {
+        let report = engine.run(&pipeline, &RunOptions::new()).unwrap();
+        assert_eq!(report.steps_with(StepStatus::Ran), ["caller", "undeclared"], "never reused from the cache");
+        let caller = &report.steps["caller"];
+        assert_eq!(caller.native_failures, 1);
+        assert!(caller.warnings[0].contains("the first: the device is busy"), "{:?}", caller.warnings);
+        assert!(caller.warnings[0].contains("its result is not cached"), "{:?}", caller.warnings);
+        assert!(report.steps["undeclared"].warnings[0].contains("does not declare native function `flaky`"));
+    }
+}
+
+/// A sink that panics on every event of one kind.
+struct Panicky {
+    on_metric: bool,
+}
+
+impl EventSink for Panicky {
+    fn event(&self, event: &Event<'_>) {
+        match event {
+            Event::Metric { .. } if self.on_metric => panic!("sink bug on a metric"),
+            Event::StepStarted { .. } if !self.on_metric => panic!("sink bug on a start"),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_panicking_event_sink_neither_hangs_nor_corrupts_the_run() {
+    let project = Project::new();
+    let metrics = StepBuilder::new("train", sdk_tool()).args(["metrics"]).output("result", OutputKind::File);
+    let pipeline = Pipeline::builder("sinks").step(metrics).build().unwrap();
+    let engine = Engine::builder().workspace(project.workspace()).build().unwrap();
+    for on_metric in [true, false] {
+        let options = RunOptions::new().no_cache(true).events(Arc::new(Panicky { on_metric }));
+        let report = engine.run(&pipeline, &options).unwrap();
+        assert!(report.succeeded(), "{report:?}");
+        assert!(report.warnings[0].contains("the event sink panicked (sink bug on a"), "{:?}", report.warnings);
+        let run = engine.history().run_detail(&report.run_id).unwrap();
+        assert_eq!(run.summary.status, "succeeded", "the run's record is closed");
+    }
 }
 
 /// A native step that sleeps and records when it ran, as `start end` in ms.
