@@ -35,6 +35,15 @@ pub enum Error {
         /// The digest that was looked up.
         digest: Digest,
     },
+    /// The artifact is of the other kind: a directory read as a file, or a
+    /// file listed as a directory.
+    #[error("{digest} is a {} artifact, not a {expected}", other_kind(*expected))]
+    WrongKind {
+        /// The artifact.
+        digest: Digest,
+        /// The kind the operation needs.
+        expected: crate::OutputKind,
+    },
     /// Something in the store does not match its digest or cannot be decoded.
     #[error("store entry {what} is corrupt: {reason}")]
     Corrupt {
@@ -355,6 +364,13 @@ pub enum ValidationErrorKind {
         /// The names it could have been: steps and, for `--rerun`, sub-pipelines.
         known: Vec<String>,
     },
+}
+
+fn other_kind(kind: crate::OutputKind) -> crate::OutputKind {
+    match kind {
+        crate::OutputKind::File => crate::OutputKind::Dir,
+        crate::OutputKind::Dir => crate::OutputKind::File,
+    }
 }
 
 fn cycle_text(steps: &[String]) -> String {

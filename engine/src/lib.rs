@@ -113,5 +113,5 @@ pub use pipeline::{
     InputRef, OutputKind, Pipeline, PipelineBuilder, PipelineOutput, Resources, Step, StepBuilder, StepCode,
 };
 pub use report::{EntryReport, Logs, Phases, RunReport, RunStatus, StepReport, StepStatus, Verification};
-pub use store::{Artifact, GcReport, Store, VerifyReport};
+pub use store::{Artifact, GcReport, Store, TreeEntry, VerifyReport};
 pub use tenant::{DEFAULT_TENANT, TenantQuota};

@@ -47,7 +47,8 @@ pub(crate) use cache::CacheEntry;
 pub use gc::GcReport;
 pub(crate) use import::ImportError;
 use ingest::IfKnown;
-pub(crate) use tree::{Tree, TreeEntry};
+pub(crate) use tree::Tree;
+pub use tree::TreeEntry;
 pub use verify::VerifyReport;
 
 #[cfg(test)]
@@ -249,7 +250,19 @@ impl Store {
 
     /// The bytes of a file artifact, checked against its digest.
     pub fn read_file(&self, digest: &Digest) -> Result<Vec<u8>> {
-        self.read_verified(&self.inner.objects, digest)
+        self.read_verified(&self.inner.objects, digest).map_err(|err| self.file_or_wrong_kind(err, digest))
+    }
+
+    /// For a file read that found nothing: [`Error::WrongKind`] when the
+    /// digest names a directory artifact (read it with
+    /// [`list_dir`](Self::list_dir) and [`lookup`](Self::lookup)).
+    fn file_or_wrong_kind(&self, err: Error, digest: &Digest) -> Error {
+        match err {
+            Error::ArtifactNotFound { .. } if self.kind_of(digest) == Some(OutputKind::Dir) => {
+                Error::WrongKind { digest: *digest, expected: OutputKind::File }
+            }
+            other => other,
+        }
     }
 
     /// Writes a file artifact to `sink` after checking it against the
@@ -267,7 +280,7 @@ impl Store {
         let mut file = match self.inner.objects.open(Path::new(&fan).join(rest)) {
             Ok(file) => file.into_std(),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::ArtifactNotFound { digest: *digest });
+                return Err(self.file_or_wrong_kind(Error::ArtifactNotFound { digest: *digest }, digest));
             }
             Err(err) => return Err(Error::io(format!("reading {digest}"))(err)),
         };

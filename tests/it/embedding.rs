@@ -69,3 +69,27 @@ fn the_embedding_example_runs_and_reads_its_report_back() {
     assert_eq!(again, report);
     assert!(reused, "the second run reuses every step");
 }
+
+#[test]
+fn directory_artifacts_are_listed_and_read_through_the_api() {
+    let project = Project::new();
+    let pipeline = Pipeline::builder("tree")
+        .step(StepBuilder::new("make", tool(Wasi::P1)).args(["tree", "dir"]).output("dir", OutputKind::Dir))
+        .build()
+        .unwrap();
+    let engine = Engine::builder().workspace(project.workspace()).build().unwrap();
+    let report = engine.run(&pipeline, &RunOptions::new()).unwrap();
+    let tree = report.output("make", "dir").unwrap().digest;
+    let store = engine.store();
+
+    let err = store.read_file(&tree).unwrap_err();
+    assert!(matches!(err, weir::Error::WrongKind { expected: OutputKind::File, .. }), "{err}");
+    assert!(err.to_string().ends_with("is a dir artifact, not a file"), "{err}");
+    let names: Vec<String> = store.list_dir(&tree).unwrap().into_iter().map(|entry| entry.name).collect();
+    assert_eq!(names, ["a.txt", "sub"]);
+    let beta = store.lookup(&tree, "sub/b.txt").unwrap();
+    assert_eq!(store.read_file(&beta.digest).unwrap(), b"beta");
+    assert!(store.lookup(&tree, "sub/none.txt").unwrap_err().to_string().contains("no entry `none.txt`"));
+    let alpha = store.lookup(&tree, "a.txt").unwrap().digest;
+    assert!(matches!(store.list_dir(&alpha), Err(weir::Error::WrongKind { expected: OutputKind::Dir, .. })));
+}

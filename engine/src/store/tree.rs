@@ -8,9 +8,9 @@ use crate::{Digest, Error, OutputKind, Result};
 /// Tag at the start of every tree encoding; bump it if the format changes.
 const FORMAT: &str = "weir-tree-1";
 
-/// One entry of a directory: a file or a subdirectory.
+/// One entry of a directory artifact: a file or a subdirectory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct TreeEntry {
+pub struct TreeEntry {
     /// The entry's file name.
     pub name: String,
     /// File or directory.
@@ -65,5 +65,31 @@ impl Store {
     pub(crate) fn read_tree(&self, digest: &Digest) -> Result<Tree> {
         let bytes = self.read_verified(&self.inner.trees, digest)?;
         Tree::decode(&bytes).map_err(|reason| Error::Corrupt { what: digest.to_string(), reason })
+    }
+}
+
+impl Store {
+    /// The entries of directory artifact `digest`, sorted by name.
+    pub fn list_dir(&self, digest: &Digest) -> Result<Vec<TreeEntry>> {
+        match self.kind_of(digest) {
+            Some(OutputKind::Dir) => Ok(self.read_tree(digest)?.entries().to_vec()),
+            Some(OutputKind::File) => Err(Error::WrongKind { digest: *digest, expected: OutputKind::Dir }),
+            None => Err(Error::ArtifactNotFound { digest: *digest }),
+        }
+    }
+
+    /// The artifact at `path` (names separated by `/`) inside directory
+    /// artifact `digest`, e.g. `predictions/batch-01.csv`.
+    pub fn lookup(&self, digest: &Digest, path: &str) -> Result<crate::Artifact> {
+        let mut current = crate::Artifact { kind: OutputKind::Dir, digest: *digest };
+        for name in path.split('/').filter(|name| !name.is_empty()) {
+            let entries = self.list_dir(&current.digest)?;
+            let entry = entries.iter().find(|entry| entry.name == name).ok_or_else(|| Error::Io {
+                context: format!("reading {path} in {digest}"),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("no entry `{name}`")),
+            })?;
+            current = crate::Artifact { kind: entry.kind, digest: entry.digest };
+        }
+        Ok(current)
     }
 }
