@@ -212,7 +212,12 @@ impl Project {
     pub fn run_json(&self, extra: &[&str]) -> (i32, Value) {
         let mut args = vec!["run", "pipeline.toml", "--json"];
         args.extend_from_slice(extra);
-        let output = self.weir(&args);
+        self.summary_of(&args)
+    }
+
+    /// `weir ARGS…` that prints one JSON object: the exit code and the object.
+    fn summary_of(&self, args: &[&str]) -> (i32, Value) {
+        let output = self.weir(args);
         let stdout = String::from_utf8_lossy(&output.stdout);
         let summary = serde_json::from_str(&stdout).unwrap_or_else(|err| {
             panic!(
@@ -256,15 +261,7 @@ impl Project {
         let manifest = self.tenant_dir(tenant).join("pipeline.toml");
         let mut args = vec!["run", manifest.to_str().expect("UTF-8 path"), "--json", "--tenant", tenant];
         args.extend_from_slice(extra);
-        let output = self.weir(&args);
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let summary = serde_json::from_str(&stdout).unwrap_or_else(|err| {
-            panic!(
-                "stdout is not one JSON object ({err}):\n{stdout}\nstderr:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
-        (output.status.code().expect("exit code"), summary)
+        self.summary_of(&args)
     }
 
     /// `weir run TENANT_DIR/pipeline.toml --tenant TENANT`, expected to be
@@ -295,6 +292,19 @@ impl Project {
         assert!(output.status.success(), "weir cat failed: {}", String::from_utf8_lossy(&output.stderr));
         output.stdout
     }
+}
+
+/// Replaces the bytes of stored object `digest` (`blake3:…`) in `workspace`
+/// by as many `!`, as a disk or a hand might: it stays the same size.
+pub fn tamper(workspace: &Path, digest: &str) {
+    let hex = digest.trim_start_matches("blake3:");
+    let object = workspace.join("objects").join(&hex[..2]).join(&hex[2..]);
+    let len = std::fs::metadata(&object).expect("stored object").len() as usize;
+    let mut perms = std::fs::metadata(&object).expect("stored object").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&object, perms).expect("make writable");
+    std::fs::write(&object, vec![b'!'; len]).expect("tamper");
 }
 
 /// Every file beneath `dir` (none when it does not exist).

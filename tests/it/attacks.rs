@@ -251,12 +251,14 @@ fn sub_pipelines_that_multiply_are_refused_quickly() {
 
 #[test]
 fn quotas_hold_past_the_depth_a_host_path_can_name() {
-    let project = Project::new();
-    project.manifest(
+    let project = shared();
+    project.write_as(
+        "mallory",
+        "pipeline.toml",
         "name = \"deep\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nargs = [\"deep\", \"20\", \"200\"]\n\
          outputs = { deep = \"dir\" }\nlimits = { output = \"1MiB\", files = 100 }\n",
     );
-    let (code, summary) = project.run_json(&[]);
+    let (code, summary) = project.run_json_as("mallory", &[]);
     assert_eq!(code, 1, "{summary}");
     let error = summary["steps"]["s"]["error"].as_str().unwrap();
     assert!(error.contains("limits.files") || error.contains("limits.output"), "{error}");
@@ -266,21 +268,25 @@ fn quotas_hold_past_the_depth_a_host_path_can_name() {
 
 #[test]
 fn native_calls_are_bounded_by_the_step_memory_and_output_quota() {
-    let project = Project::new();
-    project.write("a.bin", weir_tests::f32_bytes(&vec![1.0; 16384]));
-    project.write("b.bin", weir_tests::f32_bytes(&vec![1.0; 16384]));
+    let project = shared();
+    project.write_as("alice", "a.bin", weir_tests::f32_bytes(&vec![1.0; 16384]));
+    project.write_as("alice", "b.bin", weir_tests::f32_bytes(&vec![1.0; 16384]));
     let call = |shape: (usize, usize, usize), limits: &str| {
         let (m, n, k) = shape;
         let request =
             format!(r#"{{"m":{m},"n":{n},"k":{k},"a":{{"file":"/in/a"}},"b":{{"file":"/in/b"}},"c_file":"/out/c"}}"#);
-        project.manifest(&format!(
-            "name = \"g\"\n[inputs]\na = \"a.bin\"\nb = \"b.bin\"\n[steps.s]\nmodule = \"sdk-tool.wasm\"\n\
-             args = [\"call\", \"gemm\", {request:?}]\nnatives = [\"gemm\"]\ninputs = {{ a = \"inputs.a\", b = \"inputs.b\" }}\n\
-             outputs = {{ result = \"file\" }}\nlimits = {limits}\n"
-        ));
-        let (code, summary) = project.run_json(&[]);
+        project.write_as(
+            "alice",
+            "pipeline.toml",
+            format!(
+                "name = \"g\"\n[inputs]\na = \"a.bin\"\nb = \"b.bin\"\n[steps.s]\nmodule = \"sdk-tool.wasm\"\n\
+                 args = [\"call\", \"gemm\", {request:?}]\nnatives = [\"gemm\"]\ninputs = {{ a = \"inputs.a\", b = \"inputs.b\" }}\n\
+                 outputs = {{ result = \"file\" }}\nlimits = {limits}\n"
+            ),
+        );
+        let (code, summary) = project.run_json_as("alice", &[]);
         assert_eq!(code, 0, "{summary}");
-        project.cat(output_digest(&summary, "s", "result"))
+        project.cat_as("alice", output_digest(&summary, "s", "result"))
     };
     let huge = call((16384, 16384, 1), "{ memory = \"16MiB\" }");
     assert!(huge.starts_with("error:") && huge.contains("limits.memory"), "{huge}");
@@ -309,15 +315,19 @@ fn table_hoarder() -> Vec<u8> {
 
 #[test]
 fn tables_count_against_the_memory_limit() {
-    let project = Project::new();
-    project.write("tables.wasm", table_hoarder());
-    project.manifest("name = \"t\"\n[steps.s]\nmodule = \"tables.wasm\"\nlimits = { memory = \"1MiB\" }\n");
-    let (code, summary) = project.run_json(&[]);
+    let project = shared();
+    project.write_as("alice", "tables.wasm", table_hoarder());
+    let manifest = |memory: &str| {
+        let text = format!("name = \"t\"\n[steps.s]\nmodule = \"tables.wasm\"\nlimits = {{ memory = \"{memory}\" }}\n");
+        project.write_as("alice", "pipeline.toml", text);
+    };
+    manifest("1MiB");
+    let (code, summary) = project.run_json_as("alice", &[]);
     assert_eq!(code, 1, "{summary}");
     let error = summary["steps"]["s"]["error"].as_str().unwrap();
     assert!(error.contains("memory limit of 1MiB"), "{error}");
-    project.manifest("name = \"t\"\n[steps.s]\nmodule = \"tables.wasm\"\nlimits = { memory = \"1GiB\" }\n");
-    let (code, summary) = project.run_json(&[]);
+    manifest("1GiB");
+    let (code, summary) = project.run_json_as("alice", &[]);
     assert_eq!(code, 0, "with room for its tables it runs: {summary}");
 }
 
@@ -407,13 +417,7 @@ fn repair_drops_the_cache_entries_of_a_tree_with_a_corrupt_file() {
     );
     let (code, first) = project.run_json(&[]);
     assert_eq!(code, 0, "{first}");
-    let alpha = blake3::hash(b"alpha").to_hex().to_string();
-    let object = project.workspace().join("objects").join(&alpha[..2]).join(&alpha[2..]);
-    let mut perms = std::fs::metadata(&object).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perms.set_readonly(false);
-    std::fs::set_permissions(&object, perms).unwrap();
-    std::fs::write(&object, "tampered").unwrap();
+    weir_tests::tamper(&project.workspace(), blake3::hash(b"alpha").to_hex().as_str());
 
     let output = project.weir(&["store", "verify", "--repair", "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use weir_tests::{Project, files_under, steps_with, weir_bin};
+use weir_tests::{Project, files_under, steps_with, tamper, weir_bin};
 
 /// Every object and tree in the store hashes to its own name.
 fn assert_store_consistent(workspace: &Path) {
@@ -130,18 +130,6 @@ fn after_a_machine_crash_torn_objects_are_found_and_recomputed() {
     assert_eq!(second["steps"]["up"]["status"], "ran", "the torn output was found and the step ran again");
     assert_eq!(project.cat(&format!("blake3:{digest}")), "MADE BEFORE THE CRASH");
     assert_store_consistent(&workspace);
-}
-
-/// Makes a stored object writable and replaces its bytes (same length).
-fn tamper(workspace: &Path, digest: &str) {
-    let hex = digest.trim_start_matches("blake3:");
-    let object = workspace.join("objects").join(&hex[..2]).join(&hex[2..]);
-    let len = std::fs::metadata(&object).unwrap().len() as usize;
-    let mut perms = std::fs::metadata(&object).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perms.set_readonly(false);
-    std::fs::set_permissions(&object, perms).unwrap();
-    std::fs::write(&object, vec![b'!'; len]).unwrap();
 }
 
 #[test]
