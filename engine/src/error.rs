@@ -385,6 +385,47 @@ fn known_list(known: &[String]) -> String {
     }
 }
 
+/// Which WebAssembly trap ended a guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TrapCode {
+    /// An `unreachable` instruction: what a Rust panic or an abort becomes.
+    Unreachable,
+    /// A load or store outside linear memory.
+    MemoryOutOfBounds,
+    /// A table access out of bounds.
+    TableOutOfBounds,
+    /// An indirect call to a null table entry.
+    IndirectCallToNull,
+    /// An indirect call with the wrong signature.
+    BadSignature,
+    /// An integer overflow (e.g. `i32::MIN / -1`).
+    IntegerOverflow,
+    /// An integer division by zero.
+    IntegerDivisionByZero,
+    /// A float that cannot be converted to the integer type.
+    BadConversionToInteger,
+    /// Any other trap, or an error that was not a trap.
+    Other,
+}
+
+impl From<Option<&wasmtime::Trap>> for TrapCode {
+    fn from(trap: Option<&wasmtime::Trap>) -> Self {
+        use wasmtime::Trap;
+        match trap {
+            Some(Trap::UnreachableCodeReached) => TrapCode::Unreachable,
+            Some(Trap::MemoryOutOfBounds) => TrapCode::MemoryOutOfBounds,
+            Some(Trap::TableOutOfBounds) => TrapCode::TableOutOfBounds,
+            Some(Trap::IndirectCallToNull) => TrapCode::IndirectCallToNull,
+            Some(Trap::BadSignature) => TrapCode::BadSignature,
+            Some(Trap::IntegerOverflow) => TrapCode::IntegerOverflow,
+            Some(Trap::IntegerDivisionByZero) => TrapCode::IntegerDivisionByZero,
+            Some(Trap::BadConversionToInteger) => TrapCode::BadConversionToInteger,
+            _ => TrapCode::Other,
+        }
+    }
+}
+
 /// Why one execution of a step failed, with the tail of its stderr.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("step `{step}` failed: {kind}{}", stderr_block(stderr_tail))]
@@ -418,8 +459,12 @@ pub enum StepErrorKind {
     /// The guest trapped (e.g. `unreachable`, a Rust panic, out-of-bounds access).
     #[error("trapped: {message}")]
     Trap {
-        /// The runtime's description of the trap.
+        /// Which trap.
+        code: TrapCode,
+        /// The runtime's description of the trap, without the backtrace.
         message: String,
+        /// The guest's call stack when it trapped, a frame a line (may be empty).
+        backtrace: String,
     },
     /// The guest ran past its wall-clock timeout and was interrupted.
     #[error("timed out after {limit:?} (limits.timeout)")]

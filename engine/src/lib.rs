@@ -98,7 +98,7 @@ mod tenant;
 
 pub use digest::{Digest, ParseDigestError};
 pub use engine::{Engine, EngineBuilder, MAX_JOBS};
-pub use error::{Error, Location, Result, StepError, StepErrorKind, ValidationError, ValidationErrorKind};
+pub use error::{Error, Location, Result, StepError, StepErrorKind, TrapCode, ValidationError, ValidationErrorKind};
 pub use events::{Event, EventSink};
 pub use history::{
     DATABASE as HISTORY_DATABASE, Explanation, History, LineageNode, MetricPoint, MetricRow, RunDetail, RunSummary,

@@ -93,3 +93,28 @@ fn directory_artifacts_are_listed_and_read_through_the_api() {
     let alpha = store.lookup(&tree, "a.txt").unwrap().digest;
     assert!(matches!(store.list_dir(&alpha), Err(weir::Error::WrongKind { expected: OutputKind::Dir, .. })));
 }
+
+#[test]
+fn traps_are_told_apart_by_code_with_the_backtrace_apart() {
+    let project = Project::new();
+    let step = |name: &str, args: &[&str], stack: Option<u64>| {
+        let limits = weir::LimitOverrides { stack, ..weir::LimitOverrides::default() };
+        StepBuilder::new(name, tool(Wasi::P1)).args(args.iter().copied()).limits(limits).output("r", OutputKind::File)
+    };
+    let pipeline = Pipeline::builder("traps")
+        .step(step("panics", &["panic"], None))
+        .step(step("strays", &["recurse"], Some(32 << 20)))
+        .build()
+        .unwrap();
+    let engine = Engine::builder().workspace(project.workspace()).build().unwrap();
+    let report = engine.run(&pipeline, &RunOptions::new()).unwrap();
+    let trap = |step: &str| match &report.steps[step].error.as_ref().expect("failed").kind {
+        weir::StepErrorKind::Trap { code, message, backtrace } => (*code, message.clone(), backtrace.clone()),
+        other => panic!("{step}: not a trap: {other}"),
+    };
+    let (code, message, backtrace) = trap("panics");
+    assert_eq!(code, weir::TrapCode::Unreachable);
+    assert_eq!(message, "wasm trap: wasm `unreachable` instruction executed");
+    assert!(backtrace.contains("tool") && backtrace.lines().count() > 1, "{backtrace}");
+    assert_eq!(trap("strays").0, weir::TrapCode::MemoryOutOfBounds, "a shadow stack run out of memory");
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, WasmBacktrace};
 use wasmtime_wasi::I32Exit;
 
 use super::capped_log::CappedLog;
@@ -14,6 +14,7 @@ use super::sandbox::{ComponentState, CoreState, wasi_context};
 use super::watch::{Guard, arm};
 use super::{Program, ProgramKind, Runtime, chain};
 use crate::bridge::Bridge;
+use crate::error::TrapCode;
 use crate::{Digest, Limits, Phases, StepErrorKind};
 
 /// What one execution gets: argv, its `/in` and `/out` host directories,
@@ -112,8 +113,14 @@ fn classify(result: wasmtime::Result<()>, breach: Option<StepErrorKind>, limits:
         Some(Trap::StackOverflow) => return Err(StepErrorKind::StackOverflow { limit: limits.stack }),
         _ => {}
     }
-    match err.downcast_ref::<I32Exit>() {
-        Some(I32Exit(code)) => Err(StepErrorKind::Exit { code: *code }),
-        None => Err(StepErrorKind::Trap { message: chain(&err) }),
+    if let Some(I32Exit(code)) = err.downcast_ref::<I32Exit>() {
+        return Err(StepErrorKind::Exit { code: *code });
     }
+    let trap = err.downcast_ref::<Trap>();
+    let backtrace = err.downcast_ref::<WasmBacktrace>().map(|trace| trace.to_string()).unwrap_or_default();
+    let message = match trap {
+        Some(trap) => trap.to_string(),
+        None => chain(&err),
+    };
+    Err(StepErrorKind::Trap { code: TrapCode::from(trap), message, backtrace })
 }
