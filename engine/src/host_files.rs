@@ -57,19 +57,20 @@ impl Confinement {
         &self.root
     }
 
-    /// `path` relative to the root: it must lie beneath the root as written
-    /// (absolute paths elsewhere and `..` are refused before any file is touched).
-    pub(crate) fn relative<'p>(&self, path: &'p Path) -> Result<&'p Path, String> {
-        let relative = if path.is_absolute() {
-            path.strip_prefix(&self.root).or_else(|_| path.strip_prefix(&self.named)).map_err(|_| self.outside(path))?
-        } else {
-            path
-        };
+    /// `path` (relative to the current directory, as every path weir is
+    /// given) relative to the root: it must lie beneath the root as written
+    /// (paths elsewhere and `..` are refused before any file is touched).
+    pub(crate) fn relative(&self, path: &Path) -> Result<PathBuf, String> {
+        let absolute = std::path::absolute(path).map_err(|err| format!("{}: {err}", path.display()))?;
+        let relative = absolute
+            .strip_prefix(&self.root)
+            .or_else(|_| absolute.strip_prefix(&self.named))
+            .map_err(|_| self.outside(path))?;
         let plain = relative.components().all(|part| matches!(part, Component::Normal(_) | Component::CurDir));
         if !plain || relative.as_os_str().is_empty() {
             return Err(self.outside(path));
         }
-        Ok(relative)
+        Ok(relative.to_owned())
     }
 
     fn outside(&self, path: &Path) -> String {
@@ -226,7 +227,10 @@ mod tests {
         let (temp, files) = confined();
         let root = temp.path().join("root").canonicalize().unwrap();
         assert_eq!(files.read_capped(&root.join("own.txt"), 100).unwrap(), b"own");
-        assert_eq!(files.read_capped(Path::new("own.txt"), 100).unwrap(), b"own");
+        assert!(
+            files.read_capped(Path::new("own.txt"), 100).is_err(),
+            "relative to the current directory, not the root"
+        );
         for bad in [
             temp.path().join("secret.txt"),
             root.join("../secret.txt"),

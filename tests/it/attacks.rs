@@ -535,3 +535,20 @@ fn a_flood_of_bridge_calls_is_answered_and_bounded() {
     assert_eq!(project.cat(output_digest(&summary, "s", "result")), "ok: 100000 refused");
     assert_eq!(summary["steps"]["s"]["metrics"]["i"], 99999.0);
 }
+
+#[test]
+fn exports_of_a_manifest_in_another_directory_land_beside_it() {
+    let project = Project::new();
+    project.write("sub/text.txt", "beside");
+    std::fs::copy(project.path().join("tool-p1.wasm"), project.path().join("sub/tool-p1.wasm")).unwrap();
+    project.write(
+        "sub/pipeline.toml",
+        "name = \"sub\"\n[inputs]\ntext = \"text.txt\"\n[steps.up]\nmodule = \"tool-p1.wasm\"\nargs = [\"upper\"]\n\
+         inputs = { text = \"inputs.text\" }\noutputs = { result = \"file\" }\n\
+         [outputs]\nx = { from = \"up.result\", export = \"results/x.txt\" }\n",
+    );
+    let output = project.weir(&["run", "sub/pipeline.toml"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(std::fs::read_to_string(project.path().join("sub/results/x.txt")).unwrap(), "BESIDE");
+    assert!(!project.path().join("sub/sub").exists(), "not resolved twice against the manifest's directory");
+}
