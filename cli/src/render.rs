@@ -16,7 +16,10 @@ pub(crate) fn print_report(pipeline: &Pipeline, report: &RunReport) {
         };
         total += result.duration;
         let timing = match result.status {
-            StepStatus::Skipped => "(upstream failed)".to_owned(),
+            StepStatus::Skipped => match &result.blocked_by {
+                Some(upstream) => format!("(`{upstream}` did not succeed)"),
+                None => "(upstream failed)".to_owned(),
+            },
             _ => format_duration(result.duration) + &entries_text(result),
         };
         println!("  {:<8} {:<width$}  {timing}{}", status_word(result.status), step.name(), metrics_text(result));

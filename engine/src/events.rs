@@ -51,6 +51,13 @@ pub trait EventSink: Send + Sync {
     fn event(&self, event: &Event<'_>);
 }
 
+/// A closure is a sink: `RunOptions::new().events(Arc::new(|event: &Event<'_>| …))`.
+impl<F: Fn(&Event<'_>) + Send + Sync> EventSink for F {
+    fn event(&self, event: &Event<'_>) {
+        self(event)
+    }
+}
+
 /// An application's sink with its panics contained: user code can neither
 /// kill a worker before it reports nor unwind out of a run.
 pub(crate) struct GuardedSink {

@@ -34,6 +34,13 @@ impl RunReport {
         self.status == RunStatus::Succeeded
     }
 
+    /// The errors of the steps that failed, by step name (empty when the run
+    /// succeeded; skipped steps have no error of their own, see
+    /// [`StepReport::blocked_by`]).
+    pub fn failures(&self) -> Vec<&StepError> {
+        self.steps.values().filter_map(|step| step.error.as_ref()).collect()
+    }
+
     /// The artifact of pipeline output `name`, if its step succeeded.
     pub fn pipeline_output(&self, name: &str) -> Option<&Artifact> {
         self.outputs.get(name)
@@ -109,6 +116,10 @@ pub struct StepReport {
     /// fails the step). A map step's are summed over its entries.
     #[serde(skip_serializing_if = "is_zero")]
     pub native_failures: u64,
+    /// For a skipped step, the upstream step that failed (or was itself
+    /// skipped) and so kept it from running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_by: Option<String>,
     /// In a verifying run, what re-executing the step showed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,

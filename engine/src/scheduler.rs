@@ -304,7 +304,13 @@ impl<'a> Coordinator<'a> {
     fn dispatch(&mut self, i: usize, ready: &mut Vec<usize>) -> Vec<(JobId, Job)> {
         let started = Instant::now();
         if self.blocked[i] {
-            self.settle(i, report(StepStatus::Skipped), ready);
+            let blocked_by = self.plan[i].step.upstream().find(|upstream| {
+                self.reports
+                    .get(*upstream)
+                    .is_some_and(|r| matches!(r.status, StepStatus::Failed | StepStatus::Skipped))
+            });
+            let blocked_by = blocked_by.map(str::to_owned);
+            self.settle(i, StepReport { blocked_by, ..report(StepStatus::Skipped) }, ready);
             return Vec::new();
         }
         let inputs = self.inputs_of(i);
@@ -712,6 +718,7 @@ fn report(status: StepStatus) -> StepReport {
         entries: BTreeMap::new(),
         warnings: Vec::new(),
         native_failures: 0,
+        blocked_by: None,
         verification: None,
         phases: None,
     }

@@ -118,3 +118,40 @@ fn traps_are_told_apart_by_code_with_the_backtrace_apart() {
     assert!(backtrace.contains("tool") && backtrace.lines().count() > 1, "{backtrace}");
     assert_eq!(trap("strays").0, weir::TrapCode::MemoryOutOfBounds, "a shadow stack run out of memory");
 }
+
+#[test]
+fn a_closure_is_a_sink_and_failures_name_their_steps() {
+    use std::sync::{Arc, Mutex};
+    let project = Project::new();
+    let pipeline = Pipeline::builder("fails")
+        .step(StepBuilder::new("bad", tool(Wasi::P1)).args(["fail", "3"]).output("r", OutputKind::File))
+        .step(
+            StepBuilder::new("after", tool(Wasi::P1))
+                .args(["copy", "x", "r"])
+                .input("x", "bad.r")
+                .output("r", OutputKind::File),
+        )
+        .step(
+            StepBuilder::new("last", tool(Wasi::P1))
+                .args(["copy", "x", "r"])
+                .input("x", "after.r")
+                .output("r", OutputKind::File),
+        )
+        .build()
+        .unwrap();
+    let engine = Engine::builder().workspace(project.workspace()).build().unwrap();
+    let finished = Arc::new(Mutex::new(Vec::new()));
+    let seen = finished.clone();
+    let sink = move |event: &weir::Event<'_>| {
+        if let weir::Event::StepFinished { step, status } = event {
+            seen.lock().unwrap().push((step.to_string(), *status));
+        }
+    };
+    let report = engine.run(&pipeline, &RunOptions::new().events(Arc::new(sink))).unwrap();
+    let failures = report.failures();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].step, "bad");
+    assert_eq!(report.steps["after"].blocked_by.as_deref(), Some("bad"));
+    assert_eq!(report.steps["last"].blocked_by.as_deref(), Some("after"));
+    assert_eq!(finished.lock().unwrap().len(), 3, "the closure heard every step settle");
+}
