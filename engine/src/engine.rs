@@ -554,13 +554,11 @@ impl Engine {
                 let err = ValidationError::new(kind).in_field(format!("inputs.{name}")).in_file(pipeline.file());
                 Error::Validation(err)
             };
-            if matches!(files.kind(path), Ok(None)) {
-                return Err(located(Kind::InputMissing { path: path.clone() }));
-            }
             let budget = scope.store.as_ref().map_or(u64::MAX, |account| account.remaining());
             let artifact = store.import_from(files, path, budget).map_err(|err| match err {
                 ImportError::Store(err) => err,
                 ImportError::Refused(why) => located(Kind::Forbidden(why)),
+                ImportError::Missing(missing) => located(Kind::InputMissing { path: missing }),
             })?;
             if let Some(account) = &scope.store
                 && !self.inner.history.tenant_knows(&scope.tenant.name, &artifact.digest)?

@@ -28,6 +28,8 @@ pub(crate) enum ImportError {
     /// The input may not be imported as it is (special file, outside the
     /// pipeline's directory, larger than the bytes it may take).
     Refused(String),
+    /// Nothing is at this path (the input, or an entry of an input directory).
+    Missing(std::path::PathBuf),
     /// Reading it or writing the store failed.
     Store(Error),
 }
@@ -46,6 +48,10 @@ impl Store {
             ImportError::Refused(why) => {
                 Error::Io { context: format!("reading input {}", path.display()), source: std::io::Error::other(why) }
             }
+            ImportError::Missing(missing) => Error::Io {
+                context: format!("reading input {}", missing.display()),
+                source: std::io::ErrorKind::NotFound.into(),
+            },
         })
     }
 
@@ -58,7 +64,7 @@ impl Store {
 
     fn import_entry(&self, files: &HostFiles, path: &Path, left: &mut u64) -> Result<Artifact, ImportError> {
         match files.kind(path).map_err(ImportError::Refused)? {
-            None => Err(ImportError::Refused(format!("{} does not exist", path.display()))),
+            None => Err(ImportError::Missing(path.to_owned())),
             Some(HostKind::Dir) => Ok(Artifact { kind: OutputKind::Dir, digest: self.import_dir(files, path, left)? }),
             Some(HostKind::File) => {
                 Ok(Artifact { kind: OutputKind::File, digest: self.import_file(files, path, left)? })
