@@ -220,6 +220,7 @@ fn status_color(status: &str) -> &'static str {
         "cached" => "#d8e8ff",
         "failed" => "#ffc8c8",
         "skipped" => "#eeeeee",
+        "cancelled" => "#ffe8b0",
         _ => "#ffffff",
     }
 }

@@ -46,8 +46,9 @@ pub(crate) fn runs(
     for run in runs {
         let duration = run.ended.map_or("-".to_owned(), |end| format!("{:.2} s", end - run.started));
         let verify = if run.kind == "verify" { " (verify)" } else { "" };
+        let cancelled = if run.cancelled > 0 { format!(", {} cancelled", run.cancelled) } else { String::new() };
         println!(
-            "{:<24} {:<16} {:<10} {:<19} {:>9}  {} ran, {} reused, {} failed, {} skipped{verify}",
+            "{:<24} {:<16} {:<10} {:<19} {:>9}  {} ran, {} reused, {} failed, {} skipped{cancelled}{verify}",
             run.id,
             run.pipeline,
             run.status,
@@ -92,8 +93,7 @@ pub(crate) fn show(history: &History, tenant: &str, run: &str, as_json: bool) ->
         }
         for (entry, report) in &step.entries {
             let metrics: String = report.metrics.iter().map(|(k, v)| format!(" {k}={v}")).collect();
-            let status = serde_json::to_value(report.status)?;
-            println!("      entry {:<8} {}{metrics}", status.as_str().unwrap_or_default(), printable(entry));
+            println!("      entry {:<8} {}{metrics}", report.status.as_str(), printable(entry));
         }
         if let Some(error) = &step.error {
             println!("      error: {}", printable(error).replace('\n', "\n        "));

@@ -5,6 +5,7 @@
 
 mod graph;
 mod history_cmds;
+mod interrupt;
 mod progress;
 mod render;
 mod report;
@@ -552,7 +553,9 @@ fn run_pipeline(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> any
     if let Some(live) = &live {
         options = options.events(live.clone());
     }
-    let report = engine.run(&pipeline, &options);
+    let cancel = weir::CancelToken::new();
+    let interrupts = interrupt::Interrupts::watch(cancel.clone())?;
+    let report = engine.run(&pipeline, &options.cancel_with(cancel));
     if let Some(live) = &live {
         live.clear();
     }
@@ -561,6 +564,9 @@ fn run_pipeline(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> any
         println!("{}", serde_json::to_string(&report)?);
     } else {
         render::print_report(&pipeline, &report);
+    }
+    if let Some(code) = interrupts.exit_code() {
+        return Ok(code);
     }
     Ok(if report.succeeded() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

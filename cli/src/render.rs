@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use weir::{Pipeline, RunReport, StepReport, StepStatus};
+use weir::{Pipeline, RunReport, RunStatus, StepReport, StepStatus};
 
 use crate::terminal::printable;
 
@@ -16,6 +16,7 @@ pub(crate) fn print_report(pipeline: &Pipeline, report: &RunReport) {
         };
         total += result.duration;
         let timing = match result.status {
+            StepStatus::Cancelled if result.cache_key.is_none() => "(did not start)".to_owned(),
             StepStatus::Skipped => match &result.blocked_by {
                 Some(upstream) => format!("(`{upstream}` did not succeed)"),
                 None => "(upstream failed)".to_owned(),
@@ -31,10 +32,18 @@ pub(crate) fn print_report(pipeline: &Pipeline, report: &RunReport) {
         }
     }
     let count = |status| report.steps_with(status).len();
+    let cancelled = match count(StepStatus::Cancelled) {
+        0 => String::new(),
+        n => format!(", {n} cancelled"),
+    };
     println!(
-        "run {} {}: {} ran, {} cached, {} failed, {} skipped ({} of step time)",
+        "run {} {}: {} ran, {} cached, {} failed, {} skipped{cancelled} ({} of step time)",
         report.run_id,
-        if report.succeeded() { "succeeded" } else { "FAILED" },
+        match report.status {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Cancelled => "CANCELLED",
+            _ => "FAILED",
+        },
         count(StepStatus::Ran),
         count(StepStatus::Cached),
         count(StepStatus::Failed),
@@ -85,6 +94,8 @@ fn status_word(status: StepStatus) -> &'static str {
         StepStatus::Cached => "cached",
         StepStatus::Failed => "FAILED",
         StepStatus::Skipped => "skipped",
+        StepStatus::Cancelled => "cancelled",
+        _ => "?",
     }
 }
 

@@ -7,11 +7,13 @@ use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 
+use crate::cancel::CancelToken;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::history::{History, OpenRun, RunStart};
 use crate::host_files::HostFiles;
 use crate::native::{NativeFunction, NativeStep, Natives, detect_gpus};
 use crate::params::{self, Params};
+use crate::report::RunStatus;
 use crate::run_id::new_run_id;
 use crate::runtime::{Flavor, MAX_WASM_STACK, Program, Runtime, WORKER_STACK};
 use crate::scheduler::{Admission, Coordinator, PlannedStep, RunScope};
@@ -242,9 +244,24 @@ impl Engine {
         // (a corrupt artifact, a full disk) is recorded as failed.
         let exported = if report.succeeded() { self.export_outputs(pipeline, &report, &exports) } else { Ok(()) };
         self.save_report(&report)?;
-        let status = if report.succeeded() && exported.is_ok() { "succeeded" } else { "failed" };
-        record.close(status)?;
+        let status = if exported.is_ok() { report.status } else { RunStatus::Failed };
+        record.close(status.as_str())?;
         exported.map(|()| report)
+    }
+
+    /// Starts running `pipeline` on a thread of its own and returns at once
+    /// with a handle to wait for the run or cancel it. The options' cancel
+    /// token, if they have one, is the handle's; events go to the options'
+    /// sink as with [`Engine::run`].
+    pub fn start(&self, pipeline: Pipeline, options: RunOptions) -> Result<RunHandle> {
+        let cancel = options.cancel_token().cloned().unwrap_or_default();
+        let options = options.cancel_with(cancel.clone());
+        let engine = self.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("weir-run-{}", pipeline.name()))
+            .spawn(move || engine.run(&pipeline, &options))
+            .map_err(|err| Error::Runtime(format!("starting a run's thread: {err}")))?;
+        Ok(RunHandle { cancel, thread })
     }
 
     /// The only directory the files of `tenant`'s pipelines may be in, or
@@ -596,6 +613,39 @@ impl Engine {
         std::fs::write(&temp, json)
             .and_then(|()| std::fs::rename(&temp, &path))
             .map_err(Error::io(format!("writing {}", path.display())))
+    }
+}
+
+/// A run started with [`Engine::start`].
+#[derive(Debug)]
+pub struct RunHandle {
+    cancel: CancelToken,
+    thread: std::thread::JoinHandle<Result<RunReport>>,
+}
+
+impl RunHandle {
+    /// Asks the run to stop (see [`CancelToken`]); [`wait`](RunHandle::wait)
+    /// then returns its report, with status `cancelled` unless every step
+    /// had already ended.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// The run's cancel token, to cancel it from elsewhere.
+    pub fn cancel_token(&self) -> &CancelToken {
+        &self.cancel
+    }
+
+    /// Whether the run has ended (so [`wait`](RunHandle::wait) will not block).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Waits for the run to end and returns what [`Engine::run`] would have.
+    pub fn wait(self) -> Result<RunReport> {
+        self.thread.join().unwrap_or_else(|panic| {
+            Err(Error::Runtime(format!("the run's thread panicked: {}", crate::bridge::panic_text(&*panic))))
+        })
     }
 }
 

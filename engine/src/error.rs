@@ -472,6 +472,9 @@ pub enum StepErrorKind {
         /// The timeout that applied.
         limit: Duration,
     },
+    /// The run was cancelled while the step executed, and it was interrupted.
+    #[error("was cancelled")]
+    Cancelled,
     /// The guest tried to grow its memory past the limit.
     #[error("exceeded its memory limit of {} (limits.memory)", crate::Limits::show("memory", *limit))]
     MemoryLimit {

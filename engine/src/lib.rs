@@ -73,6 +73,7 @@
 
 mod bridge;
 mod cache_key;
+mod cancel;
 mod digest;
 mod engine;
 mod error;
@@ -96,8 +97,9 @@ mod store;
 mod telemetry;
 mod tenant;
 
+pub use cancel::CancelToken;
 pub use digest::{Digest, ParseDigestError};
-pub use engine::{Engine, EngineBuilder, MAX_JOBS};
+pub use engine::{Engine, EngineBuilder, MAX_JOBS, RunHandle};
 pub use error::{Error, Location, Result, StepError, StepErrorKind, TrapCode, ValidationError, ValidationErrorKind};
 pub use events::{Event, EventSink};
 pub use history::{

@@ -141,9 +141,17 @@ pub struct StepContext<'a> {
     pub(crate) out_dir: &'a Path,
     pub(crate) params: &'a serde_json::Value,
     pub(crate) telemetry: &'a mut Telemetry,
+    pub(crate) cancel: Option<&'a crate::CancelToken>,
 }
 
 impl StepContext<'_> {
+    /// Whether the run was cancelled: a long native step should check it
+    /// now and then and return early (its result is then discarded and the
+    /// step reported as cancelled).
+    pub fn cancelled(&self) -> bool {
+        self.cancel.is_some_and(crate::CancelToken::is_cancelled)
+    }
+
     /// The step's name.
     pub fn step(&self) -> &str {
         self.step

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::Pipeline;
+use crate::cancel::CancelToken;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::events::EventSink;
 use crate::params::{Params, parse_like};
@@ -21,6 +22,7 @@ pub struct RunOptions {
     verify: Option<Verify>,
     events: Option<Sink>,
     exports_anywhere: bool,
+    cancel: Option<CancelToken>,
 }
 
 /// Whether `--rerun NAME` covers `step`: it is the step, or a sub-pipeline
@@ -137,6 +139,22 @@ impl RunOptions {
     pub fn events(mut self, sink: Arc<dyn EventSink>) -> Self {
         self.events = Some(Sink(sink));
         self
+    }
+
+    /// Lets `token` cancel the run (see [`CancelToken`]).
+    pub fn cancel_with(mut self, token: CancelToken) -> Self {
+        self.cancel = Some(token);
+        self
+    }
+
+    /// The token that cancels the run, if any.
+    pub(crate) fn cancel_token(&self) -> Option<&CancelToken> {
+        self.cancel.as_ref()
+    }
+
+    /// Whether the run was asked to stop.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(CancelToken::is_cancelled)
     }
 
     /// The event sink, if any.

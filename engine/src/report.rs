@@ -38,7 +38,11 @@ impl RunReport {
     /// succeeded; skipped steps have no error of their own, see
     /// [`StepReport::blocked_by`]).
     pub fn failures(&self) -> Vec<&StepError> {
-        self.steps.values().filter_map(|step| step.error.as_ref()).collect()
+        self.steps
+            .values()
+            .filter(|step| step.status == StepStatus::Failed)
+            .filter_map(|step| step.error.as_ref())
+            .collect()
     }
 
     /// The artifact of pipeline output `name`, if its step succeeded.
@@ -60,16 +64,31 @@ impl RunReport {
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum RunStatus {
     /// Every step ran or was reused.
     Succeeded,
     /// At least one step failed (its dependents were skipped).
     Failed,
+    /// The run was cancelled before every step ended (see [`CancelToken`](crate::CancelToken)).
+    Cancelled,
+}
+
+impl RunStatus {
+    /// The status as the history and `--json` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// How one step of a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum StepStatus {
     /// The step executed and succeeded.
     Ran,
@@ -79,6 +98,22 @@ pub enum StepStatus {
     Failed,
     /// An upstream step failed, so this one did not run.
     Skipped,
+    /// The run was cancelled before the step ended: it did not start, or
+    /// it was interrupted (its logs and metrics so far are kept).
+    Cancelled,
+}
+
+impl StepStatus {
+    /// The status as the history and `--json` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ran => "ran",
+            Self::Cached => "cached",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+            Self::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// One step's outcome within a run.

@@ -55,6 +55,8 @@ pub(crate) struct RunScope {
 enum Message {
     Finished(JobId, Box<Finished>),
     Admitted(JobId, Ticket),
+    /// The run was cancelled: stop admitting steps.
+    Cancelled,
 }
 
 /// GPU slots: which are free, and whether real GPUs stand behind them.
@@ -195,6 +197,10 @@ impl<'a> Coordinator<'a> {
             events: self.sink.clone().map(|sink| sink as Arc<dyn EventSink>),
         };
         let admission = self.engine.admission.clone();
+        let _wake_on_cancel = self.options.cancel_token().map(|token| {
+            let to = sender.clone();
+            token.on_cancel(move || drop(to.send(Message::Cancelled)))
+        });
         self.engine.pool()?.in_place_scope(|scope| {
             let mut in_flight = 0usize;
             let mut parked: HashMap<JobId, Job> = HashMap::new();
@@ -242,6 +248,12 @@ impl<'a> Coordinator<'a> {
                             in_flight += 1;
                         }
                     }
+                    Ok(Message::Cancelled) => {
+                        let waiting: Vec<(JobId, Job)> = parked.drain().chain(self.gpu_queue.drain(..)).collect();
+                        for (id, job) in waiting {
+                            self.record(id, step_exec::cancelled(&job), &mut ready);
+                        }
+                    }
                     Err(_) => break,
                 }
                 runnable = self.dispatch_ready(&mut ready);
@@ -271,7 +283,9 @@ impl<'a> Coordinator<'a> {
 
     /// The run's report, once every step has settled.
     fn into_report(self, pipeline: &str) -> RunReport {
-        let status = if self.reports.values().all(|r| matches!(r.status, StepStatus::Ran | StepStatus::Cached)) {
+        let status = if self.reports.values().any(|r| r.status == StepStatus::Cancelled) {
+            RunStatus::Cancelled
+        } else if self.reports.values().all(|r| matches!(r.status, StepStatus::Ran | StepStatus::Cached)) {
             RunStatus::Succeeded
         } else {
             RunStatus::Failed
@@ -303,14 +317,17 @@ impl<'a> Coordinator<'a> {
     /// to execute: one, or for a map step one per entry not in the cache.
     fn dispatch(&mut self, i: usize, ready: &mut Vec<usize>) -> Vec<(JobId, Job)> {
         let started = Instant::now();
-        if self.blocked[i] {
+        if self.blocked[i] || self.options.is_cancelled() {
             let blocked_by = self.plan[i].step.upstream().find(|upstream| {
                 self.reports
                     .get(*upstream)
                     .is_some_and(|r| matches!(r.status, StepStatus::Failed | StepStatus::Skipped))
             });
+            // A step that cannot run because of a failure is skipped; one
+            // that did not run because the run stopped is cancelled.
+            let status = if blocked_by.is_some() { StepStatus::Skipped } else { StepStatus::Cancelled };
             let blocked_by = blocked_by.map(str::to_owned);
-            self.settle(i, StepReport { blocked_by, ..report(StepStatus::Skipped) }, ready);
+            self.settle(i, StepReport { blocked_by, ..report(status) }, ready);
             return Vec::new();
         }
         let inputs = self.inputs_of(i);
@@ -450,6 +467,7 @@ impl<'a> Coordinator<'a> {
             record: step.reuse(),
             share: step.reuse() && !self.options.forces(step.name()),
             run_id: self.run_id.to_owned(),
+            cancel: self.options.cancel_token().cloned(),
         }
     }
 
@@ -539,6 +557,9 @@ impl<'a> Coordinator<'a> {
         let (mut status, mut outputs, mut error) = match finished.outputs {
             Ok(outputs) if served => (StepStatus::Cached, outputs, None),
             Ok(outputs) => (StepStatus::Ran, outputs, None),
+            Err(error) if error.kind == StepErrorKind::Cancelled => {
+                (StepStatus::Cancelled, BTreeMap::new(), Some(error))
+            }
             Err(error) => (StepStatus::Failed, BTreeMap::new(), Some(error)),
         };
         if let Some(expected) = self.expected[i].take().filter(|_| status == StepStatus::Ran) {
@@ -658,7 +679,10 @@ impl<'a> Coordinator<'a> {
             (true, None) if !step.reuse() => Some("reuse = false".to_owned()),
             _ => None,
         };
-        let inputs = if report.status == StepStatus::Skipped { BTreeMap::new() } else { self.inputs_of(i) };
+        let inputs = match report.status {
+            StepStatus::Skipped | StepStatus::Cancelled if report.cache_key.is_none() => BTreeMap::new(),
+            _ => self.inputs_of(i),
+        };
         let mut series = std::mem::take(&mut self.series[i]);
         // A cached step's values, and a map step's means (its entries' own
         // values are kept with each entry), are recorded as one point each.
@@ -673,10 +697,7 @@ impl<'a> Coordinator<'a> {
         StepRecord {
             step: step.name().to_owned(),
             position: i,
-            status: serde_json::to_value(report.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            status: report.status.as_str().to_owned(),
             cache_key: report.cache_key,
             reused_from: self.reused_from[i].take(),
             forced,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use cap_std::fs::Dir;
 
 use crate::bridge::{Bridge, NativeFailures, panic_text};
+use crate::cancel::CancelToken;
 use crate::events::EventSink;
 use crate::limits::OutputUsage;
 use crate::native::{Device, GuestFiles, NativeStep, Natives, StepContext};
@@ -55,6 +56,8 @@ pub(crate) struct Job {
     /// another process) records while this one waits may serve this job.
     pub share: bool,
     pub run_id: String,
+    /// The run's cancellation.
+    pub cancel: Option<CancelToken>,
 }
 
 /// What a worker needs besides the job: the store, runtime and registry.
@@ -92,6 +95,9 @@ pub(crate) struct Finished {
 /// what it recorded instead of executing again.
 pub(crate) fn execute(workshop: &Workshop<'_>, job: &Job) -> Finished {
     let started = Instant::now();
+    if job.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+        return cancelled(job);
+    }
     let _claim = match job.share.then(|| workshop.store.lock_key(&job.key)) {
         Some(Err(err)) => return failed(job, engine(err), String::new()),
         Some(Ok(claim)) => Some(claim),
@@ -142,6 +148,11 @@ pub(crate) fn panicked(job: &Job, panic: &(dyn std::any::Any + Send)) -> Finishe
         StepErrorKind::Engine(format!("the engine panicked executing it: {}", panic_text(panic))),
         String::new(),
     )
+}
+
+/// A job the run was cancelled before it started.
+pub(crate) fn cancelled(job: &Job) -> Finished {
+    failed(job, StepErrorKind::Cancelled, String::new())
 }
 
 fn failed(job: &Job, kind: StepErrorKind, stderr_tail: String) -> Finished {
@@ -276,6 +287,7 @@ fn run_wasm(
         limits: job.limits,
         deterministic_seed: job.deterministic.then_some(job.key),
         bridge,
+        cancel: job.cancel.clone(),
     };
     let (result, bridge, phases) = workshop.runtime.execute(program, invocation);
     let (telemetry, failures) = bridge.finish();
@@ -298,8 +310,10 @@ fn run_native(
         out_dir: &out_dir,
         params: &job.params,
         telemetry: &mut telemetry,
+        cancel: job.cancel.as_ref(),
     };
     let result = match catch_unwind(AssertUnwindSafe(|| step.run(&mut context))) {
+        _ if context.cancelled() => Err(StepErrorKind::Cancelled),
         Ok(Ok(())) => Ok(()),
         Ok(Err(message)) => Err(StepErrorKind::Native { message }),
         Err(panic) => Err(StepErrorKind::Native { message: format!("panicked: {}", panic_text(&*panic)) }),

@@ -5,6 +5,7 @@
 mod attacks;
 mod bridge;
 mod caching;
+mod cancel;
 mod cli;
 mod concurrency;
 mod contract;

@@ -42,6 +42,12 @@ impl History {
         };
         match record.status.as_str() {
             "skipped" => explanation.reasons.push("skipped: a step it depends on failed".into()),
+            "cancelled" if record.cache_key.is_none() => {
+                explanation.reasons.push("cancelled: the run was stopped before the step started".into())
+            }
+            "cancelled" => explanation
+                .reasons
+                .push("cancelled: the run was stopped while the step executed; the next run executes it again".into()),
             "cached" => {
                 let source = match record.reused_from.as_deref() {
                     None => "(unknown)".to_owned(),

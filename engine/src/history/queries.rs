@@ -26,7 +26,7 @@ pub struct StepRecord {
     pub step: String,
     /// Its position in the pipeline's order.
     pub position: usize,
-    /// `ran`, `cached`, `failed` or `skipped`.
+    /// `ran`, `cached`, `failed`, `skipped` or `cancelled`.
     pub status: String,
     /// The cache key, when one was computed.
     pub cache_key: Option<Digest>,
@@ -89,6 +89,8 @@ pub struct RunSummary {
     pub failed: usize,
     /// Steps skipped.
     pub skipped: usize,
+    /// Steps the run's cancellation stopped or kept from starting.
+    pub cancelled: usize,
 }
 
 /// A run with its parameters and every step (`weir show`).
@@ -153,6 +155,7 @@ fn summary_from(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
         cached: row.get::<_, i64>("cached")? as usize,
         failed: row.get::<_, i64>("failed")? as usize,
         skipped: row.get::<_, i64>("skipped")? as usize,
+        cancelled: row.get::<_, i64>("cancelled")? as usize,
     })
 }
 
@@ -160,7 +163,8 @@ const SUMMARY_SQL: &str = "SELECT r.*,
     (SELECT count(*) FROM step_runs s WHERE s.run_id = r.id AND s.status = 'ran') AS ran,
     (SELECT count(*) FROM step_runs s WHERE s.run_id = r.id AND s.status = 'cached') AS cached,
     (SELECT count(*) FROM step_runs s WHERE s.run_id = r.id AND s.status = 'failed') AS failed,
-    (SELECT count(*) FROM step_runs s WHERE s.run_id = r.id AND s.status = 'skipped') AS skipped
+    (SELECT count(*) FROM step_runs s WHERE s.run_id = r.id AND s.status = 'skipped') AS skipped,
+    (SELECT count(*) FROM step_runs s WHERE s.run_id = r.id AND s.status = 'cancelled') AS cancelled
     FROM runs r";
 
 impl History {

@@ -14,6 +14,7 @@ use super::sandbox::{ComponentState, CoreState, wasi_context};
 use super::watch::{Guard, arm};
 use super::{Program, ProgramKind, Runtime, chain};
 use crate::bridge::Bridge;
+use crate::cancel::CancelToken;
 use crate::error::TrapCode;
 use crate::{Digest, Limits, Phases, StepErrorKind};
 
@@ -37,6 +38,8 @@ pub(crate) struct Invocation {
     pub deterministic_seed: Option<Digest>,
     /// The host bridge (metrics, progress, native functions).
     pub bridge: Bridge,
+    /// The run's cancellation, checked with the timeout.
+    pub cancel: Option<CancelToken>,
 }
 
 impl Runtime {
@@ -63,7 +66,7 @@ impl Runtime {
             Ok(dir) => dir,
             Err(err) => return (Err(StepErrorKind::Engine(format!("opening /out: {err}"))), invocation.bridge, phases),
         };
-        let guard = Guard::new(limits, out_dir);
+        let guard = Guard::new(limits, out_dir, invocation.cancel);
         let bridge = invocation.bridge;
         let (result, breach, bridge) = match &program.kind {
             ProgramKind::Core(pre) => {

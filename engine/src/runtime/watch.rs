@@ -1,5 +1,5 @@
 //! The checks made on a running guest every few epoch ticks: its wall-clock
-//! timeout and its quotas on `/out`. A breach interrupts the guest and is
+//! timeout, its quotas on `/out` and its run's cancellation. A breach interrupts the guest and is
 //! remembered, so the failure names the limit rather than the interruption.
 
 use std::time::Instant;
@@ -9,6 +9,7 @@ use wasmtime::{Store, UpdateDeadline};
 
 use super::limiter::MemoryLimiter;
 use super::ticker;
+use crate::cancel::CancelToken;
 use crate::limits::OutputUsage;
 use crate::{Limits, StepErrorKind};
 
@@ -22,10 +23,10 @@ pub(crate) struct Guard {
 }
 
 impl Guard {
-    pub(crate) fn new(limits: Limits, out_dir: Dir) -> Self {
+    pub(crate) fn new(limits: Limits, out_dir: Dir, cancel: Option<CancelToken>) -> Self {
         Self {
             limiter: MemoryLimiter::new(limits.memory),
-            watch: Watch { started: Instant::now(), limits, out_dir, breach: None },
+            watch: Watch { started: Instant::now(), limits, out_dir, cancel, breach: None },
         }
     }
 
@@ -43,11 +44,16 @@ struct Watch {
     started: Instant,
     limits: Limits,
     out_dir: Dir,
+    /// The run's cancellation, which interrupts the guest like a timeout.
+    cancel: Option<CancelToken>,
     breach: Option<StepErrorKind>,
 }
 
 impl Watch {
     fn check(&mut self) -> Option<StepErrorKind> {
+        if self.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+            return Some(StepErrorKind::Cancelled);
+        }
         if self.started.elapsed() >= self.limits.timeout {
             return Some(StepErrorKind::Timeout { limit: self.limits.timeout });
         }

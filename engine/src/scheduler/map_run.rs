@@ -66,6 +66,7 @@ impl MapRun {
         for ((entry, _), outcome) in self.entries.iter().zip(self.outcomes) {
             let Some(outcome) = outcome else { continue };
             let status = match (&outcome.outputs, outcome.reused) {
+                (Err(error), _) if error.kind == StepErrorKind::Cancelled => StepStatus::Cancelled,
                 (Err(_), _) => StepStatus::Failed,
                 (Ok(_), true) => StepStatus::Cached,
                 (Ok(_), false) => StepStatus::Ran,
@@ -91,12 +92,16 @@ impl MapRun {
         let metrics = mean_metrics(&entries);
         let total = entries.len();
         let fail = |kind, stderr_tail, entries, metrics| Gathered {
-            status: StepStatus::Failed,
+            status: if kind == StepErrorKind::Cancelled { StepStatus::Cancelled } else { StepStatus::Failed },
             outputs: BTreeMap::new(),
             error: Some(StepError { step: step.to_owned(), kind, stderr_tail }),
             entries,
             metrics,
         };
+        // Entries cut short by a cancellation cancel the step, unless others failed.
+        if !failed.is_empty() && failed.iter().all(|(_, kind)| *kind == StepErrorKind::Cancelled) {
+            return fail(StepErrorKind::Cancelled, stderr_tail, entries, metrics);
+        }
         if !failed.is_empty() {
             return fail(StepErrorKind::MapEntries { failed, total }, stderr_tail, entries, metrics);
         }
