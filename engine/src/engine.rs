@@ -47,6 +47,8 @@ pub(crate) struct EngineInner {
     pub(crate) history: History,
     pub(crate) admission: Arc<Admission>,
     tenants: BTreeMap<String, Arc<TenantQuota>>,
+    /// Each tenant's store account, once one of its runs needed it.
+    store_accounts: std::sync::Mutex<BTreeMap<Arc<str>, Arc<StoreAccount>>>,
     default_limits: Limits,
 }
 
@@ -169,8 +171,9 @@ impl EngineBuilder {
             gpu_slots,
             gpus_detected,
             history,
-            admission: Admission::new(jobs),
+            admission: Admission::new(jobs, gpu_slots, gpus_detected),
             tenants: self.tenants.into_iter().map(|(name, quota)| (name, Arc::new(quota))).collect(),
+            store_accounts: std::sync::Mutex::default(),
             default_limits: self.default_limits,
         };
         Ok(Engine { inner: Arc::new(inner) })
@@ -366,6 +369,8 @@ impl Engine {
         }
         let retained = self.inner.history.referenced_digests()?;
         let report = self.inner.store.collect_garbage(&retained)?;
+        // Tenants' holdings changed: their accounts are made again on next use.
+        self.inner.store_accounts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
         Ok(GcReport { pruned_runs: pruned, ..report })
     }
 
@@ -386,22 +391,34 @@ impl Engine {
         Ok(Tenant { name: name.into(), quota })
     }
 
-    /// The run's tenant and, when it has a store quota, its account: the
-    /// bytes of the inputs, outputs and logs of its earlier runs.
+    /// The run's tenant and, when it has a store quota, its account.
     fn run_scope(&self, tenant: Tenant) -> Result<RunScope> {
         let store = match tenant.quota.store_bytes {
             None => None,
-            Some(quota) => {
-                let mut used = 0u64;
-                for digest in self.inner.history.tenant_artifacts(&tenant.name)? {
-                    if let Some(kind) = self.inner.store.kind_of(&digest) {
-                        used = used.saturating_add(self.inner.store.artifact_size(&Artifact { kind, digest })?);
-                    }
-                }
-                Some(Arc::new(StoreAccount::new(tenant.name.clone(), quota, used)))
-            }
+            Some(quota) => Some(self.store_account(&tenant, quota)?),
         };
         Ok(RunScope { tenant, store })
+    }
+
+    /// `tenant`'s store account, shared by all its runs on this engine:
+    /// made on first use from the inputs, outputs and logs of its recorded
+    /// runs, then charged as artifacts are stored.
+    fn store_account(&self, tenant: &Tenant, quota: u64) -> Result<Arc<StoreAccount>> {
+        let mut accounts = self.inner.store_accounts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(account) = accounts.get(&tenant.name) {
+            return Ok(account.clone());
+        }
+        let mut held = std::collections::HashSet::new();
+        let mut bytes = 0u64;
+        for digest in self.inner.history.tenant_artifacts(&tenant.name)? {
+            if let Some(kind) = self.inner.store.kind_of(&digest) {
+                bytes = bytes.saturating_add(self.inner.store.artifact_size(&Artifact { kind, digest })?);
+                held.insert(digest);
+            }
+        }
+        let account = Arc::new(StoreAccount::new(tenant.name.clone(), quota, held, bytes));
+        accounts.insert(tenant.name.clone(), account.clone());
+        Ok(account)
     }
 
     /// Resolves every step's limits, code, argv and parameters, compiling modules.
@@ -577,11 +594,10 @@ impl Engine {
                 ImportError::Refused(why) => located(Kind::Forbidden(why)),
                 ImportError::Missing(missing) => located(Kind::InputMissing { path: missing }),
             })?;
-            if let Some(account) = &scope.store
-                && !self.inner.history.tenant_knows(&scope.tenant.name, &artifact.digest)?
-            {
-                let bytes = store.artifact_size(&artifact)?;
-                account.charge(bytes).map_err(|quota| located(Kind::TooLarge(format!("the input {quota}"))))?;
+            if let Some(account) = &scope.store {
+                account
+                    .charge(&[artifact], |artifact| store.artifact_size(artifact))?
+                    .map_err(|quota| located(Kind::TooLarge(format!("the input {quota}"))))?;
             }
             Ok((name.clone(), artifact))
         })

@@ -6,12 +6,12 @@
 mod admission;
 mod map_run;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-pub(crate) use admission::{Admission, Ticket};
+pub(crate) use admission::{Admission, Need, Ticket};
 use map_run::{EntryOutcome, MapRun};
 
 use serde_json::Value;
@@ -59,32 +59,6 @@ enum Message {
     Cancelled,
 }
 
-/// GPU slots: which are free, and whether real GPUs stand behind them.
-struct GpuSlots {
-    free: Vec<bool>,
-    real: bool,
-}
-
-impl GpuSlots {
-    /// Takes `count` free slots, if that many are free.
-    fn take(&mut self, count: usize) -> Option<Vec<usize>> {
-        let free: Vec<usize> = (0..self.free.len()).filter(|&i| self.free[i]).take(count).collect();
-        if free.len() < count {
-            return None;
-        }
-        for &slot in &free {
-            self.free[slot] = false;
-        }
-        Some(free)
-    }
-
-    fn release(&mut self, held: &[usize]) {
-        for &slot in held {
-            self.free[slot] = true;
-        }
-    }
-}
-
 /// The state of one run, owned by the coordinating thread.
 pub(crate) struct Coordinator<'a> {
     engine: &'a EngineInner,
@@ -103,9 +77,6 @@ pub(crate) struct Coordinator<'a> {
     reused_from: Vec<Option<String>>,
     series: Vec<Vec<MetricPoint>>,
     warnings: Vec<Vec<String>>,
-    gpus: GpuSlots,
-    held: BTreeMap<JobId, Vec<usize>>,
-    gpu_queue: VecDeque<(JobId, Job)>,
     maps: Vec<Option<MapRun>>,
     /// In a verifying run, the cached outputs a re-executed step must match.
     expected: Vec<Option<BTreeMap<String, Artifact>>>,
@@ -159,9 +130,6 @@ impl<'a> Coordinator<'a> {
             reused_from: vec![None; count],
             series: vec![Vec::new(); count],
             warnings: vec![Vec::new(); count],
-            gpus: GpuSlots { free: vec![true; engine.gpu_slots], real: engine.gpus_detected > 0 },
-            held: BTreeMap::new(),
-            gpu_queue: VecDeque::new(),
             maps: (0..count).map(|_| None).collect(),
             expected: vec![None; count],
             verification: vec![None; count],
@@ -204,7 +172,8 @@ impl<'a> Coordinator<'a> {
         self.engine.pool()?.in_place_scope(|scope| {
             let mut in_flight = 0usize;
             let mut parked: HashMap<JobId, Job> = HashMap::new();
-            let start = |this: &Self, id: JobId, job: Job, ticket: Ticket| {
+            let start = |this: &Self, id: JobId, mut job: Job, ticket: Ticket| {
+                job.device = ticket.device();
                 if id.1.is_none_or(|entry| entry == 0) {
                     this.emit(&Event::StepStarted { step: &job.step });
                 }
@@ -225,7 +194,8 @@ impl<'a> Coordinator<'a> {
                 for (id, job) in runnable.drain(..) {
                     let to = sender.clone();
                     let deliver = move |ticket| drop(to.send(Message::Admitted(id, ticket)));
-                    match admission.request(&self.scope.tenant, job.limits.memory, deliver) {
+                    let need = Need { memory: job.limits.memory, gpus: self.gpus_of(id.0) };
+                    match admission.request(&self.scope.tenant, need, deliver) {
                         Some(ticket) => {
                             start(&self, id, job, ticket);
                             in_flight += 1;
@@ -249,7 +219,7 @@ impl<'a> Coordinator<'a> {
                         }
                     }
                     Ok(Message::Cancelled) => {
-                        let waiting: Vec<(JobId, Job)> = parked.drain().chain(self.gpu_queue.drain(..)).collect();
+                        let waiting: Vec<(JobId, Job)> = parked.drain().collect();
                         for (id, job) in waiting {
                             self.record(id, step_exec::cancelled(&job), &mut ready);
                         }
@@ -264,21 +234,19 @@ impl<'a> Coordinator<'a> {
     }
 
     /// Keys every ready step (settling those that are cached or skipped,
-    /// which may make more ready) and returns the executions to admit: the
-    /// new ones, and those waiting for GPU slots that are now free.
+    /// which may make more ready) and returns the executions to admit.
     fn dispatch_ready(&mut self, ready: &mut Vec<usize>) -> Vec<(JobId, Job)> {
         let mut runnable = Vec::new();
         while let Some(i) = ready.pop() {
-            for (id, job) in self.dispatch(i, ready) {
-                if self.plan[i].step.resources().gpu > 0 && !self.gpus.free.is_empty() {
-                    self.gpu_queue.push_back((id, job));
-                } else {
-                    runnable.push((id, job));
-                }
-            }
+            runnable.extend(self.dispatch(i, ready));
         }
-        runnable.extend(self.admit_queued());
         runnable
+    }
+
+    /// The GPU slots step `i` holds while it executes: what it asks for,
+    /// or none on an engine without slots (it then runs on the CPU).
+    fn gpus_of(&self, i: usize) -> usize {
+        if self.engine.gpu_slots == 0 { 0 } else { self.plan[i].step.resources().gpu as usize }
     }
 
     /// The run's report, once every step has settled.
@@ -448,8 +416,15 @@ impl<'a> Coordinator<'a> {
         let planned = &self.plan[i];
         let step = planned.step;
         let gpus = step.resources().gpu;
-        if gpus > 0 && self.gpus.free.is_empty() && self.warnings[i].is_empty() {
-            self.warnings[i].push(format!("asked for {gpus} GPU(s), but this engine has no GPU slots; ran on the CPU"));
+        if gpus > 0 && self.warnings[i].is_empty() {
+            if self.engine.gpu_slots == 0 {
+                self.warnings[i]
+                    .push(format!("asked for {gpus} GPU(s), but this engine has no GPU slots; ran on the CPU"));
+            } else if self.engine.gpus_detected == 0 {
+                self.warnings[i].push(format!(
+                    "held {gpus} GPU slot(s), but no GPU was detected; native functions ran on their CPU path"
+                ));
+            }
         }
         Job {
             step: step.name().to_owned(),
@@ -500,37 +475,8 @@ impl<'a> Coordinator<'a> {
         self.settle(i, report, ready);
     }
 
-    /// Queued GPU jobs whose slots are now free, in the order they queued.
-    fn admit_queued(&mut self) -> Vec<(JobId, Job)> {
-        let mut admitted = Vec::new();
-        let mut still_waiting = VecDeque::new();
-        while let Some((id, mut job)) = self.gpu_queue.pop_front() {
-            let i = id.0;
-            let wanted = self.plan[i].step.resources().gpu as usize;
-            match self.gpus.take(wanted) {
-                Some(slots) => {
-                    if self.gpus.real {
-                        job.device = Device::Gpu { ordinal: slots[0] };
-                    } else if self.warnings[i].is_empty() {
-                        self.warnings[i].push(format!(
-                            "holds {wanted} GPU slot(s), but no GPU was detected; native functions ran on their CPU path"
-                        ));
-                    }
-                    self.held.insert(id, slots);
-                    admitted.push((id, job));
-                }
-                None => still_waiting.push_back((id, job)),
-            }
-        }
-        self.gpu_queue = still_waiting;
-        admitted
-    }
-
     /// Records a finished execution (of a step, or of one map entry).
     fn record(&mut self, id: JobId, finished: Finished, ready: &mut Vec<usize>) {
-        if let Some(slots) = self.held.remove(&id) {
-            self.gpus.release(&slots);
-        }
         let (i, entry) = id;
         if finished.reused_from.is_none() {
             self.phases[i] = Some(self.phases[i].unwrap_or_default() + finished.phases);

@@ -334,11 +334,8 @@ fn store_logs(store: &Store, scratch: &Dir, stdout: Captured, stderr: Captured) 
 /// a quota they do not fit in.
 fn charge_logs(store: &Store, job: &Job, logs: Logs) -> Result<Result<Logs, StepErrorKind>, Error> {
     let Some(account) = &job.store_account else { return Ok(Ok(logs)) };
-    let mut bytes = 0u64;
-    for digest in [logs.stdout, logs.stderr] {
-        bytes = bytes.saturating_add(store.artifact_size(&Artifact { kind: OutputKind::File, digest })?);
-    }
-    Ok(account.charge(bytes).map(|()| logs))
+    let files = [logs.stdout, logs.stderr].map(|digest| Artifact { kind: OutputKind::File, digest });
+    Ok(account.charge(&files, |artifact| store.artifact_size(artifact))?.map(|()| logs))
 }
 
 /// Checks the output quotas, moves the declared outputs into the store,
@@ -361,11 +358,8 @@ fn collect(
         outputs.insert(name.clone(), store.ingest_output(&out, name, *kind)?);
     }
     if let Some(account) = &job.store_account {
-        let mut bytes = 0u64;
-        for artifact in outputs.values() {
-            bytes = bytes.saturating_add(store.artifact_size(artifact).map_err(engine)?);
-        }
-        account.charge(bytes)?;
+        let produced: Vec<Artifact> = outputs.values().copied().collect();
+        account.charge(&produced, |artifact| store.artifact_size(artifact)).map_err(engine)??;
     }
     if record {
         let entry = CacheEntry {

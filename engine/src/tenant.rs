@@ -6,11 +6,11 @@
 //! every cache key, and history queries are filtered by it); identical
 //! content is still stored once on disk.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::Limits;
+use crate::{Artifact, Digest, Limits, StepErrorKind};
 
 /// The tenant of runs that name none: the operator's own namespace.
 pub const DEFAULT_TENANT: &str = "default";
@@ -62,37 +62,62 @@ impl Tenant {
 /// The directory that holds the default roots of tenants, in the workspace.
 pub(crate) const TENANT_ROOTS: &str = "tenants";
 
-/// The bytes a tenant holds in the store during a run, against its quota.
+/// The artifacts a tenant holds in the store and their bytes, against its
+/// quota. One per tenant per engine, shared by all its runs (so concurrent
+/// runs cannot each spend what is left), charged as artifacts are stored; an
+/// artifact the tenant already holds is not charged again.
 #[derive(Debug)]
 pub(crate) struct StoreAccount {
     tenant: Arc<str>,
     quota: u64,
-    used: AtomicU64,
+    held: Mutex<Held>,
+}
+
+#[derive(Debug)]
+struct Held {
+    bytes: u64,
+    digests: HashSet<Digest>,
 }
 
 impl StoreAccount {
-    pub(crate) fn new(tenant: Arc<str>, quota: u64, used: u64) -> Self {
-        Self { tenant, quota, used: AtomicU64::new(used) }
+    /// An account of `tenant` holding `digests`, of `bytes` in all.
+    pub(crate) fn new(tenant: Arc<str>, quota: u64, digests: HashSet<Digest>, bytes: u64) -> Self {
+        Self { tenant, quota, held: Mutex::new(Held { bytes, digests }) }
+    }
+
+    fn held(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Bytes still free under the quota.
     pub(crate) fn remaining(&self) -> u64 {
-        self.quota.saturating_sub(self.used.load(Ordering::Acquire))
+        self.quota.saturating_sub(self.held().bytes)
     }
 
-    /// Charges `bytes` of new outputs, or says why they do not fit.
-    pub(crate) fn charge(&self, bytes: u64) -> Result<(), crate::StepErrorKind> {
-        self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(bytes).filter(|&total| total <= self.quota)
-            })
-            .map(|_| ())
-            .map_err(|used| crate::StepErrorKind::StoreQuota {
-                tenant: self.tenant.to_string(),
-                needed: bytes,
-                used,
-                quota: self.quota,
-            })
+    /// Charges the artifacts of `artifacts` the tenant does not hold yet
+    /// (`size` measures one), all or none; the inner `Err` says why they do
+    /// not fit.
+    pub(crate) fn charge(
+        &self,
+        artifacts: &[Artifact],
+        size: impl Fn(&Artifact) -> crate::Result<u64>,
+    ) -> crate::Result<Result<(), StepErrorKind>> {
+        let mut held = self.held();
+        let mut new = Vec::new();
+        let mut needed = 0u64;
+        for artifact in artifacts {
+            if !held.digests.contains(&artifact.digest) && !new.contains(&artifact.digest) {
+                needed = needed.saturating_add(size(artifact)?);
+                new.push(artifact.digest);
+            }
+        }
+        if held.bytes.saturating_add(needed) > self.quota {
+            let tenant = self.tenant.to_string();
+            return Ok(Err(StepErrorKind::StoreQuota { tenant, needed, used: held.bytes, quota: self.quota }));
+        }
+        held.bytes += needed;
+        held.digests.extend(new);
+        Ok(Ok(()))
     }
 }
 
@@ -106,13 +131,22 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::OutputKind;
+
+    fn file(byte: u8) -> Artifact {
+        Artifact { kind: OutputKind::File, digest: Digest::of(&[byte]) }
+    }
 
     #[test]
-    fn store_account_refuses_what_does_not_fit_and_keeps_what_did() {
-        let account = StoreAccount::new("t".into(), 100, 40);
-        account.charge(60).unwrap();
-        let err = account.charge(1).unwrap_err();
-        assert_eq!(err, crate::StepErrorKind::StoreQuota { tenant: "t".into(), needed: 1, used: 100, quota: 100 });
+    fn store_account_charges_each_artifact_once_and_refuses_what_does_not_fit() {
+        let account = StoreAccount::new("t".into(), 100, HashSet::from([file(0).digest]), 40);
+        let size = |_: &Artifact| Ok(30);
+        account.charge(&[file(0), file(1), file(1), file(2)], size).unwrap().unwrap();
+        assert_eq!(account.remaining(), 0, "40 held, then two new artifacts of 30 (the known one is free)");
+        account.charge(&[file(1)], size).unwrap().expect("held already: nothing to charge");
+        let err = account.charge(&[file(3)], size).unwrap().unwrap_err();
+        assert_eq!(err, StepErrorKind::StoreQuota { tenant: "t".into(), needed: 30, used: 100, quota: 100 });
+        assert!(!account.held().digests.contains(&file(3).digest), "what did not fit is not held");
     }
 
     #[test]

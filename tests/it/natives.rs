@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use weir::{
-    Engine, Event, EventSink, GpuSupport, NativeStep, OutputKind, Pipeline, Resources, RunOptions, StepBuilder,
-    StepContext, StepStatus, native_fn,
+    Engine, Event, EventSink, GpuSupport, NativeStep, OutputKind, Pipeline, Resources, RunOptions, RunReport,
+    StepBuilder, StepContext, StepStatus, native_fn,
 };
 use weir_tests::{Project, sdk_tool};
 
@@ -141,11 +141,14 @@ impl NativeStep for Nap {
     }
 }
 
-fn naps(project: &Project, slots: usize, jobs: usize) -> Vec<(u128, u128)> {
-    let engine =
-        Engine::builder().workspace(project.workspace()).jobs(jobs).gpu_slots(slots).native_step(Nap).build().unwrap();
-    let mut builder = Pipeline::builder("naps");
-    for i in 0..3 {
+fn nap_engine(project: &Project, slots: usize, jobs: usize) -> Engine {
+    Engine::builder().workspace(project.workspace()).jobs(jobs).gpu_slots(slots).native_step(Nap).build().unwrap()
+}
+
+/// A pipeline of `count` independent naps of 300 ms, each asking for a GPU.
+fn nap_pipeline(name: &str, count: usize) -> Pipeline {
+    let mut builder = Pipeline::builder(name);
+    for i in 0..count {
         builder = builder.step(
             StepBuilder::native(format!("nap{i}"), "nap")
                 .param("ms", 300)
@@ -154,9 +157,13 @@ fn naps(project: &Project, slots: usize, jobs: usize) -> Vec<(u128, u128)> {
                 .output("when", OutputKind::File),
         );
     }
-    let report = engine.run(&builder.build().unwrap(), &RunOptions::new().no_cache(true)).unwrap();
-    assert!(report.succeeded());
-    (0..3)
+    builder.build().unwrap()
+}
+
+/// When each nap of a run slept, as `(start, end)` in ms.
+fn nap_intervals(engine: &Engine, report: &RunReport, count: usize) -> Vec<(u128, u128)> {
+    assert!(report.succeeded(), "{:?}", report.failures());
+    (0..count)
         .map(|i| {
             let digest = report.output(&format!("nap{i}"), "when").unwrap().digest;
             let text = String::from_utf8(engine.store().read_file(&digest).unwrap()).unwrap();
@@ -164,6 +171,12 @@ fn naps(project: &Project, slots: usize, jobs: usize) -> Vec<(u128, u128)> {
             (start.parse().unwrap(), end.parse().unwrap())
         })
         .collect()
+}
+
+fn naps(project: &Project, slots: usize, jobs: usize) -> Vec<(u128, u128)> {
+    let engine = nap_engine(project, slots, jobs);
+    let report = engine.run(&nap_pipeline("naps", 3), &RunOptions::new().no_cache(true)).unwrap();
+    nap_intervals(&engine, &report, 3)
 }
 
 fn any_overlap(intervals: &[(u128, u128)]) -> bool {
@@ -175,6 +188,19 @@ fn gpu_steps_never_outnumber_the_gpu_slots() {
     let project = Project::new();
     assert!(!any_overlap(&naps(&project, 1, 3)), "two GPU steps ran at once on one slot");
     assert!(any_overlap(&naps(&project, 3, 3)), "three slots should let GPU steps overlap");
+}
+
+#[test]
+fn runs_sharing_an_engine_share_its_gpu_slots() {
+    let project = Project::new();
+    let engine = nap_engine(&project, 1, 4);
+    let options = RunOptions::new().no_cache(true);
+    let first = engine.start(nap_pipeline("first", 2), options.clone()).unwrap();
+    let second = engine.start(nap_pipeline("second", 2), options).unwrap();
+    let (first, second) = (first.wait().unwrap(), second.wait().unwrap());
+    let mut intervals = nap_intervals(&engine, &first, 2);
+    intervals.extend(nap_intervals(&engine, &second, 2));
+    assert!(!any_overlap(&intervals), "two runs held the engine's one GPU slot at once: {intervals:?}");
 }
 
 #[test]

@@ -101,8 +101,8 @@ big = "big.txt"
 small = "small.txt"
 [steps.large_output]
 module = "tool-p1.wasm"
-args = ["copy", "data", "result"]
-inputs = { data = "inputs.big" }
+args = ["upper"]
+inputs = { text = "inputs.big" }
 outputs = { result = "file" }
 [steps.small_output]
 module = "tool-p1.wasm"
@@ -128,7 +128,7 @@ outputs = { result = "file" }
     let error = summary["steps"]["large_output"]["error"].as_str().unwrap();
     assert!(
         error.contains("outputs and logs of 4096 bytes would exceed tenant `small`'s store quota")
-            && error.contains("of 8192 bytes"),
+            && error.contains("of 8192 bytes in use)"),
         "{error}"
     );
     assert_eq!(summary["steps"]["small_output"]["status"], "ran");
@@ -230,4 +230,40 @@ fn a_tenant_with_one_step_is_not_starved_by_another_tenants_queue() {
     let quiet_start = intervals(&engine, &quiet_report)["nap0"].0;
     let busy_before = intervals(&engine, &busy_report).values().filter(|(start, _)| *start < quiet_start).count();
     assert!(busy_before <= 5, "{busy_before} of the busy tenant's 12 steps started before the quiet tenant's one");
+}
+
+#[test]
+fn concurrent_runs_of_a_tenant_share_its_store_quota() {
+    let project = Project::new();
+    let text = project.write("text.txt", vec![b'a'; 1000]);
+    // Alone, a run holds the input (1000 bytes), a nap's few bytes and one
+    // new output of 1003 bytes: about 2030 of the 2500 allowed. Two at once
+    // would hold about 3060.
+    let quota = weir::TenantQuota { store_bytes: Some(2500), ..weir::TenantQuota::default() };
+    let engine = weir::Engine::builder().workspace(project.workspace()).jobs(4).tenant("t", quota).build().unwrap();
+    let pipeline = |word: &str| {
+        weir::Pipeline::builder(format!("run-{word}"))
+            .input("text", &text)
+            .step(
+                weir::StepBuilder::new("wait", weir_tests::tool(weir_tests::Wasi::P1))
+                    .args(["nap", "500", word])
+                    .output("result", weir::OutputKind::File),
+            )
+            .step(
+                weir::StepBuilder::new("big", weir_tests::tool(weir_tests::Wasi::P1))
+                    .args(["upper", word])
+                    .input("text", "inputs.text")
+                    .input("after", "wait.result")
+                    .output("result", weir::OutputKind::File),
+            )
+            .build()
+            .unwrap()
+    };
+    let options = weir::RunOptions::new().tenant("t");
+    let first = engine.start(pipeline("1"), options.clone()).unwrap();
+    let second = engine.start(pipeline("2"), options).unwrap();
+    let reports = [first.wait().unwrap(), second.wait().unwrap()];
+    let failed: Vec<String> = reports.iter().flat_map(|r| r.failures()).map(ToString::to_string).collect();
+    assert_eq!(failed.len(), 1, "exactly one of the two outputs fits what is left: {failed:?}");
+    assert!(failed[0].contains("would exceed tenant `t`'s store quota"), "{failed:?}");
 }
