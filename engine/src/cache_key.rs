@@ -1,7 +1,7 @@
 //! The cache key of a step execution: BLAKE3 over one explicit, canonically
 //! serialized struct of everything that can change the step's result.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Serialize, Serializer};
 use serde_json::Value;
@@ -68,6 +68,18 @@ impl KeyMaterial<'_> {
         let bytes = rmp_serde::to_vec(self).expect("serializing key material to memory cannot fail");
         Digest::of(&bytes)
     }
+}
+
+/// Key material as the run history keeps it for `weir explain`: the
+/// material, and the parameters it leaves out.
+#[derive(Debug, Serialize)]
+pub(crate) struct RecordedMaterial<'a> {
+    /// What the key was computed from.
+    #[serde(flatten)]
+    pub material: KeyMaterial<'a>,
+    /// The step's ignored parameters (`ignored_params`).
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub ignored_params: &'a BTreeSet<String>,
 }
 
 /// A JSON value whose objects serialize with keys in sorted order, whatever

@@ -525,13 +525,33 @@ impl Engine {
             return Err(ValidationError::new(Kind::TooManyGpus { asked, slots }).in_field("resources.gpu"));
         }
         let syntax = |field: String| move |why: String| ValidationError::new(Kind::Syntax(why)).in_field(field);
-        let mut argv = vec![argv0];
+        // The key sees ignored parameters as their unrendered `${params.NAME}`.
+        let mut placeholders = params.clone();
+        for name in step.ignored_params() {
+            placeholders.insert(name.clone(), serde_json::Value::String(format!("${{params.{name}}}")));
+        }
+        let (mut argv, mut keyed_argv) = (vec![argv0.clone()], vec![argv0]);
         for (i, arg) in step.args().iter().enumerate() {
             argv.push(params::render(arg, params).map_err(syntax(format!("args[{i}]")))?);
+            keyed_argv.push(params::render(arg, &placeholders).map_err(syntax(format!("args[{i}]")))?);
         }
-        let step_params = params::resolve(&serde_json::Value::Object(step.params().clone()), params)
-            .map_err(syntax("params".to_owned()))?;
-        Ok(PlannedStep { step, code, native_version, argv, params: step_params, natives: declared, limits })
+        let declared_params = serde_json::Value::Object(step.params().clone());
+        let step_params = params::resolve(&declared_params, params).map_err(syntax("params".to_owned()))?;
+        let mut keyed_params = params::resolve(&declared_params, &placeholders).map_err(syntax("params".to_owned()))?;
+        if let Some(keyed) = keyed_params.as_object_mut() {
+            keyed.retain(|name, _| !step.ignored_params().contains(name));
+        }
+        Ok(PlannedStep {
+            step,
+            code,
+            native_version,
+            argv,
+            keyed_argv,
+            params: step_params,
+            keyed_params,
+            natives: declared,
+            limits,
+        })
     }
 
     /// Compiles each distinct module once per flavor its steps need, in parallel.

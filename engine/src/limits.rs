@@ -299,9 +299,9 @@ pub fn parse_timeout(text: &str) -> Result<Duration, String> {
 
 /// Parses a duration such as `30s`, `500ms`, `2m`, `1.5h` or `1m30s`.
 ///
-/// Units: `ms`, `s`, `m`, `h`; parts add up; a bare number is seconds.
+/// Units: `ms`, `s`, `m`, `h`, `d`; parts add up; a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let error = |why: &str| format!("`{text}` is not a duration: {why} (use e.g. `30s`, `500ms`, `2m`, `1h`)");
+    let error = |why: &str| format!("`{text}` is not a duration: {why} (use e.g. `30s`, `500ms`, `2m`, `1h`, `7d`)");
     let mut rest = text.trim();
     if rest.is_empty() {
         return Err(error("it is empty"));
@@ -317,6 +317,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "" | "s" => 1.0,
             "m" | "min" => 60.0,
             "h" => 3600.0,
+            "d" => 86400.0,
             other => return Err(error(&format!("unknown unit `{other}`"))),
         };
         total += value * seconds;
@@ -403,6 +404,7 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("10 fortnights").unwrap_err().contains("unknown unit `fortnights`"));

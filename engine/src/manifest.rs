@@ -77,7 +77,9 @@ struct RawStep {
     params: toml::Table,
     #[serde(default)]
     limits: Option<toml::Value>,
-    reuse: Option<bool>,
+    reuse: Option<toml::Value>,
+    #[serde(default)]
+    ignored_params: Vec<String>,
     deterministic: Option<bool>,
     map: Option<String>,
 }
@@ -325,8 +327,21 @@ fn code_step(
         .resources(table_field::<Resources>(raw.resources, "resources")?.unwrap_or_default())
         .args(args)
         .limits(parse_limits(&table_field::<RawLimits>(raw.limits, "limits")?.unwrap_or_default())?)
-        .reuse(raw.reuse.unwrap_or(true))
         .deterministic(raw.deterministic.unwrap_or(false));
+    step = match raw.reuse {
+        None => step,
+        Some(toml::Value::Boolean(reuse)) => step.reuse(reuse),
+        Some(toml::Value::String(age)) => {
+            step.max_age(crate::parse_duration(&age).map_err(|why| syntax(why).in_field("reuse"))?)
+        }
+        Some(other) => {
+            let why = format!("expected true, false or a maximum age such as \"7d\", found {other}");
+            return Err(syntax(why).in_field("reuse"));
+        }
+    };
+    for name in raw.ignored_params {
+        step = step.ignored_param(name);
+    }
     if let Some(input) = raw.map {
         step = step.map(input);
     }

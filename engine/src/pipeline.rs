@@ -118,6 +118,8 @@ pub struct Step {
     pub(crate) limits: LimitOverrides,
     pub(crate) deterministic: bool,
     pub(crate) reuse: bool,
+    pub(crate) max_age: Option<std::time::Duration>,
+    pub(crate) ignored_params: std::collections::BTreeSet<String>,
     pub(crate) map: Option<String>,
     /// The manifest that defines it, when that is not the pipeline's own
     /// (a step inlined from a sub-pipeline): errors name this file.
@@ -193,6 +195,17 @@ impl Step {
     /// Whether a cached result may be reused (`false` for side-effecting steps).
     pub fn reuse(&self) -> bool {
         self.reuse
+    }
+
+    /// How old a cached result may be and still be reused (`None`: any age).
+    pub fn max_age(&self) -> Option<std::time::Duration> {
+        self.max_age
+    }
+
+    /// Parameters that do not affect the result, left out of the cache key:
+    /// step parameters of these names, and `${params.NAME}` in the args.
+    pub fn ignored_params(&self) -> &std::collections::BTreeSet<String> {
+        &self.ignored_params
     }
 
     /// For a map step, the directory input it runs once per entry of.

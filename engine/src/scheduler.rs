@@ -16,7 +16,7 @@ use map_run::{EntryOutcome, MapRun};
 
 use serde_json::Value;
 
-use crate::cache_key::{Canonical, CodeKey, KEY_FORMAT_VERSION, KeyMaterial};
+use crate::cache_key::{Canonical, CodeKey, KEY_FORMAT_VERSION, KeyMaterial, RecordedMaterial};
 use crate::engine::EngineInner;
 use crate::events::{Event, EventSink, GuardedSink};
 use crate::history::{MetricPoint, StepRecord};
@@ -37,7 +37,11 @@ pub(crate) struct PlannedStep<'p> {
     /// The version of a native step (unused for wasm).
     pub native_version: u32,
     pub argv: Vec<String>,
+    /// argv as the cache key sees it: ignored parameters left unrendered.
+    pub keyed_argv: Vec<String>,
     pub params: Value,
+    /// The parameters the cache key covers: all but the ignored ones.
+    pub keyed_params: Value,
     /// Declared native functions with their versions.
     pub natives: BTreeMap<String, u32>,
     /// The limits it runs under: its own, the defaults, the tenant's ceiling.
@@ -75,6 +79,8 @@ pub(crate) struct Coordinator<'a> {
     keys: Vec<Option<Digest>>,
     key_json: Vec<Option<String>>,
     reused_from: Vec<Option<String>>,
+    /// Why a cached result was too old to reuse (`reuse = "7d"`), by step.
+    expired: Vec<Option<String>>,
     series: Vec<Vec<MetricPoint>>,
     warnings: Vec<Vec<String>>,
     maps: Vec<Option<MapRun>>,
@@ -128,6 +134,7 @@ impl<'a> Coordinator<'a> {
             keys: vec![None; count],
             key_json: vec![None; count],
             reused_from: vec![None; count],
+            expired: vec![None; count],
             series: vec![Vec::new(); count],
             warnings: vec![Vec::new(); count],
             maps: (0..count).map(|_| None).collect(),
@@ -339,7 +346,11 @@ impl<'a> Coordinator<'a> {
     /// step that executes (`weir explain` compares executions; a reused
     /// step's material is that of the execution it reuses).
     fn remember_key_material(&mut self, i: usize, inputs: &BTreeMap<String, Artifact>) {
-        self.key_json[i] = serde_json::to_string(&self.material_of(i, inputs)).ok();
+        let recorded = RecordedMaterial {
+            material: self.material_of(i, inputs),
+            ignored_params: self.plan[i].step.ignored_params(),
+        };
+        self.key_json[i] = serde_json::to_string(&recorded).ok();
     }
 
     /// Expands map step `i` over the entries of `directory`.
@@ -399,6 +410,16 @@ impl<'a> Coordinator<'a> {
             return None;
         }
         match self.engine.store.cache_get_intact(key) {
+            Ok(Some(entry)) if step.max_age().is_some_and(|max_age| too_old(&entry, max_age)) => {
+                let age = entry.created.map_or("of unknown age".to_owned(), |created| {
+                    format!("{} old", age_text(crate::history::now() - created))
+                });
+                let max_age = age_text(step.max_age().unwrap_or_default().as_secs_f64());
+                let reason =
+                    format!("expiry (reuse = \"{max_age}\"): its cached result, of run {}, was {age}", entry.run_id);
+                self.expired[i].get_or_insert(reason);
+                None
+            }
             Ok(entry) => entry,
             Err(corrupt) => {
                 let listed: Vec<String> = corrupt.iter().map(ToString::to_string).collect();
@@ -440,7 +461,8 @@ impl<'a> Coordinator<'a> {
             device: Device::Cpu,
             key,
             record: step.reuse(),
-            share: step.reuse() && !self.options.forces(step.name()),
+            // An expired result of this key must not serve it either.
+            share: step.reuse() && !self.options.forces(step.name()) && self.expired[i].is_none(),
             run_id: self.run_id.to_owned(),
             cancel: self.options.cancel_token().cloned(),
         }
@@ -605,8 +627,8 @@ impl<'a> Coordinator<'a> {
         KeyMaterial {
             format: KEY_FORMAT_VERSION,
             code,
-            args: &planned.argv,
-            params: Canonical(&planned.params),
+            args: &planned.keyed_argv,
+            params: Canonical(&planned.keyed_params),
             inputs: inputs.iter().map(|(name, artifact)| (name.as_str(), *artifact)).collect(),
             outputs: planned.step.outputs(),
             memory_limit: planned.limits.memory,
@@ -620,9 +642,11 @@ impl<'a> Coordinator<'a> {
     fn history_record(&mut self, i: usize, report: &StepReport) -> StepRecord {
         let step = self.plan[i].step;
         let executed = matches!(report.status, StepStatus::Ran | StepStatus::Failed);
+        let expired = self.expired[i].take();
         let forced = match (executed, self.options.forced_by(step.name())) {
             (true, Some(reason)) => Some(reason),
             (true, None) if !step.reuse() => Some("reuse = false".to_owned()),
+            (true, None) => expired,
             _ => None,
         };
         let inputs = match report.status {
@@ -670,6 +694,22 @@ fn differing_outputs(expected: &BTreeMap<String, Artifact>, actual: &BTreeMap<St
             format!("`{name}` (cached {}, now {now})", cached.digest)
         })
         .collect()
+}
+
+/// Whether a cached result is older than `max_age` (one of unknown age is).
+fn too_old(entry: &crate::store::CacheEntry, max_age: Duration) -> bool {
+    entry.created.is_none_or(|created| crate::history::now() - created > max_age.as_secs_f64())
+}
+
+/// An age as a manifest writes one: `7d`, `36h`, `90m`, `45s`.
+fn age_text(seconds: f64) -> String {
+    let seconds = seconds.max(0.0);
+    let (value, unit) = [(86400.0, "d"), (3600.0, "h"), (60.0, "m")]
+        .into_iter()
+        .find(|(size, _)| seconds >= *size)
+        .map_or((seconds, "s"), |(size, unit)| (seconds / size, unit));
+    let text = format!("{value:.1}");
+    format!("{}{unit}", text.trim_end_matches(".0"))
 }
 
 /// A report with `status` and nothing else yet.

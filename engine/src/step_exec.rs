@@ -362,22 +362,23 @@ fn collect(
         account.charge(&produced, |artifact| store.artifact_size(artifact)).map_err(engine)??;
     }
     if record {
-        let entry = CacheEntry {
+        let mut entry = CacheEntry {
             outputs: outputs.clone(),
             stdout: logs.stdout,
             stderr: logs.stderr,
             metrics: metrics.clone(),
             run_id: job.run_id.clone(),
+            created: Some(crate::history::now()),
         };
         let caching = Instant::now();
-        // A forced re-execution that produced exactly the recorded result
-        // leaves the entry (and the run it names) as it was.
-        let unchanged = store
-            .cache_get(&job.key)
-            .is_some_and(|known| CacheEntry { run_id: known.run_id.clone(), ..entry.clone() } == known);
-        if !unchanged {
-            store.cache_put(&job.key, &entry).map_err(engine)?;
+        // A re-execution that produced exactly the recorded result keeps the
+        // run the entry names (where the result came from) and renews its age.
+        if let Some(known) = store.cache_get(&job.key)
+            && (CacheEntry { run_id: known.run_id.clone(), created: known.created, ..entry.clone() }) == known
+        {
+            entry.run_id = known.run_id;
         }
+        store.cache_put(&job.key, &entry).map_err(engine)?;
         phases.cache = caching.elapsed();
     }
     Ok(outputs)

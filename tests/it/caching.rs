@@ -181,3 +181,74 @@ fn rerun_of_a_sub_pipeline_reruns_all_its_steps() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("(steps: feat, feat/one, feat/two, other)"), "{stderr}");
 }
+
+/// `log` writes its arguments; `every` is declared as not affecting the result.
+const IGNORING: &str = r#"
+name = "ignoring"
+[params]
+word = "hello"
+every = 10
+[steps.log]
+module = "tool-p1.wasm"
+args = ["args", "${params.word}", "--every=${params.every}"]
+params = { every = "${params.every}", note = "kept" }
+ignored_params = ["every"]
+outputs = { result = "file" }
+"#;
+
+#[test]
+fn an_ignored_parameter_does_not_make_a_step_run_again() {
+    let project = Project::new();
+    project.manifest(IGNORING);
+    let (_, first) = project.run_json(&[]);
+    assert_eq!(steps_with(&first, "ran"), ["log"]);
+    assert_eq!(project.cat(output_digest(&first, "log", "result")), "hello\n--every=10");
+
+    let (_, second) = project.run_json(&["--param", "every=20"]);
+    assert_eq!(steps_with(&second, "cached"), ["log"], "`every` is in neither the key's params nor its args");
+    let (_, third) = project.run_json(&["--param", "word=bye", "--param", "every=30"]);
+    assert_eq!(steps_with(&third, "ran"), ["log"], "other parameters still count");
+    assert_eq!(project.cat(output_digest(&third, "log", "result")), "bye\n--every=30", "the guest sees its value");
+
+    let explained = project.weir(&["explain", third["run_id"].as_str().unwrap(), "log"]);
+    let explained = String::from_utf8_lossy(&explained.stdout);
+    assert!(explained.contains("ignored: every (ignored_params: not in its cache key)"), "{explained}");
+    assert!(explained.contains("param word: hello → bye"), "{explained}");
+    assert!(!explained.contains("param every"), "an ignored parameter is not a difference: {explained}");
+
+    project.manifest(&IGNORING.replace(r#"ignored_params = ["every"]"#, r#"ignored_params = ["evry"]"#));
+    let output = project.weir(&["run", "pipeline.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("ignored_params") && stderr.contains("evry"), "{stderr}");
+}
+
+#[test]
+fn a_cached_result_older_than_its_reuse_age_runs_again() {
+    let project = Project::new();
+    let manifest = |reuse: &str| {
+        project.manifest(&format!(
+            "name = \"aging\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nargs = [\"args\", \"x\"]\noutputs = {{ result = \"file\" }}\nreuse = {reuse}\n"
+        ))
+    };
+    manifest("\"4s\"");
+    let (_, first) = project.run_json(&[]);
+    assert_eq!(steps_with(&first, "ran"), ["s"]);
+    let (_, young) = project.run_json(&[]);
+    assert_eq!(steps_with(&young, "cached"), ["s"], "younger than four seconds: reused");
+    std::thread::sleep(std::time::Duration::from_millis(4200));
+    let (_, old) = project.run_json(&[]);
+    assert_eq!(steps_with(&old, "ran"), ["s"], "older than four seconds: executed again");
+    let explained = project.weir(&["explain", old["run_id"].as_str().unwrap(), "s"]);
+    let explained = String::from_utf8_lossy(&explained.stdout);
+    assert!(explained.contains("expiry (reuse = \"4s\"): its cached result, of run"), "{explained}");
+    let (_, renewed) = project.run_json(&[]);
+    assert_eq!(steps_with(&renewed, "cached"), ["s"], "the identical re-execution renewed the result's age");
+    assert_eq!(renewed["steps"]["s"]["outputs"], first["steps"]["s"]["outputs"]);
+
+    manifest("5");
+    let output = project.weir(&["run", "pipeline.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("reuse") && stderr.contains("a maximum age such as \"7d\""), "{stderr}");
+}

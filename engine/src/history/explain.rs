@@ -63,6 +63,14 @@ impl History {
                 if let Some(forced) = &record.forced {
                     explanation.reasons.push(format!("forced by {forced}"));
                 }
+                let material: Value =
+                    record.key_material.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+                if let Some(ignored) = material["ignored_params"].as_array().filter(|names| !names.is_empty()) {
+                    let names: Vec<String> = ignored.iter().map(text).collect();
+                    explanation
+                        .reasons
+                        .push(format!("ignored: {} (ignored_params: not in its cache key)", names.join(", ")));
+                }
                 match self.previous_execution(&pipeline, step, run_id)? {
                     None => explanation
                         .reasons

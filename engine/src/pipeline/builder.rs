@@ -231,6 +231,8 @@ pub struct StepBuilder {
     limits: LimitOverrides,
     deterministic: bool,
     reuse: bool,
+    max_age: Option<Duration>,
+    ignored_params: Vec<String>,
     map: Option<String>,
     file: Option<PathBuf>,
 }
@@ -259,6 +261,8 @@ impl StepBuilder {
             limits: LimitOverrides::default(),
             deterministic: false,
             reuse: true,
+            max_age: None,
+            ignored_params: Vec::new(),
             map: None,
             file: None,
         }
@@ -366,6 +370,21 @@ impl StepBuilder {
         self
     }
 
+    /// Reuses a cached result only while it is younger than `age` (the
+    /// manifest's `reuse = "7d"`); an older one is executed again.
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = Some(age);
+        self
+    }
+
+    /// Leaves parameter `name` out of the cache key (e.g. how often to
+    /// log): a step parameter of that name, and `${params.NAME}` in the
+    /// args. Changing it alone does not make the step run again.
+    pub fn ignored_param(mut self, name: impl Into<String>) -> Self {
+        self.ignored_params.push(name.into());
+        self
+    }
+
     fn validate(self, params: &params::Params, inputs: &BTreeMap<String, PathBuf>) -> Result<Step, ValidationError> {
         match &self.code {
             StepCode::Wasm(module) => check_module(module).map_err(|err| err.in_field("module"))?,
@@ -384,6 +403,16 @@ impl StepBuilder {
         let step_params = unique("params", self.params, names::check)?;
         for (name, value) in &step_params {
             check_references(value, params).map_err(|err| err.in_field(format!("params.{name}")))?;
+        }
+        let mut ignored_params = BTreeSet::new();
+        for name in self.ignored_params {
+            if !step_params.contains_key(&name) && !params.contains_key(&name) {
+                let mut known: Vec<String> = step_params.keys().chain(params.keys()).cloned().collect();
+                known.sort();
+                known.dedup();
+                return Err(ValidationError::new(Kind::UnknownParam { param: name, known }).in_field("ignored_params"));
+            }
+            ignored_params.insert(name);
         }
         let outputs = unique("outputs", self.outputs, names::check)?;
         let raw_inputs = unique("inputs", self.inputs, names::check)?;
@@ -420,6 +449,8 @@ impl StepBuilder {
             limits: self.limits,
             deterministic: self.deterministic,
             reuse: self.reuse,
+            max_age: self.max_age,
+            ignored_params,
             file: self.file,
         })
     }

@@ -26,6 +26,11 @@ pub(crate) struct CacheEntry {
     pub metrics: BTreeMap<String, f64>,
     /// The run that executed the step.
     pub run_id: String,
+    /// When the result was recorded or last confirmed by an identical
+    /// execution (seconds since the Unix epoch; absent in entries of older
+    /// versions), for `reuse = "7d"`.
+    #[serde(default)]
+    pub created: Option<f64>,
 }
 
 impl Store {

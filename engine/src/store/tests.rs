@@ -138,6 +138,7 @@ fn cache_entries_require_their_artifacts() {
         stderr: log,
         metrics: [("loss".to_owned(), 0.25)].into(),
         run_id: "run".into(),
+        created: Some(1.5e9),
     };
     assert_eq!(store.cache_get(&key), None);
     store.cache_put(&key, &entry).unwrap();
