@@ -3,6 +3,7 @@
 //! Exit codes: 0 when the run succeeded, 1 when a step failed, 2 for usage,
 //! validation and workspace errors.
 
+mod config;
 mod graph;
 mod history_cmds;
 mod interrupt;
@@ -162,6 +163,10 @@ enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// Serve jobs of the `process` executor on stdin and stdout (started by
+    /// `weir run --executor process`, not by hand).
+    #[command(hide = true)]
+    Worker,
     /// A self-contained HTML report of a run: graph, steps, metric charts.
     Report {
         /// A run id, a unique prefix of one, or `last`.
@@ -221,6 +226,12 @@ struct RunArgs {
     /// tenant may use it; other tenants export beneath their own directory.
     #[arg(long)]
     export_anywhere: bool,
+    /// Where steps execute: `local` (threads of this process) or `process`
+    /// (child `weir worker` processes; a timeout kills the process, so code
+    /// under a timeout runs without interruption checks). Default: the
+    /// workspace's `config.toml`, else `local`.
+    #[arg(long, value_name = "EXECUTOR")]
+    executor: Option<String>,
 }
 
 fn parse_jobs(text: &str) -> Result<usize, String> {
@@ -253,6 +264,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     let tenant = cli.workspace.tenant.as_str();
     match cli.command {
         Command::Run(args) => run(&workspace, tenant, args),
+        Command::Worker => weir::serve_worker(&workspace).map(|()| ExitCode::SUCCESS).map_err(Into::into),
         Command::Cat { digest } => {
             let store = Store::open(&workspace)?;
             let digest = resolve_digest(&store, &workspace, tenant, &digest)?;
@@ -539,7 +551,16 @@ fn run_pipeline(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> any
     for step in args.rerun {
         options = options.rerun(step);
     }
-    let mut builder = Engine::builder().workspace(workspace);
+    let executor = match args.executor {
+        Some(name) => name.parse().map_err(|why: String| anyhow::anyhow!("--executor: {why}"))?,
+        None => match config::WorkspaceConfig::load(workspace)?.executor {
+            Some(name) => name.parse().map_err(|why: String| {
+                anyhow::anyhow!("{}: executor: {why}", workspace.join(config::CONFIG_FILE).display())
+            })?,
+            None => weir::ExecutorKind::Local,
+        },
+    };
+    let mut builder = Engine::builder().workspace(workspace).executor(executor);
     if let Some(jobs) = args.jobs {
         builder = builder.jobs(jobs);
     }

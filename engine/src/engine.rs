@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use crate::cancel::CancelToken;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
+use crate::executor::{Executor, ExecutorKind, LocalExecutor, ProcessExecutor, WorkerPool};
 use crate::history::{History, OpenRun, RunStart};
 use crate::host_files::HostFiles;
 use crate::native::{NativeFunction, NativeStep, Natives, detect_gpus};
@@ -21,8 +22,8 @@ use crate::step_exec::JobCode;
 use crate::store::ImportError;
 use crate::tenant::{self, StoreAccount, Tenant};
 use crate::{
-    Artifact, DEFAULT_TENANT, Error, GcReport, Limits, Pipeline, Result, RunOptions, RunReport, Step, StepCode, Store,
-    TenantQuota,
+    Artifact, DEFAULT_TENANT, Digest, Error, GcReport, Limits, Pipeline, Result, RunOptions, RunReport, Step, StepCode,
+    Store, TenantQuota,
 };
 
 /// Runs pipelines in a workspace. Cheap to clone: an `Arc` inside.
@@ -39,8 +40,12 @@ pub(crate) struct EngineInner {
     pub(crate) runtime: Runtime,
     /// The workers that execute steps, started by the first run that has a
     /// step to execute (see [`EngineInner::pool`]).
-    pool: OnceLock<rayon::ThreadPool>,
+    pool: OnceLock<Arc<rayon::ThreadPool>>,
     jobs: usize,
+    /// Where steps execute.
+    executor: ExecutorKind,
+    /// Warm worker processes of the `process` executor.
+    workers: OnceLock<Arc<WorkerPool>>,
     pub(crate) natives: Arc<Natives>,
     pub(crate) gpu_slots: usize,
     pub(crate) gpus_detected: usize,
@@ -61,12 +66,14 @@ pub struct EngineBuilder {
     natives: Natives,
     tenants: BTreeMap<String, TenantQuota>,
     default_limits: Limits,
+    executor: ExecutorKind,
 }
 
 impl Default for EngineBuilder {
     fn default() -> Self {
         Self {
             workspace: PathBuf::from(".weir"),
+            executor: ExecutorKind::Local,
             jobs: None,
             gpu_slots: None,
             natives: Natives::with_builtins(),
@@ -86,6 +93,7 @@ impl std::fmt::Debug for EngineBuilder {
             .field("native_steps", &self.natives.step_names())
             .field("tenants", &self.tenants)
             .field("default_limits", &self.default_limits)
+            .field("executor", &self.executor)
             .finish()
     }
 }
@@ -133,6 +141,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Where steps execute (default [`ExecutorKind::Local`]). Results are
+    /// the same and shared in the cache whichever executor computed them.
+    pub fn executor(mut self, executor: ExecutorKind) -> Self {
+        self.executor = executor;
+        self
+    }
+
     /// The limits of steps that do not set their own (default [`Limits::default`]).
     pub fn default_limits(mut self, limits: Limits) -> Self {
         self.default_limits = limits;
@@ -167,6 +182,8 @@ impl EngineBuilder {
             runtime,
             pool: OnceLock::new(),
             jobs,
+            executor: self.executor,
+            workers: OnceLock::new(),
             natives,
             gpu_slots,
             gpus_detected,
@@ -234,8 +251,10 @@ impl Engine {
                 .map(|(name, artifact)| (name.clone(), artifact.digest, pipeline.inputs()[name].display().to_string()))
                 .collect(),
         };
+        let executor = self.executor(&plan, &files)?;
         let record = OpenRun::start(&self.inner.history, &start)?;
-        let driven = Coordinator::new(&self.inner, options, &run_id, scope, plan, inputs).drive(pipeline.name());
+        let driven = Coordinator::new(&self.inner, options, &run_id, scope, plan, inputs)
+            .drive(pipeline.name(), executor.as_ref());
         let mut report = driven?;
         report.outputs = pipeline
             .outputs()
@@ -265,6 +284,48 @@ impl Engine {
             .spawn(move || engine.run(&pipeline, &options))
             .map_err(|err| Error::Runtime(format!("starting a run's thread: {err}")))?;
         Ok(RunHandle { cancel, thread })
+    }
+
+    /// The engine's executor for a run of `plan`. For the `process`
+    /// executor, every module is put in the store first: that is where a
+    /// worker process finds it.
+    fn executor(&self, plan: &[PlannedStep<'_>], files: &HostFiles) -> Result<Box<dyn Executor>> {
+        let command = match &self.inner.executor {
+            ExecutorKind::Process { command } => command,
+            _ => return Ok(Box::new(LocalExecutor::new(self.inner.clone()))),
+        };
+        for planned in plan {
+            if let (JobCode::Wasm(program), Some(module)) = (&planned.code, planned.step.module()) {
+                self.store_module(program.digest, module, files)?;
+            }
+        }
+        let workers = self
+            .inner
+            .workers
+            .get_or_init(|| Arc::new(WorkerPool::new(command.clone(), self.inner.store.root())))
+            .clone();
+        Ok(Box::new(ProcessExecutor::new(self.inner.clone(), workers)))
+    }
+
+    /// Puts the module at `path`, which hashes to `digest`, in the store.
+    fn store_module(&self, digest: Digest, path: &Path, files: &HostFiles) -> Result<()> {
+        use std::io::Read;
+        let store = &self.inner.store;
+        if store.contains(&Artifact { kind: crate::OutputKind::File, digest }) {
+            return Ok(());
+        }
+        let reading = || format!("reading module {}", path.display());
+        let mut bytes = Vec::new();
+        files
+            .open_file(path)
+            .map_err(|why| Error::Io { context: reading(), source: std::io::Error::other(why) })?
+            .read_to_end(&mut bytes)
+            .map_err(Error::io(reading()))?;
+        if store.put_bytes(&bytes)? != digest {
+            let reason = format!("{} changed while the run was being prepared", path.display());
+            return Err(Error::Config { setting: "module".into(), reason });
+        }
+        Ok(())
     }
 
     /// The only directory the files of `tenant`'s pipelines may be in, or
@@ -713,9 +774,9 @@ fn check_jobs(jobs: usize) -> Result<()> {
 
 impl EngineInner {
     /// The worker pool, started on first use with a thread per job slot.
-    pub(crate) fn pool(&self) -> Result<&rayon::ThreadPool> {
+    pub(crate) fn pool(&self) -> Result<Arc<rayon::ThreadPool>> {
         if let Some(pool) = self.pool.get() {
-            return Ok(pool);
+            return Ok(pool.clone());
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.jobs)
@@ -724,7 +785,7 @@ impl EngineInner {
             .build()
             .map_err(|err| Error::Runtime(format!("starting the worker pool: {err}")))?;
         // Two runs starting it at once: one pool is kept, the other dropped.
-        Ok(self.pool.get_or_init(|| pool))
+        Ok(self.pool.get_or_init(|| Arc::new(pool)).clone())
     }
 }
 

@@ -386,7 +386,7 @@ fn known_list(known: &[String]) -> String {
 }
 
 /// Which WebAssembly trap ended a guest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum TrapCode {
     /// An `unreachable` instruction: what a Rust panic or an abort becomes.
@@ -427,7 +427,7 @@ impl From<Option<&wasmtime::Trap>> for TrapCode {
 }
 
 /// Why one execution of a step failed, with the tail of its stderr.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("step `{step}` failed: {kind}{}", stderr_block(stderr_tail))]
 pub struct StepError {
     /// The failed step.
@@ -447,7 +447,7 @@ fn stderr_block(tail: &str) -> String {
 }
 
 /// The causes of a step failure.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum StepErrorKind {
     /// The guest exited with a non-zero status.

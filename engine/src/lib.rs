@@ -78,6 +78,7 @@ mod digest;
 mod engine;
 mod error;
 mod events;
+mod executor;
 mod file_stamp;
 mod history;
 mod host_files;
@@ -102,6 +103,7 @@ pub use digest::{Digest, ParseDigestError};
 pub use engine::{Engine, EngineBuilder, MAX_JOBS, RunHandle};
 pub use error::{Error, Location, Result, StepError, StepErrorKind, TrapCode, ValidationError, ValidationErrorKind};
 pub use events::{Event, EventSink};
+pub use executor::{ExecutorKind, serve_worker};
 pub use history::{
     DATABASE as HISTORY_DATABASE, Explanation, History, LineageNode, MetricPoint, MetricRow, RunDetail, RunSummary,
     StepRecord,

@@ -47,7 +47,7 @@ pub enum GpuSupport {
 }
 
 /// The device a call runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Device {
     /// The CPU.
     Cpu,

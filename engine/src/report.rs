@@ -184,25 +184,25 @@ impl EntryReport {
 
 /// Where the time of one execution went, phase by phase (map steps: the
 /// sum over their entries).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Phases {
     /// Creating the scratch directory, linking inputs into `/in`, writing parameters.
-    #[serde(rename = "stage_ms", serialize_with = "as_millis")]
+    #[serde(rename = "stage_ms", serialize_with = "as_millis", deserialize_with = "from_millis")]
     pub stage: Duration,
     /// Building the WASI context (preopens, stdio) and the store.
-    #[serde(rename = "sandbox_ms", serialize_with = "as_millis")]
+    #[serde(rename = "sandbox_ms", serialize_with = "as_millis", deserialize_with = "from_millis")]
     pub sandbox: Duration,
     /// Instantiating the module or component.
-    #[serde(rename = "instantiate_ms", serialize_with = "as_millis")]
+    #[serde(rename = "instantiate_ms", serialize_with = "as_millis", deserialize_with = "from_millis")]
     pub instantiate: Duration,
     /// The guest (or native step) running.
-    #[serde(rename = "run_ms", serialize_with = "as_millis")]
+    #[serde(rename = "run_ms", serialize_with = "as_millis", deserialize_with = "from_millis")]
     pub run: Duration,
     /// Checking quotas, hashing and moving outputs and logs into the store.
-    #[serde(rename = "ingest_ms", serialize_with = "as_millis")]
+    #[serde(rename = "ingest_ms", serialize_with = "as_millis", deserialize_with = "from_millis")]
     pub ingest: Duration,
     /// Writing the cache entry.
-    #[serde(rename = "cache_ms", serialize_with = "as_millis")]
+    #[serde(rename = "cache_ms", serialize_with = "as_millis", deserialize_with = "from_millis")]
     pub cache: Duration,
 }
 
@@ -249,6 +249,11 @@ fn is_zero(count: &u64) -> bool {
 
 fn as_millis<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(duration.as_secs_f64() * 1000.0)
+}
+
+fn from_millis<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let millis = <f64 as serde::Deserialize>::deserialize(deserializer)?;
+    Duration::try_from_secs_f64(millis / 1000.0).map_err(serde::de::Error::custom)
 }
 
 fn as_digests<S: Serializer>(outputs: &BTreeMap<String, Artifact>, serializer: S) -> Result<S::Ok, S::Error> {

@@ -40,6 +40,10 @@ pub(crate) const WORKER_STACK: usize = 48 << 20;
 pub(crate) struct Program {
     /// Digest of the module's bytes (part of the cache key).
     pub digest: Digest,
+    /// Whether the code checks for interruption (timeouts, quotas and
+    /// cancellation in-process); code run where a timeout kills the process
+    /// is compiled without.
+    interruptible: bool,
     engine: Engine,
     kind: ProgramKind,
 }
@@ -64,6 +68,12 @@ impl Flavor {
     /// The flavor that enforces `limits`.
     pub(crate) fn of(limits: &Limits) -> Self {
         Self { metered: limits.fuel.is_some(), interruptible: limits.interruptible(), stack: stack_class(limits.stack) }
+    }
+
+    /// The flavor that enforces `limits` in a process that is killed when
+    /// the timeout passes: no interruption checks in the code.
+    pub(crate) fn killed_on_timeout(limits: &Limits) -> Self {
+        Self { interruptible: false, ..Self::of(limits) }
     }
 }
 
@@ -146,11 +156,17 @@ impl Runtime {
         if bytes.len() as u64 > MAX_MODULE_BYTES {
             return Err(format!("it is larger than {MAX_MODULE_BYTES} bytes"));
         }
-        let program = runtime.prepare(&bytes)?;
+        let program = runtime.prepare(&bytes, flavor.interruptible)?;
         if let Some(stamp) = stamp.filter(|stamp| !stamp.is_racy()) {
             self.module_digests.insert(path.to_owned(), (stamp, program.digest));
         }
         Ok(program)
+    }
+
+    /// Compiles and links a module's `bytes` for `flavor`, or returns the
+    /// cached program.
+    pub(crate) fn prepare_bytes(&self, bytes: &[u8], flavor: Flavor) -> Result<Arc<Program>, String> {
+        self.flavor(flavor)?.prepare(bytes, flavor.interruptible)
     }
 
     fn flavor(&self, flavor: Flavor) -> Result<Arc<FlavoredRuntime>, String> {
@@ -200,7 +216,7 @@ impl FlavoredRuntime {
         })
     }
 
-    fn prepare(&self, bytes: &[u8]) -> Result<Arc<Program>, String> {
+    fn prepare(&self, bytes: &[u8], interruptible: bool) -> Result<Arc<Program>, String> {
         let digest = Digest::of(bytes);
         if let Some(program) = self.programs.get(&digest) {
             return Ok(program.clone());
@@ -209,7 +225,7 @@ impl FlavoredRuntime {
             ModuleKind::Core => ProgramKind::Core(self.link_core(bytes, &digest)?),
             ModuleKind::Component => ProgramKind::Component(self.link_component(bytes, &digest)?),
         };
-        let program = Arc::new(Program { digest, engine: self.engine.clone(), kind });
+        let program = Arc::new(Program { digest, interruptible, engine: self.engine.clone(), kind });
         self.programs.insert(digest, program.clone());
         Ok(program)
     }

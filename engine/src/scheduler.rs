@@ -7,7 +7,6 @@ mod admission;
 mod map_run;
 
 use std::collections::{BTreeMap, HashMap};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -19,11 +18,12 @@ use serde_json::Value;
 use crate::cache_key::{Canonical, CodeKey, KEY_FORMAT_VERSION, KeyMaterial, RecordedMaterial};
 use crate::engine::EngineInner;
 use crate::events::{Event, EventSink, GuardedSink};
+use crate::executor::{CodeRef, Executor, JobSpec};
 use crate::history::{MetricPoint, StepRecord};
 use crate::native::Device;
 use crate::pipeline::{InputRef, Step};
 use crate::report::{Logs, Phases, RunReport, RunStatus, StepReport, StepStatus, Verification};
-use crate::step_exec::{self, Finished, Job, JobCode, Workshop};
+use crate::step_exec::{self, Finished, Job, JobCode};
 use crate::tenant::{StoreAccount, Tenant};
 use crate::{Artifact, Digest, Limits, RunOptions, StepError, StepErrorKind};
 
@@ -157,85 +157,64 @@ impl<'a> Coordinator<'a> {
     /// Runs every step to an outcome and reports the run. The worker pool
     /// is started only when a step must execute: a run whose steps are all
     /// cached settles them here and creates no thread.
-    pub(crate) fn drive(mut self, pipeline: &str) -> crate::Result<RunReport> {
+    pub(crate) fn drive(mut self, pipeline: &str, executor: &dyn Executor) -> crate::Result<RunReport> {
         let (sender, receiver) = mpsc::channel::<Message>();
         let mut ready: Vec<usize> = (0..self.plan.len()).filter(|&i| self.waiting[i] == 0).rev().collect();
         let mut runnable = self.dispatch_ready(&mut ready);
-        if runnable.is_empty() {
-            self.flush_history();
-            return Ok(self.into_report(pipeline));
-        }
-        let workshop = Workshop {
-            store: &self.engine.store,
-            runtime: &self.engine.runtime,
-            natives: &self.engine.natives,
-            events: self.sink.clone().map(|sink| sink as Arc<dyn EventSink>),
-        };
+        let events = self.sink.clone().map(|sink| sink as Arc<dyn EventSink>);
         let admission = self.engine.admission.clone();
         let _wake_on_cancel = self.options.cancel_token().map(|token| {
             let to = sender.clone();
             token.on_cancel(move || drop(to.send(Message::Cancelled)))
         });
-        self.engine.pool()?.in_place_scope(|scope| {
-            let mut in_flight = 0usize;
-            let mut parked: HashMap<JobId, Job> = HashMap::new();
-            let start = |this: &Self, id: JobId, mut job: Job, ticket: Ticket| {
-                job.device = ticket.device();
-                if id.1.is_none_or(|entry| entry == 0) {
-                    this.emit(&Event::StepStarted { step: &job.step });
-                }
-                let sender = sender.clone();
-                let workshop = &workshop;
-                scope.spawn(move |_| {
-                    // Whatever happens in the job, the coordinator hears of it.
-                    let mut finished = catch_unwind(AssertUnwindSafe(|| step_exec::execute(workshop, &job)))
-                        .unwrap_or_else(|panic| step_exec::panicked(&job, &*panic));
-                    let scratch = finished.scratch.take();
-                    // The coordinator outlives every worker of its scope.
-                    let _ = sender.send(Message::Finished(id, Box::new(finished)));
-                    step_exec::clean_up(workshop, scratch);
-                    drop(ticket);
-                });
-            };
-            loop {
-                for (id, job) in runnable.drain(..) {
-                    let to = sender.clone();
-                    let deliver = move |ticket| drop(to.send(Message::Admitted(id, ticket)));
-                    let need = Need { memory: job.limits.memory, gpus: self.gpus_of(id.0) };
-                    match admission.request(&self.scope.tenant, need, deliver) {
-                        Some(ticket) => {
-                            start(&self, id, job, ticket);
-                            in_flight += 1;
-                        }
-                        None => drop(parked.insert(id, job)),
-                    }
-                }
-                self.flush_history();
-                if in_flight == 0 && parked.is_empty() {
-                    break;
-                }
-                match receiver.recv() {
-                    Ok(Message::Finished(id, finished)) => {
-                        in_flight -= 1;
-                        self.record(id, *finished, &mut ready);
-                    }
-                    Ok(Message::Admitted(id, ticket)) => {
-                        if let Some(job) = parked.remove(&id) {
-                            start(&self, id, job, ticket);
-                            in_flight += 1;
-                        }
-                    }
-                    Ok(Message::Cancelled) => {
-                        let waiting: Vec<(JobId, Job)> = parked.drain().collect();
-                        for (id, job) in waiting {
-                            self.record(id, step_exec::cancelled(&job), &mut ready);
-                        }
-                    }
-                    Err(_) => break,
-                }
-                runnable = self.dispatch_ready(&mut ready);
+        // Each execution holds its ticket (a worker, GPU slots, its tenant's
+        // share) until its result is in.
+        let mut running: HashMap<JobId, Ticket> = HashMap::new();
+        let mut parked: HashMap<JobId, Job> = HashMap::new();
+        let start = |this: &Self, id: JobId, mut job: Job, ticket: Ticket, running: &mut HashMap<JobId, Ticket>| {
+            job.spec.device = ticket.device();
+            running.insert(id, ticket);
+            if id.1.is_none_or(|entry| entry == 0) {
+                this.emit(&Event::StepStarted { step: &job.spec.step });
             }
-        });
+            let to = sender.clone();
+            let done = Box::new(move |finished| drop(to.send(Message::Finished(id, Box::new(finished)))));
+            executor.submit(job, events.clone(), done);
+        };
+        loop {
+            for (id, job) in runnable.drain(..) {
+                let to = sender.clone();
+                let deliver = move |ticket| drop(to.send(Message::Admitted(id, ticket)));
+                let need = Need { memory: job.spec.limits.memory, gpus: self.gpus_of(id.0) };
+                match admission.request(&self.scope.tenant, need, deliver) {
+                    Some(ticket) => start(&self, id, job, ticket, &mut running),
+                    None => drop(parked.insert(id, job)),
+                }
+            }
+            self.flush_history();
+            if running.is_empty() && parked.is_empty() {
+                break;
+            }
+            match receiver.recv() {
+                Ok(Message::Finished(id, finished)) => {
+                    running.remove(&id);
+                    self.record(id, *finished, &mut ready);
+                }
+                Ok(Message::Admitted(id, ticket)) => {
+                    if let Some(job) = parked.remove(&id) {
+                        start(&self, id, job, ticket, &mut running);
+                    }
+                }
+                Ok(Message::Cancelled) => {
+                    let waiting: Vec<(JobId, Job)> = parked.drain().collect();
+                    for (id, job) in waiting {
+                        self.record(id, step_exec::cancelled(&job), &mut ready);
+                    }
+                }
+                Err(_) => break,
+            }
+            runnable = self.dispatch_ready(&mut ready);
+        }
         self.flush_history();
         Ok(self.into_report(pipeline))
     }
@@ -318,7 +297,8 @@ impl<'a> Coordinator<'a> {
                 Some(entry) => {
                     self.expected[i] = Some(entry.outputs);
                     self.remember_key_material(i, &inputs);
-                    let job = Job { record: false, share: false, ..self.job(i, inputs, key) };
+                    let mut job = self.job(i, inputs, key);
+                    (job.spec.record, job.spec.share) = (false, false);
                     return vec![((i, None), job)];
                 }
                 None => self.verification[i] = Some(Verification::NothingToCompare),
@@ -447,23 +427,37 @@ impl<'a> Coordinator<'a> {
                 ));
             }
         }
-        Job {
+        let spec = JobSpec {
             step: step.name().to_owned(),
-            code: planned.code.clone(),
+            run_id: self.run_id.to_owned(),
+            key,
+            code: match &planned.code {
+                JobCode::Wasm(program) => CodeRef::Module { digest: program.digest },
+                JobCode::Native(native) => {
+                    CodeRef::Native { name: native.name().to_owned(), version: planned.native_version }
+                }
+            },
             argv: planned.argv.clone(),
             params: planned.params.clone(),
             inputs,
             outputs: step.outputs().clone(),
             limits: planned.limits,
             deterministic: step.deterministic(),
-            store_account: self.scope.store.clone(),
             natives: planned.natives.keys().cloned().collect(),
             device: Device::Cpu,
-            key,
             record: step.reuse(),
             // An expired result of this key must not serve it either.
             share: step.reuse() && !self.options.forces(step.name()) && self.expired[i].is_none(),
-            run_id: self.run_id.to_owned(),
+            store_budget: self
+                .scope
+                .store
+                .as_ref()
+                .map(|account| (self.scope.tenant.name.to_string(), account.remaining())),
+        };
+        Job {
+            spec,
+            code: planned.code.clone(),
+            store_account: self.scope.store.clone(),
             cancel: self.options.cancel_token().cloned(),
         }
     }

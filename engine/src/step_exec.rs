@@ -2,7 +2,7 @@
 //! guest (or the native step), store its outputs and logs, and record the
 //! cache entry.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,13 +13,14 @@ use cap_std::fs::Dir;
 use crate::bridge::{Bridge, NativeFailures, panic_text};
 use crate::cancel::CancelToken;
 use crate::events::EventSink;
+use crate::executor::JobSpec;
 use crate::limits::OutputUsage;
-use crate::native::{Device, GuestFiles, NativeStep, Natives, StepContext};
+use crate::native::{GuestFiles, NativeStep, Natives, StepContext};
 use crate::runtime::{CappedLog, Captured, Invocation, Program, Runtime};
 use crate::store::{CacheEntry, Store};
 use crate::telemetry::Telemetry;
 use crate::tenant::StoreAccount;
-use crate::{Artifact, Digest, Error, Limits, Logs, OutputKind, Phases, StepError, StepErrorKind};
+use crate::{Artifact, Error, Logs, OutputKind, Phases, StepError, StepErrorKind};
 
 /// Name of the parameters file inside `/in`.
 pub(crate) const PARAMS_FILE: &str = ".params.json";
@@ -34,28 +35,14 @@ pub(crate) enum JobCode {
     Native(Arc<dyn NativeStep>),
 }
 
-/// Everything a worker needs to execute one step.
+/// A job as a worker executes it: its serializable description, and the
+/// in-process resources prepared for it (absent in a worker process, which
+/// prepares its own from the description).
 pub(crate) struct Job {
-    pub step: String,
+    pub spec: JobSpec,
     pub code: JobCode,
-    pub argv: Vec<String>,
-    pub params: serde_json::Value,
-    pub inputs: BTreeMap<String, Artifact>,
-    pub outputs: BTreeMap<String, OutputKind>,
-    pub limits: Limits,
-    /// Whether clocks and randomness are virtual, seeded from `key`.
-    pub deterministic: bool,
     /// The tenant's store quota, charged with the outputs.
     pub store_account: Option<Arc<StoreAccount>>,
-    pub natives: BTreeSet<String>,
-    pub device: Device,
-    pub key: Digest,
-    /// Whether to record the result for reuse.
-    pub record: bool,
-    /// Whether a result of the same key that another execution (in this or
-    /// another process) records while this one waits may serve this job.
-    pub share: bool,
-    pub run_id: String,
     /// The run's cancellation.
     pub cancel: Option<CancelToken>,
 }
@@ -66,9 +53,13 @@ pub(crate) struct Workshop<'a> {
     pub runtime: &'a Runtime,
     pub natives: &'a Arc<Natives>,
     pub events: Option<Arc<dyn EventSink>>,
+    /// Told the scratch directory of each execution once it is staged (a
+    /// worker process watches its `/out` there).
+    pub staged: Option<&'a (dyn Fn(&Path) + Sync)>,
 }
 
 /// What became of a job.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Finished {
     pub outputs: Result<BTreeMap<String, Artifact>, StepError>,
     pub logs: Option<Logs>,
@@ -84,6 +75,7 @@ pub(crate) struct Finished {
     /// Where the time went.
     pub phases: Phases,
     /// The scratch directory to remove once the result is reported.
+    #[serde(skip)]
     pub scratch: Option<PathBuf>,
     pub duration: Duration,
 }
@@ -98,13 +90,13 @@ pub(crate) fn execute(workshop: &Workshop<'_>, job: &Job) -> Finished {
     if job.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
         return cancelled(job);
     }
-    let _claim = match job.share.then(|| workshop.store.lock_key(&job.key)) {
+    let _claim = match job.spec.share.then(|| workshop.store.lock_key(&job.spec.key)) {
         Some(Err(err)) => return failed(job, engine(err), String::new()),
         Some(Ok(claim)) => Some(claim),
         None => None,
     };
-    if job.share
-        && let Some(entry) = workshop.store.cache_get(&job.key)
+    if job.spec.share
+        && let Some(entry) = workshop.store.cache_get(&job.spec.key)
     {
         return Finished {
             outputs: Ok(entry.outputs),
@@ -155,18 +147,29 @@ pub(crate) fn cancelled(job: &Job) -> Finished {
     failed(job, StepErrorKind::Cancelled, String::new())
 }
 
-fn failed(job: &Job, kind: StepErrorKind, stderr_tail: String) -> Finished {
-    Finished {
-        outputs: Err(StepError { step: job.step.clone(), kind, stderr_tail }),
-        logs: None,
-        metrics: BTreeMap::new(),
-        series: Vec::new(),
-        warnings: Vec::new(),
-        native_failures: 0,
-        reused_from: None,
-        phases: Phases::default(),
-        scratch: None,
-        duration: Duration::ZERO,
+pub(crate) fn failed(job: &Job, kind: StepErrorKind, stderr_tail: String) -> Finished {
+    let mut finished = Finished::failure(&job.spec.step, kind);
+    if let Err(error) = &mut finished.outputs {
+        error.stderr_tail = stderr_tail;
+    }
+    finished
+}
+
+impl Finished {
+    /// A failure of `step` with nothing else to report.
+    pub(crate) fn failure(step: &str, kind: StepErrorKind) -> Finished {
+        Finished {
+            outputs: Err(StepError { step: step.to_owned(), kind, stderr_tail: String::new() }),
+            logs: None,
+            metrics: BTreeMap::new(),
+            series: Vec::new(),
+            warnings: Vec::new(),
+            native_failures: 0,
+            reused_from: None,
+            phases: Phases::default(),
+            scratch: None,
+            duration: Duration::ZERO,
+        }
     }
 }
 
@@ -178,6 +181,9 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path, stagin
         Ok(staged) => staged,
         Err(err) => return failed(job, engine(err), String::new()),
     };
+    if let Some(watch) = workshop.staged {
+        watch(path);
+    }
     let stage_time = staging.elapsed();
     let (stdout, stderr) = (staged.stdout.clone(), staged.stderr.clone());
     let (mut ran, telemetry, mut phases, failures) = match &job.code {
@@ -190,14 +196,14 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path, stagin
     phases.stage = stage_time;
     let ingesting = Instant::now();
     let (metrics, series) = telemetry.into_metrics();
-    let mut warnings = truncated_logs(&stdout, &stderr, job.limits.log);
+    let mut warnings = truncated_logs(&stdout, &stderr, job.spec.limits.log);
     if let Some(panic) = &failures.panic {
         ran = ran.and(Err(StepErrorKind::Native { message: panic.clone() }));
     }
-    let record = job.record && failures.count == 0;
+    let record = job.spec.record && failures.count == 0;
     if failures.count > 0 {
         let first = failures.first.as_deref().unwrap_or_default();
-        let cached = if job.record { "; its result is not cached" } else { "" };
+        let cached = if job.spec.record { "; its result is not cached" } else { "" };
         warnings.push(format!("made {} native calls that failed (the first: {first}){cached}", failures.count));
     }
     let (stdout, stderr) = (stdout.finish(), stderr.finish());
@@ -211,7 +217,7 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path, stagin
     };
     let outputs = ran
         .and_then(|()| collect(workshop.store, job, record, scratch, logs, &metrics, &mut phases))
-        .map_err(|kind| StepError { step: job.step.clone(), kind, stderr_tail });
+        .map_err(|kind| StepError { step: job.spec.step.clone(), kind, stderr_tail });
     phases.ingest = ingesting.elapsed().saturating_sub(phases.cache);
     Finished {
         outputs,
@@ -251,13 +257,15 @@ fn stage(store: &Store, job: &Job, scratch: &Dir, path: &Path) -> Result<Staged,
     scratch.create_dir("in").map_err(io("in"))?;
     scratch.create_dir("out").map_err(io("out"))?;
     let in_dir = scratch.open_dir("in").map_err(io("in"))?;
-    for (name, artifact) in &job.inputs {
+    for (name, artifact) in &job.spec.inputs {
         store.materialize(artifact, &in_dir, Path::new(name))?;
     }
-    let params = serde_json::to_vec_pretty(&job.params).map_err(|err| io("parameters")(std::io::Error::other(err)))?;
+    let params =
+        serde_json::to_vec_pretty(&job.spec.params).map_err(|err| io("parameters")(std::io::Error::other(err)))?;
     in_dir.write(PARAMS_FILE, params).map_err(io("parameters"))?;
     // A tenant's logs count against its store quota: none may outgrow what is left of it.
-    let cap = job.store_account.as_ref().map_or(job.limits.log, |account| job.limits.log.min(account.remaining()));
+    let cap =
+        job.store_account.as_ref().map_or(job.spec.limits.log, |account| job.spec.limits.log.min(account.remaining()));
     let log = |name: &str| scratch.try_clone().map(|dir| CappedLog::new(dir, name, cap)).map_err(io(name));
     Ok(Staged {
         stdout: log("stdout")?,
@@ -275,17 +283,23 @@ fn run_wasm(
     path: &Path,
     telemetry: Telemetry,
 ) -> (Result<(), StepErrorKind>, Telemetry, Phases, NativeFailures) {
-    let files = GuestFiles::new(staged.in_dir, staged.out_dir, job.limits);
-    let bridge =
-        Bridge::new(&job.step, workshop.natives.clone(), job.natives.clone(), job.device, Some(files), telemetry);
+    let files = GuestFiles::new(staged.in_dir, staged.out_dir, job.spec.limits);
+    let bridge = Bridge::new(
+        &job.spec.step,
+        workshop.natives.clone(),
+        job.spec.natives.clone(),
+        job.spec.device,
+        Some(files),
+        telemetry,
+    );
     let invocation = Invocation {
-        argv: job.argv.clone(),
+        argv: job.spec.argv.clone(),
         in_dir: path.join("in"),
         out_dir: path.join("out"),
         stdout: staged.stdout,
         stderr: staged.stderr,
-        limits: job.limits,
-        deterministic_seed: job.deterministic.then_some(job.key),
+        limits: job.spec.limits,
+        deterministic_seed: job.spec.deterministic.then_some(job.spec.key),
         bridge,
         cancel: job.cancel.clone(),
     };
@@ -304,11 +318,11 @@ fn run_native(
     let started = Instant::now();
     let (in_dir, out_dir) = (path.join("in"), path.join("out"));
     let mut context = StepContext {
-        step: &job.step,
-        device: job.device,
+        step: &job.spec.step,
+        device: job.spec.device,
         in_dir: &in_dir,
         out_dir: &out_dir,
-        params: &job.params,
+        params: &job.spec.params,
         telemetry: &mut telemetry,
         cancel: job.cancel.as_ref(),
     };
@@ -350,11 +364,11 @@ fn collect(
     phases: &mut Phases,
 ) -> Result<BTreeMap<String, Artifact>, StepErrorKind> {
     let out = scratch.open_dir("out").map_err(|err| StepErrorKind::Engine(format!("opening /out: {err}")))?;
-    if let Some(breach) = OutputUsage::check(&out, &job.limits) {
+    if let Some(breach) = OutputUsage::check(&out, &job.spec.limits) {
         return Err(breach);
     }
     let mut outputs = BTreeMap::new();
-    for (name, kind) in &job.outputs {
+    for (name, kind) in &job.spec.outputs {
         outputs.insert(name.clone(), store.ingest_output(&out, name, *kind)?);
     }
     if let Some(account) = &job.store_account {
@@ -367,18 +381,18 @@ fn collect(
             stdout: logs.stdout,
             stderr: logs.stderr,
             metrics: metrics.clone(),
-            run_id: job.run_id.clone(),
+            run_id: job.spec.run_id.clone(),
             created: Some(crate::history::now()),
         };
         let caching = Instant::now();
         // A re-execution that produced exactly the recorded result keeps the
         // run the entry names (where the result came from) and renews its age.
-        if let Some(known) = store.cache_get(&job.key)
+        if let Some(known) = store.cache_get(&job.spec.key)
             && (CacheEntry { run_id: known.run_id.clone(), created: known.created, ..entry.clone() }) == known
         {
             entry.run_id = known.run_id;
         }
-        store.cache_put(&job.key, &entry).map_err(engine)?;
+        store.cache_put(&job.spec.key, &entry).map_err(engine)?;
         phases.cache = caching.elapsed();
     }
     Ok(outputs)

@@ -76,11 +76,24 @@ fn manifest(wasi: Wasi) -> String {
 #[test]
 fn every_attack_ends_with_its_own_error_while_a_good_step_succeeds() {
     for wasi in Wasi::ALL {
+        attack_under(wasi, "local");
+    }
+}
+
+/// Under the `process` executor the code has no interruption checks: the
+/// worker's watchdog enforces the timeout and the quotas on `/out`.
+#[test]
+fn every_attack_ends_with_its_own_error_in_a_worker_process() {
+    attack_under(Wasi::P1, "process");
+}
+
+fn attack_under(wasi: Wasi, executor: &str) {
+    {
         let project = Project::new();
         project.write("text.txt", "fine");
         project.manifest(&manifest(wasi));
         let started = Instant::now();
-        let (code, summary) = project.run_json(&["--jobs", "2"]);
+        let (code, summary) = project.run_json(&["--jobs", "2", "--executor", executor]);
         assert!(started.elapsed() < Duration::from_secs(120), "{wasi:?}: the attacks were not stopped in time");
         assert_eq!(code, 1, "{summary}");
         assert_eq!(summary["steps"]["good"]["status"], "ran", "{wasi:?}: {summary}");

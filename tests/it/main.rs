@@ -13,6 +13,7 @@ mod crash;
 mod determinism;
 mod digits;
 mod embedding;
+mod executors;
 mod failures;
 mod history;
 mod hostile;

@@ -9,7 +9,7 @@ use super::{History, db_error, now};
 use crate::{Digest, EntryReport, Error, Logs, Result, StepStatus};
 
 /// One metric value as reported, in order.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct MetricPoint {
     /// The metric's name.
     pub name: String,

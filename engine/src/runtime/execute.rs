@@ -71,7 +71,7 @@ impl Runtime {
         let (result, breach, bridge) = match &program.kind {
             ProgramKind::Core(pre) => {
                 let mut store = Store::new(&program.engine, CoreState { wasi: wasi.build_p1(), guard, bridge });
-                arm(&mut store, &limits, |state| &mut state.guard);
+                arm(&mut store, &limits, program.interruptible, |state| &mut state.guard);
                 lap(&mut phases.sandbox);
                 let instance = pre.instantiate(&mut store);
                 lap(&mut phases.instantiate);
@@ -85,7 +85,7 @@ impl Runtime {
             }
             ProgramKind::Component(pre) => {
                 let mut store = Store::new(&program.engine, ComponentState::new(wasi.build(), guard, bridge));
-                arm(&mut store, &limits, |state| &mut state.guard);
+                arm(&mut store, &limits, program.interruptible, |state| &mut state.guard);
                 lap(&mut phases.sandbox);
                 let command = pre.instantiate(&mut store);
                 lap(&mut phases.instantiate);

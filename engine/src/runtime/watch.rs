@@ -62,14 +62,20 @@ impl Watch {
 }
 
 /// Installs the guard's memory limiter, fuel and periodic checks on a fresh
-/// store (none for a guest without a timeout: its code has no epoch checks).
-pub(crate) fn arm<T: 'static>(store: &mut Store<T>, limits: &Limits, guard: fn(&mut T) -> &mut Guard) {
+/// store (none for code compiled without epoch checks: a guest without a
+/// timeout, or one in a worker process that is killed on timeout).
+pub(crate) fn arm<T: 'static>(
+    store: &mut Store<T>,
+    limits: &Limits,
+    interruptible: bool,
+    guard: fn(&mut T) -> &mut Guard,
+) {
     store.limiter(move |state| &mut guard(state).limiter as &mut dyn wasmtime::ResourceLimiter);
     if let Some(fuel) = limits.fuel {
         // Fails only when the engine does not meter fuel, which `Flavor` rules out.
         let _ = store.set_fuel(fuel);
     }
-    if !limits.interruptible() {
+    if !interruptible {
         return;
     }
     let first_check = CHECK_EVERY_TICKS.min(ticker::ticks_for(limits.timeout));

@@ -87,6 +87,17 @@ impl Store {
         false
     }
 
+    /// Forgets the entry under `key`, if there is one.
+    pub(crate) fn cache_remove(&self, key: &Digest) -> Result<()> {
+        let (fan, rest) = split(key);
+        match self.inner.cache.remove_file(Path::new(&fan).join(rest)) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => {
+                Err(Error::Io { context: format!("removing the cache entry {key}"), source: err })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Records `entry` under `key`, replacing any earlier entry atomically.
     pub(crate) fn cache_put(&self, key: &Digest, entry: &CacheEntry) -> Result<()> {
         let bytes = rmp_serde::to_vec_named(entry)

@@ -1,0 +1,191 @@
+//! The `process` executor: each job runs in a `weir worker` child process,
+//! a few kept warm between jobs. The parent writes the job as a frame on
+//! the worker's stdin and reads its metrics, progress and result from its
+//! stdout. A worker that dies fails only its job; a cancelled job's worker
+//! is killed.
+
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::job::{CodeRef, Frame, read_frame, write_frame};
+use super::{Done, Executor, LocalExecutor};
+use crate::engine::EngineInner;
+use crate::events::{Event, EventSink};
+use crate::native::Natives;
+use crate::step_exec::{self, Finished, Job};
+use crate::{Artifact, OutputKind, StepErrorKind};
+
+/// Idle worker processes of one engine, reused across its runs.
+pub(crate) struct WorkerPool {
+    command: PathBuf,
+    workspace: PathBuf,
+    idle: Mutex<Vec<Worker>>,
+}
+
+/// A running `weir worker` and its pipes.
+struct Worker {
+    child: Arc<Mutex<Child>>,
+    stdin: BufWriter<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Drop for WorkerPool {
+    fn drop(&mut self) {
+        // Closing a worker's stdin ends it; reap it so no zombie is left.
+        for worker in self.idle.get_mut().unwrap_or_else(PoisonError::into_inner).drain(..) {
+            let Worker { child, stdin, stdout } = worker;
+            drop((stdin, stdout));
+            let _ = child.lock().unwrap_or_else(PoisonError::into_inner).wait();
+        }
+    }
+}
+
+impl WorkerPool {
+    /// Workers started as `command worker --workspace workspace`.
+    pub(crate) fn new(command: PathBuf, workspace: &Path) -> Self {
+        Self { command, workspace: workspace.to_owned(), idle: Mutex::new(Vec::new()) }
+    }
+
+    fn spawn(&self) -> std::io::Result<Worker> {
+        let mut child = Command::new(&self.command)
+            .arg("worker")
+            .arg("--workspace")
+            .arg(&self.workspace)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(std::io::Error::other("the worker's pipes were not opened"));
+        };
+        Ok(Worker { child: Arc::new(Mutex::new(child)), stdin: BufWriter::new(stdin), stdout: BufReader::new(stdout) })
+    }
+
+    /// Runs `job` in a worker process and returns what became of it.
+    fn run(&self, job: &Job, events: Option<&dyn EventSink>) -> Finished {
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let mut worker = match idle.map_or_else(|| self.spawn(), Ok) {
+            Ok(worker) => worker,
+            Err(err) => {
+                let why = format!("starting a worker process ({}): {err}", self.command.display());
+                return step_exec::failed(job, StepErrorKind::Engine(why), String::new());
+            }
+        };
+        let killer = worker.child.clone();
+        let _kill_on_cancel = job.cancel.as_ref().map(|token| {
+            token.on_cancel(move || {
+                let _ = killer.lock().unwrap_or_else(PoisonError::into_inner).kill();
+            })
+        });
+        if let Err(err) = write_frame(&mut worker.stdin, &job.spec) {
+            return self.lost(job, worker, &format!("sending it the job failed: {err}"));
+        }
+        loop {
+            match read_frame::<Frame>(&mut worker.stdout) {
+                Ok(Some(Frame::Metric { name, value })) => {
+                    if let Some(sink) = events {
+                        sink.event(&Event::Metric { step: &job.spec.step, name: &name, value });
+                    }
+                }
+                Ok(Some(Frame::Progress { done, total })) => {
+                    if let Some(sink) = events {
+                        sink.event(&Event::Progress { step: &job.spec.step, done, total });
+                    }
+                }
+                Ok(Some(Frame::Done(finished))) => {
+                    self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(worker);
+                    return *finished;
+                }
+                Ok(Some(Frame::Abandoned(finished))) => {
+                    // The worker stopped the job (a timeout, a quota) and exits.
+                    let _ = worker.child.lock().unwrap_or_else(PoisonError::into_inner).wait();
+                    return *finished;
+                }
+                Ok(None) => return self.lost(job, worker, "it exited"),
+                Err(err) => return self.lost(job, worker, &format!("its answer was unreadable ({err})")),
+            }
+        }
+    }
+
+    /// The result of a job whose worker ended without a result: cancelled
+    /// if the run was (the worker was killed for it), else failed.
+    fn lost(&self, job: &Job, worker: Worker, what: &str) -> Finished {
+        let mut child = worker.child.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = child.kill();
+        let status = child.wait().map_or_else(|err| err.to_string(), |status| status.to_string());
+        if job.cancel.as_ref().is_some_and(crate::CancelToken::is_cancelled) {
+            return step_exec::cancelled(job);
+        }
+        let why = format!("its worker process died while executing it: {what} ({status})");
+        step_exec::failed(job, StepErrorKind::Engine(why), String::new())
+    }
+}
+
+/// Sends jobs to worker processes; those a worker cannot run (native steps,
+/// and steps calling native functions it does not have built in) run here.
+pub(crate) struct ProcessExecutor {
+    engine: Arc<EngineInner>,
+    workers: Arc<WorkerPool>,
+    local: LocalExecutor,
+}
+
+impl ProcessExecutor {
+    pub(crate) fn new(engine: Arc<EngineInner>, workers: Arc<WorkerPool>) -> Self {
+        Self { local: LocalExecutor::new(engine.clone()), engine, workers }
+    }
+
+    /// Whether a worker process can run `job`: it has the module's bytes in
+    /// the store and the same built-in native functions as this process.
+    fn runs_elsewhere(&self, job: &Job) -> bool {
+        let builtins = Natives::with_builtins();
+        matches!(job.spec.code, CodeRef::Module { .. })
+            && job.spec.natives.iter().all(|name| {
+                builtins.function(name).is_some_and(|builtin| {
+                    self.engine.natives.function(name).is_some_and(|ours| ours.version() == builtin.version())
+                })
+            })
+    }
+}
+
+impl Executor for ProcessExecutor {
+    fn submit(&self, job: Job, events: Option<Arc<dyn EventSink>>, done: Done) {
+        if !self.runs_elsewhere(&job) {
+            return self.local.submit(job, events, done);
+        }
+        let (engine, workers, step) = (self.engine.clone(), self.workers.clone(), job.spec.step.clone());
+        // A pool thread waits for the worker process: admission already
+        // bounds how many jobs are in flight.
+        self.local.spawn(&step, done, move |done| {
+            let finished = workers.run(&job, events.as_deref());
+            done(charge_tenant(&engine, &job, finished));
+        });
+    }
+}
+
+/// Charges what a worker stored to the tenant's account (the worker saw only
+/// a budget). What does not fit fails the step, and its cache entry is
+/// dropped so that the tenant does not keep what it may not hold.
+fn charge_tenant(engine: &EngineInner, job: &Job, mut finished: Finished) -> Finished {
+    let (Some(account), Ok(outputs)) = (&job.store_account, &finished.outputs) else { return finished };
+    let mut artifacts: Vec<Artifact> = outputs.values().copied().collect();
+    if let Some(logs) = &finished.logs {
+        artifacts.extend([logs.stdout, logs.stderr].map(|digest| Artifact { kind: OutputKind::File, digest }));
+    }
+    let charged = account.charge(&artifacts, |artifact| engine.store.artifact_size(artifact));
+    let kind = match charged {
+        Ok(Ok(())) => return finished,
+        Ok(Err(quota)) => quota,
+        Err(err) => StepErrorKind::Engine(err.to_string()),
+    };
+    if job.spec.record
+        && let Err(err) = engine.store.cache_remove(&job.spec.key)
+    {
+        finished.warnings.push(err.to_string());
+    }
+    Finished {
+        outputs: Err(crate::StepError { step: job.spec.step.clone(), kind, stderr_tail: String::new() }),
+        ..finished
+    }
+}

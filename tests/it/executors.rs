@@ -1,0 +1,146 @@
+//! The `process` executor: steps run in `weir worker` child processes. A
+//! result is the same, and shared in the cache, whichever executor computed
+//! it; a worker that dies fails only its step.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use weir_tests::{Project, files_under, output_digest, steps_with, weir_bin};
+
+/// The digits-like chain of the caching tests: a file through two steps,
+/// one calling the built-in `gemm` native function.
+const CHAIN: &str = r#"
+name = "chain"
+[inputs]
+text = "text.txt"
+[steps.upper]
+module = "tool-p2.wasm"
+args = ["upper", "x"]
+inputs = { text = "inputs.text" }
+outputs = { result = "file" }
+limits = { timeout = "30s" }
+[steps.copy]
+module = "tool-p1.wasm"
+args = ["copy", "x", "result"]
+inputs = { x = "upper.result" }
+outputs = { result = "file" }
+[steps.multiply]
+module = "sdk-tool.wasm"
+args = ["call", "gemm", '{"m": 2, "n": 1, "k": 2, "a": [1.0, 2.0, 3.0, 4.0], "b": [10.0, 20.0]}']
+natives = ["gemm"]
+outputs = { result = "file" }
+"#;
+
+#[test]
+fn a_result_is_reused_whichever_executor_computed_it() {
+    for (first, second) in [("process", "local"), ("local", "process")] {
+        let project = Project::new();
+        project.write("text.txt", "hello");
+        project.manifest(CHAIN);
+        let (code, computed) = project.run_json(&["--executor", first]);
+        assert_eq!(code, 0, "{first}: {computed}");
+        assert_eq!(steps_with(&computed, "ran"), ["copy", "multiply", "upper"], "{first}");
+        let product = project.cat(output_digest(&computed, "multiply", "result"));
+        assert!(product.contains("[50.0,110.0]"), "{first}: the built-in gemm ran: {product}");
+        let (code, reused) = project.run_json(&["--executor", second]);
+        assert_eq!(code, 0, "{second}: {reused}");
+        assert_eq!(steps_with(&reused, "cached"), ["copy", "multiply", "upper"], "{first} then {second}");
+        for step in ["upper", "copy", "multiply"] {
+            assert_eq!(reused["steps"][step]["outputs"], computed["steps"][step]["outputs"], "{step}");
+            assert_eq!(reused["steps"][step]["cache_key"], computed["steps"][step]["cache_key"], "{step}");
+        }
+        let (_, again) = project.run_json(&["--executor", second, "--no-cache"]);
+        for step in ["upper", "copy", "multiply"] {
+            assert_eq!(
+                again["steps"][step]["outputs"], computed["steps"][step]["outputs"],
+                "{step}: {second} computes the bytes {first} computed"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_killed_worker_fails_only_its_step_and_the_workspace_default_applies() {
+    let project = Project::new();
+    project.write(".weir/config.toml", "executor = \"process\"\n");
+    project.manifest(
+        r#"
+name = "crashy"
+[steps.doomed]
+module = "tool-p1.wasm"
+args = ["spin"]
+outputs = { result = "file" }
+[steps.fine]
+module = "tool-p2.wasm"
+args = ["args", "ok"]
+outputs = { result = "file" }
+[steps.after]
+module = "tool-p1.wasm"
+args = ["copy", "x", "result"]
+inputs = { x = "fine.result" }
+outputs = { result = "file" }
+"#,
+    );
+    let workspace = project.workspace();
+    let child = Command::new(weir_bin())
+        .args(["run", "pipeline.toml", "--json", "--jobs", "3", "--workspace"])
+        .arg(&workspace)
+        .current_dir(project.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once `after` is cached, only `doomed` is left, spinning in its worker.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while files_under(&workspace.join("cache")).len() < 2 {
+        assert!(Instant::now() < deadline, "the fine steps never finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let pattern = format!("worker --workspace {}", workspace.display());
+    let killed = Command::new("pkill").args(["-KILL", "-f", &pattern]).status().unwrap();
+    assert!(killed.success(), "a `weir worker` of this workspace was running (the workspace's default executor)");
+    let output = child.wait_with_output().unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{summary}");
+    assert_eq!(steps_with(&summary, "ran"), ["after", "fine"]);
+    let error = summary["steps"]["doomed"]["error"].as_str().unwrap();
+    assert!(error.contains("its worker process died while executing it"), "{error}");
+    assert!(error.contains("signal: 9"), "{error}");
+
+    let output = project.weir(&["run", "pipeline.toml", "--executor", "threads"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown executor `threads` (known: local, process)"), "{stderr}");
+    project.write(".weir/config.toml", "executor = \"fast\"\n");
+    let output = project.weir(&["run", "pipeline.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("config.toml: executor: unknown executor `fast`"), "{stderr}");
+}
+
+#[test]
+fn ctrl_c_kills_the_worker_of_a_running_step() {
+    let project = Project::new();
+    project.manifest(
+        "name = \"stop\"\n[steps.spin]\nmodule = \"tool-p1.wasm\"\nargs = [\"spin\"]\noutputs = { result = \"file\" }\nlimits = { timeout = \"none\" }\n",
+    );
+    let workspace = project.workspace();
+    let child = Command::new(weir_bin())
+        .args(["run", "pipeline.toml", "--json", "--executor", "process", "--workspace"])
+        .arg(&workspace)
+        .current_dir(project.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pattern = format!("worker --workspace {}", workspace.display());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !Command::new("pgrep").args(["-f", &pattern]).stdout(Stdio::null()).status().unwrap().success() {
+        assert!(Instant::now() < deadline, "no worker started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(130), "{summary}");
+    assert_eq!(steps_with(&summary, "cancelled"), ["spin"], "without a timeout, only killing its worker stops it");
+}
