@@ -3,7 +3,9 @@
 //! - the same compute-bound Rust kernel (`tests/guests/kernel.rs`: softmax
 //!   regression training, no bridge) compiled natively into this benchmark
 //!   and as a WASI step, with the default timeout and with `timeout =
-//!   "none"` (code compiled without interruption checks): median time of the
+//!   "none"` (code compiled without interruption checks), and with the
+//!   default timeout under the `process` executor (a worker process that a
+//!   timeout kills, so no interruption checks either): median time of the
 //!   kernel itself (the guest's run phase), and the ratios wasm/native;
 //! - four independent kernel steps with 1 and with 2 workers: wall time of
 //!   the run, and the speed-up;
@@ -17,8 +19,8 @@ mod kernel;
 
 use std::time::{Duration, Instant};
 
-use weir::{Engine, Limits, OutputKind, Pipeline, RunOptions, StepBuilder};
-use weir_tests::{Wasi, tool};
+use weir::{Engine, ExecutorKind, Limits, OutputKind, Pipeline, RunOptions, StepBuilder};
+use weir_tests::{Wasi, tool, weir_bin};
 
 const EPOCHS: usize = 100;
 const REPEATS: usize = 15;
@@ -68,35 +70,50 @@ fn main() {
     let epochs = EPOCHS.to_string();
 
     let engine = Engine::builder().workspace(dir.path().join("ws")).jobs(1).build().expect("engine");
+    let process = Engine::builder()
+        .workspace(dir.path().join("ws"))
+        .jobs(1)
+        .executor(ExecutorKind::Process { command: weir_bin() })
+        .build()
+        .expect("engine");
     let single = independent("kernel", 1, &["kernel", &epochs], Limits::DEFAULT_TIMEOUT);
     let trusted = independent("kernel", 1, &["kernel", &epochs], Limits::NO_TIMEOUT);
     let forced = RunOptions::new().no_cache(true);
     let native_loss = kernel::train(EPOCHS);
-    for pipeline in [&single, &trusted] {
+    for (engine, pipeline) in [(&engine, &single), (&engine, &trusted), (&process, &single)] {
         let warm = engine.run(pipeline, &forced).expect("warm-up");
         let result = engine.store().read_file(&warm.steps["s0"].outputs["result"].digest).expect("result");
         assert_eq!(String::from_utf8_lossy(&result), native_loss.to_string(), "wasm and native compute the same loss");
     }
-    let run_phase = |pipeline| engine.run(pipeline, &forced).expect("run").steps["s0"].phases.expect("phases").run;
-    // The three alternate, so all see the same machine conditions.
-    let (mut native, mut wasm, mut uninterruptible) = (Vec::new(), Vec::new(), Vec::new());
+    let run_phase = |engine: &Engine, pipeline| {
+        engine.run(pipeline, &forced).expect("run").steps["s0"].phases.expect("phases").run
+    };
+    // The four alternate, so all see the same machine conditions.
+    let (mut native, mut wasm, mut uninterruptible, mut in_worker) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..REPEATS {
         let started = Instant::now();
         std::hint::black_box(kernel::train(std::hint::black_box(EPOCHS)));
         native.push(started.elapsed());
-        wasm.push(run_phase(&single));
-        uninterruptible.push(run_phase(&trusted));
+        wasm.push(run_phase(&engine, &single));
+        uninterruptible.push(run_phase(&engine, &trusted));
+        in_worker.push(run_phase(&process, &single));
     }
-    let (native, wasm, uninterruptible) = (median(native), median(wasm), median(uninterruptible));
+    let (native, wasm, uninterruptible, in_worker) =
+        (median(native), median(wasm), median(uninterruptible), median(in_worker));
     let ratio = |wasm: Duration| wasm.as_secs_f64() / native.as_secs_f64();
     println!("## Compute: the kernel natively and in the sandbox ({EPOCHS} epochs, median of {REPEATS})\n");
     println!("| build | median | wasm/native |\n|---|---:|---:|");
     println!("| native (this benchmark, release) | {:.1} ms | |", ms(native));
     println!("| wasm32-wasip1 step, run phase (default timeout) | {:.1} ms | **{:.2}** |", ms(wasm), ratio(wasm));
     println!(
-        "| wasm32-wasip1 step, run phase (`timeout = \"none\"`) | {:.1} ms | **{:.2}** |\n",
+        "| wasm32-wasip1 step, run phase (`timeout = \"none\"`) | {:.1} ms | **{:.2}** |",
         ms(uninterruptible),
         ratio(uninterruptible)
+    );
+    println!(
+        "| wasm32-wasip1 step, run phase (default timeout, `--executor process`) | {:.1} ms | **{:.2}** |\n",
+        ms(in_worker),
+        ratio(in_worker)
     );
 
     let four = independent("scaling", 4, &["kernel", &epochs], Limits::DEFAULT_TIMEOUT);
