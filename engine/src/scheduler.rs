@@ -61,6 +61,8 @@ enum Message {
     Admitted(JobId, Ticket),
     /// The run was cancelled: stop admitting steps.
     Cancelled,
+    /// The identical execution a job waited for has ended: submit it again.
+    KeyFree(JobId, Box<Job>),
 }
 
 /// The state of one run, owned by the coordinating thread.
@@ -168,19 +170,23 @@ impl<'a> Coordinator<'a> {
             token.on_cancel(move || drop(to.send(Message::Cancelled)))
         });
         // Each execution holds its ticket (a worker, GPU slots, its tenant's
-        // share) until its result is in.
-        let mut running: HashMap<JobId, Ticket> = HashMap::new();
+        // share) until its result is in; a copy of its job is kept in case it
+        // must be submitted again.
+        let mut running: HashMap<JobId, (Ticket, Job)> = HashMap::new();
         let mut parked: HashMap<JobId, Job> = HashMap::new();
-        let start = |this: &Self, id: JobId, mut job: Job, ticket: Ticket, running: &mut HashMap<JobId, Ticket>| {
-            job.spec.device = ticket.device();
-            running.insert(id, ticket);
-            if id.1.is_none_or(|entry| entry == 0) {
-                this.emit(&Event::StepStarted { step: &job.spec.step });
-            }
-            let to = sender.clone();
-            let done = Box::new(move |finished| drop(to.send(Message::Finished(id, Box::new(finished)))));
-            executor.submit(job, events.clone(), done);
-        };
+        // Jobs waiting, without a ticket, for an identical execution to end.
+        let mut awaiting_key: HashMap<JobId, ()> = HashMap::new();
+        let start =
+            |this: &Self, id: JobId, mut job: Job, ticket: Ticket, running: &mut HashMap<JobId, (Ticket, Job)>| {
+                job.spec.device = ticket.device();
+                running.insert(id, (ticket, job.clone()));
+                if id.1.is_none_or(|entry| entry == 0) {
+                    this.emit(&Event::StepStarted { step: &job.spec.step });
+                }
+                let to = sender.clone();
+                let done = Box::new(move |finished| drop(to.send(Message::Finished(id, Box::new(finished)))));
+                executor.submit(job, events.clone(), done);
+            };
         loop {
             for (id, job) in runnable.drain(..) {
                 let to = sender.clone();
@@ -192,13 +198,24 @@ impl<'a> Coordinator<'a> {
                 }
             }
             self.flush_history();
-            if running.is_empty() && parked.is_empty() {
+            if running.is_empty() && parked.is_empty() && awaiting_key.is_empty() {
                 break;
             }
             match receiver.recv() {
+                Ok(Message::Finished(id, finished)) if finished.deferred => {
+                    let Some((ticket, job)) = running.remove(&id) else { continue };
+                    drop(ticket);
+                    awaiting_key.insert(id, ());
+                    self.await_key(id, job, sender.clone());
+                }
                 Ok(Message::Finished(id, finished)) => {
                     running.remove(&id);
                     self.record(id, *finished, &mut ready);
+                }
+                Ok(Message::KeyFree(id, job)) => {
+                    if awaiting_key.remove(&id).is_some() {
+                        runnable.push((id, *job));
+                    }
                 }
                 Ok(Message::Admitted(id, ticket)) => {
                     if let Some(job) = parked.remove(&id) {
@@ -210,13 +227,35 @@ impl<'a> Coordinator<'a> {
                     for (id, job) in waiting {
                         self.record(id, step_exec::cancelled(&job), &mut ready);
                     }
+                    for (id, ()) in awaiting_key.drain() {
+                        let step = self.plan[id.0].step.name();
+                        self.record(id, Finished::failure(step, StepErrorKind::Cancelled), &mut ready);
+                    }
                 }
                 Err(_) => break,
             }
-            runnable = self.dispatch_ready(&mut ready);
+            runnable.extend(self.dispatch_ready(&mut ready));
         }
         self.flush_history();
         Ok(self.into_report(pipeline))
+    }
+
+    /// Waits on a thread of its own (holding no worker) until the identical
+    /// execution that holds `job`'s key lock ends, then hands `job` back.
+    fn await_key(&self, id: JobId, job: Job, to: mpsc::Sender<Message>) {
+        let store = self.engine.store.clone();
+        let mut unshared = job.clone();
+        let back = to.clone();
+        let waiting = std::thread::Builder::new().name("weir-key-wait".into()).spawn(move || {
+            // A failure to lock is the job's to report when it runs again.
+            drop(store.lock_key(&job.spec.key));
+            let _ = to.send(Message::KeyFree(id, Box::new(job)));
+        });
+        if waiting.is_err() {
+            // No thread to wait with: execute it now rather than wait at all.
+            unshared.spec.share = false;
+            let _ = back.send(Message::KeyFree(id, Box::new(unshared)));
+        }
     }
 
     /// Keys every ready step (settling those that are cached or skipped,

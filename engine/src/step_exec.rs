@@ -38,6 +38,7 @@ pub(crate) enum JobCode {
 /// A job as a worker executes it: its serializable description, and the
 /// in-process resources prepared for it (absent in a worker process, which
 /// prepares its own from the description).
+#[derive(Clone)]
 pub(crate) struct Job {
     pub spec: JobSpec,
     pub code: JobCode,
@@ -77,6 +78,10 @@ pub(crate) struct Finished {
     /// The scratch directory to remove once the result is reported.
     #[serde(skip)]
     pub scratch: Option<PathBuf>,
+    /// Nothing ran: an identical execution (same key) was in flight, and
+    /// this job is to be submitted again once it ends (`outputs` is moot).
+    #[serde(default)]
+    pub deferred: bool,
     pub duration: Duration,
 }
 
@@ -90,9 +95,14 @@ pub(crate) fn execute(workshop: &Workshop<'_>, job: &Job) -> Finished {
     if job.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
         return cancelled(job);
     }
-    let _claim = match job.spec.share.then(|| workshop.store.lock_key(&job.spec.key)) {
+    let _claim = match job.spec.share.then(|| workshop.store.try_lock_key(&job.spec.key)) {
         Some(Err(err)) => return failed(job, engine(err), String::new()),
-        Some(Ok(claim)) => Some(claim),
+        Some(Ok(Some(claim))) => Some(claim),
+        // Another execution of this key is in flight: the coordinator waits
+        // for it without holding a worker, then submits this job again.
+        Some(Ok(None)) => {
+            return Finished { deferred: true, ..Finished::failure(&job.spec.step, StepErrorKind::Cancelled) };
+        }
         None => None,
     };
     if job.spec.share
@@ -109,6 +119,7 @@ pub(crate) fn execute(workshop: &Workshop<'_>, job: &Job) -> Finished {
             phases: Phases::default(),
             scratch: None,
             duration: started.elapsed(),
+            deferred: false,
         };
     }
     let staging = Instant::now();
@@ -169,6 +180,7 @@ impl Finished {
             phases: Phases::default(),
             scratch: None,
             duration: Duration::ZERO,
+            deferred: false,
         }
     }
 }
@@ -230,6 +242,7 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path, stagin
         phases,
         scratch: None,
         duration: Duration::ZERO,
+        deferred: false,
     }
 }
 

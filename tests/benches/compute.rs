@@ -85,9 +85,8 @@ fn main() {
         let result = engine.store().read_file(&warm.steps["s0"].outputs["result"].digest).expect("result");
         assert_eq!(String::from_utf8_lossy(&result), native_loss.to_string(), "wasm and native compute the same loss");
     }
-    let run_phase = |engine: &Engine, pipeline| {
-        engine.run(pipeline, &forced).expect("run").steps["s0"].phases.expect("phases").run
-    };
+    let run_phase =
+        |engine: &Engine, pipeline| engine.run(pipeline, &forced).expect("run").steps["s0"].phases.expect("phases").run;
     // The four alternate, so all see the same machine conditions.
     let (mut native, mut wasm, mut uninterruptible, mut in_worker) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..REPEATS {

@@ -192,3 +192,52 @@ fn sigkill_at_random_moments_never_breaks_the_workspace() {
         std::fs::remove_dir_all(project.workspace().join("cache")).unwrap();
     }
 }
+
+/// `a_slow` naps; `b_quick` records when it started. A second process,
+/// with one worker, finds `a_slow` in flight in the first: it must wait for
+/// it without holding its only worker, so `b_quick` starts at once.
+#[test]
+fn waiting_for_an_identical_step_in_another_process_holds_no_worker() {
+    let project = Project::new();
+    project.manifest(
+        r#"
+name = "waits"
+[steps.a_slow]
+module = "tool-p1.wasm"
+args = ["nap", "1500"]
+outputs = { result = "file" }
+[steps.b_quick]
+module = "tool-p1.wasm"
+args = ["nap", "1", "${params.tag}"]
+outputs = { result = "file" }
+[params]
+tag = "first"
+"#,
+    );
+    let first = spawn_run(&project, &["--jobs", "2"]);
+    // The first process's nap is in flight once its key is locked.
+    let locks = project.workspace().join("locks");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(&locks).map_or(0, Iterator::count) < 2 {
+        assert!(Instant::now() < deadline, "the first run never started its steps");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let second = spawn_run(&project, &["--jobs", "1", "--param", "tag=second"]);
+    let (code, first) = finish(first);
+    assert_eq!(code, 0, "{first}");
+    let (code, second) = finish(second);
+    assert_eq!(code, 0, "{second}");
+    assert_eq!(second["steps"]["a_slow"]["status"], "cached", "the second reused the first's execution: {second}");
+    let interval = |summary: &Value, step: &str| -> (u64, u64) {
+        let text = project.cat(summary["steps"][step]["outputs"]["result"].as_str().unwrap());
+        let (start, end) = text.split_once(' ').unwrap();
+        (start.parse().unwrap(), end.parse().unwrap())
+    };
+    let (_, slow_end) = interval(&first, "a_slow");
+    let (quick_start, _) = interval(&second, "b_quick");
+    assert!(
+        quick_start < slow_end,
+        "the second process's only worker was held waiting for `a_slow` ({quick_start} >= {slow_end})"
+    );
+}

@@ -5,7 +5,7 @@
 //!   collection never removes what a run has stored but not yet recorded.
 //! - A *key lock* (`locks/<cache key>`) is held while a step with that key
 //!   executes, so identical steps in flight at once, in any process, execute
-//!   once: the others wait, then reuse the result.
+//!   once: the others wait (without holding a worker), then reuse the result.
 //!
 //! Both are advisory `flock` locks on open files: the operating system
 //! releases them when the holder exits, however it exits.
@@ -50,6 +50,16 @@ impl Store {
         let file = self.lock_file(&self.root().join(KEY_LOCKS).join(key.hex()))?;
         file.lock().map_err(Error::io(format!("locking cache key {key}")))?;
         Ok(Held { _file: file })
+    }
+
+    /// Takes the lock of cache key `key` if no other execution holds it.
+    pub(crate) fn try_lock_key(&self, key: &Digest) -> Result<Option<Held>> {
+        let file = self.lock_file(&self.root().join(KEY_LOCKS).join(key.hex()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Held { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(err)) => Err(Error::io(format!("locking cache key {key}"))(err)),
+        }
     }
 
     fn lock_file(&self, path: &Path) -> Result<File> {
