@@ -7,6 +7,17 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The step contract's paths: where a guest finds its inputs and
+/// parameters and writes its outputs.
+pub mod contract {
+    /// Where inputs are mounted inside the sandbox (read-only), each at `/in/<name>`.
+    pub const INPUT_DIR: &str = "/in";
+    /// Where outputs are written inside the sandbox, each at `/out/<name>`.
+    pub const OUTPUT_DIR: &str = "/out";
+    /// The parameters file (JSON), inside [`INPUT_DIR`].
+    pub const PARAMS_FILE: &str = ".params.json";
+}
+
 /// Name of the built-in matrix product.
 pub const GEMM: &str = "gemm";
 

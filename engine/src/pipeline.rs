@@ -231,6 +231,7 @@ impl Step {
 
 /// What a step runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StepCode {
     /// A WASI module or component at this path.
     Wasm(PathBuf),

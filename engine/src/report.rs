@@ -10,6 +10,7 @@ use crate::{Artifact, Digest, StepError};
 /// The outcome of one run of a pipeline. Serializes to the JSON of
 /// `weir run --json`.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct RunReport {
     /// Unique id of the run (UTC start time and a random suffix).
     pub run_id: String,
@@ -118,6 +119,7 @@ impl StepStatus {
 
 /// One step's outcome within a run.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct StepReport {
     /// How the step ended.
     pub status: StepStatus,

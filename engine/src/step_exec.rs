@@ -22,8 +22,7 @@ use crate::telemetry::Telemetry;
 use crate::tenant::StoreAccount;
 use crate::{Artifact, Error, Logs, OutputKind, Phases, StepError, StepErrorKind};
 
-/// Name of the parameters file inside `/in`.
-pub(crate) const PARAMS_FILE: &str = ".params.json";
+pub(crate) use weir_abi::contract::PARAMS_FILE;
 /// How much of the end of stderr a failure report keeps.
 const STDERR_TAIL_BYTES: usize = 4096;
 const STDERR_TAIL_LINES: usize = 30;

@@ -17,6 +17,7 @@ pub const DEFAULT_TENANT: &str = "default";
 
 /// What one tenant may use. The default bounds nothing.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct TenantQuota {
     /// Steps of the tenant that may execute at once, across all its runs.
     pub concurrent_steps: usize,
@@ -42,6 +43,38 @@ impl Default for TenantQuota {
             max_limits: Limits::UNBOUNDED,
             root: None,
         }
+    }
+}
+
+impl TenantQuota {
+    /// At most `steps` of the tenant's steps execute at once.
+    pub fn concurrent_steps(mut self, steps: usize) -> Self {
+        self.concurrent_steps = steps;
+        self
+    }
+
+    /// Its executing steps' memory limits add up to at most `bytes`.
+    pub fn memory(mut self, bytes: u64) -> Self {
+        self.memory = bytes;
+        self
+    }
+
+    /// It holds at most `bytes` of inputs, outputs and logs in the store.
+    pub fn store_bytes(mut self, bytes: u64) -> Self {
+        self.store_bytes = Some(bytes);
+        self
+    }
+
+    /// Its steps ask for at most these limits.
+    pub fn max_limits(mut self, limits: Limits) -> Self {
+        self.max_limits = limits;
+        self
+    }
+
+    /// Its pipelines' files lie beneath `root`.
+    pub fn root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.root = Some(root.into());
+        self
     }
 }
 

@@ -53,12 +53,7 @@ pub mod native;
 
 use std::path::PathBuf;
 
-/// Where inputs are mounted inside the sandbox.
-pub const INPUT_DIR: &str = "/in";
-/// Where outputs are written inside the sandbox.
-pub const OUTPUT_DIR: &str = "/out";
-/// The parameters file, inside [`INPUT_DIR`].
-pub const PARAMS_FILE: &str = ".params.json";
+pub use weir_abi::contract::{INPUT_DIR, OUTPUT_DIR, PARAMS_FILE};
 /// Outside weir, the directory to use for [`INPUT_DIR`].
 pub const INPUT_DIR_VAR: &str = "WEIR_IN";
 /// Outside weir, the directory to use for [`OUTPUT_DIR`].

@@ -239,7 +239,7 @@ fn concurrent_runs_of_a_tenant_share_its_store_quota() {
     // Alone, a run holds the input (1000 bytes), a nap's few bytes and one
     // new output of 1003 bytes: about 2030 of the 2500 allowed. Two at once
     // would hold about 3060.
-    let quota = weir::TenantQuota { store_bytes: Some(2500), ..weir::TenantQuota::default() };
+    let quota = weir::TenantQuota::default().store_bytes(2500);
     let engine = weir::Engine::builder().workspace(project.workspace()).jobs(4).tenant("t", quota).build().unwrap();
     let pipeline = |word: &str| {
         weir::Pipeline::builder(format!("run-{word}"))

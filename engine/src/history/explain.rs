@@ -12,6 +12,7 @@ use crate::Result;
 
 /// Why a step of a run ran, was reused, or was skipped.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Explanation {
     /// The run.
     pub run_id: String,

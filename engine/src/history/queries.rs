@@ -21,6 +21,7 @@ pub struct MetricPoint {
 
 /// What the history keeps of one step in one run.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct StepRecord {
     /// The step.
     pub step: String,
@@ -59,6 +60,7 @@ pub struct StepRecord {
 
 /// One line of `weir runs`.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct RunSummary {
     /// The run id.
     pub id: String,
@@ -95,6 +97,7 @@ pub struct RunSummary {
 
 /// A run with its parameters and every step (`weir show`).
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct RunDetail {
     /// The run.
     #[serde(flatten)]

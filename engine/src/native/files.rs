@@ -3,6 +3,7 @@
 
 use std::io::Read;
 use std::path::{Component, Path};
+use weir_abi::contract::{INPUT_DIR, OUTPUT_DIR};
 
 use cap_std::fs::Dir;
 
@@ -67,9 +68,10 @@ impl GuestFiles {
 
     fn resolve<'a>(&self, guest_path: &'a str) -> Result<(&Dir, &'a Path), String> {
         let outside = || format!("{guest_path} is outside the step's directories (use a path under /in or /out)");
-        let (dir, relative) = if let Some(rest) = guest_path.strip_prefix("/in/") {
+        let under = |root: &str| guest_path.strip_prefix(root).and_then(|rest| rest.strip_prefix('/'));
+        let (dir, relative) = if let Some(rest) = under(INPUT_DIR) {
             (&self.in_dir, rest)
-        } else if let Some(rest) = guest_path.strip_prefix("/out/") {
+        } else if let Some(rest) = under(OUTPUT_DIR) {
             (&self.out_dir, rest)
         } else {
             return Err(outside());

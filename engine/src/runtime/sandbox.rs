@@ -6,6 +6,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use weir_abi::contract::{INPUT_DIR, OUTPUT_DIR};
+
 use super::chain;
 use super::determinism::make_deterministic;
 use super::execute::Invocation;
@@ -70,10 +72,10 @@ pub(crate) fn wasi_context(invocation: &Invocation) -> Result<WasiCtxBuilder, St
         .allow_udp(false)
         .allow_ip_name_lookup(false);
     builder
-        .preopened_dir(&invocation.in_dir, "/in", FsPerms::ReadOnly)
+        .preopened_dir(&invocation.in_dir, INPUT_DIR, FsPerms::ReadOnly)
         .map_err(|err| format!("opening /in: {}", chain(&err)))?;
     builder
-        .preopened_dir(&invocation.out_dir, "/out", FsPerms::ReadWrite)
+        .preopened_dir(&invocation.out_dir, OUTPUT_DIR, FsPerms::ReadWrite)
         .map_err(|err| format!("opening /out: {}", chain(&err)))?;
     if let Some(seed) = &invocation.deterministic_seed {
         make_deterministic(&mut builder, seed);

@@ -15,6 +15,7 @@ use crate::{Digest, Error, OutputKind, Result};
 
 /// What a garbage collection removed.
 #[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
 pub struct GcReport {
     /// Objects (files and logs) removed.
     pub removed_objects: usize,

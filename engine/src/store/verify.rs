@@ -12,6 +12,7 @@ use crate::{Digest, Error, OutputKind, Result};
 
 /// What a verification found.
 #[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
 pub struct VerifyReport {
     /// Objects and trees whose content was checked.
     pub checked: usize,
