@@ -1,10 +1,9 @@
 //! The history commands: `runs`, `show`, `logs`, `metrics`, `explain`, `lineage`.
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::Path;
 
 use anyhow::bail;
-use weir::{Digest, History, Logs, Store};
+use weir::{Digest, Logs, TenantView};
 
 use crate::render;
 use crate::terminal::printable;
@@ -31,14 +30,8 @@ fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 /// `weir runs`.
-pub(crate) fn runs(
-    history: &History,
-    tenant: &str,
-    pipeline: Option<&str>,
-    limit: usize,
-    as_json: bool,
-) -> anyhow::Result<()> {
-    let runs = history.runs(tenant, pipeline, limit)?;
+pub(crate) fn runs(view: &TenantView<'_>, pipeline: Option<&str>, limit: usize, as_json: bool) -> anyhow::Result<()> {
+    let runs = view.runs(pipeline, limit)?;
     if as_json {
         return json(&runs);
     }
@@ -64,8 +57,8 @@ pub(crate) fn runs(
 }
 
 /// `weir show RUN`.
-pub(crate) fn show(history: &History, tenant: &str, run: &str, as_json: bool) -> anyhow::Result<()> {
-    let detail = history.run_detail(&history.resolve_run(tenant, run)?)?;
+pub(crate) fn show(view: &TenantView<'_>, run: &str, as_json: bool) -> anyhow::Result<()> {
+    let detail = view.run(run)?;
     if as_json {
         return json(&detail);
     }
@@ -103,16 +96,9 @@ pub(crate) fn show(history: &History, tenant: &str, run: &str, as_json: bool) ->
 }
 
 /// `weir logs RUN STEP`.
-pub(crate) fn logs(
-    history: &History,
-    tenant: &str,
-    workspace: &Path,
-    run: &str,
-    step: &str,
-    as_json: bool,
-) -> anyhow::Result<()> {
-    let run = history.resolve_run(tenant, run)?;
-    let record = history.step_record(&run, step)?;
+pub(crate) fn logs(view: &TenantView<'_>, run: &str, step: &str, as_json: bool) -> anyhow::Result<()> {
+    let run = view.run_id(run)?;
+    let record = view.step(&run, step)?;
     // A map step's logs are its entries'.
     let streams: Vec<(Option<&str>, Logs)> = match record.logs {
         Some(logs) => vec![(None, logs)],
@@ -123,7 +109,6 @@ pub(crate) fn logs(
     if streams.is_empty() {
         bail!("step `{step}` of run {run} has no logs (it did not run)");
     }
-    let store = Store::open(workspace)?;
     let mut out = std::io::stdout().lock();
     if as_json {
         write!(out, "{{\"run_id\":{},\"step\":{}", serde_json::to_string(&run)?, serde_json::to_string(step)?)?;
@@ -136,9 +121,9 @@ pub(crate) fn logs(
                 write!(out, "{}{}:{{", if n > 0 { "," } else { "" }, serde_json::to_string(entry)?)?;
             }
             write!(out, "{}\"stdout\":", if entry.is_some() { "" } else { "," })?;
-            write_json_string(&mut out, store.open_file(&logs.stdout)?)?;
+            write_json_string(&mut out, view.open_file(&logs.stdout)?)?;
             write!(out, ",\"stderr\":")?;
-            write_json_string(&mut out, store.open_file(&logs.stderr)?)?;
+            write_json_string(&mut out, view.open_file(&logs.stderr)?)?;
             if entry.is_some() {
                 write!(out, "}}")?;
             }
@@ -153,7 +138,7 @@ pub(crate) fn logs(
                 Some(entry) => writeln!(out, "--- entry {}: {name} ---", printable(entry))?,
                 None => writeln!(out, "--- {name} ---")?,
             }
-            for_each_text_chunk(store.open_file(digest)?, |text| {
+            for_each_text_chunk(view.open_file(digest)?, |text| {
                 if terminal { out.write_all(printable(text).as_bytes()) } else { out.write_all(text.as_bytes()) }
             })?;
             writeln!(out)?;
@@ -223,14 +208,13 @@ fn for_each_text_chunk(
 
 /// `weir metrics`.
 pub(crate) fn metrics(
-    history: &History,
-    tenant: &str,
+    view: &TenantView<'_>,
     pipeline: Option<&str>,
     chosen: &[String],
     limit: usize,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let mut rows = history.metrics_table(tenant, pipeline, None, limit)?;
+    let mut rows = view.metrics(pipeline, None, limit)?;
     if !chosen.is_empty() {
         let wanted = |column: &str| {
             chosen
@@ -296,8 +280,8 @@ fn param_text(value: &serde_json::Value) -> String {
 }
 
 /// `weir explain RUN STEP`.
-pub(crate) fn explain(history: &History, tenant: &str, run: &str, step: &str, as_json: bool) -> anyhow::Result<()> {
-    let explanation = history.explain(&history.resolve_run(tenant, run)?, step)?;
+pub(crate) fn explain(view: &TenantView<'_>, run: &str, step: &str, as_json: bool) -> anyhow::Result<()> {
+    let explanation = view.explain(run, step)?;
     if as_json {
         return json(&explanation);
     }
@@ -310,8 +294,8 @@ pub(crate) fn explain(history: &History, tenant: &str, run: &str, step: &str, as
 }
 
 /// `weir lineage DIGEST`.
-pub(crate) fn lineage(history: &History, tenant: &str, digest: &Digest, as_json: bool) -> anyhow::Result<()> {
-    let chain = history.lineage(tenant, digest)?;
+pub(crate) fn lineage(view: &TenantView<'_>, digest: &Digest, as_json: bool) -> anyhow::Result<()> {
+    let chain = view.lineage(digest)?;
     if as_json {
         return json(&chain);
     }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use weir::{Digest, Engine, History, Pipeline, RunOptions, Store};
+use weir::{Engine, History, Pipeline, RunOptions, Store, TenantView};
 
 /// Tenants and their quotas, in the workspace directory.
 const TENANTS_FILE: &str = "tenants.toml";
@@ -266,42 +266,52 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run(&workspace, tenant, args),
         Command::Worker => weir::serve_worker(&workspace).map(|()| ExitCode::SUCCESS).map_err(Into::into),
         Command::Cat { digest } => {
-            let store = Store::open(&workspace)?;
-            let digest = resolve_digest(&store, &workspace, tenant, &digest)?;
-            if store.kind_of(&digest) == Some(weir::OutputKind::Dir) {
+            let (store, history) = (Store::open(&workspace)?, History::open(&workspace)?);
+            let view = TenantView::new(tenant, &store, &history);
+            let digest = view.artifact(&digest)?;
+            if view.kind_of(&digest)? == weir::OutputKind::Dir {
                 bail!("{digest} is a directory artifact; use `weir export {digest} PATH`");
             }
-            store.write_file_to(&digest, &mut std::io::stdout().lock())?;
+            view.write_file_to(&digest, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { digest, path } => {
-            let store = Store::open(&workspace)?;
-            let digest = resolve_digest(&store, &workspace, tenant, &digest)?;
-            let kind = store.export(&digest, &path)?;
+            let (store, history) = (Store::open(&workspace)?, History::open(&workspace)?);
+            let view = TenantView::new(tenant, &store, &history);
+            let digest = view.artifact(&digest)?;
+            let kind = view.export(&digest, &path)?;
             eprintln!("exported {kind} {digest} to {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Runs { pipeline, limit, json } => {
-            history_cmds::runs(&history(&workspace)?, tenant, pipeline.as_deref(), limit, json)
+            let (store, history) = recorded(&workspace)?;
+            history_cmds::runs(&TenantView::new(tenant, &store, &history), pipeline.as_deref(), limit, json)
                 .map(|()| ExitCode::SUCCESS)
         }
         Command::Show { run, json } => {
-            history_cmds::show(&history(&workspace)?, tenant, &run, json).map(|()| ExitCode::SUCCESS)
+            let (store, history) = recorded(&workspace)?;
+            history_cmds::show(&TenantView::new(tenant, &store, &history), &run, json).map(|()| ExitCode::SUCCESS)
         }
         Command::Logs { run, step, json } => {
-            history_cmds::logs(&history(&workspace)?, tenant, &workspace, &run, &step, json).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Metrics { pipeline, metric, limit, json } => {
-            history_cmds::metrics(&history(&workspace)?, tenant, pipeline.as_deref(), &metric, limit, json)
+            let (store, history) = recorded(&workspace)?;
+            history_cmds::logs(&TenantView::new(tenant, &store, &history), &run, &step, json)
                 .map(|()| ExitCode::SUCCESS)
         }
+        Command::Metrics { pipeline, metric, limit, json } => {
+            let (store, history) = recorded(&workspace)?;
+            let view = TenantView::new(tenant, &store, &history);
+            history_cmds::metrics(&view, pipeline.as_deref(), &metric, limit, json).map(|()| ExitCode::SUCCESS)
+        }
         Command::Explain { run, step, json } => {
-            history_cmds::explain(&history(&workspace)?, tenant, &run, &step, json).map(|()| ExitCode::SUCCESS)
+            let (store, history) = recorded(&workspace)?;
+            history_cmds::explain(&TenantView::new(tenant, &store, &history), &run, &step, json)
+                .map(|()| ExitCode::SUCCESS)
         }
         Command::Lineage { digest, json } => {
-            let history = history(&workspace)?;
-            let digest = resolve_digest(&Store::open(&workspace)?, &workspace, tenant, &digest)?;
-            history_cmds::lineage(&history, tenant, &digest, json).map(|()| ExitCode::SUCCESS)
+            let (store, history) = recorded(&workspace)?;
+            let view = TenantView::new(tenant, &store, &history);
+            let digest = view.artifact(&digest)?;
+            history_cmds::lineage(&view, &digest, json).map(|()| ExitCode::SUCCESS)
         }
         Command::Store { action: StoreAction::Verify { repair, json } } => {
             let report = Store::open(&workspace)?.verify(repair)?;
@@ -335,16 +345,16 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { run, step, json } => {
-            let history = history(&workspace)?;
+            history(&workspace)?;
             let engine = open_engine(&workspace, Engine::builder())?;
-            verify_cmd::verify(&engine, &history, tenant, &run, step, json)
+            verify_cmd::verify(&engine, &engine.tenant(tenant)?, &run, step, json)
         }
         Command::Graph { manifest, run, format } => {
             graph_command(&workspace, tenant, &manifest, run.as_deref(), format)
         }
         Command::Report { run, output } => {
-            let history = history(&workspace)?;
-            let run = history.run_detail(&history.resolve_run(tenant, &run)?)?;
+            let (store, history) = recorded(&workspace)?;
+            let run = TenantView::new(tenant, &store, &history).run(&run)?;
             let series = history.metric_series(&run.summary.id)?;
             std::fs::write(&output, report::html(&run, &series))
                 .with_context(|| format!("writing {}", output.display()))?;
@@ -352,50 +362,6 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// The digest `text` names: a whole digest, or a prefix (4 or more hex
-/// digits) of exactly one stored artifact `tenant` may read, as git
-/// abbreviates commits. A whole digest must also be the tenant's.
-fn resolve_digest(store: &Store, workspace: &Path, tenant: &str, text: &str) -> anyhow::Result<Digest> {
-    if let Ok(digest) = Digest::parse(text) {
-        check_owned(workspace, tenant, &digest)?;
-        return Ok(digest);
-    }
-    let mut matches = Vec::new();
-    for digest in store.digests_with_prefix(text)? {
-        if check_owned(workspace, tenant, &digest).is_ok() {
-            matches.push(digest);
-        }
-    }
-    match matches.as_slice() {
-        [] => bail!("no artifact in the store starts with `{text}`"),
-        [digest] => Ok(*digest),
-        many => {
-            let listed: Vec<String> = many.iter().take(5).map(ToString::to_string).collect();
-            let more = if many.len() > 5 { format!(" and {} more", many.len() - 5) } else { String::new() };
-            bail!(
-                "`{text}` is ambiguous: it starts {} artifacts ({}{more}); give more digits",
-                many.len(),
-                listed.join(", ")
-            )
-        }
-    }
-}
-
-/// Refuses a digest that no run of `tenant` imported, produced or logged
-/// (the default tenant, the operator, may read anything). The message is the
-/// same as for a digest that is not stored at all.
-fn check_owned(workspace: &Path, tenant: &str, digest: &Digest) -> anyhow::Result<()> {
-    if tenant == weir::DEFAULT_TENANT {
-        return Ok(());
-    }
-    let owned =
-        workspace.join(weir::HISTORY_DATABASE).exists() && History::open(workspace)?.tenant_knows(tenant, digest)?;
-    if !owned {
-        bail!("no artifact {digest} in the store");
-    }
-    Ok(())
 }
 
 /// Builds the engine of `workspace`, with the tenants of its tenants file.
@@ -445,6 +411,12 @@ fn restore_broken_pipe_default() {
 }
 
 /// The workspace's run history (the workspace must exist).
+/// The store and history of a workspace where something has run.
+fn recorded(workspace: &Path) -> anyhow::Result<(Store, History)> {
+    let history = history(workspace)?;
+    Ok((Store::open(workspace)?, history))
+}
+
 fn history(workspace: &Path) -> anyhow::Result<History> {
     if workspace.exists() && !workspace.is_dir() {
         bail!("workspace {} is a file, not a directory", workspace.display());
@@ -468,8 +440,8 @@ fn graph_command(
     };
     let mut statuses = BTreeMap::new();
     if let Some(run) = run {
-        let history = history(workspace)?;
-        let detail = history.run_detail(&history.resolve_run(tenant, run)?)?;
+        let (store, history) = recorded(workspace)?;
+        let detail = TenantView::new(tenant, &store, &history).run(run)?;
         let known = detail.steps.iter().filter(|step| pipeline.step(&step.step).is_some()).count();
         if detail.summary.pipeline != pipeline.name() || known == 0 {
             eprintln!(

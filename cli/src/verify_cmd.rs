@@ -5,18 +5,18 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use weir::{Engine, History, RunOptions, StepStatus, Verification};
+use weir::{Engine, RunOptions, StepStatus, TenantView, Verification};
 
 /// Verifies run `run` of `tenant` (only `step`, when given).
 pub(crate) fn verify(
     engine: &Engine,
-    history: &History,
-    tenant: &str,
+    view: &TenantView<'_>,
     run: &str,
     step: Option<String>,
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let detail = history.run_detail(&history.resolve_run(tenant, run)?)?;
+    let tenant = view.tenant();
+    let detail = view.run(run)?;
     let Some(manifest) = detail.summary.manifest_path.as_deref() else {
         bail!("run {} was not loaded from a manifest file; verify it through the embedding API", detail.summary.id);
     };

@@ -21,6 +21,7 @@ use crate::scheduler::{Admission, Coordinator, PlannedStep, RunScope};
 use crate::step_exec::JobCode;
 use crate::store::ImportError;
 use crate::tenant::{self, StoreAccount, Tenant};
+use crate::tenant_view::TenantView;
 use crate::{
     Artifact, DEFAULT_TENANT, Digest, Error, GcReport, Limits, Pipeline, Result, RunOptions, RunReport, Step, StepCode,
     Store, TenantQuota,
@@ -223,6 +224,14 @@ impl Engine {
         &self.inner.store
     }
 
+    /// What tenant `name` may read: its runs, and the artifacts its runs
+    /// imported, produced or logged. Fails for a tenant this engine does not
+    /// know (once any is registered).
+    pub fn tenant<'a>(&'a self, name: &'a str) -> Result<TenantView<'a>> {
+        self.tenant_of(Some(name))?;
+        Ok(TenantView::new(name, &self.inner.store, &self.inner.history))
+    }
+
     /// Runs `pipeline` to completion.
     ///
     /// Returns `Err` only if nothing could run (invalid parameters or
@@ -230,7 +239,7 @@ impl Engine {
     /// reported in the [`RunReport`], whose status is then `failed`.
     pub fn run(&self, pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport> {
         let params = options.resolve(pipeline)?;
-        let tenant = self.tenant(options.tenant_name())?;
+        let tenant = self.tenant_of(options.tenant_name())?;
         let files = self.host_files(&tenant, pipeline)?;
         let exports = self.export_files(&tenant, &files, pipeline, options)?;
         let _workspace = self.inner.store.lock_for_run()?;
@@ -334,7 +343,7 @@ impl Engine {
     /// created here. Load the tenant's manifests with
     /// [`Pipeline::from_manifest_within`] this directory.
     pub fn tenant_root(&self, tenant: &str) -> Result<Option<PathBuf>> {
-        let tenant = self.tenant(Some(tenant))?;
+        let tenant = self.tenant_of(Some(tenant))?;
         if tenant.is_operator() {
             return Ok(None);
         }
@@ -436,7 +445,7 @@ impl Engine {
     }
 
     /// The tenant named by a run's options, with its quota.
-    fn tenant(&self, name: Option<&str>) -> Result<Tenant, ValidationError> {
+    fn tenant_of(&self, name: Option<&str>) -> Result<Tenant, ValidationError> {
         let name = name.unwrap_or(DEFAULT_TENANT);
         tenant::check_name(name).map_err(|reason| {
             ValidationError::new(Kind::InvalidName { name: name.to_owned(), reason }).in_field("tenant")

@@ -97,6 +97,7 @@ mod step_exec;
 mod store;
 mod telemetry;
 mod tenant;
+mod tenant_view;
 
 pub use cancel::CancelToken;
 pub use digest::{Digest, ParseDigestError};
@@ -119,3 +120,4 @@ pub use pipeline::{
 pub use report::{EntryReport, Logs, Phases, RunReport, RunStatus, StepReport, StepStatus, Verification};
 pub use store::{Artifact, GcReport, Store, TreeEntry, VerifyReport};
 pub use tenant::{DEFAULT_TENANT, TenantQuota};
+pub use tenant_view::TenantView;

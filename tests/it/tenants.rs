@@ -267,3 +267,50 @@ fn concurrent_runs_of_a_tenant_share_its_store_quota() {
     assert_eq!(failed.len(), 1, "exactly one of the two outputs fits what is left: {failed:?}");
     assert!(failed[0].contains("would exceed tenant `t`'s store quota"), "{failed:?}");
 }
+
+#[test]
+fn a_tenant_view_shows_only_the_tenants_own_runs_and_artifacts() {
+    let project = Project::new();
+    let engine = weir::Engine::builder()
+        .workspace(project.workspace())
+        .tenant("alice", weir::TenantQuota::default())
+        .tenant("bob", weir::TenantQuota::default())
+        .build()
+        .unwrap();
+    let pipeline = |word: &str| {
+        weir::Pipeline::builder("words")
+            .step(
+                weir::StepBuilder::new("say", weir_tests::tool(weir_tests::Wasi::P1))
+                    .args(["args", word])
+                    .output("result", weir::OutputKind::File),
+            )
+            .build()
+            .unwrap()
+    };
+    let run_as =
+        |tenant: &str, word: &str| engine.run(&pipeline(word), &weir::RunOptions::new().tenant(tenant)).unwrap();
+    let (alices, bobs) = (run_as("alice", "mine"), run_as("bob", "secret"));
+    let bobs_output = bobs.output("say", "result").unwrap().digest;
+
+    let alice = engine.tenant("alice").unwrap();
+    let runs: Vec<String> = alice.runs(None, 10).unwrap().into_iter().map(|run| run.id).collect();
+    assert_eq!(runs, [alices.run_id.clone()]);
+    assert_eq!(alice.run("last").unwrap().summary.id, alices.run_id);
+    let not_hers = alice.run(&bobs.run_id).unwrap_err();
+    assert!(matches!(not_hers, weir::Error::NotInHistory(_)), "{not_hers}");
+    assert!(alice.step(&bobs.run_id, "say").is_err() && alice.explain(&bobs.run_id, "say").is_err());
+    for refused in [alice.read_file(&bobs_output).err(), alice.lineage(&bobs_output).err()] {
+        let refused = refused.expect("bob's artifact is not alice's to read");
+        assert!(matches!(refused, weir::Error::ArtifactNotFound { .. }), "{refused}");
+    }
+    let prefix = &bobs_output.to_string()[..14];
+    assert!(alice.artifact(prefix).is_err(), "a prefix does not find another tenant's artifact");
+    let mine = alices.output("say", "result").unwrap().digest;
+    assert_eq!(alice.read_file(&mine).unwrap(), b"mine");
+
+    let operator = engine.tenant(weir::DEFAULT_TENANT).unwrap();
+    assert_eq!(operator.read_file(&bobs_output).unwrap(), b"secret", "the operator reads every artifact");
+    assert!(operator.runs(None, 10).unwrap().is_empty(), "but lists only its own runs");
+    let unknown = engine.tenant("mallory").err().expect("an unregistered tenant has no view");
+    assert!(unknown.to_string().contains("mallory"), "{unknown}");
+}
