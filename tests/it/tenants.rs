@@ -294,7 +294,7 @@ fn a_tenant_view_shows_only_the_tenants_own_runs_and_artifacts() {
 
     let alice = engine.tenant("alice").unwrap();
     let runs: Vec<String> = alice.runs(None, 10).unwrap().into_iter().map(|run| run.id).collect();
-    assert_eq!(runs, [alices.run_id.clone()]);
+    assert_eq!(runs, std::slice::from_ref(&alices.run_id));
     assert_eq!(alice.run("last").unwrap().summary.id, alices.run_id);
     let not_hers = alice.run(&bobs.run_id).unwrap_err();
     assert!(matches!(not_hers, weir::Error::NotInHistory(_)), "{not_hers}");
