@@ -75,7 +75,7 @@ impl Progress {
 impl EventSink for Progress {
     fn event(&self, event: &Event<'_>) {
         match event {
-            Event::StepStarted { step } => {
+            Event::StepStarted { step, .. } => {
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 bar.set_style(
                     ProgressStyle::with_template("  {spinner} {prefix:<20} {wide_msg}")
@@ -87,7 +87,7 @@ impl EventSink for Progress {
                     running.insert(step.to_string(), Line { bar, throttle: Throttle::default(), has_length: false });
                 }
             }
-            Event::Progress { step, done, total } => self.update(step, |line| {
+            Event::Progress { step, done, total, .. } => self.update(step, |line| {
                 if !line.has_length {
                     line.bar.set_style(
                         ProgressStyle::with_template("  {spinner} {prefix:<20} {bar:20} {pos}/{len} {wide_msg}")
@@ -98,10 +98,10 @@ impl EventSink for Progress {
                 line.bar.set_length(*total);
                 line.bar.set_position(*done);
             }),
-            Event::Metric { step, name, value } => {
+            Event::Metric { step, name, value, .. } => {
                 self.update(step, |line| line.bar.set_message(format!("{name}={value:.4}")))
             }
-            Event::StepFinished { step, status } => {
+            Event::StepFinished { step, status, .. } => {
                 if let Ok(mut running) = self.running.lock()
                     && let Some(line) = running.remove(*step)
                 {

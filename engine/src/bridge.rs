@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use crate::executor::JobSpec;
 use crate::native::{CallContext, Device, GpuSupport, GuestFiles, Natives};
 use crate::telemetry::Telemetry;
 
@@ -15,6 +16,8 @@ const MAX_FUNCTION_NAME: usize = 256;
 /// The bridge of one step execution.
 pub(crate) struct Bridge {
     step: String,
+    run: String,
+    tenant: String,
     natives: Arc<Natives>,
     allowed: BTreeSet<String>,
     device: Device,
@@ -38,17 +41,20 @@ pub(crate) struct NativeFailures {
 }
 
 impl Bridge {
-    /// A bridge for `step`, which may call the native functions in `allowed`
-    /// on `device`, with file references resolved in `files`.
-    pub(crate) fn new(
-        step: &str,
-        natives: Arc<Natives>,
-        allowed: BTreeSet<String>,
-        device: Device,
-        files: Option<GuestFiles>,
-        telemetry: Telemetry,
-    ) -> Self {
-        Self { step: step.to_owned(), natives, allowed, device, files, telemetry, failures: NativeFailures::default() }
+    /// A bridge for the step of `job`, which may call the native functions
+    /// it declares on its device, with file references resolved in `files`.
+    pub(crate) fn new(job: &JobSpec, natives: Arc<Natives>, files: Option<GuestFiles>, telemetry: Telemetry) -> Self {
+        Self {
+            step: job.step.clone(),
+            run: job.run_id.clone(),
+            tenant: job.tenant.clone(),
+            natives,
+            allowed: job.natives.clone(),
+            device: job.device,
+            files,
+            telemetry,
+            failures: NativeFailures::default(),
+        }
     }
 
     pub(crate) fn metric(&mut self, name: &str, value: f64) {
@@ -109,7 +115,8 @@ impl Bridge {
         let Some(files) = &self.files else {
             return Err("native functions are not available to this step".to_owned());
         };
-        let context = CallContext { step: &self.step, device, files, memory_budget };
+        let context =
+            CallContext { step: &self.step, run: &self.run, tenant: &self.tenant, device, files, memory_budget };
         catch_unwind(AssertUnwindSafe(|| native.call(&context, payload))).unwrap_or_else(|panic| {
             let why = format!("native function `{function}` panicked: {}", panic_text(&*panic));
             self.failures.panic.get_or_insert_with(|| why.clone());

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use crate::cancel::CancelToken;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
+use crate::events::{Event, EventSink, GuardedSink};
 use crate::executor::{Executor, ExecutorKind, LocalExecutor, ProcessExecutor, WorkerPool};
 use crate::history::{History, OpenRun, RunStart};
 use crate::host_files::HostFiles;
@@ -262,7 +263,14 @@ impl Engine {
         };
         let executor = self.executor(&plan, &files)?;
         let record = OpenRun::start(&self.inner.history, &start)?;
-        let driven = Coordinator::new(&self.inner, options, &run_id, scope, plan, inputs)
+        let sink = options.event_sink().map(|sink| Arc::new(GuardedSink::new(sink)));
+        let emit = |event: &Event<'_>| {
+            if let Some(sink) = &sink {
+                sink.event(event);
+            }
+        };
+        emit(&Event::RunStarted { run: &run_id, pipeline: pipeline.name() });
+        let driven = Coordinator::new(&self.inner, options, &run_id, scope, plan, inputs, sink.clone())
             .drive(pipeline.name(), executor.as_ref());
         let mut report = driven?;
         report.outputs = pipeline
@@ -277,6 +285,7 @@ impl Engine {
         self.save_report(&report)?;
         let status = if exported.is_ok() { report.status } else { RunStatus::Failed };
         record.close(status.as_str())?;
+        emit(&Event::RunFinished { run: &run_id, status });
         exported.map(|()| report)
     }
 

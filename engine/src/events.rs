@@ -3,19 +3,38 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
 
-use crate::StepStatus;
+use crate::{RunStatus, StepStatus};
 
-/// Something that happened during a run.
+/// Something that happened during a run. Every event names its run.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Event<'a> {
-    /// A step started executing on a worker.
+    /// The run started: its steps are planned and its inputs stored.
+    RunStarted {
+        /// The run's id.
+        run: &'a str,
+        /// The pipeline.
+        pipeline: &'a str,
+    },
+    /// The run ended and is recorded in the history.
+    RunFinished {
+        /// The run's id.
+        run: &'a str,
+        /// How it ended.
+        status: RunStatus,
+    },
+    /// A step started: it began executing on a worker, or its cached result
+    /// is being reused (a reused step has the same start and finish pair).
     StepStarted {
+        /// The run.
+        run: &'a str,
         /// The step.
         step: &'a str,
     },
-    /// A step reached its outcome (ran, cached, failed or skipped).
+    /// A step reached its outcome (ran, cached, failed, skipped or cancelled).
     StepFinished {
+        /// The run.
+        run: &'a str,
         /// The step.
         step: &'a str,
         /// Its outcome.
@@ -23,6 +42,8 @@ pub enum Event<'a> {
     },
     /// A step recorded a metric value.
     Metric {
+        /// The run.
+        run: &'a str,
         /// The step.
         step: &'a str,
         /// The metric's name.
@@ -32,6 +53,8 @@ pub enum Event<'a> {
     },
     /// A step reported progress.
     Progress {
+        /// The run.
+        run: &'a str,
         /// The step.
         step: &'a str,
         /// Units of work done.
@@ -42,10 +65,13 @@ pub enum Event<'a> {
 }
 
 /// Receives a run's events, from the coordinator (the thread that called
-/// [`Engine::run`](crate::Engine::run)) and from worker threads, so it must
-/// be `Send + Sync`. A sink that panics is not called again for the rest of
-/// the run, and the run goes on: the panic is reported as a warning of the
-/// run ([`RunReport::warnings`](crate::RunReport::warnings)).
+/// [`Engine::run`](crate::Engine::run), or the run's own thread for
+/// [`Engine::start`](crate::Engine::start)) and from worker threads, so it
+/// must be `Send + Sync`; events of one step arrive in order, those of
+/// steps running at once interleave. A sink that panics is not called again
+/// for the rest of the run, and the run goes on: the panic is reported as a
+/// warning of the run ([`RunReport::warnings`](crate::RunReport::warnings)).
+/// To poll events instead, give a closure that sends them to a channel.
 pub trait EventSink: Send + Sync {
     /// Handles one event; must not block for long.
     fn event(&self, event: &Event<'_>);

@@ -79,6 +79,8 @@ pub trait NativeFunction: Send + Sync + 'static {
 /// What a [`NativeFunction`] call can see of the calling step.
 pub struct CallContext<'a> {
     pub(crate) step: &'a str,
+    pub(crate) run: &'a str,
+    pub(crate) tenant: &'a str,
     pub(crate) device: Device,
     pub(crate) files: &'a GuestFiles,
     pub(crate) memory_budget: u64,
@@ -95,6 +97,16 @@ impl CallContext<'_> {
     /// The calling step.
     pub fn step(&self) -> &str {
         self.step
+    }
+
+    /// The run of the calling step.
+    pub fn run(&self) -> &str {
+        self.run
+    }
+
+    /// The tenant whose run it is ([`DEFAULT_TENANT`](crate::DEFAULT_TENANT) for the operator).
+    pub fn tenant(&self) -> &str {
+        self.tenant
     }
 
     /// The device this call should run on.
@@ -136,6 +148,8 @@ pub trait NativeStep: Send + Sync + 'static {
 /// parameters, and the telemetry it reports.
 pub struct StepContext<'a> {
     pub(crate) step: &'a str,
+    pub(crate) run: &'a str,
+    pub(crate) tenant: &'a str,
     pub(crate) device: Device,
     pub(crate) in_dir: &'a Path,
     pub(crate) out_dir: &'a Path,
@@ -145,6 +159,16 @@ pub struct StepContext<'a> {
 }
 
 impl StepContext<'_> {
+    /// The run of the step.
+    pub fn run(&self) -> &str {
+        self.run
+    }
+
+    /// The tenant whose run it is ([`DEFAULT_TENANT`](crate::DEFAULT_TENANT) for the operator).
+    pub fn tenant(&self) -> &str {
+        self.tenant
+    }
+
     /// Whether the run was cancelled: a long native step should check it
     /// now and then and return early (its result is then discarded and the
     /// step reported as cancelled).

@@ -102,6 +102,8 @@ pub(crate) struct Coordinator<'a> {
     reports: BTreeMap<String, StepReport>,
     /// The run's event sink, its panics contained.
     sink: Option<Arc<GuardedSink>>,
+    /// Whether each step's start was announced to the sink.
+    announced: Vec<bool>,
 }
 
 /// Which execution a job is: a step, and for a map step the entry.
@@ -115,6 +117,7 @@ impl<'a> Coordinator<'a> {
         scope: RunScope,
         plan: Vec<PlannedStep<'a>>,
         pipeline_inputs: BTreeMap<String, Artifact>,
+        sink: Option<Arc<GuardedSink>>,
     ) -> Self {
         let index: BTreeMap<&str, usize> = plan.iter().enumerate().map(|(i, p)| (p.step.name(), i)).collect();
         let mut dependents = vec![Vec::new(); plan.len()];
@@ -147,7 +150,8 @@ impl<'a> Coordinator<'a> {
             last_sync: Instant::now(),
             unrecorded: Vec::new(),
             reports: BTreeMap::new(),
-            sink: options.event_sink().map(|sink| Arc::new(GuardedSink::new(sink))),
+            sink,
+            announced: vec![false; count],
             plan,
             pipeline_inputs,
             index,
@@ -177,12 +181,10 @@ impl<'a> Coordinator<'a> {
         // Jobs waiting, without a ticket, for an identical execution to end.
         let mut awaiting_key: HashMap<JobId, ()> = HashMap::new();
         let start =
-            |this: &Self, id: JobId, mut job: Job, ticket: Ticket, running: &mut HashMap<JobId, (Ticket, Job)>| {
+            |this: &mut Self, id: JobId, mut job: Job, ticket: Ticket, running: &mut HashMap<JobId, (Ticket, Job)>| {
                 job.spec.device = ticket.device();
                 running.insert(id, (ticket, job.clone()));
-                if id.1.is_none_or(|entry| entry == 0) {
-                    this.emit(&Event::StepStarted { step: &job.spec.step });
-                }
+                this.announce(id.0);
                 let to = sender.clone();
                 let done = Box::new(move |finished| drop(to.send(Message::Finished(id, Box::new(finished)))));
                 executor.submit(job, events.clone(), done);
@@ -193,7 +195,7 @@ impl<'a> Coordinator<'a> {
                 let deliver = move |ticket| drop(to.send(Message::Admitted(id, ticket)));
                 let need = Need { memory: job.spec.limits.memory, gpus: self.gpus_of(id.0) };
                 match admission.request(&self.scope.tenant, need, deliver) {
-                    Some(ticket) => start(&self, id, job, ticket, &mut running),
+                    Some(ticket) => start(&mut self, id, job, ticket, &mut running),
                     None => drop(parked.insert(id, job)),
                 }
             }
@@ -219,7 +221,7 @@ impl<'a> Coordinator<'a> {
                 }
                 Ok(Message::Admitted(id, ticket)) => {
                     if let Some(job) = parked.remove(&id) {
-                        start(&self, id, job, ticket, &mut running);
+                        start(&mut self, id, job, ticket, &mut running);
                     }
                 }
                 Ok(Message::Cancelled) => {
@@ -297,6 +299,13 @@ impl<'a> Coordinator<'a> {
             steps: self.reports,
             outputs: BTreeMap::new(),
             warnings,
+        }
+    }
+
+    /// Tells the sink that step `i` started, once.
+    fn announce(&mut self, i: usize) {
+        if !std::mem::replace(&mut self.announced[i], true) {
+            self.emit(&Event::StepStarted { run: self.run_id, step: self.plan[i].step.name() });
         }
     }
 
@@ -469,6 +478,7 @@ impl<'a> Coordinator<'a> {
         let spec = JobSpec {
             step: step.name().to_owned(),
             run_id: self.run_id.to_owned(),
+            tenant: self.scope.tenant.name.to_string(),
             key,
             code: match &planned.code {
                 JobCode::Wasm(program) => CodeRef::Module { digest: program.digest },
@@ -602,8 +612,11 @@ impl<'a> Coordinator<'a> {
         let succeeded = matches!(report.status, StepStatus::Ran | StepStatus::Cached) || not_reproducible;
         let record = self.history_record(i, &report);
         self.unrecorded.push(record);
+        if report.status == StepStatus::Cached {
+            self.announce(i);
+        }
         let name = self.plan[i].step.name();
-        self.emit(&Event::StepFinished { step: name, status: report.status });
+        self.emit(&Event::StepFinished { run: self.run_id, step: name, status: report.status });
         self.reports.insert(name.to_owned(), report);
         for &next in &self.dependents[i] {
             self.blocked[next] |= !succeeded;

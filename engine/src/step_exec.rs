@@ -187,7 +187,7 @@ impl Finished {
 /// Stages, runs and collects `job` in the scratch directory; `staging` is
 /// when staging began.
 fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path, staging: Instant) -> Finished {
-    let telemetry = Telemetry::new(workshop.events.clone());
+    let telemetry = Telemetry::new(workshop.events.clone(), &job.spec.run_id);
     let staged = match stage(workshop.store, job, scratch, path) {
         Ok(staged) => staged,
         Err(err) => return failed(job, engine(err), String::new()),
@@ -296,14 +296,7 @@ fn run_wasm(
     telemetry: Telemetry,
 ) -> (Result<(), StepErrorKind>, Telemetry, Phases, NativeFailures) {
     let files = GuestFiles::new(staged.in_dir, staged.out_dir, job.spec.limits);
-    let bridge = Bridge::new(
-        &job.spec.step,
-        workshop.natives.clone(),
-        job.spec.natives.clone(),
-        job.spec.device,
-        Some(files),
-        telemetry,
-    );
+    let bridge = Bridge::new(&job.spec, workshop.natives.clone(), Some(files), telemetry);
     let invocation = Invocation {
         argv: job.spec.argv.clone(),
         in_dir: path.join("in"),
@@ -331,6 +324,8 @@ fn run_native(
     let (in_dir, out_dir) = (path.join("in"), path.join("out"));
     let mut context = StepContext {
         step: &job.spec.step,
+        run: &job.spec.run_id,
+        tenant: &job.spec.tenant,
         device: job.spec.device,
         in_dir: &in_dir,
         out_dir: &out_dir,

@@ -21,11 +21,13 @@ pub(crate) struct Telemetry {
     progress: Option<(u64, u64)>,
     dropped: u64,
     events: Option<Arc<dyn EventSink>>,
+    /// The run whose step reports, named in its events.
+    run: String,
 }
 
 impl Telemetry {
-    pub(crate) fn new(events: Option<Arc<dyn EventSink>>) -> Self {
-        Self { events, ..Self::default() }
+    pub(crate) fn new(events: Option<Arc<dyn EventSink>>, run: &str) -> Self {
+        Self { events, run: run.to_owned(), ..Self::default() }
     }
 
     /// Records a metric value. Names that are empty, too long or hold
@@ -42,7 +44,7 @@ impl Telemetry {
             self.points.push(MetricPoint { name: name.to_owned(), value, time: crate::history::now() });
         }
         if let Some(sink) = &self.events {
-            sink.event(&Event::Metric { step, name, value });
+            sink.event(&Event::Metric { run: &self.run, step, name, value });
         }
     }
 
@@ -50,7 +52,7 @@ impl Telemetry {
     pub(crate) fn progress(&mut self, step: &str, done: u64, total: u64) {
         self.progress = Some((done, total));
         if let Some(sink) = &self.events {
-            sink.event(&Event::Progress { step, done, total });
+            sink.event(&Event::Progress { run: &self.run, step, done, total });
         }
     }
 
@@ -78,7 +80,7 @@ mod tests {
     #[test]
     fn keeps_last_values_and_drops_bad_names() {
         let recorder = Arc::new(Recorder::default());
-        let mut telemetry = Telemetry::new(Some(recorder.clone()));
+        let mut telemetry = Telemetry::new(Some(recorder.clone()), "run");
         telemetry.metric("s", "loss", 1.0);
         telemetry.metric("s", "loss", 0.5);
         telemetry.metric("s", "", 3.0);

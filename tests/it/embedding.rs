@@ -143,7 +143,7 @@ fn a_closure_is_a_sink_and_failures_name_their_steps() {
     let finished = Arc::new(Mutex::new(Vec::new()));
     let seen = finished.clone();
     let sink = move |event: &weir::Event<'_>| {
-        if let weir::Event::StepFinished { step, status } = event {
+        if let weir::Event::StepFinished { step, status, .. } = event {
             seen.lock().unwrap().push((step.to_string(), *status));
         }
     };

@@ -234,10 +234,12 @@ struct Recorder(Mutex<Vec<String>>);
 impl EventSink for Recorder {
     fn event(&self, event: &Event<'_>) {
         let line = match event {
-            Event::StepStarted { step } => format!("started {step}"),
-            Event::StepFinished { step, status } => format!("finished {step} {status:?}"),
-            Event::Metric { step, name, value } => format!("metric {step} {name}={value}"),
-            Event::Progress { step, done, total } => format!("progress {step} {done}/{total}"),
+            Event::RunStarted { pipeline, .. } => format!("run of {pipeline}"),
+            Event::RunFinished { status, .. } => format!("run {status:?}"),
+            Event::StepStarted { step, .. } => format!("started {step}"),
+            Event::StepFinished { step, status, .. } => format!("finished {step} {status:?}"),
+            Event::Metric { step, name, value, .. } => format!("metric {step} {name}={value}"),
+            Event::Progress { step, done, total, .. } => format!("progress {step} {done}/{total}"),
             _ => "other".to_owned(),
         };
         self.0.lock().unwrap().push(line);
@@ -254,10 +256,11 @@ fn metrics_and_progress_flow_as_events_in_order() {
         .build()
         .unwrap();
     engine.run(&pipeline, &RunOptions::new().events(recorder.clone())).unwrap();
-    let events = recorder.0.lock().unwrap().clone();
+    let events = std::mem::take(&mut *recorder.0.lock().unwrap());
     assert_eq!(
         events,
         [
+            "run of events",
             "started train",
             "metric train loss=1",
             "progress train 1/3",
@@ -267,6 +270,43 @@ fn metrics_and_progress_flow_as_events_in_order() {
             "progress train 3/3",
             "metric train accuracy=0.875",
             "finished train Ran",
+            "run Succeeded",
         ]
     );
+
+    // A reused step has the same start and finish pair; every event names the run.
+    let runs: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (seen, cached) = (runs.clone(), recorder.clone());
+    let both = move |event: &Event<'_>| {
+        recorder.event(event);
+        let run = match event {
+            Event::RunStarted { run, .. } | Event::RunFinished { run, .. } => run,
+            Event::StepStarted { run, .. } | Event::StepFinished { run, .. } => run,
+            Event::Metric { run, .. } | Event::Progress { run, .. } => run,
+            _ => "?",
+        };
+        seen.lock().unwrap().push(run.to_string());
+    };
+    let report = engine.run(&pipeline, &RunOptions::new().events(Arc::new(both))).unwrap();
+    let cached = cached.0.lock().unwrap().clone();
+    assert_eq!(cached, ["run of events", "started train", "finished train Cached", "run Succeeded"]);
+    assert_eq!(*runs.lock().unwrap(), vec![report.run_id.clone(); 4]);
+}
+
+#[test]
+fn a_native_function_knows_its_callers_tenant_run_and_step() {
+    let project = Project::new();
+    let whoami = native_fn("whoami", 1, |context, _: ()| {
+        Ok(format!("{}/{}/{}", context.tenant(), context.run(), context.step()))
+    });
+    let engine = Engine::builder()
+        .workspace(project.workspace())
+        .native_function(whoami)
+        .tenant("alice", weir::TenantQuota::default())
+        .build()
+        .unwrap();
+    let pipeline = Pipeline::builder("who").step(caller("whoami", "null")).build().unwrap();
+    let report = engine.run(&pipeline, &RunOptions::new().tenant("alice")).unwrap();
+    let result = result_of(&engine, &report);
+    assert_eq!(result, format!("ok: \"alice/{}/caller\"", report.run_id));
 }

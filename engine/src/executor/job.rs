@@ -37,6 +37,8 @@ pub(crate) struct JobSpec {
     pub step: String,
     /// The run it belongs to (recorded in the cache entry).
     pub run_id: String,
+    /// The tenant whose run it is.
+    pub tenant: String,
     /// Its cache key.
     pub key: Digest,
     /// What it runs.
@@ -120,6 +122,7 @@ mod tests {
         JobSpec {
             step: "train".into(),
             run_id: "run-1".into(),
+            tenant: "alice".into(),
             key: Digest::of(b"key"),
             code: CodeRef::Module { digest: Digest::of(b"module") },
             argv: vec!["tool.wasm".into(), "upper".into()],

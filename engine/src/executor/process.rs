@@ -86,12 +86,12 @@ impl WorkerPool {
             match read_frame::<Frame>(&mut worker.stdout) {
                 Ok(Some(Frame::Metric { name, value })) => {
                     if let Some(sink) = events {
-                        sink.event(&Event::Metric { step: &job.spec.step, name: &name, value });
+                        sink.event(&Event::Metric { run: &job.spec.run_id, step: &job.spec.step, name: &name, value });
                     }
                 }
                 Ok(Some(Frame::Progress { done, total })) => {
                     if let Some(sink) = events {
-                        sink.event(&Event::Progress { step: &job.spec.step, done, total });
+                        sink.event(&Event::Progress { run: &job.spec.run_id, step: &job.spec.step, done, total });
                     }
                 }
                 Ok(Some(Frame::Done(finished))) => {
