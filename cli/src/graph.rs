@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use weir::{InputRef, Pipeline, RunDetail};
+use weir::{InputRef, Pipeline, RunDetail, StepStatus};
 
 /// A node: a pipeline input or a step.
 struct Node {
     id: String,
     label: String,
     is_input: bool,
-    status: Option<String>,
+    status: Option<StepStatus>,
 }
 
 /// Nodes (inputs first, then steps in order) and edges (from, to, label).
@@ -22,7 +22,7 @@ pub(crate) struct Graph {
 
 impl Graph {
     /// The graph of `pipeline`; `statuses` colours steps by a run's outcome.
-    pub(crate) fn new(pipeline: &Pipeline, statuses: &BTreeMap<String, String>) -> Self {
+    pub(crate) fn new(pipeline: &Pipeline, statuses: &BTreeMap<String, StepStatus>) -> Self {
         let mut nodes = Vec::new();
         let mut index = BTreeMap::new();
         for name in pipeline.inputs().keys() {
@@ -31,7 +31,7 @@ impl Graph {
         }
         for step in pipeline.steps() {
             index.insert(step.name().to_owned(), nodes.len());
-            let status = statuses.get(step.name()).cloned();
+            let status = statuses.get(step.name()).copied();
             nodes.push(Node {
                 id: format!("s_{}", ident(step.name())),
                 label: step.name().to_owned(),
@@ -69,7 +69,7 @@ impl Graph {
         for step in &run.steps {
             let to = nodes.len();
             let id = format!("s_{}", ident(&step.step));
-            nodes.push(Node { id, label: step.step.clone(), is_input: false, status: Some(step.status.clone()) });
+            nodes.push(Node { id, label: step.step.clone(), is_input: false, status: Some(step.status) });
             for (input, digest) in &step.inputs {
                 let from = match producers.get(digest) {
                     Some(&from) => from,
@@ -104,7 +104,7 @@ impl Graph {
         let mut out = String::from("digraph pipeline {\n  rankdir=LR;\n  node [fontname=\"sans-serif\"];\n");
         for node in &self.nodes {
             let shape = if node.is_input { "note" } else { "box" };
-            let color = node.status.as_deref().map_or("white", status_color);
+            let color = node.status.map_or("white", status_color);
             let _ = writeln!(
                 out,
                 "  {} [label=\"{}\", shape={shape}, style=filled, fillcolor=\"{color}\"];",
@@ -197,7 +197,7 @@ impl Graph {
             );
         }
         for (node, (col, row)) in self.nodes.iter().zip(&position) {
-            let fill = node.status.as_deref().map_or(if node.is_input { "#eef" } else { "#fff" }, status_color);
+            let fill = node.status.map_or(if node.is_input { "#eef" } else { "#fff" }, status_color);
             let _ = writeln!(
                 out,
                 "  <rect x=\"{:.1}\" y=\"{:.1}\" width=\"{w}\" height=\"{h}\" rx=\"6\" fill=\"{fill}\" stroke=\"#333\"/>\
@@ -214,13 +214,13 @@ impl Graph {
     }
 }
 
-fn status_color(status: &str) -> &'static str {
+fn status_color(status: StepStatus) -> &'static str {
     match status {
-        "ran" => "#c8f0c8",
-        "cached" => "#d8e8ff",
-        "failed" => "#ffc8c8",
-        "skipped" => "#eeeeee",
-        "cancelled" => "#ffe8b0",
+        StepStatus::Ran => "#c8f0c8",
+        StepStatus::Cached => "#d8e8ff",
+        StepStatus::Failed => "#ffc8c8",
+        StepStatus::Skipped => "#eeeeee",
+        StepStatus::Cancelled => "#ffe8b0",
         _ => "#ffffff",
     }
 }

@@ -244,7 +244,7 @@ pub(crate) fn metrics(
         .chain(metrics.iter().map(|m| m.to_string()));
     table.push(header.collect());
     for row in &rows {
-        let mut cells = vec![row.run_id.clone(), row.status.clone()];
+        let mut cells = vec![row.run_id.clone(), row.status.to_string()];
         cells.extend(params.iter().map(|name| row.params.get(name).map_or("-".to_owned(), param_text)));
         cells.extend(metrics.iter().map(|name| row.metrics.get(*name).map_or("-".to_owned(), |v| render::number(*v))));
         table.push(cells);

@@ -368,7 +368,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
 fn open_engine(workspace: &Path, mut builder: weir::EngineBuilder) -> anyhow::Result<Engine> {
     let tenants_file = workspace.join(TENANTS_FILE);
     if tenants_file.exists() {
-        for (name, quota) in weir::load_tenants(&tenants_file)? {
+        for (name, quota) in weir::TenantQuota::from_file(&tenants_file)? {
             builder = builder.tenant(name, quota);
         }
     }
@@ -421,7 +421,7 @@ fn history(workspace: &Path) -> anyhow::Result<History> {
     if workspace.exists() && !workspace.is_dir() {
         bail!("workspace {} is a file, not a directory", workspace.display());
     }
-    if !workspace.join(weir::HISTORY_DATABASE).exists() {
+    if !History::exists_in(workspace) {
         bail!("no run history in {}: nothing has run in this workspace", workspace.display());
     }
     Ok(History::open(workspace)?)

@@ -19,7 +19,7 @@ pub(crate) fn html(run: &RunDetail, series: &BTreeMap<String, Vec<f64>>) -> Stri
          <tr><th>step</th><th>status</th><th>duration</th><th>reused from</th><th>outputs</th><th>metrics</th><th>error</th></tr>\n",
         id = escape(&summary.id),
         pipeline = escape(&summary.pipeline),
-        status = escape(&summary.status),
+        status = escape(summary.status.as_str()),
         ran = summary.ran,
         cached = summary.cached,
         failed = summary.failed,
@@ -44,7 +44,7 @@ pub(crate) fn html(run: &RunDetail, series: &BTreeMap<String, Vec<f64>>) -> Stri
             outputs.join("<br>"),
             metrics.join("<br>"),
             escape(step.error.as_deref().unwrap_or("")),
-            status = escape(&step.status),
+            status = escape(step.status.as_str()),
         );
     }
     page.push_str("</table>\n<h2>Metrics</h2>\n");

@@ -32,6 +32,15 @@ use crate::{
 ///
 /// Compiled modules are kept for the engine's lifetime (and on disk), so an
 /// application that runs many pipelines should keep one engine.
+///
+/// An engine is `Send + Sync` and serves concurrent runs: call
+/// [`run`](Engine::run) from several threads, or [`start`](Engine::start)
+/// several runs. They share its workers, GPU slots and tenants' quotas (one
+/// ledger), and an identical step in flight in two runs (or two processes on
+/// one workspace) executes once, the other reusing its result. The
+/// application's code never breaks a run: a native function or step that
+/// panics fails its step, and an event sink that panics is silenced with a
+/// warning in the report; however a run ends, its history record is closed.
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<EngineInner>,

@@ -25,7 +25,7 @@ pub struct History {
 }
 
 /// The file name of the database inside the workspace.
-pub const DATABASE: &str = "history.db";
+pub(crate) const DATABASE: &str = "history.db";
 
 fn db_error(context: &str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
     move |err| Error::History(format!("{context}: {err}"))
@@ -110,6 +110,11 @@ fn use_wal(conn: &Connection) -> Result<()> {
 }
 
 impl History {
+    /// Whether the workspace at `root` has a run history (something ran there).
+    pub fn exists_in(root: &Path) -> bool {
+        root.join(DATABASE).is_file()
+    }
+
     /// Opens (creating or migrating) the history of the workspace at `root`,
     /// and marks runs of this host whose process is gone as `killed`.
     pub fn open(root: &Path) -> Result<History> {

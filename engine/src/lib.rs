@@ -105,15 +105,11 @@ pub use engine::{Engine, EngineBuilder, MAX_JOBS, RunHandle};
 pub use error::{Error, Location, Result, StepError, StepErrorKind, TrapCode, ValidationError, ValidationErrorKind};
 pub use events::{Event, EventSink};
 pub use executor::{ExecutorKind, serve_worker};
-pub use history::{
-    DATABASE as HISTORY_DATABASE, Explanation, History, LineageNode, MetricPoint, MetricRow, RunDetail, RunSummary,
-    StepRecord,
-};
-pub use limits::{LimitExceeded, LimitOverrides, Limits, parse_duration, parse_size, parse_timeout};
-pub use manifest::load_tenants;
+pub use history::{Explanation, History, LineageNode, MetricPoint, MetricRow, RunDetail, RunSummary, StepRecord};
+pub use limits::{LimitExceeded, LimitOverrides, Limits};
 pub use native::{CallContext, Device, GpuSupport, NativeFunction, NativeStep, StepContext, TypedFunction, native_fn};
 pub use options::RunOptions;
-pub use params::{Params, parse_like};
+pub use params::Params;
 pub use pipeline::{
     InputRef, OutputKind, Pipeline, PipelineBuilder, PipelineOutput, Resources, Step, StepBuilder, StepCode,
 };
@@ -121,3 +117,10 @@ pub use report::{EntryReport, Logs, Phases, RunReport, RunStatus, StepReport, St
 pub use store::{Artifact, GcReport, Store, TreeEntry, VerifyReport};
 pub use tenant::{DEFAULT_TENANT, TenantQuota};
 pub use tenant_view::TenantView;
+
+/// How manifests and the command line write values: durations, sizes,
+/// timeouts, and a parameter's value given as text.
+pub mod text {
+    pub use crate::limits::{parse_duration, parse_size, parse_timeout};
+    pub use crate::params::parse_like;
+}

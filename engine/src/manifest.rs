@@ -176,7 +176,7 @@ struct RawTenant {
 /// ```
 ///
 /// A relative `root` is relative to the tenants file's directory.
-pub fn load_tenants(path: &Path) -> Result<BTreeMap<String, crate::TenantQuota>, ValidationError> {
+pub(crate) fn load_tenants(path: &Path) -> Result<BTreeMap<String, crate::TenantQuota>, ValidationError> {
     let text = read_manifest(path, &HostFiles::Ambient)?;
     let raw: RawTenants = parse_toml(&text, path)?;
     let mut tenants = BTreeMap::new();
@@ -332,7 +332,7 @@ fn code_step(
         None => step,
         Some(toml::Value::Boolean(reuse)) => step.reuse(reuse),
         Some(toml::Value::String(age)) => {
-            step.max_age(crate::parse_duration(&age).map_err(|why| syntax(why).in_field("reuse"))?)
+            step.max_age(crate::limits::parse_duration(&age).map_err(|why| syntax(why).in_field("reuse"))?)
         }
         Some(other) => {
             let why = format!("expected true, false or a maximum age such as \"7d\", found {other}");

@@ -12,7 +12,9 @@ use crate::events::EventSink;
 use crate::params::{Params, parse_like};
 
 /// Options of one run. The default runs with the pipeline's default
-/// parameters and reuses every cached step.
+/// parameters and reuses every cached step. Cheap to clone and `Send +
+/// Sync`: one value may serve many runs (its sink and cancel token are
+/// shared by them).
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     params: BTreeMap<String, Override>,

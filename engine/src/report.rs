@@ -73,16 +73,39 @@ pub enum RunStatus {
     Failed,
     /// The run was cancelled before every step ended (see [`CancelToken`](crate::CancelToken)).
     Cancelled,
+    /// In the history only: the run is in progress.
+    Running,
+    /// In the history only: the process running it died, or was stopped
+    /// without waiting for it (found by a later command).
+    Killed,
 }
 
 impl RunStatus {
+    const ALL: [RunStatus; 5] = [Self::Succeeded, Self::Failed, Self::Cancelled, Self::Running, Self::Killed];
+
     /// The status as the history and `--json` spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::Running => "running",
+            Self::Killed => "killed",
         }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RunStatus {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|status| status.as_str() == text).ok_or_else(|| format!("no run status `{text}`"))
     }
 }
 
@@ -102,6 +125,23 @@ pub enum StepStatus {
     /// The run was cancelled before the step ended: it did not start, or
     /// it was interrupted (its logs and metrics so far are kept).
     Cancelled,
+}
+
+impl std::fmt::Display for StepStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for StepStatus {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        [Self::Ran, Self::Cached, Self::Failed, Self::Skipped, Self::Cancelled]
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| format!("no step status `{text}`"))
+    }
 }
 
 impl StepStatus {

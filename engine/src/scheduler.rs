@@ -713,7 +713,7 @@ impl<'a> Coordinator<'a> {
         StepRecord {
             step: step.name().to_owned(),
             position: i,
-            status: report.status.as_str().to_owned(),
+            status: report.status,
             cache_key: report.cache_key,
             reused_from: self.reused_from[i].take(),
             forced,

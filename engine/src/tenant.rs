@@ -47,6 +47,24 @@ impl Default for TenantQuota {
 }
 
 impl TenantQuota {
+    /// The tenants of a tenants file (`tenants.toml`), by name:
+    ///
+    /// ```toml
+    /// [tenants.alice]
+    /// concurrent_steps = 2
+    /// memory = "2GiB"
+    /// store = "10GiB"
+    /// root = "/srv/weir/alice"
+    /// limits = { memory = "256MiB", timeout = "1m" }
+    /// ```
+    ///
+    /// A relative `root` is relative to the file's directory.
+    pub fn from_file(
+        path: &std::path::Path,
+    ) -> Result<std::collections::BTreeMap<String, TenantQuota>, crate::ValidationError> {
+        crate::manifest::load_tenants(path)
+    }
+
     /// At most `steps` of the tenant's steps execute at once.
     pub fn concurrent_steps(mut self, steps: usize) -> Self {
         self.concurrent_steps = steps;

@@ -188,7 +188,7 @@ fn a_run_handle_cancels_a_run_and_keeps_what_finished() {
     assert_eq!(report.steps["after"].status, StepStatus::Cancelled);
     assert!(report.failures().is_empty(), "a cancelled step is not a failure");
     let recorded = engine.history().run_detail(&report.run_id).unwrap();
-    assert_eq!(recorded.summary.status, "cancelled");
+    assert_eq!(recorded.summary.status, RunStatus::Cancelled);
     assert_eq!(recorded.summary.cancelled, 2);
     let reason = engine.history().explain(&report.run_id, "after").unwrap().reasons.join(" ");
     assert!(reason.contains("stopped before the step started"), "{reason}");

@@ -155,3 +155,30 @@ fn a_closure_is_a_sink_and_failures_name_their_steps() {
     assert_eq!(report.steps["last"].blocked_by.as_deref(), Some("after"));
     assert_eq!(finished.lock().unwrap().len(), 3, "the closure heard every step settle");
 }
+
+#[test]
+fn the_embedding_tour_shows_events_failures_directories_concurrency_and_cancellation() {
+    let project = Project::new();
+    let numbers = project.write("numbers.txt", "3\n1.5\n4\n1\n5.5\n");
+    let empty = project.write("empty.txt", "");
+    let tour = weir_embed_example::tour(&weir_tests::embed_step(), &numbers, &empty, &project.workspace()).unwrap();
+    assert_eq!(
+        tour.events,
+        [
+            "run of embedded started",
+            "summarize started",
+            "summarize ran",
+            "render started",
+            "render ran",
+            "run succeeded"
+        ]
+    );
+    assert_eq!(tour.files, ["report.txt", "stats.json"]);
+    assert_eq!(
+        tour.failure,
+        "summarize exited with status 1 after 1 failed native call(s); render was skipped (blocked by summarize)"
+    );
+    assert_eq!(tour.concurrent[0], "First\n5 numbers, mean 3.000, from 1 to 5.5\n");
+    assert_eq!(tour.concurrent[1], "Second\n5 numbers, mean 3.000, from 1 to 5.5\n");
+    assert!(tour.cancelled);
+}

@@ -116,7 +116,7 @@ fn a_panicking_event_sink_neither_hangs_nor_corrupts_the_run() {
         assert!(report.succeeded(), "{report:?}");
         assert!(report.warnings[0].contains("the event sink panicked (sink bug on a"), "{:?}", report.warnings);
         let run = engine.history().run_detail(&report.run_id).unwrap();
-        assert_eq!(run.summary.status, "succeeded", "the run's record is closed");
+        assert_eq!(run.summary.status, weir::RunStatus::Succeeded, "the run's record is closed");
     }
 }
 

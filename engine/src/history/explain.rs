@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{History, db_error};
-use crate::Result;
+use crate::{Result, StepStatus};
 
 /// Why a step of a run ran, was reused, or was skipped.
 #[derive(Debug, Clone, Serialize)]
@@ -19,7 +19,7 @@ pub struct Explanation {
     /// The step.
     pub step: String,
     /// Its status in the run.
-    pub status: String,
+    pub status: StepStatus,
     /// The earlier run its key was compared with, if any.
     pub compared_with: Option<String>,
     /// The reasons, in words.
@@ -37,19 +37,19 @@ impl History {
         let mut explanation = Explanation {
             run_id: run_id.to_owned(),
             step: step.to_owned(),
-            status: record.status.clone(),
+            status: record.status,
             compared_with: None,
             reasons: Vec::new(),
         };
-        match record.status.as_str() {
-            "skipped" => explanation.reasons.push("skipped: a step it depends on failed".into()),
-            "cancelled" if record.cache_key.is_none() => {
+        match record.status {
+            StepStatus::Skipped => explanation.reasons.push("skipped: a step it depends on failed".into()),
+            StepStatus::Cancelled if record.cache_key.is_none() => {
                 explanation.reasons.push("cancelled: the run was stopped before the step started".into())
             }
-            "cancelled" => explanation
+            StepStatus::Cancelled => explanation
                 .reasons
                 .push("cancelled: the run was stopped while the step executed; the next run executes it again".into()),
-            "cached" => {
+            StepStatus::Cached => {
                 let source = match record.reused_from.as_deref() {
                     None => "(unknown)".to_owned(),
                     Some(run) if self.run_exists(run)? => run.to_owned(),

@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::{History, db_error, now};
-use crate::{Digest, EntryReport, Error, Logs, Result, StepStatus};
+use crate::{Digest, EntryReport, Error, Logs, Result, RunStatus, StepStatus};
 
 /// One metric value as reported, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -27,8 +27,8 @@ pub struct StepRecord {
     pub step: String,
     /// Its position in the pipeline's order.
     pub position: usize,
-    /// `ran`, `cached`, `failed`, `skipped` or `cancelled`.
-    pub status: String,
+    /// How it ended.
+    pub status: StepStatus,
     /// The cache key, when one was computed.
     pub cache_key: Option<Digest>,
     /// For a cached step, the run whose execution it reused.
@@ -72,8 +72,8 @@ pub struct RunSummary {
     pub manifest_path: Option<String>,
     /// The digest of that manifest's bytes at the time of the run.
     pub manifest_digest: Option<String>,
-    /// `running`, `succeeded`, `failed` or `killed`.
-    pub status: String,
+    /// How it ended (or `Running`, or `Killed` when its process died).
+    pub status: RunStatus,
     /// `run`, or `verify` for a run of `weir verify` (which re-executes
     /// another run's cached steps and is not one of the pipeline's runs).
     pub kind: String,
@@ -114,7 +114,7 @@ pub struct MetricRow {
     /// The run id.
     pub run_id: String,
     /// The run's status.
-    pub status: String,
+    pub status: RunStatus,
     /// The run's parameters.
     pub params: serde_json::Value,
     /// Final values, by `STEP.METRIC`.
@@ -142,6 +142,13 @@ pub(super) fn digests(json: &str) -> BTreeMap<String, Digest> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
+/// Column `column` of `row`, parsed (a status the history holds as text).
+fn parsed<T: std::str::FromStr<Err = String>>(row: &Row<'_>, column: &str) -> rusqlite::Result<T> {
+    let text: String = row.get(column)?;
+    text.parse()
+        .map_err(|why: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, why.into()))
+}
+
 fn summary_from(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
     Ok(RunSummary {
         id: row.get("id")?,
@@ -149,7 +156,7 @@ fn summary_from(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
         tenant: row.get("tenant")?,
         manifest_path: row.get("manifest_path")?,
         manifest_digest: row.get("manifest_digest")?,
-        status: row.get("status")?,
+        status: parsed(row, "status")?,
         kind: row.get("kind")?,
         started: row.get("started")?,
         ended: row.get("ended")?,
@@ -447,7 +454,7 @@ fn insert_step(tx: &rusqlite::Transaction<'_>, run_id: &str, record: &StepRecord
             run_id,
             record.step,
             record.position as i64,
-            record.status,
+            record.status.as_str(),
             record.cache_key.map(|k| k.to_string()),
             record.reused_from,
             record.forced,
@@ -476,7 +483,7 @@ fn insert_step(tx: &rusqlite::Transaction<'_>, run_id: &str, record: &StepRecord
             .map_err(db_error("recording a metric"))?;
         *n += 1;
     }
-    if record.status == "ran" {
+    if record.status == StepStatus::Ran {
         let mut lineage = tx
             .prepare_cached(
                 "INSERT OR IGNORE INTO artifacts (digest, run_id, step, output, inputs) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -502,7 +509,7 @@ fn step_from(row: &Row<'_>) -> rusqlite::Result<StepRecord> {
     Ok(StepRecord {
         step: row.get("step")?,
         position: row.get::<_, i64>("position")? as usize,
-        status: row.get("status")?,
+        status: parsed(row, "status")?,
         cache_key: digest("cache_key")?,
         reused_from: row.get("reused_from")?,
         forced: row.get("forced")?,
@@ -533,7 +540,7 @@ fn entries_of(conn: &rusqlite::Connection, run_id: &str, step: &str) -> Result<B
                 (Some(stdout), Some(stderr)) => Some(Logs { stdout, stderr }),
                 _ => None,
             };
-            let status = serde_json::from_value(serde_json::Value::String(row.get(1)?)).unwrap_or(StepStatus::Failed);
+            let status = row.get::<_, String>(1)?.parse().unwrap_or(StepStatus::Failed);
             let metrics = serde_json::from_str(&row.get::<_, String>(4)?).unwrap_or_default();
             Ok((row.get::<_, String>(0)?, EntryReport::new(status, logs, metrics)))
         })
@@ -549,7 +556,7 @@ fn insert_entries(tx: &rusqlite::Transaction<'_>, run_id: &str, record: &StepRec
         )
         .map_err(db_error("recording map entries"))?;
     for (entry, report) in &record.entries {
-        let status = serde_json::to_value(report.status).ok().and_then(|v| v.as_str().map(str::to_owned));
+        let status = report.status.as_str();
         stmt.execute(params![
             run_id,
             record.step,

@@ -12,5 +12,16 @@ fn main() -> anyhow::Result<()> {
     if reused {
         println!("(every step was reused from the cache)");
     }
+    let empty = workspace.join("empty.txt");
+    std::fs::create_dir_all(&workspace)?;
+    std::fs::write(&empty, "")?;
+    let tour = weir_embed_example::tour(&module, &numbers, &empty, &workspace)?;
+    println!("events: {}", tour.events.join("; "));
+    println!("a directory output holds: {}", tour.files.join(", "));
+    println!("a failure: {}", tour.failure);
+    for report in &tour.concurrent {
+        print!("concurrent: {report}");
+    }
+    println!("a cancelled run ended cancelled: {}", tour.cancelled);
     Ok(())
 }
