@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::cancel::CancelToken;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
-use crate::events::{Event, EventSink, GuardedSink};
+use crate::events::{Event, EventSink, GuardedSink, OwnedEvent};
 use crate::executor::{Executor, ExecutorKind, LocalExecutor, ProcessExecutor, WorkerPool};
 use crate::history::{History, OpenRun, RunStart};
 use crate::host_files::HostFiles;
@@ -296,6 +296,36 @@ impl Engine {
         record.close(status.as_str())?;
         emit(&Event::RunFinished { run: &run_id, status });
         exported.map(|()| report)
+    }
+
+    /// Runs `pipeline` like [`Engine::run`], delivering every event to
+    /// `sink` on the calling thread, in order: the sink may borrow from the
+    /// caller's stack and need not be `Send`. (The run itself goes on a
+    /// thread of its own; the options' own sink, if any, is replaced.) A
+    /// sink that panics is not called again, and the report says so.
+    pub fn run_scoped(
+        &self,
+        pipeline: &Pipeline,
+        options: &RunOptions,
+        sink: &mut dyn FnMut(&Event<'_>),
+    ) -> Result<RunReport> {
+        let (send, events) = std::sync::mpsc::channel::<OwnedEvent>();
+        let forward = move |event: &Event<'_>| drop(send.send(OwnedEvent::of(event)));
+        let handle = self.start(pipeline.clone(), options.clone().events(Arc::new(forward)))?;
+        let mut panicked = None;
+        // The channel closes when the run has ended and dropped its sink.
+        for event in events {
+            if panicked.is_none()
+                && let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(&event.event())))
+            {
+                panicked = Some(crate::bridge::panic_text(&*panic));
+            }
+        }
+        let mut report = handle.wait()?;
+        if let Some(panic) = panicked {
+            report.warnings.push(format!("the event sink panicked ({panic}) and received no further events"));
+        }
+        Ok(report)
     }
 
     /// Starts running `pipeline` on a thread of its own and returns at once

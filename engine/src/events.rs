@@ -112,3 +112,45 @@ impl EventSink for GuardedSink {
         }
     }
 }
+
+/// An event with its text owned, to cross to another thread.
+#[derive(Debug, Clone)]
+pub(crate) enum OwnedEvent {
+    RunStarted { run: String, pipeline: String },
+    RunFinished { run: String, status: RunStatus },
+    StepStarted { run: String, step: String },
+    StepFinished { run: String, step: String, status: StepStatus },
+    Metric { run: String, step: String, name: String, value: f64 },
+    Progress { run: String, step: String, done: u64, total: u64 },
+}
+
+impl OwnedEvent {
+    /// A copy of `event`.
+    pub(crate) fn of(event: &Event<'_>) -> Self {
+        let own = |text: &str| text.to_owned();
+        match *event {
+            Event::RunStarted { run, pipeline } => Self::RunStarted { run: own(run), pipeline: own(pipeline) },
+            Event::RunFinished { run, status } => Self::RunFinished { run: own(run), status },
+            Event::StepStarted { run, step } => Self::StepStarted { run: own(run), step: own(step) },
+            Event::StepFinished { run, step, status } => Self::StepFinished { run: own(run), step: own(step), status },
+            Event::Metric { run, step, name, value } => {
+                Self::Metric { run: own(run), step: own(step), name: own(name), value }
+            }
+            Event::Progress { run, step, done, total } => {
+                Self::Progress { run: own(run), step: own(step), done, total }
+            }
+        }
+    }
+
+    /// The event it copies.
+    pub(crate) fn event(&self) -> Event<'_> {
+        match self {
+            Self::RunStarted { run, pipeline } => Event::RunStarted { run, pipeline },
+            Self::RunFinished { run, status } => Event::RunFinished { run, status: *status },
+            Self::StepStarted { run, step } => Event::StepStarted { run, step },
+            Self::StepFinished { run, step, status } => Event::StepFinished { run, step, status: *status },
+            Self::Metric { run, step, name, value } => Event::Metric { run, step, name, value: *value },
+            Self::Progress { run, step, done, total } => Event::Progress { run, step, done: *done, total: *total },
+        }
+    }
+}

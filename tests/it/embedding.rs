@@ -182,3 +182,48 @@ fn the_embedding_tour_shows_events_failures_directories_concurrency_and_cancella
     assert_eq!(tour.concurrent[1], "Second\n5 numbers, mean 3.000, from 1 to 5.5\n");
     assert!(tour.cancelled);
 }
+
+#[test]
+fn a_scoped_sink_borrows_from_the_caller_and_hears_every_event_on_its_thread() {
+    let project = Project::new();
+    let engine = Engine::builder().workspace(project.workspace()).build().unwrap();
+    let pipeline = Pipeline::builder("scoped")
+        .step(StepBuilder::new("train", weir_tests::sdk_tool()).arg("metrics").output("result", OutputKind::File))
+        .build()
+        .unwrap();
+    let caller = std::thread::current().id();
+    // Not `Send`, and borrowed: only a sink called on this thread can hold it.
+    let heard = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let mut sink = |event: &weir::Event<'_>| {
+        assert_eq!(std::thread::current().id(), caller);
+        let line = match event {
+            weir::Event::RunStarted { .. } => "run started".to_owned(),
+            weir::Event::StepStarted { step, .. } => format!("{step} started"),
+            weir::Event::Metric { name, value, .. } => format!("{name}={value}"),
+            weir::Event::StepFinished { step, status, .. } => format!("{step} {status}"),
+            weir::Event::RunFinished { status, .. } => format!("run {status}"),
+            _ => return,
+        };
+        heard.borrow_mut().push(line);
+    };
+    let report = engine.run_scoped(&pipeline, &RunOptions::new(), &mut sink).unwrap();
+    assert!(report.succeeded() && report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(
+        *heard.borrow(),
+        [
+            "run started",
+            "train started",
+            "loss=1",
+            "loss=0.5",
+            "loss=0.25",
+            "accuracy=0.875",
+            "train ran",
+            "run succeeded"
+        ]
+    );
+
+    let mut panicky = |_: &weir::Event<'_>| panic!("sink bug");
+    let report = engine.run_scoped(&pipeline, &RunOptions::new().no_cache(true), &mut panicky).unwrap();
+    assert!(report.succeeded(), "the run goes on");
+    assert!(report.warnings[0].contains("the event sink panicked (sink bug)"), "{:?}", report.warnings);
+}
