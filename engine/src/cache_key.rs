@@ -12,8 +12,8 @@ use crate::{Artifact, Digest, OutputKind};
 pub(crate) const KEY_FORMAT_VERSION: u32 = 2;
 
 /// What a step executes.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub(crate) enum CodeKey<'a> {
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) enum CodeKey {
     /// A WebAssembly module or component, by the digest of its bytes.
     Wasm {
         /// The module's digest.
@@ -22,7 +22,7 @@ pub(crate) enum CodeKey<'a> {
     /// A registered native step.
     Native {
         /// Its registered name.
-        name: &'a str,
+        name: String,
         /// Its version.
         version: u32,
     },
@@ -39,7 +39,7 @@ pub(crate) struct KeyMaterial<'a> {
     /// [`KEY_FORMAT_VERSION`].
     pub format: u32,
     /// The code the step runs.
-    pub code: CodeKey<'a>,
+    pub code: &'a CodeKey,
     /// argv after argv\[0\], with parameters substituted.
     pub args: &'a [String],
     /// The step's resolved parameters, objects serialized with sorted keys.
@@ -106,6 +106,9 @@ mod tests {
 
     use super::*;
 
+    static MODULE: std::sync::LazyLock<CodeKey> =
+        std::sync::LazyLock::new(|| CodeKey::Wasm { module: Digest::of(b"module") });
+
     fn material<'a>(
         args: &'a [String],
         params: &'a Value,
@@ -113,7 +116,7 @@ mod tests {
     ) -> KeyMaterial<'a> {
         KeyMaterial {
             format: KEY_FORMAT_VERSION,
-            code: CodeKey::Wasm { module: Digest::of(b"module") },
+            code: &MODULE,
             args,
             params: Canonical(params),
             inputs: [("text", Artifact { kind: OutputKind::File, digest: Digest::of(b"hello\n") })].into(),
@@ -143,11 +146,8 @@ mod tests {
         let args = vec!["matmul".to_owned()];
         let params = json!({"m": 2, "n": 2, "k": 2});
         let outputs = [("c".to_owned(), OutputKind::File)].into();
-        let material = KeyMaterial {
-            code: CodeKey::Native { name: "matmul", version: 1 },
-            natives: BTreeMap::new(),
-            ..material(&args, &params, &outputs)
-        };
+        let matmul = CodeKey::Native { name: "matmul".into(), version: 1 };
+        let material = KeyMaterial { code: &matmul, natives: BTreeMap::new(), ..material(&args, &params, &outputs) };
         assert_eq!(
             material.key().to_string(),
             "blake3:7b88ce97fba2d9d73ea8e109459c2054796286254ad6a76e7064c04b32955ac7"
@@ -172,11 +172,13 @@ mod tests {
         let params = json!({});
         let outputs: BTreeMap<String, OutputKind> = [("r".to_owned(), OutputKind::File)].into();
         let base = material(&args, &params, &outputs);
+        let (other, native) =
+            (CodeKey::Wasm { module: Digest::of(b"other") }, CodeKey::Native { name: "module".into(), version: 1 });
         let other_args = vec!["b".to_owned()];
         let other_outputs: BTreeMap<String, OutputKind> = [("r".to_owned(), OutputKind::Dir)].into();
         let variants = [
-            KeyMaterial { code: CodeKey::Wasm { module: Digest::of(b"other") }, ..base.clone() },
-            KeyMaterial { code: CodeKey::Native { name: "module", version: 1 }, ..base.clone() },
+            KeyMaterial { code: &other, ..base.clone() },
+            KeyMaterial { code: &native, ..base.clone() },
             KeyMaterial { natives: [("gemm", 2)].into(), ..base.clone() },
             KeyMaterial { natives: BTreeMap::new(), ..base.clone() },
             KeyMaterial { deterministic: true, ..base.clone() },

@@ -13,11 +13,12 @@ use crate::events::{Event, EventSink, GuardedSink, OwnedEvent};
 use crate::executor::{Executor, ExecutorKind, LocalExecutor, ProcessExecutor, WorkerPool};
 use crate::history::{History, OpenRun, RunStart};
 use crate::host_files::HostFiles;
+use crate::kinds::{Preparation, Prepared};
 use crate::native::{NativeFunction, NativeStep, Natives, detect_gpus};
 use crate::params::{self, Params};
 use crate::report::RunStatus;
 use crate::run_id::new_run_id;
-use crate::runtime::{Flavor, MAX_WASM_STACK, Program, Runtime, WORKER_STACK};
+use crate::runtime::{Flavor, MAX_WASM_STACK, Runtime, WORKER_STACK};
 use crate::scheduler::{Admission, Coordinator, PlannedStep, RunScope};
 use crate::step_exec::JobCode;
 use crate::store::ImportError;
@@ -352,7 +353,7 @@ impl Engine {
             _ => return Ok(Box::new(LocalExecutor::new(self.inner.clone()))),
         };
         for planned in plan {
-            if let (JobCode::Wasm(program), Some(module)) = (&planned.code, planned.step.module()) {
+            if let (JobCode::Wasm(program), Some(module)) = (&planned.prepared.code, planned.step.module()) {
                 self.store_module(program.digest, module, files)?;
             }
         }
@@ -556,25 +557,24 @@ impl Engine {
             .iter()
             .map(|step| self.limits_of(step, tenant).map_err(|err| problems.push(located(step, err))).ok())
             .collect();
-        let programs = match self.prepare_programs(pipeline, &limits, files) {
-            Ok(programs) => programs,
-            Err(err) => {
-                problems.push(err);
-                BTreeMap::new()
-            }
-        };
-        // A step whose module did not compile has had its problem reported.
-        let compiled = |step: &Step, limits: &Limits| {
-            step.module().is_none_or(|module| programs.contains_key(&(module.to_owned(), Flavor::of(limits))))
-        };
+        let (prepared, failures) = self.prepare_code(pipeline, &limits, files);
+        problems.extend(failures);
         let mut planned = Vec::with_capacity(limits.len());
         for (step, limits) in pipeline.steps().iter().zip(limits) {
-            let Some(limits) = limits.filter(|limits| compiled(step, limits)) else { continue };
-            match self.plan_step(step, params, &programs, limits) {
+            let Some(limits) = limits else { continue };
+            // Code that could not be prepared has had its problem reported.
+            let Some(code) = prepared[&(step.code(), Flavor::of(&limits))].clone() else { continue };
+            match self.plan_step(step, params, code, limits) {
                 Ok(step) => planned.push(step),
                 Err(err) => problems.push(located(step, err)),
             }
         }
+        // Reported in the pipeline's order of steps, whichever pass found them.
+        let position = |err: &ValidationError| {
+            let step = err.location().step.as_deref();
+            pipeline.steps().iter().position(|candidate| Some(candidate.name()) == step)
+        };
+        problems.sort_by_key(position);
         ValidationError::all(problems)?;
         Ok(planned)
     }
@@ -610,24 +610,11 @@ impl Engine {
         &self,
         step: &'p Step,
         params: &Params,
-        programs: &BTreeMap<(PathBuf, Flavor), Arc<Program>>,
+        prepared: Prepared,
         limits: Limits,
     ) -> Result<PlannedStep<'p>, ValidationError> {
         let natives = &self.inner.natives;
-        let (code, native_version, argv0) = match step.code() {
-            StepCode::Wasm(module) => {
-                let program = programs[&(module.clone(), Flavor::of(&limits))].clone();
-                (JobCode::Wasm(program), 0, program_name(module))
-            }
-            StepCode::Native(name) => {
-                let native = natives.step(name).ok_or_else(|| {
-                    let known = natives.step_names();
-                    ValidationError::new(Kind::UnknownNative { what: "step", name: name.clone(), known })
-                        .in_field("native")
-                })?;
-                (JobCode::Native(native.clone()), native.version(), name.clone())
-            }
-        };
+        let argv0 = prepared.argv0.clone();
         let mut declared = BTreeMap::new();
         for name in step.natives() {
             let function = natives.function(name).ok_or_else(|| {
@@ -661,8 +648,7 @@ impl Engine {
         }
         Ok(PlannedStep {
             step,
-            code,
-            native_version,
+            prepared,
             argv,
             keyed_argv,
             params: step_params,
@@ -672,31 +658,36 @@ impl Engine {
         })
     }
 
-    /// Compiles each distinct module once per flavor its steps need, in parallel.
-    fn prepare_programs(
+    /// Prepares each distinct code once per flavor its steps need, by its
+    /// kind, in parallel (compiling modules is the slow part). A failure is
+    /// reported once, located at the first step with that code.
+    fn prepare_code<'p>(
         &self,
-        pipeline: &Pipeline,
+        pipeline: &'p Pipeline,
         limits: &[Option<Limits>],
         files: &HostFiles,
-    ) -> Result<BTreeMap<(PathBuf, Flavor), Arc<Program>>, ValidationError> {
-        let mut first_user: BTreeMap<(&Path, Flavor), &str> = BTreeMap::new();
+    ) -> (PreparedCode<'p>, Vec<ValidationError>) {
+        let mut first_user: BTreeMap<(&StepCode, Flavor), &Step> = BTreeMap::new();
         for (step, limits) in pipeline.steps().iter().zip(limits) {
-            if let (Some(module), Some(limits)) = (step.module(), limits) {
-                first_user.entry((module, Flavor::of(limits))).or_insert(step.name());
+            if let Some(limits) = limits {
+                first_user.entry((step.code(), Flavor::of(limits))).or_insert(step);
             }
         }
-        let modules: Vec<((&Path, Flavor), &str)> = first_user.into_iter().collect();
-        let runtime = &self.inner.runtime;
-        let prepared = self.map_on_pool(&modules, |&((path, flavor), step)| {
-            let program = runtime.prepare(path, flavor, files).map_err(|reason| {
-                ValidationError::new(Kind::InvalidModule { path: path.to_owned(), reason })
-                    .in_step(step)
-                    .in_field("module")
-                    .in_file(pipeline.step(step).and_then(Step::defined_in).or(pipeline.file()))
-            })?;
-            Ok(((path.to_owned(), flavor), program))
+        let distinct: Vec<((&StepCode, Flavor), &Step)> = first_user.into_iter().collect();
+        let prepared = self.map_on_pool(&distinct, |&((code, flavor), step)| {
+            let with = Preparation { runtime: &self.inner.runtime, natives: &self.inner.natives, files, flavor };
+            let kind = code.kind();
+            kind.prepare(code, &with).map_err(|err| {
+                err.in_field(kind.field()).in_step(step.name()).in_file(step.defined_in().or(pipeline.file()))
+            })
         });
-        Ok(every(prepared)?.into_iter().collect())
+        let mut failures = Vec::new();
+        let prepared = distinct
+            .into_iter()
+            .zip(prepared)
+            .map(|((key, _), result)| (key, result.map_err(|err| failures.push(err)).ok()))
+            .collect();
+        (prepared, failures)
     }
 
     /// `f` of each item, computed on rayon's global pool (one thread a core:
@@ -803,19 +794,9 @@ impl RunHandle {
     }
 }
 
-/// Every value, or every problem (all of them reported at once).
-fn every<T>(results: Vec<Result<T, ValidationError>>) -> Result<Vec<T>, ValidationError> {
-    let mut values = Vec::with_capacity(results.len());
-    let mut problems = Vec::new();
-    for result in results {
-        match result {
-            Ok(value) => values.push(value),
-            Err(err) => problems.push(err),
-        }
-    }
-    ValidationError::all(problems)?;
-    Ok(values)
-}
+/// Each distinct code of a run with the flavor it runs in, prepared (`None`
+/// where that failed).
+type PreparedCode<'p> = BTreeMap<(&'p StepCode, Flavor), Option<Prepared>>;
 
 /// The most steps an engine may execute at once: each is a thread with a
 /// large stack, and far more than the cores only helps steps that wait.
@@ -844,11 +825,6 @@ impl EngineInner {
         // Two runs starting it at once: one pool is kept, the other dropped.
         Ok(self.pool.get_or_init(|| Arc::new(pool)).clone())
     }
-}
-
-/// argv\[0\] of a step: its module's file name, so renaming a step keeps its cache.
-fn program_name(module: &Path) -> String {
-    module.file_name().map_or_else(|| "step".to_owned(), |name| name.to_string_lossy().into_owned())
 }
 
 /// Refuses a tenant root that overlaps the workspace: a tenant that could

@@ -82,6 +82,7 @@ mod executor;
 mod file_stamp;
 mod history;
 mod host_files;
+mod kinds;
 mod limits;
 mod manifest;
 mod module_kind;

@@ -2,7 +2,7 @@
 
 mod builder;
 mod graph;
-mod names;
+pub(crate) mod names;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -229,8 +229,8 @@ impl Step {
     }
 }
 
-/// What a step runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a step runs (each kind is a plug-in of `engine/src/kinds/`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum StepCode {
     /// A WASI module or component at this path.

@@ -15,15 +15,16 @@ use map_run::{EntryOutcome, MapRun};
 
 use serde_json::Value;
 
-use crate::cache_key::{Canonical, CodeKey, KEY_FORMAT_VERSION, KeyMaterial, RecordedMaterial};
+use crate::cache_key::{Canonical, KEY_FORMAT_VERSION, KeyMaterial, RecordedMaterial};
 use crate::engine::EngineInner;
 use crate::events::{Event, EventSink, GuardedSink};
-use crate::executor::{CodeRef, Executor, JobSpec};
+use crate::executor::{Executor, JobSpec};
 use crate::history::{MetricPoint, StepRecord};
+use crate::kinds::Prepared;
 use crate::native::Device;
 use crate::pipeline::{InputRef, Step};
 use crate::report::{Logs, Phases, RunReport, RunStatus, StepReport, StepStatus, Verification};
-use crate::step_exec::{self, Finished, Job, JobCode};
+use crate::step_exec::{self, Finished, Job};
 use crate::tenant::{StoreAccount, Tenant};
 use crate::{Artifact, Digest, Limits, RunOptions, StepError, StepErrorKind};
 
@@ -33,9 +34,8 @@ const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// A step ready to be keyed: its code, argv and parameters resolved.
 pub(crate) struct PlannedStep<'p> {
     pub step: &'p Step,
-    pub code: JobCode,
-    /// The version of a native step (unused for wasm).
-    pub native_version: u32,
+    /// Its code, made runnable by its kind.
+    pub prepared: Prepared,
     pub argv: Vec<String>,
     /// argv as the cache key sees it: ignored parameters left unrendered.
     pub keyed_argv: Vec<String>,
@@ -480,12 +480,7 @@ impl<'a> Coordinator<'a> {
             run_id: self.run_id.to_owned(),
             tenant: self.scope.tenant.name.to_string(),
             key,
-            code: match &planned.code {
-                JobCode::Wasm(program) => CodeRef::Module { digest: program.digest },
-                JobCode::Native(native) => {
-                    CodeRef::Native { name: native.name().to_owned(), version: planned.native_version }
-                }
-            },
+            code: planned.prepared.reference.clone(),
             argv: planned.argv.clone(),
             params: planned.params.clone(),
             inputs,
@@ -505,7 +500,7 @@ impl<'a> Coordinator<'a> {
         };
         Job {
             spec,
-            code: planned.code.clone(),
+            code: planned.prepared.code.clone(),
             store_account: self.scope.store.clone(),
             cancel: self.options.cancel_token().cloned(),
         }
@@ -666,13 +661,9 @@ impl<'a> Coordinator<'a> {
     /// What step `i`'s cache key is computed from, with these inputs.
     fn material_of<'m>(&'m self, i: usize, inputs: &'m BTreeMap<String, Artifact>) -> KeyMaterial<'m> {
         let planned = &self.plan[i];
-        let code = match &planned.code {
-            JobCode::Wasm(program) => CodeKey::Wasm { module: program.digest },
-            JobCode::Native(step) => CodeKey::Native { name: step.name(), version: planned.native_version },
-        };
         KeyMaterial {
             format: KEY_FORMAT_VERSION,
-            code,
+            code: &planned.prepared.key,
             args: &planned.keyed_argv,
             params: Canonical(&planned.keyed_params),
             inputs: inputs.iter().map(|(name, artifact)| (name.as_str(), *artifact)).collect(),

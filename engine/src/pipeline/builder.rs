@@ -8,7 +8,6 @@ use serde_json::Value;
 
 use super::{InputRef, OutputKind, Pipeline, PipelineOutput, Resources, Step, StepCode, graph, names};
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
-use crate::module_kind::ModuleKind;
 use crate::{LimitOverrides, params};
 
 /// Builds a [`Pipeline`]; [`build`](Self::build) validates it as a whole.
@@ -386,10 +385,8 @@ impl StepBuilder {
     }
 
     fn validate(self, params: &params::Params, inputs: &BTreeMap<String, PathBuf>) -> Result<Step, ValidationError> {
-        match &self.code {
-            StepCode::Wasm(module) => check_module(module).map_err(|err| err.in_field("module"))?,
-            StepCode::Native(function) => names::check_function(function).map_err(|err| err.in_field("native"))?,
-        }
+        let kind = self.code.kind();
+        kind.check(&self.code).map_err(|err| err.in_field(kind.field()))?;
         let mut natives = std::collections::BTreeSet::new();
         for function in self.natives {
             names::check_function(&function).map_err(|err| err.in_field("natives"))?;
@@ -454,16 +451,6 @@ impl StepBuilder {
             file: self.file,
         })
     }
-}
-
-/// Checks that the module file exists and starts like WebAssembly.
-fn check_module(path: &Path) -> Result<(), ValidationError> {
-    if !path.is_file() {
-        return Err(ValidationError::new(Kind::ModuleMissing { path: path.to_owned() }));
-    }
-    ModuleKind::of_file(path)
-        .map(|_| ())
-        .map_err(|reason| ValidationError::new(Kind::InvalidModule { path: path.to_owned(), reason }))
 }
 
 /// Checks that every `${params.X}` in `value` names a declared parameter.
