@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::{Artifact, Digest, OutputKind};
@@ -12,7 +12,7 @@ use crate::{Artifact, Digest, OutputKind};
 pub(crate) const KEY_FORMAT_VERSION: u32 = 2;
 
 /// What a step executes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum CodeKey {
     /// A WebAssembly module or component, by the digest of its bytes.
     Wasm {
@@ -80,6 +80,33 @@ pub(crate) struct RecordedMaterial<'a> {
     /// The step's ignored parameters (`ignored_params`).
     #[serde(skip_serializing_if = "BTreeSet::is_empty")]
     pub ignored_params: &'a BTreeSet<String>,
+}
+
+/// Key material read back from the history (`weir explain` compares two
+/// executions' material field by field). Fields absent from older records
+/// read as empty.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub(crate) struct RecordedKey {
+    pub format: u32,
+    pub code: Option<CodeKey>,
+    pub args: Vec<String>,
+    pub params: serde_json::Map<String, Value>,
+    pub inputs: BTreeMap<String, Artifact>,
+    pub outputs: BTreeMap<String, OutputKind>,
+    pub memory_limit: u64,
+    pub natives: BTreeMap<String, u32>,
+    pub deterministic: bool,
+    pub tenant: Option<String>,
+    pub ignored_params: Vec<String>,
+}
+
+impl RecordedKey {
+    /// The material of a history record (its JSON), or the empty material
+    /// when there is none or it cannot be read.
+    pub(crate) fn of(json: Option<&str>) -> Self {
+        json.and_then(|text| serde_json::from_str(text).ok()).unwrap_or_default()
+    }
 }
 
 /// A JSON value whose objects serialize with keys in sorted order, whatever

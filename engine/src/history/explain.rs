@@ -1,13 +1,14 @@
 //! `weir explain`: why a step ran or was reused, found by comparing its cache
 //! key material with that of the step's most recent earlier execution.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::OptionalExtension;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{History, db_error};
+use crate::cache_key::{CodeKey, RecordedKey};
 use crate::{Result, StepStatus};
 
 /// Why a step of a run ran, was reused, or was skipped.
@@ -64,29 +65,23 @@ impl History {
                 if let Some(forced) = &record.forced {
                     explanation.reasons.push(format!("forced by {forced}"));
                 }
-                let material: Value =
-                    record.key_material.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
-                if let Some(ignored) = material["ignored_params"].as_array().filter(|names| !names.is_empty()) {
-                    let names: Vec<String> = ignored.iter().map(text).collect();
-                    explanation
-                        .reasons
-                        .push(format!("ignored: {} (ignored_params: not in its cache key)", names.join(", ")));
+                let new = RecordedKey::of(record.key_material.as_deref());
+                if !new.ignored_params.is_empty() {
+                    let names = new.ignored_params.join(", ");
+                    explanation.reasons.push(format!("ignored: {names} (ignored_params: not in its cache key)"));
                 }
                 match self.previous_execution(&pipeline, step, run_id)? {
                     None => explanation
                         .reasons
                         .push(format!("first execution: no earlier run of `{pipeline}` executed this step")),
                     Some((previous_run, previous)) => {
-                        let parse = |text: &Option<String>| -> Value {
-                            text.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or(Value::Null)
-                        };
-                        let (old, new) = (parse(&previous.key_material), parse(&record.key_material));
+                        let old = RecordedKey::of(previous.key_material.as_deref());
                         let mut differences = Vec::new();
-                        if old["args"] != new["args"] {
+                        if old.args != new.args {
                             let params = |run: &str| self.run_params(run);
                             differences.extend(argument_params(
-                                &old["args"],
-                                &new["args"],
+                                &old.args,
+                                &new.args,
                                 &params(&previous_run)?,
                                 &params(run_id)?,
                             ));
@@ -132,14 +127,12 @@ impl History {
 /// The pipeline parameters that changed between two runs and show in the
 /// step's arguments (the old value in the old ones, the new in the new), in
 /// words: `param word: hello → bye (in the arguments)`.
-fn argument_params(old_args: &Value, new_args: &Value, old_params: &Value, new_params: &Value) -> Vec<String> {
+fn argument_params(old_args: &[String], new_args: &[String], old_params: &Value, new_params: &Value) -> Vec<String> {
     let rendered = |value: &Value| match value {
         Value::String(text) => text.clone(),
         other => other.to_string(),
     };
-    let appears = |args: &Value, text: &str| {
-        args.as_array().is_some_and(|args| args.iter().any(|arg| arg.as_str().is_some_and(|arg| arg.contains(text))))
-    };
+    let appears = |args: &[String], text: &str| args.iter().any(|arg| arg.contains(text));
     let Some(new_params) = new_params.as_object() else { return Vec::new() };
     new_params
         .iter()
@@ -160,9 +153,9 @@ fn short(digest: &str) -> String {
     }
 }
 
+/// A parameter value in words.
 fn text(value: &Value) -> String {
     match value {
-        Value::String(s) if s.starts_with("blake3:") => short(s),
         Value::String(s) => s.clone(),
         Value::Null => "(none)".into(),
         other => other.to_string(),
@@ -170,44 +163,51 @@ fn text(value: &Value) -> String {
 }
 
 /// The parts of the key material that differ, in words.
-fn differences(old: &Value, new: &Value) -> Vec<String> {
+fn differences(old: &RecordedKey, new: &RecordedKey) -> Vec<String> {
     let mut out = Vec::new();
-    if old["format"] != new["format"] {
+    if old.format != new.format {
         out.push("the cache key format changed (a different weir version)".into());
     }
-    match (&old["code"], &new["code"]) {
+    match (&old.code, &new.code) {
         (a, b) if a == b => {}
-        (a, b) if a.get("Wasm").is_some() && b.get("Wasm").is_some() => {
-            out.push(format!("module changed: {} → {}", text(&a["Wasm"]["module"]), text(&b["Wasm"]["module"])))
+        (Some(CodeKey::Wasm { module: a }), Some(CodeKey::Wasm { module: b })) => {
+            out.push(format!("module changed: {} → {}", short(&a.to_string()), short(&b.to_string())))
         }
-        (a, b) if a.get("Native").is_some() && b.get("Native").is_some() => out.push(format!(
-            "native step {} version {} → {}",
-            text(&b["Native"]["name"]),
-            a["Native"]["version"],
-            b["Native"]["version"]
-        )),
+        (Some(CodeKey::Native { version: a, .. }), Some(CodeKey::Native { name, version: b })) => {
+            out.push(format!("native step {name} version {a} → {b}"))
+        }
         _ => out.push("the step's code changed kind (module or native step)".into()),
     }
-    if old["args"] != new["args"] {
-        out.push(format!("arguments changed: {} → {}", old["args"], new["args"]));
+    if old.args != new.args {
+        out.push(format!("arguments changed: {} → {}", json(&old.args), json(&new.args)));
     }
-    compare_maps(&old["params"], &new["params"], "param", &mut out, text);
-    compare_maps(&old["inputs"], &new["inputs"], "input", &mut out, |v| text(&v["digest"]));
-    compare_maps(&old["natives"], &new["natives"], "native function", &mut out, |v| format!("version {v}"));
-    if old["outputs"] != new["outputs"] {
-        out.push(format!("declared outputs changed: {} → {}", old["outputs"], new["outputs"]));
+    compare_maps(&old.params, &new.params, "param", &mut out, text);
+    compare_maps(&old.inputs, &new.inputs, "input", &mut out, |artifact| short(&artifact.digest.to_string()));
+    compare_maps(&old.natives, &new.natives, "native function", &mut out, |version| format!("version {version}"));
+    if old.outputs != new.outputs {
+        out.push(format!("declared outputs changed: {} → {}", json(&old.outputs), json(&new.outputs)));
     }
-    if old["memory_limit"] != new["memory_limit"] {
-        out.push(format!("memory limit {} → {} bytes", old["memory_limit"], new["memory_limit"]));
+    if old.memory_limit != new.memory_limit {
+        out.push(format!("memory limit {} → {} bytes", old.memory_limit, new.memory_limit));
     }
     out
 }
 
-/// Compares two JSON objects key by key.
-fn compare_maps(old: &Value, new: &Value, what: &str, out: &mut Vec<String>, show: impl Fn(&Value) -> String) {
-    let empty = serde_json::Map::new();
-    let (old, new) = (old.as_object().unwrap_or(&empty), new.as_object().unwrap_or(&empty));
-    let names: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+/// A value as compact JSON.
+fn json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Compares two maps key by key.
+fn compare_maps<'m, V: PartialEq + 'm>(
+    old: impl IntoIterator<Item = (&'m String, &'m V)>,
+    new: impl IntoIterator<Item = (&'m String, &'m V)>,
+    what: &str,
+    out: &mut Vec<String>,
+    show: impl Fn(&V) -> String,
+) {
+    let (old, new): (BTreeMap<_, _>, BTreeMap<_, _>) = (old.into_iter().collect(), new.into_iter().collect());
+    let names: BTreeSet<&String> = old.keys().chain(new.keys()).copied().collect();
     for name in names {
         match (old.get(name), new.get(name)) {
             (Some(a), Some(b)) if a != b => out.push(format!("{what} {name}: {} → {}", show(a), show(b))),
@@ -226,14 +226,15 @@ mod tests {
 
     #[test]
     fn differences_are_named_in_words() {
-        let old = json!({"format": 2, "code": {"Wasm": {"module": "blake3:aaaaaaaaaaaaaaaaaaaa"}}, "args": ["x"],
-            "params": {"learning_rate": 0.1, "epochs": 3}, "inputs": {"data": {"kind": "file", "digest": "blake3:111111111111111111"}},
+        let key = |value: Value| -> RecordedKey { serde_json::from_value(value).unwrap() };
+        let old = json!({"format": 2, "code": {"Wasm": {"module": format!("blake3:{}", "a".repeat(64))}}, "args": ["x"],
+            "params": {"learning_rate": 0.1, "epochs": 3}, "inputs": {"data": {"kind": "file", "digest": format!("blake3:{}", "1".repeat(64))}},
             "natives": {"gemm": 1}, "outputs": {"m": "file"}, "memory_limit": 10});
         let mut new = old.clone();
         new["params"]["learning_rate"] = json!(0.05);
-        new["inputs"]["data"]["digest"] = json!("blake3:222222222222222222");
+        new["inputs"]["data"]["digest"] = json!(format!("blake3:{}", "2".repeat(64)));
         new["natives"]["gemm"] = json!(2);
-        let found = differences(&old, &new);
+        let found = differences(&key(old.clone()), &key(new.clone()));
         assert_eq!(
             found,
             [
@@ -242,13 +243,15 @@ mod tests {
                 "native function gemm: version 1 → version 2",
             ]
         );
-        new["code"]["Wasm"]["module"] = json!("blake3:bbbbbbbbbbbbbbbbbbbb");
-        let (old_args, new_args) = (json!(["tool.wasm", "upper", "hello!"]), json!(["tool.wasm", "upper", "bye!"]));
+        new["code"]["Wasm"]["module"] = json!(format!("blake3:{}", "b".repeat(64)));
+        let args = |word: &str| ["tool.wasm".to_owned(), "upper".to_owned(), word.to_owned()];
+        let (old_args, new_args) = (args("hello!"), args("bye!"));
         let params = |word: &str| json!({"word": word, "unused": 1});
         assert_eq!(
             argument_params(&old_args, &new_args, &params("hello"), &params("bye")),
             ["param word: hello → bye (in the arguments)"]
         );
-        assert!(differences(&old, &new)[0].starts_with("module changed: blake3:aaaaaaaaaaaa… → blake3:bbbbbbbbbbbb…"));
+        let found = differences(&key(old), &key(new));
+        assert!(found[0].starts_with("module changed: blake3:aaaaaaaaaaaa… → blake3:bbbbbbbbbbbb…"), "{found:?}");
     }
 }
