@@ -19,7 +19,7 @@ use crate::params::{self, Params};
 use crate::report::RunStatus;
 use crate::run_id::new_run_id;
 use crate::runtime::{Flavor, MAX_WASM_STACK, Runtime, WORKER_STACK};
-use crate::scheduler::{Admission, Coordinator, PlannedStep, RunScope};
+use crate::scheduler::{Admission, Coordinator, PlannedStep, RunScope, Services};
 use crate::step_exec::JobCode;
 use crate::store::ImportError;
 use crate::tenant::{self, StoreAccount, Tenant};
@@ -280,7 +280,14 @@ impl Engine {
             }
         };
         emit(&Event::RunStarted { run: &run_id, pipeline: pipeline.name() });
-        let driven = Coordinator::new(&self.inner, options, &run_id, scope, plan, inputs, sink.clone())
+        let services = Services {
+            store: &self.inner.store,
+            history: &self.inner.history,
+            admission: self.inner.admission.clone(),
+            gpu_slots: self.inner.gpu_slots,
+            gpus_detected: self.inner.gpus_detected,
+        };
+        let driven = Coordinator::new(&services, options, &run_id, scope, plan, inputs, sink.clone())
             .drive(pipeline.name(), executor.as_ref());
         let mut report = driven?;
         report.outputs = pipeline
@@ -294,7 +301,7 @@ impl Engine {
         let exported = if report.succeeded() { self.export_outputs(pipeline, &report, &exports) } else { Ok(()) };
         self.save_report(&report)?;
         let status = if exported.is_ok() { report.status } else { RunStatus::Failed };
-        record.close(status.as_str())?;
+        record.close(status)?;
         emit(&Event::RunFinished { run: &run_id, status });
         exported.map(|()| report)
     }

@@ -61,9 +61,9 @@ impl<'h> OpenRun<'h> {
     }
 
     /// Closes the record with the run's final `status`.
-    pub(crate) fn close(mut self, status: &str) -> Result<()> {
+    pub(crate) fn close(mut self, status: crate::RunStatus) -> Result<()> {
         self.closed = true;
-        self.history.finish_run(&self.id, status)
+        self.history.finish_run(&self.id, status.as_str())
     }
 }
 

@@ -5,6 +5,8 @@
 
 mod admission;
 mod map_run;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, mpsc};
@@ -16,7 +18,6 @@ use map_run::{EntryOutcome, MapRun};
 use serde_json::Value;
 
 use crate::cache_key::{Canonical, KEY_FORMAT_VERSION, KeyMaterial, RecordedMaterial};
-use crate::engine::EngineInner;
 use crate::events::{Event, EventSink, GuardedSink};
 use crate::executor::{Executor, JobSpec};
 use crate::history::{MetricPoint, StepRecord};
@@ -48,6 +49,19 @@ pub(crate) struct PlannedStep<'p> {
     pub limits: Limits,
 }
 
+/// What the coordinator uses of the engine: the store (cache lookups), the
+/// history (the recorder's), the admission ledger and the GPU settings.
+/// Executing is the executor's; nothing else of the engine is reachable.
+pub(crate) struct Services<'a> {
+    pub store: &'a crate::Store,
+    pub history: &'a crate::History,
+    pub admission: Arc<Admission>,
+    /// GPU slots of the engine (0: GPU steps run on the CPU).
+    pub gpu_slots: usize,
+    /// CUDA devices found.
+    pub gpus_detected: usize,
+}
+
 /// Who a run belongs to and what it may use.
 pub(crate) struct RunScope {
     pub tenant: Tenant,
@@ -67,7 +81,7 @@ enum Message {
 
 /// The state of one run, owned by the coordinating thread.
 pub(crate) struct Coordinator<'a> {
-    engine: &'a EngineInner,
+    engine: &'a Services<'a>,
     options: &'a RunOptions,
     run_id: &'a str,
     scope: RunScope,
@@ -111,7 +125,7 @@ type JobId = (usize, Option<usize>);
 
 impl<'a> Coordinator<'a> {
     pub(crate) fn new(
-        engine: &'a EngineInner,
+        engine: &'a Services<'a>,
         options: &'a RunOptions,
         run_id: &'a str,
         scope: RunScope,
