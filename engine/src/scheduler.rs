@@ -534,7 +534,7 @@ impl<'a> Coordinator<'a> {
                 "mapped over `{input}`, an empty directory: no entry ran, and each output is an empty directory"
             ));
         }
-        let gathered = run.gather(step.name(), step.outputs(), &self.engine.store);
+        let gathered = run.gather(step.name(), step.outputs(), self.engine.store);
         self.outputs[i] = gathered.outputs.clone();
         let report = StepReport {
             duration,
