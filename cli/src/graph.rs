@@ -221,6 +221,8 @@ fn status_color(status: StepStatus) -> &'static str {
         StepStatus::Failed => "#ffc8c8",
         StepStatus::Skipped => "#eeeeee",
         StepStatus::Cancelled => "#ffe8b0",
+        StepStatus::Running => "#fff6c8",
+        StepStatus::Killed => "#ffc8c8",
         _ => "#ffffff",
     }
 }

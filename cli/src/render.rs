@@ -95,6 +95,8 @@ fn status_word(status: StepStatus) -> &'static str {
         StepStatus::Failed => "FAILED",
         StepStatus::Skipped => "skipped",
         StepStatus::Cancelled => "cancelled",
+        StepStatus::Running => "running",
+        StepStatus::Killed => "KILLED",
         _ => "?",
     }
 }

@@ -151,6 +151,12 @@ impl History {
                     || Path::new("/proc").join(pid.to_string()).exists();
                 if !alive {
                     conn.execute("UPDATE runs SET status = 'killed' WHERE id = ?1", [&id])
+                        .and_then(|_| {
+                            conn.execute(
+                                "UPDATE step_runs SET status = 'killed' WHERE run_id = ?1 AND status = 'running'",
+                                [&id],
+                            )
+                        })
                         .map_err(db_error("marking a killed run"))?;
                 }
             }
@@ -194,6 +200,9 @@ impl History {
     pub(crate) fn finish_run(&self, id: &str, status: &str) -> Result<()> {
         self.with(|conn| {
             conn.execute("UPDATE runs SET status = ?2, ended = ?3 WHERE id = ?1", params![id, status, now()])
+                .map_err(db_error("recording the end of a run"))?;
+            // A step still executing when its run ends (an engine error) never finished.
+            conn.execute("UPDATE step_runs SET status = 'killed' WHERE run_id = ?1 AND status = 'running'", [id])
                 .map_err(db_error("recording the end of a run"))?;
             Ok(())
         })

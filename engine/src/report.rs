@@ -125,6 +125,11 @@ pub enum StepStatus {
     /// The run was cancelled before the step ended: it did not start, or
     /// it was interrupted (its logs and metrics so far are kept).
     Cancelled,
+    /// In the history only: the step is executing.
+    Running,
+    /// In the history only: the step was executing when its run's process
+    /// died or its run ended abnormally.
+    Killed,
 }
 
 impl std::fmt::Display for StepStatus {
@@ -137,7 +142,7 @@ impl std::str::FromStr for StepStatus {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        [Self::Ran, Self::Cached, Self::Failed, Self::Skipped, Self::Cancelled]
+        [Self::Ran, Self::Cached, Self::Failed, Self::Skipped, Self::Cancelled, Self::Running, Self::Killed]
             .into_iter()
             .find(|status| status.as_str() == text)
             .ok_or_else(|| format!("no step status `{text}`"))
@@ -153,6 +158,8 @@ impl StepStatus {
             Self::Failed => "failed",
             Self::Skipped => "skipped",
             Self::Cancelled => "cancelled",
+            Self::Running => "running",
+            Self::Killed => "killed",
         }
     }
 }

@@ -29,6 +29,9 @@ use crate::step_exec::{self, Finished, Job};
 use crate::tenant::{StoreAccount, Tenant};
 use crate::{Artifact, Digest, Limits, RunOptions, StepError, StepErrorKind};
 
+/// How long the coordinator waits before it records the executing steps.
+const RECORD_RUNNING_AFTER: Duration = Duration::from_millis(100);
+
 /// How often a long run syncs the store.
 const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -113,6 +116,10 @@ pub(crate) struct Coordinator<'a> {
     /// Settled steps not yet written to the history (flushed whenever the
     /// coordinator is about to wait, so no record waits on a running step).
     unrecorded: Vec<StepRecord>,
+    /// Steps executing whose `running` record is not yet in the history:
+    /// written only once a wait outlasts [`RECORD_RUNNING_AFTER`], so quick
+    /// steps cost no extra write.
+    unrecorded_running: Vec<usize>,
     reports: BTreeMap<String, StepReport>,
     /// The run's event sink, its panics contained.
     sink: Option<Arc<GuardedSink>>,
@@ -163,6 +170,7 @@ impl<'a> Coordinator<'a> {
             native_failures: vec![0; count],
             last_sync: Instant::now(),
             unrecorded: Vec::new(),
+            unrecorded_running: Vec::new(),
             reports: BTreeMap::new(),
             sink,
             announced: vec![false; count],
@@ -198,7 +206,9 @@ impl<'a> Coordinator<'a> {
             |this: &mut Self, id: JobId, mut job: Job, ticket: Ticket, running: &mut HashMap<JobId, (Ticket, Job)>| {
                 job.spec.device = ticket.device();
                 running.insert(id, (ticket, job.clone()));
-                this.announce(id.0);
+                if this.announce(id.0) {
+                    this.unrecorded_running.push(id.0);
+                }
                 let to = sender.clone();
                 let done = Box::new(move |finished| drop(to.send(Message::Finished(id, Box::new(finished)))));
                 executor.submit(job, events.clone(), done);
@@ -217,7 +227,13 @@ impl<'a> Coordinator<'a> {
             if running.is_empty() && parked.is_empty() && awaiting_key.is_empty() {
                 break;
             }
-            match receiver.recv() {
+            let next = receiver.recv_timeout(RECORD_RUNNING_AFTER).or_else(|_| {
+                // A long wait: the executing steps go in the history, so a
+                // run killed meanwhile lists them.
+                self.record_running();
+                receiver.recv()
+            });
+            match next {
                 Ok(Message::Finished(id, finished)) if finished.deferred => {
                     let Some((ticket, job)) = running.remove(&id) else { continue };
                     drop(ticket);
@@ -316,10 +332,41 @@ impl<'a> Coordinator<'a> {
         }
     }
 
-    /// Tells the sink that step `i` started, once.
-    fn announce(&mut self, i: usize) {
-        if !std::mem::replace(&mut self.announced[i], true) {
+    /// Tells the sink that step `i` started, once; whether it was news.
+    fn announce(&mut self, i: usize) -> bool {
+        let news = !std::mem::replace(&mut self.announced[i], true);
+        if news {
             self.emit(&Event::StepStarted { run: self.run_id, step: self.plan[i].step.name() });
+        }
+        news
+    }
+
+    /// Writes the `running` records of the steps executing.
+    fn record_running(&mut self) {
+        let records: Vec<StepRecord> =
+            std::mem::take(&mut self.unrecorded_running).into_iter().map(|i| self.running_record(i)).collect();
+        // A failure here costs only the record of a killed run's last steps.
+        let _ = self.engine.history.record_steps(self.run_id, &records);
+    }
+
+    /// The history's record of step `i` while it executes.
+    fn running_record(&self, i: usize) -> StepRecord {
+        StepRecord {
+            step: self.plan[i].step.name().to_owned(),
+            position: i,
+            status: StepStatus::Running,
+            cache_key: self.keys[i],
+            reused_from: None,
+            forced: None,
+            duration_ms: 0.0,
+            key_material: None,
+            inputs: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            error: None,
+            logs: None,
+            metrics: BTreeMap::new(),
+            entries: BTreeMap::new(),
+            series: Vec::new(),
         }
     }
 
@@ -611,6 +658,7 @@ impl<'a> Coordinator<'a> {
 
     /// Stores a step's report and releases (or blocks) its dependents.
     fn settle(&mut self, i: usize, mut report: StepReport, ready: &mut Vec<usize>) {
+        self.unrecorded_running.retain(|&running| running != i);
         report.verification = self.verification[i].take();
         report.phases = self.phases[i].take();
         report.native_failures = std::mem::take(&mut self.native_failures[i]);

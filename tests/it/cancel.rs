@@ -134,9 +134,18 @@ fn a_second_ctrl_c_exits_at_once_when_a_step_cannot_be_interrupted() {
     assert_eq!(code, 130, "stderr:\n{stderr}");
     assert!(stderr.contains("exiting without waiting"), "{stderr}");
 
-    // The next command finds the abandoned run and marks it killed.
+    // The next command finds the abandoned run and marks it killed, with
+    // the step that was executing.
     let runs = String::from_utf8_lossy(&project.weir(&["runs"]).stdout).into_owned();
     assert!(runs.contains("killed"), "{runs}");
+    let shown: Value = serde_json::from_slice(&project.weir(&["show", "last", "--json"]).stdout).unwrap();
+    let statuses: Vec<(&str, &str)> = shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| (step["step"].as_str().unwrap(), step["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(statuses, [("quick", "ran"), ("slow", "killed")], "{shown}");
 }
 
 /// A pipeline built in code: `quick` and, independently, `slow` (spins
