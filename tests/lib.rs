@@ -356,3 +356,24 @@ pub fn reference_matmul(m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> V
     }
     c
 }
+
+/// Sends `signal` (e.g. `libc::SIGINT`) to process `pid`.
+pub fn send_signal(pid: u32, signal: i32) {
+    let pid = i32::try_from(pid).expect("a process id");
+    // SAFETY: kill(2) with a live child's pid and a valid signal number.
+    let sent = unsafe { libc::kill(pid, signal) };
+    assert_eq!(sent, 0, "kill({pid}, {signal}): {}", std::io::Error::last_os_error());
+}
+
+/// The processes whose command line contains `needle` (from /proc).
+pub fn processes_matching(needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let line = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let line: Vec<u8> = line.into_iter().map(|byte| if byte == 0 { b' ' } else { byte }).collect();
+            String::from_utf8_lossy(&line).contains(needle)
+        })
+        .collect()
+}

@@ -58,8 +58,12 @@ fn wait_for_quick(project: &Project, child: &mut Child) {
 }
 
 fn send(child: &Child, signal: &str) {
-    let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
-    assert!(status.success(), "kill -{signal} failed");
+    let number = match signal {
+        "INT" => libc::SIGINT,
+        "TERM" => libc::SIGTERM,
+        other => panic!("no signal {other} in these tests"),
+    };
+    weir_tests::send_signal(child.id(), number);
 }
 
 /// Waits for `child` to exit, killing it (and failing) after a minute.

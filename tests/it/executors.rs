@@ -97,8 +97,11 @@ outputs = { result = "file" }
     }
     std::thread::sleep(Duration::from_millis(300));
     let pattern = format!("worker --workspace {}", workspace.display());
-    let killed = Command::new("pkill").args(["-KILL", "-f", &pattern]).status().unwrap();
-    assert!(killed.success(), "a `weir worker` of this workspace was running (the workspace's default executor)");
+    let workers = weir_tests::processes_matching(&pattern);
+    assert!(!workers.is_empty(), "a `weir worker` of this workspace was running (the workspace's default executor)");
+    for worker in workers {
+        weir_tests::send_signal(worker, libc::SIGKILL);
+    }
     let output = child.wait_with_output().unwrap();
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(output.status.code(), Some(1), "{summary}");
@@ -133,12 +136,12 @@ fn ctrl_c_kills_the_worker_of_a_running_step() {
         .unwrap();
     let pattern = format!("worker --workspace {}", workspace.display());
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !Command::new("pgrep").args(["-f", &pattern]).stdout(Stdio::null()).status().unwrap().success() {
+    while weir_tests::processes_matching(&pattern).is_empty() {
         assert!(Instant::now() < deadline, "no worker started");
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(500));
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    weir_tests::send_signal(child.id(), libc::SIGINT);
     let output = child.wait_with_output().unwrap();
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(output.status.code(), Some(130), "{summary}");
