@@ -147,3 +147,34 @@ fn ctrl_c_kills_the_worker_of_a_running_step() {
     assert_eq!(output.status.code(), Some(130), "{summary}");
     assert_eq!(steps_with(&summary, "cancelled"), ["spin"], "without a timeout, only killing its worker stops it");
 }
+
+#[test]
+fn a_job_is_not_lost_when_its_idle_worker_died_in_the_meantime() {
+    let project = Project::new();
+    let engine = weir::Engine::builder()
+        .workspace(project.workspace())
+        .jobs(1)
+        .executor(weir::ExecutorKind::Process { command: weir_bin() })
+        .build()
+        .unwrap();
+    let say = |word: &str| {
+        weir::Pipeline::builder("say")
+            .step(
+                weir::StepBuilder::new("say", weir_tests::tool(weir_tests::Wasi::P1))
+                    .args(["args", word])
+                    .output("result", weir::OutputKind::File),
+            )
+            .build()
+            .unwrap()
+    };
+    assert!(engine.run(&say("one"), &weir::RunOptions::new()).unwrap().succeeded());
+    // The worker that ran it waits, idle, for the next job: kill it.
+    let pattern = format!("worker --workspace {}", project.workspace().display());
+    let idle = weir_tests::processes_matching(&pattern);
+    assert_eq!(idle.len(), 1, "one warm worker");
+    weir_tests::send_signal(idle[0], libc::SIGKILL);
+    std::thread::sleep(Duration::from_millis(100));
+    let report = engine.run(&say("two"), &weir::RunOptions::new()).unwrap();
+    assert!(report.succeeded(), "the job went to a new worker: {:?}", report.failures());
+    assert_eq!(project.cat(&report.output("say", "result").unwrap().digest.to_string()), "two");
+}

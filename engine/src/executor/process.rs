@@ -65,13 +65,9 @@ impl WorkerPool {
 
     /// Runs `job` in a worker process and returns what became of it.
     fn run(&self, job: &Job, events: Option<&dyn EventSink>) -> Finished {
-        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        let mut worker = match idle.map_or_else(|| self.spawn(), Ok) {
+        let mut worker = match self.hand_over(job) {
             Ok(worker) => worker,
-            Err(err) => {
-                let why = format!("starting a worker process ({}): {err}", self.command.display());
-                return step_exec::failed(job, StepErrorKind::Engine(why), String::new());
-            }
+            Err(finished) => return *finished,
         };
         let killer = worker.child.clone();
         let _kill_on_cancel = job.cancel.as_ref().map(|token| {
@@ -79,9 +75,6 @@ impl WorkerPool {
                 let _ = killer.lock().unwrap_or_else(PoisonError::into_inner).kill();
             })
         });
-        if let Err(err) = write_frame(&mut worker.stdin, &job.spec) {
-            return self.lost(job, worker, &format!("sending it the job failed: {err}"));
-        }
         loop {
             match read_frame::<Frame>(&mut worker.stdout) {
                 Ok(Some(Frame::Metric { name, value })) => {
@@ -107,6 +100,28 @@ impl WorkerPool {
                 Err(err) => return self.lost(job, worker, &format!("its answer was unreadable ({err})")),
             }
         }
+    }
+
+    /// A worker that has been sent `job`: an idle one, or a new one if none
+    /// is idle or the idle one turns out to have died in the meantime (the
+    /// job is sent again, since nothing ran). Its failure, when no worker
+    /// can be had.
+    fn hand_over(&self, job: &Job) -> Result<Worker, Box<Finished>> {
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        if let Some(mut worker) = idle {
+            if write_frame(&mut worker.stdin, &job.spec).is_ok() {
+                return Ok(worker);
+            }
+            let _ = worker.child.lock().unwrap_or_else(PoisonError::into_inner).wait();
+        }
+        let mut worker = self.spawn().map_err(|err| {
+            let why = format!("starting a worker process ({}): {err}", self.command.display());
+            Box::new(step_exec::failed(job, StepErrorKind::Engine(why), String::new()))
+        })?;
+        if let Err(err) = write_frame(&mut worker.stdin, &job.spec) {
+            return Err(Box::new(self.lost(job, worker, &format!("sending it the job failed: {err}"))));
+        }
+        Ok(worker)
     }
 
     /// The result of a job whose worker ended without a result: cancelled
