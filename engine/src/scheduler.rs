@@ -92,25 +92,8 @@ pub(crate) struct Coordinator<'a> {
     pipeline_inputs: BTreeMap<String, Artifact>,
     index: BTreeMap<&'a str, usize>,
     dependents: Vec<Vec<usize>>,
-    waiting: Vec<usize>,
-    blocked: Vec<bool>,
-    outputs: Vec<BTreeMap<String, Artifact>>,
-    keys: Vec<Option<Digest>>,
-    key_json: Vec<Option<String>>,
-    reused_from: Vec<Option<String>>,
-    /// Why a cached result was too old to reuse (`reuse = "7d"`), by step.
-    expired: Vec<Option<String>>,
-    series: Vec<Vec<MetricPoint>>,
-    warnings: Vec<Vec<String>>,
-    maps: Vec<Option<MapRun>>,
-    /// In a verifying run, the cached outputs a re-executed step must match.
-    expected: Vec<Option<BTreeMap<String, Artifact>>>,
-    /// In a verifying run, what each step's verification found.
-    verification: Vec<Option<Verification>>,
-    /// Where each executed step's time went (summed over map entries).
-    phases: Vec<Option<Phases>>,
-    /// Each step's failed native calls (summed over map entries).
-    native_failures: Vec<u64>,
+    /// What is known of each step, by its position in the plan.
+    states: Vec<StepState>,
     /// When the store was last synced (see [`Store::sync`](crate::Store::sync)).
     last_sync: Instant,
     /// Settled steps not yet written to the history (flushed whenever the
@@ -123,8 +106,40 @@ pub(crate) struct Coordinator<'a> {
     reports: BTreeMap<String, StepReport>,
     /// The run's event sink, its panics contained.
     sink: Option<Arc<GuardedSink>>,
-    /// Whether each step's start was announced to the sink.
-    announced: Vec<bool>,
+}
+
+/// What the coordinator knows of one step while the run lasts.
+#[derive(Default)]
+struct StepState {
+    /// Upstream steps not settled yet.
+    waiting: usize,
+    /// An upstream step did not succeed.
+    blocked: bool,
+    /// Whether its start was announced to the sink.
+    announced: bool,
+    /// Its cache key, once its inputs are known.
+    key: Option<Digest>,
+    /// Its key material as the history keeps it (for an execution).
+    key_json: Option<String>,
+    /// The run whose result it reuses.
+    reused_from: Option<String>,
+    /// Why a cached result was too old to reuse (`reuse = "7d"`).
+    expired: Option<String>,
+    /// Its outputs, once it settled successfully.
+    outputs: BTreeMap<String, Artifact>,
+    /// Every metric value it reported, in order.
+    series: Vec<MetricPoint>,
+    warnings: Vec<String>,
+    /// A map step's entries in flight.
+    map: Option<MapRun>,
+    /// In a verifying run, the cached outputs a re-execution must match.
+    expected: Option<BTreeMap<String, Artifact>>,
+    /// In a verifying run, what the verification found.
+    verification: Option<Verification>,
+    /// Where its execution's time went (summed over map entries).
+    phases: Option<Phases>,
+    /// Its failed native calls (summed over map entries).
+    native_failures: u64,
 }
 
 /// Which execution a job is: a step, and for a map step the entry.
@@ -142,43 +157,28 @@ impl<'a> Coordinator<'a> {
     ) -> Self {
         let index: BTreeMap<&str, usize> = plan.iter().enumerate().map(|(i, p)| (p.step.name(), i)).collect();
         let mut dependents = vec![Vec::new(); plan.len()];
-        let mut waiting = vec![0; plan.len()];
+        let mut states: Vec<StepState> = (0..plan.len()).map(|_| StepState::default()).collect();
         for (i, planned) in plan.iter().enumerate() {
             for upstream in planned.step.upstream() {
                 dependents[index[upstream]].push(i);
-                waiting[i] += 1;
+                states[i].waiting += 1;
             }
         }
-        let count = plan.len();
         Self {
             engine,
             options,
             run_id,
             scope,
-            blocked: vec![false; count],
-            outputs: vec![BTreeMap::new(); count],
-            keys: vec![None; count],
-            key_json: vec![None; count],
-            reused_from: vec![None; count],
-            expired: vec![None; count],
-            series: vec![Vec::new(); count],
-            warnings: vec![Vec::new(); count],
-            maps: (0..count).map(|_| None).collect(),
-            expected: vec![None; count],
-            verification: vec![None; count],
-            phases: vec![None; count],
-            native_failures: vec![0; count],
             last_sync: Instant::now(),
             unrecorded: Vec::new(),
             unrecorded_running: Vec::new(),
             reports: BTreeMap::new(),
             sink,
-            announced: vec![false; count],
             plan,
             pipeline_inputs,
             index,
             dependents,
-            waiting,
+            states,
         }
     }
 
@@ -187,7 +187,7 @@ impl<'a> Coordinator<'a> {
     /// cached settles them here and creates no thread.
     pub(crate) fn drive(mut self, pipeline: &str, executor: &dyn Executor) -> crate::Result<RunReport> {
         let (sender, receiver) = mpsc::channel::<Message>();
-        let mut ready: Vec<usize> = (0..self.plan.len()).filter(|&i| self.waiting[i] == 0).rev().collect();
+        let mut ready: Vec<usize> = (0..self.plan.len()).filter(|&i| self.states[i].waiting == 0).rev().collect();
         let mut runnable = self.dispatch_ready(&mut ready);
         let events = self.sink.clone().map(|sink| sink as Arc<dyn EventSink>);
         let admission = self.engine.admission.clone();
@@ -334,7 +334,7 @@ impl<'a> Coordinator<'a> {
 
     /// Tells the sink that step `i` started, once; whether it was news.
     fn announce(&mut self, i: usize) -> bool {
-        let news = !std::mem::replace(&mut self.announced[i], true);
+        let news = !std::mem::replace(&mut self.states[i].announced, true);
         if news {
             self.emit(&Event::StepStarted { run: self.run_id, step: self.plan[i].step.name() });
         }
@@ -355,7 +355,7 @@ impl<'a> Coordinator<'a> {
             step: self.plan[i].step.name().to_owned(),
             position: i,
             status: StepStatus::Running,
-            cache_key: self.keys[i],
+            cache_key: self.states[i].key,
             reused_from: None,
             forced: None,
             duration_ms: 0.0,
@@ -380,7 +380,7 @@ impl<'a> Coordinator<'a> {
     /// to execute: one, or for a map step one per entry not in the cache.
     fn dispatch(&mut self, i: usize, ready: &mut Vec<usize>) -> Vec<(JobId, Job)> {
         let started = Instant::now();
-        if self.blocked[i] || self.options.is_cancelled() {
+        if self.states[i].blocked || self.options.is_cancelled() {
             let blocked_by = self.plan[i].step.upstream().find(|upstream| {
                 self.reports
                     .get(*upstream)
@@ -395,7 +395,7 @@ impl<'a> Coordinator<'a> {
         }
         let inputs = self.inputs_of(i);
         let key = self.material_of(i, &inputs).key();
-        self.keys[i] = Some(key);
+        self.states[i].key = Some(key);
         if let Some(mapped) = self.plan[i].step.map() {
             self.remember_key_material(i, &inputs);
             let directory = inputs[mapped];
@@ -404,18 +404,18 @@ impl<'a> Coordinator<'a> {
         if self.options.verifies(self.plan[i].step.name()) {
             match self.engine.store.cache_get(&key) {
                 Some(entry) => {
-                    self.expected[i] = Some(entry.outputs);
+                    self.states[i].expected = Some(entry.outputs);
                     self.remember_key_material(i, &inputs);
                     let mut job = self.job(i, inputs, key);
                     (job.spec.record, job.spec.share) = (false, false);
                     return vec![((i, None), job)];
                 }
-                None => self.verification[i] = Some(Verification::NothingToCompare),
+                None => self.states[i].verification = Some(Verification::NothingToCompare),
             }
         }
         if let Some(entry) = self.cached(i, &key) {
-            self.outputs[i] = entry.outputs.clone();
-            self.reused_from[i] = Some(entry.run_id.clone());
+            self.states[i].outputs = entry.outputs.clone();
+            self.states[i].reused_from = Some(entry.run_id.clone());
             let report = StepReport {
                 duration: started.elapsed(),
                 outputs: entry.outputs,
@@ -439,7 +439,7 @@ impl<'a> Coordinator<'a> {
             material: self.material_of(i, inputs),
             ignored_params: self.plan[i].step.ignored_params(),
         };
-        self.key_json[i] = serde_json::to_string(&recorded).ok();
+        self.states[i].key_json = serde_json::to_string(&recorded).ok();
     }
 
     /// Expands map step `i` over the entries of `directory`.
@@ -485,7 +485,7 @@ impl<'a> Coordinator<'a> {
                 None => jobs.push(((i, Some(index)), self.job(i, entry_inputs, key))),
             }
         }
-        self.maps[i] = Some(run);
+        self.states[i].map = Some(run);
         self.finish_map_if_done(i, ready);
         jobs
     }
@@ -506,13 +506,13 @@ impl<'a> Coordinator<'a> {
                 let max_age = age_text(step.max_age().unwrap_or_default().as_secs_f64());
                 let reason =
                     format!("expiry (reuse = \"{max_age}\"): its cached result, of run {}, was {age}", entry.run_id);
-                self.expired[i].get_or_insert(reason);
+                self.states[i].expired.get_or_insert(reason);
                 None
             }
             Ok(entry) => entry,
             Err(corrupt) => {
                 let listed: Vec<String> = corrupt.iter().map(ToString::to_string).collect();
-                self.warnings[i].push(format!(
+                self.states[i].warnings.push(format!(
                     "its cached result was corrupt ({} no longer matched its digest) and was computed again",
                     listed.join(", ")
                 ));
@@ -526,12 +526,13 @@ impl<'a> Coordinator<'a> {
         let planned = &self.plan[i];
         let step = planned.step;
         let gpus = step.resources().gpu;
-        if gpus > 0 && self.warnings[i].is_empty() {
+        if gpus > 0 && self.states[i].warnings.is_empty() {
             if self.engine.gpu_slots == 0 {
-                self.warnings[i]
+                self.states[i]
+                    .warnings
                     .push(format!("asked for {gpus} GPU(s), but this engine has no GPU slots; ran on the CPU"));
             } else if self.engine.gpus_detected == 0 {
-                self.warnings[i].push(format!(
+                self.states[i].warnings.push(format!(
                     "held {gpus} GPU slot(s), but no GPU was detected; native functions ran on their CPU path"
                 ));
             }
@@ -552,7 +553,7 @@ impl<'a> Coordinator<'a> {
             device: Device::Cpu,
             record: step.reuse(),
             // An expired result of this key must not serve it either.
-            share: step.reuse() && !self.options.forces(step.name()) && self.expired[i].is_none(),
+            share: step.reuse() && !self.options.forces(step.name()) && self.states[i].expired.is_none(),
             store_budget: self
                 .scope
                 .store
@@ -569,28 +570,28 @@ impl<'a> Coordinator<'a> {
 
     /// When every entry of map step `i` has ended, gathers and settles it.
     fn finish_map_if_done(&mut self, i: usize, ready: &mut Vec<usize>) {
-        if !self.maps[i].as_ref().is_some_and(MapRun::is_done) {
+        if !self.states[i].map.as_ref().is_some_and(MapRun::is_done) {
             return;
         }
-        let Some(run) = self.maps[i].take() else { return };
+        let Some(run) = self.states[i].map.take() else { return };
         let duration = run.started.elapsed();
         let step = self.plan[i].step;
         if run.entries.is_empty() {
             let input = step.map().unwrap_or_default();
-            self.warnings[i].push(format!(
+            self.states[i].warnings.push(format!(
                 "mapped over `{input}`, an empty directory: no entry ran, and each output is an empty directory"
             ));
         }
         let gathered = run.gather(step.name(), step.outputs(), self.engine.store);
-        self.outputs[i] = gathered.outputs.clone();
+        self.states[i].outputs = gathered.outputs.clone();
         let report = StepReport {
             duration,
-            cache_key: self.keys[i],
+            cache_key: self.states[i].key,
             outputs: gathered.outputs,
             error: gathered.error,
             entries: gathered.entries,
             metrics: gathered.metrics,
-            warnings: std::mem::take(&mut self.warnings[i]),
+            warnings: std::mem::take(&mut self.states[i].warnings),
             ..report(gathered.status)
         };
         self.settle(i, report, ready);
@@ -600,10 +601,10 @@ impl<'a> Coordinator<'a> {
     fn record(&mut self, id: JobId, finished: Finished, ready: &mut Vec<usize>) {
         let (i, entry) = id;
         if finished.reused_from.is_none() {
-            self.phases[i] = Some(self.phases[i].unwrap_or_default() + finished.phases);
+            self.states[i].phases = Some(self.states[i].phases.unwrap_or_default() + finished.phases);
         }
-        self.warnings[i].extend(finished.warnings);
-        self.native_failures[i] += finished.native_failures;
+        self.states[i].warnings.extend(finished.warnings);
+        self.states[i].native_failures += finished.native_failures;
         if let Some(index) = entry {
             let outcome = EntryOutcome {
                 reused: finished.reused_from.is_some(),
@@ -611,7 +612,7 @@ impl<'a> Coordinator<'a> {
                 logs: finished.logs,
                 metrics: finished.metrics,
             };
-            if let Some(run) = self.maps[i].as_mut() {
+            if let Some(run) = self.states[i].map.as_mut() {
                 run.settle(index, outcome);
             }
             self.finish_map_if_done(i, ready);
@@ -619,7 +620,7 @@ impl<'a> Coordinator<'a> {
         }
         let served = finished.reused_from.is_some();
         if served {
-            self.reused_from[i] = finished.reused_from;
+            self.states[i].reused_from = finished.reused_from;
         }
         let (mut status, mut outputs, mut error) = match finished.outputs {
             Ok(outputs) if served => (StepStatus::Cached, outputs, None),
@@ -629,9 +630,9 @@ impl<'a> Coordinator<'a> {
             }
             Err(error) => (StepStatus::Failed, BTreeMap::new(), Some(error)),
         };
-        if let Some(expected) = self.expected[i].take().filter(|_| status == StepStatus::Ran) {
+        if let Some(expected) = self.states[i].expected.take().filter(|_| status == StepStatus::Ran) {
             let differing = differing_outputs(&expected, &outputs);
-            self.verification[i] =
+            self.states[i].verification =
                 Some(if differing.is_empty() { Verification::Reproduced } else { Verification::Differs });
             if !differing.is_empty() {
                 status = StepStatus::Failed;
@@ -641,16 +642,16 @@ impl<'a> Coordinator<'a> {
             }
             outputs = expected;
         }
-        self.outputs[i] = outputs.clone();
-        self.series[i] = finished.series;
+        self.states[i].outputs = outputs.clone();
+        self.states[i].series = finished.series;
         let report = StepReport {
             duration: finished.duration,
             outputs,
             error,
-            cache_key: self.keys[i],
+            cache_key: self.states[i].key,
             logs: finished.logs,
             metrics: finished.metrics,
-            warnings: std::mem::take(&mut self.warnings[i]),
+            warnings: std::mem::take(&mut self.states[i].warnings),
             ..report(status)
         };
         self.settle(i, report, ready);
@@ -659,9 +660,9 @@ impl<'a> Coordinator<'a> {
     /// Stores a step's report and releases (or blocks) its dependents.
     fn settle(&mut self, i: usize, mut report: StepReport, ready: &mut Vec<usize>) {
         self.unrecorded_running.retain(|&running| running != i);
-        report.verification = self.verification[i].take();
-        report.phases = self.phases[i].take();
-        report.native_failures = std::mem::take(&mut self.native_failures[i]);
+        report.verification = self.states[i].verification.take();
+        report.phases = self.states[i].phases.take();
+        report.native_failures = std::mem::take(&mut self.states[i].native_failures);
         // A step found not reproducible still hands its cached outputs on,
         // so a verifying run checks the steps below it too.
         let not_reproducible =
@@ -676,9 +677,9 @@ impl<'a> Coordinator<'a> {
         self.emit(&Event::StepFinished { run: self.run_id, step: name, status: report.status });
         self.reports.insert(name.to_owned(), report);
         for &next in &self.dependents[i] {
-            self.blocked[next] |= !succeeded;
-            self.waiting[next] -= 1;
-            if self.waiting[next] == 0 {
+            self.states[next].blocked |= !succeeded;
+            self.states[next].waiting -= 1;
+            if self.states[next].waiting == 0 {
                 ready.push(next);
             }
         }
@@ -713,7 +714,7 @@ impl<'a> Coordinator<'a> {
             .map(|(name, source)| {
                 let artifact = match source {
                     InputRef::Pipeline(input) => self.pipeline_inputs[input],
-                    InputRef::Step { step, output } => self.outputs[self.index[step.as_str()]][output],
+                    InputRef::Step { step, output } => self.states[self.index[step.as_str()]].outputs[output],
                 };
                 (name.clone(), artifact)
             })
@@ -741,7 +742,7 @@ impl<'a> Coordinator<'a> {
     fn history_record(&mut self, i: usize, report: &StepReport) -> StepRecord {
         let step = self.plan[i].step;
         let executed = matches!(report.status, StepStatus::Ran | StepStatus::Failed);
-        let expired = self.expired[i].take();
+        let expired = self.states[i].expired.take();
         let forced = match (executed, self.options.forced_by(step.name())) {
             (true, Some(reason)) => Some(reason),
             (true, None) if !step.reuse() => Some("reuse = false".to_owned()),
@@ -752,7 +753,7 @@ impl<'a> Coordinator<'a> {
             StepStatus::Skipped | StepStatus::Cancelled if report.cache_key.is_none() => BTreeMap::new(),
             _ => self.inputs_of(i),
         };
-        let mut series = std::mem::take(&mut self.series[i]);
+        let mut series = std::mem::take(&mut self.states[i].series);
         // A cached step's values, and a map step's means (its entries' own
         // values are kept with each entry), are recorded as one point each.
         if report.status == StepStatus::Cached || !report.entries.is_empty() {
@@ -768,10 +769,10 @@ impl<'a> Coordinator<'a> {
             position: i,
             status: report.status,
             cache_key: report.cache_key,
-            reused_from: self.reused_from[i].take(),
+            reused_from: self.states[i].reused_from.take(),
             forced,
             duration_ms: report.duration.as_secs_f64() * 1000.0,
-            key_material: self.key_json[i].take(),
+            key_material: self.states[i].key_json.take(),
             inputs: inputs.into_iter().map(|(name, artifact)| (name, artifact.digest)).collect(),
             outputs: report.outputs.iter().map(|(name, artifact)| (name.clone(), artifact.digest)).collect(),
             error: report.error.as_ref().map(|e| e.to_string()),
