@@ -377,3 +377,13 @@ pub fn processes_matching(needle: &str) -> Vec<u32> {
         })
         .collect()
 }
+
+/// A pipeline named `name` of one step, `say`, whose result is `word`.
+pub fn say_pipeline(name: &str, word: &str) -> weir::Pipeline {
+    weir::Pipeline::builder(name)
+        .step(
+            weir::StepBuilder::new("say", tool(Wasi::P1)).args(["args", word]).output("result", weir::OutputKind::File),
+        )
+        .build()
+        .expect("a valid pipeline")
+}

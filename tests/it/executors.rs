@@ -157,16 +157,7 @@ fn a_job_is_not_lost_when_its_idle_worker_died_in_the_meantime() {
         .executor(weir::ExecutorKind::Process { command: weir_bin() })
         .build()
         .unwrap();
-    let say = |word: &str| {
-        weir::Pipeline::builder("say")
-            .step(
-                weir::StepBuilder::new("say", weir_tests::tool(weir_tests::Wasi::P1))
-                    .args(["args", word])
-                    .output("result", weir::OutputKind::File),
-            )
-            .build()
-            .unwrap()
-    };
+    let say = |word: &str| weir_tests::say_pipeline("say", word);
     assert!(engine.run(&say("one"), &weir::RunOptions::new()).unwrap().succeeded());
     // The worker that ran it waits, idle, for the next job: kill it.
     let pattern = format!("worker --workspace {}", project.workspace().display());

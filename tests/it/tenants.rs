@@ -277,16 +277,7 @@ fn a_tenant_view_shows_only_the_tenants_own_runs_and_artifacts() {
         .tenant("bob", weir::TenantQuota::default())
         .build()
         .unwrap();
-    let pipeline = |word: &str| {
-        weir::Pipeline::builder("words")
-            .step(
-                weir::StepBuilder::new("say", weir_tests::tool(weir_tests::Wasi::P1))
-                    .args(["args", word])
-                    .output("result", weir::OutputKind::File),
-            )
-            .build()
-            .unwrap()
-    };
+    let pipeline = |word: &str| weir_tests::say_pipeline("words", word);
     let run_as =
         |tenant: &str, word: &str| engine.run(&pipeline(word), &weir::RunOptions::new().tenant(tenant)).unwrap();
     let (alices, bobs) = (run_as("alice", "mine"), run_as("bob", "secret"));

@@ -22,6 +22,8 @@ pub(crate) struct WorkerPool {
     command: PathBuf,
     workspace: PathBuf,
     idle: Mutex<Vec<Worker>>,
+    /// The native functions built into a worker (`weir worker` registers no others).
+    builtins: Natives,
 }
 
 /// A running `weir worker` and its pipes.
@@ -45,7 +47,12 @@ impl Drop for WorkerPool {
 impl WorkerPool {
     /// Workers started as `command worker --workspace workspace`.
     pub(crate) fn new(command: PathBuf, workspace: &Path) -> Self {
-        Self { command, workspace: workspace.to_owned(), idle: Mutex::new(Vec::new()) }
+        Self {
+            command,
+            workspace: workspace.to_owned(),
+            idle: Mutex::new(Vec::new()),
+            builtins: Natives::with_builtins(),
+        }
     }
 
     fn spawn(&self) -> std::io::Result<Worker> {
@@ -154,10 +161,9 @@ impl ProcessExecutor {
     /// Whether a worker process can run `job`: it has the module's bytes in
     /// the store and the same built-in native functions as this process.
     fn runs_elsewhere(&self, job: &Job) -> bool {
-        let builtins = Natives::with_builtins();
         matches!(job.spec.code, CodeRef::Module { .. })
             && job.spec.natives.iter().all(|name| {
-                builtins.function(name).is_some_and(|builtin| {
+                self.workers.builtins.function(name).is_some_and(|builtin| {
                     self.engine.natives.function(name).is_some_and(|ours| ours.version() == builtin.version())
                 })
             })
