@@ -215,16 +215,27 @@ impl Project {
         self.summary_of(&args)
     }
 
-    /// `weir ARGS…` that prints one JSON object: the exit code and the object.
+    /// `weir show RUN --json`: the run's document, checked against the schema.
+    pub fn show_json(&self, run: &str) -> Value {
+        let (code, shown) = self.summary_of(&["show", run, "--json"]);
+        assert_eq!(code, 0, "weir show {run} failed: {shown}");
+        shown
+    }
+
+    /// `weir ARGS…` that prints one JSON object: the exit code and the
+    /// object. A run's document is checked against `docs/run.schema.json`.
     fn summary_of(&self, args: &[&str]) -> (i32, Value) {
         let output = self.weir(args);
         let stdout = String::from_utf8_lossy(&output.stdout);
-        let summary = serde_json::from_str(&stdout).unwrap_or_else(|err| {
+        let summary: Value = serde_json::from_str(&stdout).unwrap_or_else(|err| {
             panic!(
                 "stdout is not one JSON object ({err}):\n{stdout}\nstderr:\n{}",
                 String::from_utf8_lossy(&output.stderr)
             )
         });
+        if !matches!(summary["status"].as_str(), Some("invalid" | "error")) {
+            assert_run_document(&summary);
+        }
         (output.status.code().expect("exit code"), summary)
     }
 
@@ -320,20 +331,49 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The names of the steps with `status` in a `--json` summary, sorted.
+/// Asserts that `document` is a run as `docs/run.schema.json` describes it.
+pub fn assert_run_document(document: &Value) {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let validator = SCHEMA.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/run.schema.json");
+        let schema: Value = serde_json::from_slice(&std::fs::read(&path).expect("read the run schema"))
+            .expect("the run schema is JSON");
+        jsonschema::validator_for(&schema).expect("the run schema is a valid JSON Schema")
+    });
+    let errors: Vec<String> =
+        validator.iter_errors(document).map(|error| format!("{} at {}", error, error.instance_path())).collect();
+    assert!(errors.is_empty(), "not a run document:\n{}\n{document:#}", errors.join("\n"));
+}
+
+/// Reading a run's document (`weir run --json`, `weir show --json`; see
+/// `docs/run.schema.json`), whose steps are a list in pipeline order.
+pub trait RunDocument {
+    /// The record of step `name` (`null` when the run has none).
+    fn step(&self, name: &str) -> &Value;
+}
+
+impl RunDocument for Value {
+    fn step(&self, name: &str) -> &Value {
+        static NULL: Value = Value::Null;
+        self["steps"].as_array().and_then(|steps| steps.iter().find(|step| step["step"] == name)).unwrap_or(&NULL)
+    }
+}
+
+/// The names of the steps with `status` in a run document, sorted.
 pub fn steps_with(summary: &Value, status: &str) -> Vec<String> {
-    let steps = summary["steps"].as_object().expect("steps object");
-    let mut names: Vec<String> =
-        steps.iter().filter(|(_, step)| step["status"] == status).map(|(name, _)| name.clone()).collect();
+    let steps = summary["steps"].as_array().expect("steps list");
+    let mut names: Vec<String> = steps
+        .iter()
+        .filter(|step| step["status"] == status)
+        .map(|step| step["step"].as_str().expect("step name").to_owned())
+        .collect();
     names.sort();
     names
 }
 
-/// The digest of `step`'s `output` in a `--json` summary.
+/// The digest of `step`'s `output` in a run document.
 pub fn output_digest<'a>(summary: &'a Value, step: &str, output: &str) -> &'a str {
-    summary["steps"][step]["outputs"][output]
-        .as_str()
-        .unwrap_or_else(|| panic!("no output {step}.{output} in {summary}"))
+    summary.step(step)["outputs"][output].as_str().unwrap_or_else(|| panic!("no output {step}.{output} in {summary}"))
 }
 
 /// Little-endian bytes of `f32` values, as matrix files hold them.

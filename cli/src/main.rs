@@ -7,6 +7,7 @@ mod config;
 mod graph;
 mod history_cmds;
 mod interrupt;
+mod new;
 mod progress;
 mod render;
 mod report;
@@ -50,6 +51,12 @@ struct WorkspaceArg {
 enum Command {
     /// Run a pipeline manifest, reusing every step whose inputs did not change.
     Run(RunArgs),
+    /// Create NAME/: a pipeline with one step written in Rust (a crate weir
+    /// builds), sample input, ready for `weir run NAME/pipeline.toml`.
+    New {
+        /// The pipeline's name, and the directory to create.
+        name: String,
+    },
     /// Write a file artifact's bytes to stdout.
     Cat {
         /// The artifact's digest (`blake3:<hex>`), or a unique prefix of it (`blake3:87d6089a`).
@@ -209,8 +216,13 @@ struct RunArgs {
     #[arg(long, value_name = "STEP")]
     rerun: Vec<String>,
     /// Execute every step; cached results are ignored (and replaced).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "read_only")]
     no_cache: bool,
+    /// Write nothing to the workspace: reuse every step's cached result (a
+    /// step that would execute fails) and record nothing in the history.
+    /// Works on a workspace this user may not write to; exports are written.
+    #[arg(long)]
+    read_only: bool,
     /// How many steps may execute at once (default: the number of cores; at most 256).
     #[arg(long, short = 'j', allow_negative_numbers = true, value_parser = parse_jobs)]
     jobs: Option<usize>,
@@ -349,6 +361,11 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             let engine = open_engine(&workspace, Engine::builder())?;
             verify_cmd::verify(&engine, &engine.tenant(tenant)?, &run, step, json)
         }
+        Command::New { name } => {
+            let root = new::create(&name)?;
+            println!("created {}/: run it with `weir run {}`", root.display(), root.join("pipeline.toml").display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Graph { manifest, run, format } => {
             graph_command(&workspace, tenant, &manifest, run.as_deref(), format)
         }
@@ -389,6 +406,12 @@ fn describe(err: &anyhow::Error) -> String {
     for cause in err.chain() {
         let cause = cause.to_string();
         if text.ends_with(&cause) {
+            continue;
+        }
+        // A cause that begins with the context already said ("opening
+        // workspace W: …" under "opening workspace W") replaces it.
+        if !text.is_empty() && cause.starts_with(&text) {
+            text = cause;
             continue;
         }
         if !text.is_empty() {
@@ -474,6 +497,20 @@ pub(crate) fn load_pipeline(engine: &Engine, tenant: &str, manifest: &Path) -> a
     })
 }
 
+/// Prints a run's document (the JSON of `docs/run.schema.json`) on stdout.
+pub(crate) fn print_record(report: &weir::RunReport) -> anyhow::Result<()> {
+    let Some(record) = &report.record else {
+        bail!(
+            "run {} ended {}, but its record could not be read: {}",
+            report.run_id,
+            report.status,
+            report.warnings.join("; ")
+        )
+    };
+    println!("{}", serde_json::to_string(record)?);
+    Ok(())
+}
+
 /// `weir run`. With `--json`, a run refused before anything ran still prints
 /// exactly one JSON object: `status` `invalid` (the pipeline, a parameter or
 /// a module is wrong) or `error` (the workspace), and the `errors`.
@@ -516,7 +553,11 @@ fn run_pipeline(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> any
     if args.export_anywhere && tenant != weir::DEFAULT_TENANT {
         bail!("--export-anywhere: tenant `{tenant}` exports only beneath its own directory");
     }
-    let mut options = RunOptions::new().no_cache(args.no_cache).tenant(tenant).exports_anywhere(args.export_anywhere);
+    let mut options = RunOptions::new()
+        .no_cache(args.no_cache)
+        .read_only(args.read_only)
+        .tenant(tenant)
+        .exports_anywhere(args.export_anywhere);
     for (name, value) in args.params {
         options = options.param_text(name, value);
     }
@@ -554,7 +595,7 @@ fn run_pipeline(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> any
     }
     let report = report?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        print_record(&report)?;
     } else {
         render::print_report(&pipeline, &report);
     }

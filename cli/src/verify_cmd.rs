@@ -35,7 +35,7 @@ pub(crate) fn verify(
     }
     let report = engine.run(&pipeline, &options)?;
     if as_json {
-        println!("{}", serde_json::to_string(&report)?);
+        crate::print_record(&report)?;
     } else {
         for (name, step) in &report.steps {
             let verdict = match (step.verification, step.status) {

@@ -253,10 +253,12 @@ impl Engine {
         let tenant = self.tenant_of(options.tenant_name())?;
         let files = self.host_files(&tenant, pipeline)?;
         let exports = self.export_files(&tenant, &files, pipeline, options)?;
-        let _workspace = self.inner.store.lock_for_run()?;
+        let read_only = options.is_read_only();
+        let _workspace =
+            if read_only { self.inner.store.lock_for_reading()? } else { self.inner.store.lock_for_run()? };
         let plan = self.plan(pipeline, &params, &tenant, &files)?;
         let scope = self.run_scope(tenant)?;
-        let inputs = self.import_inputs(pipeline, &files, &scope)?;
+        let inputs = self.import_inputs(pipeline, &files, &scope, read_only)?;
         let run_id = new_run_id();
         let start = RunStart {
             id: &run_id,
@@ -271,8 +273,16 @@ impl Engine {
                 .map(|(name, artifact)| (name.clone(), artifact.digest, pipeline.inputs()[name].display().to_string()))
                 .collect(),
         };
-        let executor = self.executor(&plan, &files)?;
-        let record = OpenRun::start(&self.inner.history, &start)?;
+        let executor = self.executor(&plan, &files, read_only)?;
+        // A read-only run is recorded only in memory, for its report.
+        let scratch_history;
+        let history = if read_only {
+            scratch_history = History::in_memory()?;
+            &scratch_history
+        } else {
+            &self.inner.history
+        };
+        let record = OpenRun::start(history, &start)?;
         let sink = options.event_sink().map(|sink| Arc::new(GuardedSink::new(sink)));
         let emit = |event: &Event<'_>| {
             if let Some(sink) = &sink {
@@ -282,7 +292,7 @@ impl Engine {
         emit(&Event::RunStarted { run: &run_id, pipeline: pipeline.name() });
         let services = Services {
             store: &self.inner.store,
-            history: &self.inner.history,
+            history,
             admission: self.inner.admission.clone(),
             gpu_slots: self.inner.gpu_slots,
             gpus_detected: self.inner.gpus_detected,
@@ -299,10 +309,17 @@ impl Engine {
         // Exports come before the run is closed, so a run whose export fails
         // (a corrupt artifact, a full disk) is recorded as failed.
         let exported = if report.succeeded() { self.export_outputs(pipeline, &report, &exports) } else { Ok(()) };
-        self.save_report(&report)?;
-        let status = if exported.is_ok() { report.status } else { RunStatus::Failed };
-        record.close(status)?;
-        emit(&Event::RunFinished { run: &run_id, status });
+        if let Err(err) = &exported {
+            report.status = RunStatus::Failed;
+            report.warnings.push(format!("exporting the outputs failed: {err}"));
+        }
+        let outputs = report.outputs.iter().map(|(name, artifact)| (name.clone(), artifact.digest)).collect();
+        record.close(report.status, &outputs, &report.warnings)?;
+        emit(&Event::RunFinished { run: &run_id, status: report.status });
+        match history.run_detail(&run_id) {
+            Ok(detail) => report.record = Some(detail),
+            Err(err) => report.warnings.push(format!("the run's record could not be read back: {err}")),
+        }
         exported.map(|()| report)
     }
 
@@ -353,10 +370,10 @@ impl Engine {
 
     /// The engine's executor for a run of `plan`. For the `process`
     /// executor, every module is put in the store first: that is where a
-    /// worker process finds it.
-    fn executor(&self, plan: &[PlannedStep<'_>], files: &HostFiles) -> Result<Box<dyn Executor>> {
+    /// worker process finds it. (A read-only run executes nothing.)
+    fn executor(&self, plan: &[PlannedStep<'_>], files: &HostFiles, read_only: bool) -> Result<Box<dyn Executor>> {
         let command = match &self.inner.executor {
-            ExecutorKind::Process { command } => command,
+            ExecutorKind::Process { command } if !read_only => command,
             _ => return Ok(Box::new(LocalExecutor::new(self.inner.clone()))),
         };
         for planned in plan {
@@ -490,9 +507,6 @@ impl Engine {
             Some(keep) => self.inner.history.prune_runs(keep)?,
             None => Vec::new(),
         };
-        for id in &pruned {
-            let _ = std::fs::remove_file(self.inner.store.path_of("runs").join(format!("{id}.json")));
-        }
         let retained = self.inner.history.referenced_digests()?;
         let report = self.inner.store.collect_garbage(&retained)?;
         // Tenants' holdings changed: their accounts are made again on next use.
@@ -711,11 +725,13 @@ impl Engine {
     /// Imports every pipeline input into the store, in parallel. A tenant
     /// with a store quota is charged for the inputs it did not hold before,
     /// and an input that does not fit is refused before it is copied whole.
+    /// A read-only run only works out their digests.
     fn import_inputs(
         &self,
         pipeline: &Pipeline,
         files: &HostFiles,
         scope: &RunScope,
+        read_only: bool,
     ) -> Result<BTreeMap<String, Artifact>> {
         let store = &self.inner.store;
         let inputs: Vec<(&String, &PathBuf)> = pipeline.inputs().iter().collect();
@@ -725,12 +741,12 @@ impl Engine {
                 Error::Validation(err)
             };
             let budget = scope.store.as_ref().map_or(u64::MAX, |account| account.remaining());
-            let artifact = store.import_from(files, path, budget).map_err(|err| match err {
+            let artifact = store.import_from(files, path, (!read_only).then_some(budget)).map_err(|err| match err {
                 ImportError::Store(err) => err,
                 ImportError::Refused(why) => located(Kind::Forbidden(why)),
                 ImportError::Missing(missing) => located(Kind::InputMissing { path: missing }),
             })?;
-            if let Some(account) = &scope.store {
+            if let Some(account) = scope.store.as_ref().filter(|_| !read_only) {
                 account
                     .charge(&[artifact], |artifact| store.artifact_size(artifact))?
                     .map_err(|quota| located(Kind::TooLarge(format!("the input {quota}"))))?;
@@ -754,17 +770,6 @@ impl Engine {
             }
         }
         Ok(())
-    }
-
-    /// Writes the run's summary to `runs/<run_id>.json`.
-    fn save_report(&self, report: &RunReport) -> Result<()> {
-        let path = self.inner.store.path_of("runs").join(format!("{}.json", report.run_id));
-        let json = serde_json::to_vec_pretty(report)
-            .map_err(|err| Error::io("encoding the run summary")(std::io::Error::other(err)))?;
-        let temp = path.with_extension("json.tmp");
-        std::fs::write(&temp, json)
-            .and_then(|()| std::fs::rename(&temp, &path))
-            .map_err(Error::io(format!("writing {}", path.display())))
     }
 }
 

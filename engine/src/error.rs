@@ -292,6 +292,9 @@ pub enum ValidationErrorKind {
     /// The pipeline is larger than weir accepts (steps, manifest bytes).
     #[error("{0}")]
     TooLarge(String),
+    /// A step's `crate` could not be built (with cargo's messages).
+    #[error("{0}")]
+    BuildFailed(String),
     /// A pipeline input's host path does not exist.
     #[error("input path {} not found", path.display())]
     InputMissing {
@@ -475,6 +478,10 @@ pub enum StepErrorKind {
     /// The run was cancelled while the step executed, and it was interrupted.
     #[error("was cancelled")]
     Cancelled,
+    /// The step had no reusable result, and the run was read-only
+    /// ([`RunOptions::read_only`](crate::RunOptions::read_only)), so it could not execute.
+    #[error("has no reusable result and would execute, but the run is read-only")]
+    ReadOnly,
     /// The guest tried to grow its memory past the limit.
     #[error("exceeded its memory limit of {} (limits.memory)", crate::Limits::show("memory", *limit))]
     MemoryLimit {

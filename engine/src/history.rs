@@ -8,6 +8,7 @@ mod retention;
 mod schema;
 mod tenancy;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -15,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, params};
 
 pub use explain::Explanation;
-pub use queries::{LineageNode, MetricPoint, MetricRow, RunDetail, RunSummary, StepRecord};
+pub use queries::{LineageNode, MetricPoint, MetricRow, RunDetail, RunSummary, StepDetails, StepRecord};
 
 use crate::{Error, Result};
 
@@ -60,10 +61,16 @@ impl<'h> OpenRun<'h> {
         Ok(Self { history, id: run.id.to_owned(), closed: false })
     }
 
-    /// Closes the record with the run's final `status`.
-    pub(crate) fn close(mut self, status: crate::RunStatus) -> Result<()> {
+    /// Closes the record with the run's final `status`, its pipeline
+    /// outputs and its warnings.
+    pub(crate) fn close(
+        mut self,
+        status: crate::RunStatus,
+        outputs: &BTreeMap<String, crate::Digest>,
+        warnings: &[String],
+    ) -> Result<()> {
         self.closed = true;
-        self.history.finish_run(&self.id, status.as_str())
+        self.history.finish_run(&self.id, status.as_str(), outputs, warnings)
     }
 }
 
@@ -72,7 +79,7 @@ impl Drop for OpenRun<'_> {
         if !self.closed {
             // Nothing more can be done about a failure here; the next process
             // that opens the workspace marks a run left open as killed.
-            let _ = self.history.finish_run(&self.id, "failed");
+            let _ = self.history.finish_run(&self.id, "failed", &BTreeMap::new(), &[]);
         }
     }
 }
@@ -88,6 +95,20 @@ pub(crate) struct RunStart<'a> {
     pub manifest_digest: Option<String>,
     pub params: &'a serde_json::Value,
     pub inputs: Vec<(String, crate::Digest, String)>,
+}
+
+/// `path` as the path of a `file:` URI: `%`, `?` and `#` escaped.
+fn url_path(path: &Path) -> String {
+    let mut escaped = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => escaped.push_str("%25"),
+            '?' => escaped.push_str("%3f"),
+            '#' => escaped.push_str("%23"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 /// Puts the database in write-ahead-log mode (a persistent setting). The
@@ -117,8 +138,20 @@ impl History {
 
     /// Opens (creating or migrating) the history of the workspace at `root`,
     /// and marks runs of this host whose process is gone as `killed`.
+    ///
+    /// A history that cannot be written (a read-only file system, another
+    /// user's workspace) is opened read-only: it serves queries, and
+    /// recording fails.
     pub fn open(root: &Path) -> Result<History> {
-        let mut conn = Connection::open(root.join(DATABASE)).map_err(db_error("opening the run history"))?;
+        let path = root.join(DATABASE);
+        match Self::open_writable(&path) {
+            Err(err) if path.is_file() => Self::open_read_only(&path).map_err(|_| err),
+            opened => opened,
+        }
+    }
+
+    fn open_writable(path: &Path) -> Result<History> {
+        let mut conn = Connection::open(path).map_err(db_error("opening the run history"))?;
         conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(db_error("configuring the run history"))?;
         // Closing does not checkpoint the log into the database (SQLite
         // checkpoints as the log grows instead): a short-lived `weir` process
@@ -131,6 +164,27 @@ impl History {
         let history = History { conn: Mutex::new(conn) };
         history.mark_killed()?;
         Ok(history)
+    }
+
+    /// Opens the database as an immutable file, as SQLite reads a database
+    /// in write-ahead-log mode where it cannot create its index files.
+    fn open_read_only(path: &Path) -> Result<History> {
+        use rusqlite::OpenFlags;
+        let mut uri = url_path(path);
+        uri.insert_str(0, "file:");
+        uri.push_str("?immutable=1");
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(uri, flags).map_err(db_error("opening the run history"))?;
+        schema::migrate(&mut conn)?;
+        Ok(History { conn: Mutex::new(conn) })
+    }
+
+    /// A history kept in memory only, as a read-only run records itself
+    /// (for its report) without writing to the workspace.
+    pub(crate) fn in_memory() -> Result<History> {
+        let mut conn = Connection::open_in_memory().map_err(db_error("opening a history in memory"))?;
+        schema::migrate(&mut conn)?;
+        Ok(History { conn: Mutex::new(conn) })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
@@ -197,10 +251,21 @@ impl History {
     }
 
     /// Records how a run ended.
-    pub(crate) fn finish_run(&self, id: &str, status: &str) -> Result<()> {
+    pub(crate) fn finish_run(
+        &self,
+        id: &str,
+        status: &str,
+        outputs: &BTreeMap<String, crate::Digest>,
+        warnings: &[String],
+    ) -> Result<()> {
+        let outputs = serde_json::to_string(outputs).unwrap_or_default();
+        let warnings = serde_json::to_string(warnings).unwrap_or_default();
         self.with(|conn| {
-            conn.execute("UPDATE runs SET status = ?2, ended = ?3 WHERE id = ?1", params![id, status, now()])
-                .map_err(db_error("recording the end of a run"))?;
+            conn.execute(
+                "UPDATE runs SET status = ?2, ended = ?3, outputs = ?4, warnings = ?5 WHERE id = ?1",
+                params![id, status, now(), outputs, warnings],
+            )
+            .map_err(db_error("recording the end of a run"))?;
             // A step still executing when its run ends (an engine error) never finished.
             conn.execute("UPDATE step_runs SET status = 'killed' WHERE run_id = ?1 AND status = 'running'", [id])
                 .map_err(db_error("recording the end of a run"))?;

@@ -106,7 +106,9 @@ pub use engine::{Engine, EngineBuilder, MAX_JOBS, RunHandle};
 pub use error::{Error, Location, Result, StepError, StepErrorKind, TrapCode, ValidationError, ValidationErrorKind};
 pub use events::{Event, EventSink};
 pub use executor::{ExecutorKind, serve_worker};
-pub use history::{Explanation, History, LineageNode, MetricPoint, MetricRow, RunDetail, RunSummary, StepRecord};
+pub use history::{
+    Explanation, History, LineageNode, MetricPoint, MetricRow, RunDetail, RunSummary, StepDetails, StepRecord,
+};
 pub use limits::{LimitExceeded, LimitOverrides, Limits};
 pub use native::{CallContext, Device, GpuSupport, NativeFunction, NativeStep, StepContext, TypedFunction, native_fn};
 pub use options::RunOptions;
@@ -124,4 +126,5 @@ pub use tenant_view::TenantView;
 pub mod text {
     pub use crate::limits::{parse_duration, parse_size, parse_timeout};
     pub use crate::params::parse_like;
+    pub use crate::pipeline::names::check as check_name;
 }

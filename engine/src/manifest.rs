@@ -5,6 +5,7 @@
 //! paths are resolved against the manifest's directory. Sub-pipelines
 //! (`pipeline = "other.toml"`) are inlined here; see [`subpipeline`].
 
+mod rust_crate;
 mod subpipeline;
 
 use std::collections::BTreeMap;
@@ -61,6 +62,11 @@ impl RawOutput {
 #[serde(deny_unknown_fields)]
 struct RawStep {
     module: Option<PathBuf>,
+    /// A Rust crate's directory, built by weir into the step's module.
+    #[serde(rename = "crate")]
+    rust_crate: Option<PathBuf>,
+    /// The crate's binary (default: the package's name).
+    bin: Option<String>,
     native: Option<String>,
     pipeline: Option<PathBuf>,
     #[serde(default)]
@@ -299,16 +305,33 @@ fn code_step(
     files: &HostFiles,
     bindings: Option<&Params>,
 ) -> Result<StepBuilder, ValidationError> {
-    let step = match (&raw.module, raw.native) {
-        (Some(module), None) => {
+    if raw.bin.is_some() && raw.rust_crate.is_none() {
+        return Err(syntax("`bin` names a binary of the step's `crate`, and the step has none").in_field("bin"));
+    }
+    let step = match (&raw.module, raw.native, &raw.rust_crate) {
+        (Some(module), None, None) => {
             let module = base.join(module);
             files.check(&module).map_err(|why| ValidationError::new(Kind::Forbidden(why)).in_field("module"))?;
             StepBuilder::new(name, module)
         }
-        (None, Some(function)) => StepBuilder::native(name, function),
+        (None, Some(function), None) => StepBuilder::native(name, function),
+        (None, None, Some(dir)) => {
+            let forbidden = |why: String| ValidationError::new(Kind::Forbidden(why)).in_field("crate");
+            if files.confined() {
+                return Err(forbidden(
+                    "building a crate runs its build scripts on the host, which only the operator may do; \
+                     name a built `module` instead"
+                        .to_owned(),
+                ));
+            }
+            let module = rust_crate::built_module(&base.join(dir), raw.bin.as_deref())
+                .map_err(|why| ValidationError::new(Kind::BuildFailed(why)).in_field("crate"))?;
+            StepBuilder::new(name, module)
+        }
         _ => {
             return Err(syntax(
-                "a step needs exactly one of `module` (a WASI program), `native` (a native step) and `pipeline`",
+                "a step needs exactly one of `module` (a WASI program), `crate` (a Rust crate weir builds), \
+                 `native` (a native step) and `pipeline`",
             ));
         }
     };

@@ -25,6 +25,7 @@ pub struct RunOptions {
     events: Option<Sink>,
     exports_anywhere: bool,
     cancel: Option<CancelToken>,
+    read_only: bool,
 }
 
 /// Whether `--rerun NAME` covers `step`: it is the step, or a sub-pipeline
@@ -103,6 +104,21 @@ impl RunOptions {
     pub fn exports_anywhere(mut self, allow: bool) -> Self {
         self.exports_anywhere = allow;
         self
+    }
+
+    /// Writes nothing to the workspace: every step must be reused from the
+    /// cache (a step that would execute fails instead), and the run is not
+    /// recorded in the history (its [`RunReport::record`](crate::RunReport::record)
+    /// still describes it). Works on a workspace the process may not write.
+    /// Exports are still written.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Whether the run may write nothing to the workspace.
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// Whether this is a verifying run (`weir verify`).

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use crate::{Artifact, Digest, StepError};
+use crate::{Artifact, Digest, RunDetail, StepError};
 
-/// The outcome of one run of a pipeline. Serializes to the JSON of
-/// `weir run --json`.
-#[derive(Debug, Clone, Serialize)]
+/// The outcome of one run of a pipeline. Its JSON form (`weir run
+/// --json`, `weir show --json`) is [`record`](RunReport::record), the run as
+/// the history keeps it.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RunReport {
     /// Unique id of the run (UTC start time and a random suffix).
@@ -21,12 +22,13 @@ pub struct RunReport {
     /// Every step of the pipeline, by name.
     pub steps: BTreeMap<String, StepReport>,
     /// The pipeline's named outputs whose steps succeeded.
-    #[serde(serialize_with = "as_digests", skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, Artifact>,
     /// Things the application should know about the run as a whole, e.g.
     /// that its event sink panicked and was silenced.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The run as recorded (read back from the history when the run
+    /// ended); `None` only if that failed, and then `warnings` says why.
+    pub record: Option<RunDetail>,
 }
 
 impl RunReport {
@@ -165,50 +167,39 @@ impl StepStatus {
 }
 
 /// One step's outcome within a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct StepReport {
     /// How the step ended.
     pub status: StepStatus,
     /// Wall time spent on the step (execution, or the cache lookup).
-    #[serde(rename = "duration_ms", serialize_with = "as_millis")]
     pub duration: Duration,
     /// Output artifacts by output name (empty unless ran or cached).
-    #[serde(serialize_with = "as_digests")]
     pub outputs: BTreeMap<String, Artifact>,
     /// Why the step failed.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "as_text")]
     pub error: Option<StepError>,
     /// The cache key (absent for skipped steps).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_key: Option<Digest>,
     /// The guest's captured stdout and stderr (absent for skipped steps).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub logs: Option<Logs>,
     /// The last value of each metric the step reported (for a cached step,
     /// those of the execution it reuses). For a map step, each metric's mean
     /// over the entries that reported it.
     pub metrics: BTreeMap<String, f64>,
     /// For a map step: how each entry ended, with its logs and metrics.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub entries: BTreeMap<String, EntryReport>,
     /// Things the user should know, e.g. that a GPU was asked for and none was there.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     /// Calls to native functions that failed (each reached the guest as an
     /// error value; a step with any is not cached, and one that panicked
     /// fails the step). A map step's are summed over its entries.
-    #[serde(skip_serializing_if = "is_zero")]
     pub native_failures: u64,
     /// For a skipped step, the upstream step that failed (or was itself
     /// skipped) and so kept it from running.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub blocked_by: Option<String>,
     /// In a verifying run, what re-executing the step showed.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
     /// Where the execution's time went (absent unless the step executed).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub phases: Option<Phases>,
 }
 
@@ -272,7 +263,7 @@ impl std::ops::Add for Phases {
 }
 
 /// What a verifying run found for one step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verification {
     /// Executed again, it wrote the cached outputs byte for byte.
@@ -292,10 +283,6 @@ pub struct Logs {
     pub stderr: Digest,
 }
 
-fn is_zero(count: &u64) -> bool {
-    *count == 0
-}
-
 fn as_millis<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(duration.as_secs_f64() * 1000.0)
 }
@@ -303,15 +290,4 @@ fn as_millis<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok,
 fn from_millis<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let millis = <f64 as serde::Deserialize>::deserialize(deserializer)?;
     Duration::try_from_secs_f64(millis / 1000.0).map_err(serde::de::Error::custom)
-}
-
-fn as_digests<S: Serializer>(outputs: &BTreeMap<String, Artifact>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_map(outputs.iter().map(|(name, artifact)| (name, artifact.digest)))
-}
-
-fn as_text<S: Serializer>(error: &Option<StepError>, serializer: S) -> Result<S::Ok, S::Error> {
-    match error {
-        Some(error) => serializer.collect_str(error),
-        None => serializer.serialize_none(),
-    }
 }

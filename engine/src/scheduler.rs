@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::cache_key::{Canonical, KEY_FORMAT_VERSION, KeyMaterial, RecordedMaterial};
 use crate::events::{Event, EventSink, GuardedSink};
 use crate::executor::{Executor, JobSpec};
-use crate::history::{MetricPoint, StepRecord};
+use crate::history::{MetricPoint, StepDetails, StepRecord};
 use crate::kinds::Prepared;
 use crate::native::Device;
 use crate::pipeline::{InputRef, Step};
@@ -215,6 +215,11 @@ impl<'a> Coordinator<'a> {
             };
         loop {
             for (id, job) in runnable.drain(..) {
+                if self.options.is_read_only() {
+                    let step = self.plan[id.0].step.name();
+                    self.record(id, Finished::failure(step, StepErrorKind::ReadOnly), &mut ready);
+                    continue;
+                }
                 let to = sender.clone();
                 let deliver = move |ticket| drop(to.send(Message::Admitted(id, ticket)));
                 let need = Need { memory: job.spec.limits.memory, gpus: self.gpus_of(id.0) };
@@ -222,6 +227,11 @@ impl<'a> Coordinator<'a> {
                     Some(ticket) => start(&mut self, id, job, ticket, &mut running),
                     None => drop(parked.insert(id, job)),
                 }
+            }
+            if !ready.is_empty() {
+                // Refused steps settled, which readied their dependents.
+                runnable.extend(self.dispatch_ready(&mut ready));
+                continue;
             }
             self.flush_history();
             if running.is_empty() && parked.is_empty() && awaiting_key.is_empty() {
@@ -329,6 +339,7 @@ impl<'a> Coordinator<'a> {
             steps: self.reports,
             outputs: BTreeMap::new(),
             warnings,
+            record: None,
         }
     }
 
@@ -366,6 +377,7 @@ impl<'a> Coordinator<'a> {
             logs: None,
             metrics: BTreeMap::new(),
             entries: BTreeMap::new(),
+            details: StepDetails::default(),
             series: Vec::new(),
         }
     }
@@ -779,6 +791,14 @@ impl<'a> Coordinator<'a> {
             logs: report.logs,
             metrics: report.metrics.clone(),
             entries: report.entries.clone(),
+            details: StepDetails {
+                error_kind: report.error.as_ref().map(|error| error.kind.clone()),
+                warnings: report.warnings.clone(),
+                native_failures: report.native_failures,
+                blocked_by: report.blocked_by.clone(),
+                verification: report.verification,
+                phases: report.phases,
+            },
             series,
         }
     }

@@ -10,7 +10,6 @@
 //! inputs/ab/cdef…    stat records of imported host files, named by BLAKE3 of the path
 //! compiled/…         compiled modules, authenticated with secret.key (see the runtime)
 //! secret.key         the workspace's secret (owner-only)
-//! runs/RUN.json      run summaries
 //! locks/KEY          locks of cache keys being computed (see `locks`)
 //! lock               the workspace lock: shared by runs, exclusive for gc
 //! tmp/               scratch and staging; always on the same file system as the store
@@ -105,7 +104,7 @@ enum Durability {
 }
 
 /// Subdirectories created in every workspace.
-const LAYOUT: [&str; 8] = ["objects", "trees", "cache", "inputs", "compiled", "runs", "tmp", locks::KEY_LOCKS];
+const LAYOUT: [&str; 7] = ["objects", "trees", "cache", "inputs", "compiled", "tmp", locks::KEY_LOCKS];
 
 /// Files from this size on are hashed memory-mapped, on all cores.
 const MAP_AT: u64 = 1 << 20;

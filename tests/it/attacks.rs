@@ -3,7 +3,7 @@
 //! (`alice`) and the operator, and checks that it is refused with an error
 //! naming the field, and that nothing it aimed at changed.
 
-use weir_tests::{Project, output_digest};
+use weir_tests::{Project, RunDocument, output_digest};
 
 const TENANTS: &str = "[tenants.mallory]\nstore = \"64KiB\"\nlimits = { log = \"1MiB\" }\n[tenants.alice]\n";
 
@@ -258,7 +258,7 @@ fn quotas_hold_past_the_depth_a_host_path_can_name() {
     );
     let (code, summary) = project.run_json_as("mallory", &[]);
     assert_eq!(code, 1, "{summary}");
-    let error = summary["steps"]["s"]["error"].as_str().unwrap();
+    let error = summary.step("s")["error"].as_str().unwrap();
     assert!(error.contains("limits.files") || error.contains("limits.output"), "{error}");
     let stored = weir_tests::files_under(&project.workspace().join("objects"));
     assert!(stored.len() < 100, "{} objects were stored", stored.len());
@@ -322,7 +322,7 @@ fn tables_count_against_the_memory_limit() {
     manifest("1MiB");
     let (code, summary) = project.run_json_as("alice", &[]);
     assert_eq!(code, 1, "{summary}");
-    let error = summary["steps"]["s"]["error"].as_str().unwrap();
+    let error = summary.step("s")["error"].as_str().unwrap();
     assert!(error.contains("memory limit of 1MiB"), "{error}");
     manifest("1GiB");
     let (code, summary) = project.run_json_as("alice", &[]);
@@ -347,7 +347,7 @@ fn logs_count_against_the_store_quota_and_the_tenant_maximum() {
     );
     let (code, summary) = project.run_json_as("mallory", &[]);
     assert_eq!(code, 1, "{summary}");
-    let error = summary["steps"]["s"]["error"].as_str().unwrap();
+    let error = summary.step("s")["error"].as_str().unwrap();
     assert!(error.contains("would exceed tenant `mallory`'s store quota"), "{error}");
     let stored: u64 = weir_tests::files_under(&project.workspace().join("objects"))
         .iter()
@@ -424,7 +424,7 @@ fn repair_drops_the_cache_entries_of_a_tree_with_a_corrupt_file() {
 
     let (code, again) = project.run_json(&[]);
     assert_eq!(code, 0, "{again}");
-    assert_eq!(again["steps"]["make"]["status"], "ran", "the tree's maker runs again: {again}");
+    assert_eq!(again.step("make")["status"], "ran", "the tree's maker runs again: {again}");
     assert_eq!(output_digest(&again, "make", "dir"), output_digest(&first, "make", "dir"));
 }
 
@@ -451,7 +451,7 @@ fn large_artifacts_are_streamed_by_cat_and_logs() {
     );
     let (code, summary) = project.run_json(&[]);
     assert_eq!(code, 0, "{summary}");
-    let log = summary["steps"]["s"]["logs"]["stdout"].as_str().unwrap().to_owned();
+    let log = summary.step("s")["logs"]["stdout"].as_str().unwrap().to_owned();
     // 64 MiB of log, read back under a 48 MiB cap on the process's heap.
     let capped = |args: &str| {
         let weir = weir_tests::weir_bin();
@@ -531,7 +531,7 @@ fn a_flood_of_bridge_calls_is_answered_and_bounded() {
     let (code, summary) = project.run_json(&[]);
     assert_eq!(code, 0, "{summary}");
     assert_eq!(project.cat(output_digest(&summary, "s", "result")), "ok: 100000 refused");
-    assert_eq!(summary["steps"]["s"]["metrics"]["i"], 99999.0);
+    assert_eq!(summary.step("s")["metrics"]["i"], 99999.0);
 }
 
 #[test]

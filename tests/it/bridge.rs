@@ -1,7 +1,7 @@
 //! The host bridge: SDK-built guests report metrics and call native
 //! functions; every misuse comes back to the guest as an error value.
 
-use weir_tests::{Project, f32_bytes, f32_values, output_digest, reference_matmul, steps_with};
+use weir_tests::{Project, RunDocument, f32_bytes, f32_values, output_digest, reference_matmul, steps_with};
 
 const M: usize = 5;
 const N: usize = 3;
@@ -43,7 +43,7 @@ fn an_sdk_guest_multiplies_matrices_through_gemm() {
     let c = f32_values(&project.cat_bytes(output_digest(&summary, "mul", "c")));
     let want = reference_matmul(M, N, K, &a, &b);
     assert_close(&c, &want);
-    let sum = summary["steps"]["mul"]["metrics"]["sum"].as_f64().unwrap();
+    let sum = summary.step("mul")["metrics"]["sum"].as_f64().unwrap();
     assert!((sum - want.iter().map(|v| f64::from(*v)).sum::<f64>()).abs() < 1e-3);
 }
 
@@ -104,10 +104,10 @@ fn metrics_appear_in_the_summary_and_survive_reuse() {
     );
     let (code, summary) = project.run_json(&[]);
     assert_eq!(code, 0, "{summary}");
-    assert_eq!(summary["steps"]["train"]["metrics"], serde_json::json!({"loss": 0.25, "accuracy": 0.875}));
+    assert_eq!(summary.step("train")["metrics"], serde_json::json!({"loss": 0.25, "accuracy": 0.875}));
     let (_, again) = project.run_json(&[]);
     assert_eq!(steps_with(&again, "cached"), ["train"]);
-    assert_eq!(again["steps"]["train"]["metrics"], summary["steps"]["train"]["metrics"]);
+    assert_eq!(again.step("train")["metrics"], summary.step("train")["metrics"]);
 
     let text = project.weir(&["run", "pipeline.toml"]);
     let stdout = String::from_utf8_lossy(&text.stdout);
@@ -158,13 +158,13 @@ fn a_gpu_request_without_gpus_runs_on_the_cpu_and_says_so() {
     ));
     let (code, summary) = project.run_json(&["--gpus", "0"]);
     assert_eq!(code, 0, "{summary}");
-    let warnings = summary["steps"]["mul"]["warnings"].to_string();
+    let warnings = summary.step("mul")["warnings"].to_string();
     assert!(warnings.contains("no GPU slots; ran on the CPU"), "{warnings}");
     let c = f32_values(&project.cat_bytes(output_digest(&summary, "mul", "c")));
     assert_close(&c, &reference_matmul(M, N, K, &a, &b));
 
     let output = project.weir(&["run", "pipeline.toml", "--gpus", "1", "--json", "--no-cache"]);
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let warnings = summary["steps"]["mul"]["warnings"].to_string();
+    let warnings = summary.step("mul")["warnings"].to_string();
     assert!(warnings.contains("no GPU was detected"), "{warnings}");
 }

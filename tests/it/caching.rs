@@ -1,6 +1,6 @@
 //! Memoization: which steps run and which are reused, across runs.
 
-use weir_tests::{Project, output_digest, steps_with};
+use weir_tests::{Project, RunDocument, output_digest, steps_with};
 
 /// prep -> upper -> join, with `shout` as an independent branch into join.
 fn chain(project: &Project) {
@@ -59,9 +59,9 @@ fn first_run_executes_everything_and_rerun_reuses_everything() {
     assert_eq!(steps_with(&second, "cached"), ["join", "prep", "shout", "upper"]);
     assert_eq!(steps_with(&second, "ran"), Vec::<String>::new());
     for step in ["prep", "upper", "shout", "join"] {
-        assert_eq!(first["steps"][step]["outputs"], second["steps"][step]["outputs"], "{step}");
+        assert_eq!(first.step(step)["outputs"], second.step(step)["outputs"], "{step}");
     }
-    assert_ne!(first["run_id"], second["run_id"]);
+    assert_ne!(first["id"], second["id"]);
 }
 
 #[test]
@@ -153,7 +153,7 @@ fn a_different_module_is_a_different_key() {
     project.manifest(&manifest("tool-p2.wasm"));
     let (_, second) = project.run_json(&[]);
     assert_eq!(steps_with(&second, "ran"), ["s"]);
-    assert_ne!(first["steps"]["s"]["cache_key"], second["steps"]["s"]["cache_key"]);
+    assert_ne!(first.step("s")["cache_key"], second.step("s")["cache_key"]);
     // Same bytes out, so the output digest is shared.
     assert_eq!(output_digest(&first, "s", "result"), output_digest(&second, "s", "result"));
 }
@@ -210,7 +210,7 @@ fn an_ignored_parameter_does_not_make_a_step_run_again() {
     assert_eq!(steps_with(&third, "ran"), ["log"], "other parameters still count");
     assert_eq!(project.cat(output_digest(&third, "log", "result")), "bye\n--every=30", "the guest sees its value");
 
-    let explained = project.weir(&["explain", third["run_id"].as_str().unwrap(), "log"]);
+    let explained = project.weir(&["explain", third["id"].as_str().unwrap(), "log"]);
     let explained = String::from_utf8_lossy(&explained.stdout);
     assert!(explained.contains("ignored: every (ignored_params: not in its cache key)"), "{explained}");
     assert!(explained.contains("param word: hello → bye"), "{explained}");
@@ -239,12 +239,12 @@ fn a_cached_result_older_than_its_reuse_age_runs_again() {
     std::thread::sleep(std::time::Duration::from_millis(4200));
     let (_, old) = project.run_json(&[]);
     assert_eq!(steps_with(&old, "ran"), ["s"], "older than four seconds: executed again");
-    let explained = project.weir(&["explain", old["run_id"].as_str().unwrap(), "s"]);
+    let explained = project.weir(&["explain", old["id"].as_str().unwrap(), "s"]);
     let explained = String::from_utf8_lossy(&explained.stdout);
     assert!(explained.contains("expiry (reuse = \"4s\"): its cached result, of run"), "{explained}");
     let (_, renewed) = project.run_json(&[]);
     assert_eq!(steps_with(&renewed, "cached"), ["s"], "the identical re-execution renewed the result's age");
-    assert_eq!(renewed["steps"]["s"]["outputs"], first["steps"]["s"]["outputs"]);
+    assert_eq!(renewed.step("s")["outputs"], first.step("s")["outputs"]);
 
     manifest("5");
     let output = project.weir(&["run", "pipeline.toml"]);

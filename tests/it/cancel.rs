@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use weir::{Engine, Event, OutputKind, Pipeline, RunOptions, RunStatus, StepBuilder, StepErrorKind, StepStatus};
-use weir_tests::{Project, Wasi, files_under, steps_with, tool, weir_bin};
+use weir_tests::{Project, RunDocument, Wasi, files_under, steps_with, tool, weir_bin};
 
 /// `quick` finishes at once; `slow` (in the mode the parameter names, `spin`
 /// by default: a loop that never ends) waits for it; `after` waits for `slow`.
@@ -95,7 +95,7 @@ fn ctrl_c_cancels_the_run_records_it_and_the_next_run_resumes() {
     assert_eq!(summary["status"], "cancelled", "{summary}");
     assert_eq!(steps_with(&summary, "ran"), ["quick"]);
     assert_eq!(steps_with(&summary, "cancelled"), ["after", "slow"]);
-    assert!(summary["steps"]["slow"]["error"].as_str().unwrap().contains("was cancelled"), "{summary}");
+    assert!(summary.step("slow")["error"].as_str().unwrap().contains("was cancelled"), "{summary}");
 
     let shown = project.weir(&["show", "last", "--json"]);
     let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();

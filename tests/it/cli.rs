@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use weir_tests::{Project, output_digest, weir_bin};
+use weir_tests::{Project, RunDocument, output_digest, weir_bin};
 
 fn one_step(project: &Project) {
     project.write("data/text.txt", "abc");
@@ -24,13 +24,13 @@ fn json_summary_has_the_documented_shape() {
     let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(summary["pipeline"], "cli");
     assert_eq!(summary["status"], "succeeded");
-    assert!(summary["run_id"].as_str().is_some_and(|id| !id.is_empty()));
-    let step = &summary["steps"]["upper"];
+    assert!(summary["id"].as_str().is_some_and(|id| !id.is_empty()));
+    let step = &summary.step("upper");
     assert_eq!(step["status"], "ran");
     assert!(step["duration_ms"].as_f64().is_some_and(|ms| ms > 0.0));
     let digest = output_digest(&summary, "upper", "result");
     assert_eq!(digest, format!("blake3:{}", blake3::hash(b"ABC").to_hex()));
-    assert!(step.get("error").is_none());
+    assert!(step["error"].is_null());
     assert_eq!(project.cat(step["logs"]["stderr"].as_str().unwrap()), "");
 }
 
@@ -242,5 +242,6 @@ fn errors_say_their_cause_once_and_a_file_is_no_workspace() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("plain-file") && stderr.contains("is a file, not a directory"), "{stderr}");
         assert_eq!(stderr.matches("not a directory").count(), 1, "{stderr}");
+        assert_eq!(stderr.matches("plain-file").count(), 1, "each cause said once: {stderr}");
     }
 }

@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use weir_tests::{Project, weir_bin};
+use weir_tests::{Project, RunDocument, weir_bin};
 
 /// Four independent naps (distinct keys) feeding one step.
 const NAPS: &str = r#"
@@ -71,10 +71,10 @@ fn two_processes_running_the_same_pipeline_execute_each_step_once() {
     let ((code_a, a), (code_b, b)) = (finish(first), finish(second));
     assert_eq!((code_a, code_b), (0, 0), "{a}\n{b}");
     for step in ["a", "b", "c", "d", "join"] {
-        let statuses = [&a["steps"][step]["status"], &b["steps"][step]["status"]];
+        let statuses = [&a.step(step)["status"], &b.step(step)["status"]];
         let executed = statuses.iter().filter(|status| **status == "ran").count();
         assert_eq!(executed, 1, "step {step} executed {executed} times: {statuses:?}");
-        assert_eq!(a["steps"][step]["outputs"], b["steps"][step]["outputs"]);
+        assert_eq!(a.step(step)["outputs"], b.step(step)["outputs"]);
     }
     assert_store_verifies(&project);
 }
@@ -102,8 +102,8 @@ outputs = { result = "file" }
     );
     let (code, first) = project.run_json(&[]);
     assert_eq!(code, 0, "{first}");
-    let kept = first["steps"]["cached"]["outputs"]["result"].as_str().unwrap().to_owned();
-    let volatile = first["steps"]["volatile"]["outputs"]["result"].as_str().unwrap().to_owned();
+    let kept = first.step("cached")["outputs"]["result"].as_str().unwrap().to_owned();
+    let volatile = first.step("volatile")["outputs"]["result"].as_str().unwrap().to_owned();
 
     let output = project.weir(&["gc", "--json"]);
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -118,7 +118,7 @@ outputs = { result = "file" }
 
     let (code, again) = project.run_json(&[]);
     assert_eq!(code, 0, "{again}");
-    assert_eq!(again["steps"]["cached"]["status"], "cached");
+    assert_eq!(again.step("cached")["status"], "cached");
     assert_store_verifies(&project);
 }
 
@@ -143,7 +143,7 @@ fn gc_waits_for_a_run_in_progress_and_removes_nothing_it_stored() {
     let (code, again) = project.run_json(&["--param", "ms=500"]);
     assert_eq!(code, 0, "{again}");
     for step in ["a", "b", "c", "d", "join"] {
-        assert_eq!(again["steps"][step]["status"], "cached", "{step}: {again}");
+        assert_eq!(again.step(step)["status"], "cached", "{step}: {again}");
     }
     assert_store_verifies(&project);
 }
@@ -187,7 +187,7 @@ fn sigkill_at_random_moments_never_breaks_the_workspace() {
         let (code, next) = finish(spawn_run(&project, &["--jobs", "2"]));
         assert_eq!(code, 0, "after a kill at {delay} ms: {next}");
         for step in &completed {
-            assert_eq!(next["steps"][step]["status"], "cached", "{step} completed before the kill at {delay} ms");
+            assert_eq!(next.step(step)["status"], "cached", "{step} completed before the kill at {delay} ms");
         }
         std::fs::remove_dir_all(project.workspace().join("cache")).unwrap();
     }
@@ -228,9 +228,9 @@ tag = "first"
     assert_eq!(code, 0, "{first}");
     let (code, second) = finish(second);
     assert_eq!(code, 0, "{second}");
-    assert_eq!(second["steps"]["a_slow"]["status"], "cached", "the second reused the first's execution: {second}");
+    assert_eq!(second.step("a_slow")["status"], "cached", "the second reused the first's execution: {second}");
     let interval = |summary: &Value, step: &str| -> (u64, u64) {
-        let text = project.cat(summary["steps"][step]["outputs"]["result"].as_str().unwrap());
+        let text = project.cat(summary.step(step)["outputs"]["result"].as_str().unwrap());
         let (start, end) = text.split_once(' ').unwrap();
         (start.parse().unwrap(), end.parse().unwrap())
     };

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use weir_tests::{Project, files_under, steps_with, tamper, weir_bin};
+use weir_tests::{Project, RunDocument, files_under, steps_with, tamper, weir_bin};
 
 /// Every object and tree in the store hashes to its own name.
 fn assert_store_consistent(workspace: &Path) {
@@ -74,8 +74,7 @@ fn store_verify_finds_a_tampered_output_and_repair_makes_it_recompute() {
          [steps.upper]\nmodule = \"tool-p1.wasm\"\nargs = [\"upper\"]\ninputs = { text = \"inputs.text\" }\noutputs = { result = \"file\" }\n",
     );
     let (_, summary) = project.run_json(&[]);
-    let digest =
-        summary["steps"]["upper"]["outputs"]["result"].as_str().unwrap().trim_start_matches("blake3:").to_owned();
+    let digest = summary.step("upper")["outputs"]["result"].as_str().unwrap().trim_start_matches("blake3:").to_owned();
     let object = project.workspace().join("objects").join(&digest[..2]).join(&digest[2..]);
     let mut perms = std::fs::metadata(&object).unwrap().permissions();
     #[allow(clippy::permissions_set_readonly_false)]
@@ -116,7 +115,7 @@ fn after_a_machine_crash_torn_objects_are_found_and_recomputed() {
     let state = std::fs::read_to_string(workspace.join("synced")).unwrap();
     assert!(state.starts_with(boot.trim()), "the run recorded its sync in this boot: {state}");
 
-    let digest = first["steps"]["up"]["outputs"]["result"].as_str().unwrap().trim_start_matches("blake3:").to_owned();
+    let digest = first.step("up")["outputs"]["result"].as_str().unwrap().trim_start_matches("blake3:").to_owned();
     let object = workspace.join("objects").join(&digest[..2]).join(&digest[2..]);
     let mut permissions = std::fs::metadata(&object).unwrap().permissions();
     #[allow(clippy::permissions_set_readonly_false)]
@@ -127,7 +126,7 @@ fn after_a_machine_crash_torn_objects_are_found_and_recomputed() {
 
     let (code, second) = project.run_json(&[]);
     assert_eq!(code, 0, "{second}");
-    assert_eq!(second["steps"]["up"]["status"], "ran", "the torn output was found and the step ran again");
+    assert_eq!(second.step("up")["status"], "ran", "the torn output was found and the step ran again");
     assert_eq!(project.cat(&format!("blake3:{digest}")), "MADE BEFORE THE CRASH");
     assert_store_consistent(&workspace);
 }
@@ -148,10 +147,10 @@ fn a_corrupt_cached_output_is_found_on_reuse_and_computed_again() {
 
     let (code, again) = project.run_json(&[]);
     assert_eq!(code, 0, "{again}");
-    assert_eq!(again["steps"]["up"]["status"], "ran", "{again}");
-    let warning = again["steps"]["up"]["warnings"][0].as_str().unwrap();
+    assert_eq!(again.step("up")["status"], "ran", "{again}");
+    let warning = again.step("up")["warnings"][0].as_str().unwrap();
     assert!(warning.contains("cached result was corrupt") && warning.contains(&digest), "{warning}");
-    assert_eq!(again["steps"]["down"]["status"], "cached", "the same bytes again: nothing below re-runs");
+    assert_eq!(again.step("down")["status"], "cached", "the same bytes again: nothing below re-runs");
     assert_eq!(project.cat(&digest), "HELLO");
     let verify = project.weir(&["store", "verify"]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));

@@ -1,7 +1,7 @@
 //! Deterministic mode (virtual clocks and seeded randomness) and `weir
 //! verify`, which finds reusable steps that are not reproducible.
 
-use weir_tests::{Project, Wasi, output_digest};
+use weir_tests::{Project, RunDocument, Wasi, output_digest};
 
 fn entropy_pipeline(wasi: Wasi) -> String {
     let tool = wasi.tool_name();
@@ -72,13 +72,13 @@ fn verify_reports_the_reusable_step_that_is_not_reproducible() {
     let output = project.weir(&["verify", "last", "det", "--json"]);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(report["steps"]["det"]["verification"], "reproduced");
-    assert_eq!(report["steps"]["nondet"]["status"], "cached");
+    assert_eq!(report.step("det")["verification"], "reproduced");
+    assert_eq!(report.step("nondet")["status"], "cached");
 
     let (code, again) = project.run_json(&[]);
     assert_eq!(code, 0);
     for step in ["det", "nondet", "downstream"] {
-        assert_eq!(again["steps"][step]["status"], "cached", "verify leaves the cache as it was");
+        assert_eq!(again.step(step)["status"], "cached", "verify leaves the cache as it was");
         assert_eq!(output_digest(&again, step, "result"), output_digest(&first, step, "result"));
     }
     project.manifest(&format!("{}\n# edited after the run\n", entropy_pipeline(Wasi::P2)));
@@ -109,7 +109,7 @@ fn verification_runs_are_marked_and_not_kept_as_runs() {
     let gc = project.weir(&["gc", "--keep-runs", "1", "--json"]);
     let gc: serde_json::Value = serde_json::from_slice(&gc.stdout).unwrap();
     assert_eq!(gc["pruned_runs"].as_array().unwrap().len(), 2, "the first run and the verification: {gc}");
-    let (first_id, second_id) = (first["run_id"].as_str().unwrap(), second["run_id"].as_str().unwrap());
+    let (first_id, second_id) = (first["id"].as_str().unwrap(), second["id"].as_str().unwrap());
     let kept: serde_json::Value = serde_json::from_slice(&project.weir(&["runs", "--json"]).stdout).unwrap();
     assert_eq!(kept[0]["id"], second_id, "the real run is kept: {kept}");
     let explained = project.weir(&["explain", second_id, "det"]);

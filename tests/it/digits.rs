@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde_json::Value;
-use weir_tests::{Project, copy_tree, digits_steps, output_digest, steps_with};
+use weir_tests::{Project, RunDocument, copy_tree, digits_steps, output_digest, steps_with};
 
 const STEPS: [&str; 5] = ["validate", "prep", "train", "evaluate", "score"];
 
@@ -41,7 +41,7 @@ fn run(project: &Project, manifest: &str, extra: &[&str]) -> Value {
 
 /// Each entry of the `score` step with its status.
 fn entries(summary: &Value) -> Value {
-    let entries = summary["steps"]["score"]["entries"].as_object().expect("entries");
+    let entries = summary.step("score")["entries"].as_object().expect("entries");
     entries.iter().map(|(name, entry)| (name.clone(), entry["status"].clone())).collect()
 }
 
@@ -50,7 +50,7 @@ fn the_example_learns_reuses_and_reruns_only_what_changed() {
     let project = digits();
     let first = run(&project, "pipeline.toml", &[]);
     assert_eq!(steps_with(&first, "ran"), ["data/split", "data/validate", "evaluate", "score", "train"]);
-    let accuracy = first["steps"]["evaluate"]["metrics"]["accuracy"].as_f64().unwrap();
+    let accuracy = first.step("evaluate")["metrics"]["accuracy"].as_f64().unwrap();
     assert!(accuracy >= 0.93, "test accuracy {accuracy} is below 0.93");
 
     // The predictions of the 300 unseen scoring images are mostly right.
@@ -100,7 +100,7 @@ fn a_failed_map_entry_fails_the_step_and_names_the_entry() {
     let output = project.weir(&["run", "pipeline.toml", "--json", "--param", "epochs=2"]);
     assert_eq!(output.status.code(), Some(1));
     let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let error = summary["steps"]["score"]["error"].as_str().unwrap();
+    let error = summary.step("score")["error"].as_str().unwrap();
     assert!(error.contains("1 of 3 entries failed: entry `batch-02.csv`"), "{error}");
     assert!(error.contains("line 1: expected 64 columns, found 3"), "{error}");
     assert_eq!(entries(&summary)["batch-01.csv"], "ran");
@@ -111,7 +111,7 @@ fn a_failed_map_entry_fails_the_step_and_names_the_entry() {
 fn a_sub_pipeline_is_shared_and_cached_step_by_step() {
     let project = digits();
     let main = run(&project, "pipeline.toml", &["--param", "epochs=2"]);
-    assert!(main["steps"]["data/split"]["outputs"]["train"].is_string());
+    assert!(main.step("data/split")["outputs"]["train"].is_string());
     let tune = run(&project, "tune.toml", &["--param", "epochs=2"]);
     assert_eq!(steps_with(&tune, "cached"), ["data/split", "data/validate"]);
     assert_eq!(steps_with(&tune, "ran"), ["evaluate_fast", "evaluate_slow", "fast", "slow"]);

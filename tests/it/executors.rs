@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use weir_tests::{Project, files_under, output_digest, steps_with, weir_bin};
+use weir_tests::{Project, RunDocument, files_under, output_digest, steps_with, weir_bin};
 
 /// The digits-like chain of the caching tests: a file through two steps,
 /// one calling the built-in `gemm` native function.
@@ -46,13 +46,14 @@ fn a_result_is_reused_whichever_executor_computed_it() {
         assert_eq!(code, 0, "{second}: {reused}");
         assert_eq!(steps_with(&reused, "cached"), ["copy", "multiply", "upper"], "{first} then {second}");
         for step in ["upper", "copy", "multiply"] {
-            assert_eq!(reused["steps"][step]["outputs"], computed["steps"][step]["outputs"], "{step}");
-            assert_eq!(reused["steps"][step]["cache_key"], computed["steps"][step]["cache_key"], "{step}");
+            assert_eq!(reused.step(step)["outputs"], computed.step(step)["outputs"], "{step}");
+            assert_eq!(reused.step(step)["cache_key"], computed.step(step)["cache_key"], "{step}");
         }
         let (_, again) = project.run_json(&["--executor", second, "--no-cache"]);
         for step in ["upper", "copy", "multiply"] {
             assert_eq!(
-                again["steps"][step]["outputs"], computed["steps"][step]["outputs"],
+                again.step(step)["outputs"],
+                computed.step(step)["outputs"],
                 "{step}: {second} computes the bytes {first} computed"
             );
         }
@@ -106,7 +107,7 @@ outputs = { result = "file" }
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(output.status.code(), Some(1), "{summary}");
     assert_eq!(steps_with(&summary, "ran"), ["after", "fine"]);
-    let error = summary["steps"]["doomed"]["error"].as_str().unwrap();
+    let error = summary.step("doomed")["error"].as_str().unwrap();
     assert!(error.contains("its worker process died while executing it"), "{error}");
     assert!(error.contains("signal: 9"), "{error}");
 

@@ -1,7 +1,7 @@
 //! Failing steps: typed errors with stderr, isolation of independent
 //! branches, skipped dependents, and nothing cached from a failure.
 
-use weir_tests::{Project, Wasi, steps_with};
+use weir_tests::{Project, RunDocument, Wasi, steps_with};
 
 fn single(wasi: Wasi, args: &str) -> serde_json::Value {
     let project = Project::new();
@@ -12,12 +12,12 @@ fn single(wasi: Wasi, args: &str) -> serde_json::Value {
     let (code, summary) = project.run_json(&[]);
     assert_eq!(code, 1, "{summary}");
     assert_eq!(summary["status"], "failed");
-    assert_eq!(summary["steps"]["bad"]["status"], "failed");
+    assert_eq!(summary.step("bad")["status"], "failed");
     summary
 }
 
 fn error_of(summary: &serde_json::Value) -> String {
-    summary["steps"]["bad"]["error"].as_str().expect("error text").to_owned()
+    summary.step("bad")["error"].as_str().expect("error text").to_owned()
 }
 
 #[test]
@@ -90,7 +90,7 @@ outputs = { result = "file" }
     assert_eq!(steps_with(&summary, "failed"), ["bad"]);
     assert_eq!(steps_with(&summary, "skipped"), ["after_bad", "last"]);
     assert_eq!(steps_with(&summary, "ran"), ["after_good", "good"]);
-    assert!(summary["steps"]["after_bad"].get("error").is_none());
+    assert!(summary.step("after_bad")["error"].is_null());
 
     // Failures are not cached: the failed step executes again, the rest is reused.
     let (code, again) = project.run_json(&[]);
@@ -118,11 +118,11 @@ fn a_flood_of_stderr_is_cut_at_the_log_limit_and_reported_by_its_tail() {
     project.manifest("name = \"f\"\n[steps.bad]\nmodule = \"tool-p1.wasm\"\nargs = [\"flood\", \"24\"]\noutputs = { r = \"file\" }\n");
     let (code, summary) = project.run_json(&[]);
     assert_eq!(code, 1);
-    let error = summary["steps"]["bad"]["error"].as_str().unwrap();
+    let error = summary.step("bad")["error"].as_str().unwrap();
     assert!(error.starts_with("step `bad` failed: exited with status 3"), "{}", &error[..200.min(error.len())]);
     assert!(error.len() < 6000, "the error keeps only the tail of stderr ({} bytes)", error.len());
     assert!(error.contains("log truncated here"), "the tail ends with the truncation marker");
-    let stderr = project.cat_bytes(summary["steps"]["bad"]["logs"]["stderr"].as_str().unwrap());
+    let stderr = project.cat_bytes(summary.step("bad")["logs"]["stderr"].as_str().unwrap());
     let cap = weir::Limits::DEFAULT_LOG as usize;
     assert!(
         stderr.len() > cap && stderr.len() < cap + 200,
@@ -130,6 +130,6 @@ fn a_flood_of_stderr_is_cut_at_the_log_limit_and_reported_by_its_tail() {
         stderr.len()
     );
     assert!(stderr[..cap].iter().all(|&b| b == b'x' || b == b'\n'));
-    let warnings = summary["steps"]["bad"]["warnings"].to_string();
+    let warnings = summary.step("bad")["warnings"].to_string();
     assert!(warnings.contains("stderr was truncated at 16MiB (limits.log)"), "{warnings}");
 }

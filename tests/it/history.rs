@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use weir_tests::{Project, output_digest, weir_bin};
+use weir_tests::{Project, RunDocument, output_digest, weir_bin};
 
 fn json(project: &Project, args: &[&str]) -> Value {
     let output = project.weir(args);
@@ -62,7 +62,7 @@ fn runs_show_logs_and_metrics_read_back_what_was_recorded() {
     let runs = json(&project, &["runs", "--json"]);
     let runs = runs.as_array().unwrap();
     assert_eq!(runs.len(), 2);
-    assert_eq!(runs[0]["id"], second["run_id"], "newest first");
+    assert_eq!(runs[0]["id"], second["id"], "newest first");
     assert_eq!(runs[0]["status"], "succeeded");
     assert_eq!((runs[0]["ran"].as_u64(), runs[0]["cached"].as_u64()), (Some(3), Some(1)));
     assert_eq!((runs[1]["ran"].as_u64(), runs[1]["cached"].as_u64()), (Some(4), Some(0)));
@@ -70,14 +70,14 @@ fn runs_show_logs_and_metrics_read_back_what_was_recorded() {
     assert_eq!(json(&project, &["runs", "--json", "--pipeline", "other"]).as_array().unwrap().len(), 0);
 
     let show = json(&project, &["show", "last", "--json"]);
-    assert_eq!(show["id"], second["run_id"]);
+    assert_eq!(show["id"], second["id"]);
     assert_eq!(show["params"]["word"], "b");
-    let train = show["steps"].as_array().unwrap().iter().find(|s| s["step"] == "train").unwrap();
+    let train = show.step("train");
     assert_eq!(train["status"], "cached");
-    assert_eq!(train["reused_from"], first["run_id"]);
+    assert_eq!(train["reused_from"], first["id"]);
     assert_eq!(train["metrics"]["loss"], 0.25);
-    let prefix = &first["run_id"].as_str().unwrap()[..20];
-    assert_eq!(json(&project, &["show", prefix, "--json"])["id"], first["run_id"]);
+    let prefix = &first["id"].as_str().unwrap()[..20];
+    assert_eq!(json(&project, &["show", prefix, "--json"])["id"], first["id"]);
 
     let metrics = json(&project, &["metrics", "--json", "--metric", "loss"]);
     let rows = metrics.as_array().unwrap();
@@ -86,7 +86,7 @@ fn runs_show_logs_and_metrics_read_back_what_was_recorded() {
     assert_eq!(rows[0]["params"]["word"], "b");
     assert!(text(&project, &["metrics"]).contains("train.accuracy"));
 
-    let logs = json(&project, &["logs", first["run_id"].as_str().unwrap(), "first", "--json"]);
+    let logs = json(&project, &["logs", first["id"].as_str().unwrap(), "first", "--json"]);
     assert_eq!(logs["stderr"], "");
 }
 
@@ -344,7 +344,7 @@ fn metrics_read_as_a_table_and_reused_steps_keep_their_curves() {
     // `train` was reused by the second run; its curve is the first run's.
     let history = weir::History::open(&project.workspace()).unwrap();
     let last = history.resolve_run(weir::DEFAULT_TENANT, "last").unwrap();
-    assert_ne!(last, first["run_id"].as_str().unwrap());
+    assert_ne!(last, first["id"].as_str().unwrap());
     assert_eq!(history.metric_series(&last).unwrap()["train.loss"], [1.0, 0.5, 0.25]);
 
     project.write("other.toml", "name = \"other\"\n[steps.x]\nmodule = \"tool-p1.wasm\"\nargs = [\"nothing\"]\n");

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use weir_tests::{Project, Wasi, output_digest};
+use weir_tests::{Project, RunDocument, Wasi, output_digest};
 
 /// One hostile step: its name, tool arguments, limits, and the error it must end with.
 struct Attack {
@@ -96,10 +96,10 @@ fn attack_under(wasi: Wasi, executor: &str) {
         let (code, summary) = project.run_json(&["--jobs", "2", "--executor", executor]);
         assert!(started.elapsed() < Duration::from_secs(120), "{wasi:?}: the attacks were not stopped in time");
         assert_eq!(code, 1, "{summary}");
-        assert_eq!(summary["steps"]["good"]["status"], "ran", "{wasi:?}: {summary}");
+        assert_eq!(summary.step("good")["status"], "ran", "{wasi:?}: {summary}");
         assert_eq!(project.cat(output_digest(&summary, "good", "result")), "FINE");
         for attack in &ATTACKS {
-            let step = &summary["steps"][attack.name];
+            let step = &summary.step(attack.name);
             assert_eq!(step["status"], "failed", "{wasi:?} {}: {step}", attack.name);
             let error = step["error"].as_str().unwrap();
             let first_line = error.lines().next().unwrap();
@@ -109,7 +109,7 @@ fn attack_under(wasi: Wasi, executor: &str) {
                 attack.name
             );
         }
-        let flood_log = summary["steps"]["floods"]["logs"]["stderr"].as_str().unwrap();
+        let flood_log = summary.step("floods")["logs"]["stderr"].as_str().unwrap();
         let kept = project.cat_bytes(flood_log);
         assert!(kept.len() < (64 << 10) + 200, "{wasi:?}: the flooded log was not cut: {} bytes", kept.len());
         assert!(kept.ends_with(b"[weir: log truncated here: it passed limits.log = 64KiB]\n"), "{wasi:?}");
@@ -146,7 +146,7 @@ outputs = {{ result = "file" }}
         assert_eq!(code, 1, "{summary}");
         let loss = |step| project.cat(output_digest(&summary, step, "result"));
         assert_eq!(loss("unchecked"), loss("checked"), "{wasi:?}");
-        let error = summary["steps"]["makes_files"]["error"].as_str().unwrap();
+        let error = summary.step("makes_files")["error"].as_str().unwrap();
         assert!(
             error.starts_with("step `makes_files` failed: created more than its quota of 100 files (limits.files)"),
             "{wasi:?}: {error}"
@@ -162,7 +162,7 @@ fn a_chatty_step_succeeds_with_its_log_truncated_and_a_warning() {
     );
     let (code, summary) = project.run_json(&[]);
     assert_eq!(code, 0, "{summary}");
-    let step = &summary["steps"]["talk"];
+    let step = &summary.step("talk");
     assert_eq!(step["warnings"][0], "stdout was truncated at 16KiB (limits.log)", "{step}");
     let stdout = project.cat(step["logs"]["stdout"].as_str().unwrap());
     assert!(stdout.starts_with(&"y".repeat(1023)));

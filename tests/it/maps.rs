@@ -1,7 +1,7 @@
 //! Map steps: each entry's logs and metrics are recorded and shown, and the
 //! step's own metrics are their means.
 
-use weir_tests::{Project, steps_with, write_settled};
+use weir_tests::{Project, RunDocument, steps_with, write_settled};
 
 fn measuring(project: &Project) {
     project.manifest(
@@ -34,7 +34,7 @@ fn map_entries_keep_their_metrics_and_logs() {
     let (code, summary) = project.run_json(&[]);
     assert_eq!(code, 0, "{summary}");
     assert_eq!(steps_with(&summary, "ran"), ["m"]);
-    let step = &summary["steps"]["m"];
+    let step = &summary.step("m");
     assert_eq!(step["metrics"]["bytes"], (3.0 + 5.0 + 26.0) / 3.0, "the mean over the entries");
     assert_eq!(step["entries"]["a.txt"]["status"], "cached");
     assert_eq!(step["entries"]["a.txt"]["metrics"]["bytes"], 3.0, "a reused entry keeps its metrics");
@@ -43,7 +43,7 @@ fn map_entries_keep_their_metrics_and_logs() {
 
     let show = project.weir(&["show", "last", "--json"]);
     let show: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
-    let recorded = show["steps"].as_array().unwrap().iter().find(|s| s["step"] == "m").unwrap().clone();
+    let recorded = show.step("m").clone();
     assert_eq!(recorded["entries"]["c.txt"]["metrics"]["bytes"], 26.0);
     assert_eq!(recorded["entries"]["b.txt"]["status"], "cached");
     assert_eq!(recorded["metrics"]["bytes"], (3.0 + 5.0 + 26.0) / 3.0);
@@ -58,7 +58,7 @@ fn a_map_over_an_empty_directory_says_so() {
     measuring(&project);
     let (code, summary) = project.run_json(&[]);
     assert_eq!(code, 0, "{summary}");
-    let step = &summary["steps"]["m"];
+    let step = &summary.step("m");
     assert_eq!(step["status"], "ran", "nothing was reused: {summary}");
     let warning = step["warnings"][0].as_str().unwrap();
     assert!(warning.contains("mapped over `batch`, an empty directory: no entry ran"), "{warning}");

@@ -1,7 +1,7 @@
 //! Isolation and limits: guests see nothing of the host, cannot write their
 //! inputs, and are stopped by their time and memory limits.
 
-use weir_tests::{Project, Wasi, output_digest};
+use weir_tests::{Project, RunDocument, Wasi, output_digest};
 
 /// Runs one step of the tool with `args` and returns what it wrote.
 fn probe(wasi: Wasi, args: &[&str], with_input: bool) -> String {
@@ -100,7 +100,7 @@ fn an_infinite_loop_is_stopped_by_its_timeout() {
         let started = std::time::Instant::now();
         let (code, summary) = failing_step(wasi, "\"spin\"", "{ timeout = \"300ms\" }");
         assert_eq!(code, 1);
-        let error = summary["steps"]["greedy"]["error"].as_str().unwrap();
+        let error = summary.step("greedy")["error"].as_str().unwrap();
         assert!(error.contains("timed out after 300ms (limits.timeout)"), "{wasi:?}: {error}");
         assert!(started.elapsed() < std::time::Duration::from_secs(60), "the loop was not interrupted");
     }
@@ -111,7 +111,7 @@ fn an_allocation_past_the_memory_limit_fails_the_step() {
     for wasi in Wasi::ALL {
         let (code, summary) = failing_step(wasi, "\"alloc\"", "{ memory = \"32MiB\" }");
         assert_eq!(code, 1);
-        let error = summary["steps"]["greedy"]["error"].as_str().unwrap();
+        let error = summary.step("greedy")["error"].as_str().unwrap();
         assert!(error.contains("exceeded its memory limit of 32MiB (limits.memory)"), "{wasi:?}: {error}");
     }
 }
@@ -121,7 +121,7 @@ fn a_symlink_output_is_rejected() {
     for wasi in Wasi::ALL {
         let (code, summary) = failing_step(wasi, "\"symlink\"", "{}");
         assert_eq!(code, 1);
-        let error = summary["steps"]["greedy"]["error"].as_str().unwrap();
+        let error = summary.step("greedy")["error"].as_str().unwrap();
         assert!(error.contains("output `result`") && error.contains("symbolic link"), "{wasi:?}: {error}");
     }
 }

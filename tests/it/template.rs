@@ -1,6 +1,6 @@
 //! The guest SDK's template step builds and runs as its documentation says.
 
-use weir_tests::{Project, output_digest, template_step};
+use weir_tests::{Project, RunDocument, output_digest, template_step};
 
 fn project_with_template(values: &str) -> Project {
     let project = Project::new();
@@ -19,7 +19,7 @@ fn the_template_step_standardizes_and_reports_metrics() {
     let project = project_with_template("1\n2\n3\n4\n");
     let (code, summary) = project.run_json(&["--param", "scale=2"]);
     assert_eq!(code, 0, "{summary}");
-    let metrics = &summary["steps"]["standardize"]["metrics"];
+    let metrics = &summary.step("standardize")["metrics"];
     assert_eq!(metrics["mean"], 2.5);
     assert!((metrics["std"].as_f64().unwrap() - 1.25f64.sqrt()).abs() < 1e-12);
     let scaled: Vec<f64> = project
@@ -38,7 +38,7 @@ fn the_template_step_names_the_bad_line() {
     let project = project_with_template("1\n2\nthree\n");
     let (code, summary) = project.run_json(&[]);
     assert_eq!(code, 1);
-    let error = summary["steps"]["standardize"]["error"].as_str().unwrap();
+    let error = summary.step("standardize")["error"].as_str().unwrap();
     assert!(error.contains("line 3: `three`"), "{error}");
 }
 
@@ -92,5 +92,5 @@ fn the_template_runs_as_shipped() {
     std::fs::copy(template.join("values.txt"), project.path().join("values.txt")).unwrap();
     let (code, summary) = project.run_json(&[]);
     assert_eq!(code, 0, "{summary}");
-    assert_eq!(summary["steps"]["standardize"]["metrics"]["mean"], 18.0);
+    assert_eq!(summary.step("standardize")["metrics"]["mean"], 18.0);
 }

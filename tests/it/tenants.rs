@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use weir::{Engine, OutputKind, Pipeline, RunOptions, StepBuilder, TenantQuota};
-use weir_tests::{Project, Wasi, output_digest, tool};
+use weir_tests::{Project, RunDocument, Wasi, output_digest, tool};
 
 /// Writes an upper-casing pipeline of `text` in each tenant's directory.
 fn upper_pipeline(project: &Project, tenants: &[&str], text: &str) {
@@ -36,9 +36,9 @@ fn tenants_do_not_share_cache_entries_runs_or_artifacts() {
     let secret = output_digest(&alice, "up", "result").to_owned();
 
     let (_, bob) = run_as(&project, "bob");
-    assert_eq!(bob["steps"]["up"]["status"], "ran", "bob must not reuse alice's entry");
+    assert_eq!(bob.step("up")["status"], "ran", "bob must not reuse alice's entry");
     let (_, alice_again) = run_as(&project, "alice");
-    assert_eq!(alice_again["steps"]["up"]["status"], "cached");
+    assert_eq!(alice_again.step("up")["status"], "cached");
 
     upper_pipeline(&project, &["bob"], "bob's own text");
     let (_, bob_own) = run_as(&project, "bob");
@@ -54,7 +54,7 @@ fn tenants_do_not_share_cache_entries_runs_or_artifacts() {
     assert_eq!(bob_runs.len(), 2);
     assert!(alice_runs.iter().all(|id| !bob_runs.contains(id)));
 
-    let alice_run = alice["run_id"].as_str().unwrap();
+    let alice_run = alice["id"].as_str().unwrap();
     let output = weir_as(&project, "bob", &["show", alice_run]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("no run"), "bob cannot see alice's run");
@@ -125,14 +125,14 @@ outputs = { result = "file" }
     );
     let (code, summary) = project.run_json_as("small", &["--jobs", "2"]);
     assert_eq!(code, 1, "{summary}");
-    let error = summary["steps"]["large_output"]["error"].as_str().unwrap();
+    let error = summary.step("large_output")["error"].as_str().unwrap();
     assert!(
         error.contains("outputs and logs of 4096 bytes would exceed tenant `small`'s store quota")
             && error.contains("of 8192 bytes in use)"),
         "{error}"
     );
-    assert_eq!(summary["steps"]["small_output"]["status"], "ran");
-    let greedy = summary["steps"]["greedy"]["error"].as_str().unwrap();
+    assert_eq!(summary.step("small_output")["status"], "ran");
+    let greedy = summary.step("greedy")["error"].as_str().unwrap();
     assert!(greedy.contains("memory limit of 64MiB"), "the default is lowered to the tenant's maximum: {greedy}");
     let interval = |step: &str| {
         let text = project.cat_as("small", output_digest(&summary, step, "result"));
@@ -143,7 +143,7 @@ outputs = { result = "file" }
     assert!(a.1 <= b.0 || b.1 <= a.0, "concurrent_steps = 1 ran two steps at once: {a:?} {b:?}");
 
     let (code, big) = project.run_json_as("big", &[]);
-    assert_eq!(big["steps"]["large_output"]["status"], "ran", "{big}");
+    assert_eq!(big.step("large_output")["status"], "ran", "{big}");
     assert_eq!(code, 1, "alloc without a tenant maximum still hits the default limit");
 
     let output = project.weir(&["run", "pipeline.toml", "--tenant", "mallory"]);

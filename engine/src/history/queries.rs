@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::{History, db_error, now};
-use crate::{Digest, EntryReport, Error, Logs, Result, RunStatus, StepStatus};
+use crate::{Digest, EntryReport, Error, Logs, Phases, Result, RunStatus, StepErrorKind, StepStatus, Verification};
 
 /// One metric value as reported, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -50,12 +50,34 @@ pub struct StepRecord {
     pub logs: Option<Logs>,
     /// The last value of each metric (a map step: the means over its entries).
     pub metrics: BTreeMap<String, f64>,
-    /// For a map step: how each entry ended, with its logs and metrics.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    /// For a map step: how each entry ended, with its logs and metrics
+    /// (empty for other steps).
     pub entries: BTreeMap<String, EntryReport>,
+    /// What else the run knew of the step.
+    #[serde(flatten)]
+    pub details: StepDetails,
     /// Every metric value, in order (written, not read back here).
     #[serde(skip)]
     pub series: Vec<MetricPoint>,
+}
+
+/// What the history keeps of a step beyond its outcome (one JSON column).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct StepDetails {
+    /// The cause of a failure, as a value (`error` has it as text).
+    pub error_kind: Option<StepErrorKind>,
+    /// Things the user should know, e.g. that a GPU was asked for and none was there.
+    pub warnings: Vec<String>,
+    /// Calls to native functions that failed.
+    pub native_failures: u64,
+    /// For a skipped step, the upstream step that kept it from running.
+    pub blocked_by: Option<String>,
+    /// In a verifying run, what re-executing the step showed.
+    pub verification: Option<Verification>,
+    /// Where the execution's time went (absent unless the step executed).
+    pub phases: Option<Phases>,
 }
 
 /// One line of `weir runs`.
@@ -95,7 +117,9 @@ pub struct RunSummary {
     pub cancelled: usize,
 }
 
-/// A run with its parameters and every step (`weir show`).
+/// A run with its parameters and every step: the one document of a run,
+/// printed by `weir run --json` and `weir show --json` and described by
+/// `docs/run.schema.json`.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct RunDetail {
@@ -104,8 +128,19 @@ pub struct RunDetail {
     pub summary: RunSummary,
     /// The run's parameters.
     pub params: serde_json::Value,
+    /// The digests of the pipeline's named outputs whose steps succeeded.
+    pub outputs: BTreeMap<String, Digest>,
+    /// Things the application should know about the run as a whole.
+    pub warnings: Vec<String>,
     /// The steps, in pipeline order.
     pub steps: Vec<StepRecord>,
+}
+
+impl RunDetail {
+    /// The record of step `name`, if the run has one.
+    pub fn step(&self, name: &str) -> Option<&StepRecord> {
+        self.steps.iter().find(|step| step.step == name)
+    }
 }
 
 /// One line of `weir metrics`: a run's parameters and final metric values.
@@ -238,9 +273,10 @@ impl History {
     /// A run and all its steps.
     pub fn run_detail(&self, id: &str) -> Result<RunDetail> {
         self.with(|conn| {
-            let (summary, params): (RunSummary, String) = conn
+            type Row = (RunSummary, String, Option<String>, Option<String>);
+            let (summary, params, outputs, warnings): Row = conn
                 .query_row(&format!("{SUMMARY_SQL} WHERE r.id = ?1"), [id], |row| {
-                    Ok((summary_from(row)?, row.get("params")?))
+                    Ok((summary_from(row)?, row.get("params")?, row.get("outputs")?, row.get("warnings")?))
                 })
                 .optional()
                 .map_err(db_error("reading a run"))?
@@ -258,7 +294,13 @@ impl History {
                 step.metrics = final_metrics(conn, id, &step.step)?;
                 step.entries = entries_of(conn, id, &step.step)?;
             }
-            Ok(RunDetail { summary, params: serde_json::from_str(&params).unwrap_or_default(), steps })
+            Ok(RunDetail {
+                summary,
+                params: serde_json::from_str(&params).unwrap_or_default(),
+                outputs: outputs.as_deref().map(digests).unwrap_or_default(),
+                warnings: warnings.and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default(),
+                steps,
+            })
         })
     }
 
@@ -446,8 +488,8 @@ fn insert_step(tx: &rusqlite::Transaction<'_>, run_id: &str, record: &StepRecord
     let json = |map: &BTreeMap<String, Digest>| serde_json::to_string(map).unwrap_or_default();
     tx.prepare_cached(
         "INSERT OR REPLACE INTO step_runs (run_id, step, position, status, cache_key, reused_from, forced,
-             duration_ms, key_material, inputs, outputs, error, stdout, stderr, finished)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+             duration_ms, key_material, inputs, outputs, error, stdout, stderr, finished, details)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -466,6 +508,7 @@ fn insert_step(tx: &rusqlite::Transaction<'_>, run_id: &str, record: &StepRecord
             record.logs.map(|l| l.stdout.to_string()),
             record.logs.map(|l| l.stderr.to_string()),
             now(),
+            serde_json::to_string(&record.details).ok(),
         ])
     })
     .map_err(db_error("recording a step"))?;
@@ -521,6 +564,10 @@ fn step_from(row: &Row<'_>) -> rusqlite::Result<StepRecord> {
         logs,
         metrics: BTreeMap::new(),
         entries: BTreeMap::new(),
+        details: row
+            .get::<_, Option<String>>("details")?
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default(),
         series: Vec::new(),
     })
 }

@@ -81,6 +81,11 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 4: runs of `weir verify` are told apart from the runs they verify.
     "ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'run';",
+    // 5: the whole run document: a step's details (error kind, phases,
+    // warnings…) and a run's pipeline outputs and warnings.
+    "ALTER TABLE step_runs ADD COLUMN details TEXT;
+    ALTER TABLE runs ADD COLUMN outputs TEXT;
+    ALTER TABLE runs ADD COLUMN warnings TEXT;",
 ];
 
 /// The schema version this build of weir writes.
@@ -90,6 +95,12 @@ pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
 /// Each step runs in an immediate transaction that re-reads the version, so
 /// processes opening a new workspace at once migrate it exactly once.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    // An up-to-date database is not written to (it may be read-only).
+    let current: i64 =
+        conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(db_error("reading the schema version"))?;
+    if current == VERSION {
+        return Ok(());
+    }
     loop {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)

@@ -8,7 +8,7 @@ const RESERVED_STEP_NAMES: [&str; 2] = ["inputs", "params"];
 /// Checks a name of a step, input, output or parameter: letters, digits, `_`
 /// and `-`, not starting with `-`. Dots are excluded because they separate
 /// the parts of a reference; a leading dot would collide with `/in/.params.json`.
-pub(crate) fn check(name: &str) -> Result<(), ValidationError> {
+pub fn check(name: &str) -> Result<(), ValidationError> {
     let valid = !name.is_empty()
         && !name.starts_with('-')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');

@@ -177,7 +177,7 @@ impl Bench {
         let report = Coordinator::new(&services, options, &run_id, scope, plan, BTreeMap::new(), None)
             .drive(pipeline.name(), &executor)
             .unwrap();
-        record.close(report.status).unwrap();
+        record.close(report.status, &BTreeMap::new(), &[]).unwrap();
         (report, executor.submitted.into_inner().unwrap())
     }
 }

@@ -43,7 +43,7 @@ impl From<Error> for ImportError {
 impl Store {
     /// Imports a host file or directory (following symbolic links) into the store.
     pub fn import(&self, path: &Path) -> Result<Artifact> {
-        self.import_from(&HostFiles::Ambient, path, u64::MAX).map_err(|err| match err {
+        self.import_from(&HostFiles::Ambient, path, Some(u64::MAX)).map_err(|err| match err {
             ImportError::Store(err) => err,
             ImportError::Refused(why) => {
                 Error::Io { context: format!("reading input {}", path.display()), source: std::io::Error::other(why) }
@@ -56,13 +56,19 @@ impl Store {
     }
 
     /// Imports the file or directory `path`, reached through `files`, taking
-    /// at most `max_bytes` of new content into the store.
-    pub(crate) fn import_from(&self, files: &HostFiles, path: &Path, max_bytes: u64) -> Result<Artifact, ImportError> {
+    /// at most `max_bytes` of new content into the store; with `None`, only
+    /// works out its digest and writes nothing (a read-only run).
+    pub(crate) fn import_from(
+        &self,
+        files: &HostFiles,
+        path: &Path,
+        max_bytes: Option<u64>,
+    ) -> Result<Artifact, ImportError> {
         let mut left = max_bytes;
         self.import_entry(files, path, &mut left)
     }
 
-    fn import_entry(&self, files: &HostFiles, path: &Path, left: &mut u64) -> Result<Artifact, ImportError> {
+    fn import_entry(&self, files: &HostFiles, path: &Path, left: &mut Option<u64>) -> Result<Artifact, ImportError> {
         match files.kind(path).map_err(ImportError::Refused)? {
             None => Err(ImportError::Missing(path.to_owned())),
             Some(HostKind::Dir) => Ok(Artifact { kind: OutputKind::Dir, digest: self.import_dir(files, path, left)? }),
@@ -72,7 +78,7 @@ impl Store {
         }
     }
 
-    fn import_dir(&self, files: &HostFiles, path: &Path, left: &mut u64) -> Result<Digest, ImportError> {
+    fn import_dir(&self, files: &HostFiles, path: &Path, left: &mut Option<u64>) -> Result<Digest, ImportError> {
         let mut entries = Vec::new();
         for name in files.list(path).map_err(ImportError::Refused)? {
             let child = path.join(&name);
@@ -82,10 +88,14 @@ impl Store {
             let artifact = self.import_entry(files, &child, left)?;
             entries.push(TreeEntry { name, kind: artifact.kind, digest: artifact.digest });
         }
-        Ok(self.put_tree(&Tree::new(entries))?)
+        let tree = Tree::new(entries);
+        match left {
+            Some(_) => Ok(self.put_tree(&tree)?),
+            None => Ok(Digest::of(&tree.encode())),
+        }
     }
 
-    fn import_file(&self, files: &HostFiles, path: &Path, left: &mut u64) -> Result<Digest, ImportError> {
+    fn import_file(&self, files: &HostFiles, path: &Path, left: &mut Option<u64>) -> Result<Digest, ImportError> {
         let file = files.open_file(path).map_err(ImportError::Refused)?;
         let metadata = file.metadata().map_err(Error::io(format!("reading input {}", path.display())))?;
         let record_name = Digest::of(path.as_os_str().as_encoded_bytes());
@@ -96,6 +106,10 @@ impl Store {
         {
             return Ok(known.digest);
         }
+        let Some(left) = left else {
+            let digest = super::hash_file(&file).map_err(Error::io(format!("reading input {}", path.display())))?;
+            return Ok(digest);
+        };
         let too_large =
             || ImportError::Refused(format!("{} is larger than the {} bytes it may take", path.display(), *left));
         if metadata.len() > *left {

@@ -24,16 +24,35 @@ pub(super) const KEY_LOCKS: &str = "locks";
 /// A held lock; dropping it releases the lock.
 #[derive(Debug)]
 pub(crate) struct Held {
-    _file: File,
+    _file: Option<File>,
 }
 
 impl Store {
     /// Takes the workspace lock shared, as a run does (waits while a
     /// garbage collection holds it).
     pub(crate) fn lock_for_run(&self) -> Result<Held> {
-        let file = self.lock_file(&self.root().join(WORKSPACE_LOCK))?;
+        let file = self.lock_file(&self.root().join(WORKSPACE_LOCK)).map_err(|err| match err {
+            Error::Io { source, .. } if is_read_only(&source) => Error::Io {
+                context: format!(
+                    "the workspace {} is read-only: `weir runs`, `show`, `cat` and `export` read it, and \
+                     `weir run --read-only` reuses its cached results without recording anything",
+                    self.root().display()
+                ),
+                source,
+            },
+            other => other,
+        })?;
         file.lock_shared().map_err(Error::io("taking the workspace lock"))?;
-        Ok(Held { _file: file })
+        Ok(Held { _file: Some(file) })
+    }
+
+    /// Takes the workspace lock shared without writing anything, as a
+    /// read-only run does; a workspace without a lock file (never run in,
+    /// or on a read-only file system) has no garbage collection to wait for.
+    pub(crate) fn lock_for_reading(&self) -> Result<Held> {
+        let Ok(file) = File::open(self.root().join(WORKSPACE_LOCK)) else { return Ok(Held { _file: None }) };
+        file.lock_shared().map_err(Error::io("taking the workspace lock"))?;
+        Ok(Held { _file: Some(file) })
     }
 
     /// Takes the workspace lock exclusively, as garbage collection does
@@ -41,7 +60,7 @@ impl Store {
     pub(crate) fn lock_exclusive(&self) -> Result<Held> {
         let file = self.lock_file(&self.root().join(WORKSPACE_LOCK))?;
         file.lock().map_err(Error::io("taking the workspace lock"))?;
-        Ok(Held { _file: file })
+        Ok(Held { _file: Some(file) })
     }
 
     /// Takes the lock of cache key `key`, waiting while another execution
@@ -49,14 +68,14 @@ impl Store {
     pub(crate) fn lock_key(&self, key: &Digest) -> Result<Held> {
         let file = self.lock_file(&self.root().join(KEY_LOCKS).join(key.hex()))?;
         file.lock().map_err(Error::io(format!("locking cache key {key}")))?;
-        Ok(Held { _file: file })
+        Ok(Held { _file: Some(file) })
     }
 
     /// Takes the lock of cache key `key` if no other execution holds it.
     pub(crate) fn try_lock_key(&self, key: &Digest) -> Result<Option<Held>> {
         let file = self.lock_file(&self.root().join(KEY_LOCKS).join(key.hex()))?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(Held { _file: file })),
+            Ok(()) => Ok(Some(Held { _file: Some(file) })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(err)) => Err(Error::io(format!("locking cache key {key}"))(err)),
         }
@@ -70,4 +89,9 @@ impl Store {
             .open(path)
             .map_err(Error::io(format!("opening lock file {}", path.display())))
     }
+}
+
+/// Whether an error says the file system or the file may not be written.
+fn is_read_only(err: &std::io::Error) -> bool {
+    matches!(err.kind(), std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied)
 }

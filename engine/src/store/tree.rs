@@ -38,7 +38,7 @@ impl Tree {
         &self.entries
     }
 
-    fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         rmp_serde::to_vec(&(FORMAT, &self.entries)).expect("serializing a tree to memory cannot fail")
     }
 

@@ -1,0 +1,99 @@
+//! `weir new NAME`: a directory with a pipeline of one Rust step, ready to
+//! `weir run` (weir builds the step's crate itself).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+/// The step's code: the guest SDK's template, so there is one copy of it.
+const STEP_MAIN: &str = include_str!("../../guest-sdk/template/src/main.rs");
+/// Sample input for the step.
+const VALUES: &str = include_str!("../../guest-sdk/template/values.txt");
+/// Where this weir's guest SDK is, when it was built from a checkout.
+const GUEST_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-sdk");
+
+/// Creates the project `name` in the current directory; returns its path.
+pub(crate) fn create(name: &str) -> anyhow::Result<PathBuf> {
+    weir::text::check_name(name).map_err(|why| anyhow::anyhow!("`{name}` cannot name a pipeline: {why}"))?;
+    let root = PathBuf::from(name);
+    if root.exists() {
+        bail!("{} already exists; choose another name or remove it", root.display());
+    }
+    let sdk = guest_sdk()?;
+    let files = [
+        ("pipeline.toml", pipeline(name)),
+        ("values.txt", VALUES.to_owned()),
+        ("step/Cargo.toml", step_manifest(&sdk)),
+        ("step/src/main.rs", STEP_MAIN.to_owned()),
+        ("step/.gitignore", "/target\n".to_owned()),
+        (".gitignore", "/.weir\n/results\n".to_owned()),
+    ];
+    for (path, text) in files {
+        let path = root.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(root)
+}
+
+/// The guest SDK to depend on: `$WEIR_GUEST_SDK`, else the one next to the
+/// sources this weir was built from.
+fn guest_sdk() -> anyhow::Result<PathBuf> {
+    let sdk = std::env::var_os("WEIR_GUEST_SDK").map_or_else(|| PathBuf::from(GUEST_SDK), PathBuf::from);
+    sdk.join("Cargo.toml").is_file().then(|| sdk.canonicalize().ok()).flatten().ok_or_else(|| {
+        anyhow::anyhow!(
+            "the guest SDK (weir-guest) is not at {}: set WEIR_GUEST_SDK to the `guest-sdk` directory of a weir checkout",
+            sdk.display()
+        )
+    })
+}
+
+fn pipeline(name: &str) -> String {
+    format!(
+        r#"# A pipeline of one step, written in Rust. Run it with
+#   weir run {name}/pipeline.toml
+# weir builds the step's crate (cargo, wasm32-wasip2, release) when its
+# sources changed, and reuses the step's result while nothing changed.
+name = "{name}"
+
+[params]
+scale = 1.0
+
+[inputs]
+values = "values.txt"
+
+[steps.standardize]
+crate = "step"
+inputs = {{ values = "inputs.values" }}
+outputs = {{ scaled = "file" }}
+params = {{ scale = "${{params.scale}}" }}
+
+[outputs]
+scaled = {{ from = "standardize.scaled", export = "results/scaled.txt" }}
+"#
+    )
+}
+
+fn step_manifest(sdk: &Path) -> String {
+    let sdk = toml::Value::String(sdk.display().to_string());
+    format!(
+        r#"[package]
+name = "standardize"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[dependencies]
+weir-guest = {{ path = {sdk} }}
+serde = {{ version = "1", features = ["derive"] }}
+
+# A crate of its own, not part of an enclosing workspace.
+[workspace]
+
+[profile.release]
+opt-level = "s"
+"#
+    )
+}
