@@ -15,6 +15,9 @@ const GUEST_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-sdk");
 /// Creates the project `name` in the current directory; returns its path.
 pub(crate) fn create(name: &str) -> anyhow::Result<PathBuf> {
     weir::text::check_name(name).map_err(|why| anyhow::anyhow!("`{name}` cannot name a pipeline: {why}"))?;
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        bail!("`{name}` cannot name a pipeline and its step's crate: it must start with a letter");
+    }
     let root = PathBuf::from(name);
     if root.exists() {
         bail!("{} already exists; choose another name or remove it", root.display());
@@ -23,7 +26,7 @@ pub(crate) fn create(name: &str) -> anyhow::Result<PathBuf> {
     let files = [
         ("pipeline.toml", pipeline(name)),
         ("values.txt", VALUES.to_owned()),
-        ("step/Cargo.toml", step_manifest(&sdk)),
+        ("step/Cargo.toml", step_manifest(name, &sdk)),
         ("step/src/main.rs", STEP_MAIN.to_owned()),
         ("step/.gitignore", "/target\n".to_owned()),
         (".gitignore", "/.weir\n/results\n".to_owned()),
@@ -76,11 +79,14 @@ scaled = {{ from = "standardize.scaled", export = "results/scaled.txt" }}
     )
 }
 
-fn step_manifest(sdk: &Path) -> String {
+/// The step's crate, named like the pipeline: crates built into one target
+/// directory (`CARGO_TARGET_DIR`) must have different names, or cargo takes
+/// one for the other.
+fn step_manifest(name: &str, sdk: &Path) -> String {
     let sdk = toml::Value::String(sdk.display().to_string());
     format!(
         r#"[package]
-name = "standardize"
+name = "{name}"
 version = "0.1.0"
 edition = "2024"
 publish = false

@@ -10,6 +10,7 @@ mod cli;
 mod concurrency;
 mod contract;
 mod crash;
+mod crates;
 mod determinism;
 mod digits;
 mod documents;

@@ -18,7 +18,8 @@ use crate::Digest;
 pub(crate) const TARGET: &str = "wasm32-wasip2";
 
 /// Where the build of `dir` goes: `$CARGO_TARGET_DIR` when set (cargo's
-/// own rule), else `dir/target`.
+/// own rule), else `dir/target`. (Cargo tells crates in one target
+/// directory apart by name: two crates of the same name must not share one.)
 fn target_dir(dir: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| dir.join("target"), PathBuf::from)
 }
