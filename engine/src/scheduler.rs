@@ -4,6 +4,7 @@
 //! that come back over a channel.
 
 mod admission;
+mod live_metrics;
 mod map_run;
 #[cfg(test)]
 mod tests;
@@ -13,6 +14,7 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 pub(crate) use admission::{Admission, Need, Ticket};
+use live_metrics::MetricTap;
 use map_run::{EntryOutcome, MapRun};
 
 use serde_json::Value;
@@ -31,6 +33,8 @@ use crate::{Artifact, Digest, Limits, RunOptions, StepError, StepErrorKind};
 
 /// How long the coordinator waits before it records the executing steps.
 const RECORD_RUNNING_AFTER: Duration = Duration::from_millis(100);
+/// How often, during a long wait, executing steps' metric values are written.
+const LIVE_METRICS_EVERY: Duration = Duration::from_secs(1);
 
 /// How often a long run syncs the store.
 const SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -106,6 +110,9 @@ pub(crate) struct Coordinator<'a> {
     reports: BTreeMap<String, StepReport>,
     /// The run's event sink, its panics contained.
     sink: Option<Arc<GuardedSink>>,
+    /// What executors report to: the sink, with metric values kept for the
+    /// history while their steps execute.
+    metric_tap: Arc<MetricTap>,
 }
 
 /// What the coordinator knows of one step while the run lasts.
@@ -173,6 +180,7 @@ impl<'a> Coordinator<'a> {
             unrecorded: Vec::new(),
             unrecorded_running: Vec::new(),
             reports: BTreeMap::new(),
+            metric_tap: Arc::new(MetricTap::new(sink.clone().map(|sink| sink as Arc<dyn EventSink>))),
             sink,
             plan,
             pipeline_inputs,
@@ -189,7 +197,7 @@ impl<'a> Coordinator<'a> {
         let (sender, receiver) = mpsc::channel::<Message>();
         let mut ready: Vec<usize> = (0..self.plan.len()).filter(|&i| self.states[i].waiting == 0).rev().collect();
         let mut runnable = self.dispatch_ready(&mut ready);
-        let events = self.sink.clone().map(|sink| sink as Arc<dyn EventSink>);
+        let events = Some(self.metric_tap.clone() as Arc<dyn EventSink>);
         let admission = self.engine.admission.clone();
         let _wake_on_cancel = self.options.cancel_token().map(|token| {
             let to = sender.clone();
@@ -237,12 +245,18 @@ impl<'a> Coordinator<'a> {
             if running.is_empty() && parked.is_empty() && awaiting_key.is_empty() {
                 break;
             }
-            let next = receiver.recv_timeout(RECORD_RUNNING_AFTER).or_else(|_| {
-                // A long wait: the executing steps go in the history, so a
-                // run killed meanwhile lists them.
-                self.record_running();
-                receiver.recv()
-            });
+            // A long wait: the executing steps go in the history, with what
+            // they report as they go, so a run killed meanwhile lists them.
+            let mut wait = RECORD_RUNNING_AFTER;
+            let next = loop {
+                match receiver.recv_timeout(wait) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.record_running();
+                        wait = LIVE_METRICS_EVERY;
+                    }
+                    received => break received,
+                }
+            };
             match next {
                 Ok(Message::Finished(id, finished)) if finished.deferred => {
                     let Some((ticket, job)) = running.remove(&id) else { continue };
@@ -357,7 +371,16 @@ impl<'a> Coordinator<'a> {
         let records: Vec<StepRecord> =
             std::mem::take(&mut self.unrecorded_running).into_iter().map(|i| self.running_record(i)).collect();
         // A failure here costs only the record of a killed run's last steps.
-        let _ = self.engine.history.record_steps(self.run_id, &records);
+        let live = self.live_metrics();
+        let _ = self.engine.history.record_steps(self.run_id, &records, &live);
+    }
+
+    /// The metric values reported since the last call by steps still
+    /// executing (a settled step's are in its record).
+    fn live_metrics(&self) -> BTreeMap<String, Vec<MetricPoint>> {
+        let mut live = self.metric_tap.take();
+        live.retain(|step, _| !self.reports.contains_key(step));
+        live
     }
 
     /// The history's record of step `i` while it executes.
@@ -708,7 +731,8 @@ impl<'a> Coordinator<'a> {
             self.last_sync = Instant::now();
         }
         let records = std::mem::take(&mut self.unrecorded);
-        if let Err(err) = self.engine.history.record_steps(self.run_id, &records) {
+        let live = self.live_metrics();
+        if let Err(err) = self.engine.history.record_steps(self.run_id, &records, &live) {
             for record in &records {
                 if let Some(report) = self.reports.get_mut(&record.step) {
                     report.warnings.push(format!("was not recorded in the run history: {err}"));

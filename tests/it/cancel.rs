@@ -152,6 +152,34 @@ fn a_second_ctrl_c_exits_at_once_when_a_step_cannot_be_interrupted() {
     assert_eq!(statuses, [("quick", "ran"), ("slow", "killed")], "{shown}");
 }
 
+#[test]
+fn a_killed_run_keeps_the_metrics_its_executing_step_had_reported() {
+    let project = Project::new();
+    project.manifest(
+        "name = \"k\"\n[steps.waits]\nmodule = \"sdk-tool.wasm\"\nargs = [\"metrics-then-wait\", \"4\"]\n\
+         outputs = { result = \"file\" }\n",
+    );
+    let mut child = spawn_run(&project, &[]);
+    // The values reach the history while the step still executes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let shown: Value =
+            serde_json::from_slice(&project.weir(&["show", "last", "--json"]).stdout).unwrap_or_default();
+        let step = shown.step("waits");
+        if step["status"] == "running" && step["metrics"]["loss"] == 4.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the metrics were not written while the step ran: {shown}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let shown = project.show_json("last");
+    assert_eq!(shown["status"], "killed", "{shown}");
+    assert_eq!(shown.step("waits")["status"], "killed");
+    assert_eq!(shown.step("waits")["metrics"]["loss"], 4.0, "{shown}");
+}
+
 /// A pipeline built in code: `quick` and, independently, `slow` (spins
 /// until cancelled) feeding `after`.
 fn stoppable(project: &Project, jobs: usize) -> (Engine, Pipeline) {

@@ -214,15 +214,24 @@ const SUMMARY_SQL: &str = "SELECT r.*,
 
 impl History {
     /// Records steps' outcomes, their metric values and what they produced,
-    /// in one transaction.
-    pub(crate) fn record_steps(&self, run_id: &str, records: &[StepRecord]) -> Result<()> {
-        if records.is_empty() {
+    /// and the values executing steps reported so far (`live`, by step), in
+    /// one transaction.
+    pub(crate) fn record_steps(
+        &self,
+        run_id: &str,
+        records: &[StepRecord],
+        live: &BTreeMap<String, Vec<MetricPoint>>,
+    ) -> Result<()> {
+        if records.is_empty() && live.is_empty() {
             return Ok(());
         }
         self.with(|conn| {
             let tx = conn.transaction().map_err(db_error("recording steps"))?;
             for record in records {
                 insert_step(&tx, run_id, record)?;
+            }
+            for (step, points) in live {
+                append_metrics(&tx, run_id, step, points)?;
             }
             tx.commit().map_err(db_error("recording steps"))
         })
@@ -513,6 +522,12 @@ fn insert_step(tx: &rusqlite::Transaction<'_>, run_id: &str, record: &StepRecord
     })
     .map_err(db_error("recording a step"))?;
     insert_entries(tx, run_id, record)?;
+    if record.status != StepStatus::Running {
+        // The step's whole series replaces what was written while it ran.
+        tx.prepare_cached("DELETE FROM metrics WHERE run_id = ?1 AND step = ?2")
+            .and_then(|mut stmt| stmt.execute(params![run_id, record.step]))
+            .map_err(db_error("recording a metric"))?;
+    }
     let mut seq: BTreeMap<&str, i64> = BTreeMap::new();
     let mut metric = tx
         .prepare_cached(
@@ -537,6 +552,21 @@ fn insert_step(tx: &rusqlite::Transaction<'_>, run_id: &str, record: &StepRecord
                 .execute(params![digest.to_string(), run_id, record.step, output, json(&record.inputs)])
                 .map_err(db_error("recording lineage"))?;
         }
+    }
+    Ok(())
+}
+
+/// Appends the values an executing step reported, after those written before.
+fn append_metrics(tx: &rusqlite::Transaction<'_>, run_id: &str, step: &str, points: &[MetricPoint]) -> Result<()> {
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO metrics (run_id, step, name, value, seq, time) VALUES (?1, ?2, ?3, ?4,
+             (SELECT coalesce(max(seq) + 1, 0) FROM metrics WHERE run_id = ?1 AND step = ?2 AND name = ?3), ?5)",
+        )
+        .map_err(db_error("recording a metric"))?;
+    for point in points {
+        stmt.execute(params![run_id, step, point.name, point.value, point.time])
+            .map_err(db_error("recording a metric"))?;
     }
     Ok(())
 }

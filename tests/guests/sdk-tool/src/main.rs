@@ -17,6 +17,7 @@ fn main() {
         "gemm" => gemm(),
         "gemm-files" => gemm_files(),
         "metrics" => metrics(),
+        "metrics-then-wait" => metrics_then_wait(arg(0).parse().unwrap_or(3)),
         "call" => call(&arg(0), &arg(1)),
         "raw" => native::call_raw(&arg(0), arg(1).as_bytes()).map(|bytes| format!("{} bytes", bytes.len())),
         "file-operand" => file_operand(&arg(0)),
@@ -73,6 +74,15 @@ fn metrics() -> Result<String, Error> {
     }
     weir_guest::metric("accuracy", 0.875);
     Ok("reported".into())
+}
+
+/// Reports `loss` = 1, 2, … `count`, then waits (until the run is killed).
+fn metrics_then_wait(count: u32) -> Result<String, Error> {
+    for i in 1..=count {
+        weir_guest::metric("loss", f64::from(i));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(600));
+    Ok("waited".into())
 }
 
 /// Calls any function with a JSON argument; returns its result as JSON.
