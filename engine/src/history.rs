@@ -97,6 +97,12 @@ pub(crate) struct RunStart<'a> {
     pub inputs: Vec<(String, crate::Digest, String)>,
 }
 
+/// Whether this process may write the database and create files beside it.
+fn writable(root: &Path, database: &Path) -> bool {
+    use rustix::fs::{Access, access};
+    access(root, Access::WRITE_OK).is_ok() && access(database, Access::WRITE_OK).is_ok()
+}
+
 /// `path` as the path of a `file:` URI: `%`, `?` and `#` escaped.
 fn url_path(path: &Path) -> String {
     let mut escaped = String::new();
@@ -145,7 +151,7 @@ impl History {
     pub fn open(root: &Path) -> Result<History> {
         let path = root.join(DATABASE);
         match Self::open_writable(&path) {
-            Err(err) if path.is_file() => Self::open_read_only(&path).map_err(|_| err),
+            Err(err) if path.is_file() && !writable(root, &path) => Self::open_read_only(&path).map_err(|_| err),
             opened => opened,
         }
     }
