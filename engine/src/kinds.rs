@@ -4,8 +4,10 @@
 //! by which another process finds it. The rest of the engine asks the kind
 //! and never matches on it.
 //!
-//! Adding a kind: its file here, its [`StepCode`] variant and manifest field,
-//! and its line in [`StepCode::kind`].
+//! Adding a kind: its file here, its [`StepCode`] variant and its line in
+//! [`StepCode::kind`]; how a manifest writes it is a `CodeKind` in
+//! `manifest/code.rs` (which may also produce an existing kind's code, as
+//! `crate` produces a module).
 
 mod module;
 mod native;

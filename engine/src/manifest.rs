@@ -5,6 +5,7 @@
 //! paths are resolved against the manifest's directory. Sub-pipelines
 //! (`pipeline = "other.toml"`) are inlined here; see [`subpipeline`].
 
+mod code;
 mod rust_crate;
 mod subpipeline;
 
@@ -61,13 +62,10 @@ impl RawOutput {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStep {
-    module: Option<PathBuf>,
-    /// A Rust crate's directory, built by weir into the step's module.
-    #[serde(rename = "crate")]
-    rust_crate: Option<PathBuf>,
-    /// The crate's binary (default: the package's name).
-    bin: Option<String>,
-    native: Option<String>,
+    /// The fields that name the step's code (see `code`), taken out of the
+    /// table before the rest is read.
+    #[serde(skip)]
+    code: toml::Table,
     pipeline: Option<PathBuf>,
     #[serde(default)]
     natives: Vec<String>,
@@ -305,36 +303,8 @@ fn code_step(
     files: &HostFiles,
     bindings: Option<&Params>,
 ) -> Result<StepBuilder, ValidationError> {
-    if raw.bin.is_some() && raw.rust_crate.is_none() {
-        return Err(syntax("`bin` names a binary of the step's `crate`, and the step has none").in_field("bin"));
-    }
-    let step = match (&raw.module, raw.native, &raw.rust_crate) {
-        (Some(module), None, None) => {
-            let module = base.join(module);
-            files.check(&module).map_err(|why| ValidationError::new(Kind::Forbidden(why)).in_field("module"))?;
-            StepBuilder::new(name, module)
-        }
-        (None, Some(function), None) => StepBuilder::native(name, function),
-        (None, None, Some(dir)) => {
-            let forbidden = |why: String| ValidationError::new(Kind::Forbidden(why)).in_field("crate");
-            if files.confined() {
-                return Err(forbidden(
-                    "building a crate runs its build scripts on the host, which only the operator may do; \
-                     name a built `module` instead"
-                        .to_owned(),
-                ));
-            }
-            let module = rust_crate::built_module(&base.join(dir), raw.bin.as_deref())
-                .map_err(|why| ValidationError::new(Kind::BuildFailed(why)).in_field("crate"))?;
-            StepBuilder::new(name, module)
-        }
-        _ => {
-            return Err(syntax(
-                "a step needs exactly one of `module` (a WASI program), `crate` (a Rust crate weir builds), \
-                 `native` (a native step) and `pipeline`",
-            ));
-        }
-    };
+    let code = code::step_code(&raw.code, &code::Site { base, files })?;
+    let step = StepBuilder::with_code(name.to_owned(), code);
     let rebound = |value: serde_json::Value, field: String| match bindings {
         Some(bindings) => rebind(&value, bindings).map_err(|why| syntax(why).in_field(field)),
         None => Ok(value),

@@ -209,3 +209,24 @@ fn every_problem_is_reported_at_once() {
         refused["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["natives", "native", "limits.stack"], "in the pipeline's order of steps: {refused}");
 }
+
+#[test]
+fn a_step_names_its_code_exactly_once() {
+    let stderr = rejected("name = \"k\"\n[steps.s]\nargs = [\"x\"]\n", &[]);
+    assert_mentions(&stderr, &["step `s`", "exactly one of `module`", "`crate`", "`native`", "`pipeline`"]);
+
+    let stderr = rejected("name = \"k\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nbin = \"tool\"\n", &[]);
+    assert_mentions(&stderr, &["step `s`", "field `bin`", "`bin` belongs with `crate`"]);
+
+    let stderr = rejected("name = \"k\"\n[steps.s]\nmodule = 3\n", &[]);
+    assert_mentions(&stderr, &["step `s`", "field `module`", "must be a string"]);
+
+    let sub = "name = \"inner\"\n[steps.t]\nmodule = \"tool-p1.wasm\"\n";
+    let project = Project::new();
+    project.write("inner.toml", sub);
+    project.manifest("name = \"k\"\n[steps.s]\npipeline = \"inner.toml\"\ncrate = \"step\"\n");
+    let output = project.weir(&["run", "pipeline.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_mentions(&stderr, &["step `s`", "a `pipeline` step takes only `inputs` and `params`"]);
+}

@@ -106,6 +106,8 @@ impl<'f> Inliner<'f> {
     ) -> Result<(), ValidationError> {
         let full = format!("{}{name}", scope.prefix);
         let located = |err: ValidationError| err.in_step(&full).in_file(Some(file));
+        let mut value = value;
+        let code = value.as_table_mut().map(super::code::take_fields).unwrap_or_default();
         let mut raw = RawStep::deserialize(value).map_err(|err| {
             let error = syntax(err.message());
             located(match super::unknown_key(err.message()) {
@@ -113,6 +115,7 @@ impl<'f> Inliner<'f> {
                 None => error,
             })
         })?;
+        raw.code = code;
         let base = file.parent().unwrap_or(Path::new("."));
         if let Some(sub) = raw.pipeline.take() {
             return self.inline(&full, raw, base.join(sub), scope).map_err(located);
@@ -137,8 +140,7 @@ impl<'f> Inliner<'f> {
 
     /// Replaces step `full` by the steps of the manifest at `path`.
     fn inline(&mut self, full: &str, raw: RawStep, path: PathBuf, scope: &Scope) -> Result<(), ValidationError> {
-        let code_fields = raw.module.is_some()
-            || raw.native.is_some()
+        let code_fields = !raw.code.is_empty()
             || !raw.args.is_empty()
             || !raw.outputs.is_empty()
             || !raw.natives.is_empty()

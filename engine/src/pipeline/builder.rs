@@ -247,7 +247,7 @@ impl StepBuilder {
         Self::with_code(name.into(), StepCode::Native(function.into()))
     }
 
-    fn with_code(name: String, code: StepCode) -> Self {
+    pub(crate) fn with_code(name: String, code: StepCode) -> Self {
         Self {
             name,
             code,

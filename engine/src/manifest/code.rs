@@ -1,0 +1,136 @@
+//! How a manifest step names its code: each kind of code owns its keys
+//! (`module`, `crate` and `bin`, `native`) and turns them into the step's
+//! [`StepCode`]. Adding a way to write a step's code is a type here (or a
+//! file beside this one) and its line in [`KINDS`].
+
+use std::path::Path;
+
+use super::rust_crate;
+use crate::StepCode;
+use crate::error::{ValidationError, ValidationErrorKind as Kind};
+use crate::host_files::HostFiles;
+
+/// Where a step's code fields are read: the manifest's directory, and how
+/// the pipeline reaches host files.
+pub(super) struct Site<'a> {
+    pub base: &'a Path,
+    pub files: &'a HostFiles,
+}
+
+/// A way of writing a step's code in a manifest.
+trait CodeKind: Sync {
+    /// The key that selects it.
+    fn key(&self) -> &'static str;
+    /// What its value is, for the message listing the kinds.
+    fn describes(&self) -> &'static str;
+    /// The other keys it reads.
+    fn extra_keys(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// The step's code from `fields` (its selecting key, and maybe others).
+    fn code(&self, fields: &toml::Table, site: &Site<'_>) -> Result<StepCode, ValidationError>;
+}
+
+/// Every kind, in the order the manifest documentation lists them.
+const KINDS: [&dyn CodeKind; 3] = [&Module, &RustCrate, &Native];
+
+/// Takes the code fields of every kind out of a step's table.
+pub(super) fn take_fields(table: &mut toml::Table) -> toml::Table {
+    let keys = KINDS.iter().flat_map(|kind| std::iter::once(kind.key()).chain(kind.extra_keys().iter().copied()));
+    keys.filter_map(|key| table.remove(key).map(|value| (key.to_owned(), value))).collect()
+}
+
+/// The step's code, from the fields [`take_fields`] took: exactly one kind's
+/// key must be there, and no other kind's keys.
+pub(super) fn step_code(fields: &toml::Table, site: &Site<'_>) -> Result<StepCode, ValidationError> {
+    let mut chosen = KINDS.iter().filter(|kind| fields.contains_key(kind.key()));
+    let (Some(kind), None) = (chosen.next(), chosen.next()) else {
+        let listed: Vec<String> = KINDS.iter().map(|kind| format!("`{}` ({})", kind.key(), kind.describes())).collect();
+        return Err(syntax(format!(
+            "a step needs exactly one of {} and `pipeline` (a sub-pipeline)",
+            listed.join(", ")
+        )));
+    };
+    if let Some(stray) = fields.keys().find(|key| *key != kind.key() && !kind.extra_keys().contains(&key.as_str())) {
+        let owner = KINDS.iter().find(|other| other.extra_keys().contains(&stray.as_str())).map_or("", |o| o.key());
+        return Err(
+            syntax(format!("`{stray}` belongs with `{owner}`, and this step has `{}`", kind.key())).in_field(stray)
+        );
+    }
+    kind.code(fields, site)
+}
+
+fn syntax(message: String) -> ValidationError {
+    ValidationError::new(Kind::Syntax(message))
+}
+
+/// The text of string field `key`, or an error at it.
+fn text<'t>(fields: &'t toml::Table, key: &str) -> Result<&'t str, ValidationError> {
+    fields[key].as_str().ok_or_else(|| syntax(format!("`{key}` must be a string")).in_field(key))
+}
+
+/// `module = "PATH"`: a WASI module or component.
+struct Module;
+
+impl CodeKind for Module {
+    fn key(&self) -> &'static str {
+        "module"
+    }
+
+    fn describes(&self) -> &'static str {
+        "a WASI program"
+    }
+
+    fn code(&self, fields: &toml::Table, site: &Site<'_>) -> Result<StepCode, ValidationError> {
+        let module = site.base.join(text(fields, "module")?);
+        site.files.check(&module).map_err(|why| ValidationError::new(Kind::Forbidden(why)).in_field("module"))?;
+        Ok(StepCode::Wasm(module))
+    }
+}
+
+/// `crate = "DIR"` (and `bin`): a Rust crate weir builds into a module.
+struct RustCrate;
+
+impl CodeKind for RustCrate {
+    fn key(&self) -> &'static str {
+        "crate"
+    }
+
+    fn describes(&self) -> &'static str {
+        "a Rust crate weir builds"
+    }
+
+    fn extra_keys(&self) -> &'static [&'static str] {
+        &["bin"]
+    }
+
+    fn code(&self, fields: &toml::Table, site: &Site<'_>) -> Result<StepCode, ValidationError> {
+        if site.files.confined() {
+            let why = "building a crate runs its build scripts on the host, which only the operator may do; \
+                       name a built `module` instead";
+            return Err(ValidationError::new(Kind::Forbidden(why.to_owned())).in_field("crate"));
+        }
+        let dir = site.base.join(text(fields, "crate")?);
+        let bin = fields.contains_key("bin").then(|| text(fields, "bin")).transpose()?;
+        let module = rust_crate::built_module(&dir, bin)
+            .map_err(|why| ValidationError::new(Kind::BuildFailed(why)).in_field("crate"))?;
+        Ok(StepCode::Wasm(module))
+    }
+}
+
+/// `native = "NAME"`: a native step registered with the engine.
+struct Native;
+
+impl CodeKind for Native {
+    fn key(&self) -> &'static str {
+        "native"
+    }
+
+    fn describes(&self) -> &'static str {
+        "a native step"
+    }
+
+    fn code(&self, fields: &toml::Table, _: &Site<'_>) -> Result<StepCode, ValidationError> {
+        Ok(StepCode::Native(text(fields, "native")?.to_owned()))
+    }
+}
