@@ -6,6 +6,7 @@
 mod admission;
 mod live_metrics;
 mod map_run;
+mod recorder;
 #[cfg(test)]
 mod tests;
 
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 pub(crate) use admission::{Admission, Need, Ticket};
 use live_metrics::MetricTap;
 use map_run::{EntryOutcome, MapRun};
+use recorder::Recorder;
 
 use serde_json::Value;
 
@@ -35,9 +37,6 @@ use crate::{Artifact, Digest, Limits, RunOptions, StepError, StepErrorKind};
 const RECORD_RUNNING_AFTER: Duration = Duration::from_millis(100);
 /// How often, during a long wait, executing steps' metric values are written.
 const LIVE_METRICS_EVERY: Duration = Duration::from_secs(1);
-
-/// How often a long run syncs the store.
-const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A step ready to be keyed: its code, argv and parameters resolved.
 pub(crate) struct PlannedStep<'p> {
@@ -98,15 +97,9 @@ pub(crate) struct Coordinator<'a> {
     dependents: Vec<Vec<usize>>,
     /// What is known of each step, by its position in the plan.
     states: Vec<StepState>,
-    /// When the store was last synced (see [`Store::sync`](crate::Store::sync)).
-    last_sync: Instant,
-    /// Settled steps not yet written to the history (flushed whenever the
+    /// Writes settled steps to the history (flushed whenever the
     /// coordinator is about to wait, so no record waits on a running step).
-    unrecorded: Vec<StepRecord>,
-    /// Steps executing whose `running` record is not yet in the history:
-    /// written only once a wait outlasts [`RECORD_RUNNING_AFTER`], so quick
-    /// steps cost no extra write.
-    unrecorded_running: Vec<usize>,
+    recorder: Recorder<'a>,
     reports: BTreeMap<String, StepReport>,
     /// The run's event sink, its panics contained.
     sink: Option<Arc<GuardedSink>>,
@@ -149,6 +142,18 @@ struct StepState {
     native_failures: u64,
 }
 
+/// What the run does with a step (or a map entry) whose key is known.
+enum Decision {
+    /// Reuse this cached result.
+    Reuse(crate::store::CacheEntry),
+    /// Execute it.
+    Execute,
+    /// Execute it without recording, to compare with these cached outputs.
+    Compare(BTreeMap<String, Artifact>),
+    /// Fail it, for this reason, without executing.
+    Refuse(StepErrorKind),
+}
+
 /// Which execution a job is: a step, and for a map step the entry.
 type JobId = (usize, Option<usize>);
 
@@ -171,16 +176,15 @@ impl<'a> Coordinator<'a> {
                 states[i].waiting += 1;
             }
         }
+        let metric_tap = Arc::new(MetricTap::new(sink.clone().map(|sink| sink as Arc<dyn EventSink>)));
         Self {
             engine,
             options,
             run_id,
             scope,
-            last_sync: Instant::now(),
-            unrecorded: Vec::new(),
-            unrecorded_running: Vec::new(),
+            recorder: Recorder::new(engine.history, engine.store, run_id, metric_tap.clone()),
             reports: BTreeMap::new(),
-            metric_tap: Arc::new(MetricTap::new(sink.clone().map(|sink| sink as Arc<dyn EventSink>))),
+            metric_tap,
             sink,
             plan,
             pipeline_inputs,
@@ -215,7 +219,8 @@ impl<'a> Coordinator<'a> {
                 job.spec.device = ticket.device();
                 running.insert(id, (ticket, job.clone()));
                 if this.announce(id.0) {
-                    this.unrecorded_running.push(id.0);
+                    let record = this.running_record(id.0);
+                    this.recorder.executing(record);
                 }
                 let to = sender.clone();
                 let done = Box::new(move |finished| drop(to.send(Message::Finished(id, Box::new(finished)))));
@@ -223,11 +228,6 @@ impl<'a> Coordinator<'a> {
             };
         loop {
             for (id, job) in runnable.drain(..) {
-                if self.options.is_read_only() {
-                    let step = self.plan[id.0].step.name();
-                    self.record(id, Finished::failure(step, StepErrorKind::ReadOnly), &mut ready);
-                    continue;
-                }
                 let to = sender.clone();
                 let deliver = move |ticket| drop(to.send(Message::Admitted(id, ticket)));
                 let need = Need { memory: job.spec.limits.memory, gpus: self.gpus_of(id.0) };
@@ -235,11 +235,6 @@ impl<'a> Coordinator<'a> {
                     Some(ticket) => start(&mut self, id, job, ticket, &mut running),
                     None => drop(parked.insert(id, job)),
                 }
-            }
-            if !ready.is_empty() {
-                // Refused steps settled, which readied their dependents.
-                runnable.extend(self.dispatch_ready(&mut ready));
-                continue;
             }
             self.flush_history();
             if running.is_empty() && parked.is_empty() && awaiting_key.is_empty() {
@@ -251,7 +246,7 @@ impl<'a> Coordinator<'a> {
             let next = loop {
                 match receiver.recv_timeout(wait) {
                     Err(mpsc::RecvTimeoutError::Timeout) => {
-                        self.record_running();
+                        self.recorder.waiting_long();
                         wait = LIVE_METRICS_EVERY;
                     }
                     received => break received,
@@ -366,23 +361,6 @@ impl<'a> Coordinator<'a> {
         news
     }
 
-    /// Writes the `running` records of the steps executing.
-    fn record_running(&mut self) {
-        let records: Vec<StepRecord> =
-            std::mem::take(&mut self.unrecorded_running).into_iter().map(|i| self.running_record(i)).collect();
-        // A failure here costs only the record of a killed run's last steps.
-        let live = self.live_metrics();
-        let _ = self.engine.history.record_steps(self.run_id, &records, &live);
-    }
-
-    /// The metric values reported since the last call by steps still
-    /// executing (a settled step's are in its record).
-    fn live_metrics(&self) -> BTreeMap<String, Vec<MetricPoint>> {
-        let mut live = self.metric_tap.take();
-        live.retain(|step, _| !self.reports.contains_key(step));
-        live
-    }
-
     /// The history's record of step `i` while it executes.
     fn running_record(&self, i: usize) -> StepRecord {
         StepRecord {
@@ -436,34 +414,56 @@ impl<'a> Coordinator<'a> {
             let directory = inputs[mapped];
             return self.dispatch_map(i, mapped, directory, inputs, started, ready);
         }
-        if self.options.verifies(self.plan[i].step.name()) {
-            match self.engine.store.cache_get(&key) {
-                Some(entry) => {
-                    self.states[i].expected = Some(entry.outputs);
-                    self.remember_key_material(i, &inputs);
-                    let mut job = self.job(i, inputs, key);
-                    (job.spec.record, job.spec.share) = (false, false);
-                    return vec![((i, None), job)];
-                }
+        match self.decide(i, &key, false) {
+            Decision::Reuse(entry) => {
+                self.states[i].outputs = entry.outputs.clone();
+                self.states[i].reused_from = Some(entry.run_id.clone());
+                let report = StepReport {
+                    duration: started.elapsed(),
+                    outputs: entry.outputs,
+                    cache_key: Some(key),
+                    logs: Some(Logs { stdout: entry.stdout, stderr: entry.stderr }),
+                    metrics: entry.metrics,
+                    ..report(StepStatus::Cached)
+                };
+                self.settle(i, report, ready);
+                Vec::new()
+            }
+            Decision::Compare(expected) => {
+                self.states[i].expected = Some(expected);
+                self.remember_key_material(i, &inputs);
+                let mut job = self.job(i, inputs, key);
+                (job.spec.record, job.spec.share) = (false, false);
+                vec![((i, None), job)]
+            }
+            Decision::Execute => {
+                self.remember_key_material(i, &inputs);
+                vec![((i, None), self.job(i, inputs, key))]
+            }
+            Decision::Refuse(kind) => {
+                let step = self.plan[i].step.name();
+                self.record((i, None), Finished::failure(step, kind), ready);
+                Vec::new()
+            }
+        }
+    }
+
+    /// What the run does with step `i` (an entry of it, for a map step)
+    /// under `key`: the run's policy, in one place. A verifying run
+    /// re-executes a verified step's cached result to compare; otherwise a
+    /// reusable result is reused, and a read-only run refuses to execute.
+    fn decide(&mut self, i: usize, key: &Digest, entry: bool) -> Decision {
+        if !entry && self.options.verifies(self.plan[i].step.name()) {
+            match self.engine.store.cache_get(key) {
+                Some(cached) => return Decision::Compare(cached.outputs),
                 None => self.states[i].verification = Some(Verification::NothingToCompare),
             }
         }
-        if let Some(entry) = self.cached(i, &key) {
-            self.states[i].outputs = entry.outputs.clone();
-            self.states[i].reused_from = Some(entry.run_id.clone());
-            let report = StepReport {
-                duration: started.elapsed(),
-                outputs: entry.outputs,
-                cache_key: Some(key),
-                logs: Some(Logs { stdout: entry.stdout, stderr: entry.stderr }),
-                metrics: entry.metrics,
-                ..report(StepStatus::Cached)
-            };
-            self.settle(i, report, ready);
-            return Vec::new();
+        match self.cached(i, key) {
+            Some(cached) => Decision::Reuse(cached),
+            None if self.options.is_read_only() => Decision::Refuse(StepErrorKind::ReadOnly),
+            None => Decision::Execute,
         }
-        self.remember_key_material(i, &inputs);
-        vec![((i, None), self.job(i, inputs, key))]
     }
 
     /// Keeps step `i`'s key material, as JSON, for the history record of a
@@ -490,11 +490,13 @@ impl<'a> Coordinator<'a> {
         let tree = match self.engine.store.read_tree(&directory.digest) {
             Ok(tree) => tree,
             Err(err) => {
-                let error = StepError {
-                    step: self.plan[i].step.name().to_owned(),
-                    kind: StepErrorKind::Engine(format!("reading mapped input `{mapped}`: {err}")),
-                    stderr_tail: String::new(),
+                // A read-only run does not store a changed input directory.
+                let kind = if self.options.is_read_only() {
+                    StepErrorKind::ReadOnly
+                } else {
+                    StepErrorKind::Engine(format!("reading mapped input `{mapped}`: {err}"))
                 };
+                let error = StepError { step: self.plan[i].step.name().to_owned(), kind, stderr_tail: String::new() };
                 self.settle(i, StepReport { error: Some(error), ..report(StepStatus::Failed) }, ready);
                 return Vec::new();
             }
@@ -510,14 +512,23 @@ impl<'a> Coordinator<'a> {
             let mut entry_inputs = inputs.clone();
             entry_inputs.insert(mapped.to_owned(), artifact);
             let key = self.material_of(i, &entry_inputs).key();
-            match self.cached(i, &key) {
-                Some(entry) => {
+            match self.decide(i, &key, true) {
+                Decision::Reuse(entry) => {
                     let logs = Some(Logs { stdout: entry.stdout, stderr: entry.stderr });
                     let outcome =
                         EntryOutcome { reused: true, outputs: Ok(entry.outputs), logs, metrics: entry.metrics };
                     run.settle(index, outcome);
                 }
-                None => jobs.push(((i, Some(index)), self.job(i, entry_inputs, key))),
+                Decision::Refuse(kind) => {
+                    let error =
+                        StepError { step: self.plan[i].step.name().to_owned(), kind, stderr_tail: String::new() };
+                    let outcome =
+                        EntryOutcome { reused: false, outputs: Err(error), logs: None, metrics: BTreeMap::new() };
+                    run.settle(index, outcome);
+                }
+                Decision::Execute | Decision::Compare(_) => {
+                    jobs.push(((i, Some(index)), self.job(i, entry_inputs, key)));
+                }
             }
         }
         self.states[i].map = Some(run);
@@ -694,7 +705,6 @@ impl<'a> Coordinator<'a> {
 
     /// Stores a step's report and releases (or blocks) its dependents.
     fn settle(&mut self, i: usize, mut report: StepReport, ready: &mut Vec<usize>) {
-        self.unrecorded_running.retain(|&running| running != i);
         report.verification = self.states[i].verification.take();
         report.phases = self.states[i].phases.take();
         report.native_failures = std::mem::take(&mut self.states[i].native_failures);
@@ -704,7 +714,7 @@ impl<'a> Coordinator<'a> {
             report.error.as_ref().is_some_and(|error| matches!(error.kind, StepErrorKind::Nondeterministic { .. }));
         let succeeded = matches!(report.status, StepStatus::Ran | StepStatus::Cached) || not_reproducible;
         let record = self.history_record(i, &report);
-        self.unrecorded.push(record);
+        self.recorder.settled(record);
         if report.status == StepStatus::Cached {
             self.announce(i);
         }
@@ -720,21 +730,12 @@ impl<'a> Coordinator<'a> {
         }
     }
 
-    /// Writes the settled steps' records to the history in one transaction.
-    /// A failure is reported as a warning on those steps: the run goes on.
-    /// Every second of a long run, it also syncs the store, so that a
-    /// machine crash loses at most about a second of results.
+    /// Writes the settled steps' records to the history. A failure is
+    /// reported as a warning on those steps: the run goes on.
     fn flush_history(&mut self) {
-        if self.last_sync.elapsed() >= SYNC_INTERVAL {
-            // A failure here surfaces at the sync that ends the run.
-            let _ = self.engine.store.sync();
-            self.last_sync = Instant::now();
-        }
-        let records = std::mem::take(&mut self.unrecorded);
-        let live = self.live_metrics();
-        if let Err(err) = self.engine.history.record_steps(self.run_id, &records, &live) {
-            for record in &records {
-                if let Some(report) = self.reports.get_mut(&record.step) {
+        if let Err((steps, err)) = self.recorder.flush() {
+            for step in steps {
+                if let Some(report) = self.reports.get_mut(&step) {
                     report.warnings.push(format!("was not recorded in the run history: {err}"));
                 }
             }

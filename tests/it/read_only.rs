@@ -137,3 +137,23 @@ fn a_workspace_on_a_read_only_file_system_serves_reads() {
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(shown["id"], first["id"]);
 }
+
+#[test]
+fn a_read_only_run_fails_a_map_over_a_changed_directory_and_writes_nothing() {
+    let project = Project::new();
+    project.write("data/a.txt", "abc");
+    project.manifest(
+        "name = \"rm\"\n[inputs]\nbatches = \"data\"\n[steps.m]\nmodule = \"sdk-tool.wasm\"\n\
+         args = [\"measure\", \"batch\"]\nmap = \"batch\"\ninputs = { batch = \"inputs.batches\" }\n\
+         outputs = { result = \"file\" }\n",
+    );
+    assert_eq!(project.run_json(&[]).0, 0);
+    project.write("data/b.txt", "abcde");
+    let before = snapshot(&project.workspace());
+    let (code, refused) = project.run_json(&["--read-only"]);
+    assert_eq!(code, 1, "{refused}");
+    let step = refused.step("m");
+    assert_eq!(step["status"], "failed");
+    assert_eq!(step["error_kind"], "ReadOnly", "the changed directory was not stored: {step}");
+    assert_unchanged(&project.workspace(), &before);
+}
