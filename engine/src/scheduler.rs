@@ -108,13 +108,11 @@ pub(crate) struct Coordinator<'a> {
     metric_tap: Arc<MetricTap>,
 }
 
-/// What the coordinator knows of one step while the run lasts.
+/// What the coordinator knows of one step while the run lasts: where it
+/// is, and what it gathered on the way.
 #[derive(Default)]
 struct StepState {
-    /// Upstream steps not settled yet.
-    waiting: usize,
-    /// An upstream step did not succeed.
-    blocked: bool,
+    phase: Phase,
     /// Whether its start was announced to the sink.
     announced: bool,
     /// Its cache key, once its inputs are known.
@@ -125,13 +123,9 @@ struct StepState {
     reused_from: Option<String>,
     /// Why a cached result was too old to reuse (`reuse = "7d"`).
     expired: Option<String>,
-    /// Its outputs, once it settled successfully.
-    outputs: BTreeMap<String, Artifact>,
     /// Every metric value it reported, in order.
     series: Vec<MetricPoint>,
     warnings: Vec<String>,
-    /// A map step's entries in flight.
-    map: Option<MapRun>,
     /// In a verifying run, the cached outputs a re-execution must match.
     expected: Option<BTreeMap<String, Artifact>>,
     /// In a verifying run, what the verification found.
@@ -140,6 +134,42 @@ struct StepState {
     phases: Option<Phases>,
     /// Its failed native calls (summed over map entries).
     native_failures: u64,
+}
+
+/// Where a step is in the run.
+enum Phase {
+    /// Waiting for `upstream` steps to settle; `blocked` once one of them
+    /// did not succeed.
+    Waiting { upstream: usize, blocked: bool },
+    /// Dispatched: being admitted, executed, or waiting for an identical
+    /// execution to end.
+    Running,
+    /// A map step whose entries are in flight.
+    Mapping(MapRun),
+    /// Settled, with its outputs (none unless it succeeded).
+    Settled { outputs: BTreeMap<String, Artifact> },
+}
+
+impl Default for Phase {
+    fn default() -> Self {
+        Phase::Waiting { upstream: 0, blocked: false }
+    }
+}
+
+impl StepState {
+    /// Whether it waits for no upstream step.
+    fn is_ready(&self) -> bool {
+        matches!(self.phase, Phase::Waiting { upstream: 0, .. })
+    }
+
+    /// The outputs of a settled step (empty before it settles).
+    fn outputs(&self) -> &BTreeMap<String, Artifact> {
+        static NONE: BTreeMap<String, Artifact> = BTreeMap::new();
+        match &self.phase {
+            Phase::Settled { outputs } => outputs,
+            _ => &NONE,
+        }
+    }
 }
 
 /// What the run does with a step (or a map entry) whose key is known.
@@ -173,7 +203,9 @@ impl<'a> Coordinator<'a> {
         for (i, planned) in plan.iter().enumerate() {
             for upstream in planned.step.upstream() {
                 dependents[index[upstream]].push(i);
-                states[i].waiting += 1;
+                if let Phase::Waiting { upstream, .. } = &mut states[i].phase {
+                    *upstream += 1;
+                }
             }
         }
         let metric_tap = Arc::new(MetricTap::new(sink.clone().map(|sink| sink as Arc<dyn EventSink>)));
@@ -199,7 +231,7 @@ impl<'a> Coordinator<'a> {
     /// cached settles them here and creates no thread.
     pub(crate) fn drive(mut self, pipeline: &str, executor: &dyn Executor) -> crate::Result<RunReport> {
         let (sender, receiver) = mpsc::channel::<Message>();
-        let mut ready: Vec<usize> = (0..self.plan.len()).filter(|&i| self.states[i].waiting == 0).rev().collect();
+        let mut ready: Vec<usize> = (0..self.plan.len()).filter(|&i| self.states[i].is_ready()).rev().collect();
         let mut runnable = self.dispatch_ready(&mut ready);
         let events = Some(self.metric_tap.clone() as Arc<dyn EventSink>);
         let admission = self.engine.admission.clone();
@@ -393,7 +425,9 @@ impl<'a> Coordinator<'a> {
     /// to execute: one, or for a map step one per entry not in the cache.
     fn dispatch(&mut self, i: usize, ready: &mut Vec<usize>) -> Vec<(JobId, Job)> {
         let started = Instant::now();
-        if self.states[i].blocked || self.options.is_cancelled() {
+        let blocked = matches!(self.states[i].phase, Phase::Waiting { blocked: true, .. });
+        self.states[i].phase = Phase::Running;
+        if blocked || self.options.is_cancelled() {
             let blocked_by = self.plan[i].step.upstream().find(|upstream| {
                 self.reports
                     .get(*upstream)
@@ -416,7 +450,6 @@ impl<'a> Coordinator<'a> {
         }
         match self.decide(i, &key, false) {
             Decision::Reuse(entry) => {
-                self.states[i].outputs = entry.outputs.clone();
                 self.states[i].reused_from = Some(entry.run_id.clone());
                 let report = StepReport {
                     duration: started.elapsed(),
@@ -531,7 +564,7 @@ impl<'a> Coordinator<'a> {
                 }
             }
         }
-        self.states[i].map = Some(run);
+        self.states[i].phase = Phase::Mapping(run);
         self.finish_map_if_done(i, ready);
         jobs
     }
@@ -616,10 +649,10 @@ impl<'a> Coordinator<'a> {
 
     /// When every entry of map step `i` has ended, gathers and settles it.
     fn finish_map_if_done(&mut self, i: usize, ready: &mut Vec<usize>) {
-        if !self.states[i].map.as_ref().is_some_and(MapRun::is_done) {
+        if !matches!(&self.states[i].phase, Phase::Mapping(run) if run.is_done()) {
             return;
         }
-        let Some(run) = self.states[i].map.take() else { return };
+        let Phase::Mapping(run) = std::mem::replace(&mut self.states[i].phase, Phase::Running) else { return };
         let duration = run.started.elapsed();
         let step = self.plan[i].step;
         if run.entries.is_empty() {
@@ -629,7 +662,6 @@ impl<'a> Coordinator<'a> {
             ));
         }
         let gathered = run.gather(step.name(), step.outputs(), self.engine.store);
-        self.states[i].outputs = gathered.outputs.clone();
         let report = StepReport {
             duration,
             cache_key: self.states[i].key,
@@ -658,7 +690,7 @@ impl<'a> Coordinator<'a> {
                 logs: finished.logs,
                 metrics: finished.metrics,
             };
-            if let Some(run) = self.states[i].map.as_mut() {
+            if let Phase::Mapping(run) = &mut self.states[i].phase {
                 run.settle(index, outcome);
             }
             self.finish_map_if_done(i, ready);
@@ -688,7 +720,6 @@ impl<'a> Coordinator<'a> {
             }
             outputs = expected;
         }
-        self.states[i].outputs = outputs.clone();
         self.states[i].series = finished.series;
         let report = StepReport {
             duration: finished.duration,
@@ -715,6 +746,7 @@ impl<'a> Coordinator<'a> {
         let succeeded = matches!(report.status, StepStatus::Ran | StepStatus::Cached) || not_reproducible;
         let record = self.history_record(i, &report);
         self.recorder.settled(record);
+        self.states[i].phase = Phase::Settled { outputs: report.outputs.clone() };
         if report.status == StepStatus::Cached {
             self.announce(i);
         }
@@ -722,10 +754,12 @@ impl<'a> Coordinator<'a> {
         self.emit(&Event::StepFinished { run: self.run_id, step: name, status: report.status });
         self.reports.insert(name.to_owned(), report);
         for &next in &self.dependents[i] {
-            self.states[next].blocked |= !succeeded;
-            self.states[next].waiting -= 1;
-            if self.states[next].waiting == 0 {
-                ready.push(next);
+            if let Phase::Waiting { upstream, blocked } = &mut self.states[next].phase {
+                *blocked |= !succeeded;
+                *upstream -= 1;
+                if *upstream == 0 {
+                    ready.push(next);
+                }
             }
         }
     }
@@ -751,7 +785,7 @@ impl<'a> Coordinator<'a> {
             .map(|(name, source)| {
                 let artifact = match source {
                     InputRef::Pipeline(input) => self.pipeline_inputs[input],
-                    InputRef::Step { step, output } => self.states[self.index[step.as_str()]].outputs[output],
+                    InputRef::Step { step, output } => self.states[self.index[step.as_str()]].outputs()[output],
                 };
                 (name.clone(), artifact)
             })
