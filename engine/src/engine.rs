@@ -11,7 +11,7 @@ use crate::cancel::CancelToken;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::events::{Event, EventSink, GuardedSink, OwnedEvent};
 use crate::executor::{Executor, ExecutorKind, LocalExecutor, ProcessExecutor, WorkerPool};
-use crate::history::{History, OpenRun, RunStart};
+use crate::history::{History, OpenRun, RunEnd, RunStart};
 use crate::host_files::HostFiles;
 use crate::kinds::{Preparation, Prepared};
 use crate::native::{NativeFunction, NativeStep, Natives, detect_gpus};
@@ -260,10 +260,12 @@ impl Engine {
         let scope = self.run_scope(tenant)?;
         let inputs = self.import_inputs(pipeline, &files, &scope, read_only)?;
         let run_id = new_run_id();
+        let tenant_name = scope.tenant.name.clone();
         let start = RunStart {
             id: &run_id,
+            started: crate::history::now(),
             kind: if options.is_verification() { "verify" } else { "run" },
-            tenant: &scope.tenant.name,
+            tenant: &tenant_name,
             pipeline: pipeline.name(),
             manifest_path: pipeline.manifest.as_ref().map(|origin| origin.path.as_path()),
             manifest_digest: pipeline.manifest_digest().map(ToString::to_string),
@@ -299,7 +301,7 @@ impl Engine {
         };
         let driven = Coordinator::new(&services, options, &run_id, scope, plan, inputs, sink.clone())
             .drive(pipeline.name(), executor.as_ref());
-        let mut report = driven?;
+        let (mut report, records) = driven?;
         report.outputs = pipeline
             .outputs()
             .iter()
@@ -314,12 +316,10 @@ impl Engine {
             report.warnings.push(format!("exporting the outputs failed: {err}"));
         }
         let outputs = report.outputs.iter().map(|(name, artifact)| (name.clone(), artifact.digest)).collect();
-        record.close(report.status, &outputs, &report.warnings)?;
+        let end = RunEnd::now(report.status, outputs, report.warnings.clone());
+        record.close(&end)?;
         emit(&Event::RunFinished { run: &run_id, status: report.status });
-        match history.run_detail(&run_id) {
-            Ok(detail) => report.record = Some(detail),
-            Err(err) => report.warnings.push(format!("the run's record could not be read back: {err}")),
-        }
+        report.record = Some(crate::RunDetail::assemble(&start, &end, records));
         exported.map(|()| report)
     }
 

@@ -38,7 +38,7 @@ pub(crate) fn now() -> f64 {
 }
 
 /// This machine's name, for the `host` column.
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_owned())
         .or_else(|_| std::env::var("HOSTNAME"))
@@ -61,16 +61,10 @@ impl<'h> OpenRun<'h> {
         Ok(Self { history, id: run.id.to_owned(), closed: false })
     }
 
-    /// Closes the record with the run's final `status`, its pipeline
-    /// outputs and its warnings.
-    pub(crate) fn close(
-        mut self,
-        status: crate::RunStatus,
-        outputs: &BTreeMap<String, crate::Digest>,
-        warnings: &[String],
-    ) -> Result<()> {
+    /// Closes the record with how the run ended.
+    pub(crate) fn close(mut self, end: &RunEnd) -> Result<()> {
         self.closed = true;
-        self.history.finish_run(&self.id, status.as_str(), outputs, warnings)
+        self.history.finish_run(&self.id, end)
     }
 }
 
@@ -79,7 +73,8 @@ impl Drop for OpenRun<'_> {
         if !self.closed {
             // Nothing more can be done about a failure here; the next process
             // that opens the workspace marks a run left open as killed.
-            let _ = self.history.finish_run(&self.id, "failed", &BTreeMap::new(), &[]);
+            let end = RunEnd::now(crate::RunStatus::Failed, BTreeMap::new(), Vec::new());
+            let _ = self.history.finish_run(&self.id, &end);
         }
     }
 }
@@ -87,6 +82,8 @@ impl Drop for OpenRun<'_> {
 /// What is known of a run when it starts.
 pub(crate) struct RunStart<'a> {
     pub id: &'a str,
+    /// When it started (seconds since the Unix epoch).
+    pub started: f64,
     /// `run`, or `verify` for a run of `weir verify`.
     pub kind: &'a str,
     pub tenant: &'a str,
@@ -95,6 +92,27 @@ pub(crate) struct RunStart<'a> {
     pub manifest_digest: Option<String>,
     pub params: &'a serde_json::Value,
     pub inputs: Vec<(String, crate::Digest, String)>,
+}
+
+/// How a run ended.
+pub(crate) struct RunEnd {
+    pub status: crate::RunStatus,
+    /// When (seconds since the Unix epoch).
+    pub ended: f64,
+    /// The digests of the pipeline outputs whose steps succeeded.
+    pub outputs: BTreeMap<String, crate::Digest>,
+    pub warnings: Vec<String>,
+}
+
+impl RunEnd {
+    /// A run ending now.
+    pub(crate) fn now(
+        status: crate::RunStatus,
+        outputs: BTreeMap<String, crate::Digest>,
+        warnings: Vec<String>,
+    ) -> Self {
+        Self { status, ended: now(), outputs, warnings }
+    }
 }
 
 /// Whether this process may write the database and create files beside it.
@@ -236,7 +254,7 @@ impl History {
                     run.pipeline,
                     run.manifest_digest,
                     run.params.to_string(),
-                    now(),
+                    run.started,
                     host_name(),
                     i64::from(std::process::id()),
                     run.tenant,
@@ -257,19 +275,13 @@ impl History {
     }
 
     /// Records how a run ended.
-    pub(crate) fn finish_run(
-        &self,
-        id: &str,
-        status: &str,
-        outputs: &BTreeMap<String, crate::Digest>,
-        warnings: &[String],
-    ) -> Result<()> {
-        let outputs = serde_json::to_string(outputs).unwrap_or_default();
-        let warnings = serde_json::to_string(warnings).unwrap_or_default();
+    pub(crate) fn finish_run(&self, id: &str, end: &RunEnd) -> Result<()> {
+        let outputs = serde_json::to_string(&end.outputs).unwrap_or_default();
+        let warnings = serde_json::to_string(&end.warnings).unwrap_or_default();
         self.with(|conn| {
             conn.execute(
                 "UPDATE runs SET status = ?2, ended = ?3, outputs = ?4, warnings = ?5 WHERE id = ?1",
-                params![id, status, now(), outputs, warnings],
+                params![id, end.status.as_str(), end.ended, outputs, warnings],
             )
             .map_err(db_error("recording the end of a run"))?;
             // A step still executing when its run ends (an engine error) never finished.

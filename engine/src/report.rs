@@ -26,8 +26,9 @@ pub struct RunReport {
     /// Things the application should know about the run as a whole, e.g.
     /// that its event sink panicked and was silenced.
     pub warnings: Vec<String>,
-    /// The run as recorded (read back from the history when the run
-    /// ended); `None` only if that failed, and then `warnings` says why.
+    /// The run's document: what the history holds of it (the same as
+    /// [`TenantView::run`](crate::TenantView::run) reads back), assembled
+    /// as it was recorded. Always present in a report of [`Engine::run`](crate::Engine::run).
     pub record: Option<RunDetail>,
 }
 

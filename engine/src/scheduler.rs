@@ -229,7 +229,12 @@ impl<'a> Coordinator<'a> {
     /// Runs every step to an outcome and reports the run. The worker pool
     /// is started only when a step must execute: a run whose steps are all
     /// cached settles them here and creates no thread.
-    pub(crate) fn drive(mut self, pipeline: &str, executor: &dyn Executor) -> crate::Result<RunReport> {
+    /// Returns the report and the record of every step, for the run's document.
+    pub(crate) fn drive(
+        mut self,
+        pipeline: &str,
+        executor: &dyn Executor,
+    ) -> crate::Result<(RunReport, Vec<StepRecord>)> {
         let (sender, receiver) = mpsc::channel::<Message>();
         let mut ready: Vec<usize> = (0..self.plan.len()).filter(|&i| self.states[i].is_ready()).rev().collect();
         let mut runnable = self.dispatch_ready(&mut ready);
@@ -357,8 +362,8 @@ impl<'a> Coordinator<'a> {
         if self.engine.gpu_slots == 0 { 0 } else { self.plan[i].step.resources().gpu as usize }
     }
 
-    /// The run's report, once every step has settled.
-    fn into_report(self, pipeline: &str) -> RunReport {
+    /// The run's report, once every step has settled, and its steps' records.
+    fn into_report(self, pipeline: &str) -> (RunReport, Vec<StepRecord>) {
         let status = if self.reports.values().any(|r| r.status == StepStatus::Cancelled) {
             RunStatus::Cancelled
         } else if self.reports.values().all(|r| matches!(r.status, StepStatus::Ran | StepStatus::Cached)) {
@@ -373,7 +378,7 @@ impl<'a> Coordinator<'a> {
             .map(|panic| format!("the event sink panicked ({panic}) and received no further events"))
             .into_iter()
             .collect();
-        RunReport {
+        let report = RunReport {
             run_id: self.run_id.to_owned(),
             pipeline: pipeline.to_owned(),
             status,
@@ -381,7 +386,8 @@ impl<'a> Coordinator<'a> {
             outputs: BTreeMap::new(),
             warnings,
             record: None,
-        }
+        };
+        (report, self.recorder.into_records())
     }
 
     /// Tells the sink that step `i` started, once; whether it was news.

@@ -137,6 +137,37 @@ pub struct RunDetail {
 }
 
 impl RunDetail {
+    /// The document of a run that just ended, from what was recorded of it
+    /// (the same as [`History::run_detail`] reads back, without reading).
+    pub(crate) fn assemble(start: &super::RunStart<'_>, end: &super::RunEnd, mut steps: Vec<StepRecord>) -> Self {
+        steps.sort_by_key(|step| step.position);
+        let count = |status: StepStatus| steps.iter().filter(|step| step.status == status).count();
+        let summary = RunSummary {
+            id: start.id.to_owned(),
+            pipeline: start.pipeline.to_owned(),
+            tenant: start.tenant.to_owned(),
+            manifest_path: start.manifest_path.map(|path| path.display().to_string()),
+            manifest_digest: start.manifest_digest.clone(),
+            status: end.status,
+            kind: start.kind.to_owned(),
+            started: start.started,
+            ended: Some(end.ended),
+            host: super::host_name(),
+            ran: count(StepStatus::Ran),
+            cached: count(StepStatus::Cached),
+            failed: count(StepStatus::Failed),
+            skipped: count(StepStatus::Skipped),
+            cancelled: count(StepStatus::Cancelled),
+        };
+        RunDetail {
+            summary,
+            params: start.params.clone(),
+            outputs: end.outputs.clone(),
+            warnings: end.warnings.clone(),
+            steps,
+        }
+    }
+
     /// The record of step `name`, if the run has one.
     pub fn step(&self, name: &str) -> Option<&StepRecord> {
         self.steps.iter().find(|step| step.step == name)
@@ -517,12 +548,13 @@ fn insert_step(tx: &rusqlite::Transaction<'_>, run_id: &str, record: &StepRecord
             record.logs.map(|l| l.stdout.to_string()),
             record.logs.map(|l| l.stderr.to_string()),
             now(),
-            serde_json::to_string(&record.details).ok(),
+            // Most steps have nothing to add: no column to write or parse.
+            (record.details != StepDetails::default()).then(|| serde_json::to_string(&record.details).ok()).flatten(),
         ])
     })
     .map_err(db_error("recording a step"))?;
     insert_entries(tx, run_id, record)?;
-    if record.status != StepStatus::Running {
+    if record.status != StepStatus::Running && !record.series.is_empty() {
         // The step's whole series replaces what was written while it ran.
         tx.prepare_cached("DELETE FROM metrics WHERE run_id = ?1 AND step = ?2")
             .and_then(|mut stmt| stmt.execute(params![run_id, record.step]))

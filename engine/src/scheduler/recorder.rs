@@ -26,6 +26,9 @@ pub(super) struct Recorder<'a> {
     executing: Vec<StepRecord>,
     /// Steps settled so far, by name: their metric values are in their records.
     done: std::collections::BTreeSet<String>,
+    /// Every settled step's record (without its metric series), for the
+    /// run's document.
+    kept: Vec<StepRecord>,
     /// Metric values executors report, kept until written.
     metric_tap: Arc<MetricTap>,
     last_sync: Instant,
@@ -40,6 +43,7 @@ impl<'a> Recorder<'a> {
             settled: Vec::new(),
             executing: Vec::new(),
             done: std::collections::BTreeSet::new(),
+            kept: Vec::new(),
             metric_tap,
             last_sync: Instant::now(),
         }
@@ -51,10 +55,18 @@ impl<'a> Recorder<'a> {
     }
 
     /// A step settled with `record`.
-    pub(super) fn settled(&mut self, record: StepRecord) {
+    pub(super) fn settled(&mut self, mut record: StepRecord) {
         self.executing.retain(|running| running.step != record.step);
         self.done.insert(record.step.clone());
+        let series = std::mem::take(&mut record.series);
+        self.kept.push(StepRecord { key_material: None, ..record.clone() });
+        record.series = series;
         self.settled.push(record);
+    }
+
+    /// The records of every step that settled.
+    pub(super) fn into_records(self) -> Vec<StepRecord> {
+        self.kept
     }
 
     /// The wait is long: writes the `running` records of the steps

@@ -7,7 +7,7 @@ use super::*;
 use crate::cache_key::CodeKey;
 use crate::cancel::CancelToken;
 use crate::executor::{CodeRef, Done};
-use crate::history::{History, OpenRun, RunStart};
+use crate::history::{History, OpenRun, RunEnd, RunStart};
 use crate::kinds::Prepared;
 use crate::native::StepContext;
 use crate::step_exec::JobCode;
@@ -135,6 +135,7 @@ impl Bench {
         let run_id = crate::run_id::new_run_id();
         let start = RunStart {
             id: &run_id,
+            started: crate::history::now(),
             kind: "run",
             tenant: crate::DEFAULT_TENANT,
             pipeline: pipeline.name(),
@@ -174,10 +175,10 @@ impl Bench {
         let tenant = Tenant { name: crate::DEFAULT_TENANT.into(), quota: Arc::new(TenantQuota::default()) };
         let scope = RunScope { tenant, store: None };
         let executor = FakeExecutor { store: self.store.clone(), script, submitted: Mutex::default() };
-        let report = Coordinator::new(&services, options, &run_id, scope, plan, BTreeMap::new(), None)
+        let (report, _) = Coordinator::new(&services, options, &run_id, scope, plan, BTreeMap::new(), None)
             .drive(pipeline.name(), &executor)
             .unwrap();
-        record.close(report.status, &BTreeMap::new(), &[]).unwrap();
+        record.close(&RunEnd::now(report.status, BTreeMap::new(), Vec::new())).unwrap();
         (report, executor.submitted.into_inner().unwrap())
     }
 }
