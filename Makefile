@@ -59,7 +59,7 @@ run: build examples
 run-wordcount: build examples
 	$(WEIR) run $(WORDS)/pipeline.toml --workspace $(WORDS_WS)
 	@digest=$$($(WEIR) run $(WORDS)/pipeline.toml --workspace $(WORDS_WS) --json \
-		| python3 -c 'import json, sys; print(json.load(sys.stdin)["steps"]["report"]["outputs"]["report"])') \
+		| python3 -c 'import json, sys; print(next(s for s in json.load(sys.stdin)["steps"] if s["step"] == "report")["outputs"]["report"])') \
 		&& $(WEIR) cat "$$digest" --workspace $(WORDS_WS)
 
 ## The embedding example: a pipeline built in Rust with the application's own native code.
