@@ -73,6 +73,8 @@ fn a_crate_that_does_not_compile_is_an_error_at_its_field() {
     assert!(weir(&project, &["new", "broken"], None).status.success());
     let main = project.path().join("broken/step/src/main.rs");
     std::fs::write(&main, "fn main() { let x: u32 = not_defined_anywhere; }\n").unwrap();
+    // A link loop in the sources is hashed as a link, not followed forever.
+    std::os::unix::fs::symlink("..", project.path().join("broken/step/src/up")).unwrap();
     let output = weir(&project, &["run", "broken/pipeline.toml"], None);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::rust_crate;
+use super::{rust_crate, syntax};
 use crate::StepCode;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::host_files::HostFiles;
@@ -58,10 +58,6 @@ pub(super) fn step_code(fields: &toml::Table, site: &Site<'_>) -> Result<StepCod
         );
     }
     kind.code(fields, site)
-}
-
-fn syntax(message: String) -> ValidationError {
-    ValidationError::new(Kind::Syntax(message))
 }
 
 /// The text of string field `key`, or an error at it.

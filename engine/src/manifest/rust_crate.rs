@@ -111,17 +111,23 @@ fn sources_digest(dir: &Path, bin: &str) -> Result<Digest, String> {
         if !seen.insert(next.clone()) {
             continue;
         }
+        hasher.update(&[0]);
+        hasher.update(next.as_os_str().as_encoded_bytes());
         hash_tree(&next, &next, &mut hasher)?;
         crates.extend(path_dependencies(&next));
     }
     Ok(Digest::from_bytes(*hasher.finalize().as_bytes()))
 }
 
-/// Hashes the files beneath `dir` (not `target/` nor hidden entries), in
-/// name order, with their paths relative to `root`.
+/// Hashes the entries beneath `dir` (not `target/` nor hidden entries), in
+/// name order, with their paths relative to `root`. A symbolic link is
+/// hashed as its target's name, never followed, so a link loop ends.
 fn hash_tree(root: &Path, dir: &Path, hasher: &mut blake3::Hasher) -> Result<(), String> {
-    let reading = |err: std::io::Error| format!("cannot read {}: {err}", dir.display());
-    let mut entries: Vec<_> = std::fs::read_dir(dir).map_err(reading)?.collect::<Result<_, _>>().map_err(reading)?;
+    fn reading(path: &Path) -> impl FnOnce(std::io::Error) -> String + '_ {
+        move |err| format!("cannot read {}: {err}", path.display())
+    }
+    let mut entries: Vec<_> =
+        std::fs::read_dir(dir).map_err(reading(dir))?.collect::<Result<_, _>>().map_err(reading(dir))?;
     entries.sort_by_key(std::fs::DirEntry::file_name);
     for entry in entries {
         let name = entry.file_name();
@@ -129,18 +135,21 @@ fn hash_tree(root: &Path, dir: &Path, hasher: &mut blake3::Hasher) -> Result<(),
             continue;
         }
         let path = entry.path();
-        if path.is_dir() {
+        let kind = entry.file_type().map_err(reading(&path))?;
+        if kind.is_dir() {
             hash_tree(root, &path, hasher)?;
-        } else {
-            let relative = path.strip_prefix(root).unwrap_or(&path);
-            hasher.update(root.as_os_str().as_encoded_bytes());
-            hasher.update(&[0]);
-            hasher.update(relative.as_os_str().as_encoded_bytes());
-            hasher.update(&[0]);
-            let bytes = std::fs::read(&path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-            hasher.update(&(bytes.len() as u64).to_le_bytes());
-            hasher.update(&bytes);
+            continue;
         }
+        let contents = if kind.is_symlink() {
+            std::fs::read_link(&path).map_err(reading(&path))?.into_os_string().into_encoded_bytes()
+        } else {
+            std::fs::read(&path).map_err(reading(&path))?
+        };
+        let relative = path.strip_prefix(root).unwrap_or(&path);
+        hasher.update(relative.as_os_str().as_encoded_bytes());
+        hasher.update(&[0, u8::from(kind.is_symlink())]);
+        hasher.update(&(contents.len() as u64).to_le_bytes());
+        hasher.update(&contents);
     }
     Ok(())
 }
