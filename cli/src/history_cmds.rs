@@ -58,9 +58,13 @@ pub(crate) fn runs(view: &TenantView<'_>, pipeline: Option<&str>, limit: usize, 
 
 /// `weir show RUN`.
 pub(crate) fn show(view: &TenantView<'_>, run: &str, as_json: bool) -> anyhow::Result<()> {
-    let detail = view.run(run)?;
+    print_run(&view.run(run)?, as_json)
+}
+
+/// Prints a run's document, as JSON or for reading.
+pub(crate) fn print_run(detail: &weir::RunDetail, as_json: bool) -> anyhow::Result<()> {
     if as_json {
-        return json(&detail);
+        return json(detail);
     }
     let run = &detail.summary;
     let what = if run.kind == "verify" { "verification run" } else { "run" };

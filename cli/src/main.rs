@@ -3,14 +3,18 @@
 //! Exit codes: 0 when the run succeeded, 1 when a step failed, 2 for usage,
 //! validation and workspace errors.
 
+mod client;
 mod config;
 mod graph;
 mod history_cmds;
 mod interrupt;
 mod new;
 mod progress;
+mod publish;
+mod remote;
 mod render;
 mod report;
+mod serve_cmd;
 mod terminal;
 mod verify_cmd;
 
@@ -71,6 +75,8 @@ enum Command {
     },
     /// Recent runs: status, duration, steps ran and reused.
     Runs {
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
         /// Only runs of this pipeline.
         #[arg(long)]
         pipeline: Option<String>,
@@ -83,6 +89,8 @@ enum Command {
     },
     /// Every step of a run: status, duration, reuse source, outputs, metrics, error.
     Show {
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
         /// A run id, a unique prefix of one, or `last`.
         run: String,
         /// Print JSON.
@@ -91,6 +99,8 @@ enum Command {
     },
     /// A step's stdout and stderr in a run.
     Logs {
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
         /// A run id, a unique prefix of one, or `last`.
         run: String,
         /// The step.
@@ -174,6 +184,18 @@ enum Command {
     /// `weir run --executor process`, not by hand).
     #[command(hide = true)]
     Worker,
+    /// Serve the workspace over an authenticated HTTP API: published
+    /// pipelines, runs, events, artifacts (docs/server.md). Stops on SIGTERM
+    /// or Ctrl-C after recording every run.
+    Serve(serve_cmd::ServeArgs),
+    /// Manage the bearer tokens of `weir serve`.
+    Token {
+        #[command(subcommand)]
+        action: serve_cmd::TokenAction,
+    },
+    /// Upload a pipeline (manifest, modules, sub-pipelines, inputs) to a
+    /// server as a new immutable version.
+    Publish(publish::PublishArgs),
     /// A self-contained HTML report of a run: graph, steps, metric charts.
     Report {
         /// A run id, a unique prefix of one, or `last`.
@@ -276,6 +298,9 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     let tenant = cli.workspace.tenant.as_str();
     match cli.command {
         Command::Run(args) => run(&workspace, tenant, args),
+        Command::Serve(args) => serve_cmd::serve(&workspace, args),
+        Command::Token { action } => serve_cmd::token(&workspace, tenant, action),
+        Command::Publish(args) => publish::publish(args),
         Command::Worker => weir::serve_worker(&workspace).map(|()| ExitCode::SUCCESS).map_err(Into::into),
         Command::Cat { digest } => {
             let (store, history) = (Store::open(&workspace)?, History::open(&workspace)?);
@@ -295,16 +320,25 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("exported {kind} {digest} to {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Runs { pipeline, limit, json } => {
+        Command::Runs { remote, pipeline, limit, json } => {
+            if let Some(client) = remote.client()? {
+                return remote::runs(&client, pipeline.as_deref(), limit, json).map(|()| ExitCode::SUCCESS);
+            }
             let (store, history) = recorded(&workspace)?;
             history_cmds::runs(&TenantView::new(tenant, &store, &history), pipeline.as_deref(), limit, json)
                 .map(|()| ExitCode::SUCCESS)
         }
-        Command::Show { run, json } => {
+        Command::Show { remote, run, json } => {
+            if let Some(client) = remote.client()? {
+                return history_cmds::print_run(&remote::run(&client, &run)?, json).map(|()| ExitCode::SUCCESS);
+            }
             let (store, history) = recorded(&workspace)?;
             history_cmds::show(&TenantView::new(tenant, &store, &history), &run, json).map(|()| ExitCode::SUCCESS)
         }
-        Command::Logs { run, step, json } => {
+        Command::Logs { remote, run, step, json } => {
+            if let Some(client) = remote.client()? {
+                return remote::logs(&client, &run, &step, json).map(|()| ExitCode::SUCCESS);
+            }
             let (store, history) = recorded(&workspace)?;
             history_cmds::logs(&TenantView::new(tenant, &store, &history), &run, &step, json)
                 .map(|()| ExitCode::SUCCESS)

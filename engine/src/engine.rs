@@ -259,7 +259,7 @@ impl Engine {
         let plan = self.plan(pipeline, &params, &tenant, &files)?;
         let scope = self.run_scope(tenant)?;
         let inputs = self.import_inputs(pipeline, &files, &scope, read_only)?;
-        let run_id = new_run_id();
+        let run_id = options.chosen_run_id().map_or_else(new_run_id, str::to_owned);
         let tenant_name = scope.tenant.name.clone();
         let start = RunStart {
             id: &run_id,

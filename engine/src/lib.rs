@@ -117,6 +117,7 @@ pub use pipeline::{
     InputRef, OutputKind, Pipeline, PipelineBuilder, PipelineOutput, Resources, Step, StepBuilder, StepCode,
 };
 pub use report::{EntryReport, Logs, Phases, RunReport, RunStatus, StepReport, StepStatus, Verification};
+pub use run_id::new_run_id;
 pub use store::{Artifact, GcReport, Store, TreeEntry, VerifyReport};
 pub use tenant::{DEFAULT_TENANT, TenantQuota};
 pub use tenant_view::TenantView;

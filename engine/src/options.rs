@@ -26,6 +26,7 @@ pub struct RunOptions {
     exports_anywhere: bool,
     cancel: Option<CancelToken>,
     read_only: bool,
+    run_id: Option<String>,
 }
 
 /// Whether `--rerun NAME` covers `step`: it is the step, or a sub-pipeline
@@ -193,8 +194,22 @@ impl RunOptions {
         self.forced_by(step).is_some()
     }
 
-    /// Checks the options against `pipeline` and returns its parameters.
-    pub(crate) fn resolve(&self, pipeline: &Pipeline) -> Result<Params, ValidationError> {
+    /// Records the run under `id` (from [`new_run_id`](crate::new_run_id))
+    /// instead of a new id, so a caller knows it before the run starts. Only
+    /// for options of one run: a second run with the same id is refused.
+    pub fn run_id(mut self, id: impl Into<String>) -> Self {
+        self.run_id = Some(id.into());
+        self
+    }
+
+    /// The id the run is to be recorded under, if the caller chose it.
+    pub(crate) fn chosen_run_id(&self) -> Option<&str> {
+        self.run_id.as_deref()
+    }
+
+    /// Checks the options against `pipeline` (parameters known and of the
+    /// default's type, `rerun` naming steps) and returns the run's parameters.
+    pub fn resolve(&self, pipeline: &Pipeline) -> Result<Params, ValidationError> {
         let located = |err: ValidationError| err.in_file(pipeline.file());
         let steps = || pipeline.steps().iter().map(|step| step.name().to_owned());
         if let Some(step) =

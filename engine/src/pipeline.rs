@@ -55,6 +55,16 @@ pub struct PipelineOutput {
 }
 
 impl Pipeline {
+    /// The pipeline with its named outputs kept but none exported to a host
+    /// path: how a server runs a published pipeline, whose outputs its
+    /// tenants download instead.
+    pub fn without_exports(mut self) -> Self {
+        for output in self.outputs.values_mut() {
+            output.export = None;
+        }
+        self
+    }
+
     /// Starts a pipeline definition in code.
     pub fn builder(name: impl Into<String>) -> PipelineBuilder {
         PipelineBuilder::new(name)

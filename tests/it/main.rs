@@ -24,6 +24,7 @@ mod natives;
 mod parallel;
 mod read_only;
 mod sandbox;
+mod server;
 mod template;
 mod tenants;
 mod validation;

@@ -20,7 +20,7 @@ pub struct MetricPoint {
 }
 
 /// What the history keeps of one step in one run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct StepRecord {
     /// The step.
@@ -81,7 +81,7 @@ pub struct StepDetails {
 }
 
 /// One line of `weir runs`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct RunSummary {
     /// The run id.
@@ -119,8 +119,9 @@ pub struct RunSummary {
 
 /// A run with its parameters and every step: the one document of a run,
 /// printed by `weir run --json` and `weir show --json` and described by
-/// `docs/run.schema.json`.
-#[derive(Debug, Clone, Serialize)]
+/// `docs/run.schema.json`. (It reads back from JSON too, as a client of
+/// `weir serve` gets it.)
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct RunDetail {
     /// The run.

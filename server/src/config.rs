@@ -1,0 +1,42 @@
+//! How a server is set up: where it listens and its limits.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The settings of `weir serve`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The address to listen on (the CLI refuses a non-loopback one unless asked).
+    pub listen: SocketAddr,
+    /// The largest blob upload, in bytes (413 above it).
+    pub max_blob_bytes: u64,
+    /// Requests each token may make per second, on average (429 above it).
+    pub rate_per_second: f64,
+    /// How many requests a token may make at once above the average.
+    pub rate_burst: f64,
+    /// The longest a request may take to arrive and be answered (a slow
+    /// client's upload included); streamed responses (events, artifacts)
+    /// are not cut.
+    pub request_timeout: Duration,
+    /// On SIGTERM, how long running runs may go on before they are cancelled.
+    pub grace: Duration,
+}
+
+impl ServerConfig {
+    /// The largest JSON request body, in bytes.
+    pub const MAX_JSON_BYTES: usize = 1 << 20;
+    /// The most runs one `GET /v1/runs` page may hold.
+    pub const MAX_PAGE_SIZE: usize = 500;
+
+    /// The defaults, listening on `listen`.
+    pub fn new(listen: SocketAddr) -> ServerConfig {
+        ServerConfig {
+            listen,
+            max_blob_bytes: 1 << 30,
+            rate_per_second: 1000.0,
+            rate_burst: 2000.0,
+            request_timeout: Duration::from_secs(60),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
