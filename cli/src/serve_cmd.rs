@@ -32,6 +32,10 @@ pub(crate) struct ServeArgs {
     /// The longest a request may take to arrive and be answered.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     request_timeout: std::time::Duration,
+    /// Let TENANT's schedules watch files beneath DIR (repeatable): a file
+    /// trigger elsewhere is refused.
+    #[arg(long, value_name = "TENANT=DIR", value_parser = parse_watch_root)]
+    watch_root: Vec<(String, std::path::PathBuf)>,
     /// How many steps may execute at once (default: the number of cores).
     #[arg(long, short = 'j', value_parser = crate::parse_jobs)]
     jobs: Option<usize>,
@@ -39,6 +43,15 @@ pub(crate) struct ServeArgs {
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     weir::text::parse_duration(text)
+}
+
+fn parse_watch_root(text: &str) -> Result<(String, std::path::PathBuf), String> {
+    let (tenant, dir) = text.split_once('=').ok_or_else(|| format!("`{text}`: expected TENANT=DIR"))?;
+    let dir = std::fs::canonicalize(dir).map_err(|err| format!("{dir}: {err}"))?;
+    if !dir.is_dir() {
+        return Err(format!("{}: not a directory", dir.display()));
+    }
+    Ok((tenant.to_owned(), dir))
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -67,6 +80,10 @@ pub(crate) fn serve(workspace: &Path, args: ServeArgs) -> anyhow::Result<ExitCod
     config.rate_per_second = args.rate_limit;
     config.rate_burst = args.rate_limit * 2.0;
     config.request_timeout = args.request_timeout;
+    for (tenant, dir) in args.watch_root {
+        engine.tenant(&tenant).with_context(|| format!("--watch-root {tenant}={}", dir.display()))?;
+        config.watch_roots.insert(tenant, dir);
+    }
     weir_server::serve(engine, config)?;
     Ok(ExitCode::SUCCESS)
 }

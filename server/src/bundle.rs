@@ -221,7 +221,7 @@ pub fn published_path(path: &str) -> Option<&str> {
 }
 
 /// A bundle path: relative, `/`-separated names, no `.`, `..` or empty part.
-fn check_path(path: &str) -> Result<(), String> {
+pub(crate) fn check_path(path: &str) -> Result<(), String> {
     if path.is_empty() || path.len() > 1024 {
         return Err("a path must have 1 to 1024 characters".into());
     }

@@ -1,6 +1,8 @@
 //! How a server is set up: where it listens and its limits.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The settings of `weir serve`.
@@ -20,6 +22,9 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// On SIGTERM, how long running runs may go on before they are cancelled.
     pub grace: Duration,
+    /// The directory each tenant's schedules may watch files in (none: no
+    /// file triggers for that tenant).
+    pub watch_roots: BTreeMap<String, PathBuf>,
 }
 
 impl ServerConfig {
@@ -37,6 +42,7 @@ impl ServerConfig {
             rate_burst: 2000.0,
             request_timeout: Duration::from_secs(60),
             grace: Duration::from_secs(30),
+            watch_roots: BTreeMap::new(),
         }
     }
 }

@@ -59,10 +59,38 @@ CREATE TABLE IF NOT EXISTS runs (
     request TEXT NOT NULL,
     idempotency_key TEXT,
     retry_of TEXT,
+    schedule TEXT,
     created REAL NOT NULL,
     ended REAL,
     error TEXT
 );
+CREATE TABLE IF NOT EXISTS schedules (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    pipeline TEXT NOT NULL,
+    version TEXT,
+    cron TEXT,
+    timezone TEXT NOT NULL,
+    watch TEXT,
+    params TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    misfire TEXT NOT NULL,
+    max_concurrent INTEGER NOT NULL,
+    paused INTEGER NOT NULL,
+    next_fire REAL,
+    last_digest TEXT,
+    changes INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fires (
+    schedule TEXT NOT NULL,
+    slot TEXT NOT NULL,
+    fired REAL NOT NULL,
+    run TEXT,
+    outcome TEXT NOT NULL,
+    PRIMARY KEY (schedule, slot)
+);
+CREATE INDEX IF NOT EXISTS runs_schedule ON runs (schedule, status);
 CREATE UNIQUE INDEX IF NOT EXISTS runs_idempotency ON runs (tenant, idempotency_key);
 CREATE INDEX IF NOT EXISTS runs_listing ON runs (tenant);
 ";

@@ -89,28 +89,34 @@ pub struct Accepted {
     pub status: String,
 }
 
-/// Checks `request` against `pipeline` of `tenant`, records the run and
-/// starts it. With `idempotency_key`, a trigger already made with that key
-/// returns its run instead (and `false`: nothing new started).
-pub fn trigger(
-    state: &std::sync::Arc<AppState>,
+/// Where a trigger comes from, besides its request.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Origin<'a> {
+    /// The client's `Idempotency-Key`.
+    pub idempotency_key: Option<&'a str>,
+    /// The run this one retries.
+    pub retry_of: Option<&'a str>,
+    /// The schedule that fired it.
+    pub schedule: Option<&'a str>,
+}
+
+/// A trigger checked against its version, ready to start.
+pub struct Prepared {
+    pipeline: weir::Pipeline,
+    options: RunOptions,
+    version: String,
+    materialized: crate::bundle::Materialized,
+}
+
+/// Checks `request` against `tenant`'s pipeline `pipeline_name`: labels,
+/// version, inputs (known, uploaded, none missing) and parameters (known,
+/// of the default's type). Errors name the field.
+pub fn prepare(
+    state: &AppState,
     tenant: &str,
     pipeline_name: &str,
     request: &TriggerRequest,
-    idempotency_key: Option<&str>,
-    retry_of: Option<&str>,
-) -> Result<(Accepted, bool), Problem> {
-    if let Some(key) = idempotency_key
-        && let Some(accepted) = by_idempotency_key(state, tenant, key)?
-    {
-        return Ok((accepted, false));
-    }
-    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(Problem::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "the server is stopping: trigger the run again once it is back",
-        ));
-    }
+) -> Result<Prepared, Problem> {
     for (key, value) in &request.labels {
         check_label(key, value)?;
     }
@@ -155,51 +161,88 @@ pub fn trigger(
         })?;
         options = options.param(name, value.clone());
     }
+    Ok(Prepared { pipeline, options, version: version.name, materialized })
+}
+
+/// Checks `request` against `pipeline_name` of `tenant`, records the run
+/// and starts it. With an idempotency key, a trigger already made with that
+/// key returns its run instead (and `false`: nothing new started).
+pub fn trigger(
+    state: &std::sync::Arc<AppState>,
+    tenant: &str,
+    pipeline_name: &str,
+    request: &TriggerRequest,
+    origin: Origin<'_>,
+) -> Result<(Accepted, bool), Problem> {
+    if let Some(key) = origin.idempotency_key
+        && let Some(accepted) = by_idempotency_key(state, tenant, key)?
+    {
+        return Ok((accepted, false));
+    }
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Problem::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "the server is stopping: trigger the run again once it is back",
+        ));
+    }
+    let prepared = prepare(state, tenant, pipeline_name, request)?;
     let id = weir::new_run_id();
+    let recorded = json!({ "version": prepared.version, "params": request.params, "inputs": request.inputs, "labels": request.labels });
     let inserted = state.db.with(|conn| {
         conn.execute(
-            "INSERT INTO runs (id, tenant, pipeline, version, status, labels, request, idempotency_key, retry_of, created)
-             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO runs (id, tenant, pipeline, version, status, labels, request, idempotency_key, retry_of, schedule, created)
+             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 id,
                 tenant,
                 pipeline_name,
-                version.name,
+                prepared.version,
                 json!(request.labels).to_string(),
-                json!({ "version": version.name, "params": request.params, "inputs": request.inputs, "labels": request.labels }).to_string(),
-                idempotency_key,
-                retry_of,
+                recorded.to_string(),
+                origin.idempotency_key,
+                origin.retry_of,
+                origin.schedule,
                 now(),
             ],
         )
     });
     if let Err(err) = inserted {
         // Two triggers with one key at once: the other one won.
-        if let Some(key) = idempotency_key
+        if let Some(key) = origin.idempotency_key
             && let Some(accepted) = by_idempotency_key(state, tenant, key)?
         {
             return Ok((accepted, false));
         }
         return Err(err.into());
     }
-    let (live, sink) = state.live.register(&id, tenant);
-    let options = options.run_id(&id).events(sink).cancel_with(live.cancel.clone());
+    let version = prepared.version.clone();
+    start(state, &id, tenant, prepared);
+    let accepted = Accepted { id, pipeline: pipeline_name.to_owned(), version, status: "running".into() };
+    Ok((accepted, true))
+}
+
+/// Executes recorded run `id` on a thread of its own.
+fn start(
+    state: &std::sync::Arc<AppState>,
+    id: &str,
+    tenant: &str,
+    Prepared { pipeline, options, materialized, .. }: Prepared,
+) {
+    let (live, sink) = state.live.register(id, tenant);
+    let options = options.run_id(id).events(sink).cancel_with(live.cancel.clone());
     let run_state = state.clone();
-    let run_id = id.clone();
-    let hide = materialized.clone();
+    let run_id = id.to_owned();
     let started = std::thread::Builder::new().name(format!("weir-serve-{id}")).spawn(move || {
         let result = run_state.engine.run(&pipeline, &options);
         let (status, error) = match &result {
             Ok(report) => (report.status.as_str().to_owned(), None),
-            Err(err) => ("failed".to_owned(), Some(hide.hide_paths(&err.to_string()))),
+            Err(err) => ("failed".to_owned(), Some(materialized.hide_paths(&err.to_string()))),
         };
         finish(&run_state, &run_id, &status, error.as_deref());
     });
     if let Err(err) = started {
-        finish(state, &id, "failed", Some(&format!("starting the run's thread: {err}")));
+        finish(state, id, "failed", Some(&format!("starting the run's thread: {err}")));
     }
-    let accepted = Accepted { id, pipeline: pipeline_name.to_owned(), version: version.name, status: "running".into() };
-    Ok((accepted, true))
 }
 
 /// Records how run `id` ended, tells its followers, and forgets it.

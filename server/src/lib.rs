@@ -13,6 +13,7 @@ mod db;
 mod launch;
 mod live;
 mod problem;
+mod schedules;
 mod state;
 mod tokens;
 
@@ -97,6 +98,7 @@ async fn serve_async(engine: Engine, config: ServerConfig) -> Result<(), ServerE
             });
         }
     };
+    tokio::spawn(schedules::run_scheduler(state.clone()));
     let app = api::router(state.clone());
     axum::serve(listener, app).with_graceful_shutdown(stopping).await.map_err(|err| ServerError::io("serving", err))?;
     if !state.live.is_empty() {

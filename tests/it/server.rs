@@ -616,3 +616,103 @@ fn a_token_over_its_rate_is_told_when_to_come_back() {
     assert_eq!(refused.status, 429);
     assert!(refused.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
 }
+
+/// The runs of schedule `id`, as (slot, run id).
+fn scheduled_runs(server: &Server, token: &str, id: &str) -> Vec<(String, String)> {
+    let page =
+        server.call("GET", &format!("/v1/runs?page_size=500&label=weir.schedule={id}"), Some(token), None).json();
+    let runs = page["runs"].as_array().unwrap();
+    runs.iter()
+        .map(|run| (run["labels"]["weir.slot"].as_str().unwrap().to_owned(), run["id"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn wait_for_runs(server: &Server, token: &str, id: &str, count: usize) -> Vec<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let runs = scheduled_runs(server, token, id);
+        if runs.len() >= count {
+            return runs;
+        }
+        assert!(Instant::now() < deadline, "schedule {id} fired {} run(s), not {count}", runs.len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn schedules_fire_each_slot_once_across_a_restart_and_files_trigger_runs() {
+    let project = Project::new();
+    let manifest = up_pipeline(&project, "scheduled");
+    let alice = token(&project, "alice", false);
+    let bob = token(&project, "bob", false);
+    let drop_dir = project.path().join("drop");
+    std::fs::create_dir_all(&drop_dir).unwrap();
+    let watch_root = format!("alice={}", drop_dir.display());
+    let server = Server::start(&project, &["--watch-root", &watch_root]);
+    publish(&project, &server, &alice, &manifest, &[]);
+
+    for (body, status, field) in [
+        (json!({ "pipeline": "up", "cron": "every second" }), 400, Some("cron")),
+        (json!({ "pipeline": "up", "cron": "* * * * * *", "timezone": "Mars/Olympus" }), 400, Some("timezone")),
+        (json!({ "pipeline": "up", "cron": "* * * * * *", "params": { "mode": 1 } }), 400, Some("params.mode")),
+        (json!({ "pipeline": "up" }), 400, Some("cron")),
+        (json!({ "pipeline": "up", "watch": { "path": "../etc/passwd", "input": "text" } }), 400, Some("watch.path")),
+        (json!({ "pipeline": "up", "watch": { "path": "t.txt", "input": "nope" } }), 400, Some("watch.input")),
+        (json!({ "pipeline": "nope", "cron": "* * * * * *" }), 404, None),
+    ] {
+        let reply = server.call("POST", "/v1/schedules", Some(&alice), Some(&body));
+        assert_eq!(reply.status, status, "{body}: {}", reply.text());
+        assert_eq!(reply.problem()["field"].as_str(), field, "{body}");
+    }
+    // Bob has no watched directory, and sees no schedule of alice's.
+    let bobs = server.call(
+        "POST",
+        "/v1/schedules",
+        Some(&bob),
+        Some(&json!({ "pipeline": "up", "watch": { "path": "t.txt", "input": "text" } })),
+    );
+    assert_eq!((bobs.status, bobs.problem()["field"].as_str()), (400, Some("watch.path")), "bob may watch nothing");
+
+    let created =
+        server.call("POST", "/v1/schedules", Some(&alice), Some(&json!({ "pipeline": "up", "cron": "* * * * * *" })));
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    assert!(created.json()["next_fire"].as_f64().is_some());
+    assert_eq!(server.call("GET", &format!("/v1/schedules/{id}"), Some(&bob), None).status, 404);
+    wait_for_runs(&server, &alice, &id, 2);
+
+    // Paused, it fires nothing.
+    assert_eq!(server.call("POST", &format!("/v1/schedules/{id}/pause"), Some(&alice), None).json()["paused"], true);
+    std::thread::sleep(Duration::from_millis(300));
+    let paused = scheduled_runs(&server, &alice, &id).len();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(scheduled_runs(&server, &alice, &id).len(), paused);
+
+    // Killed and restarted, the schedule goes on without firing a slot twice.
+    server.call("POST", &format!("/v1/schedules/{id}/resume"), Some(&alice), None);
+    wait_for_runs(&server, &alice, &id, paused + 1);
+    send_signal(server.pid(), libc::SIGKILL);
+    server.wait();
+    let server = Server::start(&project, &["--watch-root", &watch_root]);
+    let before = scheduled_runs(&server, &alice, &id).len();
+    let runs = wait_for_runs(&server, &alice, &id, before + 2);
+    let mut slots: Vec<&String> = runs.iter().map(|(slot, _)| slot).collect();
+    slots.sort();
+    slots.dedup();
+    assert_eq!(slots.len(), runs.len(), "a slot fired twice: {runs:?}");
+    let schedule = server.call("GET", &format!("/v1/schedules/{id}"), Some(&alice), None).json();
+    assert!(schedule["fires"].as_array().unwrap().iter().any(|fire| fire["outcome"] == "started"), "{schedule}");
+    assert_eq!(server.call("DELETE", &format!("/v1/schedules/{id}"), Some(&alice), None).status, 204);
+
+    // A watched file triggers a run with its content as the input.
+    let watch = json!({ "pipeline": "up", "watch": { "path": "incoming.txt", "input": "text" } });
+    let created = server.call("POST", "/v1/schedules", Some(&alice), Some(&watch));
+    assert_eq!(created.status, 201, "{}", created.text());
+    let watcher = created.json()["id"].as_str().unwrap().to_owned();
+    std::fs::write(drop_dir.join("incoming.txt"), "dropped off").unwrap();
+    let (slot, run) = wait_for_runs(&server, &alice, &watcher, 1).remove(0);
+    assert_eq!(slot, "change-1");
+    let document = finished(&server, &alice, &run);
+    let output = document["outputs"]["shouted"].as_str().unwrap();
+    assert_eq!(server.call("GET", &format!("/v1/artifacts/{output}"), Some(&alice), None).text(), "DROPPED OFF");
+}

@@ -5,6 +5,7 @@ pub mod blobs;
 pub mod pipelines;
 pub mod run_data;
 pub mod runs;
+pub mod schedules;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use crate::state::AppState;
         runs::create, runs::list, runs::get, runs::cancel, runs::retry,
         run_data::events, run_data::logs, run_data::metrics, run_data::lineage,
         artifacts::get,
+        schedules::list, schedules::create, schedules::get, schedules::patch, schedules::delete, schedules::pause, schedules::resume,
         tokens::list, tokens::create, tokens::revoke,
     ),
     components(schemas(Problem)),
@@ -94,6 +96,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/runs/{id}/metrics", get(run_data::metrics))
         .route("/v1/runs/{id}/lineage", get(run_data::lineage))
         .route("/v1/artifacts/{digest}", get(artifacts::get))
+        .route("/v1/schedules", get(schedules::list).post(schedules::create))
+        .route("/v1/schedules/{id}", get(schedules::get).patch(schedules::patch).delete(schedules::delete))
+        .route("/v1/schedules/{id}/pause", post(schedules::pause))
+        .route("/v1/schedules/{id}/resume", post(schedules::resume))
         .route("/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
         .fallback(|| async { Problem::not_found("this path") })

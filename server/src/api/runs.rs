@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::ServerConfig;
 use crate::auth::Caller;
-use crate::launch::{Accepted, TriggerRequest, trigger};
+use crate::launch::{Accepted, Origin, TriggerRequest, trigger};
 use crate::problem::{Json, Problem, Query};
 use crate::state::AppState;
 
@@ -46,10 +46,12 @@ pub async fn create(
     };
     let tenant = caller.tenant.clone();
     let state2 = state.clone();
-    let (accepted, started) =
-        tokio::task::spawn_blocking(move || trigger(&state2, &tenant, &name, &request, key.as_deref(), None))
-            .await
-            .map_err(Problem::internal)??;
+    let (accepted, started) = tokio::task::spawn_blocking(move || {
+        let origin = Origin { idempotency_key: key.as_deref(), ..Origin::default() };
+        trigger(&state2, &tenant, &name, &request, origin)
+    })
+    .await
+    .map_err(Problem::internal)??;
     Ok(accepted_response(accepted, started))
 }
 
@@ -331,9 +333,11 @@ pub async fn retry(
     let request: TriggerRequest = serde_json::from_str(&request).map_err(Problem::internal)?;
     let tenant = caller.tenant.clone();
     let state2 = state.clone();
-    let (accepted, started) =
-        tokio::task::spawn_blocking(move || trigger(&state2, &tenant, &item.pipeline, &request, None, Some(&id)))
-            .await
-            .map_err(Problem::internal)??;
+    let (accepted, started) = tokio::task::spawn_blocking(move || {
+        let origin = Origin { retry_of: Some(&id), ..Origin::default() };
+        trigger(&state2, &tenant, &item.pipeline, &request, origin)
+    })
+    .await
+    .map_err(Problem::internal)??;
     Ok(accepted_response(accepted, started))
 }
