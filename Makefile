@@ -10,7 +10,7 @@ WORDS        := examples/wordcount
 WORDS_WS     := $(WORDS)/.weir
 WORDS_BINS   := normalize count stats report
 
-.PHONY: all setup build examples run run-wordcount run-embed test lint fmt bench bench-quick bench-peers clean
+.PHONY: all setup build examples run run-wordcount run-embed test contract lint fmt bench bench-quick bench-peers clean
 
 all: build
 
@@ -66,9 +66,16 @@ run-wordcount: build examples
 run-embed: examples
 	$(CARGO) run -p weir-embed-example
 
-## All tests: unit, integration (guests are built from source by the tests) and doc tests.
+## All tests: unit, integration (guests are built from source by the tests) and doc tests,
+## then contract fuzzing of `weir serve` against its OpenAPI document (schemathesis, from PyPI
+## into target/schemathesis-venv).
 test: setup
 	$(CARGO) test --workspace
+	$(MAKE) contract
+
+## Contract fuzzing of the server's API (tests/contract/run.sh; WEIR_CONTRACT_SECONDS bounds it).
+contract: build
+	tests/contract/run.sh
 
 ## Benchmarks (release build; slow to compile the first time). Results go in BENCHMARKS.md.
 ## Criterion micro-benchmarks (bridge, engine) and whole-run suites (overhead, pipelines,

@@ -16,7 +16,8 @@ use weir::{CancelToken, Event, EventSink, RunDetail};
 /// beyond it are dropped from the replay (step starts and ends never are).
 const MAX_KEPT_EVENTS: usize = 10_000;
 
-/// One server-sent event: its name and JSON data.
+/// One server-sent event: its name and JSON data (live events carry `at`,
+/// the server's time in seconds since the Unix epoch).
 #[derive(Debug, Clone, Serialize)]
 pub struct RunEvent {
     /// `run_started`, `step_started`, `progress`, `metric`, `step_finished` or `run_finished`.
@@ -101,6 +102,8 @@ fn to_run_event(event: &Event<'_>) -> Option<RunEvent> {
         Event::RunFinished { .. } => return None,
         _ => return None,
     };
+    let mut data = data;
+    data["at"] = json!(crate::db::now());
     Some(RunEvent { name, data })
 }
 

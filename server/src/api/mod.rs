@@ -17,6 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Serialize;
+use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use crate::ServerConfig;
@@ -72,8 +73,69 @@ pub async fn health(State(state): State<Arc<AppState>>) -> axum::Json<Health> {
 
 /// This API's OpenAPI 3.1 description (no token needed).
 #[utoipa::path(get, path = "/openapi.json", tag = "server", responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
-pub async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(ApiDoc::openapi())
+pub async fn openapi() -> axum::Json<Value> {
+    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    axum::Json(DOCUMENT.get_or_init(document).clone())
+}
+
+/// The OpenAPI document: what the handlers' annotations generate, with what
+/// every operation shares said once here: errors are problem details, any
+/// authenticated call may meet 401 and 429, any call with a path parameter
+/// 404, and a digest in a path has the digest's form.
+pub fn document() -> Value {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let problem = json!({ "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } });
+    let Some(paths) = document["paths"].as_object_mut() else { return document };
+    for operations in paths.values_mut() {
+        let Some(operations) = operations.as_object_mut() else { continue };
+        for operation in operations.values_mut() {
+            let secured = operation.get("security").is_some();
+            let has_path_param = operation["parameters"]
+                .as_array()
+                .is_some_and(|params| params.iter().any(|param| param["in"] == "path"));
+            let has_body = operation.get("requestBody").is_some();
+            if let Some(params) = operation.get_mut("parameters").and_then(Value::as_array_mut) {
+                for param in params.iter_mut() {
+                    if param["name"] == "digest" {
+                        param["schema"]["pattern"] = json!("^blake3:[0-9a-f]{64}$");
+                    }
+                    if param["name"] == "Idempotency-Key" {
+                        param["schema"] =
+                            json!({ "type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$" });
+                    }
+                }
+            }
+            let Some(responses) = operation["responses"].as_object_mut() else { continue };
+            for response in responses.values_mut() {
+                let Some(content) = response.get_mut("content") else { continue };
+                if content["application/json"]["schema"]["$ref"] == "#/components/schemas/Problem" {
+                    *content = problem.clone();
+                }
+            }
+            let mut shared = vec![
+                ("400", "The request is malformed"),
+                ("408", "The request took too long to arrive"),
+                ("500", "The server failed"),
+            ];
+            if secured {
+                shared.extend([("401", "No valid bearer token"), ("429", "Over the token's rate limit")]);
+                shared.push(("503", "The server is stopping"));
+            }
+            if has_path_param {
+                shared.push(("404", "Not found (or another tenant's)"));
+            }
+            if has_body {
+                shared.extend([
+                    ("413", "The body is over the limit"),
+                    ("415", "The body's content type is not the one documented"),
+                ]);
+            }
+            for (status, description) in shared {
+                responses.entry(status).or_insert_with(|| json!({ "description": description, "content": problem }));
+            }
+        }
+    }
+    document
 }
 
 /// The router of every endpoint.

@@ -39,7 +39,7 @@ pub async fn create(
             value
                 .to_str()
                 .ok()
-                .filter(|key| (1..=255).contains(&key.len()))
+                .filter(|key| (1..=255).contains(&key.len()) && key.bytes().all(|byte| byte.is_ascii_graphic()))
                 .ok_or_else(|| Problem::bad_field("Idempotency-Key", "must be 1 to 255 visible ASCII characters"))?
                 .to_owned(),
         ),
@@ -72,18 +72,39 @@ pub struct RunFilter {
     pipeline: Option<String>,
     /// Only runs of this version.
     version: Option<String>,
-    /// Only runs with this status (`running`, `succeeded`, `failed`, `cancelled`, `killed`).
+    /// Only runs with this status (empty: any).
+    #[param(pattern = "^(running|succeeded|failed|cancelled|killed)?$")]
     status: Option<String>,
-    /// Only runs with this label, as `KEY=VALUE`.
+    /// Only runs with this label, as `KEY=VALUE` (empty: any).
+    #[param(pattern = "^([A-Za-z0-9_./-]{1,63}=.*)?$")]
     label: Option<String>,
     /// Only runs created after this time (RFC 3339, or seconds since the Unix epoch).
     created_after: Option<String>,
     /// Only runs created before this time.
     created_before: Option<String>,
     /// Runs per page (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     page_size: Option<usize>,
     /// The `next_page_token` of the previous page.
     page_token: Option<String>,
+}
+
+impl RunFilter {
+    /// The filter with empty values (`?status=`) taken as not given, as a
+    /// form leaves them.
+    fn without_empty(self) -> RunFilter {
+        let given = |value: Option<String>| value.filter(|value| !value.is_empty());
+        RunFilter {
+            pipeline: given(self.pipeline),
+            version: given(self.version),
+            status: given(self.status),
+            label: given(self.label),
+            created_after: given(self.created_after),
+            created_before: given(self.created_before),
+            page_size: self.page_size,
+            page_token: given(self.page_token),
+        }
+    }
 }
 
 /// A run in a list.
@@ -131,6 +152,7 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     Query(filter): Query<RunFilter>,
 ) -> Result<axum::Json<RunPage>, Problem> {
+    let filter = filter.without_empty();
     let size = filter.page_size.unwrap_or(50);
     if !(1..=ServerConfig::MAX_PAGE_SIZE).contains(&size) {
         return Err(Problem::bad_field(
