@@ -100,6 +100,13 @@ async fn serve_async(engine: Engine, config: ServerConfig) -> Result<(), ServerE
     };
     tokio::spawn(schedules::run_scheduler(state.clone()));
     let app = api::router(state.clone());
+    // Small responses (a trigger's 202, an event) go out at once instead of
+    // waiting out Nagle's algorithm against the client's delayed ACK (40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            eprintln!("weir serve: setting TCP_NODELAY: {err}");
+        }
+    });
     axum::serve(listener, app).with_graceful_shutdown(stopping).await.map_err(|err| ServerError::io("serving", err))?;
     if !state.live.is_empty() {
         drained.notified().await;
