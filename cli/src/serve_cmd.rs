@@ -26,6 +26,9 @@ pub(crate) struct ServeArgs {
     /// The largest blob upload.
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     max_blob_size: u64,
+    /// The largest JSON request body.
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    max_json_size: u64,
     /// Requests each token may make per second (bursts of twice as many).
     #[arg(long, default_value_t = 1000.0)]
     rate_limit: f64,
@@ -77,6 +80,7 @@ pub(crate) fn serve(workspace: &Path, args: ServeArgs) -> anyhow::Result<ExitCod
     let mut config = ServerConfig::new(args.listen);
     config.grace = args.grace;
     config.max_blob_bytes = args.max_blob_size;
+    config.max_json_bytes = usize::try_from(args.max_json_size).unwrap_or(usize::MAX);
     config.rate_per_second = args.rate_limit;
     config.rate_burst = args.rate_limit * 2.0;
     config.request_timeout = args.request_timeout;

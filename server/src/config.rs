@@ -12,6 +12,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The largest blob upload, in bytes (413 above it).
     pub max_blob_bytes: u64,
+    /// The largest JSON request body, in bytes (413 above it).
+    pub max_json_bytes: usize,
     /// Requests each token may make per second, on average (429 above it).
     pub rate_per_second: f64,
     /// How many requests a token may make at once above the average.
@@ -28,8 +30,6 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// The largest JSON request body, in bytes.
-    pub const MAX_JSON_BYTES: usize = 1 << 20;
     /// The most runs one `GET /v1/runs` page may hold.
     pub const MAX_PAGE_SIZE: usize = 500;
 
@@ -38,6 +38,7 @@ impl ServerConfig {
         ServerConfig {
             listen,
             max_blob_bytes: 1 << 30,
+            max_json_bytes: 1 << 20,
             rate_per_second: 1000.0,
             rate_burst: 2000.0,
             request_timeout: Duration::from_secs(60),

@@ -8,6 +8,10 @@ use axum::http::{HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use std::sync::Arc;
+
+use crate::state::AppState;
+
 /// A failed request: its status and a message that names the field.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
@@ -91,22 +95,28 @@ impl IntoResponse for Problem {
 /// the JSON body limit a 413 naming the limit.
 pub struct Json<T>(pub T);
 
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Json<T> {
+impl<T: serde::de::DeserializeOwned> FromRequest<Arc<AppState>> for Json<T> {
     type Rejection = Problem;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+    async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, Problem> {
+        // The router's `DefaultBodyLimit` is this limit.
+        let limit = state.config.max_json_bytes;
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(rejection) => Err(json_problem(rejection)),
+            Err(rejection) => Err(json_problem(rejection, limit)),
         }
     }
 }
 
-fn json_problem(rejection: JsonRejection) -> Problem {
+fn json_problem(rejection: JsonRejection, limit: usize) -> Problem {
     let status = rejection.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        let limit = crate::config::ServerConfig::MAX_JSON_BYTES;
-        return Problem::new(status, format!("the request body is over the limit of {limit} bytes for JSON bodies"));
+        return Problem::new(
+            status,
+            format!(
+                "the request body is over the limit of {limit} bytes for JSON bodies (`weir serve --max-json-size`)"
+            ),
+        );
     }
     let detail = match &rejection {
         JsonRejection::JsonDataError(err) => {

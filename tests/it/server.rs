@@ -471,7 +471,7 @@ fn a_run_is_cancelled_and_its_retry_reuses_what_succeeded() {
 fn publishing_refuses_files_outside_the_bundle_and_blobs_are_checked() {
     let project = Project::new();
     let alice = token(&project, "alice", false);
-    let server = Server::start(&project, &["--max-blob-size", "1KiB"]);
+    let server = Server::start(&project, &["--max-blob-size", "1KiB", "--max-json-size", "2KiB"]);
     let upload = |bytes: &[u8]| {
         let digest = format!("blake3:{}", blake3::hash(bytes).to_hex());
         let reply = server.request("PUT", &format!("/v1/blobs/{digest}"), Some(&alice), Some(bytes.to_vec()), &[]);
@@ -484,6 +484,10 @@ fn publishing_refuses_files_outside_the_bundle_and_blobs_are_checked() {
     let too_big = server.request("PUT", &format!("/v1/blobs/{digest}"), Some(&alice), Some(big), &[]);
     assert_eq!(too_big.status, 413);
     assert!(too_big.problem()["detail"].as_str().unwrap().contains("1024 bytes"));
+    let huge = json!({ "manifest": "x".repeat(3000), "files": {} });
+    let refused = server.call("POST", "/v1/pipelines", Some(&alice), Some(&huge));
+    assert_eq!(refused.status, 413);
+    assert!(refused.problem()["detail"].as_str().unwrap().contains("2048 bytes"), "{}", refused.text());
     let lying = server.request("PUT", &format!("/v1/blobs/{module}"), Some(&alice), Some(b"other".to_vec()), &[]);
     assert_eq!((lying.status, lying.problem()["field"].as_str()), (400, Some("digest")));
 

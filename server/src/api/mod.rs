@@ -20,7 +20,6 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use crate::ServerConfig;
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -141,6 +140,7 @@ pub fn document() -> Value {
 /// The router of every endpoint.
 pub fn router(state: Arc<AppState>) -> Router {
     let timeout = state.config.request_timeout;
+    let json_limit = state.config.max_json_bytes;
     Router::new()
         .route("/healthz", get(health))
         .route("/openapi.json", get(openapi))
@@ -168,7 +168,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "this method is not allowed on this path")
         })
-        .layer(DefaultBodyLimit::max(ServerConfig::MAX_JSON_BYTES))
+        .layer(DefaultBodyLimit::max(json_limit))
         .layer(axum::middleware::from_fn(move |request: Request, next: Next| deadline(timeout, request, next)))
         .with_state(state)
 }
