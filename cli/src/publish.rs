@@ -2,13 +2,14 @@
 //! on a server.
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::json;
 use weir::{Digest, Pipeline, StepCode};
+use weir_server::bundle_path;
 
 use crate::client::{Client, refused};
 
@@ -62,7 +63,7 @@ pub(crate) fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
         }
         digests.insert(relative.clone(), digest.to_string());
     }
-    let name = relative_to(&manifest, &root).expect("the manifest is in its own directory");
+    let name = bundle_path(&manifest, &root).expect("the manifest is in its own directory");
     let mut request = json!({ "manifest": name, "files": digests, "make_default": !args.no_default });
     if let Some(version) = &args.version {
         request["version"] = json!(version);
@@ -95,7 +96,7 @@ fn bundle_files(
     let mut files = BTreeMap::new();
     let mut add = |what: String, path: &Path| -> anyhow::Result<()> {
         let path = std::fs::canonicalize(path).with_context(|| format!("{what}: {}", path.display()))?;
-        let Some(relative) = relative_to(&path, root) else {
+        let Some(relative) = bundle_path(&path, root) else {
             bail!(
                 "{what}: {} is not beneath the manifest's directory {}; a published pipeline carries only files beneath it",
                 path.display(),
@@ -134,17 +135,4 @@ fn walk(path: &Path) -> std::io::Result<Vec<PathBuf>> {
         files.extend(walk(&entry?.path())?);
     }
     Ok(files)
-}
-
-/// `path` relative to `root`, `/`-separated, when it lies beneath it.
-fn relative_to(path: &Path, root: &Path) -> Option<String> {
-    let relative = path.strip_prefix(root).ok()?;
-    let parts: Option<Vec<&str>> = relative
-        .components()
-        .map(|part| match part {
-            Component::Normal(name) => name.to_str(),
-            _ => None,
-        })
-        .collect();
-    parts.filter(|parts| !parts.is_empty()).map(|parts| parts.join("/"))
 }

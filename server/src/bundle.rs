@@ -200,16 +200,22 @@ impl Materialized {
 
     /// The path, relative to the bundle, of a file of its pipeline.
     pub fn relative(&self, path: &Path) -> Option<String> {
-        let relative = path.strip_prefix(&self.dir).ok()?;
-        let parts: Option<Vec<&str>> = relative
-            .components()
-            .map(|part| match part {
-                Component::Normal(name) => name.to_str(),
-                _ => None,
-            })
-            .collect();
-        Some(parts?.join("/"))
+        bundle_path(path, &self.dir)
     }
+}
+
+/// `path` as a bundle names it: relative to `root`, `/`-separated, when it
+/// lies beneath it (plain names only, UTF-8).
+pub fn bundle_path(path: &Path, root: &Path) -> Option<String> {
+    let relative = path.strip_prefix(root).ok()?;
+    let parts: Option<Vec<&str>> = relative
+        .components()
+        .map(|part| match part {
+            Component::Normal(name) => name.to_str(),
+            _ => None,
+        })
+        .collect();
+    parts.filter(|parts| !parts.is_empty()).map(|parts| parts.join("/"))
 }
 
 /// The path within its bundle of `path`, a file of a materialized bundle

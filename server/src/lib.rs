@@ -22,6 +22,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 pub use api::ApiDoc;
+pub use bundle::bundle_path;
 pub use config::ServerConfig;
 pub use tokens::{Caller, TokenInfo, Tokens};
 use weir::Engine;
