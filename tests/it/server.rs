@@ -720,3 +720,28 @@ fn schedules_fire_each_slot_once_across_a_restart_and_files_trigger_runs() {
     let output = document["outputs"]["shouted"].as_str().unwrap();
     assert_eq!(server.call("GET", &format!("/v1/artifacts/{output}"), Some(&alice), None).text(), "DROPPED OFF");
 }
+
+#[test]
+fn a_directory_artifact_downloads_as_a_tar_archive() {
+    let project = Project::new();
+    std::fs::create_dir_all(project.path().join("dir/build")).unwrap();
+    std::fs::copy(project.path().join("tool-p1.wasm"), project.path().join("dir/build/tool.wasm")).unwrap();
+    let manifest = project.write(
+        "dir/pipeline.toml",
+        "name = \"many\"\n[steps.make]\nmodule = \"build/tool.wasm\"\nargs = [\"files\", \"3\"]\noutputs = { many = \"dir\", result = \"file\" }\n",
+    );
+    let alice = token(&project, "alice", false);
+    let server = Server::start(&project, &[]);
+    publish(&project, &server, &alice, &manifest, &[]);
+    let document = finished(&server, &alice, &trigger(&server, &alice, "many", &json!({})));
+    let many = step(&document, "make")["outputs"]["many"].as_str().unwrap().to_owned();
+    let reply = server.call("GET", &format!("/v1/artifacts/{many}"), Some(&alice), None);
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.headers["content-type"], "application/x-tar");
+    let archive = project.path().join("many.tar");
+    std::fs::write(&archive, &reply.body).unwrap();
+    let listed = Command::new("tar").arg("-tf").arg(&archive).output().expect("tar");
+    let mut names: Vec<String> = String::from_utf8(listed.stdout).unwrap().lines().map(str::to_owned).collect();
+    names.sort();
+    assert_eq!(names, ["0", "1", "2"]);
+}

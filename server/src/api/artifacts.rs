@@ -37,9 +37,10 @@ pub async fn get(
     let (sender, receiver) = mpsc::channel::<std::io::Result<Bytes>>(8);
     let tenant = caller.tenant.clone();
     tokio::task::spawn_blocking(move || {
-        let mut writer = ChannelWriter { sender: sender.clone() };
+        // Chunks of 64 KiB, not one per small write (a tar header is 512 bytes).
+        let mut writer = std::io::BufWriter::with_capacity(64 << 10, ChannelWriter { sender: sender.clone() });
         let written = match state.engine.tenant(&tenant) {
-            Ok(view) => write_artifact(&view, &digest, kind, &mut writer),
+            Ok(view) => write_artifact(&view, &digest, kind, &mut writer).and_then(|()| writer.flush()),
             Err(err) => Err(std::io::Error::other(err.to_string())),
         };
         if let Err(err) = written {
@@ -63,7 +64,7 @@ fn write_artifact(
     view: &TenantView<'_>,
     digest: &Digest,
     kind: OutputKind,
-    writer: &mut ChannelWriter,
+    writer: &mut Chunked,
 ) -> std::io::Result<()> {
     let failed = |err: weir::Error| std::io::Error::other(err.to_string());
     match kind {
@@ -78,7 +79,7 @@ fn write_artifact(
 
 fn append_dir(
     view: &TenantView<'_>,
-    archive: &mut tar::Builder<&mut ChannelWriter>,
+    archive: &mut tar::Builder<&mut Chunked>,
     digest: &Digest,
     prefix: &str,
 ) -> std::io::Result<()> {
@@ -104,6 +105,9 @@ fn append_dir(
     }
     Ok(())
 }
+
+/// What an artifact is written to: a response body, in 64 KiB chunks.
+type Chunked = std::io::BufWriter<ChannelWriter>;
 
 /// Sends what is written to it, in chunks, to a response body.
 struct ChannelWriter {
