@@ -269,7 +269,12 @@ fn same_type(default: &Value, value: &Value) -> Result<Value, String> {
         (a, b) if a == b => Ok(value.clone()),
         ("float", "integer") => Ok(value.as_f64().map_or(Value::Null, Value::from)),
         (expected, found) => {
-            Err(format!("expected a {expected} like the default ({default}), got a {found} ({value})"))
+            let article = |kind: &str| if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+            Err(format!(
+                "expected {} {expected} like the default ({default}), got {} {found} ({value})",
+                article(expected),
+                article(found)
+            ))
         }
     }
 }

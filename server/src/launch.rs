@@ -155,7 +155,8 @@ pub fn prepare(
                 weir::ValidationErrorKind::UnknownParam { known, .. } => {
                     format!("the pipeline has no such parameter (it has: {})", known.join(", "))
                 }
-                _ => materialized.hide_paths(&err.to_string()),
+                // The problem alone: its location (`--param NAME`) is the CLI's.
+                other => materialized.hide_paths(&other.to_string()),
             };
             Problem::bad_field(format!("params.{name}"), why)
         })?;

@@ -346,6 +346,7 @@ fn triggers_are_checked_idempotent_and_runs_page_by_filter() {
 
     for (body, field) in [
         (json!({ "params": { "mode": 3 } }), "params.mode"),
+        (json!({ "params": { "mode": ["a"] } }), "params.mode"),
         (json!({ "params": { "epochs": 3 } }), "params.epochs"),
         (json!({ "inputs": { "nope": "blake3:00" } }), "inputs.nope"),
         (json!({ "inputs": { "text": format!("blake3:{}", "0".repeat(64)) } }), "inputs.text"),
@@ -356,6 +357,7 @@ fn triggers_are_checked_idempotent_and_runs_page_by_filter() {
         let problem = reply.problem();
         assert_eq!(problem["field"], field, "{problem}");
         assert!(problem["detail"].as_str().unwrap().contains(field));
+        assert!(!problem["detail"].as_str().unwrap().contains("--param"), "the CLI's words: {problem}");
     }
     let unknown = server.call("POST", "/v1/pipelines/up/runs", Some(&alice), Some(&json!({ "version": "9" })));
     assert_eq!(unknown.status, 404);
