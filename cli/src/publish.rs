@@ -63,7 +63,9 @@ pub(crate) fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
         }
         digests.insert(relative.clone(), digest.to_string());
     }
-    let name = bundle_path(&manifest, &root).expect("the manifest is in its own directory");
+    let Some(name) = bundle_path(&manifest, &root) else {
+        bail!("{}: a published manifest's file name must be UTF-8", manifest.display());
+    };
     let mut request = json!({ "manifest": name, "files": digests, "make_default": !args.no_default });
     if let Some(version) = &args.version {
         request["version"] = json!(version);

@@ -80,10 +80,8 @@ impl Bundle {
     /// bundle's directory is named by its content) and returns that
     /// directory and the root its pipeline must be loaded within.
     pub fn materialize(&self, engine: &Engine, tenant: &str) -> Result<Materialized, ServerError> {
-        let root = match engine.tenant_root(tenant)? {
-            Some(root) => root,
-            None => engine.store().root().join("server"),
-        };
+        let tenant_root = engine.tenant_root(tenant)?;
+        let root = tenant_root.clone().unwrap_or_else(|| engine.store().root().join("server"));
         let dir = root.join(PUBLISHED).join(self.content().hex());
         if !dir.is_dir() {
             let parent = root.join(PUBLISHED);
@@ -102,7 +100,7 @@ impl Bundle {
             }
             renamed?;
         }
-        let confined_to = if engine.tenant_root(tenant)?.is_some() { root } else { dir.clone() };
+        let confined_to = if tenant_root.is_some() { root } else { dir.clone() };
         Ok(Materialized { manifest: dir.join(&self.manifest), dir, confined_to })
     }
 
