@@ -84,6 +84,7 @@ pub(crate) fn serve(workspace: &Path, args: ServeArgs) -> anyhow::Result<ExitCod
     config.rate_per_second = args.rate_limit;
     config.rate_burst = args.rate_limit * 2.0;
     config.request_timeout = args.request_timeout;
+    config.tenants_file = Some(workspace.join(crate::TENANTS_FILE));
     for (tenant, dir) in args.watch_root {
         engine.tenant(&tenant).with_context(|| format!("--watch-root {tenant}={}", dir.display()))?;
         config.watch_roots.insert(tenant, dir);

@@ -63,7 +63,8 @@ pub(crate) struct EngineInner {
     pub(crate) gpus_detected: usize,
     pub(crate) history: History,
     pub(crate) admission: Arc<Admission>,
-    tenants: BTreeMap<String, Arc<TenantQuota>>,
+    /// The registered tenants; [`Engine::set_tenant`] changes them while runs go on.
+    tenants: std::sync::RwLock<BTreeMap<String, Arc<TenantQuota>>>,
     /// Each tenant's store account, once one of its runs needed it.
     store_accounts: std::sync::Mutex<BTreeMap<Arc<str>, Arc<StoreAccount>>>,
     default_limits: Limits,
@@ -168,21 +169,11 @@ impl EngineBuilder {
 
     /// Opens the workspace and starts the runtime and worker pool.
     pub fn build(self) -> Result<Engine> {
-        for (name, quota) in &self.tenants {
-            let setting = || format!("tenant `{name}`");
-            tenant::check_name(name).map_err(|reason| Error::Config { setting: setting(), reason })?;
-            if quota.concurrent_steps == 0 {
-                let reason = "concurrent_steps must be at least 1".to_owned();
-                return Err(Error::Config { setting: setting(), reason });
-            }
-        }
         let jobs = self.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         check_jobs(jobs)?;
         let store = Store::open(&self.workspace)?;
         for (name, quota) in &self.tenants {
-            if let Some(root) = &quota.root {
-                check_tenant_root(name, root, store.root())?;
-            }
+            check_tenant(name, quota, store.root())?;
         }
         let runtime = Runtime::new(&store.path_of("compiled"), &store.secret()?)?;
         let gpus_detected = detect_gpus();
@@ -201,7 +192,9 @@ impl EngineBuilder {
             gpus_detected,
             history,
             admission: Admission::new(jobs, gpu_slots, gpus_detected),
-            tenants: self.tenants.into_iter().map(|(name, quota)| (name, Arc::new(quota))).collect(),
+            tenants: std::sync::RwLock::new(
+                self.tenants.into_iter().map(|(name, quota)| (name, Arc::new(quota))).collect(),
+            ),
             store_accounts: std::sync::Mutex::default(),
             default_limits: self.default_limits,
         };
@@ -497,6 +490,31 @@ impl Engine {
         Ok(exports)
     }
 
+    /// Registers tenant `name` with `quota`, or changes its quota, while the
+    /// engine serves runs. Runs that start later get the new quota whole;
+    /// runs already going on are held to its step, memory and store quotas
+    /// from their next step on (their steps' limits were fixed when they
+    /// started). Checked as [`EngineBuilder::build`] checks a tenant.
+    pub fn set_tenant(&self, name: &str, quota: TenantQuota) -> Result<()> {
+        check_tenant(name, &quota, self.inner.store.root())?;
+        let quota = Arc::new(quota);
+        let mut tenants = self.inner.tenants.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tenants.insert(name.to_owned(), quota.clone());
+        let mut accounts = self.inner.store_accounts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match quota.store_bytes {
+            Some(bytes) => accounts.get(name).into_iter().for_each(|account| account.set_quota(bytes)),
+            None => drop(accounts.remove(name)),
+        }
+        self.inner.admission.set_quota(&Tenant { name: name.into(), quota });
+        Ok(())
+    }
+
+    /// The quota of registered tenant `name`.
+    pub fn tenant_quota(&self, name: &str) -> Option<TenantQuota> {
+        let tenants = self.inner.tenants.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tenants.get(name).map(|quota| TenantQuota::clone(quota))
+    }
+
     /// Removes from the store every object and tree that no cache entry and
     /// no retained run references; with `keep_runs`, first forgets all but
     /// that many most recent runs. Waits for the runs in progress in this
@@ -520,11 +538,12 @@ impl Engine {
         tenant::check_name(name).map_err(|reason| {
             ValidationError::new(Kind::InvalidName { name: name.to_owned(), reason }).in_field("tenant")
         })?;
-        let quota = match self.inner.tenants.get(name) {
+        let tenants = self.inner.tenants.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let quota = match tenants.get(name) {
             Some(quota) => quota.clone(),
-            None if name == DEFAULT_TENANT || self.inner.tenants.is_empty() => Arc::new(TenantQuota::default()),
+            None if name == DEFAULT_TENANT || tenants.is_empty() => Arc::new(TenantQuota::default()),
             None => {
-                let known = self.inner.tenants.keys().cloned().collect();
+                let known = tenants.keys().cloned().collect();
                 return Err(ValidationError::new(Kind::UnknownTenant { tenant: name.to_owned(), known }));
             }
         };
@@ -839,6 +858,21 @@ impl EngineInner {
     }
 }
 
+/// Refuses a tenant that is not well formed: a bad name, no step allowed at
+/// once, or a root overlapping the workspace at `workspace`.
+fn check_tenant(name: &str, quota: &TenantQuota, workspace: &Path) -> Result<()> {
+    let setting = || format!("tenant `{name}`");
+    tenant::check_name(name).map_err(|reason| Error::Config { setting: setting(), reason })?;
+    if quota.concurrent_steps == 0 {
+        let reason = "concurrent_steps must be at least 1".to_owned();
+        return Err(Error::Config { setting: setting(), reason });
+    }
+    match &quota.root {
+        Some(root) => check_tenant_root(name, root, workspace),
+        None => Ok(()),
+    }
+}
+
 /// Refuses a tenant root that overlaps the workspace: a tenant that could
 /// read the workspace would read other tenants' objects and the history, and
 /// one that could write it could replace the tenants file or compiled code.
@@ -902,5 +936,31 @@ mod tests {
             assert!(matches!(&err, Error::Config { setting, .. } if setting == "jobs"), "{err}");
             assert!(err.to_string().contains(&format!("{jobs} is not between 1 and {MAX_JOBS}")), "{err}");
         }
+    }
+
+    #[test]
+    fn tenants_registered_while_the_engine_serves_apply_to_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = product(dir.path());
+        let engine =
+            Engine::builder().workspace(dir.path().join("ws")).tenant("alice", TenantQuota::default()).build().unwrap();
+        let as_bob = RunOptions::new().tenant("bob");
+        let err = engine.run(&pipeline, &as_bob).expect_err("bob is not a tenant yet");
+        assert!(err.to_string().contains("bob"), "{err}");
+
+        engine.set_tenant("bob", TenantQuota::default().store_bytes(1)).unwrap();
+        assert_eq!(engine.tenant_quota("bob").unwrap().store_bytes, Some(1));
+        let err = engine.run(&pipeline, &as_bob).expect_err("8-byte inputs do not fit bob's store quota");
+        assert!(err.to_string().contains("larger than the 1 bytes it may take"), "{err}");
+
+        engine.set_tenant("bob", TenantQuota::default().store_bytes(1 << 20)).unwrap();
+        assert!(engine.run(&pipeline, &as_bob).unwrap().succeeded(), "the raised quota holds the run");
+
+        let stuck = TenantQuota::default().concurrent_steps(0);
+        let err = engine.set_tenant("carol", stuck).expect_err("no step at once is refused");
+        assert!(err.to_string().contains("concurrent_steps must be at least 1"), "{err}");
+        assert!(engine.tenant_quota("carol").is_none(), "a refused tenant is not registered");
+        let inside = TenantQuota::default().root(dir.path().join("ws/objects"));
+        assert!(engine.set_tenant("carol", inside).is_err(), "a root inside the workspace is refused");
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::{Artifact, Digest, Limits, StepErrorKind};
@@ -120,7 +121,8 @@ pub(crate) const TENANT_ROOTS: &str = "tenants";
 #[derive(Debug)]
 pub(crate) struct StoreAccount {
     tenant: Arc<str>,
-    quota: u64,
+    /// Bytes it may hold; an operator may change it while runs go on.
+    quota: AtomicU64,
     held: Mutex<Held>,
 }
 
@@ -133,16 +135,26 @@ struct Held {
 impl StoreAccount {
     /// An account of `tenant` holding `digests`, of `bytes` in all.
     pub(crate) fn new(tenant: Arc<str>, quota: u64, digests: HashSet<Digest>, bytes: u64) -> Self {
-        Self { tenant, quota, held: Mutex::new(Held { bytes, digests }) }
+        Self { tenant, quota: AtomicU64::new(quota), held: Mutex::new(Held { bytes, digests }) }
     }
 
     fn held(&self) -> MutexGuard<'_, Held> {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn quota(&self) -> u64 {
+        self.quota.load(Ordering::Relaxed)
+    }
+
+    /// Changes the quota: later charges are held to `bytes` (what is held
+    /// already stays, even when over it).
+    pub(crate) fn set_quota(&self, bytes: u64) {
+        self.quota.store(bytes, Ordering::Relaxed);
+    }
+
     /// Bytes still free under the quota.
     pub(crate) fn remaining(&self) -> u64 {
-        self.quota.saturating_sub(self.held().bytes)
+        self.quota().saturating_sub(self.held().bytes)
     }
 
     /// Charges the artifacts of `artifacts` the tenant does not hold yet
@@ -162,9 +174,10 @@ impl StoreAccount {
                 new.push(artifact.digest);
             }
         }
-        if held.bytes.saturating_add(needed) > self.quota {
+        let quota = self.quota();
+        if held.bytes.saturating_add(needed) > quota {
             let tenant = self.tenant.to_string();
-            return Ok(Err(StepErrorKind::StoreQuota { tenant, needed, used: held.bytes, quota: self.quota }));
+            return Ok(Err(StepErrorKind::StoreQuota { tenant, needed, used: held.bytes, quota }));
         }
         held.bytes += needed;
         held.digests.extend(new);

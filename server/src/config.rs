@@ -27,6 +27,10 @@ pub struct ServerConfig {
     /// The directory each tenant's schedules may watch files in (none: no
     /// file triggers for that tenant).
     pub watch_roots: BTreeMap<String, PathBuf>,
+    /// The tenants file admins change over `/v1/tenants` (`weir serve`:
+    /// `WORKSPACE/tenants.toml`, which the engine was built from); none:
+    /// tenants are not managed over the API.
+    pub tenants_file: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -44,6 +48,7 @@ impl ServerConfig {
             request_timeout: Duration::from_secs(60),
             grace: Duration::from_secs(30),
             watch_roots: BTreeMap::new(),
+            tenants_file: None,
         }
     }
 }

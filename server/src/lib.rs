@@ -15,6 +15,7 @@ mod live;
 mod problem;
 mod schedules;
 mod state;
+mod tenants;
 mod tokens;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use std::time::Duration;
 pub use api::ApiDoc;
 pub use bundle::bundle_path;
 pub use config::ServerConfig;
+pub use tenants::{Quantity, TenantLimits, TenantSpec};
 pub use tokens::{Caller, TokenInfo, Tokens};
 use weir::Engine;
 

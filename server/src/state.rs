@@ -11,6 +11,7 @@ use crate::ServerConfig;
 use crate::auth::RateLimiter;
 use crate::db::Database;
 use crate::live::LiveRuns;
+use crate::tenants::TenantsFile;
 use crate::tokens::Tokens;
 
 /// The most loaded pipelines kept for reuse by later triggers.
@@ -30,6 +31,8 @@ pub struct AppState {
     pub config: ServerConfig,
     /// The runs being executed.
     pub live: LiveRuns,
+    /// The tenants file, when tenants are managed over the API.
+    pub tenants: Option<TenantsFile>,
     /// Set once the server is stopping: triggers are refused.
     pub draining: AtomicBool,
     /// Pipelines loaded from materialized bundles, by manifest path.
@@ -44,6 +47,7 @@ impl AppState {
             tokens: Tokens::with_database(db.clone()),
             db,
             limiter: RateLimiter::new(config.rate_per_second, config.rate_burst),
+            tenants: config.tenants_file.clone().map(TenantsFile::new),
             config,
             live: LiveRuns::default(),
             draining: AtomicBool::new(false),

@@ -747,3 +747,61 @@ fn a_directory_artifact_downloads_as_a_tar_archive() {
     names.sort();
     assert_eq!(names, ["0", "1", "2"]);
 }
+
+#[test]
+fn admins_set_tenants_quotas_which_the_file_keeps_and_runs_obey_at_once() {
+    let project = Project::new();
+    let manifest = up_pipeline(&project, "fourteen bytes");
+    let admin = token(&project, "ops", true);
+    let alice = token(&project, "alice", false);
+    let server = Server::start(&project, &[]);
+    let tenants_file = project.workspace().join("tenants.toml");
+
+    let put = |token: &str, name: &str, body: Value| {
+        server.call("PUT", &format!("/v1/tenants/{name}"), Some(token), Some(&body))
+    };
+    assert_eq!(put(&alice, "alice", json!({ "store": "1GiB" })).status, 403, "only admins set quotas");
+    assert_eq!(server.call("GET", "/v1/tenants", Some(&admin), None).json(), json!({ "tenants": [] }));
+    for (body, field) in [
+        (json!({ "memory": "lots" }), "memory"),
+        (json!({ "concurrent_steps": 0 }), "concurrent_steps"),
+        (json!({ "limits": { "timeout": "soon" } }), "limits.timeout"),
+        (json!({ "cpus": 2 }), ""),
+    ] {
+        let reply = put(&admin, "alice", body.clone());
+        assert_eq!(reply.status, 400, "{body}: {}", reply.text());
+        if !field.is_empty() {
+            assert_eq!(reply.problem()["field"], field, "{body}");
+        }
+        assert!(!tenants_file.exists(), "a refused change writes nothing");
+    }
+    assert_eq!(put(&admin, "not%20a%20name", json!({})).problem()["field"], "name");
+
+    let reply = put(&admin, "ops", json!({}));
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let reply = put(&admin, "alice", json!({ "store": 10, "limits": { "timeout": "1m" } }));
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    assert_eq!(reply.json(), json!({ "name": "alice", "quota": { "store": 10, "limits": { "timeout": "1m" } } }));
+    let text = std::fs::read_to_string(&tenants_file).unwrap();
+    assert!(text.contains("[tenants.alice]\nstore = 10\nlimits = { timeout = \"1m\" }"), "{text}");
+
+    // Alice reads her own quota only; another tenant is 404 like a missing one.
+    let own = server.call("GET", "/v1/tenants", Some(&alice), None).json();
+    assert_eq!(own["tenants"].as_array().unwrap().len(), 1, "{own}");
+    assert_eq!(server.call("GET", "/v1/tenants/alice", Some(&alice), None).json()["quota"]["store"], 10);
+    assert_eq!(server.call("GET", "/v1/tenants/ops", Some(&alice), None).status, 404);
+    // Now that tenants are listed, a token only for one of them.
+    let reply = server.call("POST", "/v1/tokens", Some(&admin), Some(&json!({ "tenant": "zed" })));
+    assert_eq!(reply.problem()["field"], "tenant", "{}", reply.text());
+
+    // The 10-byte store quota holds the run; raising it lets the next one through.
+    publish(&project, &server, &alice, &manifest, &[]);
+    let held = trigger(&server, &alice, "up", &json!({}));
+    let (last, data) = events(&server, &alice, &held).pop().unwrap();
+    assert_eq!((last.as_str(), &data["status"]), ("run_finished", &json!("failed")), "{data}");
+    assert!(data["error"].as_str().unwrap().contains("larger than the 10 bytes"), "{data}");
+    assert_eq!(put(&admin, "alice", json!({ "store": "1MiB" })).status, 200);
+    let run = trigger(&server, &alice, "up", &json!({}));
+    assert_eq!(finished(&server, &alice, &run)["status"], "succeeded");
+    assert!(std::fs::read_to_string(&tenants_file).unwrap().contains("store = \"1MiB\""));
+}

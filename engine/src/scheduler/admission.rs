@@ -54,6 +54,11 @@ struct Load {
 }
 
 impl Load {
+    /// A tenant with nothing running or waiting.
+    fn idle(tenant: &Tenant) -> Self {
+        Self { tenant: tenant.clone(), running: 0, memory: 0, last_served: 0, waiting: VecDeque::new() }
+    }
+
     /// Whether one more execution needing `memory` is within the quotas:
     /// under the step count, and under the memory quota unless nothing of
     /// the tenant runs (a step whose own limit is within the quota, as
@@ -153,13 +158,7 @@ impl Admission {
         let mut state = self.lock();
         let nobody_waits = state.tenants.values().all(|load| load.waiting.is_empty());
         let free = state.free > 0 && state.free_gpus() >= need.gpus;
-        let load = state.tenants.entry(tenant.name.clone()).or_insert_with(|| Load {
-            tenant: tenant.clone(),
-            running: 0,
-            memory: 0,
-            last_served: 0,
-            waiting: VecDeque::new(),
-        });
+        let load = state.tenants.entry(tenant.name.clone()).or_insert_with(|| Load::idle(tenant));
         if nobody_waits && free && load.fits(need.memory) {
             return Some(self.take(&mut state, &tenant.name, need));
         }
@@ -167,6 +166,20 @@ impl Admission {
         drop(state);
         self.grant_waiting();
         None
+    }
+
+    /// Holds `tenant`'s later grants to its (changed) quota, also for runs
+    /// that began under the old one; a raised quota may admit waiters now.
+    pub(crate) fn set_quota(self: &Arc<Self>, tenant: &Tenant) {
+        let mut state = self.lock();
+        match state.tenants.get_mut(&tenant.name) {
+            Some(load) => load.tenant = tenant.clone(),
+            None => {
+                state.tenants.insert(tenant.name.clone(), Load::idle(tenant));
+            }
+        }
+        drop(state);
+        self.grant_waiting();
     }
 
     /// Records a grant to `tenant` in `state` and makes its ticket.
@@ -323,5 +336,22 @@ mod tests {
         assert!(granted.try_recv().is_err());
         drop(a);
         assert_eq!(granted.try_recv().unwrap().0, 1);
+    }
+
+    #[test]
+    fn a_changed_quota_holds_for_requests_made_under_the_old_one() {
+        let gate = Admission::new(4, 0, 0);
+        let old = tenant("t", TenantQuota { concurrent_steps: 1, ..TenantQuota::default() });
+        let (to, granted) = mpsc::channel();
+        let first = request(&gate, &old, 0, 0, &to).unwrap();
+        assert!(request(&gate, &old, 1, 0, &to).is_none(), "one at a time under the old quota");
+        gate.set_quota(&tenant("t", TenantQuota { concurrent_steps: 2, ..TenantQuota::default() }));
+        let (id, second) = granted.try_recv().expect("a raised quota admits the waiter at once");
+        assert_eq!(id, 1);
+        gate.set_quota(&tenant("t", TenantQuota { concurrent_steps: 1, ..TenantQuota::default() }));
+        drop(first);
+        assert!(request(&gate, &old, 2, 0, &to).is_none(), "the lowered quota holds a request of an old run");
+        drop(second);
+        assert_eq!(granted.try_recv().unwrap().0, 2);
     }
 }

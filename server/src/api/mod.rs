@@ -6,6 +6,7 @@ pub mod pipelines;
 pub mod run_data;
 pub mod runs;
 pub mod schedules;
+pub mod tenants;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use crate::state::AppState;
         run_data::events, run_data::logs, run_data::metrics, run_data::lineage,
         artifacts::get,
         schedules::list, schedules::create, schedules::get, schedules::patch, schedules::delete, schedules::pause, schedules::resume,
+        tenants::list, tenants::get, tenants::put,
         tokens::list, tokens::create, tokens::revoke,
     ),
     components(schemas(Problem)),
@@ -162,6 +164,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/schedules/{id}", get(schedules::get).patch(schedules::patch).delete(schedules::delete))
         .route("/v1/schedules/{id}/pause", post(schedules::pause))
         .route("/v1/schedules/{id}/resume", post(schedules::resume))
+        .route("/v1/tenants", get(tenants::list))
+        .route("/v1/tenants/{name}", get(tenants::get).put(tenants::put))
         .route("/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
         .fallback(|| async { Problem::not_found("this path") })
