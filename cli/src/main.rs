@@ -375,7 +375,8 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if report.corrupt.is_empty() || repair { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Gc { keep_runs, json } => {
-            let report = open_engine(&workspace, Engine::builder())?.gc(keep_runs)?;
+            let report = open_engine(&workspace, Engine::builder())?
+                .gc_keeping(keep_runs, || kept_by_server(&workspace))?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -413,6 +414,15 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// What `weir serve` keeps in the workspace besides the history's artifacts
+/// (its tenants' published files), for garbage collection to keep too.
+fn kept_by_server(workspace: &Path) -> weir::Result<std::collections::BTreeSet<weir::Digest>> {
+    weir_server::kept_blobs(workspace).map_err(|err| weir::Error::Io {
+        context: "reading what the server keeps (server.db)".to_owned(),
+        source: std::io::Error::other(err.to_string()),
+    })
 }
 
 /// Builds the engine of `workspace`, with the tenants of its tenants file.

@@ -1,7 +1,7 @@
 //! The engine: a workspace store, a WebAssembly runtime and a worker pool,
 //! shared by every run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -520,12 +520,26 @@ impl Engine {
     /// that many most recent runs. Waits for the runs in progress in this
     /// workspace (in any process) to end, and blocks new ones meanwhile.
     pub fn gc(&self, keep_runs: Option<usize>) -> Result<GcReport> {
+        self.gc_keeping(keep_runs, || Ok(BTreeSet::new()))
+    }
+
+    /// [`gc`](Engine::gc) that also keeps what `also_keep` names (and the
+    /// trees among it, whole): artifacts the application references outside
+    /// the history, such as a server's published files. `also_keep` is asked
+    /// once every run has ended and the workspace is held, so what the
+    /// application stored under a [`Store::hold_off_gc`] is in its answer.
+    pub fn gc_keeping(
+        &self,
+        keep_runs: Option<usize>,
+        also_keep: impl FnOnce() -> Result<BTreeSet<Digest>>,
+    ) -> Result<GcReport> {
         let _exclusive = self.inner.store.lock_exclusive()?;
         let pruned = match keep_runs {
             Some(keep) => self.inner.history.prune_runs(keep)?,
             None => Vec::new(),
         };
-        let retained = self.inner.history.referenced_digests()?;
+        let mut retained = self.inner.history.referenced_digests()?;
+        retained.extend(also_keep()?);
         let report = self.inner.store.collect_garbage(&retained)?;
         // Tenants' holdings changed: their accounts are made again on next use.
         self.inner.store_accounts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();

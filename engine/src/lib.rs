@@ -118,7 +118,7 @@ pub use pipeline::{
 };
 pub use report::{EntryReport, Logs, Phases, RunReport, RunStatus, StepReport, StepStatus, Verification};
 pub use run_id::new_run_id;
-pub use store::{Artifact, GcReport, Store, TreeEntry, VerifyReport};
+pub use store::{Artifact, GcHold, GcReport, Store, TreeEntry, VerifyReport};
 pub use tenant::{DEFAULT_TENANT, TenantQuota};
 pub use tenant_view::TenantView;
 

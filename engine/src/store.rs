@@ -28,6 +28,8 @@ mod import;
 mod ingest;
 mod janitor;
 mod locks;
+
+pub use locks::GcHold;
 mod materialize;
 mod secret;
 mod tree;

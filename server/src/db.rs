@@ -120,6 +120,26 @@ impl Database {
     }
 }
 
+/// Every blob the server of the workspace at `root` holds for its tenants
+/// (published files, uploads not yet published): what garbage collection
+/// must keep besides the history's artifacts. None when it has no server
+/// database.
+pub fn kept_blobs(root: &Path) -> Result<std::collections::BTreeSet<weir::Digest>, ServerError> {
+    if !root.join(DATABASE).exists() {
+        return Ok(std::collections::BTreeSet::new());
+    }
+    let digests: Vec<String> = Database::open(root)?.with(|conn| {
+        let mut statement = conn.prepare("SELECT DISTINCT digest FROM blobs")?;
+        statement.query_map([], |row| row.get(0))?.collect()
+    })?;
+    digests
+        .iter()
+        .map(|text| {
+            weir::Digest::parse(text).map_err(|err| ServerError::Database(format!("blob digest `{text}`: {err}")))
+        })
+        .collect()
+}
+
 /// Wraps a SQLite error with what was being done.
 pub(crate) fn db_error(context: &'static str) -> impl Fn(rusqlite::Error) -> ServerError {
     move |err| ServerError::Database(format!("{context}: {err}"))

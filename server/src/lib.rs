@@ -25,6 +25,7 @@ use std::time::Duration;
 pub use api::ApiDoc;
 pub use bundle::bundle_path;
 pub use config::ServerConfig;
+pub use db::kept_blobs;
 pub use tenants::{Quantity, TenantLimits, TenantSpec};
 pub use tokens::{Caller, TokenInfo, Tokens};
 use weir::Engine;

@@ -805,3 +805,29 @@ fn admins_set_tenants_quotas_which_the_file_keeps_and_runs_obey_at_once() {
     assert_eq!(finished(&server, &alice, &run)["status"], "succeeded");
     assert!(std::fs::read_to_string(&tenants_file).unwrap().contains("store = \"1MiB\""));
 }
+
+#[test]
+fn garbage_collection_keeps_what_the_server_published_and_uploaded() {
+    let project = Project::new();
+    let manifest = up_pipeline(&project, "kept text");
+    let alice = token(&project, "alice", false);
+    let server = Server::start(&project, &[]);
+    publish(&project, &server, &alice, &manifest, &[]);
+    // Uploaded but not yet used by any run or version.
+    let text = b"an upload".to_vec();
+    let digest = format!("blake3:{}", blake3::hash(&text).to_hex());
+    assert_eq!(server.request("PUT", &format!("/v1/blobs/{digest}"), Some(&alice), Some(text), &[]).status, 201);
+
+    // Nothing of the history references these blobs, yet gc keeps them all.
+    let output = project.weir(&["gc", "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["removed_objects"], 0, "{report}");
+
+    // A trigger with the upload as input writes a new bundle from the blobs: module and all.
+    let run = trigger(&server, &alice, "up", &json!({ "inputs": { "text": digest } }));
+    let document = finished(&server, &alice, &run);
+    assert_eq!(document["status"], "succeeded", "{document}");
+    let shouted = document["outputs"]["shouted"].as_str().unwrap();
+    assert_eq!(server.call("GET", &format!("/v1/artifacts/{shouted}"), Some(&alice), None).text(), "AN UPLOAD");
+}

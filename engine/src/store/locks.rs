@@ -27,7 +27,22 @@ pub(crate) struct Held {
     _file: Option<File>,
 }
 
+/// Holds garbage collection off (see [`Store::hold_off_gc`]) until dropped.
+#[derive(Debug)]
+pub struct GcHold {
+    _held: Held,
+}
+
 impl Store {
+    /// Holds garbage collection of this workspace (in any process) off while
+    /// the application stores objects and records, elsewhere, that it keeps
+    /// them ([`Engine::gc_keeping`](crate::Engine::gc_keeping) then keeps
+    /// them): as a run holds it off between storing and recording. Waits
+    /// while a collection is going on.
+    pub fn hold_off_gc(&self) -> Result<GcHold> {
+        Ok(GcHold { _held: self.lock_for_run()? })
+    }
+
     /// Takes the workspace lock shared, as a run does (waits while a
     /// garbage collection holds it).
     pub(crate) fn lock_for_run(&self) -> Result<Held> {

@@ -129,6 +129,8 @@ fn store(
     size: u64,
 ) -> Result<(StatusCode, axum::Json<BlobInfo>), Problem> {
     let had = owns(state, tenant, &digest)?;
+    // Until the blob is listed, a garbage collection would not keep it.
+    let _listing = state.engine.store().hold_off_gc()?;
     let artifact = state.engine.store().import(temp)?;
     if artifact.digest != digest {
         return Err(Problem::internal(format!("the store hashed an upload to {}, not {digest}", artifact.digest)));
