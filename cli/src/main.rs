@@ -15,6 +15,7 @@ mod remote;
 mod render;
 mod report;
 mod serve_cmd;
+mod status_cmd;
 mod terminal;
 mod verify_cmd;
 
@@ -55,6 +56,10 @@ struct WorkspaceArg {
 enum Command {
     /// Run a pipeline manifest, reusing every step whose inputs did not change.
     Run(RunArgs),
+    /// Show which steps a run would execute and why, executing nothing and
+    /// writing nothing. Exit status 0: up to date; 1: something would run;
+    /// 2: the pipeline cannot run.
+    Status(status_cmd::StatusArgs),
     /// Create NAME/: a pipeline with one step written in Rust (a crate weir
     /// builds), sample input, ready for `weir run NAME/pipeline.toml`.
     New {
@@ -240,6 +245,10 @@ struct RunArgs {
     /// Execute every step; cached results are ignored (and replaced).
     #[arg(long, conflicts_with = "read_only")]
     no_cache: bool,
+    /// Execute nothing: show which steps would run and why, as `weir status`
+    /// does (and exit as it does).
+    #[arg(long, conflicts_with_all = ["no_cache", "read_only"])]
+    dry_run: bool,
     /// Write nothing to the workspace: reuse every step's cached result (a
     /// step that would execute fails) and record nothing in the history.
     /// Works on a workspace this user may not write to; exports are written.
@@ -297,7 +306,17 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     let workspace = cli.workspace.workspace;
     let tenant = cli.workspace.tenant.as_str();
     match cli.command {
-        Command::Run(args) => run(&workspace, tenant, args),
+        Command::Run(args) if args.dry_run => {
+            let status = status_cmd::StatusArgs {
+                manifest: args.manifest,
+                params: args.params,
+                rerun: args.rerun,
+                json: args.json,
+            };
+            with_json_refusal(status.json, || status_cmd::status(&workspace, tenant, status))
+        }
+        Command::Run(args) => with_json_refusal(args.json, || run_pipeline(&workspace, tenant, args)),
+        Command::Status(args) => with_json_refusal(args.json, || status_cmd::status(&workspace, tenant, args)),
         Command::Serve(args) => serve_cmd::serve(&workspace, args),
         Command::Token { action } => serve_cmd::token(&workspace, tenant, action),
         Command::Publish(args) => publish::publish(args),
@@ -375,8 +394,8 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if report.corrupt.is_empty() || repair { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Gc { keep_runs, json } => {
-            let report = open_engine(&workspace, Engine::builder())?
-                .gc_keeping(keep_runs, || kept_by_server(&workspace))?;
+            let report =
+                open_engine(&workspace, Engine::builder())?.gc_keeping(keep_runs, || kept_by_server(&workspace))?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -558,11 +577,13 @@ pub(crate) fn print_record(report: &weir::RunReport) -> anyhow::Result<()> {
 /// `weir run`. With `--json`, a run refused before anything ran still prints
 /// exactly one JSON object: `status` `invalid` (the pipeline, a parameter or
 /// a module is wrong) or `error` (the workspace), and the `errors`.
-fn run(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> anyhow::Result<ExitCode> {
-    if !args.json {
-        return run_pipeline(workspace, tenant, args);
+/// Runs `command`; with `json`, a failure to start is also one JSON object
+/// on stdout (exit status 2), so a script reading stdout always gets one.
+fn with_json_refusal(json: bool, command: impl FnOnce() -> anyhow::Result<ExitCode>) -> anyhow::Result<ExitCode> {
+    if !json {
+        return command();
     }
-    run_pipeline(workspace, tenant, args).or_else(|err| {
+    command().or_else(|err| {
         print_error(&err);
         println!("{}", serde_json::to_string(&refusal(&err))?);
         Ok(ExitCode::from(2))

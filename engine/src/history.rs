@@ -15,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, params};
 
+pub(crate) use explain::Execution;
 pub use explain::Explanation;
 pub use queries::{LineageNode, MetricPoint, MetricRow, RunDetail, RunSummary, StepDetails, StepRecord};
 

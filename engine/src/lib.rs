@@ -94,6 +94,7 @@ mod report;
 mod run_id;
 mod runtime;
 mod scheduler;
+mod status;
 mod step_exec;
 mod store;
 mod telemetry;
@@ -118,6 +119,7 @@ pub use pipeline::{
 };
 pub use report::{EntryReport, Logs, Phases, RunReport, RunStatus, StepReport, StepStatus, Verification};
 pub use run_id::new_run_id;
+pub use status::{Freshness, PipelineStatus, StepStatusLine};
 pub use store::{Artifact, GcHold, GcReport, Store, TreeEntry, VerifyReport};
 pub use tenant::{DEFAULT_TENANT, TenantQuota};
 pub use tenant_view::TenantView;

@@ -214,7 +214,7 @@ impl<'a> Coordinator<'a> {
             options,
             run_id,
             scope,
-            recorder: Recorder::new(engine.history, engine.store, run_id, metric_tap.clone()),
+            recorder: Recorder::new(engine.history, engine.store, run_id, metric_tap.clone(), options.is_read_only()),
             reports: BTreeMap::new(),
             metric_tap,
             sink,
@@ -480,6 +480,8 @@ impl<'a> Coordinator<'a> {
                 vec![((i, None), self.job(i, inputs, key))]
             }
             Decision::Refuse(kind) => {
+                // `weir status` explains what would execute from this material.
+                self.remember_key_material(i, &inputs);
                 let step = self.plan[i].step.name();
                 self.record((i, None), Finished::failure(step, kind), ready);
                 Vec::new()

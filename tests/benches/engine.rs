@@ -6,7 +6,9 @@
 //! - `chain_1000/reused_in_process`: a fully reused re-run of a 1,000-step
 //!   chain through the library;
 //! - `chain_1000/reused_cli`: the same through the `weir` binary, process
-//!   start to exit.
+//!   start to exit;
+//! - `chain_1000/status_in_process`, `chain_1000/status_cli`: `weir status`
+//!   of the same chain with nothing changed (every step up to date).
 
 use std::path::Path;
 use std::process::Command;
@@ -55,21 +57,24 @@ fn chain_reused(c: &mut Criterion) {
     let mut group = c.benchmark_group("chain_1000");
     group.sample_size(10);
     group.bench_function("reused_in_process", |b| b.iter(|| engine.run(&pipeline, &RunOptions::new()).expect("run")));
-    let binary = weir_bin();
-    group.bench_function("reused_cli", |b| {
-        b.iter(|| {
-            let status = Command::new(&binary)
-                .arg("run")
-                .arg(&manifest)
-                .arg("--workspace")
-                .arg(&workspace)
-                .arg("--json")
-                .stdout(std::process::Stdio::null())
-                .status()
-                .expect("weir");
-            assert!(status.success());
-        })
+    group.bench_function("status_in_process", |b| {
+        b.iter(|| assert!(engine.status(&pipeline, &RunOptions::new()).expect("status").up_to_date))
     });
+    let binary = weir_bin();
+    let cli = |command: &str| {
+        let status = Command::new(&binary)
+            .arg(command)
+            .arg(&manifest)
+            .arg("--workspace")
+            .arg(&workspace)
+            .arg("--json")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("weir");
+        assert!(status.success(), "weir {command}: nothing changed, so exit 0");
+    };
+    group.bench_function("reused_cli", |b| b.iter(|| cli("run")));
+    group.bench_function("status_cli", |b| b.iter(|| cli("status")));
     group.finish();
 }
 

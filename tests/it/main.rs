@@ -25,6 +25,7 @@ mod parallel;
 mod read_only;
 mod sandbox;
 mod server;
+mod status;
 mod template;
 mod tenants;
 mod validation;

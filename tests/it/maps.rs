@@ -30,7 +30,13 @@ fn map_entries_keep_their_metrics_and_logs() {
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(json["entries"]["b.txt"]["stdout"], "measured 5 bytes\n");
 
+    let status = project.weir(&["status", "pipeline.toml"]);
+    assert_eq!(status.status.code(), Some(0), "{}", String::from_utf8_lossy(&status.stdout));
     project.write("data/c.txt", "abcdefghijklmnopqrstuvwxyz");
+    let status = project.weir(&["status", "pipeline.toml"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(1), "{text}");
+    assert!(text.contains("m  would run   input batch: blake3:"), "a new entry changes the mapped directory: {text}");
     let (code, summary) = project.run_json(&[]);
     assert_eq!(code, 0, "{summary}");
     assert_eq!(steps_with(&summary, "ran"), ["m"]);

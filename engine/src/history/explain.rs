@@ -31,9 +31,11 @@ impl History {
     /// Explains the status of `step` in run `run_id`.
     pub fn explain(&self, run_id: &str, step: &str) -> Result<Explanation> {
         let record = self.step_record(run_id, step)?;
-        let pipeline: String = self.with(|conn| {
-            conn.query_row("SELECT pipeline FROM runs WHERE id = ?1", [run_id], |r| r.get(0))
-                .map_err(db_error("reading a run"))
+        let (pipeline, tenant, started): (String, String, f64) = self.with(|conn| {
+            conn.query_row("SELECT pipeline, tenant, started FROM runs WHERE id = ?1", [run_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(db_error("reading a run"))
         })?;
         let mut explanation = Explanation {
             run_id: run_id.to_owned(),
@@ -62,45 +64,74 @@ impl History {
                 ));
             }
             _ => {
-                if let Some(forced) = &record.forced {
-                    explanation.reasons.push(format!("forced by {forced}"));
-                }
-                let new = RecordedKey::of(record.key_material.as_deref());
-                if !new.ignored_params.is_empty() {
-                    let names = new.ignored_params.join(", ");
-                    explanation.reasons.push(format!("ignored: {names} (ignored_params: not in its cache key)"));
-                }
-                match self.previous_execution(&pipeline, step, run_id)? {
-                    None => explanation
-                        .reasons
-                        .push(format!("first execution: no earlier run of `{pipeline}` executed this step")),
-                    Some((previous_run, previous)) => {
-                        let old = RecordedKey::of(previous.key_material.as_deref());
-                        let mut differences = Vec::new();
-                        if old.args != new.args {
-                            let params = |run: &str| self.run_params(run);
-                            differences.extend(argument_params(
-                                &old.args,
-                                &new.args,
-                                &params(&previous_run)?,
-                                &params(run_id)?,
-                            ));
-                        }
-                        differences.extend(self::differences(&old, &new));
-                        if differences.is_empty() && record.forced.is_none() {
-                            explanation.reasons.push(format!(
-                                "its cache key equals that of run {previous_run}, but no reusable result was found \
-                                 (that execution failed, or its entry or outputs are gone)"
-                            ));
-                        }
-                        explanation.reasons.extend(differences);
-                        explanation.compared_with = Some(previous_run);
-                    }
-                }
+                let execution = Execution {
+                    pipeline: &pipeline,
+                    tenant: &tenant,
+                    step,
+                    before: started,
+                    key_material: record.key_material.as_deref(),
+                    params: &self.run_params(run_id)?,
+                    forced: record.forced.as_deref(),
+                };
+                (explanation.compared_with, explanation.reasons) = self.why_executes(&execution)?;
             }
         }
         Ok(explanation)
     }
+
+    /// Why `execution` of a step executes rather than reuses a result:
+    /// what differs from the step's most recent earlier execution (by the
+    /// same tenant, in a pipeline of the same name), and that run's id.
+    pub(crate) fn why_executes(&self, execution: &Execution<'_>) -> Result<(Option<String>, Vec<String>)> {
+        let mut reasons = Vec::new();
+        if let Some(forced) = execution.forced {
+            reasons.push(format!("forced by {forced}"));
+        }
+        let new = RecordedKey::of(execution.key_material);
+        if !new.ignored_params.is_empty() {
+            let names = new.ignored_params.join(", ");
+            reasons.push(format!("ignored: {names} (ignored_params: not in its cache key)"));
+        }
+        let pipeline = execution.pipeline;
+        let previous = self.execution_before(pipeline, execution.step, execution.tenant, execution.before)?;
+        let Some((previous_run, previous)) = previous else {
+            reasons.push(format!("first execution: no earlier run of `{pipeline}` executed this step"));
+            return Ok((None, reasons));
+        };
+        let old = RecordedKey::of(previous.key_material.as_deref());
+        let mut differences = Vec::new();
+        if old.args != new.args {
+            let old_params = self.run_params(&previous_run)?;
+            differences.extend(argument_params(&old.args, &new.args, &old_params, execution.params));
+        }
+        differences.extend(self::differences(&old, &new));
+        if differences.is_empty() && execution.forced.is_none() {
+            reasons.push(format!(
+                "its cache key equals that of run {previous_run}, but no reusable result was found \
+                 (that execution failed, or its entry or outputs are gone)"
+            ));
+        }
+        reasons.extend(differences);
+        Ok((Some(previous_run), reasons))
+    }
+}
+
+/// An execution of a step, to explain.
+pub(crate) struct Execution<'a> {
+    /// The pipeline's name.
+    pub pipeline: &'a str,
+    /// The tenant running it.
+    pub tenant: &'a str,
+    /// The step.
+    pub step: &'a str,
+    /// When its run started: earlier executions are those of runs started before.
+    pub before: f64,
+    /// Its cache key material, as recorded.
+    pub key_material: Option<&'a str>,
+    /// Its run's pipeline parameters.
+    pub params: &'a Value,
+    /// What forced it to execute, if anything.
+    pub forced: Option<&'a str>,
 }
 
 impl History {

@@ -358,22 +358,22 @@ impl History {
         })
     }
 
-    /// The most recent execution of `step` of `pipeline` before run `run_id`.
-    pub(crate) fn previous_execution(
+    /// The most recent execution of `step` of `pipeline` by `tenant` in a
+    /// run started before `before` (seconds since the epoch).
+    pub(crate) fn execution_before(
         &self,
         pipeline: &str,
         step: &str,
-        run_id: &str,
+        tenant: &str,
+        before: f64,
     ) -> Result<Option<(String, StepRecord)>> {
         self.with(|conn| {
             conn.query_row(
                 "SELECT s.* FROM step_runs s JOIN runs r ON r.id = s.run_id
                  WHERE r.pipeline = ?1 AND s.step = ?2 AND s.status IN ('ran', 'failed', 'cached') AND r.kind = 'run'
-                   AND s.key_material IS NOT NULL
-                   AND r.tenant = (SELECT tenant FROM runs WHERE id = ?3)
-                   AND r.started < (SELECT started FROM runs WHERE id = ?3)
+                   AND s.key_material IS NOT NULL AND r.tenant = ?3 AND r.started < ?4
                  ORDER BY r.started DESC LIMIT 1",
-                [pipeline, step, run_id],
+                rusqlite::params![pipeline, step, tenant, before],
                 |row| Ok((row.get::<_, String>("run_id")?, step_from(row)?)),
             )
             .optional()

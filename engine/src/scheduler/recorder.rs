@@ -29,14 +29,24 @@ pub(super) struct Recorder<'a> {
     /// Every settled step's record (without its metric series), for the
     /// run's document.
     kept: Vec<StepRecord>,
+    /// Whether the kept records keep their key material (`weir status`
+    /// explains a read-only run from it); otherwise only the history has it.
+    keep_material: bool,
     /// Metric values executors report, kept until written.
     metric_tap: Arc<MetricTap>,
     last_sync: Instant,
 }
 
 impl<'a> Recorder<'a> {
-    pub(super) fn new(history: &'a History, store: &'a Store, run_id: &'a str, metric_tap: Arc<MetricTap>) -> Self {
+    pub(super) fn new(
+        history: &'a History,
+        store: &'a Store,
+        run_id: &'a str,
+        metric_tap: Arc<MetricTap>,
+        keep_material: bool,
+    ) -> Self {
         Self {
+            keep_material,
             history,
             store,
             run_id,
@@ -59,7 +69,8 @@ impl<'a> Recorder<'a> {
         self.executing.retain(|running| running.step != record.step);
         self.done.insert(record.step.clone());
         let series = std::mem::take(&mut record.series);
-        self.kept.push(StepRecord { key_material: None, ..record.clone() });
+        let key_material = if self.keep_material { record.key_material.clone() } else { None };
+        self.kept.push(StepRecord { key_material, ..record.clone() });
         record.series = series;
         self.settled.push(record);
     }

@@ -1,0 +1,71 @@
+//! `weir status` and `weir run --dry-run`: which steps would run, and why,
+//! without executing anything or writing to the workspace.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use weir::{Engine, Freshness, PipelineStatus, RunOptions};
+
+use crate::terminal::printable;
+
+/// `weir status`.
+#[derive(Args)]
+pub(crate) struct StatusArgs {
+    /// The pipeline manifest (TOML).
+    pub manifest: PathBuf,
+    /// Override a pipeline parameter, as `weir run --param` does.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = crate::parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Count this step as forced to execute, as `weir run --rerun` does (repeatable).
+    #[arg(long, value_name = "STEP")]
+    pub rerun: Vec<String>,
+    /// Print one JSON object: the pipeline, `up_to_date`, and each step's
+    /// status (`up_to_date` or `would_run`) with its reasons.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Prints what a run would do. Exit status: 0 when every step is up to
+/// date, 1 when some step would run (2, from the caller, when the pipeline
+/// cannot run at all).
+pub(crate) fn status(workspace: &Path, tenant: &str, args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let engine = crate::open_engine(workspace, Engine::builder().workspace(workspace))?;
+    let pipeline = crate::load_pipeline(&engine, tenant, &args.manifest)?;
+    let mut options = RunOptions::new().tenant(tenant);
+    for (name, value) in args.params {
+        options = options.param_text(name, value);
+    }
+    for step in args.rerun {
+        options = options.rerun(step);
+    }
+    let status = engine.status(&pipeline, &options)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&status)?);
+    } else {
+        print_status(&status);
+    }
+    Ok(if status.up_to_date { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn print_status(status: &PipelineStatus) {
+    let would_run = status.steps.iter().filter(|step| step.status == Freshness::WouldRun).count();
+    let pipeline = printable(&status.pipeline);
+    match would_run {
+        0 => println!("{pipeline}: up to date ({} steps)", status.steps.len()),
+        n => println!("{pipeline}: {n} of {} steps would run", status.steps.len()),
+    }
+    let width = status.steps.iter().map(|step| step.step.chars().count()).max().unwrap_or(0);
+    for step in &status.steps {
+        let label = match step.status {
+            Freshness::UpToDate => "up to date",
+            Freshness::WouldRun => "would run",
+        };
+        let mut reasons = step.reasons.iter().map(|reason| printable(reason));
+        let first = reasons.next().unwrap_or_default();
+        println!("  {:<width$}  {label:<10}  {first}", printable(&step.step));
+        for reason in reasons {
+            println!("  {:<width$}  {:<10}  {reason}", "", "");
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! `weir status` and `weir run --dry-run`: what would run and why, with
+//! nothing executed or written.
+
+use serde_json::Value;
+use weir_tests::{Project, files_under, write_settled};
+
+/// prep -> upper -> join, with `shout` as an independent branch into join.
+fn chain(project: &Project) {
+    write_settled(&project.write("data/text.txt", ""), "hello world\n");
+    project.manifest(
+        r#"
+name = "chain"
+
+[params]
+word = "hello"
+
+[inputs]
+text = "data/text.txt"
+
+[steps.prep]
+module = "tool-p1.wasm"
+args = ["copy", "text", "copied"]
+inputs = { text = "inputs.text" }
+outputs = { copied = "file" }
+
+[steps.upper]
+module = "tool-p2.wasm"
+args = ["upper", "${params.word}"]
+inputs = { text = "prep.copied" }
+outputs = { result = "file" }
+
+[steps.shout]
+module = "tool-p1.wasm"
+args = ["params"]
+outputs = { result = "file" }
+
+[steps.join]
+module = "tool-p1.wasm"
+args = ["concat"]
+inputs = { a = "upper.result", b = "shout.result" }
+outputs = { result = "file" }
+"#,
+    );
+}
+
+/// `weir ARGS… --json`: the exit code and the status object.
+fn status(project: &Project, args: &[&str]) -> (i32, Value) {
+    let output = project.weir(args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let value = serde_json::from_str(&stdout).unwrap_or_else(|err| {
+        panic!("{args:?}: not JSON ({err}): {stdout}\n{}", String::from_utf8_lossy(&output.stderr))
+    });
+    (output.status.code().unwrap(), value)
+}
+
+/// Each step's status and its reasons joined, by name.
+fn lines(status: &Value) -> Vec<(String, String, String)> {
+    status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| {
+            let reasons: Vec<&str> = step["reasons"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+            (step["step"].as_str().unwrap().to_owned(), step["status"].as_str().unwrap().to_owned(), reasons.join("; "))
+        })
+        .collect()
+}
+
+fn runs_recorded(project: &Project) -> usize {
+    let output = project.weir(&["runs", "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice::<Value>(&output.stdout).unwrap().as_array().unwrap().len()
+}
+
+#[test]
+fn status_says_what_would_run_and_why_and_executes_nothing() {
+    let project = Project::new();
+    chain(&project);
+
+    let (code, before) = status(&project, &["status", "pipeline.toml", "--json"]);
+    assert_eq!(code, 1, "something would run: {before}");
+    assert_eq!(before["up_to_date"], false);
+    let found = lines(&before);
+    assert_eq!(found.iter().map(|(step, _, _)| step.as_str()).collect::<Vec<_>>(), ["prep", "shout", "upper", "join"]);
+    assert!(found.iter().all(|(_, status, _)| status == "would_run"), "{found:?}");
+    assert!(found[0].2.contains("first execution"), "{found:?}");
+    assert!(found[2].2.contains("after `prep`, which would run"), "{found:?}");
+    assert_eq!(runs_recorded(&project), 0, "a status is not a run");
+    assert!(files_under(&project.workspace().join("objects")).is_empty(), "nothing stored, not even the input");
+
+    let (code, run) = project.run_json(&[]);
+    assert_eq!(code, 0, "{run}");
+    let run_id = run["id"].as_str().unwrap();
+    let output = project.weir(&["status", "pipeline.toml"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.starts_with("chain: up to date (4 steps)\n"), "{text}");
+    assert!(text.contains(&format!("up to date  reuses the result of run {run_id}")), "{text}");
+
+    // A changed parameter: the step that uses it, and the one after it.
+    let (code, changed) = status(&project, &["status", "pipeline.toml", "--param", "word=bye", "--json"]);
+    assert_eq!(code, 1);
+    let found = lines(&changed);
+    assert_eq!(found[0].1, "up_to_date", "{found:?}");
+    assert_eq!(found[1].1, "up_to_date", "{found:?}");
+    assert_eq!(found[2].1, "would_run");
+    assert!(found[2].2.contains("param word: hello → bye"), "{found:?}");
+    assert_eq!(changed["steps"][2]["compared_with"], run_id);
+    assert_eq!(found[3].1, "would_run");
+    assert!(found[3].2.contains("after `upper`"), "{found:?}");
+
+    // `run --dry-run` is the same, and records nothing either.
+    let (code, dry) = status(&project, &["run", "pipeline.toml", "--dry-run", "--param", "word=bye", "--json"]);
+    assert_eq!((code, lines(&dry)), (1, found));
+    assert_eq!(runs_recorded(&project), 1);
+
+    // A changed input file: from the first step on.
+    write_settled(&project.path().join("data/text.txt"), "goodbye\n");
+    let (code, edited) = status(&project, &["status", "pipeline.toml", "--json"]);
+    assert_eq!(code, 1);
+    let found = lines(&edited);
+    assert!(found[0].2.contains("input text: blake3:"), "{found:?}");
+    assert_eq!(found[1].1, "up_to_date", "shout reads no input: {found:?}");
+}
+
+#[test]
+fn a_pipeline_that_cannot_run_has_status_2_and_says_why() {
+    let project = Project::new();
+    chain(&project);
+    let (code, refused) = status(&project, &["status", "pipeline.toml", "--param", "nope=1", "--json"]);
+    assert_eq!(code, 2, "{refused}");
+    assert!(refused.to_string().contains("nope"), "{refused}");
+    let output = project.weir(&["run", "pipeline.toml", "--dry-run", "--no-cache"]);
+    assert_eq!(output.status.code(), Some(2), "--dry-run executes nothing, so --no-cache contradicts it");
+}
