@@ -242,6 +242,10 @@ struct RunArgs {
     /// Execute this step even if a cached result exists (repeatable).
     #[arg(long, value_name = "STEP")]
     rerun: Vec<String>,
+    /// Run only this step (a sub-pipeline's name: all its steps) and what it
+    /// needs upstream; the others are `not requested` (repeatable).
+    #[arg(long, value_name = "STEP")]
+    target: Vec<String>,
     /// Execute every step; cached results are ignored (and replaced).
     #[arg(long, conflicts_with = "read_only")]
     no_cache: bool,
@@ -311,6 +315,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 manifest: args.manifest,
                 params: args.params,
                 rerun: args.rerun,
+                target: args.target,
                 json: args.json,
             };
             with_json_refusal(status.json, || status_cmd::status(&workspace, tenant, status))
@@ -628,6 +633,9 @@ fn run_pipeline(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> any
     }
     for step in args.rerun {
         options = options.rerun(step);
+    }
+    for step in args.target {
+        options = options.target(step);
     }
     let executor = match args.executor {
         Some(name) => name.parse().map_err(|why: String| anyhow::anyhow!("--executor: {why}"))?,

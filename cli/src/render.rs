@@ -32,12 +32,15 @@ pub(crate) fn print_report(pipeline: &Pipeline, report: &RunReport) {
         }
     }
     let count = |status| report.steps_with(status).len();
-    let cancelled = match count(StepStatus::Cancelled) {
+    let mut others = match count(StepStatus::Cancelled) {
         0 => String::new(),
         n => format!(", {n} cancelled"),
     };
+    if let n @ 1.. = count(StepStatus::NotRequested) {
+        others.push_str(&format!(", {n} not requested"));
+    }
     println!(
-        "run {} {}: {} ran, {} cached, {} failed, {} skipped{cancelled} ({} of step time)",
+        "run {} {}: {} ran, {} cached, {} failed, {} skipped{others} ({} of step time)",
         report.run_id,
         match report.status {
             RunStatus::Succeeded => "succeeded",
@@ -97,6 +100,7 @@ fn status_word(status: StepStatus) -> &'static str {
         StepStatus::Cancelled => "cancelled",
         StepStatus::Running => "running",
         StepStatus::Killed => "KILLED",
+        StepStatus::NotRequested => "not requested",
         _ => "?",
     }
 }

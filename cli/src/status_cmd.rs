@@ -20,6 +20,9 @@ pub(crate) struct StatusArgs {
     /// Count this step as forced to execute, as `weir run --rerun` does (repeatable).
     #[arg(long, value_name = "STEP")]
     pub rerun: Vec<String>,
+    /// Only this step and what it needs, as `weir run --target` (repeatable).
+    #[arg(long, value_name = "STEP")]
+    pub target: Vec<String>,
     /// Print one JSON object: the pipeline, `up_to_date`, and each step's
     /// status (`up_to_date` or `would_run`) with its reasons.
     #[arg(long)]
@@ -39,6 +42,9 @@ pub(crate) fn status(workspace: &Path, tenant: &str, args: StatusArgs) -> anyhow
     for step in args.rerun {
         options = options.rerun(step);
     }
+    for step in args.target {
+        options = options.target(step);
+    }
     let status = engine.status(&pipeline, &options)?;
     if args.json {
         println!("{}", serde_json::to_string(&status)?);
@@ -50,16 +56,18 @@ pub(crate) fn status(workspace: &Path, tenant: &str, args: StatusArgs) -> anyhow
 
 fn print_status(status: &PipelineStatus) {
     let would_run = status.steps.iter().filter(|step| step.status == Freshness::WouldRun).count();
+    let requested = status.steps.iter().filter(|step| step.status != Freshness::NotRequested).count();
     let pipeline = printable(&status.pipeline);
     match would_run {
-        0 => println!("{pipeline}: up to date ({} steps)", status.steps.len()),
-        n => println!("{pipeline}: {n} of {} steps would run", status.steps.len()),
+        0 => println!("{pipeline}: up to date ({requested} steps)"),
+        n => println!("{pipeline}: {n} of {requested} steps would run"),
     }
     let width = status.steps.iter().map(|step| step.step.chars().count()).max().unwrap_or(0);
     for step in &status.steps {
         let label = match step.status {
             Freshness::UpToDate => "up to date",
             Freshness::WouldRun => "would run",
+            Freshness::NotRequested => "not needed",
         };
         let mut reasons = step.reasons.iter().map(|reason| printable(reason));
         let first = reasons.next().unwrap_or_default();

@@ -19,6 +19,7 @@ use crate::params::{Params, parse_like};
 pub struct RunOptions {
     params: BTreeMap<String, Override>,
     rerun: BTreeSet<String>,
+    targets: BTreeSet<String>,
     no_cache: bool,
     tenant: Option<String>,
     verify: Option<Verify>,
@@ -81,6 +82,15 @@ impl RunOptions {
     /// name forces every step inlined from it.
     pub fn rerun(mut self, step: impl Into<String>) -> Self {
         self.rerun.insert(step.into());
+        self
+    }
+
+    /// Runs only `step` (a sub-pipeline's name: every step inlined from it)
+    /// and the steps it needs upstream; repeatable. The other steps are
+    /// reported as [`StepStatus::NotRequested`](crate::StepStatus::NotRequested)
+    /// and the pipeline outputs they would give are not exported.
+    pub fn target(mut self, step: impl Into<String>) -> Self {
+        self.targets.insert(step.into());
         self
     }
 
@@ -189,6 +199,12 @@ impl RunOptions {
         self.rerun.iter().find(|name| covers(name, step)).map(|name| format!("--rerun {name}"))
     }
 
+    /// Whether the run is to settle `step`: every step, unless targets were
+    /// named (then those and what they need, which the caller adds).
+    pub(crate) fn targets(&self, step: &str) -> bool {
+        self.targets.is_empty() || self.targets.iter().any(|name| covers(name, step))
+    }
+
     /// Whether `step` must execute rather than reuse a cached result.
     pub(crate) fn forces(&self, step: &str) -> bool {
         self.forced_by(step).is_some()
@@ -212,15 +228,17 @@ impl RunOptions {
     pub fn resolve(&self, pipeline: &Pipeline) -> Result<Params, ValidationError> {
         let located = |err: ValidationError| err.in_file(pipeline.file());
         let steps = || pipeline.steps().iter().map(|step| step.name().to_owned());
-        if let Some(step) =
-            self.rerun.iter().find(|name| !pipeline.steps().iter().any(|step| covers(name, step.name())))
-        {
+        for (option, names) in [("--rerun", &self.rerun), ("--target", &self.targets)] {
+            let Some(step) = names.iter().find(|name| !pipeline.steps().iter().any(|step| covers(name, step.name())))
+            else {
+                continue;
+            };
             let mut known: Vec<String> = steps().collect();
             let groups = known.iter().filter_map(|name| name.rsplit_once('/').map(|(group, _)| group.to_owned()));
             let groups: std::collections::BTreeSet<String> = groups.collect();
             known.extend(groups);
             known.sort();
-            let kind = Kind::UnknownRerunStep { option: "--rerun", step: step.clone(), known };
+            let kind = Kind::UnknownRerunStep { option, step: step.clone(), known };
             return Err(located(ValidationError::new(kind)));
         }
         if let Some(step) = self.verify.as_ref().and_then(|v| v.step.as_ref()).filter(|s| pipeline.step(s).is_none()) {

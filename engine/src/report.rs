@@ -133,6 +133,10 @@ pub enum StepStatus {
     /// In the history only: the step was executing when its run's process
     /// died or its run ended abnormally.
     Killed,
+    /// The run was asked for other steps (`--target`), and this one is not
+    /// among them nor needed by them.
+    #[serde(rename = "not_requested")]
+    NotRequested,
 }
 
 impl std::fmt::Display for StepStatus {
@@ -145,10 +149,19 @@ impl std::str::FromStr for StepStatus {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        [Self::Ran, Self::Cached, Self::Failed, Self::Skipped, Self::Cancelled, Self::Running, Self::Killed]
-            .into_iter()
-            .find(|status| status.as_str() == text)
-            .ok_or_else(|| format!("no step status `{text}`"))
+        [
+            Self::Ran,
+            Self::Cached,
+            Self::Failed,
+            Self::Skipped,
+            Self::Cancelled,
+            Self::Running,
+            Self::Killed,
+            Self::NotRequested,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
+        .ok_or_else(|| format!("no step status `{text}`"))
     }
 }
 
@@ -163,6 +176,7 @@ impl StepStatus {
             Self::Cancelled => "cancelled",
             Self::Running => "running",
             Self::Killed => "killed",
+            Self::NotRequested => "not_requested",
         }
     }
 }

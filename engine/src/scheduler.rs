@@ -95,6 +95,9 @@ pub(crate) struct Coordinator<'a> {
     pipeline_inputs: BTreeMap<String, Artifact>,
     index: BTreeMap<&'a str, usize>,
     dependents: Vec<Vec<usize>>,
+    /// Whether the run settles each step: all, unless the options name
+    /// targets (then those and the steps they need).
+    requested: Vec<bool>,
     /// What is known of each step, by its position in the plan.
     states: Vec<StepState>,
     /// Writes settled steps to the history (flushed whenever the
@@ -208,6 +211,16 @@ impl<'a> Coordinator<'a> {
                 }
             }
         }
+        let mut requested: Vec<bool> = plan.iter().map(|planned| options.targets(planned.step.name())).collect();
+        let mut needing: Vec<usize> = (0..plan.len()).filter(|&i| requested[i]).collect();
+        while let Some(i) = needing.pop() {
+            for upstream in plan[i].step.upstream() {
+                let upstream = index[upstream];
+                if !std::mem::replace(&mut requested[upstream], true) {
+                    needing.push(upstream);
+                }
+            }
+        }
         let metric_tap = Arc::new(MetricTap::new(sink.clone().map(|sink| sink as Arc<dyn EventSink>)));
         Self {
             engine,
@@ -222,6 +235,7 @@ impl<'a> Coordinator<'a> {
             pipeline_inputs,
             index,
             dependents,
+            requested,
             states,
         }
     }
@@ -366,7 +380,11 @@ impl<'a> Coordinator<'a> {
     fn into_report(self, pipeline: &str) -> (RunReport, Vec<StepRecord>) {
         let status = if self.reports.values().any(|r| r.status == StepStatus::Cancelled) {
             RunStatus::Cancelled
-        } else if self.reports.values().all(|r| matches!(r.status, StepStatus::Ran | StepStatus::Cached)) {
+        } else if self
+            .reports
+            .values()
+            .all(|r| matches!(r.status, StepStatus::Ran | StepStatus::Cached | StepStatus::NotRequested))
+        {
             RunStatus::Succeeded
         } else {
             RunStatus::Failed
@@ -433,6 +451,11 @@ impl<'a> Coordinator<'a> {
         let started = Instant::now();
         let blocked = matches!(self.states[i].phase, Phase::Waiting { blocked: true, .. });
         self.states[i].phase = Phase::Running;
+        if !self.requested[i] {
+            // Nothing requested needs it, so nothing requested waits on it.
+            self.settle(i, report(StepStatus::NotRequested), ready);
+            return Vec::new();
+        }
         if blocked || self.options.is_cancelled() {
             let blocked_by = self.plan[i].step.upstream().find(|upstream| {
                 self.reports
@@ -829,7 +852,9 @@ impl<'a> Coordinator<'a> {
             _ => None,
         };
         let inputs = match report.status {
-            StepStatus::Skipped | StepStatus::Cancelled if report.cache_key.is_none() => BTreeMap::new(),
+            StepStatus::Skipped | StepStatus::Cancelled | StepStatus::NotRequested if report.cache_key.is_none() => {
+                BTreeMap::new()
+            }
             _ => self.inputs_of(i),
         };
         let mut series = std::mem::take(&mut self.states[i].series);

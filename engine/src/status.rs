@@ -20,7 +20,7 @@ use crate::{Engine, Pipeline, Result, RunOptions, StepErrorKind, StepRecord, Ste
 pub struct PipelineStatus {
     /// The pipeline's name.
     pub pipeline: String,
-    /// Whether no step would run.
+    /// Whether no step (of those requested) would run.
     pub up_to_date: bool,
     /// Every step, in the order a run lists them.
     pub steps: Vec<StepStatusLine>,
@@ -32,7 +32,7 @@ pub struct PipelineStatus {
 pub struct StepStatusLine {
     /// The step.
     pub step: String,
-    /// `up_to_date` or `would_run`.
+    /// `up_to_date`, `would_run`, or `not_requested` (with targets).
     pub status: Freshness,
     /// Its cache key, when its inputs are known (they are not after a step
     /// that would run).
@@ -53,6 +53,8 @@ pub enum Freshness {
     UpToDate,
     /// A run would execute it (or some entries of a map step).
     WouldRun,
+    /// The targets asked for do not need it.
+    NotRequested,
 }
 
 impl Engine {
@@ -78,6 +80,10 @@ impl Engine {
                         None => "its result is in the cache".to_owned(),
                     }],
                     ..StepStatusLine::new(step, Freshness::UpToDate)
+                },
+                (StepStatus::NotRequested, _) => StepStatusLine {
+                    reasons: vec!["not needed by the steps asked for".to_owned()],
+                    ..StepStatusLine::new(step, Freshness::NotRequested)
                 },
                 (StepStatus::Skipped, _) => {
                     let after = step.details.blocked_by.as_deref().unwrap_or("a step before it");
@@ -106,7 +112,7 @@ impl Engine {
             };
             steps.push(line);
         }
-        let up_to_date = steps.iter().all(|step| step.status == Freshness::UpToDate);
+        let up_to_date = steps.iter().all(|step| step.status != Freshness::WouldRun);
         Ok(PipelineStatus { pipeline: record.summary.pipeline, up_to_date, steps })
     }
 }

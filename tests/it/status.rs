@@ -133,3 +133,39 @@ fn a_pipeline_that_cannot_run_has_status_2_and_says_why() {
     let output = project.weir(&["run", "pipeline.toml", "--dry-run", "--no-cache"]);
     assert_eq!(output.status.code(), Some(2), "--dry-run executes nothing, so --no-cache contradicts it");
 }
+
+#[test]
+fn a_target_runs_only_what_it_needs_and_the_rest_is_not_requested() {
+    let project = Project::new();
+    chain(&project);
+    let (code, targeted) = project.run_json(&["--target", "upper"]);
+    assert_eq!(code, 0, "{targeted}");
+    weir_tests::assert_run_document(&targeted);
+    assert_eq!(targeted["status"], "succeeded");
+    assert_eq!(weir_tests::steps_with(&targeted, "ran"), ["prep", "upper"]);
+    assert_eq!(weir_tests::steps_with(&targeted, "not_requested"), ["join", "shout"]);
+
+    // What is not requested is what a status of the whole pipeline says would run.
+    let (code, after) = status(&project, &["status", "pipeline.toml", "--json"]);
+    assert_eq!(code, 1);
+    let would_run: Vec<String> =
+        lines(&after).into_iter().filter(|(_, status, _)| status == "would_run").map(|(step, _, _)| step).collect();
+    assert_eq!(would_run, ["shout", "join"]);
+    let (code, _) = status(&project, &["status", "pipeline.toml", "--target", "upper", "--json"]);
+    assert_eq!(code, 0, "what upper needs is up to date");
+
+    // The full run then executes only the rest.
+    let (code, full) = project.run_json(&[]);
+    assert_eq!(code, 0, "{full}");
+    assert_eq!(weir_tests::steps_with(&full, "cached"), ["prep", "upper"]);
+    assert_eq!(weir_tests::steps_with(&full, "ran"), ["join", "shout"]);
+
+    let output = project.weir(&["explain", &targeted["id"].as_str().unwrap()[..15], "join"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("not requested"), "{text}{}", String::from_utf8_lossy(&output.stderr));
+
+    let output = project.weir(&["run", "pipeline.toml", "--target", "nope"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--target") && stderr.contains("nope") && stderr.contains("upper"), "{stderr}");
+}

@@ -46,6 +46,9 @@ impl History {
         };
         match record.status {
             StepStatus::Skipped => explanation.reasons.push("skipped: a step it depends on failed".into()),
+            StepStatus::NotRequested => explanation
+                .reasons
+                .push("not requested: the run was asked for other steps (--target), which do not need it".into()),
             StepStatus::Cancelled if record.cache_key.is_none() => {
                 explanation.reasons.push("cancelled: the run was stopped before the step started".into())
             }
