@@ -74,7 +74,9 @@ test: setup
 	$(MAKE) contract
 
 ## Contract fuzzing of the server's API (tests/contract/run.sh; WEIR_CONTRACT_SECONDS bounds it).
-contract: build
+## The binary is built as the tests build it (their features), reusing what `cargo test` compiled.
+contract: setup
+	$(CARGO) build --workspace --bins --tests
 	tests/contract/run.sh
 
 ## Benchmarks (release build; slow to compile the first time). Results go in BENCHMARKS.md.

@@ -133,15 +133,23 @@ pub fn template_step() -> PathBuf {
 }
 
 /// The `weir` binary of this profile, built on first use.
+///
+/// Under `cargo test`, it is built with the features the workspace's tests
+/// resolve (`--workspace --bins --tests`), so its dependencies are the ones
+/// the test build just compiled: only the binary itself is compiled and
+/// linked. (`-p weir-cli` alone resolves other features for some crates,
+/// wasmtime's among them, and would compile dozens of them a second time.)
 pub fn weir_bin() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             let profile = profile_dir();
             let mut command = cargo();
-            command.current_dir(workspace_root()).args(["build", "--quiet", "-p", "weir-cli"]);
+            command.current_dir(workspace_root()).args(["build", "--quiet"]);
             if profile.file_name().is_some_and(|name| name == "release") {
-                command.arg("--release");
+                command.args(["--release", "-p", "weir-cli"]);
+            } else {
+                command.args(["--workspace", "--bins", "--tests"]);
             }
             run_cargo(command, "the weir binary");
             profile.join(format!("weir{}", std::env::consts::EXE_SUFFIX))

@@ -91,8 +91,8 @@ impl IntoResponse for Problem {
     }
 }
 
-/// A JSON request body; a malformed one is a 400 naming where, one over
-/// the JSON body limit a 413 naming the limit.
+/// A JSON request body, always an object; a malformed one is a 400 naming
+/// where, one over the JSON body limit a 413 naming the limit.
 pub struct Json<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned> FromRequest<Arc<AppState>> for Json<T> {
@@ -101,10 +101,18 @@ impl<T: serde::de::DeserializeOwned> FromRequest<Arc<AppState>> for Json<T> {
     async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, Problem> {
         // The router's `DefaultBodyLimit` is this limit.
         let limit = state.config.max_json_bytes;
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(rejection) => Err(json_problem(rejection, limit)),
+        let value = match axum::Json::<serde_json::Value>::from_request(request, state).await {
+            Ok(axum::Json(value)) => value,
+            Err(rejection) => return Err(json_problem(rejection, limit)),
+        };
+        // Serde's derived structs also take an array of their fields in
+        // order; every body this API documents is an object.
+        if !value.is_object() {
+            return Err(Problem::new(StatusCode::BAD_REQUEST, "request body: expected a JSON object"));
         }
+        serde_path_to_error::deserialize(value)
+            .map(Json)
+            .map_err(|err| Problem::new(StatusCode::BAD_REQUEST, format!("request body: {err}")))
     }
 }
 

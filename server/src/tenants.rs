@@ -21,8 +21,8 @@ use crate::ServerError;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Quantity {
-    /// A plain number.
-    Number(u64),
+    /// A plain number (at most 2^63 − 1: TOML's integers are 64-bit signed).
+    Number(i64),
     /// A number with a unit, e.g. `"256MiB"`.
     Text(String),
 }
@@ -62,7 +62,7 @@ pub struct TenantSpec {
     /// Steps of the tenant that may execute at once, across its runs (at least 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1)]
-    pub concurrent_steps: Option<u64>,
+    pub concurrent_steps: Option<i32>,
     /// Memory limits its executing steps may add up to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Quantity>,
@@ -73,8 +73,19 @@ pub struct TenantSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
     /// The largest limits its steps may ask for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "table")]
     pub limits: Option<TenantLimits>,
+}
+
+/// `T` from a table (a JSON object), never from an array of its fields,
+/// which serde's derived structs would also take.
+fn table<'de, D: serde::Deserializer<'de>, T: serde::de::DeserializeOwned>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    let Some(fields) = Option::<serde_json::Map<String, serde_json::Value>>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    T::deserialize(serde_json::Value::Object(fields)).map(Some).map_err(serde::de::Error::custom)
 }
 
 /// Why a tenant could not be read or changed.
@@ -130,6 +141,13 @@ impl TenantsFile {
     /// new), checks the file as the engine loads it, applies the quota to
     /// `engine` and replaces the file. Returns whether the tenant is new.
     pub fn put(&self, engine: &Engine, name: &str, spec: &TenantSpec) -> Result<bool, TenantsError> {
+        if let Some(root) = &spec.root {
+            let dir = self.path.parent().unwrap_or(Path::new(".")).join(root);
+            if !dir.is_dir() {
+                let reason = format!("{} is not a directory on the server (create it first)", dir.display());
+                return Err(TenantsError::Invalid { field: "root".to_owned(), reason });
+            }
+        }
         let _one_at_a_time = self.writing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let text = self.read()?;
         let mut document: toml_edit::DocumentMut = text.parse().map_err(|err| self.corrupt(err))?;
@@ -198,7 +216,7 @@ impl TenantsFile {
 /// Sets `table`'s keys to `spec`: a field given is written, one left out is
 /// removed; comments on the keys kept stay.
 fn write_spec(table: &mut toml_edit::Table, spec: &TenantSpec) {
-    set(table, "concurrent_steps", spec.concurrent_steps.map(|steps| value_of(&Quantity::Number(steps))));
+    set(table, "concurrent_steps", spec.concurrent_steps.map(|steps| toml_edit::Value::from(i64::from(steps))));
     set(table, "memory", spec.memory.as_ref().map(value_of));
     set(table, "store", spec.store.as_ref().map(value_of));
     set(table, "root", spec.root.as_deref().map(toml_edit::Value::from));
@@ -242,13 +260,10 @@ fn set(table: &mut toml_edit::Table, key: &str, value: Option<toml_edit::Value>)
     }
 }
 
-/// A quantity as TOML: an integer when it fits one, else text.
+/// A quantity as TOML.
 fn value_of(quantity: &Quantity) -> toml_edit::Value {
     match quantity {
-        Quantity::Number(number) => match i64::try_from(*number) {
-            Ok(number) => toml_edit::Value::from(number),
-            Err(_) => toml_edit::Value::from(number.to_string()),
-        },
+        Quantity::Number(number) => toml_edit::Value::from(*number),
         Quantity::Text(text) => toml_edit::Value::from(text.as_str()),
     }
 }

@@ -22,6 +22,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# alice is a listed tenant, so tenants the fuzzer adds (PUT /v1/tenants) do not lock her out.
+mkdir -p "$work/ws"
+printf '[tenants.alice]\n' >"$work/ws/tenants.toml"
 token=$("$weir" token create --tenant alice --admin --workspace "$work/ws")
 "$weir" serve --workspace "$work/ws" --listen 127.0.0.1:0 >"$work/address" 2>"$work/serve.log" &
 server=$!

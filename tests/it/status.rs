@@ -160,7 +160,7 @@ fn a_target_runs_only_what_it_needs_and_the_rest_is_not_requested() {
     assert_eq!(weir_tests::steps_with(&full, "cached"), ["prep", "upper"]);
     assert_eq!(weir_tests::steps_with(&full, "ran"), ["join", "shout"]);
 
-    let output = project.weir(&["explain", &targeted["id"].as_str().unwrap()[..15], "join"]);
+    let output = project.weir(&["explain", targeted["id"].as_str().unwrap(), "join"]);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("not requested"), "{text}{}", String::from_utf8_lossy(&output.stderr));
 
