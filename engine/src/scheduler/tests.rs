@@ -240,3 +240,18 @@ fn a_cancellation_settles_what_runs_and_what_waits_as_cancelled() {
     assert_eq!(submitted, ["b", "d"], "what finished before the cancellation is reused");
     assert_eq!(statuses(&report), [("a", Cached), ("b", Ran), ("c", Cached), ("d", Ran)]);
 }
+
+#[test]
+fn a_target_dispatches_only_what_it_needs() {
+    let bench = Bench::new();
+    let (report, submitted) = bench.run(&diamond(), &RunOptions::new().target("b"), |_| Outcome::Succeed);
+    assert_eq!(submitted, ["a", "b"]);
+    assert_eq!(report.status, RunStatus::Succeeded, "what was asked for succeeded");
+    use StepStatus::*;
+    assert_eq!(statuses(&report), [("a", Ran), ("b", Ran), ("c", NotRequested), ("d", NotRequested)]);
+
+    let (report, submitted) = bench.run(&diamond(), &RunOptions::new().target("c").target("b"), |_| Outcome::Fail);
+    assert_eq!(submitted, ["c"], "a and b are reused; c fails");
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(statuses(&report), [("a", Cached), ("b", Cached), ("c", Failed), ("d", NotRequested)]);
+}
