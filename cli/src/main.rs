@@ -56,9 +56,10 @@ struct WorkspaceArg {
 enum Command {
     /// Run a pipeline manifest, reusing every step whose inputs did not change.
     Run(RunArgs),
-    /// Show which steps a run would execute and why, executing nothing and
-    /// writing nothing. Exit status 0: up to date; 1: something would run;
-    /// 2: the pipeline cannot run.
+    /// Show which steps a run would execute and why (a dry run).
+    ///
+    /// Executes nothing and writes nothing. Exit status 0: up to date;
+    /// 1: something would run; 2: the pipeline cannot run.
     Status(status_cmd::StatusArgs),
     /// Create NAME/: a pipeline with one step written in Rust (a crate weir
     /// builds), sample input, ready for `weir run NAME/pipeline.toml`.

@@ -24,7 +24,8 @@ pub(crate) struct StatusArgs {
     #[arg(long, value_name = "STEP")]
     pub target: Vec<String>,
     /// Print one JSON object: the pipeline, `up_to_date`, and each step's
-    /// status (`up_to_date` or `would_run`) with its reasons.
+    /// status (`up_to_date`, `would_run`, or `not_requested` with
+    /// `--target`) with its reasons.
     #[arg(long)]
     pub json: bool,
 }
