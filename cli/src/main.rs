@@ -290,6 +290,26 @@ fn parse_jobs(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{jobs} steps at once: give a number from 1 to {}", weir::MAX_JOBS))
 }
 
+/// `options` with the command line's `--param`, `--rerun` and `--target`
+/// (shared by `weir run` and `weir status`).
+fn with_steps_and_params(
+    mut options: RunOptions,
+    params: Vec<(String, String)>,
+    rerun: Vec<String>,
+    target: Vec<String>,
+) -> RunOptions {
+    for (name, value) in params {
+        options = options.param_text(name, value);
+    }
+    for step in rerun {
+        options = options.rerun(step);
+    }
+    for step in target {
+        options = options.target(step);
+    }
+    options
+}
+
 fn parse_param(text: &str) -> Result<(String, String), String> {
     let (name, value) = text.split_once('=').ok_or_else(|| format!("`{text}`: expected NAME=VALUE"))?;
     Ok((name.trim().to_owned(), value.to_owned()))
@@ -624,20 +644,12 @@ fn run_pipeline(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> any
     if args.export_anywhere && tenant != weir::DEFAULT_TENANT {
         bail!("--export-anywhere: tenant `{tenant}` exports only beneath its own directory");
     }
-    let mut options = RunOptions::new()
+    let options = RunOptions::new()
         .no_cache(args.no_cache)
         .read_only(args.read_only)
         .tenant(tenant)
         .exports_anywhere(args.export_anywhere);
-    for (name, value) in args.params {
-        options = options.param_text(name, value);
-    }
-    for step in args.rerun {
-        options = options.rerun(step);
-    }
-    for step in args.target {
-        options = options.target(step);
-    }
+    let mut options = with_steps_and_params(options, args.params, args.rerun, args.target);
     let executor = match args.executor {
         Some(name) => name.parse().map_err(|why: String| anyhow::anyhow!("--executor: {why}"))?,
         None => match config::WorkspaceConfig::load(workspace)?.executor {

@@ -36,16 +36,8 @@ pub(crate) struct StatusArgs {
 pub(crate) fn status(workspace: &Path, tenant: &str, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let engine = crate::open_engine(workspace, Engine::builder().workspace(workspace))?;
     let pipeline = crate::load_pipeline(&engine, tenant, &args.manifest)?;
-    let mut options = RunOptions::new().tenant(tenant);
-    for (name, value) in args.params {
-        options = options.param_text(name, value);
-    }
-    for step in args.rerun {
-        options = options.rerun(step);
-    }
-    for step in args.target {
-        options = options.target(step);
-    }
+    let options = RunOptions::new().tenant(tenant);
+    let options = crate::with_steps_and_params(options, args.params, args.rerun, args.target);
     let status = engine.status(&pipeline, &options)?;
     if args.json {
         println!("{}", serde_json::to_string(&status)?);

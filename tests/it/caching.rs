@@ -3,7 +3,7 @@
 use weir_tests::{Project, RunDocument, output_digest, steps_with};
 
 /// prep -> upper -> join, with `shout` as an independent branch into join.
-fn chain(project: &Project) {
+pub(crate) fn chain(project: &Project) {
     project.write("data/text.txt", "hello world\n");
     project.manifest(
         r#"

@@ -4,44 +4,7 @@
 use serde_json::Value;
 use weir_tests::{Project, files_under, write_settled};
 
-/// prep -> upper -> join, with `shout` as an independent branch into join.
-fn chain(project: &Project) {
-    write_settled(&project.write("data/text.txt", ""), "hello world\n");
-    project.manifest(
-        r#"
-name = "chain"
-
-[params]
-word = "hello"
-
-[inputs]
-text = "data/text.txt"
-
-[steps.prep]
-module = "tool-p1.wasm"
-args = ["copy", "text", "copied"]
-inputs = { text = "inputs.text" }
-outputs = { copied = "file" }
-
-[steps.upper]
-module = "tool-p2.wasm"
-args = ["upper", "${params.word}"]
-inputs = { text = "prep.copied" }
-outputs = { result = "file" }
-
-[steps.shout]
-module = "tool-p1.wasm"
-args = ["params"]
-outputs = { result = "file" }
-
-[steps.join]
-module = "tool-p1.wasm"
-args = ["concat"]
-inputs = { a = "upper.result", b = "shout.result" }
-outputs = { result = "file" }
-"#,
-    );
-}
+use crate::caching::chain;
 
 /// `weir ARGS… --json`: the exit code and the status object.
 fn status(project: &Project, args: &[&str]) -> (i32, Value) {
