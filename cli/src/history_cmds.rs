@@ -92,6 +92,16 @@ pub(crate) fn print_run(detail: &weir::RunDetail, as_json: bool) -> anyhow::Resu
             let metrics: String = report.metrics.iter().map(|(k, v)| format!(" {k}={v}")).collect();
             println!("      entry {:<8} {}{metrics}", report.status.as_str(), printable(entry));
         }
+        for attempt in &step.details.attempts {
+            let entry =
+                attempt.entry.as_deref().map(|entry| format!(" of entry {}", printable(entry))).unwrap_or_default();
+            println!(
+                "      attempt {}{entry} failed after {:.1} ms, retried: {}",
+                attempt.attempt,
+                attempt.duration_ms,
+                printable(&attempt.error.replace('\n', " "))
+            );
+        }
         if let Some(error) = &step.error {
             println!("      error: {}", printable(error).replace('\n', "\n        "));
         }
@@ -99,19 +109,41 @@ pub(crate) fn print_run(detail: &weir::RunDetail, as_json: bool) -> anyhow::Resu
     Ok(())
 }
 
-/// `weir logs RUN STEP`.
-pub(crate) fn logs(view: &TenantView<'_>, run: &str, step: &str, as_json: bool) -> anyhow::Result<()> {
+/// `weir logs RUN STEP [--attempt N]`.
+pub(crate) fn logs(
+    view: &TenantView<'_>,
+    run: &str,
+    step: &str,
+    attempt: Option<u32>,
+    as_json: bool,
+) -> anyhow::Result<()> {
     let run = view.run_id(run)?;
     let record = view.step(&run, step)?;
-    // A map step's logs are its entries'.
-    let streams: Vec<(Option<&str>, Logs)> = match record.logs {
-        Some(logs) => vec![(None, logs)],
-        None => {
-            record.entries.iter().filter_map(|(entry, report)| Some((Some(entry.as_str()), report.logs?))).collect()
+    let retried = &record.details.attempts;
+    let streams: Vec<(Option<&str>, Logs)> = match attempt {
+        // An attempt that was retried: the step's, or each entry's with that number.
+        Some(number) if retried.iter().any(|a| a.attempt == number) => {
+            retried.iter().filter(|a| a.attempt == number).filter_map(|a| Some((a.entry.as_deref(), a.logs?))).collect()
         }
+        Some(number) if number != last_attempt(retried) => {
+            bail!("step `{step}` of run {run} made {} attempt(s); there is no attempt {number}", last_attempt(retried))
+        }
+        _ => match record.logs {
+            Some(logs) => vec![(None, logs)],
+            // A map step's logs are its entries'.
+            None => {
+                record.entries.iter().filter_map(|(entry, report)| Some((Some(entry.as_str()), report.logs?))).collect()
+            }
+        },
     };
     if streams.is_empty() {
         bail!("step `{step}` of run {run} has no logs (it did not run)");
+    }
+    if attempt.is_none() && !retried.is_empty() && !as_json {
+        eprintln!(
+            "note: step `{step}` was retried; these are the last attempt's logs \
+             (earlier ones: weir logs {run} {step} --attempt N)"
+        );
     }
     let mut out = std::io::stdout().lock();
     if as_json {
@@ -149,6 +181,11 @@ pub(crate) fn logs(view: &TenantView<'_>, run: &str, step: &str, as_json: bool) 
         }
     }
     Ok(())
+}
+
+/// The number of a step's last attempt, given those that were retried.
+fn last_attempt(retried: &[weir::Attempt]) -> u32 {
+    retried.iter().filter(|a| a.entry.is_none()).map(|a| a.attempt).max().unwrap_or(0) + 1
 }
 
 /// Writes the bytes `reader` yields as one JSON string, streaming (invalid

@@ -111,6 +111,10 @@ enum Command {
         run: String,
         /// The step.
         step: String,
+        /// The logs of this attempt of a step that was retried (1 for the
+        /// first); by default, the last attempt's.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        attempt: Option<u32>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -380,12 +384,15 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             let (store, history) = recorded(&workspace)?;
             history_cmds::show(&TenantView::new(tenant, &store, &history), &run, json).map(|()| ExitCode::SUCCESS)
         }
-        Command::Logs { remote, run, step, json } => {
+        Command::Logs { remote, run, step, attempt, json } => {
             if let Some(client) = remote.client()? {
+                if attempt.is_some() {
+                    anyhow::bail!("--attempt reads the local history; it cannot be used with --remote");
+                }
                 return remote::logs(&client, &run, &step, json).map(|()| ExitCode::SUCCESS);
             }
             let (store, history) = recorded(&workspace)?;
-            history_cmds::logs(&TenantView::new(tenant, &store, &history), &run, &step, json)
+            history_cmds::logs(&TenantView::new(tenant, &store, &history), &run, &step, attempt, json)
                 .map(|()| ExitCode::SUCCESS)
         }
         Command::Metrics { pipeline, metric, limit, json } => {

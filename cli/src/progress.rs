@@ -101,6 +101,14 @@ impl EventSink for Progress {
             Event::Metric { step, name, value, .. } => {
                 self.update(step, |line| line.bar.set_message(format!("{name}={value:.4}")))
             }
+            Event::StepRetrying { step, entry, attempt, attempts, error, delay, .. } => {
+                let what = entry.map_or_else(|| format!("`{step}`"), |entry| format!("`{step}` entry `{entry}`"));
+                let line = format!(
+                    "{what} failed (attempt {attempt} of {attempts}): {error}; retrying in {}",
+                    crate::render::format_duration(*delay)
+                );
+                let _ = self.multi.println(line);
+            }
             Event::StepFinished { step, status, .. } => {
                 if let Ok(mut running) = self.running.lock()
                     && let Some(line) = running.remove(*step)

@@ -21,7 +21,7 @@ pub(crate) fn print_report(pipeline: &Pipeline, report: &RunReport) {
                 Some(upstream) => format!("(`{upstream}` did not succeed)"),
                 None => "(upstream failed)".to_owned(),
             },
-            _ => format_duration(result.duration) + &entries_text(result),
+            _ => format_duration(result.duration) + &entries_text(result) + &attempts_text(result),
         };
         println!("  {:<8} {:<width$}  {timing}{}", status_word(result.status), step.name(), metrics_text(result));
         for warning in &result.warnings {
@@ -68,6 +68,22 @@ fn entries_text(result: &StepReport) -> String {
     format!("  ran {}/{} entries{failed}", count(StepStatus::Ran), result.entries.len())
 }
 
+/// For a step that was retried, `  3 attempts` (a map step: `  2 entry
+/// retries`); else nothing.
+fn attempts_text(result: &StepReport) -> String {
+    let (own, entries): (Vec<_>, Vec<_>) = result.attempts.iter().partition(|attempt| attempt.entry.is_none());
+    let mut text = String::new();
+    if !own.is_empty() {
+        text.push_str(&format!("  {} attempts", own.len() + 1));
+    }
+    match entries.len() {
+        0 => {}
+        1 => text.push_str("  1 entry retry"),
+        n => text.push_str(&format!("  {n} entry retries")),
+    }
+    text
+}
+
 /// Metrics shown on a step's line; the rest are in `--json`.
 const SHOWN_METRICS: usize = 4;
 
@@ -105,7 +121,7 @@ fn status_word(status: StepStatus) -> &'static str {
     }
 }
 
-fn format_duration(duration: Duration) -> String {
+pub(crate) fn format_duration(duration: Duration) -> String {
     let ms = duration.as_secs_f64() * 1000.0;
     if ms < 1000.0 { format!("{ms:.1} ms") } else { format!("{:.2} s", ms / 1000.0) }
 }

@@ -40,6 +40,24 @@ pub enum Event<'a> {
         /// Its outcome.
         status: StepStatus,
     },
+    /// An execution of a step (or of one entry of a map step) failed and
+    /// will be tried again once `delay` is over.
+    StepRetrying {
+        /// The run.
+        run: &'a str,
+        /// The step.
+        step: &'a str,
+        /// For a map step, the entry.
+        entry: Option<&'a str>,
+        /// The attempt that failed: 1 for the first.
+        attempt: u32,
+        /// How many attempts the step may make in all.
+        attempts: u32,
+        /// Why it failed.
+        error: &'a str,
+        /// The wait before the next attempt.
+        delay: std::time::Duration,
+    },
     /// A step recorded a metric value.
     Metric {
         /// The run.
@@ -122,6 +140,19 @@ pub(crate) enum OwnedEvent {
     StepFinished { run: String, step: String, status: StepStatus },
     Metric { run: String, step: String, name: String, value: f64 },
     Progress { run: String, step: String, done: u64, total: u64 },
+    StepRetrying(Box<OwnedRetry>),
+}
+
+/// A [`Event::StepRetrying`] with its text owned.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedRetry {
+    run: String,
+    step: String,
+    entry: Option<String>,
+    attempt: u32,
+    attempts: u32,
+    error: String,
+    delay: std::time::Duration,
 }
 
 impl OwnedEvent {
@@ -139,6 +170,17 @@ impl OwnedEvent {
             Event::Progress { run, step, done, total } => {
                 Self::Progress { run: own(run), step: own(step), done, total }
             }
+            Event::StepRetrying { run, step, entry, attempt, attempts, error, delay } => {
+                Self::StepRetrying(Box::new(OwnedRetry {
+                    run: own(run),
+                    step: own(step),
+                    entry: entry.map(own),
+                    attempt,
+                    attempts,
+                    error: own(error),
+                    delay,
+                }))
+            }
         }
     }
 
@@ -151,6 +193,15 @@ impl OwnedEvent {
             Self::StepFinished { run, step, status } => Event::StepFinished { run, step, status: *status },
             Self::Metric { run, step, name, value } => Event::Metric { run, step, name, value: *value },
             Self::Progress { run, step, done, total } => Event::Progress { run, step, done: *done, total: *total },
+            Self::StepRetrying(retry) => Event::StepRetrying {
+                run: &retry.run,
+                step: &retry.step,
+                entry: retry.entry.as_deref(),
+                attempt: retry.attempt,
+                attempts: retry.attempts,
+                error: &retry.error,
+                delay: retry.delay,
+            },
         }
     }
 }

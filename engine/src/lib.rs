@@ -91,6 +91,7 @@ mod options;
 mod params;
 mod pipeline;
 mod report;
+mod retry;
 mod run_id;
 mod runtime;
 mod scheduler;
@@ -117,7 +118,8 @@ pub use params::Params;
 pub use pipeline::{
     InputRef, OutputKind, Pipeline, PipelineBuilder, PipelineOutput, Resources, Step, StepBuilder, StepCode,
 };
-pub use report::{EntryReport, Logs, Phases, RunReport, RunStatus, StepReport, StepStatus, Verification};
+pub use report::{Attempt, EntryReport, Logs, Phases, RunReport, RunStatus, StepReport, StepStatus, Verification};
+pub use retry::{MAX_RETRIES, RetryOn, RetryPolicy};
 pub use run_id::new_run_id;
 pub use status::{Freshness, PipelineStatus, StepStatusLine};
 pub use store::{Artifact, GcHold, GcReport, Store, TreeEntry, VerifyReport};

@@ -6,6 +6,7 @@
 //! (`pipeline = "other.toml"`) are inlined here; see [`subpipeline`].
 
 mod code;
+mod defaults;
 mod rust_crate;
 mod subpipeline;
 
@@ -33,6 +34,9 @@ struct RawManifest {
     steps: toml::Table,
     #[serde(default)]
     outputs: BTreeMap<String, RawOutput>,
+    /// Settings every step takes unless it sets its own.
+    #[serde(default)]
+    defaults: defaults::RetryFields,
 }
 
 /// A pipeline output: `"STEP.OUTPUT"`, or `{ from = "STEP.OUTPUT", export = "path" }`.
@@ -86,6 +90,20 @@ struct RawStep {
     ignored_params: Vec<String>,
     deterministic: Option<bool>,
     map: Option<String>,
+    retries: Option<toml::Value>,
+    retry_backoff: Option<toml::Value>,
+    retry_on: Option<toml::Value>,
+}
+
+impl RawStep {
+    /// The step's own retry fields.
+    fn retry_fields(&self) -> defaults::RetryFields {
+        defaults::RetryFields {
+            retries: self.retries.clone(),
+            retry_backoff: self.retry_backoff.clone(),
+            retry_on: self.retry_on.clone(),
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -266,10 +284,12 @@ fn parse(text: &str, path: &Path, files: &HostFiles) -> Result<PipelineBuilder, 
             .map_err(|why| ValidationError::new(Kind::Forbidden(why)).in_field(format!("inputs.{name}")))?;
         builder = builder.input(name, input);
     }
+    raw.defaults.policy("defaults.")?;
+    let top = subpipeline::Scope::top(raw.defaults);
     let mut inliner = subpipeline::Inliner::new(path, files, text.len());
     let mut problems = Vec::new();
     for (name, value) in raw.steps {
-        if let Err(err) = inliner.add_step(&name, value, path, &subpipeline::Scope::top()) {
+        if let Err(err) = inliner.add_step(&name, value, path, &top) {
             problems.push(err);
         }
     }

@@ -129,6 +129,7 @@ pub struct Step {
     pub(crate) deterministic: bool,
     pub(crate) reuse: bool,
     pub(crate) max_age: Option<std::time::Duration>,
+    pub(crate) retry: crate::RetryPolicy,
     pub(crate) ignored_params: std::collections::BTreeSet<String>,
     pub(crate) map: Option<String>,
     /// The manifest that defines it, when that is not the pipeline's own
@@ -210,6 +211,11 @@ impl Step {
     /// How old a cached result may be and still be reused (`None`: any age).
     pub fn max_age(&self) -> Option<std::time::Duration> {
         self.max_age
+    }
+
+    /// How a failed execution is retried.
+    pub fn retry(&self) -> &crate::RetryPolicy {
+        &self.retry
     }
 
     /// Parameters that do not affect the result, left out of the cache key:

@@ -216,6 +216,28 @@ pub struct StepReport {
     pub verification: Option<Verification>,
     /// Where the execution's time went (absent unless the step executed).
     pub phases: Option<Phases>,
+    /// The failed attempts that were retried, in order (empty when the
+    /// first attempt was the last); the step's outcome is its last attempt.
+    pub attempts: Vec<Attempt>,
+}
+
+/// A failed execution of a step (or of one entry of a map step) that was
+/// retried ([`RetryPolicy`](crate::RetryPolicy)).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Attempt {
+    /// For a map step, the entry that was retried.
+    pub entry: Option<String>,
+    /// Which attempt it was: 1 for the first.
+    pub attempt: u32,
+    /// Why it failed, as text.
+    pub error: String,
+    /// Why it failed, as a value.
+    pub error_kind: crate::StepErrorKind,
+    /// How long it ran.
+    pub duration_ms: f64,
+    /// Its captured stdout and stderr (absent when it could not start).
+    pub logs: Option<Logs>,
 }
 
 /// How one entry of a map step ended.

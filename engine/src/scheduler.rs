@@ -28,10 +28,10 @@ use crate::history::{MetricPoint, StepDetails, StepRecord};
 use crate::kinds::Prepared;
 use crate::native::Device;
 use crate::pipeline::{InputRef, Step};
-use crate::report::{Logs, Phases, RunReport, RunStatus, StepReport, StepStatus, Verification};
+use crate::report::{Attempt, Logs, Phases, RunReport, RunStatus, StepReport, StepStatus, Verification};
 use crate::step_exec::{self, Finished, Job};
 use crate::tenant::{StoreAccount, Tenant};
-use crate::{Artifact, Digest, Limits, RunOptions, StepError, StepErrorKind};
+use crate::{Artifact, CancelToken, Digest, Limits, RunOptions, StepError, StepErrorKind};
 
 /// How long the coordinator waits before it records the executing steps.
 const RECORD_RUNNING_AFTER: Duration = Duration::from_millis(100);
@@ -83,6 +83,8 @@ enum Message {
     Cancelled,
     /// The identical execution a job waited for has ended: submit it again.
     KeyFree(JobId, Box<Job>),
+    /// A failed job's backoff is over: submit it again.
+    Retry(JobId, Box<Job>),
 }
 
 /// The state of one run, owned by the coordinating thread.
@@ -137,6 +139,8 @@ struct StepState {
     phases: Option<Phases>,
     /// Its failed native calls (summed over map entries).
     native_failures: u64,
+    /// Its failed executions that were retried (a map step's entries' too).
+    attempts: Vec<Attempt>,
 }
 
 /// Where a step is in the run.
@@ -265,6 +269,8 @@ impl<'a> Coordinator<'a> {
         let mut parked: HashMap<JobId, Job> = HashMap::new();
         // Jobs waiting, without a ticket, for an identical execution to end.
         let mut awaiting_key: HashMap<JobId, ()> = HashMap::new();
+        // Failed jobs waiting, without a ticket, to be tried again.
+        let mut retrying: HashMap<JobId, ()> = HashMap::new();
         let start =
             |this: &mut Self, id: JobId, mut job: Job, ticket: Ticket, running: &mut HashMap<JobId, (Ticket, Job)>| {
                 job.spec.device = ticket.device();
@@ -288,7 +294,7 @@ impl<'a> Coordinator<'a> {
                 }
             }
             self.flush_history();
-            if running.is_empty() && parked.is_empty() && awaiting_key.is_empty() {
+            if running.is_empty() && parked.is_empty() && awaiting_key.is_empty() && retrying.is_empty() {
                 break;
             }
             // A long wait: the executing steps go in the history, with what
@@ -311,8 +317,19 @@ impl<'a> Coordinator<'a> {
                     self.await_key(id, job, sender.clone());
                 }
                 Ok(Message::Finished(id, finished)) => {
-                    running.remove(&id);
-                    self.record(id, *finished, &mut ready);
+                    let job = running.remove(&id).map(|(_ticket, job)| job);
+                    match job.and_then(|job| Some((job, self.retry_delay(id, &finished)?))) {
+                        Some((job, delay)) => {
+                            retrying.insert(id, ());
+                            retry_after(id, job, delay, sender.clone());
+                        }
+                        None => self.record(id, *finished, &mut ready),
+                    }
+                }
+                Ok(Message::Retry(id, job)) => {
+                    if retrying.remove(&id).is_some() {
+                        runnable.push((id, *job));
+                    }
                 }
                 Ok(Message::KeyFree(id, job)) => {
                     if awaiting_key.remove(&id).is_some() {
@@ -329,7 +346,7 @@ impl<'a> Coordinator<'a> {
                     for (id, job) in waiting {
                         self.record(id, step_exec::cancelled(&job), &mut ready);
                     }
-                    for (id, ()) in awaiting_key.drain() {
+                    for (id, ()) in awaiting_key.drain().chain(retrying.drain()) {
                         let step = self.plan[id.0].step.name();
                         self.record(id, Finished::failure(step, StepErrorKind::Cancelled), &mut ready);
                     }
@@ -358,6 +375,47 @@ impl<'a> Coordinator<'a> {
             unshared.spec.share = false;
             let _ = back.send(Message::KeyFree(id, Box::new(unshared)));
         }
+    }
+
+    /// When the failed execution `id` is to be tried again, as its step's
+    /// retry policy says: records the attempt, announces the retry, and
+    /// returns the wait before it.
+    fn retry_delay(&mut self, id: JobId, finished: &Finished) -> Option<Duration> {
+        let Err(error) = &finished.outputs else { return None };
+        if self.options.cancel_token().is_some_and(CancelToken::is_cancelled) {
+            return None;
+        }
+        let (i, entry) = id;
+        let policy = self.plan[i].step.retry();
+        let entry = entry.and_then(|index| match &self.states[i].phase {
+            Phase::Mapping(run) => Some(run.entries[index].0.clone()),
+            _ => None,
+        });
+        let failed_before = self.states[i].attempts.iter().filter(|attempt| attempt.entry == entry).count() as u32;
+        if failed_before >= policy.retries || !policy.covers(&error.kind) {
+            return None;
+        }
+        let attempt = failed_before + 1;
+        let delay = policy.delay_before(attempt + 1);
+        let text = error.kind.to_string();
+        self.emit(&Event::StepRetrying {
+            run: self.run_id,
+            step: self.plan[i].step.name(),
+            entry: entry.as_deref(),
+            attempt,
+            attempts: policy.retries + 1,
+            error: &text,
+            delay,
+        });
+        self.states[i].attempts.push(Attempt {
+            entry,
+            attempt,
+            error: error.to_string(),
+            error_kind: error.kind.clone(),
+            duration_ms: finished.duration.as_secs_f64() * 1000.0,
+            logs: finished.logs,
+        });
+        Some(delay)
     }
 
     /// Keys every ready step (settling those that are cached or skipped,
@@ -767,6 +825,7 @@ impl<'a> Coordinator<'a> {
 
     /// Stores a step's report and releases (or blocks) its dependents.
     fn settle(&mut self, i: usize, mut report: StepReport, ready: &mut Vec<usize>) {
+        report.attempts = std::mem::take(&mut self.states[i].attempts);
         report.verification = self.states[i].verification.take();
         report.phases = self.states[i].phases.take();
         report.native_failures = std::mem::take(&mut self.states[i].native_failures);
@@ -890,6 +949,7 @@ impl<'a> Coordinator<'a> {
                 blocked_by: report.blocked_by.clone(),
                 verification: report.verification,
                 phases: report.phases,
+                attempts: report.attempts.clone(),
             },
             series,
         }
@@ -940,5 +1000,22 @@ fn report(status: StepStatus) -> StepReport {
         blocked_by: None,
         verification: None,
         phases: None,
+        attempts: Vec::new(),
+    }
+}
+
+/// Hands `job` back to the coordinator once `delay` is over, waiting on a
+/// thread of its own so that no worker is held (without a thread to spare,
+/// at once).
+fn retry_after(id: JobId, job: Job, delay: Duration, to: mpsc::Sender<Message>) {
+    let job = Box::new(job);
+    let fallback = (job.clone(), to.clone());
+    let waiting = std::thread::Builder::new().name("weir-retry-wait".into()).spawn(move || {
+        std::thread::sleep(delay);
+        let _ = to.send(Message::Retry(id, job));
+    });
+    if waiting.is_err() {
+        let (job, to) = fallback;
+        let _ = to.send(Message::Retry(id, job));
     }
 }

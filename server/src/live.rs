@@ -20,7 +20,7 @@ const MAX_KEPT_EVENTS: usize = 10_000;
 /// the server's time in seconds since the Unix epoch).
 #[derive(Debug, Clone, Serialize)]
 pub struct RunEvent {
-    /// `run_started`, `step_started`, `progress`, `metric`, `step_finished` or `run_finished`.
+    /// `run_started`, `step_started`, `progress`, `metric`, `step_retrying`, `step_finished` or `run_finished`.
     pub name: &'static str,
     /// What happened.
     pub data: Value,
@@ -98,6 +98,11 @@ fn to_run_event(event: &Event<'_>) -> Option<RunEvent> {
         Event::Progress { run, step, done, total } => {
             ("progress", json!({ "run": run, "step": step, "done": done, "total": total }))
         }
+        Event::StepRetrying { run, step, entry, attempt, attempts, error, delay } => (
+            "step_retrying",
+            json!({ "run": run, "step": step, "entry": entry, "attempt": attempt, "attempts": attempts,
+                    "error": error, "delay_ms": delay.as_secs_f64() * 1000.0 }),
+        ),
         // The server sends `run_finished` itself, once the run is recorded.
         Event::RunFinished { .. } => return None,
         _ => return None,

@@ -23,6 +23,7 @@ mod maps;
 mod natives;
 mod parallel;
 mod read_only;
+mod retries;
 mod sandbox;
 mod server;
 mod status;

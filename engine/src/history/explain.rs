@@ -79,6 +79,12 @@ impl History {
                 (explanation.compared_with, explanation.reasons) = self.why_executes(&execution)?;
             }
         }
+        for attempt in &record.details.attempts {
+            let entry = attempt.entry.as_deref().map(|entry| format!(" of entry `{entry}`")).unwrap_or_default();
+            explanation
+                .reasons
+                .push(format!("attempt {}{entry} failed and was retried: {}", attempt.attempt, attempt.error_kind));
+        }
         Ok(explanation)
     }
 

@@ -78,6 +78,8 @@ pub struct StepDetails {
     pub verification: Option<Verification>,
     /// Where the execution's time went (absent unless the step executed).
     pub phases: Option<Phases>,
+    /// The failed attempts that were retried before its outcome.
+    pub attempts: Vec<crate::Attempt>,
 }
 
 /// One line of `weir runs`.

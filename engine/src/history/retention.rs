@@ -8,6 +8,18 @@ use super::queries::digests;
 use super::{History, db_error};
 use crate::{Digest, Result};
 
+/// What the store must keep of a step's details: its attempts' logs.
+#[derive(serde::Deserialize)]
+struct RetriedLogs {
+    #[serde(default)]
+    attempts: Vec<RetriedAttempt>,
+}
+
+#[derive(serde::Deserialize)]
+struct RetriedAttempt {
+    logs: Option<crate::Logs>,
+}
+
 impl History {
     /// Removes every finished run but the `keep` most recent (of all
     /// tenants), with their steps, metrics and lineage; returns their ids.
@@ -57,11 +69,17 @@ impl History {
                 Ok([row.get::<_, Option<String>>(0)?, row.get(1)?].into_iter().flatten().collect())
             })
             .map_err(db_error("reading references"))?;
-            collect("SELECT outputs, stdout, stderr FROM step_runs", &|row| {
+            collect("SELECT outputs, stdout, stderr, details FROM step_runs", &|row| {
                 let mut texts: Vec<String> =
                     digests(&row.get::<_, String>(0)?).values().map(|digest| digest.to_string()).collect();
                 texts.extend(row.get::<_, Option<String>>(1)?);
                 texts.extend(row.get::<_, Option<String>>(2)?);
+                // The logs of attempts that were retried.
+                let details: Option<String> = row.get(3)?;
+                let attempts = details.and_then(|text| serde_json::from_str::<RetriedLogs>(&text).ok());
+                for logs in attempts.into_iter().flat_map(|retried| retried.attempts).filter_map(|a| a.logs) {
+                    texts.extend([logs.stdout.to_string(), logs.stderr.to_string()]);
+                }
                 Ok(texts)
             })
             .map_err(db_error("reading references"))?;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::defaults::RetryFields;
 use super::{RawManifest, RawStep, code_step, parse_toml, read_text, syntax};
 use crate::StepBuilder;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
@@ -22,12 +23,14 @@ pub(super) struct Scope {
     prefix: String,
     params: Option<Params>,
     inputs: Option<BTreeMap<String, String>>,
+    /// The `[defaults]` its steps take (the outer scope's filled in).
+    defaults: RetryFields,
 }
 
 impl Scope {
     /// The top-level manifest: names are kept as written.
-    pub(super) fn top() -> Self {
-        Self { prefix: String::new(), params: None, inputs: None }
+    pub(super) fn top(defaults: RetryFields) -> Self {
+        Self { prefix: String::new(), params: None, inputs: None, defaults }
     }
 
     /// An input reference rewritten into the outer pipeline's names.
@@ -130,7 +133,11 @@ impl<'f> Inliner<'f> {
             let why = format!("the pipeline has more than {MAX_STEPS} steps once its sub-pipelines are inlined");
             return Err(located(ValidationError::new(Kind::TooLarge(why))));
         }
+        let retry = raw.retry_fields().over(&scope.defaults).policy("").map_err(located)?;
         let mut step = code_step(&full, raw, base, self.files, scope.params.as_ref()).map_err(located)?;
+        if let Some(policy) = retry {
+            step = step.retry(policy);
+        }
         if scope.params.is_some() {
             step = step.defined_in(file);
         }
@@ -171,9 +178,12 @@ impl<'f> Inliner<'f> {
             return Err(ValidationError::new(Kind::TooLarge(why)).in_field("pipeline"));
         }
         let inner: RawManifest = parse_toml(&text, &path)?;
+        inner.defaults.policy("defaults.").map_err(|err| err.in_file(Some(&path)))?;
         let params = bind_params(&raw, &inner.params, scope)?;
         let inputs = bind_inputs(&raw, &inner.inputs, scope)?;
-        let inner_scope = Scope { prefix: format!("{full}/"), params: Some(params), inputs: Some(inputs) };
+        // Retry fields on the `pipeline` step apply to each of its steps.
+        let defaults = raw.retry_fields().over(&inner.defaults.over(&scope.defaults));
+        let inner_scope = Scope { prefix: format!("{full}/"), params: Some(params), inputs: Some(inputs), defaults };
         self.stack.push(key);
         for (name, value) in inner.steps {
             self.add_step(&name, value, &path, &inner_scope)?;

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{InputRef, OutputKind, Pipeline, PipelineOutput, Resources, Step, StepCode, graph, names};
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
-use crate::{LimitOverrides, params};
+use crate::{LimitOverrides, MAX_RETRIES, RetryPolicy, params};
 
 /// Builds a [`Pipeline`]; [`build`](Self::build) validates it as a whole.
 ///
@@ -231,6 +231,7 @@ pub struct StepBuilder {
     deterministic: bool,
     reuse: bool,
     max_age: Option<Duration>,
+    retry: Option<RetryPolicy>,
     ignored_params: Vec<String>,
     map: Option<String>,
     file: Option<PathBuf>,
@@ -261,6 +262,7 @@ impl StepBuilder {
             deterministic: false,
             reuse: true,
             max_age: None,
+            retry: None,
             ignored_params: Vec::new(),
             map: None,
             file: None,
@@ -376,6 +378,14 @@ impl StepBuilder {
         self
     }
 
+    /// Runs a failed execution again as `policy` says (default: never).
+    /// Not part of the cache key: it changes how often a step is tried, not
+    /// what a success produces.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
     /// Leaves parameter `name` out of the cache key (e.g. how often to
     /// log): a step parameter of that name, and `${params.NAME}` in the
     /// args. Changing it alone does not make the step run again.
@@ -387,6 +397,12 @@ impl StepBuilder {
     fn validate(self, params: &params::Params, inputs: &BTreeMap<String, PathBuf>) -> Result<Step, ValidationError> {
         let kind = self.code.kind();
         kind.check(&self.code).map_err(|err| err.in_field(kind.field()))?;
+        if let Some(retry) = &self.retry
+            && retry.retries > MAX_RETRIES
+        {
+            let why = format!("{} retries is more than the {MAX_RETRIES} a step may ask for", retry.retries);
+            return Err(ValidationError::new(Kind::Syntax(why)).in_field("retries"));
+        }
         let mut natives = std::collections::BTreeSet::new();
         for function in self.natives {
             names::check_function(&function).map_err(|err| err.in_field("natives"))?;
@@ -447,6 +463,7 @@ impl StepBuilder {
             deterministic: self.deterministic,
             reuse: self.reuse,
             max_age: self.max_age,
+            retry: self.retry.unwrap_or_default(),
             ignored_params,
             file: self.file,
         })

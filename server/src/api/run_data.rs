@@ -22,7 +22,7 @@ use crate::state::AppState;
 /// connects late first gets what already happened (after the run ended:
 /// each step's end, from the history).
 #[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs", params(("id" = String, Path)),
-    responses((status = 200, description = "text/event-stream: run_started, step_started, progress, metric, step_finished, run_finished", content_type = "text/event-stream", body = String),
+    responses((status = 200, description = "text/event-stream: run_started, step_started, progress, metric, step_retrying, step_finished, run_finished", content_type = "text/event-stream", body = String),
         (status = 404, body = Problem)),
     security(("bearer" = [])))]
 pub async fn events(
