@@ -5,7 +5,6 @@ use std::io::{IsTerminal, Read, Write};
 use anyhow::bail;
 use weir::{Digest, Logs, TenantView};
 
-use crate::render;
 use crate::terminal::printable;
 
 fn time(seconds: f64) -> String {
@@ -30,8 +29,8 @@ fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 /// `weir runs`.
-pub(crate) fn runs(view: &TenantView<'_>, pipeline: Option<&str>, limit: usize, as_json: bool) -> anyhow::Result<()> {
-    let runs = view.runs(pipeline, limit)?;
+pub(crate) fn runs(view: &TenantView<'_>, filter: &weir::RunFilter, as_json: bool) -> anyhow::Result<()> {
+    let runs = view.runs(filter)?;
     if as_json {
         return json(&runs);
     }
@@ -244,79 +243,6 @@ fn for_each_text_chunk(
         if at_end {
             return Ok(());
         }
-    }
-}
-
-/// `weir metrics`.
-pub(crate) fn metrics(
-    view: &TenantView<'_>,
-    pipeline: Option<&str>,
-    chosen: &[String],
-    limit: usize,
-    as_json: bool,
-) -> anyhow::Result<()> {
-    let mut rows = view.metrics(pipeline, None, limit)?;
-    if !chosen.is_empty() {
-        let wanted = |column: &str| {
-            chosen
-                .iter()
-                .any(|name| column == name || column.rsplit_once('.').is_some_and(|(_, metric)| metric == name))
-        };
-        for row in &mut rows {
-            row.metrics.retain(|column, _| wanted(column));
-        }
-    }
-    if as_json {
-        return json(&rows);
-    }
-    if rows.is_empty() {
-        println!("no runs with metrics");
-        return Ok(());
-    }
-    let mut metrics: Vec<&String> = rows.iter().flat_map(|row| row.metrics.keys()).collect();
-    metrics.sort();
-    metrics.dedup();
-    let params = differing_params(&rows);
-    let mut table: Vec<Vec<String>> = Vec::new();
-    let header = ["run", "status"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(params.iter().cloned())
-        .chain(metrics.iter().map(|m| m.to_string()));
-    table.push(header.collect());
-    for row in &rows {
-        let mut cells = vec![row.run_id.clone(), row.status.to_string()];
-        cells.extend(params.iter().map(|name| row.params.get(name).map_or("-".to_owned(), param_text)));
-        cells.extend(metrics.iter().map(|name| row.metrics.get(*name).map_or("-".to_owned(), |v| render::number(*v))));
-        table.push(cells);
-    }
-    let widths: Vec<usize> =
-        (0..table[0].len()).map(|i| table.iter().map(|row| row[i].chars().count()).max().unwrap_or(0)).collect();
-    for row in &table {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
-        println!("{}", line.join("  ").trim_end());
-    }
-    Ok(())
-}
-
-/// The parameters whose values differ between the rows (all of them when
-/// there is one row): what tells the runs apart.
-fn differing_params(rows: &[weir::MetricRow]) -> Vec<String> {
-    let mut names: Vec<&String> = rows.iter().filter_map(|row| row.params.as_object()).flat_map(|p| p.keys()).collect();
-    names.sort();
-    names.dedup();
-    names
-        .into_iter()
-        .filter(|name| rows.len() == 1 || rows.iter().any(|row| row.params.get(*name) != rows[0].params.get(*name)))
-        .cloned()
-        .collect()
-}
-
-fn param_text(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::String(text) => text.clone(),
-        serde_json::Value::Number(number) => number.as_f64().map_or_else(|| number.to_string(), render::number),
-        other => other.to_string(),
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod client;
 mod config;
+mod engine_args;
 mod graph;
 mod history_cmds;
 mod interrupt;
@@ -14,8 +15,10 @@ mod publish;
 mod remote;
 mod render;
 mod report;
+mod run_table;
 mod serve_cmd;
 mod status_cmd;
+mod sweep;
 mod terminal;
 mod verify_cmd;
 
@@ -61,6 +64,10 @@ enum Command {
     /// Executes nothing and writes nothing. Exit status 0: up to date;
     /// 1: something would run; 2: the pipeline cannot run.
     Status(status_cmd::StatusArgs),
+    /// Run a pipeline once per combination of parameter values (a grid, or
+    /// --random draws), several at once; steps whose inputs are the same in
+    /// several runs execute once. Ends with the runs' metrics side by side.
+    Sweep(sweep::SweepArgs),
     /// Create NAME/: a pipeline with one step written in Rust (a crate weir
     /// builds), sample input, ready for `weir run NAME/pipeline.toml`.
     New {
@@ -79,16 +86,15 @@ enum Command {
         /// Where to write it (a file is replaced; a directory must not exist).
         path: PathBuf,
     },
-    /// Recent runs: status, duration, steps ran and reused.
+    /// Recent runs: status, duration, steps ran and reused. With `--sweep`,
+    /// `--metric` or `--sort`: the runs' parameters and final metric values.
     Runs {
         #[command(flatten)]
         remote: remote::RemoteArgs,
-        /// Only runs of this pipeline.
-        #[arg(long)]
-        pipeline: Option<String>,
-        /// How many runs to list.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
+        #[command(flatten)]
+        query: run_table::RunQuery,
+        #[command(flatten)]
+        columns: run_table::MetricColumns,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -121,15 +127,10 @@ enum Command {
     },
     /// One row per run with its parameters and final metric values.
     Metrics {
-        /// Only runs of this pipeline.
-        #[arg(long)]
-        pipeline: Option<String>,
-        /// Only these metrics as columns (repeatable): `loss`, or `train.loss` for one step's.
-        #[arg(long, value_name = "METRIC")]
-        metric: Vec<String>,
-        /// How many runs.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
+        #[command(flatten)]
+        query: run_table::RunQuery,
+        #[command(flatten)]
+        columns: run_table::MetricColumns,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -263,13 +264,8 @@ struct RunArgs {
     /// Works on a workspace this user may not write to; exports are written.
     #[arg(long)]
     read_only: bool,
-    /// How many steps may execute at once (default: the number of cores; at most 256).
-    #[arg(long, short = 'j', allow_negative_numbers = true, value_parser = parse_jobs)]
-    jobs: Option<usize>,
-    /// GPU slots: how many steps that ask for a GPU may run at once
-    /// (default: the number of GPUs detected).
-    #[arg(long, value_name = "N")]
-    gpus: Option<usize>,
+    #[command(flatten)]
+    engine: engine_args::EngineArgs,
     /// Print exactly one JSON object describing the run on stdout.
     #[arg(long)]
     json: bool,
@@ -278,20 +274,6 @@ struct RunArgs {
     /// tenant may use it; other tenants export beneath their own directory.
     #[arg(long)]
     export_anywhere: bool,
-    /// Where steps execute: `local` (threads of this process) or `process`
-    /// (child `weir worker` processes; a timeout kills the process, so code
-    /// under a timeout runs without interruption checks). Default: the
-    /// workspace's `config.toml`, else `local`.
-    #[arg(long, value_name = "EXECUTOR")]
-    executor: Option<String>,
-}
-
-fn parse_jobs(text: &str) -> Result<usize, String> {
-    let jobs: i64 = text.trim().parse().map_err(|_| format!("`{text}` is not a whole number"))?;
-    usize::try_from(jobs)
-        .ok()
-        .filter(|jobs| (1..=weir::MAX_JOBS).contains(jobs))
-        .ok_or_else(|| format!("{jobs} steps at once: give a number from 1 to {}", weir::MAX_JOBS))
 }
 
 /// `options` with the command line's `--param`, `--rerun` and `--target`
@@ -346,6 +328,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             with_json_refusal(status.json, || status_cmd::status(&workspace, tenant, status))
         }
         Command::Run(args) => with_json_refusal(args.json, || run_pipeline(&workspace, tenant, args)),
+        Command::Sweep(args) => sweep::sweep(&workspace, tenant, args),
         Command::Status(args) => with_json_refusal(args.json, || status_cmd::status(&workspace, tenant, args)),
         Command::Serve(args) => serve_cmd::serve(&workspace, args),
         Command::Token { action } => serve_cmd::token(&workspace, tenant, action),
@@ -369,13 +352,19 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("exported {kind} {digest} to {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Runs { remote, pipeline, limit, json } => {
+        Command::Runs { remote, query, columns, json } => {
             if let Some(client) = remote.client()? {
-                return remote::runs(&client, pipeline.as_deref(), limit, json).map(|()| ExitCode::SUCCESS);
+                if query.is_narrowed() || columns.is_set() {
+                    bail!("--label, --sweep, --metric and --sort read the local history; not with --remote");
+                }
+                return remote::runs(&client, query.pipeline.as_deref(), query.limit, json).map(|()| ExitCode::SUCCESS);
             }
             let (store, history) = recorded(&workspace)?;
-            history_cmds::runs(&TenantView::new(tenant, &store, &history), pipeline.as_deref(), limit, json)
-                .map(|()| ExitCode::SUCCESS)
+            let view = TenantView::new(tenant, &store, &history);
+            if query.sweep.is_some() || columns.is_set() {
+                return run_table::print(&view, &query.filter(), &columns, json).map(|()| ExitCode::SUCCESS);
+            }
+            history_cmds::runs(&view, &query.filter(), json).map(|()| ExitCode::SUCCESS)
         }
         Command::Show { remote, run, json } => {
             if let Some(client) = remote.client()? {
@@ -395,10 +384,10 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             history_cmds::logs(&TenantView::new(tenant, &store, &history), &run, &step, attempt, json)
                 .map(|()| ExitCode::SUCCESS)
         }
-        Command::Metrics { pipeline, metric, limit, json } => {
+        Command::Metrics { query, columns, json } => {
             let (store, history) = recorded(&workspace)?;
             let view = TenantView::new(tenant, &store, &history);
-            history_cmds::metrics(&view, pipeline.as_deref(), &metric, limit, json).map(|()| ExitCode::SUCCESS)
+            run_table::print(&view, &query.filter(), &columns, json).map(|()| ExitCode::SUCCESS)
         }
         Command::Explain { run, step, json } => {
             let (store, history) = recorded(&workspace)?;
@@ -478,7 +467,7 @@ fn kept_by_server(workspace: &Path) -> weir::Result<std::collections::BTreeSet<w
 }
 
 /// Builds the engine of `workspace`, with the tenants of its tenants file.
-fn open_engine(workspace: &Path, mut builder: weir::EngineBuilder) -> anyhow::Result<Engine> {
+pub(crate) fn open_engine(workspace: &Path, mut builder: weir::EngineBuilder) -> anyhow::Result<Engine> {
     let tenants_file = workspace.join(TENANTS_FILE);
     if tenants_file.exists() {
         for (name, quota) in weir::TenantQuota::from_file(&tenants_file)? {
@@ -657,23 +646,7 @@ fn run_pipeline(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> any
         .tenant(tenant)
         .exports_anywhere(args.export_anywhere);
     let mut options = with_steps_and_params(options, args.params, args.rerun, args.target);
-    let executor = match args.executor {
-        Some(name) => name.parse().map_err(|why: String| anyhow::anyhow!("--executor: {why}"))?,
-        None => match config::WorkspaceConfig::load(workspace)?.executor {
-            Some(name) => name.parse().map_err(|why: String| {
-                anyhow::anyhow!("{}: executor: {why}", workspace.join(config::CONFIG_FILE).display())
-            })?,
-            None => weir::ExecutorKind::Local,
-        },
-    };
-    let mut builder = Engine::builder().workspace(workspace).executor(executor);
-    if let Some(jobs) = args.jobs {
-        builder = builder.jobs(jobs);
-    }
-    if let Some(gpus) = args.gpus {
-        builder = builder.gpu_slots(gpus);
-    }
-    let engine = open_engine(workspace, builder)?;
+    let engine = args.engine.open(workspace)?;
     let pipeline = load_pipeline(&engine, tenant, &args.manifest)?;
     let live = (!args.json && std::io::stdout().is_terminal())
         .then(|| Arc::new(progress::Progress::new(pipeline.steps().len())));

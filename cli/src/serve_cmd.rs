@@ -40,7 +40,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "TENANT=DIR", value_parser = parse_watch_root)]
     watch_root: Vec<(String, std::path::PathBuf)>,
     /// How many steps may execute at once (default: the number of cores).
-    #[arg(long, short = 'j', value_parser = crate::parse_jobs)]
+    #[arg(long, short = 'j', value_parser = crate::engine_args::parse_jobs)]
     jobs: Option<usize>,
 }
 

@@ -267,6 +267,7 @@ impl Engine {
                 .iter()
                 .map(|(name, artifact)| (name.clone(), artifact.digest, pipeline.inputs()[name].display().to_string()))
                 .collect(),
+            labels: options.labels(),
         };
         let executor = self.executor(&plan, &files, read_only)?;
         // A read-only run is recorded only in memory, for its report.

@@ -17,7 +17,7 @@ use rusqlite::{Connection, params};
 
 pub(crate) use explain::Execution;
 pub use explain::Explanation;
-pub use queries::{LineageNode, MetricPoint, MetricRow, RunDetail, RunSummary, StepDetails, StepRecord};
+pub use queries::{LineageNode, MetricPoint, MetricRow, RunDetail, RunFilter, RunSummary, StepDetails, StepRecord};
 
 use crate::{Error, Result};
 
@@ -93,6 +93,7 @@ pub(crate) struct RunStart<'a> {
     pub manifest_digest: Option<String>,
     pub params: &'a serde_json::Value,
     pub inputs: Vec<(String, crate::Digest, String)>,
+    pub labels: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// How a run ended.
@@ -270,6 +271,10 @@ impl History {
                     params![run.id, name, digest.to_string(), path],
                 )
                 .map_err(db_error("recording a run input"))?;
+            }
+            for (key, value) in run.labels {
+                tx.execute("INSERT INTO run_labels (run_id, key, value) VALUES (?1, ?2, ?3)", params![run.id, key, value])
+                    .map_err(db_error("recording a run's labels"))?;
             }
             tx.commit().map_err(db_error("recording a run"))
         })

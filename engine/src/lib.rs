@@ -109,7 +109,8 @@ pub use error::{Error, Location, Result, StepError, StepErrorKind, TrapCode, Val
 pub use events::{Event, EventSink};
 pub use executor::{ExecutorKind, serve_worker};
 pub use history::{
-    Explanation, History, LineageNode, MetricPoint, MetricRow, RunDetail, RunSummary, StepDetails, StepRecord,
+    Explanation, History, LineageNode, MetricPoint, MetricRow, RunDetail, RunFilter, RunSummary, StepDetails,
+    StepRecord,
 };
 pub use limits::{LimitExceeded, LimitOverrides, Limits};
 pub use native::{CallContext, Device, GpuSupport, NativeFunction, NativeStep, StepContext, TypedFunction, native_fn};

@@ -28,6 +28,7 @@ pub struct RunOptions {
     cancel: Option<CancelToken>,
     read_only: bool,
     run_id: Option<String>,
+    labels: BTreeMap<String, String>,
 }
 
 /// Whether `--rerun NAME` covers `step`: it is the step, or a sub-pipeline
@@ -216,6 +217,19 @@ impl RunOptions {
     pub fn run_id(mut self, id: impl Into<String>) -> Self {
         self.run_id = Some(id.into());
         self
+    }
+
+    /// Records the run with label `key` = `value`, by which `weir runs
+    /// --label` (and [`RunFilter`](crate::RunFilter)) find it; a sweep labels its
+    /// runs `weir.sweep`. Setting a key again replaces its value.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// The run's labels.
+    pub(crate) fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
     }
 
     /// The id the run is to be recorded under, if the caller chose it.

@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::history::{Explanation, History, LineageNode, MetricRow, RunDetail, RunSummary, StepRecord};
+use crate::history::{Explanation, History, LineageNode, MetricRow, RunDetail, RunFilter, RunSummary, StepRecord};
 use crate::{Artifact, DEFAULT_TENANT, Digest, Error, OutputKind, Result, Store, TreeEntry};
 
 /// What one tenant may read of a workspace. Made by
@@ -35,9 +35,9 @@ impl<'a> TenantView<'a> {
         self.tenant
     }
 
-    /// The tenant's most recent runs (of `pipeline` only, when given).
-    pub fn runs(&self, pipeline: Option<&str>, limit: usize) -> Result<Vec<RunSummary>> {
-        self.history.runs(self.tenant, pipeline, limit)
+    /// The tenant's runs that `filter` admits, newest first.
+    pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        self.history.runs(self.tenant, filter)
     }
 
     /// The id of the tenant's run named by `run`.
@@ -61,8 +61,8 @@ impl<'a> TenantView<'a> {
     }
 
     /// The tenant's runs with their parameters and final metric values.
-    pub fn metrics(&self, pipeline: Option<&str>, metric: Option<&str>, limit: usize) -> Result<Vec<MetricRow>> {
-        self.history.metrics_table(self.tenant, pipeline, metric, limit)
+    pub fn metrics(&self, filter: &RunFilter, metric: Option<&str>) -> Result<Vec<MetricRow>> {
+        self.history.metrics_table(self.tenant, filter, metric)
     }
 
     /// The chain of the tenant's steps and inputs that produced `digest`.

@@ -162,6 +162,10 @@ pub fn prepare(
         })?;
         options = options.param(name, value.clone());
     }
+    // The history keeps the labels too, so `weir runs --label` finds the run.
+    for (key, value) in &request.labels {
+        options = options.label(key, value);
+    }
     Ok(Prepared { pipeline, options, version: version.name, materialized })
 }
 

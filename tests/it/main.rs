@@ -27,6 +27,7 @@ mod retries;
 mod sandbox;
 mod server;
 mod status;
+mod sweeps;
 mod template;
 mod tenants;
 mod validation;

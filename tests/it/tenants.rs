@@ -284,7 +284,7 @@ fn a_tenant_view_shows_only_the_tenants_own_runs_and_artifacts() {
     let bobs_output = bobs.output("say", "result").unwrap().digest;
 
     let alice = engine.tenant("alice").unwrap();
-    let runs: Vec<String> = alice.runs(None, 10).unwrap().into_iter().map(|run| run.id).collect();
+    let runs: Vec<String> = alice.runs(&weir::RunFilter::newest(10)).unwrap().into_iter().map(|run| run.id).collect();
     assert_eq!(runs, std::slice::from_ref(&alices.run_id));
     assert_eq!(alice.run("last").unwrap().summary.id, alices.run_id);
     let not_hers = alice.run(&bobs.run_id).unwrap_err();
@@ -301,7 +301,7 @@ fn a_tenant_view_shows_only_the_tenants_own_runs_and_artifacts() {
 
     let operator = engine.tenant(weir::DEFAULT_TENANT).unwrap();
     assert_eq!(operator.read_file(&bobs_output).unwrap(), b"secret", "the operator reads every artifact");
-    assert!(operator.runs(None, 10).unwrap().is_empty(), "but lists only its own runs");
+    assert!(operator.runs(&weir::RunFilter::newest(10)).unwrap().is_empty(), "but lists only its own runs");
     let unknown = engine.tenant("mallory").err().expect("an unregistered tenant has no view");
     assert!(unknown.to_string().contains("mallory"), "{unknown}");
 }

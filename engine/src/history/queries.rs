@@ -117,6 +117,40 @@ pub struct RunSummary {
     pub skipped: usize,
     /// Steps the run's cancellation stopped or kept from starting.
     pub cancelled: usize,
+    /// Its labels ([`RunOptions::label`](crate::RunOptions::label)).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Which of a tenant's runs to list, newest first.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RunFilter {
+    /// Only runs of this pipeline.
+    pub pipeline: Option<String>,
+    /// Only runs with this label (key, value).
+    pub label: Option<(String, String)>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl RunFilter {
+    /// The `limit` newest runs of any pipeline.
+    pub fn newest(limit: usize) -> Self {
+        Self { pipeline: None, label: None, limit }
+    }
+
+    /// Only runs of `pipeline` (all when `None`).
+    pub fn pipeline(mut self, pipeline: Option<&str>) -> Self {
+        self.pipeline = pipeline.map(str::to_owned);
+        self
+    }
+
+    /// Only runs labelled `key` = `value`.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.label = Some((key.into(), value.into()));
+        self
+    }
 }
 
 /// A run with its parameters and every step: the one document of a run,
@@ -161,6 +195,7 @@ impl RunDetail {
             failed: count(StepStatus::Failed),
             skipped: count(StepStatus::Skipped),
             cancelled: count(StepStatus::Cancelled),
+            labels: start.labels.clone(),
         };
         RunDetail {
             summary,
@@ -235,6 +270,10 @@ fn summary_from(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
         failed: row.get::<_, i64>("failed")? as usize,
         skipped: row.get::<_, i64>("skipped")? as usize,
         cancelled: row.get::<_, i64>("cancelled")? as usize,
+        labels: row
+            .get::<_, Option<String>>("labels")?
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -243,7 +282,8 @@ const SUMMARY_SQL: &str = "SELECT r.*,
     (SELECT count(*) FROM step_runs s WHERE s.run_id = r.id AND s.status = 'cached') AS cached,
     (SELECT count(*) FROM step_runs s WHERE s.run_id = r.id AND s.status = 'failed') AS failed,
     (SELECT count(*) FROM step_runs s WHERE s.run_id = r.id AND s.status = 'skipped') AS skipped,
-    (SELECT count(*) FROM step_runs s WHERE s.run_id = r.id AND s.status = 'cancelled') AS cancelled
+    (SELECT count(*) FROM step_runs s WHERE s.run_id = r.id AND s.status = 'cancelled') AS cancelled,
+    (SELECT json_group_object(l.key, l.value) FROM run_labels l WHERE l.run_id = r.id) AS labels
     FROM runs r";
 
 impl History {
@@ -271,15 +311,18 @@ impl History {
         })
     }
 
-    /// The most recent runs of `tenant`, newest first.
-    pub fn runs(&self, tenant: &str, pipeline: Option<&str>, limit: usize) -> Result<Vec<RunSummary>> {
+    /// The runs of `tenant` that `filter` admits, newest first.
+    pub fn runs(&self, tenant: &str, filter: &RunFilter) -> Result<Vec<RunSummary>> {
         self.with(|conn| {
             let sql = format!(
-                "{SUMMARY_SQL} WHERE r.tenant = ?3 AND (?1 IS NULL OR r.pipeline = ?1) ORDER BY r.started DESC LIMIT ?2"
+                "{SUMMARY_SQL} WHERE r.tenant = ?3 AND (?1 IS NULL OR r.pipeline = ?1)
+                 AND (?4 IS NULL OR EXISTS (SELECT 1 FROM run_labels l WHERE l.run_id = r.id AND l.key = ?4 AND l.value = ?5))
+                 ORDER BY r.started DESC LIMIT ?2"
             );
             let mut stmt = conn.prepare(&sql).map_err(db_error("listing runs"))?;
+            let (key, value) = filter.label.as_ref().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
             let rows = stmt
-                .query_map(params![pipeline, limit as i64, tenant], summary_from)
+                .query_map(params![filter.pipeline, filter.limit as i64, tenant, key, value], summary_from)
                 .map_err(db_error("listing runs"))?;
             rows.collect::<rusqlite::Result<_>>().map_err(db_error("listing runs"))
         })
@@ -383,16 +426,10 @@ impl History {
         })
     }
 
-    /// One row per run of `pipeline` (or of every pipeline), newest first,
-    /// with the final value of every metric (or only of `metric`).
-    pub fn metrics_table(
-        &self,
-        tenant: &str,
-        pipeline: Option<&str>,
-        metric: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<MetricRow>> {
-        let runs = self.runs(tenant, pipeline, limit)?;
+    /// One row per run that `filter` admits, newest first, with the final
+    /// value of every metric (or only of `metric`).
+    pub fn metrics_table(&self, tenant: &str, filter: &RunFilter, metric: Option<&str>) -> Result<Vec<MetricRow>> {
+        let runs = self.runs(tenant, filter)?;
         self.with(|conn| {
             let mut rows = Vec::new();
             for run in runs {

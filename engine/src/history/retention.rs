@@ -35,7 +35,7 @@ impl History {
                 .and_then(|mut stmt| stmt.query_map(params![keep as i64], |row| row.get(0))?.collect())
                 .map_err(db_error("pruning runs"))?;
             for id in &ids {
-                for table in ["metrics", "artifacts", "entry_runs", "step_runs", "run_inputs"] {
+                for table in ["metrics", "artifacts", "entry_runs", "step_runs", "run_inputs", "run_labels"] {
                     tx.execute(&format!("DELETE FROM {table} WHERE run_id = ?1"), [id])
                         .map_err(db_error("pruning runs"))?;
                 }

@@ -86,6 +86,14 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE step_runs ADD COLUMN details TEXT;
     ALTER TABLE runs ADD COLUMN outputs TEXT;
     ALTER TABLE runs ADD COLUMN warnings TEXT;",
+    // 6: labels on runs (a sweep's id, a schedule's), to find them by.
+    "CREATE TABLE run_labels (
+        run_id TEXT NOT NULL REFERENCES runs (id),
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (run_id, key)
+    );
+    CREATE INDEX run_labels_by_label ON run_labels (key, value);",
 ];
 
 /// The schema version this build of weir writes.

@@ -143,6 +143,7 @@ impl Bench {
             manifest_digest: None,
             params: &serde_json::json!({}),
             inputs: Vec::new(),
+            labels: &Default::default(),
         };
         let record = OpenRun::start(&self.history, &start).unwrap();
         let services = Services {

@@ -17,6 +17,7 @@ fn main() {
         "gemm" => gemm(),
         "gemm-files" => gemm_files(),
         "metrics" => metrics(),
+        "score" => score(),
         "metrics-then-wait" => metrics_then_wait(arg(0).parse().unwrap_or(3)),
         "call" => call(&arg(0), &arg(1)),
         "raw" => native::call_raw(&arg(0), arg(1).as_bytes()).map(|bytes| format!("{} bytes", bytes.len())),
@@ -74,6 +75,24 @@ fn metrics() -> Result<String, Error> {
     }
     weir_guest::metric("accuracy", 0.875);
     Ok("reported".into())
+}
+
+/// Trains as a model would, in miniature: a `loss` per epoch and a final
+/// `accuracy`, both set by the `lr` and `epochs` parameters.
+fn score() -> Result<String, Error> {
+    #[derive(serde::Deserialize)]
+    struct Knobs {
+        lr: f64,
+        epochs: u32,
+    }
+    let knobs: Knobs = weir_guest::params()?;
+    let mut loss = 1.0;
+    for _ in 0..knobs.epochs {
+        loss *= 1.0 - knobs.lr;
+        weir_guest::metric("loss", loss);
+    }
+    weir_guest::metric("accuracy", 1.0 - loss);
+    Ok(format!("loss {loss}"))
 }
 
 /// Reports `loss` = 1, 2, … `count`, then waits (until the run is killed).

@@ -1,0 +1,166 @@
+//! `weir sweep`, `weir runs --sweep` and `weir compare`: many runs of one
+//! pipeline with different parameters, sharing what they have in common,
+//! then put side by side.
+
+use serde_json::Value;
+use weir_tests::{Project, RunDocument};
+
+/// A pipeline whose `prep` does not depend on the swept parameters and
+/// whose `train` reports `loss` per epoch and `accuracy` from `lr` and `epochs`.
+pub(crate) fn tuning(project: &Project) {
+    project.write("data.txt", "training data\n");
+    project.manifest(
+        r#"
+name = "tune"
+
+[params]
+lr = 0.1
+epochs = 2
+note = "baseline"
+
+[inputs]
+text = "data.txt"
+
+[steps.prep]
+module = "tool-p1.wasm"
+args = ["copy", "text", "copied"]
+inputs = { text = "inputs.text" }
+outputs = { copied = "file" }
+
+[steps.train]
+module = "sdk-tool.wasm"
+args = ["score"]
+inputs = { data = "prep.copied" }
+params = { lr = "${params.lr}", epochs = "${params.epochs}" }
+outputs = { result = "file" }
+"#,
+    );
+}
+
+/// `weir ARGS…` printing one JSON value: the value (stdout must be JSON).
+fn json(project: &Project, args: &[&str]) -> (i32, Value) {
+    let output = project.weir(args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let value = serde_json::from_str(&stdout).unwrap_or_else(|err| {
+        panic!("{args:?}: not JSON ({err}): {stdout}\n{}", String::from_utf8_lossy(&output.stderr))
+    });
+    (output.status.code().unwrap(), value)
+}
+
+fn text(output: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// Sweeps `lr` × `epochs` over two values each: the sweep's id and run ids.
+pub(crate) fn sweep_grid(project: &Project) -> (String, Vec<String>) {
+    let args = ["sweep", "pipeline.toml", "--param", "lr=0.1,0.5", "--param", "epochs=2,4", "--json"];
+    let (code, swept) = json(project, &args);
+    assert_eq!(code, 0, "{swept}");
+    let runs: Vec<String> =
+        swept["runs"].as_array().unwrap().iter().map(|run| run["run_id"].as_str().unwrap().to_owned()).collect();
+    (swept["sweep"].as_str().unwrap().to_owned(), runs)
+}
+
+#[test]
+fn a_grid_sweep_runs_every_combination_and_shares_the_common_steps() {
+    let project = Project::new();
+    tuning(&project);
+    let (sweep, runs) = sweep_grid(&project);
+    assert_eq!(runs.len(), 4);
+    let documents: Vec<Value> = runs.iter().map(|run| project.show_json(run)).collect();
+    let prep: Vec<&str> = documents.iter().map(|doc| doc.step("prep")["status"].as_str().unwrap()).collect();
+    assert_eq!(prep.iter().filter(|status| **status == "ran").count(), 1, "prep executes once: {prep:?}");
+    assert_eq!(prep.iter().filter(|status| **status == "cached").count(), 3, "{prep:?}");
+    for doc in &documents {
+        assert_eq!(doc.step("train")["status"], "ran");
+        assert_eq!(doc["labels"]["weir.sweep"], sweep.as_str());
+    }
+    let params: Vec<(f64, i64)> = documents
+        .iter()
+        .map(|doc| (doc["params"]["lr"].as_f64().unwrap(), doc["params"]["epochs"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(params, [(0.1, 2), (0.1, 4), (0.5, 2), (0.5, 4)]);
+
+    // Listed by sweep, best first.
+    let (code, rows) = json(&project, &["runs", "--sweep", &sweep, "--sort", "accuracy", "--json"]);
+    assert_eq!(code, 0);
+    let ranked: Vec<(f64, i64)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| (row["params"]["lr"].as_f64().unwrap(), row["params"]["epochs"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(ranked, [(0.5, 4), (0.5, 2), (0.1, 4), (0.1, 2)], "{rows}");
+    let (_, by_loss) = json(&project, &["runs", "--sweep", &sweep, "--sort", "loss:asc", "--json"]);
+    assert_eq!(by_loss, rows, "lowest loss first is highest accuracy first");
+
+    let table = project.weir(&["runs", "--sweep", &sweep, "--sort", "accuracy", "--metric", "accuracy"]);
+    let table = text(&table);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 5, "{table}");
+    for column in ["run", "status", "epochs", "lr", "train.accuracy"] {
+        assert!(lines[0].contains(column), "{table}");
+    }
+    assert!(!lines[0].contains("note"), "an unswept parameter is no column: {table}");
+    assert!(!lines[0].contains("loss"), "only the chosen metric: {table}");
+    assert!(lines[1].contains("0.9375"), "(1 - 0.5⁴) first: {table}");
+
+    // The same sweep again executes nothing.
+    let (_, again) = sweep_grid(&project);
+    for run in &again {
+        let doc = project.show_json(run);
+        assert_eq!(doc["cached"], 2, "{doc}");
+    }
+}
+
+#[test]
+fn random_draws_stay_within_their_ranges_and_repeat_with_the_seed() {
+    let project = Project::new();
+    tuning(&project);
+    let draw = |seed: &str| {
+        let args = [
+            "sweep",
+            "pipeline.toml",
+            "--random",
+            "3",
+            "--seed",
+            seed,
+            "--param",
+            "lr=log:0.05..0.5",
+            "--param",
+            "epochs=1..3",
+            "--json",
+        ];
+        let (code, swept) = json(&project, &args);
+        assert_eq!(code, 0, "{swept}");
+        swept["runs"].as_array().unwrap().iter().map(|run| run["params"].clone()).collect::<Vec<Value>>()
+    };
+    let first = draw("7");
+    assert_eq!(first.len(), 3);
+    for params in &first {
+        let lr: f64 = params["lr"].as_str().unwrap().parse().unwrap();
+        let epochs: i64 = params["epochs"].as_str().unwrap().parse().unwrap();
+        assert!((0.05..=0.5).contains(&lr) && (1..=3).contains(&epochs), "{params}");
+    }
+    assert_eq!(draw("7"), first, "the same seed draws the same runs");
+}
+
+#[test]
+fn a_bad_sweep_is_refused_before_any_run() {
+    let project = Project::new();
+    tuning(&project);
+    for (args, expected) in [
+        (vec!["--param", "rate=0.1,0.2"], "the pipeline has no parameter `rate` (it has: epochs, lr, note)"),
+        (vec!["--param", "epochs=2,many"], "`many` is not an integer"),
+        (vec!["--param", "lr=0..1"], "with --random N"),
+        (vec!["--param", "note=1..2", "--random", "2"], "needs a numeric parameter"),
+    ] {
+        let mut all = vec!["sweep", "pipeline.toml"];
+        all.extend(args);
+        let output = project.weir(&all);
+        assert_eq!(output.status.code(), Some(2), "{all:?}: {}", text(&output));
+        assert!(text(&output).contains(expected), "{all:?}: expected {expected} in {}", text(&output));
+    }
+    let (_, runs) = json(&project, &["runs", "--json"]);
+    assert_eq!(runs, serde_json::json!([]), "nothing ran");
+}
