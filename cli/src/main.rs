@@ -4,6 +4,7 @@
 //! validation and workspace errors.
 
 mod client;
+mod compare_cmd;
 mod config;
 mod engine_args;
 mod graph;
@@ -135,6 +136,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Runs side by side: the parameters that differ, each metric's last
+    /// and best value, and which steps' results differ and why.
+    Compare(compare_cmd::CompareArgs),
     /// Why a step ran or was reused in a run.
     Explain {
         /// A run id, a unique prefix of one, or `last`.
@@ -389,6 +393,10 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             let view = TenantView::new(tenant, &store, &history);
             run_table::print(&view, &query.filter(), &columns, json).map(|()| ExitCode::SUCCESS)
         }
+        Command::Compare(args) => {
+            let (store, history) = recorded(&workspace)?;
+            compare_cmd::compare(&TenantView::new(tenant, &store, &history), &args).map(|()| ExitCode::SUCCESS)
+        }
         Command::Explain { run, step, json } => {
             let (store, history) = recorded(&workspace)?;
             history_cmds::explain(&TenantView::new(tenant, &store, &history), &run, &step, json)
@@ -447,8 +455,9 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Report { run, output } => {
             let (store, history) = recorded(&workspace)?;
-            let run = TenantView::new(tenant, &store, &history).run(&run)?;
-            let series = history.metric_series(&run.summary.id)?;
+            let view = TenantView::new(tenant, &store, &history);
+            let run = view.run(&run)?;
+            let series = view.metric_series(&run.summary.id)?;
             std::fs::write(&output, report::html(&run, &series))
                 .with_context(|| format!("writing {}", output.display()))?;
             eprintln!("wrote the report of run {} to {}", run.summary.id, output.display());

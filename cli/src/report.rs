@@ -54,7 +54,8 @@ pub(crate) fn html(run: &RunDetail, series: &BTreeMap<String, Vec<f64>>) -> Stri
         page.push_str("<p>No metric was reported more than once.</p>\n");
     }
     for (name, values) in charted {
-        let _ = writeln!(page, "<figure><figcaption>{}</figcaption>{}</figure>", escape(name), chart(values));
+        let _ =
+            writeln!(page, "<figure><figcaption>{}</figcaption>{}</figure>", escape(name), chart(&[(name, values)]));
     }
     page.push_str("</body></html>\n");
     page
@@ -64,10 +65,15 @@ fn short(digest: &str) -> String {
     digest.chars().take(19).collect::<String>() + "…"
 }
 
-/// A line chart of `values` (one point per report, in order), as inline SVG.
-fn chart(values: &[f64]) -> String {
+/// Colours of the lines of a chart, one per run, in order.
+const PALETTE: [&str; 6] = ["#36c", "#d62", "#393", "#93c", "#c93", "#099"];
+
+/// A line chart of one or more series (one point per report, in order;
+/// overlaid, with a legend, when there are several), as inline SVG.
+pub(crate) fn chart(lines: &[(&str, &[f64])]) -> String {
     let (width, height, pad) = (480.0, 160.0, 40.0);
-    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let finite: Vec<f64> =
+        lines.iter().flat_map(|(_, values)| values.iter().copied()).filter(|v| v.is_finite()).collect();
     let (min, max) = finite.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
     let (min, max) = if finite.is_empty() {
         (0.0, 1.0)
@@ -76,16 +82,9 @@ fn chart(values: &[f64]) -> String {
     } else {
         (min, max)
     };
-    let x = |i: usize| {
-        pad + (width - 2.0 * pad) * if values.len() > 1 { i as f64 / (values.len() - 1) as f64 } else { 0.5 }
-    };
+    let longest = lines.iter().map(|(_, values)| values.len()).max().unwrap_or(0);
+    let x = |i: usize| pad + (width - 2.0 * pad) * if longest > 1 { i as f64 / (longest - 1) as f64 } else { 0.5 };
     let y = |v: f64| height - pad / 2.0 - (height - pad) * (v - min) / (max - min);
-    let points: Vec<String> = values
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| v.is_finite())
-        .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
-        .collect();
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-size=\"10\" font-family=\"sans-serif\">\
          <line x1=\"{pad}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#999\"/>\
@@ -101,30 +100,44 @@ fn chart(values: &[f64]) -> String {
         y(min),
         compact(min),
     );
-    if points.len() == 1 {
-        let (px, py) = points[0].split_once(',').unwrap_or(("0", "0"));
-        let _ = write!(svg, "<circle cx=\"{px}\" cy=\"{py}\" r=\"3\" fill=\"#36c\"/>");
-    } else {
-        let _ = write!(
-            svg,
-            "<polyline fill=\"none\" stroke=\"#36c\" stroke-width=\"1.5\" points=\"{}\"/>",
-            points.join(" ")
-        );
+    for (n, (label, values)) in lines.iter().enumerate() {
+        let colour = PALETTE[n % PALETTE.len()];
+        let points: Vec<String> = values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
+            .collect();
+        if points.len() == 1 {
+            let (px, py) = points[0].split_once(',').unwrap_or(("0", "0"));
+            let _ = write!(svg, "<circle cx=\"{px}\" cy=\"{py}\" r=\"3\" fill=\"{colour}\"/>");
+        } else {
+            let _ = write!(
+                svg,
+                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" points=\"{}\"/>",
+                points.join(" ")
+            );
+        }
+        if lines.len() > 1 {
+            let _ = write!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{colour}\">{}</text>",
+                pad + 4.0,
+                10.0 + 11.0 * n as f64,
+                escape(label)
+            );
+        }
     }
-    let _ = write!(
-        svg,
-        "<text x=\"{:.1}\" y=\"{height}\" text-anchor=\"end\">{} values</text></svg>",
-        width - pad,
-        values.len()
-    );
+    let _ =
+        write!(svg, "<text x=\"{:.1}\" y=\"{height}\" text-anchor=\"end\">{longest} values</text></svg>", width - pad,);
     svg
 }
 
-fn compact(value: f64) -> String {
+pub(crate) fn compact(value: f64) -> String {
     format!("{value:.4}").trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
-const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}code{font-size:90%}\
+pub(crate) const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}code{font-size:90%}\
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}\
 pre{margin:0;white-space:pre-wrap;max-width:40em}.ran{background:#c8f0c8}.cached{background:#d8e8ff}\
 .failed{background:#ffc8c8}.skipped{background:#eee}.succeeded{color:#070}.killed{color:#a00}\

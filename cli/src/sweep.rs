@@ -62,7 +62,9 @@ pub(crate) fn sweep(workspace: &Path, tenant: &str, args: SweepArgs) -> anyhow::
     let pipeline = crate::load_pipeline(&engine, tenant, &args.manifest)?;
     let combinations = combinations(&pipeline, &args)?;
     let sweep_id = weir::new_run_id();
-    let base = RunOptions::new().tenant(tenant).label(SWEEP_LABEL, &sweep_id);
+    // The runs would overwrite each other's exports: a run's outputs are in
+    // the store, and `weir export` writes them out.
+    let base = RunOptions::new().tenant(tenant).label(SWEEP_LABEL, &sweep_id).exports(false);
     // Every combination is checked before the first run starts.
     for combination in &combinations {
         with_params(base.clone(), combination).resolve(&pipeline)?;

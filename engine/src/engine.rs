@@ -304,7 +304,11 @@ impl Engine {
         self.inner.store.sync()?;
         // Exports come before the run is closed, so a run whose export fails
         // (a corrupt artifact, a full disk) is recorded as failed.
-        let exported = if report.succeeded() { self.export_outputs(pipeline, &report, &exports) } else { Ok(()) };
+        let exported = if report.succeeded() && options.writes_exports() {
+            self.export_outputs(pipeline, &report, &exports)
+        } else {
+            Ok(())
+        };
         if let Err(err) = &exported {
             report.status = RunStatus::Failed;
             report.warnings.push(format!("exporting the outputs failed: {err}"));
@@ -800,6 +804,7 @@ impl Engine {
                     context: format!("exporting output `{name}`"),
                     source: std::io::Error::other(why),
                 })?;
+                let _one_at_a_time = self.inner.store.lock_export(path)?;
                 self.inner.store.export_replacing(&artifact.digest, &dir, Path::new(&file_name), path)?;
             }
         }

@@ -2,6 +2,7 @@
 //! written as a run goes (a crash loses at most the steps in flight), read by
 //! `weir runs`, `show`, `logs`, `metrics`, `explain`, `lineage` and `report`.
 
+mod compare;
 mod explain;
 mod queries;
 mod retention;
@@ -15,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, params};
 
+pub use compare::{Comparison, MetricSummary, StepComparison, lower_is_better};
 pub(crate) use explain::Execution;
 pub use explain::Explanation;
 pub use queries::{LineageNode, MetricPoint, MetricRow, RunDetail, RunFilter, RunSummary, StepDetails, StepRecord};

@@ -109,8 +109,8 @@ pub use error::{Error, Location, Result, StepError, StepErrorKind, TrapCode, Val
 pub use events::{Event, EventSink};
 pub use executor::{ExecutorKind, serve_worker};
 pub use history::{
-    Explanation, History, LineageNode, MetricPoint, MetricRow, RunDetail, RunFilter, RunSummary, StepDetails,
-    StepRecord,
+    Comparison, Explanation, History, LineageNode, MetricPoint, MetricRow, MetricSummary, RunDetail, RunFilter,
+    RunSummary, StepComparison, StepDetails, StepRecord, lower_is_better,
 };
 pub use limits::{LimitExceeded, LimitOverrides, Limits};
 pub use native::{CallContext, Device, GpuSupport, NativeFunction, NativeStep, StepContext, TypedFunction, native_fn};

@@ -29,6 +29,7 @@ pub struct RunOptions {
     read_only: bool,
     run_id: Option<String>,
     labels: BTreeMap<String, String>,
+    skip_exports: bool,
 }
 
 /// Whether `--rerun NAME` covers `step`: it is the step, or a sub-pipeline
@@ -136,6 +137,19 @@ impl RunOptions {
     /// Whether this is a verifying run (`weir verify`).
     pub(crate) fn is_verification(&self) -> bool {
         self.verify.is_some()
+    }
+
+    /// Whether a successful run writes the pipeline's exports (default
+    /// `true`). A sweep's runs do not: they would overwrite each other, and
+    /// their outputs are in the store (`weir export DIGEST PATH`).
+    pub fn exports(mut self, write: bool) -> Self {
+        self.skip_exports = !write;
+        self
+    }
+
+    /// Whether the run writes exports (see [`RunOptions::exports`]).
+    pub(crate) fn writes_exports(&self) -> bool {
+        !self.skip_exports
     }
 
     /// Whether exports may go anywhere (see [`RunOptions::exports_anywhere`]).

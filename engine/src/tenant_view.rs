@@ -7,7 +7,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::history::{Explanation, History, LineageNode, MetricRow, RunDetail, RunFilter, RunSummary, StepRecord};
+use crate::history::{
+    Comparison, Explanation, History, LineageNode, MetricRow, RunDetail, RunFilter, RunSummary, StepRecord,
+};
 use crate::{Artifact, DEFAULT_TENANT, Digest, Error, OutputKind, Result, Store, TreeEntry};
 
 /// What one tenant may read of a workspace. Made by
@@ -53,6 +55,30 @@ impl<'a> TenantView<'a> {
     /// Step `step` of the tenant's run named by `run`.
     pub fn step(&self, run: &str, step: &str) -> Result<StepRecord> {
         self.history.step_record(&self.run_id(run)?, step)
+    }
+
+    /// Every value of every metric of the tenant's run named by `run`, by
+    /// `STEP.METRIC`, in order (a reused step's are those of the run that
+    /// executed it).
+    pub fn metric_series(&self, run: &str) -> Result<std::collections::BTreeMap<String, Vec<f64>>> {
+        self.history.metric_series(&self.run_id(run)?)
+    }
+
+    /// The tenant's runs named by `runs` side by side: the parameters that
+    /// differ, each metric's last and best value, and for each step whether
+    /// its result is the first run's and, where not, why.
+    pub fn compare(&self, runs: &[&str]) -> Result<Comparison> {
+        let mut details = Vec::new();
+        let mut series = Vec::new();
+        for run in runs {
+            let detail = self.run(run)?;
+            series.push(self.metric_series(&detail.summary.id)?);
+            details.push(detail);
+        }
+        if details.is_empty() {
+            return Err(Error::History("name at least one run to compare".into()));
+        }
+        self.history.compare(&details, &series)
     }
 
     /// Why `step` ran or was reused in the tenant's run named by `run`.

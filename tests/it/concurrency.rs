@@ -241,3 +241,46 @@ tag = "first"
         "the second process's only worker was held waiting for `a_slow` ({quick_start} >= {slow_end})"
     );
 }
+
+#[test]
+fn processes_exporting_to_the_same_paths_replace_them_one_at_a_time() {
+    let project = Project::new();
+    project.write("parts/a.txt", "alpha\n");
+    project.write("parts/b.txt", "beta\n");
+    project.write("notes.txt", "notes\n");
+    project.manifest(
+        r#"
+name = "exports"
+[inputs]
+parts = "parts"
+notes = "notes.txt"
+[steps.upper]
+module = "tool-p1.wasm"
+args = ["upper"]
+map = "text"
+inputs = { text = "inputs.parts" }
+outputs = { result = "file" }
+[steps.join]
+module = "tool-p1.wasm"
+args = ["concat"]
+inputs = { a = "inputs.notes" }
+outputs = { result = "file" }
+[outputs]
+shouted = { from = "upper.result", export = "results/shouted" }
+joined = { from = "join.result", export = "results/joined.txt" }
+"#,
+    );
+    // Cached after the first: what is left to race is the exports.
+    let (code, first) = project.run_json(&[]);
+    assert_eq!(code, 0, "{first}");
+    for _ in 0..3 {
+        let children: Vec<Child> = (0..6).map(|_| spawn_run(&project, &[])).collect();
+        for child in children {
+            let (code, summary) = finish(child);
+            assert_eq!(code, 0, "{summary}");
+        }
+    }
+    let shouted = project.path().join("results/shouted");
+    assert_eq!(std::fs::read_to_string(shouted.join("a.txt")).unwrap(), "ALPHA\n");
+    assert_eq!(std::fs::read_dir(project.path().join("results")).unwrap().count(), 2, "no temporary left behind");
+}

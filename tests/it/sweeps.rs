@@ -33,6 +33,9 @@ args = ["score"]
 inputs = { data = "prep.copied" }
 params = { lr = "${params.lr}", epochs = "${params.epochs}" }
 outputs = { result = "file" }
+
+[outputs]
+trained = { from = "train.result", export = "results/trained.txt" }
 "#,
     );
 }
@@ -67,6 +70,7 @@ fn a_grid_sweep_runs_every_combination_and_shares_the_common_steps() {
     tuning(&project);
     let (sweep, runs) = sweep_grid(&project);
     assert_eq!(runs.len(), 4);
+    assert!(!project.path().join("results").exists(), "a sweep's runs would overwrite each other's exports");
     let documents: Vec<Value> = runs.iter().map(|run| project.show_json(run)).collect();
     let prep: Vec<&str> = documents.iter().map(|doc| doc.step("prep")["status"].as_str().unwrap()).collect();
     assert_eq!(prep.iter().filter(|status| **status == "ran").count(), 1, "prep executes once: {prep:?}");
@@ -163,4 +167,44 @@ fn a_bad_sweep_is_refused_before_any_run() {
     }
     let (_, runs) = json(&project, &["runs", "--json"]);
     assert_eq!(runs, serde_json::json!([]), "nothing ran");
+}
+
+#[test]
+fn compare_puts_runs_side_by_side_and_says_why_steps_differ() {
+    let project = Project::new();
+    tuning(&project);
+    let (_, runs) = sweep_grid(&project);
+    let (first, last) = (&runs[0], &runs[3]);
+    let (code, comparison) = json(&project, &["compare", first, last, "--json"]);
+    assert_eq!(code, 0, "{comparison}");
+    assert_eq!(comparison["params"], serde_json::json!({"lr": [0.1, 0.5], "epochs": [2, 4]}));
+    let accuracy = &comparison["metrics"]["train.accuracy"];
+    assert_eq!(accuracy[1]["last"], 0.9375);
+    let loss = &comparison["metrics"]["train.loss"];
+    assert_eq!(loss[0]["points"], 2, "every value of the series counts");
+    assert_eq!(loss[1]["best"], 0.0625, "a loss is best low");
+    let steps = comparison["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["step"], "prep");
+    assert_eq!(steps[0]["same_as_first"], serde_json::json!([true, true]), "prep's result is shared");
+    assert_eq!(steps[1]["same_as_first"], serde_json::json!([true, false]));
+    let why = steps[1]["changes"][1].as_array().unwrap();
+    assert!(why.contains(&serde_json::json!("param lr: 0.1 → 0.5")), "{why:?}");
+    assert!(why.contains(&serde_json::json!("param epochs: 2 → 4")), "{why:?}");
+
+    let output = project.weir(&["compare", first, &runs[1], last, "--html", "compare.html"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let shown = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(shown.starts_with("3 runs of `tune`"), "{shown}");
+    assert!(shown.contains("0.0625"), "{shown}");
+    assert!(shown.contains("same result in every run"), "{shown}");
+    assert!(shown.contains("param lr: 0.1 → 0.5"), "{shown}");
+    let page = std::fs::read_to_string(project.path().join("compare.html")).unwrap();
+    let loss_chart = page.split("<figcaption>train.loss</figcaption>").nth(1).expect("a chart of the loss");
+    let loss_chart = loss_chart.split("</svg>").next().unwrap();
+    assert_eq!(loss_chart.matches("<polyline").count(), 3, "a curve per run");
+    assert!(loss_chart.contains(last.as_str()), "with a legend naming the runs");
+
+    let unknown = project.weir(&["compare", first, "nosuchrun"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown).contains("nosuchrun"), "{}", text(&unknown));
 }

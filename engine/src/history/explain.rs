@@ -107,13 +107,7 @@ impl History {
             reasons.push(format!("first execution: no earlier run of `{pipeline}` executed this step"));
             return Ok((None, reasons));
         };
-        let old = RecordedKey::of(previous.key_material.as_deref());
-        let mut differences = Vec::new();
-        if old.args != new.args {
-            let old_params = self.run_params(&previous_run)?;
-            differences.extend(argument_params(&old.args, &new.args, &old_params, execution.params));
-        }
-        differences.extend(self::differences(&old, &new));
+        let differences = self.key_changes(&previous_run, previous.key_material.as_deref(), execution.params, &new)?;
         if differences.is_empty() && execution.forced.is_none() {
             reasons.push(format!(
                 "its cache key equals that of run {previous_run}, but no reusable result was found \
@@ -144,6 +138,25 @@ pub(crate) struct Execution<'a> {
 }
 
 impl History {
+    /// What differs, in words, from the key material `old` of an execution
+    /// in run `old_run` to `new`, that of an execution in a run with
+    /// pipeline parameters `new_params`.
+    pub(crate) fn key_changes(
+        &self,
+        old_run: &str,
+        old: Option<&str>,
+        new_params: &Value,
+        new: &RecordedKey,
+    ) -> Result<Vec<String>> {
+        let old = RecordedKey::of(old);
+        let mut changes = Vec::new();
+        if old.args != new.args {
+            changes.extend(argument_params(&old.args, &new.args, &self.run_params(old_run)?, new_params));
+        }
+        changes.extend(differences(&old, new));
+        Ok(changes)
+    }
+
     /// Whether run `run_id` is still recorded.
     fn run_exists(&self, run_id: &str) -> Result<bool> {
         self.with(|conn| {

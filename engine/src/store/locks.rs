@@ -7,7 +7,11 @@
 //!   executes, so identical steps in flight at once, in any process, execute
 //!   once: the others wait (without holding a worker), then reuse the result.
 //!
-//! Both are advisory `flock` locks on open files: the operating system
+//! - An *export lock* (`locks/export-<digest of the path>`) is held while a
+//!   run replaces an export destination, so runs exporting to one path
+//!   replace it one at a time (the last one's outputs are what remain).
+//!
+//! All are advisory `flock` locks on open files: the operating system
 //! releases them when the holder exits, however it exits.
 
 use std::fs::{File, OpenOptions};
@@ -83,6 +87,15 @@ impl Store {
     pub(crate) fn lock_key(&self, key: &Digest) -> Result<Held> {
         let file = self.lock_file(&self.root().join(KEY_LOCKS).join(key.hex()))?;
         file.lock().map_err(Error::io(format!("locking cache key {key}")))?;
+        Ok(Held { _file: Some(file) })
+    }
+
+    /// Takes the lock of export destination `path`, waiting while another
+    /// run (in any process) writes there.
+    pub(crate) fn lock_export(&self, path: &Path) -> Result<Held> {
+        let name = format!("export-{}", Digest::of(path.as_os_str().as_encoded_bytes()).hex());
+        let file = self.lock_file(&self.root().join(KEY_LOCKS).join(name))?;
+        file.lock().map_err(Error::io(format!("locking the export to {}", path.display())))?;
         Ok(Held { _file: Some(file) })
     }
 
