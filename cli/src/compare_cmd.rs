@@ -13,7 +13,7 @@ use weir::{Comparison, MetricSummary, TenantView};
 use crate::graph::escape;
 use crate::render::number;
 use crate::report::{STYLE, chart};
-use crate::run_table::{param_text, print_columns};
+use crate::run_table::{metric_named, param_text, print_columns};
 use crate::terminal::printable;
 
 /// `weir compare`.
@@ -23,6 +23,9 @@ pub(crate) struct CompareArgs {
     /// one the others are compared with.
     #[arg(num_args = 2.., required = true, value_name = "RUN")]
     runs: Vec<String>,
+    /// Only these metrics (repeatable): `loss`, or `train.loss` for one step's.
+    #[arg(long, value_name = "METRIC")]
+    metric: Vec<String>,
     /// Print the comparison as one JSON object.
     #[arg(long)]
     json: bool,
@@ -33,7 +36,10 @@ pub(crate) struct CompareArgs {
 
 pub(crate) fn compare(view: &TenantView<'_>, args: &CompareArgs) -> anyhow::Result<()> {
     let runs: Vec<&str> = args.runs.iter().map(String::as_str).collect();
-    let comparison = view.compare(&runs)?;
+    let mut comparison = view.compare(&runs)?;
+    if !args.metric.is_empty() {
+        comparison.metrics.retain(|column, _| args.metric.iter().any(|name| metric_named(column, name)));
+    }
     if let Some(path) = &args.html {
         let mut series = Vec::new();
         for run in &comparison.runs {

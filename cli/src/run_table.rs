@@ -79,7 +79,7 @@ pub(crate) fn print(
     }
     if !columns.metric.is_empty() {
         for row in &mut rows {
-            row.metrics.retain(|column, _| columns.metric.iter().any(|name| names(column, name)));
+            row.metrics.retain(|column, _| columns.metric.iter().any(|name| metric_named(column, name)));
         }
     }
     if as_json {
@@ -123,7 +123,7 @@ pub(crate) fn print_columns(table: &[Vec<String>]) {
 
 /// Whether metric column `column` (`STEP.METRIC`) is the one `name` names:
 /// the whole column, or its metric.
-fn names(column: &str, name: &str) -> bool {
+pub(crate) fn metric_named(column: &str, name: &str) -> bool {
     column == name || column.rsplit_once('.').is_some_and(|(_, metric)| metric == name)
 }
 
@@ -135,7 +135,7 @@ fn sort_rows(rows: &mut [MetricRow], sort: &str) -> anyhow::Result<()> {
         _ => (sort, false),
     };
     let mut columns: Vec<&String> =
-        rows.iter().flat_map(|row| row.metrics.keys()).filter(|column| names(column, name)).collect();
+        rows.iter().flat_map(|row| row.metrics.keys()).filter(|column| metric_named(column, name)).collect();
     columns.sort();
     columns.dedup();
     let column = match columns.as_slice() {
