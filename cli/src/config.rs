@@ -3,6 +3,9 @@
 //!
 //! ```toml
 //! executor = "process"   # where steps run: "local" (default) or "process"
+//!
+//! [remote]                # the team's shared cache (a `weir serve` server)
+//! url = "http://cache.example:8640"
 //! ```
 
 use std::path::Path;
@@ -19,6 +22,16 @@ pub(crate) const CONFIG_FILE: &str = "config.toml";
 pub(crate) struct WorkspaceConfig {
     /// The default executor of `weir run`.
     pub executor: Option<String>,
+    /// The shared cache `weir run` uses unless told `--offline`.
+    pub remote: Option<RemoteConfig>,
+}
+
+/// `[remote]`: the shared cache (its token comes from `--token` or `WEIR_TOKEN`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RemoteConfig {
+    /// The server's URL.
+    pub url: String,
 }
 
 impl WorkspaceConfig {

@@ -18,6 +18,7 @@ mod render;
 mod report;
 mod run_table;
 mod serve_cmd;
+mod shared_cache;
 mod status_cmd;
 mod sweep;
 mod terminal;
@@ -69,6 +70,28 @@ enum Command {
     /// --random draws), several at once; steps whose inputs are the same in
     /// several runs execute once. Ends with the runs' metrics side by side.
     Sweep(sweep::SweepArgs),
+    /// Send a run's results (each step's cache entry and the artifacts it
+    /// names) to the shared cache, for teammates to `weir pull` or reuse.
+    Push {
+        /// A run id, a unique prefix of one, or `last`.
+        run: String,
+        #[command(flatten)]
+        cache: shared_cache::RemoteCacheArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy the results the shared cache holds for a run (pushed by a
+    /// teammate) into the workspace, each checked against its digests.
+    Pull {
+        /// The run's id, as whoever pushed it printed it.
+        run: String,
+        #[command(flatten)]
+        cache: shared_cache::RemoteCacheArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create NAME/: a pipeline with one step written in Rust (a crate weir
     /// builds), sample input, ready for `weir run NAME/pipeline.toml`.
     New {
@@ -270,6 +293,8 @@ struct RunArgs {
     read_only: bool,
     #[command(flatten)]
     engine: engine_args::EngineArgs,
+    #[command(flatten)]
+    cache: shared_cache::RemoteCacheArgs,
     /// Print exactly one JSON object describing the run on stdout.
     #[arg(long)]
     json: bool,
@@ -332,6 +357,18 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             with_json_refusal(status.json, || status_cmd::status(&workspace, tenant, status))
         }
         Command::Run(args) => with_json_refusal(args.json, || run_pipeline(&workspace, tenant, args)),
+        Command::Push { run, cache, json } => {
+            let remote = cache.required(&workspace)?;
+            let engine = open_engine(&workspace, Engine::builder())?;
+            let moved = engine.push_run(tenant, &run, remote.as_ref())?;
+            shared_cache::print_transfer("sent", &moved, json)
+        }
+        Command::Pull { run, cache, json } => {
+            let remote = cache.required(&workspace)?;
+            let engine = open_engine(&workspace, Engine::builder())?;
+            let moved = engine.pull_run(&run, remote.as_ref())?;
+            shared_cache::print_transfer("pulled", &moved, json)
+        }
         Command::Sweep(args) => sweep::sweep(&workspace, tenant, args),
         Command::Status(args) => with_json_refusal(args.json, || status_cmd::status(&workspace, tenant, args)),
         Command::Serve(args) => serve_cmd::serve(&workspace, args),
@@ -655,6 +692,9 @@ fn run_pipeline(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> any
         .tenant(tenant)
         .exports_anywhere(args.export_anywhere);
     let mut options = with_steps_and_params(options, args.params, args.rerun, args.target);
+    if let Some(remote) = args.cache.remote(workspace)? {
+        options = options.remote_cache(remote);
+    }
     let engine = args.engine.open(workspace)?;
     let pipeline = load_pipeline(&engine, tenant, &args.manifest)?;
     let live = (!args.json && std::io::stdout().is_terminal())
@@ -669,6 +709,9 @@ fn run_pipeline(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> any
         live.clear();
     }
     let report = report?;
+    if let Some(usage) = &report.remote {
+        eprintln!("{}", shared_cache::summary(usage));
+    }
     if args.json {
         print_record(&report)?;
     } else {

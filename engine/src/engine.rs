@@ -16,6 +16,7 @@ use crate::host_files::HostFiles;
 use crate::kinds::{Preparation, Prepared};
 use crate::native::{NativeFunction, NativeStep, Natives, detect_gpus};
 use crate::params::{self, Params};
+use crate::remote::{CacheRemote, Counters, Transfer};
 use crate::report::RunStatus;
 use crate::run_id::new_run_id;
 use crate::runtime::{Flavor, MAX_WASM_STACK, Runtime, WORKER_STACK};
@@ -234,6 +235,47 @@ impl Engine {
     pub fn tenant<'a>(&'a self, name: &'a str) -> Result<TenantView<'a>> {
         self.tenant_of(Some(name))?;
         Ok(TenantView::new(name, &self.inner.store, &self.inner.history))
+    }
+
+    /// Sends the results of tenant `tenant`'s run `run` (a run id, a
+    /// prefix, or `last`) to a shared cache: each step's cache entry with
+    /// the objects it names that `remote` lacks, then the run's keys (for
+    /// [`pull_run`](Engine::pull_run)). A map step's entries are sent by the
+    /// runs that execute them ([`RunOptions::remote_cache`]).
+    pub fn push_run(&self, tenant: &str, run: &str, remote: &dyn CacheRemote) -> Result<Transfer> {
+        let detail = self.tenant(tenant)?.run(run)?;
+        let moved = Counters::default();
+        let mut sent = Vec::new();
+        let results = detail.steps.iter().filter(|step| {
+            matches!(step.status, crate::StepStatus::Ran | crate::StepStatus::Cached) && step.entries.is_empty()
+        });
+        for (step, key) in results.filter_map(|step| Some((&step.step, step.cache_key?))) {
+            match crate::remote::push(&self.inner.store, remote, &key, &moved) {
+                Ok(true) => sent.push(key),
+                Ok(false) => moved.failed(format!("step `{step}`: its result is no longer in the workspace")),
+                Err(why) => moved.failed(format!("step `{step}`: {why}")),
+            }
+        }
+        remote.put_run(&detail.summary.id, &sent).map_err(|err| Error::Remote(err.to_string()))?;
+        Ok(moved.transfer())
+    }
+
+    /// Copies the results a shared cache recorded for run `run_id` (see
+    /// [`push_run`](Engine::push_run)) into the workspace, each checked
+    /// against its digests; a later run reuses them.
+    pub fn pull_run(&self, run_id: &str, remote: &dyn CacheRemote) -> Result<Transfer> {
+        let keys = remote.run_keys(run_id).map_err(|err| Error::Remote(err.to_string()))?;
+        // Garbage collection waits while objects arrive ahead of their entries.
+        let _held = self.inner.store.lock_for_run()?;
+        let moved = Counters::default();
+        for key in keys.iter().filter(|key| self.inner.store.cache_get(key).is_none()) {
+            match crate::remote::pull(&self.inner.store, remote, key, &moved) {
+                Ok(Some(_)) => {}
+                Ok(None) => moved.failed(format!("{key}: the shared cache has no such entry any more")),
+                Err(err) => moved.failed(format!("{key}: {err}")),
+            }
+        }
+        Ok(moved.transfer())
     }
 
     /// Runs `pipeline` to completion.

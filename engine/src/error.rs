@@ -55,6 +55,9 @@ pub enum Error {
     /// The run history database failed.
     #[error("run history: {0}")]
     History(String),
+    /// A shared cache could not be used.
+    #[error("shared cache: {0}")]
+    Remote(String),
     /// A run or step named on the command line is not in the history.
     #[error("{0}")]
     NotInHistory(String),

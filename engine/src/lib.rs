@@ -90,6 +90,7 @@ mod native;
 mod options;
 mod params;
 mod pipeline;
+mod remote;
 mod report;
 mod retry;
 mod run_id;
@@ -119,7 +120,10 @@ pub use params::Params;
 pub use pipeline::{
     InputRef, OutputKind, Pipeline, PipelineBuilder, PipelineOutput, Resources, Step, StepBuilder, StepCode,
 };
-pub use report::{Attempt, EntryReport, Logs, Phases, RunReport, RunStatus, StepReport, StepStatus, Verification};
+pub use remote::{CacheRemote, RemoteEntry, RemoteError, Transfer};
+pub use report::{
+    Attempt, EntryReport, Logs, Phases, RemoteUsage, RunReport, RunStatus, StepReport, StepStatus, Verification,
+};
 pub use retry::{MAX_RETRIES, RetryOn, RetryPolicy};
 pub use run_id::new_run_id;
 pub use status::{Freshness, PipelineStatus, StepStatusLine};

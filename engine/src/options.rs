@@ -30,6 +30,17 @@ pub struct RunOptions {
     run_id: Option<String>,
     labels: BTreeMap<String, String>,
     skip_exports: bool,
+    remote: Option<Remote>,
+}
+
+/// A shared cache (its own type so `RunOptions` can be `Debug`).
+#[derive(Clone)]
+struct Remote(Arc<dyn crate::CacheRemote>);
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CacheRemote({})", self.0.describe())
+    }
 }
 
 /// Whether `--rerun NAME` covers `step`: it is the step, or a sub-pipeline
@@ -137,6 +148,21 @@ impl RunOptions {
     /// Whether this is a verifying run (`weir verify`).
     pub(crate) fn is_verification(&self) -> bool {
         self.verify.is_some()
+    }
+
+    /// Looks up steps in `remote` (a team's shared cache) when the
+    /// workspace has no result for them, and sends it the results of the
+    /// steps the run executes. A remote that stops answering is left alone
+    /// for the rest of the run, with a warning; a result whose bytes do not
+    /// match its digests is refused and the step executes.
+    pub fn remote_cache(mut self, remote: Arc<dyn crate::CacheRemote>) -> Self {
+        self.remote = Some(Remote(remote));
+        self
+    }
+
+    /// The shared cache, if the run has one.
+    pub(crate) fn remote(&self) -> Option<&dyn crate::CacheRemote> {
+        self.remote.as_ref().map(|remote| &*remote.0)
     }
 
     /// Whether a successful run writes the pipeline's exports (default

@@ -30,6 +30,21 @@ pub struct RunReport {
     /// [`TenantView::run`](crate::TenantView::run) reads back), assembled
     /// as it was recorded. Always present in a report of [`Engine::run`](crate::Engine::run).
     pub record: Option<RunDetail>,
+    /// What the run took from and gave to its shared cache
+    /// ([`RunOptions::remote_cache`](crate::RunOptions::remote_cache)), if it had one.
+    pub remote: Option<RemoteUsage>,
+}
+
+/// A run's use of a shared cache.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct RemoteUsage {
+    /// The remote, as it describes itself.
+    pub at: String,
+    /// The results copied from it (and those refused).
+    pub pulled: crate::Transfer,
+    /// The results sent to it (and those that could not be).
+    pub pushed: crate::Transfer,
 }
 
 impl RunReport {

@@ -28,6 +28,7 @@ use crate::history::{MetricPoint, StepDetails, StepRecord};
 use crate::kinds::Prepared;
 use crate::native::Device;
 use crate::pipeline::{InputRef, Step};
+use crate::remote::{PullError, RemoteError, RemoteUse};
 use crate::report::{Attempt, Logs, Phases, RunReport, RunStatus, StepReport, StepStatus, Verification};
 use crate::step_exec::{self, Finished, Job};
 use crate::tenant::{StoreAccount, Tenant};
@@ -111,6 +112,14 @@ pub(crate) struct Coordinator<'a> {
     /// What executors report to: the sink, with metric values kept for the
     /// history while their steps execute.
     metric_tap: Arc<MetricTap>,
+    /// The team's shared cache, if the run uses one.
+    remote: Option<RemoteUse<'a>>,
+    /// The cache key of every result the run reused or recorded (steps and
+    /// map entries), and of those it executed, for the shared cache.
+    used_keys: Vec<Digest>,
+    executed_keys: Vec<Digest>,
+    /// Warnings about the run as a whole.
+    run_warnings: Vec<String>,
 }
 
 /// What the coordinator knows of one step while the run lasts: where it
@@ -241,6 +250,10 @@ impl<'a> Coordinator<'a> {
             dependents,
             requested,
             states,
+            remote: options.remote().filter(|_| !options.is_read_only()).map(RemoteUse::new),
+            used_keys: Vec::new(),
+            executed_keys: Vec::new(),
+            run_warnings: Vec::new(),
         }
     }
 
@@ -318,6 +331,14 @@ impl<'a> Coordinator<'a> {
                 }
                 Ok(Message::Finished(id, finished)) => {
                     let job = running.remove(&id).map(|(_ticket, job)| job);
+                    if let Some(job) = job.as_ref().filter(|job| job.spec.record)
+                        && finished.outputs.is_ok()
+                        && finished.reused_from.is_none()
+                        && finished.native_failures == 0
+                    {
+                        self.executed_keys.push(job.spec.key);
+                        self.used_keys.push(job.spec.key);
+                    }
                     match job.and_then(|job| Some((job, self.retry_delay(id, &finished)?))) {
                         Some((job, delay)) => {
                             retrying.insert(id, ());
@@ -356,7 +377,51 @@ impl<'a> Coordinator<'a> {
             runnable.extend(self.dispatch_ready(&mut ready));
         }
         self.flush_history();
+        self.push_to_remote();
         Ok(self.into_report(pipeline))
+    }
+
+    /// Sends the results the run executed to the shared cache, and the keys
+    /// of all it used (for `weir pull RUN`).
+    fn push_to_remote(&mut self) {
+        let Some(remote) = self.remote.as_ref().filter(|remote| remote.is_up()) else { return };
+        for key in &self.executed_keys {
+            if let Err(why) = crate::remote::push(self.engine.store, remote.remote, key, &remote.pushed) {
+                remote.pushed.failed(why);
+            }
+        }
+        if let Err(err) = remote.remote.put_run(self.run_id, &self.used_keys) {
+            remote.pushed.failed(format!("recording the run's keys: {err}"));
+        }
+        let failed = remote.pushed.transfer().failed;
+        if let Some(first) = failed.first() {
+            self.run_warnings.push(format!(
+                "{} result(s) could not be sent to the shared cache at {} (the first: {first})",
+                failed.len(),
+                remote.remote.describe()
+            ));
+        }
+    }
+
+    /// Copies step `i`'s result under `key` from the shared cache, if it
+    /// has one that checks out.
+    fn pull(&mut self, i: usize, key: &Digest) -> Option<crate::store::CacheEntry> {
+        let remote = self.remote.as_ref().filter(|remote| remote.is_up())?;
+        match crate::remote::pull(self.engine.store, remote.remote, key, &remote.pulled) {
+            Ok(entry) => entry,
+            Err(PullError::Remote(at, RemoteError::Unreachable(why))) => {
+                if remote.went_down() {
+                    self.run_warnings
+                        .push(format!("the shared cache at {at} is unreachable ({why}); the run went on without it"));
+                }
+                None
+            }
+            Err(err) => {
+                remote.pulled.failed(err.to_string());
+                self.states[i].warnings.push(format!("{err}; it was computed here instead"));
+                None
+            }
+        }
     }
 
     /// Waits on a thread of its own (holding no worker) until the identical
@@ -447,13 +512,19 @@ impl<'a> Coordinator<'a> {
         } else {
             RunStatus::Failed
         };
-        let warnings = self
+        let mut warnings: Vec<String> = self
             .sink
             .as_ref()
             .and_then(|sink| sink.panic())
             .map(|panic| format!("the event sink panicked ({panic}) and received no further events"))
             .into_iter()
             .collect();
+        warnings.extend(self.run_warnings);
+        let remote = self.remote.map(|remote| crate::report::RemoteUsage {
+            at: remote.remote.describe(),
+            pulled: remote.pulled.transfer(),
+            pushed: remote.pushed.transfer(),
+        });
         let report = RunReport {
             run_id: self.run_id.to_owned(),
             pipeline: pipeline.to_owned(),
@@ -462,6 +533,7 @@ impl<'a> Coordinator<'a> {
             outputs: BTreeMap::new(),
             warnings,
             record: None,
+            remote,
         };
         (report, self.recorder.into_records())
     }
@@ -666,7 +738,11 @@ impl<'a> Coordinator<'a> {
         if !step.reuse() || self.options.forces(step.name()) {
             return None;
         }
-        match self.engine.store.cache_get_intact(key) {
+        let found = match self.engine.store.cache_get_intact(key) {
+            Ok(None) => Ok(self.pull(i, key)),
+            local => local,
+        };
+        let found = match found {
             Ok(Some(entry)) if step.max_age().is_some_and(|max_age| too_old(&entry, max_age)) => {
                 let age = entry.created.map_or("of unknown age".to_owned(), |created| {
                     format!("{} old", age_text(crate::history::now() - created))
@@ -686,7 +762,11 @@ impl<'a> Coordinator<'a> {
                 ));
                 None
             }
+        };
+        if found.is_some() {
+            self.used_keys.push(*key);
         }
+        found
     }
 
     /// The job that executes step `i` on `inputs`.

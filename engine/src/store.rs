@@ -32,6 +32,7 @@ mod locks;
 pub use locks::GcHold;
 mod materialize;
 mod secret;
+mod transfer;
 mod tree;
 mod verify;
 

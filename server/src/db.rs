@@ -90,6 +90,20 @@ CREATE TABLE IF NOT EXISTS fires (
     outcome TEXT NOT NULL,
     PRIMARY KEY (schedule, slot)
 );
+CREATE TABLE IF NOT EXISTS cache_entries (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    entry TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (tenant, key)
+);
+CREATE TABLE IF NOT EXISTS cache_runs (
+    tenant TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    keys TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (tenant, run_id)
+);
 CREATE INDEX IF NOT EXISTS runs_schedule ON runs (schedule, status);
 CREATE UNIQUE INDEX IF NOT EXISTS runs_idempotency ON runs (tenant, idempotency_key);
 CREATE INDEX IF NOT EXISTS runs_listing ON runs (tenant);

@@ -26,6 +26,7 @@ mod read_only;
 mod retries;
 mod sandbox;
 mod server;
+mod shared_cache;
 mod status;
 mod sweeps;
 mod template;

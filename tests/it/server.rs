@@ -10,13 +10,13 @@ use serde_json::{Value, json};
 use weir_tests::{Project, assert_run_document, send_signal, weir_bin};
 
 /// A `weir serve` process over a project's workspace.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Server {
-    fn start(project: &Project, extra: &[&str]) -> Server {
+    pub(crate) fn start(project: &Project, extra: &[&str]) -> Server {
         let mut child = Command::new(weir_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--workspace"])
             .arg(project.workspace())
@@ -117,7 +117,7 @@ impl Reply {
 }
 
 /// `weir token create --tenant TENANT`: the token, alone on stdout.
-fn token(project: &Project, tenant: &str, admin: bool) -> String {
+pub(crate) fn token(project: &Project, tenant: &str, admin: bool) -> String {
     let mut args = vec!["token", "create", "--tenant", tenant];
     if admin {
         args.push("--admin");

@@ -42,7 +42,7 @@ impl Tree {
         rmp_serde::to_vec(&(FORMAT, &self.entries)).expect("serializing a tree to memory cannot fail")
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, String> {
+    pub(super) fn decode(bytes: &[u8]) -> Result<Self, String> {
         let (format, entries): (String, Vec<TreeEntry>) =
             rmp_serde::from_slice(bytes).map_err(|err| err.to_string())?;
         if format != FORMAT {

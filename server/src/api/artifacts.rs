@@ -34,28 +34,16 @@ pub async fn get(
         .tenant(&caller.tenant)?
         .kind_of(&digest)
         .map_err(|_| Problem::not_found(format!("artifact {digest}")))?;
-    let (sender, receiver) = mpsc::channel::<std::io::Result<Bytes>>(8);
     let tenant = caller.tenant.clone();
-    tokio::task::spawn_blocking(move || {
-        // Chunks of 64 KiB, not one per small write (a tar header is 512 bytes).
-        let mut writer = std::io::BufWriter::with_capacity(64 << 10, ChannelWriter { sender: sender.clone() });
-        let written = match state.engine.tenant(&tenant) {
-            Ok(view) => write_artifact(&view, &digest, kind, &mut writer).and_then(|()| writer.flush()),
-            Err(err) => Err(std::io::Error::other(err.to_string())),
-        };
-        if let Err(err) = written {
-            // The client sees the body cut short: the status was already sent.
-            let _ = sender.blocking_send(Err(err));
-        }
-    });
-    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|chunk| (chunk, receiver))
+    let body = stream_blocking(move |writer| match state.engine.tenant(&tenant) {
+        Ok(view) => write_artifact(&view, &digest, kind, writer),
+        Err(err) => Err(std::io::Error::other(err.to_string())),
     });
     let content_type = match kind {
         OutputKind::File => "application/octet-stream",
         OutputKind::Dir => "application/x-tar",
     };
-    let mut response = Body::from_stream(stream).into_response();
+    let mut response = body.into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok(response)
 }
@@ -106,11 +94,27 @@ fn append_dir(
     Ok(())
 }
 
+/// A response body that `write` fills on a blocking thread, in chunks of
+/// 64 KiB (not one per small write: a tar header is 512 bytes). A failure
+/// cuts the body short: the status was already sent.
+pub(crate) fn stream_blocking(write: impl FnOnce(&mut Chunked) -> std::io::Result<()> + Send + 'static) -> Body {
+    let (sender, receiver) = mpsc::channel::<std::io::Result<Bytes>>(8);
+    tokio::task::spawn_blocking(move || {
+        let mut writer = std::io::BufWriter::with_capacity(64 << 10, ChannelWriter { sender: sender.clone() });
+        if let Err(err) = write(&mut writer).and_then(|()| writer.flush()) {
+            let _ = sender.blocking_send(Err(err));
+        }
+    });
+    Body::from_stream(futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|chunk| (chunk, receiver))
+    }))
+}
+
 /// What an artifact is written to: a response body, in 64 KiB chunks.
-type Chunked = std::io::BufWriter<ChannelWriter>;
+pub(crate) type Chunked = std::io::BufWriter<ChannelWriter>;
 
 /// Sends what is written to it, in chunks, to a response body.
-struct ChannelWriter {
+pub(crate) struct ChannelWriter {
     sender: mpsc::Sender<std::io::Result<Bytes>>,
 }
 

@@ -2,6 +2,7 @@
 
 pub mod artifacts;
 pub mod blobs;
+pub mod cache;
 pub mod pipelines;
 pub mod run_data;
 pub mod runs;
@@ -30,7 +31,8 @@ use crate::state::AppState;
     info(title = "weir", description = "Published pipelines, their runs and artifacts. Every call but /healthz and /openapi.json needs `Authorization: Bearer TOKEN`."),
     paths(
         health, openapi,
-        blobs::head, blobs::put,
+        blobs::head, blobs::put, cache::get_blob,
+        cache::get_entry, cache::put_entry, cache::get_run, cache::put_run,
         pipelines::publish, pipelines::list, pipelines::get, pipelines::versions, pipelines::patch,
         runs::create, runs::list, runs::get, runs::cancel, runs::retry,
         run_data::events, run_data::logs, run_data::metrics, run_data::lineage,
@@ -97,7 +99,7 @@ pub fn document() -> Value {
             let has_body = operation.get("requestBody").is_some();
             if let Some(params) = operation.get_mut("parameters").and_then(Value::as_array_mut) {
                 for param in params.iter_mut() {
-                    if param["name"] == "digest" {
+                    if param["name"] == "digest" || param["name"] == "key" {
                         param["schema"]["pattern"] = json!("^blake3:[0-9a-f]{64}$");
                     }
                     if param["name"] == "Idempotency-Key" {
@@ -146,7 +148,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(health))
         .route("/openapi.json", get(openapi))
-        .route("/v1/blobs/{digest}", put(blobs::put).head(blobs::head))
+        .route("/v1/blobs/{digest}", put(blobs::put).head(blobs::head).get(cache::get_blob))
+        .route("/v1/cache/entries/{key}", get(cache::get_entry).put(cache::put_entry))
+        .route("/v1/cache/runs/{id}", get(cache::get_run).put(cache::put_run))
         .route("/v1/pipelines", get(pipelines::list).post(pipelines::publish))
         .route("/v1/pipelines/{name}", get(pipelines::get).patch(pipelines::patch))
         .route("/v1/pipelines/{name}/versions", get(pipelines::versions))
