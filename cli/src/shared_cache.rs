@@ -18,6 +18,8 @@ use crate::config::WorkspaceConfig;
 /// How long a call to the shared cache may take to connect; a server that
 /// does not answer in time counts as unreachable (the run goes on locally).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many times a call waits out a 429 before it gives up.
+const MAX_WAITS: usize = 20;
 
 /// `--remote`, `--token`, `--offline`.
 #[derive(Args)]
@@ -100,12 +102,35 @@ impl HttpCache {
         format!("{}{path}", self.base)
     }
 
-    /// Sends a request. Failing to connect makes the cache unreachable (the
-    /// run stops asking it); a connection that breaks fails only this call.
+    /// Sends a request, again after the wait the server asks for while it
+    /// answers 429 (over the token's rate). Failing to connect makes the
+    /// cache unreachable (the run stops asking it); a connection that breaks
+    /// fails only this call.
     fn call(
         &self,
         what: &str,
-        request: impl FnOnce(&ureq::Agent, String) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        request: impl Fn(&ureq::Agent, String) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        path: &str,
+    ) -> Result<ureq::http::Response<ureq::Body>, RemoteError> {
+        for _ in 0..MAX_WAITS {
+            let response = self.send(what, &request, path)?;
+            if response.status().as_u16() != 429 {
+                return Ok(response);
+            }
+            let wait = response
+                .headers()
+                .get("retry-after")
+                .and_then(|value| value.to_str().ok()?.trim().parse::<u64>().ok())
+                .map_or(Duration::from_millis(200), |seconds| Duration::from_secs(seconds.min(5)));
+            std::thread::sleep(wait);
+        }
+        self.send(what, &request, path)
+    }
+
+    fn send(
+        &self,
+        what: &str,
+        request: &impl Fn(&ureq::Agent, String) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
         path: &str,
     ) -> Result<ureq::http::Response<ureq::Body>, RemoteError> {
         request(&self.agent, self.url(path)).map_err(|err| {
@@ -201,18 +226,24 @@ impl CacheRemote for HttpCache {
         }
     }
 
-    fn put_object(&self, digest: &Digest, size: u64, bytes: &mut dyn Read) -> Result<(), RemoteError> {
+    fn put_object(
+        &self,
+        digest: &Digest,
+        size: u64,
+        open: &dyn Fn() -> std::io::Result<Box<dyn Read + Send>>,
+    ) -> Result<(), RemoteError> {
         let path = format!("/v1/blobs/{digest}");
         let what = format!("PUT {path} ({size} bytes)");
         let response = self.call(
             &what,
             |agent, url| {
+                let bytes = open().map_err(ureq::Error::Io)?;
                 agent
                     .put(url)
                     .header("Authorization", &self.bearer)
                     .header("Content-Type", "application/octet-stream")
                     .header("Content-Length", size.to_string())
-                    .send(ureq::SendBody::from_reader(bytes))
+                    .send(ureq::SendBody::from_owned_reader(bytes))
             },
             &path,
         )?;

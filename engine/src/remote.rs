@@ -65,8 +65,14 @@ pub trait CacheRemote: Send + Sync {
     fn object(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, RemoteError>;
     /// Whether it holds object `digest` already.
     fn has_object(&self, digest: &Digest) -> Result<bool, RemoteError>;
-    /// Stores object `digest`, `size` bytes read from `bytes`.
-    fn put_object(&self, digest: &Digest, size: u64, bytes: &mut dyn Read) -> Result<(), RemoteError>;
+    /// Stores object `digest`, `size` bytes read from what `open` opens
+    /// (each time it is called: a remote may send the bytes more than once).
+    fn put_object(
+        &self,
+        digest: &Digest,
+        size: u64,
+        open: &dyn Fn() -> std::io::Result<Box<dyn Read + Send>>,
+    ) -> Result<(), RemoteError>;
     /// Records `entry` under `key` (every object it names was sent first).
     fn put_entry(&self, key: &Digest, entry: &RemoteEntry) -> Result<(), RemoteError>;
     /// Records the cache keys of run `run_id`'s steps, for `weir pull RUN`.
@@ -92,8 +98,8 @@ pub struct Transfer {
 /// Why pulling an entry failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PullError {
-    #[error("the shared cache at {0}")]
-    Remote(String, #[source] RemoteError),
+    #[error("the shared cache at {0}: {1}")]
+    Remote(String, RemoteError),
     #[error("the shared cache's result was refused: {0}")]
     Untrusted(String),
     #[error(transparent)]
@@ -195,7 +201,11 @@ pub(crate) fn push(store: &Store, remote: &dyn CacheRemote, key: &Digest, moved:
 
 /// Sends an object, a directory's entries before its record.
 fn push_object(store: &Store, remote: &dyn CacheRemote, artifact: Artifact, moved: &Counters) -> Result<(), String> {
+    if moved.is_known(&artifact.digest) {
+        return Ok(());
+    }
     if remote.has_object(&artifact.digest).map_err(|err| err.to_string())? {
+        moved.know(artifact.digest);
         return Ok(());
     }
     if artifact.kind == OutputKind::Dir {
@@ -204,19 +214,23 @@ fn push_object(store: &Store, remote: &dyn CacheRemote, artifact: Artifact, move
         }
     }
     let failed = |err: crate::Error| err.to_string();
-    let mut reader = store.object_reader(artifact.kind, &artifact.digest).map_err(failed)?;
     let size = match artifact.kind {
         OutputKind::File => store.artifact_size(&artifact).map_err(failed)?,
         // A tree record is small: read it to know its size.
         OutputKind::Dir => {
             let mut record = Vec::new();
-            reader.read_to_end(&mut record).map_err(|err| err.to_string())?;
-            let size = record.len() as u64;
-            reader = Box::new(std::io::Cursor::new(record));
-            size
+            store
+                .object_reader(artifact.kind, &artifact.digest)
+                .map_err(failed)?
+                .read_to_end(&mut record)
+                .map_err(|err| err.to_string())?;
+            record.len() as u64
         }
     };
-    remote.put_object(&artifact.digest, size, &mut reader).map_err(|err| err.to_string())?;
+    let open =
+        || store.object_reader(artifact.kind, &artifact.digest).map_err(|err| std::io::Error::other(err.to_string()));
+    remote.put_object(&artifact.digest, size, &open).map_err(|err| err.to_string())?;
+    moved.know(artifact.digest);
     moved.objects.fetch_add(1, Ordering::Relaxed);
     moved.bytes.fetch_add(size, Ordering::Relaxed);
     Ok(())
@@ -229,9 +243,19 @@ pub(crate) struct Counters {
     objects: AtomicU64,
     bytes: AtomicU64,
     failed: Mutex<Vec<String>>,
+    /// Objects known to be on the other side already.
+    known: Mutex<std::collections::HashSet<Digest>>,
 }
 
 impl Counters {
+    fn is_known(&self, digest: &Digest) -> bool {
+        self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(digest)
+    }
+
+    fn know(&self, digest: Digest) {
+        self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(digest);
+    }
+
     /// Notes an entry that could not be moved.
     pub(crate) fn failed(&self, why: String) {
         self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(why);

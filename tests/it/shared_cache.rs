@@ -196,9 +196,14 @@ impl CacheRemote for Lying {
     fn has_object(&self, digest: &Digest) -> Result<bool, RemoteError> {
         Ok(self.objects.lock().unwrap().contains_key(digest))
     }
-    fn put_object(&self, digest: &Digest, _size: u64, bytes: &mut dyn Read) -> Result<(), RemoteError> {
+    fn put_object(
+        &self,
+        digest: &Digest,
+        _size: u64,
+        open: &dyn Fn() -> std::io::Result<Box<dyn Read + Send>>,
+    ) -> Result<(), RemoteError> {
         let mut content = Vec::new();
-        bytes.read_to_end(&mut content).unwrap();
+        open().unwrap().read_to_end(&mut content).unwrap();
         self.objects.lock().unwrap().insert(*digest, content);
         Ok(())
     }

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The team's shared cache, measured: an N-step chain (each step upper-cases
+# its predecessor's output and appends its own name, so every step has its
+# own key and its own bytes) computed in one workspace, which sends every result
+# to a `weir serve` on loopback; then the same pipeline run in an empty
+# workspace that pulls every step from it; then run again there, offline
+# (every step reused locally). Prints process start-to-exit times and the
+# bytes moved. Usage: bench/shared_cache.sh [N]   (default 1000; builds nothing:
+# run `cargo build --release -p weir-cli` and `make test` or `cargo test` first).
+# RATE=1000 measures under `weir serve`'s default rate limit per token.
+set -euo pipefail
+
+N=${1:-1000}
+WEIR=${WEIR:-target/release/weir}
+TOOL=${TOOL:-target/guests/wasm32-wasip1/release/tool.wasm}
+[ -x "$WEIR" ] || { echo "no $WEIR: cargo build --release -p weir-cli" >&2; exit 2; }
+[ -f "$TOOL" ] || { echo "no $TOOL: build the test guests (cargo test -p weir-tests)" >&2; exit 2; }
+
+dir=$(mktemp -d)
+server=
+cleanup() {
+    [ -n "$server" ] && kill "$server" 2>/dev/null
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+WEIR=$(realpath "$WEIR")
+cp "$TOOL" "$dir/tool.wasm"
+echo "the shared cache" > "$dir/seed.txt"
+{
+    printf 'name = "chain"\n[inputs]\nseed = "seed.txt"\n'
+    printf '[steps.s0]\nmodule = "tool.wasm"\nargs = ["upper", "s0"]\ninputs = { text = "inputs.seed" }\noutputs = { result = "file" }\n'
+    for ((i = 1; i < N; i++)); do
+        printf '[steps.s%d]\nmodule = "tool.wasm"\nargs = ["upper", "s%d"]\ninputs = { text = "s%d.result" }\noutputs = { result = "file" }\n' "$i" "$i" $((i - 1))
+    done
+} > "$dir/pipeline.toml"
+
+"$WEIR" --workspace "$dir/server" token create --tenant team > "$dir/token"
+"$WEIR" --workspace "$dir/server" serve --listen 127.0.0.1:0 --rate-limit "${RATE:-100000}" > "$dir/serve.out" 2> "$dir/serve.err" &
+server=$!
+for _ in $(seq 100); do grep -q '^listening on ' "$dir/serve.out" 2>/dev/null && break; sleep 0.05; done
+url=$(sed -n 's/^listening on //p' "$dir/serve.out")
+remote=(--remote "$url" --token "$(cat "$dir/token")")
+
+timed() {
+    local label=$1
+    shift
+    local start end
+    start=$(date +%s.%N)
+    (cd "$dir" && "$@") > "$dir/out.json" 2> "$dir/err.txt"
+    end=$(date +%s.%N)
+    printf '%-44s %8.0f ms   %s\n' "$label" "$(echo "($end - $start) * 1000" | bc)" \
+        "$(grep -h -o -e '^shared cache .*' -e '^sent .*' "$dir/err.txt" "$dir/out.json" || echo '-')"
+}
+
+echo "chain of $N steps; weir $("$WEIR" --version); the server allows ${RATE:-100000} requests/s per token"
+timed "compute, no shared cache (baseline)" "$WEIR" run pipeline.toml --json --workspace "$dir/local"
+timed "compute, send every result"       "$WEIR" run pipeline.toml --json --workspace "$dir/a" "${remote[@]}"
+timed "empty workspace, pull every step" "$WEIR" run pipeline.toml --json --workspace "$dir/b" "${remote[@]}"
+timed "the same workspace again, offline" "$WEIR" run pipeline.toml --json --workspace "$dir/b" --offline
+timed "push the first run again (all known)" "$WEIR" --workspace "$dir/a" push last "${remote[@]}"
