@@ -10,7 +10,7 @@ WORDS        := examples/wordcount
 WORDS_WS     := $(WORDS)/.weir
 WORDS_BINS   := normalize count stats report
 
-.PHONY: all setup build examples run run-wordcount run-embed test contract lint fmt bench bench-quick bench-peers clean
+.PHONY: all setup build examples run run-wordcount run-embed test contract lint fmt bench bench-quick bench-peers bench-shared-cache clean
 
 all: build
 
@@ -93,6 +93,12 @@ bench-quick: setup
 ## weir and Snakemake side by side (installs Snakemake from PyPI into a virtual environment).
 bench-peers:
 	bench/peers.sh
+
+## The shared cache: a 1,000-step chain sent to and pulled from `weir serve` on loopback.
+bench-shared-cache: setup
+	$(CARGO) build --release -p weir-cli
+	CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C target-feature=+simd128" $(CARGO) build --quiet --release --target wasm32-wasip1 --manifest-path tests/guests/tool/Cargo.toml --target-dir target/guests
+	bench/shared_cache.sh 1000
 
 ## Formatting and lints, as CI checks them.
 lint:

@@ -231,20 +231,21 @@ fn a_cached_result_older_than_its_reuse_age_runs_again() {
             "name = \"aging\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nargs = [\"args\", \"x\"]\noutputs = {{ result = \"file\" }}\nreuse = {reuse}\n"
         ))
     };
-    manifest("\"4s\"");
+    // Eight seconds: a run of a debug build on a loaded machine takes a few.
+    manifest("\"8s\"");
     let (_, first) = project.run_json(&[]);
     assert_eq!(steps_with(&first, "ran"), ["s"]);
     let (_, young) = project.run_json(&[]);
-    assert_eq!(steps_with(&young, "cached"), ["s"], "younger than four seconds: reused");
-    std::thread::sleep(std::time::Duration::from_millis(4200));
+    assert_eq!(steps_with(&young, "cached"), ["s"], "younger than eight seconds: reused");
+    std::thread::sleep(std::time::Duration::from_millis(8200));
     let (_, old) = project.run_json(&[]);
-    assert_eq!(steps_with(&old, "ran"), ["s"], "older than four seconds: executed again");
-    let explained = project.weir(&["explain", old["id"].as_str().unwrap(), "s"]);
-    let explained = String::from_utf8_lossy(&explained.stdout);
-    assert!(explained.contains("expiry (reuse = \"4s\"): its cached result, of run"), "{explained}");
+    assert_eq!(steps_with(&old, "ran"), ["s"], "older than eight seconds: executed again");
     let (_, renewed) = project.run_json(&[]);
     assert_eq!(steps_with(&renewed, "cached"), ["s"], "the identical re-execution renewed the result's age");
     assert_eq!(renewed.step("s")["outputs"], first.step("s")["outputs"]);
+    let explained = project.weir(&["explain", old["id"].as_str().unwrap(), "s"]);
+    let explained = String::from_utf8_lossy(&explained.stdout);
+    assert!(explained.contains("expiry (reuse = \"8s\"): its cached result, of run"), "{explained}");
 
     manifest("5");
     let output = project.weir(&["run", "pipeline.toml"]);

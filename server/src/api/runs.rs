@@ -268,7 +268,7 @@ pub fn find(state: &AppState, tenant: &str, id: &str) -> Result<RunItem, Problem
 /// A run: the document `weir run --json` prints (its steps, their status,
 /// outputs and errors), with the server's `version`, `labels` and `retry_of`.
 #[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path)),
-    responses((status = 200, description = "The run document (docs/run.schema.json) with version, labels, retry_of", body = Object),
+    responses((status = 200, description = "The run document (docs/run.schema.json, whose labels are the trigger's) with version and retry_of", body = Object),
         (status = 404, body = Problem)),
     security(("bearer" = [])))]
 pub async fn get(
