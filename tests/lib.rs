@@ -216,6 +216,16 @@ impl Project {
             .expect("run weir")
     }
 
+    /// `weir ARGS…` that prints one JSON value on stdout: the exit code and the value.
+    pub fn weir_json(&self, args: &[&str]) -> (i32, Value) {
+        let output = self.weir(args);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let value = serde_json::from_str(&stdout).unwrap_or_else(|err| {
+            panic!("{args:?}: not JSON ({err}): {stdout}\n{}", String::from_utf8_lossy(&output.stderr))
+        });
+        (output.status.code().expect("exit code"), value)
+    }
+
     /// `weir run pipeline.toml --json EXTRA…`: the exit code and the summary.
     pub fn run_json(&self, extra: &[&str]) -> (i32, Value) {
         let mut args = vec!["run", "pipeline.toml", "--json"];
@@ -337,6 +347,11 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         if path.is_dir() { files.extend(files_under(&path)) } else { files.push(path) }
     }
     files
+}
+
+/// What a command printed, stdout then stderr, for messages and assertions.
+pub fn printed(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
 /// Asserts that `document` is a run as `docs/run.schema.json` describes it.

@@ -45,6 +45,20 @@ pub struct RemoteEntry {
     pub created: Option<f64>,
 }
 
+impl From<CacheEntry> for RemoteEntry {
+    fn from(entry: CacheEntry) -> Self {
+        let CacheEntry { outputs, stdout, stderr, metrics, run_id, created } = entry;
+        Self { outputs, stdout, stderr, metrics, run_id, created }
+    }
+}
+
+impl From<RemoteEntry> for CacheEntry {
+    fn from(entry: RemoteEntry) -> Self {
+        let RemoteEntry { outputs, stdout, stderr, metrics, run_id, created } = entry;
+        Self { outputs, stdout, stderr, metrics, run_id, created }
+    }
+}
+
 impl RemoteEntry {
     fn artifacts(&self) -> impl Iterator<Item = Artifact> + '_ {
         let logs = [self.stdout, self.stderr].map(|digest| Artifact { kind: OutputKind::File, digest });
@@ -119,14 +133,7 @@ pub(crate) fn pull(
     for artifact in entry.artifacts() {
         pull_object(store, remote, artifact, moved, 0)?;
     }
-    let cached = CacheEntry {
-        outputs: entry.outputs,
-        stdout: entry.stdout,
-        stderr: entry.stderr,
-        metrics: entry.metrics,
-        run_id: entry.run_id,
-        created: entry.created,
-    };
+    let cached = CacheEntry::from(entry);
     store.cache_put(key, &cached)?;
     moved.entries.fetch_add(1, Ordering::Relaxed);
     Ok(Some(cached))
@@ -166,12 +173,13 @@ fn pull_object(
                 .take(MAX_TREE_RECORD)
                 .read_to_end(&mut bytes)
                 .map_err(|err| located(RemoteError::Unreachable(err.to_string())))?;
-            let tree = store
-                .receive_tree(&artifact.digest, &bytes)?
+            let tree = Store::check_tree(&artifact.digest, &bytes)
                 .map_err(|why| PullError::Untrusted(format!("directory {}: {why}", artifact.digest)))?;
             for entry in tree.entries() {
                 pull_object(store, remote, Artifact { kind: entry.kind, digest: entry.digest }, moved, depth + 1)?;
             }
+            // Stored last: a directory in the store always has its entries.
+            store.publish_tree_record(&artifact.digest, &bytes)?;
         }
     }
     moved.objects.fetch_add(1, Ordering::Relaxed);
@@ -182,15 +190,7 @@ fn pull_object(
 /// Sends the entry recorded under `key` in `store`, and every object it
 /// names that `remote` lacks; false when `store` has no such entry.
 pub(crate) fn push(store: &Store, remote: &dyn CacheRemote, key: &Digest, moved: &Counters) -> Result<bool, String> {
-    let Some(entry) = store.cache_get(key) else { return Ok(false) };
-    let entry = RemoteEntry {
-        outputs: entry.outputs,
-        stdout: entry.stdout,
-        stderr: entry.stderr,
-        metrics: entry.metrics,
-        run_id: entry.run_id,
-        created: entry.created,
-    };
+    let Some(entry) = store.cache_get(key).map(RemoteEntry::from) else { return Ok(false) };
     for artifact in entry.artifacts() {
         push_object(store, remote, artifact, moved)?;
     }
@@ -214,21 +214,28 @@ fn push_object(store: &Store, remote: &dyn CacheRemote, artifact: Artifact, move
         }
     }
     let failed = |err: crate::Error| err.to_string();
-    let size = match artifact.kind {
-        OutputKind::File => store.artifact_size(&artifact).map_err(failed)?,
-        // A tree record is small: read it to know its size.
+    // A tree record is small: it is read once, for its size and to send.
+    let record = match artifact.kind {
+        OutputKind::File => None,
         OutputKind::Dir => {
             let mut record = Vec::new();
-            store
-                .object_reader(artifact.kind, &artifact.digest)
-                .map_err(failed)?
-                .read_to_end(&mut record)
-                .map_err(|err| err.to_string())?;
-            record.len() as u64
+            let mut reader = store.object_reader(artifact.kind, &artifact.digest).map_err(failed)?;
+            reader.read_to_end(&mut record).map_err(|err| err.to_string())?;
+            Some(record)
         }
     };
-    let open =
-        || store.object_reader(artifact.kind, &artifact.digest).map_err(|err| std::io::Error::other(err.to_string()));
+    let size = match &record {
+        Some(record) => record.len() as u64,
+        None => store.artifact_size(&artifact).map_err(failed)?,
+    };
+    let open = || -> std::io::Result<Box<dyn Read + Send>> {
+        match &record {
+            Some(record) => Ok(Box::new(std::io::Cursor::new(record.clone()))),
+            None => store
+                .object_reader(artifact.kind, &artifact.digest)
+                .map_err(|err| std::io::Error::other(err.to_string())),
+        }
+    };
     remote.put_object(&artifact.digest, size, &open).map_err(|err| err.to_string())?;
     moved.know(artifact.digest);
     moved.objects.fetch_add(1, Ordering::Relaxed);

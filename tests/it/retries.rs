@@ -11,7 +11,7 @@ use weir::{
     CancelToken, Engine, Event, EventSink, NativeStep, OutputKind, Pipeline, RetryPolicy, RunOptions, StepBuilder,
     StepContext, StepErrorKind, StepStatus,
 };
-use weir_tests::{Project, RunDocument};
+use weir_tests::{Project, RunDocument, printed};
 
 /// The `attempt` numbers and exit codes of a step's retried attempts.
 fn attempts(step: &Value) -> Vec<(u64, i64)> {
@@ -21,10 +21,6 @@ fn attempts(step: &Value) -> Vec<(u64, i64)> {
         .iter()
         .map(|a| (a["attempt"].as_u64().unwrap(), a["error_kind"]["Exit"]["code"].as_i64().unwrap_or(-1)))
         .collect()
-}
-
-fn text(output: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
 #[test]
@@ -63,28 +59,28 @@ outputs = { result = "file" }
     let run_id = run["id"].as_str().unwrap();
     let shown = project.show_json(run_id);
     assert_eq!(shown.step("fetch")["attempts"], fetch["attempts"], "the history keeps each attempt");
-    let show = text(&project.weir(&["show", run_id]));
+    let show = printed(&project.weir(&["show", run_id]));
     assert!(show.contains("attempt 1 failed after"), "{show}");
     assert!(show.contains("attempt 2 failed after"), "{show}");
 
     let gc = project.weir(&["gc"]);
-    assert!(gc.status.success(), "{}", text(&gc));
+    assert!(gc.status.success(), "{}", printed(&gc));
     for attempt in ["1", "2", "3"] {
         let logs = project.weir(&["logs", run_id, "fetch", "--attempt", attempt]);
-        assert!(logs.status.success(), "attempt {attempt}: {}", text(&logs));
-        assert!(text(&logs).contains("failing with status 3"), "{}", text(&logs));
+        assert!(logs.status.success(), "attempt {attempt}: {}", printed(&logs));
+        assert!(printed(&logs).contains("failing with status 3"), "{}", printed(&logs));
     }
     // (`weir gc` keeps the retried attempts' logs: the history names them.)
     let last = project.weir(&["logs", run_id, "fetch"]);
-    assert!(text(&last).contains("these are the last attempt's logs"), "{}", text(&last));
+    assert!(printed(&last).contains("these are the last attempt's logs"), "{}", printed(&last));
     let missing = project.weir(&["logs", run_id, "fetch", "--attempt", "4"]);
     assert!(!missing.status.success());
-    assert!(text(&missing).contains("made 3 attempt(s); there is no attempt 4"), "{}", text(&missing));
+    assert!(printed(&missing).contains("made 3 attempt(s); there is no attempt 4"), "{}", printed(&missing));
 
-    let explain = text(&project.weir(&["explain", run_id, "fetch"]));
+    let explain = printed(&project.weir(&["explain", run_id, "fetch"]));
     assert!(explain.contains("attempt 2 failed and was retried: exited with status 3"), "{explain}");
 
-    let human = text(&project.weir(&["run", "pipeline.toml"]));
+    let human = printed(&project.weir(&["run", "pipeline.toml"]));
     assert!(human.contains("3 attempts"), "{human}");
 }
 
@@ -149,8 +145,8 @@ fn bad_retry_fields_are_refused_naming_the_field() {
     ] {
         project.manifest(&manifest);
         let output = project.weir(&["run", "pipeline.toml"]);
-        assert_eq!(output.status.code(), Some(2), "{manifest}: {}", text(&output));
-        assert!(text(&output).contains(expected), "{manifest}: expected {expected} in {}", text(&output));
+        assert_eq!(output.status.code(), Some(2), "{manifest}: {}", printed(&output));
+        assert!(printed(&output).contains(expected), "{manifest}: expected {expected} in {}", printed(&output));
     }
 }
 

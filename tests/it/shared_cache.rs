@@ -7,16 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use weir::{CacheRemote, Digest, Engine, OutputKind, Pipeline, RemoteEntry, RemoteError, RunOptions, StepBuilder};
-use weir_tests::{Project, RunDocument, output_digest, steps_with, tamper};
+use weir_tests::{Project, RunDocument, output_digest, printed, steps_with, tamper};
 
 use crate::caching::chain;
 use crate::server::{Server, token};
 
 const STEPS: [&str; 4] = ["join", "prep", "shout", "upper"];
-
-fn text(output: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
 
 /// `weir run pipeline.toml --json EXTRA…` in `project`: exit code, document, stderr.
 fn run(project: &Project, extra: &[&str]) -> (i32, Value, String) {
@@ -78,7 +74,7 @@ fn a_second_workspace_reuses_what_the_first_computed_and_nothing_else_sees_it() 
     assert_eq!(result, output_digest(&computed, "join", "result"));
     assert_eq!(second.cat(result), first.cat(result), "the artifacts arrived");
     let verified = second.weir(&["store", "verify", "--json"]);
-    assert!(verified.status.success(), "{}", text(&verified));
+    assert!(verified.status.success(), "{}", printed(&verified));
 
     // Another tenant's clients see none of it.
     let other = shared.token("other");
@@ -128,7 +124,7 @@ fn an_unreachable_shared_cache_leaves_the_run_local_with_a_warning() {
 
     let refused = project.weir(&["run", "pipeline.toml", "--remote", &url]);
     assert_eq!(refused.status.code(), Some(2));
-    assert!(text(&refused).contains("needs a token"), "{}", text(&refused));
+    assert!(printed(&refused).contains("needs a token"), "{}", printed(&refused));
 }
 
 #[test]
@@ -143,7 +139,7 @@ fn push_and_pull_move_a_run_explicitly_and_offline_never_calls() {
     let mut push = vec!["push", "last", "--json"];
     push.extend(shared.args(&team));
     let pushed = first.weir(&push);
-    assert!(pushed.status.success(), "{}", text(&pushed));
+    assert!(pushed.status.success(), "{}", printed(&pushed));
     let moved: Value = serde_json::from_slice(&pushed.stdout).unwrap();
     assert_eq!(moved["entries"], 4, "{moved}");
     assert!(moved["bytes"].as_u64().unwrap() > 0);
@@ -161,14 +157,14 @@ fn push_and_pull_move_a_run_explicitly_and_offline_never_calls() {
     let third = Project::new();
     chain(&third);
     let pulled = third.weir(&["pull", run_id, "--remote", &url, "--token", &team]);
-    assert!(pulled.status.success(), "{}", text(&pulled));
-    assert!(text(&pulled).contains("pulled 4 result(s)"), "{}", text(&pulled));
+    assert!(pulled.status.success(), "{}", printed(&pulled));
+    assert!(printed(&pulled).contains("pulled 4 result(s)"), "{}", printed(&pulled));
     let (_, reused, _) = run(&third, &[]);
     assert_eq!(steps_with(&reused, "cached"), STEPS, "pulled results are reused offline");
 
     let missing = third.weir(&["pull", "no-such-run", "--remote", &url, "--token", &team]);
     assert_eq!(missing.status.code(), Some(2));
-    assert!(text(&missing).contains("has no run no-such-run"), "{}", text(&missing));
+    assert!(printed(&missing).contains("has no run no-such-run"), "{}", printed(&missing));
 }
 
 /// A remote in memory that serves whatever it is given, or lies.
@@ -248,4 +244,34 @@ fn bytes_that_do_not_hash_to_their_digest_are_never_stored() {
     assert_eq!(report.remote.as_ref().unwrap().pulled.entries, 0);
     let digest = say.outputs["result"].digest;
     assert_eq!(engine.store().read_file(&digest).unwrap(), b"hello");
+}
+
+#[test]
+fn a_directory_arrives_whole_with_its_record_stored_last() {
+    let remote = Arc::new(Lying::default());
+    let pipeline = || {
+        Pipeline::builder("tree")
+            .step(
+                StepBuilder::new("grow", weir_tests::tool(weir_tests::Wasi::P1))
+                    .args(["tree", "out"])
+                    .output("out", OutputKind::Dir),
+            )
+            .build()
+            .unwrap()
+    };
+    let options = RunOptions::new().remote_cache(remote.clone());
+    let first = Project::new();
+    let sent = Engine::builder().workspace(first.workspace()).build().unwrap().run(&pipeline(), &options).unwrap();
+    // The directory's record, its subdirectory's, two files and the (empty) logs.
+    assert_eq!(sent.remote.as_ref().unwrap().pushed.objects, 5, "{:?}", sent.remote);
+
+    let second = Project::new();
+    let engine = Engine::builder().workspace(second.workspace()).build().unwrap();
+    let report = engine.run(&pipeline(), &options).unwrap();
+    assert_eq!(report.steps["grow"].status, weir::StepStatus::Cached);
+    let tree = report.steps["grow"].outputs["out"].digest;
+    let exported = second.path().join("exported");
+    engine.store().export(&tree, &exported).unwrap();
+    assert_eq!(std::fs::read(exported.join("a.txt")).unwrap(), b"alpha");
+    assert_eq!(std::fs::read(exported.join("sub/b.txt")).unwrap(), b"beta");
 }

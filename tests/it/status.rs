@@ -6,16 +6,6 @@ use weir_tests::{Project, files_under, write_settled};
 
 use crate::caching::chain;
 
-/// `weir ARGS… --json`: the exit code and the status object.
-fn status(project: &Project, args: &[&str]) -> (i32, Value) {
-    let output = project.weir(args);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let value = serde_json::from_str(&stdout).unwrap_or_else(|err| {
-        panic!("{args:?}: not JSON ({err}): {stdout}\n{}", String::from_utf8_lossy(&output.stderr))
-    });
-    (output.status.code().unwrap(), value)
-}
-
 /// Each step's status and its reasons joined, by name.
 fn lines(status: &Value) -> Vec<(String, String, String)> {
     status["steps"]
@@ -40,7 +30,7 @@ fn status_says_what_would_run_and_why_and_executes_nothing() {
     let project = Project::new();
     chain(&project);
 
-    let (code, before) = status(&project, &["status", "pipeline.toml", "--json"]);
+    let (code, before) = project.weir_json(&["status", "pipeline.toml", "--json"]);
     assert_eq!(code, 1, "something would run: {before}");
     assert_eq!(before["up_to_date"], false);
     let found = lines(&before);
@@ -61,7 +51,7 @@ fn status_says_what_would_run_and_why_and_executes_nothing() {
     assert!(text.contains(&format!("up to date  reuses the result of run {run_id}")), "{text}");
 
     // A changed parameter: the step that uses it, and the one after it.
-    let (code, changed) = status(&project, &["status", "pipeline.toml", "--param", "word=bye", "--json"]);
+    let (code, changed) = project.weir_json(&["status", "pipeline.toml", "--param", "word=bye", "--json"]);
     assert_eq!(code, 1);
     let found = lines(&changed);
     assert_eq!(found[0].1, "up_to_date", "{found:?}");
@@ -73,13 +63,13 @@ fn status_says_what_would_run_and_why_and_executes_nothing() {
     assert!(found[3].2.contains("after `upper`"), "{found:?}");
 
     // `run --dry-run` is the same, and records nothing either.
-    let (code, dry) = status(&project, &["run", "pipeline.toml", "--dry-run", "--param", "word=bye", "--json"]);
+    let (code, dry) = project.weir_json(&["run", "pipeline.toml", "--dry-run", "--param", "word=bye", "--json"]);
     assert_eq!((code, lines(&dry)), (1, found));
     assert_eq!(runs_recorded(&project), 1);
 
     // A changed input file: from the first step on.
     write_settled(&project.path().join("data/text.txt"), "goodbye\n");
-    let (code, edited) = status(&project, &["status", "pipeline.toml", "--json"]);
+    let (code, edited) = project.weir_json(&["status", "pipeline.toml", "--json"]);
     assert_eq!(code, 1);
     let found = lines(&edited);
     assert!(found[0].2.contains("input text: blake3:"), "{found:?}");
@@ -90,7 +80,7 @@ fn status_says_what_would_run_and_why_and_executes_nothing() {
 fn a_pipeline_that_cannot_run_has_status_2_and_says_why() {
     let project = Project::new();
     chain(&project);
-    let (code, refused) = status(&project, &["status", "pipeline.toml", "--param", "nope=1", "--json"]);
+    let (code, refused) = project.weir_json(&["status", "pipeline.toml", "--param", "nope=1", "--json"]);
     assert_eq!(code, 2, "{refused}");
     assert!(refused.to_string().contains("nope"), "{refused}");
     let output = project.weir(&["run", "pipeline.toml", "--dry-run", "--no-cache"]);
@@ -109,12 +99,12 @@ fn a_target_runs_only_what_it_needs_and_the_rest_is_not_requested() {
     assert_eq!(weir_tests::steps_with(&targeted, "not_requested"), ["join", "shout"]);
 
     // What is not requested is what a status of the whole pipeline says would run.
-    let (code, after) = status(&project, &["status", "pipeline.toml", "--json"]);
+    let (code, after) = project.weir_json(&["status", "pipeline.toml", "--json"]);
     assert_eq!(code, 1);
     let would_run: Vec<String> =
         lines(&after).into_iter().filter(|(_, status, _)| status == "would_run").map(|(step, _, _)| step).collect();
     assert_eq!(would_run, ["shout", "join"]);
-    let (code, _) = status(&project, &["status", "pipeline.toml", "--target", "upper", "--json"]);
+    let (code, _) = project.weir_json(&["status", "pipeline.toml", "--target", "upper", "--json"]);
     assert_eq!(code, 0, "what upper needs is up to date");
 
     // The full run then executes only the rest.

@@ -3,7 +3,7 @@
 //! then put side by side.
 
 use serde_json::Value;
-use weir_tests::{Project, RunDocument};
+use weir_tests::{Project, RunDocument, printed};
 
 /// A pipeline whose `prep` does not depend on the swept parameters and
 /// whose `train` reports `loss` per epoch and `accuracy` from `lr` and `epochs`.
@@ -40,24 +40,10 @@ trained = { from = "train.result", export = "results/trained.txt" }
     );
 }
 
-/// `weir ARGS…` printing one JSON value: the value (stdout must be JSON).
-fn json(project: &Project, args: &[&str]) -> (i32, Value) {
-    let output = project.weir(args);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let value = serde_json::from_str(&stdout).unwrap_or_else(|err| {
-        panic!("{args:?}: not JSON ({err}): {stdout}\n{}", String::from_utf8_lossy(&output.stderr))
-    });
-    (output.status.code().unwrap(), value)
-}
-
-fn text(output: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
-
 /// Sweeps `lr` × `epochs` over two values each: the sweep's id and run ids.
 pub(crate) fn sweep_grid(project: &Project) -> (String, Vec<String>) {
     let args = ["sweep", "pipeline.toml", "--param", "lr=0.1,0.5", "--param", "epochs=2,4", "--json"];
-    let (code, swept) = json(project, &args);
+    let (code, swept) = project.weir_json(&args);
     assert_eq!(code, 0, "{swept}");
     let runs: Vec<String> =
         swept["runs"].as_array().unwrap().iter().map(|run| run["run_id"].as_str().unwrap().to_owned()).collect();
@@ -86,7 +72,7 @@ fn a_grid_sweep_runs_every_combination_and_shares_the_common_steps() {
     assert_eq!(params, [(0.1, 2), (0.1, 4), (0.5, 2), (0.5, 4)]);
 
     // Listed by sweep, best first.
-    let (code, rows) = json(&project, &["runs", "--sweep", &sweep, "--sort", "accuracy", "--json"]);
+    let (code, rows) = project.weir_json(&["runs", "--sweep", &sweep, "--sort", "accuracy", "--json"]);
     assert_eq!(code, 0);
     let ranked: Vec<(f64, i64)> = rows
         .as_array()
@@ -95,11 +81,11 @@ fn a_grid_sweep_runs_every_combination_and_shares_the_common_steps() {
         .map(|row| (row["params"]["lr"].as_f64().unwrap(), row["params"]["epochs"].as_i64().unwrap()))
         .collect();
     assert_eq!(ranked, [(0.5, 4), (0.5, 2), (0.1, 4), (0.1, 2)], "{rows}");
-    let (_, by_loss) = json(&project, &["runs", "--sweep", &sweep, "--sort", "loss:asc", "--json"]);
+    let (_, by_loss) = project.weir_json(&["runs", "--sweep", &sweep, "--sort", "loss:asc", "--json"]);
     assert_eq!(by_loss, rows, "lowest loss first is highest accuracy first");
 
     let table = project.weir(&["runs", "--sweep", &sweep, "--sort", "accuracy", "--metric", "accuracy"]);
-    let table = text(&table);
+    let table = printed(&table);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 5, "{table}");
     for column in ["run", "status", "epochs", "lr", "train.accuracy"] {
@@ -135,7 +121,7 @@ fn random_draws_stay_within_their_ranges_and_repeat_with_the_seed() {
             "epochs=1..3",
             "--json",
         ];
-        let (code, swept) = json(&project, &args);
+        let (code, swept) = project.weir_json(&args);
         assert_eq!(code, 0, "{swept}");
         swept["runs"].as_array().unwrap().iter().map(|run| run["params"].clone()).collect::<Vec<Value>>()
     };
@@ -162,10 +148,10 @@ fn a_bad_sweep_is_refused_before_any_run() {
         let mut all = vec!["sweep", "pipeline.toml"];
         all.extend(args);
         let output = project.weir(&all);
-        assert_eq!(output.status.code(), Some(2), "{all:?}: {}", text(&output));
-        assert!(text(&output).contains(expected), "{all:?}: expected {expected} in {}", text(&output));
+        assert_eq!(output.status.code(), Some(2), "{all:?}: {}", printed(&output));
+        assert!(printed(&output).contains(expected), "{all:?}: expected {expected} in {}", printed(&output));
     }
-    let (_, runs) = json(&project, &["runs", "--json"]);
+    let (_, runs) = project.weir_json(&["runs", "--json"]);
     assert_eq!(runs, serde_json::json!([]), "nothing ran");
 }
 
@@ -175,7 +161,7 @@ fn compare_puts_runs_side_by_side_and_says_why_steps_differ() {
     tuning(&project);
     let (_, runs) = sweep_grid(&project);
     let (first, last) = (&runs[0], &runs[3]);
-    let (code, comparison) = json(&project, &["compare", first, last, "--json"]);
+    let (code, comparison) = project.weir_json(&["compare", first, last, "--json"]);
     assert_eq!(code, 0, "{comparison}");
     assert_eq!(comparison["params"], serde_json::json!({"lr": [0.1, 0.5], "epochs": [2, 4]}));
     let accuracy = &comparison["metrics"]["train.accuracy"];
@@ -192,7 +178,7 @@ fn compare_puts_runs_side_by_side_and_says_why_steps_differ() {
     assert!(why.contains(&serde_json::json!("param epochs: 2 → 4")), "{why:?}");
 
     let output = project.weir(&["compare", first, &runs[1], last, "--html", "compare.html"]);
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", printed(&output));
     let shown = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(shown.starts_with("3 runs of `tune`"), "{shown}");
     assert!(shown.contains("0.0625"), "{shown}");
@@ -206,5 +192,5 @@ fn compare_puts_runs_side_by_side_and_says_why_steps_differ() {
 
     let unknown = project.weir(&["compare", first, "nosuchrun"]);
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(text(&unknown).contains("nosuchrun"), "{}", text(&unknown));
+    assert!(printed(&unknown).contains("nosuchrun"), "{}", printed(&unknown));
 }

@@ -43,19 +43,21 @@ impl Store {
         }
     }
 
-    /// Stores a directory's tree record if it hashes to `expected` and
-    /// decodes; returns the tree (whose entries the caller fetches), or why not.
-    pub(crate) fn receive_tree(&self, expected: &Digest, bytes: &[u8]) -> Result<Result<Tree, String>> {
+    /// The directory a received tree record describes, if the record hashes
+    /// to `expected` and decodes; else why not. Nothing is stored: the
+    /// caller fetches the entries first, then [`publish_tree_record`](Self::publish_tree_record).
+    pub(crate) fn check_tree(expected: &Digest, bytes: &[u8]) -> Result<Tree, String> {
         let found = Digest::of(bytes);
         if found != *expected {
-            return Ok(Err(format!("its tree record hashes to {found}")));
+            return Err(format!("its tree record hashes to {found}"));
         }
-        let tree = match Tree::decode(bytes) {
-            Ok(tree) => tree,
-            Err(why) => return Ok(Err(format!("its tree record does not decode: {why}"))),
-        };
-        self.publish_bytes(&self.inner.trees, expected, bytes, true)?;
-        Ok(Ok(tree))
+        Tree::decode(bytes).map_err(|why| format!("its tree record does not decode: {why}"))
+    }
+
+    /// Stores a tree record [`check_tree`](Self::check_tree) accepted,
+    /// once every entry it names is in the store.
+    pub(crate) fn publish_tree_record(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+        self.publish_bytes(&self.inner.trees, digest, bytes, true)
     }
 
     /// Whether object `digest` of `kind` is in the store (without reading it).
