@@ -1,13 +1,16 @@
-//! The host side of `weir:step/host`: a step's metrics, progress and calls
-//! to native functions. Everything the guest passes is checked here; every
-//! failure reaches the guest as an error value, never as a host panic.
+//! The host side of `weir:step/host` (a step's metrics, progress and calls
+//! to native functions) and of `weir:step/tensors` (in `tensors`).
+//! Everything the guest passes is checked here; every failure reaches the
+//! guest as an error value, never as a host panic.
+
+mod tensors;
 
 use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use crate::executor::JobSpec;
-use crate::native::{CallContext, Device, GpuSupport, GuestFiles, Natives};
+use crate::native::{CallContext, Device, GpuSupport, GuestFiles, NativeFunction, Natives};
 use crate::telemetry::Telemetry;
 
 /// Longest native function name a guest may pass.
@@ -24,6 +27,7 @@ pub(crate) struct Bridge {
     files: Option<GuestFiles>,
     telemetry: Telemetry,
     failures: NativeFailures,
+    tensors: tensors::Tensors,
 }
 
 /// The native calls of one execution that failed. The guest saw each as an
@@ -54,6 +58,7 @@ impl Bridge {
             files,
             telemetry,
             failures: NativeFailures::default(),
+            tensors: tensors::Tensors::default(),
         }
     }
 
@@ -80,6 +85,11 @@ impl Bridge {
         memory_budget: u64,
     ) -> Result<Vec<u8>, String> {
         let result = self.dispatch(function, payload, memory_budget);
+        self.counted(result)
+    }
+
+    /// Counts `result` among the failed calls if it is an error.
+    fn counted<T>(&mut self, result: Result<T, String>) -> Result<T, String> {
         if let Err(why) = &result {
             self.failures.count += 1;
             self.failures.first.get_or_insert_with(|| why.clone());
@@ -88,6 +98,23 @@ impl Bridge {
     }
 
     fn dispatch(&mut self, function: &str, payload: &[u8], memory_budget: u64) -> Result<Vec<u8>, String> {
+        let (native, device) = self.resolve(function)?;
+        let Some(files) = &self.files else {
+            return Err("native functions are not available to this step".to_owned());
+        };
+        let memory_budget = memory_budget.saturating_sub(self.tensors.bytes());
+        let context =
+            CallContext { step: &self.step, run: &self.run, tenant: &self.tenant, device, files, memory_budget };
+        catch_unwind(AssertUnwindSafe(|| native.call(&context, payload))).unwrap_or_else(|panic| {
+            let why = format!("native function `{function}` panicked: {}", panic_text(&*panic));
+            self.failures.panic.get_or_insert_with(|| why.clone());
+            Err(why)
+        })
+    }
+
+    /// The native function `function`, if the step may call it, and the
+    /// device the call runs on.
+    fn resolve(&self, function: &str) -> Result<(Arc<dyn NativeFunction>, Device), String> {
         if function.len() > MAX_FUNCTION_NAME {
             return Err(format!("native function name of {} bytes is too long", function.len()));
         }
@@ -112,16 +139,7 @@ impl Bridge {
             (GpuSupport::CpuOnly, _) => Device::Cpu,
             (_, device) => device,
         };
-        let Some(files) = &self.files else {
-            return Err("native functions are not available to this step".to_owned());
-        };
-        let context =
-            CallContext { step: &self.step, run: &self.run, tenant: &self.tenant, device, files, memory_budget };
-        catch_unwind(AssertUnwindSafe(|| native.call(&context, payload))).unwrap_or_else(|panic| {
-            let why = format!("native function `{function}` panicked: {}", panic_text(&*panic));
-            self.failures.panic.get_or_insert_with(|| why.clone());
-            Err(why)
-        })
+        Ok((native.clone(), device))
     }
 }
 

@@ -9,7 +9,7 @@
 #[cfg(feature = "cuda")]
 mod cuda;
 mod files;
-mod gemm;
+pub(crate) mod gemm;
 mod registry;
 mod typed;
 

@@ -23,6 +23,8 @@ use wasmtime_wasi::p2::bindings::sync::CommandPre;
 pub(crate) use capped_log::{CappedLog, Captured};
 pub(crate) use execute::Invocation;
 use sandbox::{ComponentState, CoreState};
+/// The types of the `weir:step/tensors` interface.
+pub(crate) use sandbox::weir::step::tensors as wit_tensors;
 
 use crate::file_stamp::FileStamp;
 use crate::host_files::HostFiles;
@@ -203,6 +205,11 @@ impl FlavoredRuntime {
         let mut component_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut component_linker).map_err(setup)?;
         sandbox::add_host_to_linker::<ComponentState, wasmtime::component::HasSelf<ComponentState>>(
+            &mut component_linker,
+            |state| state,
+        )
+        .map_err(setup)?;
+        sandbox::add_tensors_to_linker::<ComponentState, wasmtime::component::HasSelf<ComponentState>>(
             &mut component_linker,
             |state| state,
         )

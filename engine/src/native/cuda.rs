@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
-use cudarc::driver::{CudaContext, CudaStream};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 
-use super::gemm::Shape;
+use super::gemm::{Operand, Shape};
 
 /// CUDA devices on this machine; 0 when the driver library is absent.
 pub(crate) fn device_count() -> usize {
@@ -45,10 +45,46 @@ fn handle(ordinal: usize) -> Result<Arc<Mutex<DeviceHandle>>, String> {
     Ok(handle)
 }
 
-/// `C = op(A) · op(B)`, row-major, with cuBLAS (which is column-major: a
-/// row-major matrix is its transpose in column-major order, so we compute
-/// `Cᵀ = op(B)ᵀ · op(A)ᵀ`, passing B first).
-pub(crate) fn sgemm(ordinal: usize, shape: Shape, a: &[f32], b: &[f32]) -> Result<Vec<f32>, String> {
+/// Values kept on a GPU (a `weir:step/tensors` tensor of a step holding
+/// one, or a product computed there). Freed when dropped.
+pub(crate) struct DeviceTensor {
+    ordinal: usize,
+    values: CudaSlice<f32>,
+}
+
+fn cuda_error(err: cudarc::driver::DriverError) -> String {
+    format!("CUDA: {err}")
+}
+
+impl DeviceTensor {
+    /// Copies `values` to device `ordinal`.
+    pub(crate) fn upload(ordinal: usize, values: &[f32]) -> Result<Self, String> {
+        let handle = handle(ordinal)?;
+        let device = handle.lock().map_err(|_| "CUDA handle poisoned")?;
+        let values = device.stream.clone_htod(values).map_err(cuda_error)?;
+        Ok(Self { ordinal, values })
+    }
+
+    /// How many values it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Copies its values back to the host.
+    pub(crate) fn download(&self) -> Result<Vec<f32>, String> {
+        let handle = handle(self.ordinal)?;
+        let device = handle.lock().map_err(|_| "CUDA handle poisoned")?;
+        device.stream.clone_dtoh(&self.values).map_err(cuda_error)
+    }
+}
+
+/// `C = op(A) · op(B)`, row-major, with cuBLAS on device `ordinal`; the
+/// product stays on the device. Host operands are copied over for the call;
+/// device operands must be on the same device.
+///
+/// cuBLAS is column-major: a row-major matrix is its transpose in
+/// column-major order, so we compute `Cᵀ = op(B)ᵀ · op(A)ᵀ`, passing B first.
+pub(crate) fn sgemm(ordinal: usize, shape: Shape, a: Operand<'_>, b: Operand<'_>) -> Result<DeviceTensor, String> {
     let Shape { m, n, k, trans_a, trans_b } = shape;
     let dim = |value: usize| i32::try_from(value).map_err(|_| format!("dimension {value} is too large for cuBLAS"));
     let op =
@@ -67,13 +103,31 @@ pub(crate) fn sgemm(ordinal: usize, shape: Shape, a: &[f32], b: &[f32]) -> Resul
     };
     let handle = handle(ordinal)?;
     let device = handle.lock().map_err(|_| "CUDA handle poisoned")?;
-    let cuda = |err: cudarc::driver::DriverError| format!("CUDA: {err}");
-    let a_dev = device.stream.clone_htod(a).map_err(cuda)?;
-    let b_dev = device.stream.clone_htod(b).map_err(cuda)?;
-    let mut c_dev = device.stream.alloc_zeros::<f32>(m * n).map_err(cuda)?;
+    // Host operands are copied to the device; device ones are used in place.
+    let stage = |operand: Operand<'_>| -> Result<Option<CudaSlice<f32>>, String> {
+        match operand {
+            Operand::Host(values) => device.stream.clone_htod(values).map(Some).map_err(cuda_error),
+            Operand::Gpu(tensor) if tensor.ordinal == ordinal => Ok(None),
+            Operand::Gpu(tensor) => {
+                Err(format!("a tensor on GPU {} cannot be an operand of a product on GPU {ordinal}", tensor.ordinal))
+            }
+        }
+    };
+    let (a_staged, b_staged) = (stage(a)?, stage(b)?);
+    let (a_dev, b_dev) = (resident(&a_staged, a), resident(&b_staged, b));
+    let mut c_dev = device.stream.alloc_zeros::<f32>(m * n).map_err(cuda_error)?;
     // SAFETY: the operands hold m*k, k*n and m*n elements (checked by the
     // caller), which is what the dimensions and leading dimensions above
     // describe; all three live on the stream the handle uses.
-    unsafe { device.blas.gemm(config, &b_dev, &a_dev, &mut c_dev) }.map_err(|err| format!("cuBLAS sgemm: {err}"))?;
-    device.stream.clone_dtoh(&c_dev).map_err(cuda)
+    unsafe { device.blas.gemm(config, b_dev, a_dev, &mut c_dev) }.map_err(|err| format!("cuBLAS sgemm: {err}"))?;
+    Ok(DeviceTensor { ordinal, values: c_dev })
+}
+
+/// The device copy of `operand`: its staged copy, or the tensor itself.
+fn resident<'a>(staged: &'a Option<CudaSlice<f32>>, operand: Operand<'a>) -> &'a CudaSlice<f32> {
+    match (staged, operand) {
+        (Some(staged), _) => staged,
+        (None, Operand::Gpu(tensor)) => &tensor.values,
+        (None, Operand::Host(_)) => unreachable!("host operands are always staged"),
+    }
 }

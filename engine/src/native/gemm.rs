@@ -24,36 +24,139 @@ pub(crate) struct Shape {
 }
 
 impl Shape {
-    /// Checks that the operands have the sizes the shape implies.
-    fn check(&self, a: &[f32], b: &[f32]) -> Result<(), String> {
+    /// Checks that operands of `a_len` and `b_len` values have the sizes the
+    /// shape implies.
+    pub(crate) fn check(&self, a_len: usize, b_len: usize) -> Result<(), String> {
         let elements = |rows: usize, cols: usize, what: &str| {
             rows.checked_mul(cols).filter(|&count| count <= MAX_ELEMENTS).ok_or_else(|| {
                 format!("{what} would have {rows} × {cols} elements, more than the {MAX_ELEMENTS} allowed")
             })
         };
-        let (a_len, b_len) = (elements(self.m, self.k, "A")?, elements(self.k, self.n, "B")?);
+        let (a_want, b_want) = (elements(self.m, self.k, "A")?, elements(self.k, self.n, "B")?);
         elements(self.m, self.n, "C")?;
-        if a.len() != a_len {
-            return Err(format!("A has {} values; m × k = {} × {} needs {a_len}", a.len(), self.m, self.k));
+        if a_len != a_want {
+            return Err(format!("A has {a_len} values; m × k = {} × {} needs {a_want}", self.m, self.k));
         }
-        if b.len() != b_len {
-            return Err(format!("B has {} values; k × n = {} × {} needs {b_len}", b.len(), self.k, self.n));
+        if b_len != b_want {
+            return Err(format!("B has {b_len} values; k × n = {} × {} needs {b_want}", self.k, self.n));
         }
         Ok(())
+    }
+
+    /// Bytes of the product `C`.
+    pub(crate) fn result_bytes(&self) -> u64 {
+        (self.m as u64).saturating_mul(self.n as u64).saturating_mul(4)
+    }
+}
+
+/// An operand of a product: values in host memory, or a tensor kept on a GPU.
+#[derive(Clone, Copy)]
+pub(crate) enum Operand<'a> {
+    /// Values in host memory.
+    Host(&'a [f32]),
+    /// A tensor on a GPU.
+    #[cfg(feature = "cuda")]
+    Gpu(&'a super::cuda::DeviceTensor),
+}
+
+impl Operand<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Operand::Host(values) => values.len(),
+            #[cfg(feature = "cuda")]
+            Operand::Gpu(tensor) => tensor.len(),
+        }
+    }
+}
+
+/// Values computed or kept by the engine: in host memory, or on a GPU.
+pub(crate) enum Tensor {
+    /// In host memory.
+    Host(Vec<f32>),
+    /// On a GPU.
+    #[cfg(feature = "cuda")]
+    Gpu(super::cuda::DeviceTensor),
+}
+
+impl Tensor {
+    /// `values`, kept on `device`.
+    pub(crate) fn upload(values: Vec<f32>, device: Device) -> Result<Self, String> {
+        match device {
+            Device::Cpu => Ok(Tensor::Host(values)),
+            #[cfg(feature = "cuda")]
+            Device::Gpu { ordinal } => super::cuda::DeviceTensor::upload(ordinal, &values).map(Tensor::Gpu),
+            #[cfg(not(feature = "cuda"))]
+            Device::Gpu { .. } => Ok(Tensor::Host(values)),
+        }
+    }
+
+    /// How many values it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.operand().len()
+    }
+
+    /// It, as an operand of another product.
+    pub(crate) fn operand(&self) -> Operand<'_> {
+        match self {
+            Tensor::Host(values) => Operand::Host(values),
+            #[cfg(feature = "cuda")]
+            Tensor::Gpu(tensor) => Operand::Gpu(tensor),
+        }
+    }
+
+    /// Its values in host memory (copied from the GPU if they are there).
+    pub(crate) fn into_host(self) -> Result<Vec<f32>, String> {
+        match self {
+            Tensor::Host(values) => Ok(values),
+            #[cfg(feature = "cuda")]
+            Tensor::Gpu(tensor) => tensor.download(),
+        }
+    }
+
+    /// A copy of its values in host memory.
+    pub(crate) fn to_host(&self) -> Result<Vec<f32>, String> {
+        match self {
+            Tensor::Host(values) => Ok(values.clone()),
+            #[cfg(feature = "cuda")]
+            Tensor::Gpu(tensor) => tensor.download(),
+        }
     }
 }
 
 /// `C = op(A) · op(B)` on `device`, after checking the operand sizes.
 pub(crate) fn multiply(shape: Shape, a: &[f32], b: &[f32], device: Device) -> Result<Vec<f32>, String> {
-    shape.check(a, b)?;
-    match device {
-        Device::Cpu => Ok(multiply_cpu(shape, a, b)),
-        Device::Gpu { ordinal } => multiply_gpu(ordinal, shape, a, b),
+    multiply_operands(shape, Operand::Host(a), Operand::Host(b), device)?.into_host()
+}
+
+/// `C = op(A) · op(B)` on `device`, with the operands where they are: on a
+/// GPU the product stays there (a host operand is copied over for the call);
+/// on the CPU a GPU operand is copied to the host first.
+pub(crate) fn multiply_operands(shape: Shape, a: Operand<'_>, b: Operand<'_>, device: Device) -> Result<Tensor, String> {
+    shape.check(a.len(), b.len())?;
+    match (device, a, b) {
+        (Device::Cpu, Operand::Host(a), Operand::Host(b)) => Ok(Tensor::Host(multiply_cpu(shape, a, b))),
+        #[cfg(feature = "cuda")]
+        (Device::Gpu { ordinal }, a, b) => super::cuda::sgemm(ordinal, shape, a, b).map(Tensor::Gpu),
+        #[cfg(not(feature = "cuda"))]
+        (Device::Gpu { .. }, Operand::Host(a), Operand::Host(b)) => {
+            // Without the `cuda` feature no GPU is ever detected, so no step
+            // holds a real device; a fake slot count still runs here, on the CPU.
+            Ok(Tensor::Host(multiply_cpu(shape, a, b)))
+        }
+        #[cfg(feature = "cuda")]
+        (Device::Cpu, a, b) => {
+            let host = |operand: Operand<'_>| match operand {
+                Operand::Host(values) => Ok(std::borrow::Cow::Borrowed(values)),
+                Operand::Gpu(tensor) => tensor.download().map(std::borrow::Cow::Owned),
+            };
+            let (a, b) = (host(a)?, host(b)?);
+            Ok(Tensor::Host(multiply_cpu(shape, &a, &b)))
+        }
     }
 }
 
 /// The CPU path.
-pub(crate) fn multiply_cpu(shape: Shape, a: &[f32], b: &[f32]) -> Vec<f32> {
+fn multiply_cpu(shape: Shape, a: &[f32], b: &[f32]) -> Vec<f32> {
     let Shape { m, n, k, trans_a, trans_b } = shape;
     let mut c = vec![0.0f32; m * n];
     if m == 0 || n == 0 || k == 0 {
@@ -85,18 +188,6 @@ pub(crate) fn multiply_cpu(shape: Shape, a: &[f32], b: &[f32]) -> Vec<f32> {
         );
     }
     c
-}
-
-#[cfg(feature = "cuda")]
-fn multiply_gpu(ordinal: usize, shape: Shape, a: &[f32], b: &[f32]) -> Result<Vec<f32>, String> {
-    super::cuda::sgemm(ordinal, shape, a, b)
-}
-
-#[cfg(not(feature = "cuda"))]
-fn multiply_gpu(_ordinal: usize, shape: Shape, a: &[f32], b: &[f32]) -> Result<Vec<f32>, String> {
-    // Without the `cuda` feature no GPU is ever detected, so no step holds a
-    // real device; a fake slot count still runs here, on the CPU.
-    Ok(multiply_cpu(shape, a, b))
 }
 
 /// The `gemm` native function.
@@ -166,11 +257,13 @@ fn check_memory(request: &GemmRequest, budget: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn unpack(bytes: &[u8], what: &str) -> Result<Vec<f32>, String> {
+/// Decodes little-endian `f32` values; `what` names them in the error.
+pub(crate) fn unpack(bytes: &[u8], what: &str) -> Result<Vec<f32>, String> {
     Matrix::unpack(bytes).ok_or_else(|| format!("{what}: {} bytes is not a whole number of f32 values", bytes.len()))
 }
 
-fn pack(values: &[f32]) -> Vec<u8> {
+/// Encodes values as little-endian bytes.
+pub(crate) fn pack(values: &[f32]) -> Vec<u8> {
     match Matrix::packed(values) {
         Matrix::Packed(bytes) => bytes,
         _ => unreachable!("Matrix::packed always packs"),

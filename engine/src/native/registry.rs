@@ -11,18 +11,22 @@ use super::{NativeFunction, NativeStep, gemm};
 pub(crate) struct Natives {
     functions: BTreeMap<String, Arc<dyn NativeFunction>>,
     steps: BTreeMap<String, Arc<dyn NativeStep>>,
+    /// Whether `gemm` is still the built-in one (not replaced by the application).
+    builtin_gemm: bool,
 }
 
 impl Natives {
     /// The built-in functions and steps.
     pub(crate) fn with_builtins() -> Self {
-        let mut natives = Self { functions: BTreeMap::new(), steps: BTreeMap::new() };
+        let mut natives = Self { functions: BTreeMap::new(), steps: BTreeMap::new(), builtin_gemm: false };
         natives.add_function(Arc::new(gemm::Gemm::new()));
         natives.add_step(Arc::new(gemm::MatmulStep));
+        natives.builtin_gemm = true;
         natives
     }
 
     pub(crate) fn add_function(&mut self, function: Arc<dyn NativeFunction>) {
+        self.builtin_gemm &= function.name() != weir_abi::GEMM;
         self.functions.insert(function.name().to_owned(), function);
     }
 
@@ -32,6 +36,12 @@ impl Natives {
 
     pub(crate) fn function(&self, name: &str) -> Option<&Arc<dyn NativeFunction>> {
         self.functions.get(name)
+    }
+
+    /// Whether `gemm` is the built-in one, which the typed tensor interface
+    /// (`weir:step/tensors`) calls directly.
+    pub(crate) fn builtin_gemm(&self) -> bool {
+        self.builtin_gemm
     }
 
     pub(crate) fn step(&self, name: &str) -> Option<&Arc<dyn NativeStep>> {

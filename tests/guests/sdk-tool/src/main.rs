@@ -1,5 +1,6 @@
 //! A test guest for the host bridge; its first argument picks the mode.
 
+use weir_guest::native::{Gemm, Operand, Tensor};
 use weir_guest::{Error, Matrix, native};
 
 #[derive(serde::Deserialize)]
@@ -25,7 +26,16 @@ fn main() {
         "bench-echo" => bench_echo(arg(0).parse().unwrap_or(1)),
         "flood" => flood(arg(0).parse().unwrap_or(1)),
         "measure" => measure(&arg(0)),
-        "bench-gemm" => bench_gemm(arg(0).parse().unwrap_or(64)),
+        "bench-gemm" => bench_gemm(arg(0).parse().unwrap_or(64), native::gemm),
+        "bench-gemm-packed" => bench_gemm(arg(0).parse().unwrap_or(64), native::gemm_packed),
+        "bench-gemm-files" => bench_gemm_files(arg(0).parse().unwrap_or(64)),
+        "tensors" => tensors(),
+        "tensor-handle" => Tensor::upload(&[1.0, 2.0, 3.0]).map(|tensor| {
+            let handle = tensor.handle();
+            std::mem::forget(tensor); // left for the engine to free when the step ends
+            handle.to_string()
+        }),
+        "tensor-misuse" => tensor_misuse(),
         other => Ok(format!("unknown mode {other}")),
     };
     let text = match outcome {
@@ -149,14 +159,82 @@ fn bench_echo(calls: u64) -> Result<String, Error> {
     Ok(started.elapsed().as_nanos().to_string())
 }
 
-/// One `size`³ gemm through the bridge (packed operands); returns its
+type GemmFn = fn(usize, usize, usize, &[f32], &[f32], bool, bool) -> Result<Vec<f32>, Error>;
+
+/// One `size`³ product through the bridge with `gemm`; returns its
 /// nanoseconds, measured in the guest, including encoding and decoding.
-fn bench_gemm(size: usize) -> Result<String, Error> {
+fn bench_gemm(size: usize, gemm: GemmFn) -> Result<String, Error> {
     let a: Vec<f32> = (0..size * size).map(|i| (i % 7) as f32).collect();
     let b: Vec<f32> = (0..size * size).map(|i| (i % 5) as f32).collect();
     let started = std::time::Instant::now();
-    let c = native::gemm(size, size, size, &a, &b, false, false)?;
+    let c = gemm(size, size, size, &a, &b, false, false)?;
     let elapsed = started.elapsed().as_nanos();
     std::hint::black_box(c);
     Ok(elapsed.to_string())
+}
+
+/// One `size`³ product of `/in/a` and `/in/b` into `/out/c`, files only;
+/// returns its nanoseconds, measured in the guest.
+fn bench_gemm_files(size: usize) -> Result<String, Error> {
+    let started = std::time::Instant::now();
+    Gemm::new(size, size, size).to_file(Operand::File("/in/a"), Operand::File("/in/b"), "/out/c")?;
+    Ok(started.elapsed().as_nanos().to_string())
+}
+
+/// The product of inputs `a` and `b` four ways through `weir:step/tensors`
+/// (values; both as tensors; values times a tensor; files), written to
+/// outputs `c_values`, `c_tensors`, `c_mixed` and `c_file`.
+fn tensors() -> Result<String, Error> {
+    #[derive(serde::Deserialize)]
+    struct Product {
+        m: usize,
+        n: usize,
+        k: usize,
+        trans_a: bool,
+        trans_b: bool,
+    }
+    let p: Product = weir_guest::params()?;
+    let gemm = Gemm::new(p.m, p.n, p.k).transpose_a(p.trans_a).transpose_b(p.trans_b);
+    let (a, b) = (read_matrix("a")?, read_matrix("b")?);
+    let write = |name: &str, values: &[f32]| {
+        std::fs::write(weir_guest::output(name), values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())
+    };
+    write("c_values", &gemm.values(&a, &b)?)?;
+    let (a_kept, b_kept) = (Tensor::upload(&a)?, Tensor::upload(&b)?);
+    write("c_tensors", &gemm.to_tensor(&a_kept, &b_kept)?.to_vec()?)?;
+    write("c_mixed", &gemm.values(&a, &b_kept)?)?;
+    gemm.to_file(Operand::File("/in/a"), Operand::File("/in/b"), "/out/c_file")?;
+    Ok("four products".into())
+}
+
+/// Every misuse of tensors this guest can think of, each answered with an
+/// error value (never a trap); returns the errors, one per line.
+fn tensor_misuse() -> Result<String, Error> {
+    let foreign: u32 = std::fs::read_to_string(weir_guest::input("handle"))?
+        .trim()
+        .trim_start_matches("ok: ")
+        .parse()
+        .map_err(|_| Error::Payload("no handle in /in/handle".into()))?;
+    let mut errors = Vec::new();
+    let mut expect_error = |what: &str, outcome: Result<(), Error>| match outcome {
+        Ok(()) => errors.push(format!("{what}: accepted")),
+        Err(err) => errors.push(format!("{what}: {err}")),
+    };
+    let other_step = Tensor::from_handle(foreign);
+    expect_error("foreign download", other_step.to_vec().map(drop));
+    expect_error("foreign operand", Gemm::new(1, 1, 3).values(&[1.0, 2.0, 3.0][..], &other_step).map(drop));
+    std::mem::forget(other_step);
+    let released = Tensor::upload(&[1.0; 4])?;
+    let handle = released.handle();
+    drop(released);
+    let stale = Tensor::from_handle(handle);
+    expect_error("released download", stale.to_vec().map(drop));
+    std::mem::forget(stale);
+    expect_error("bad shape", Gemm::new(2, 2, 2).values(&[1.0; 3][..], &[1.0; 4][..]).map(drop));
+    let square = Tensor::upload(&[1.0; 4])?;
+    expect_error("bad tensor shape", Gemm::new(3, 3, 3).values(&square, &square).map(drop));
+    expect_error("outside file", Gemm::new(1, 1, 1).values(Operand::File("/etc/passwd"), &[1.0][..]).map(drop));
+    let big = vec![0.5f32; 10 << 20];
+    expect_error("too big", Tensor::upload(&big).map(drop));
+    Ok(errors.join("\n"))
 }
