@@ -5,6 +5,8 @@
 
 mod tensors;
 
+pub(crate) use tensors::Source;
+
 use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;

@@ -9,6 +9,7 @@ mod determinism;
 mod execute;
 mod limiter;
 mod sandbox;
+mod tensor_imports;
 mod ticker;
 mod watch;
 
@@ -209,11 +210,7 @@ impl FlavoredRuntime {
             |state| state,
         )
         .map_err(setup)?;
-        sandbox::add_tensors_to_linker::<ComponentState, wasmtime::component::HasSelf<ComponentState>>(
-            &mut component_linker,
-            |state| state,
-        )
-        .map_err(setup)?;
+        tensor_imports::add_to_linker(&mut component_linker).map_err(setup)?;
         Ok(Self {
             disk_cache: compile_cache::CompileCache::new(&engine, compiled_dir, secret),
             engine,

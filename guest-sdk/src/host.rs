@@ -33,13 +33,15 @@ pub(crate) fn call_native(function: &str, _payload: &[u8]) -> Result<Vec<u8>, St
     Err(format!("cannot call native function `{function}`: not running under weir"))
 }
 
-/// Stand-ins for `weir:step/tensors` outside weir: every call fails.
+/// Stand-ins for `weir:step/tensors` outside weir: every call fails. The
+/// types mirror the generated ones; nothing reads their fields here.
 #[cfg(not(target_arch = "wasm32"))]
+#[allow(dead_code)]
 pub(crate) mod tensors {
     /// Where an operand's values come from.
     pub enum Operand<'a> {
-        /// The values.
-        Values(&'a [f32]),
+        /// The values, as little-endian `f32` bytes.
+        Raw(&'a [u8]),
         /// A tensor's handle.
         Tensor(u32),
         /// A file under `/in` or `/out`.

@@ -137,7 +137,7 @@ impl<'a> From<&'a Tensor> for Operand<'a> {
 impl<'a> Operand<'a> {
     fn raw(self) -> host::tensors::Operand<'a> {
         match self {
-            Operand::Values(values) => host::tensors::Operand::Values(values),
+            Operand::Values(values) => host::tensors::Operand::Raw(f32_bytes(values)),
             Operand::Tensor(tensor) => host::tensors::Operand::Tensor(tensor.handle),
             Operand::File(path) => host::tensors::Operand::File(path),
         }
@@ -221,4 +221,11 @@ impl Gemm {
         };
         host::tensors::gemm(shape, a.raw(), b.raw(), into).map_err(Error::Native)
     }
+}
+
+/// `values` as their little-endian bytes, in place (WebAssembly is little-endian).
+fn f32_bytes(values: &[f32]) -> &[u8] {
+    // SAFETY: the bytes of `values` are initialized, `u8` has no alignment
+    // requirement, and the slice covers exactly the memory of `values`.
+    unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) }
 }

@@ -3,12 +3,13 @@
 //! typed `gemm` that multiplies values, tensors and files without
 //! MessagePack. Values cross the component boundary once each way.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::Bridge;
 use crate::native::gemm::{Operand, Shape, Tensor, multiply_operands, pack, unpack};
-use crate::runtime::wit_tensors::{Destination, GemmShape, Operand as WitOperand, Product};
+use crate::runtime::wit_tensors::{Destination, GemmShape, Product};
 
 /// The next tensor handle. Handles are unique in the process and never
 /// reused, so a handle of another step (or tenant) never names one of this
@@ -90,28 +91,17 @@ impl Bridge {
         self.counted(result)
     }
 
-    /// The built-in `gemm` on values, tensors or files, its product sent
-    /// where `into` says.
-    pub(crate) fn gemm(
-        &mut self,
+    /// The built-in `gemm` of `a` and `b`, which may allocate up to
+    /// `memory_budget` bytes beside the step's tensors. It only reads the
+    /// step's state (its operands may be views of the guest's memory);
+    /// [`deliver`](Self::deliver) then sends the product where it must go.
+    pub(crate) fn multiply(
+        &self,
         shape: GemmShape,
-        a: WitOperand,
-        b: WitOperand,
-        into: Destination,
+        a: Source<'_>,
+        b: Source<'_>,
         memory_budget: u64,
-    ) -> Result<Product, String> {
-        let result = self.typed_gemm(shape, &a, &b, into, memory_budget);
-        self.counted(result)
-    }
-
-    fn typed_gemm(
-        &mut self,
-        shape: GemmShape,
-        a: &WitOperand,
-        b: &WitOperand,
-        into: Destination,
-        memory_budget: u64,
-    ) -> Result<Product, String> {
+    ) -> Result<Tensor, String> {
         let (_, device) = self.resolve(weir_abi::GEMM)?;
         if !self.natives.builtin_gemm() {
             return Err("`gemm` was replaced by the application, so `weir:step/tensors` cannot run it; \
@@ -134,14 +124,14 @@ impl Bridge {
                 shape.result_bytes()
             ));
         }
-        let (a_file, b_file) = (self.read_operand(a, "A", available)?, self.read_operand(b, "B", available)?);
-        let product = multiply_operands(
-            shape,
-            self.operand(a, a_file.as_deref())?,
-            self.operand(b, b_file.as_deref())?,
-            device,
-        )?;
-        match into {
+        let (a, b) = (self.values(a, "A", available)?, self.values(b, "B", available)?);
+        multiply_operands(shape, a.operand(), b.operand(), device)
+    }
+
+    /// Sends `product` where `into` says: back as values, into a new tensor,
+    /// or into a file under `/out`. A failure (of the product or here) is counted.
+    pub(crate) fn deliver(&mut self, product: Result<Tensor, String>, into: Destination) -> Result<Product, String> {
+        let result = product.and_then(|product| match into {
             Destination::Values => product.into_host().map(Product::Values),
             Destination::Tensor => Ok(Product::Tensor(self.tensors.insert(product))),
             Destination::File(path) => {
@@ -149,23 +139,61 @@ impl Bridge {
                 files.write(&path, &pack(&product.into_host()?))?;
                 Ok(Product::File)
             }
-        }
+        });
+        self.counted(result)
     }
 
-    /// The values of a file operand, read from the step's directories.
-    fn read_operand(&self, operand: &WitOperand, what: &str, max: u64) -> Result<Option<Vec<f32>>, String> {
-        let WitOperand::File(path) = operand else { return Ok(None) };
-        let files = self.files.as_ref().ok_or("native functions are not available to this step")?;
-        unpack(&files.read(path, max)?, what).map(Some)
-    }
-
-    /// `operand` for the kernel; `file` holds its values if it is a file.
-    fn operand<'a>(&'a self, operand: &'a WitOperand, file: Option<&'a [f32]>) -> Result<Operand<'a>, String> {
-        match (operand, file) {
-            (WitOperand::Values(values), _) => Ok(Operand::Host(values)),
-            (WitOperand::Tensor(handle), _) => self.tensors.get(*handle).map(Tensor::operand),
-            (WitOperand::File(_), Some(values)) => Ok(Operand::Host(values)),
-            (WitOperand::File(path), None) => Err(format!("{path} was not read")),
+    /// The values `source` names: borrowed where they can be.
+    fn values<'a>(&'a self, source: Source<'a>, what: &str, max: u64) -> Result<Values<'a>, String> {
+        match source {
+            Source::Raw(bytes) => match as_f32(bytes) {
+                Some(values) => Ok(Values::Borrowed(values)),
+                None => unpack(bytes, what).map(Values::Owned),
+            },
+            Source::Tensor(handle) => self.tensors.get(handle).map(Values::Tensor),
+            Source::File(path) => {
+                let files = self.files.as_ref().ok_or("native functions are not available to this step")?;
+                unpack(&files.read(&path, max)?, what).map(Values::Owned)
+            }
         }
     }
+}
+
+/// Where an operand of the typed `gemm` comes from.
+pub(crate) enum Source<'a> {
+    /// Little-endian `f32` bytes (a view of the guest's memory).
+    Raw(&'a [u8]),
+    /// One of the step's tensors.
+    Tensor(u32),
+    /// A file under `/in` or `/out`, by its guest path.
+    File(Cow<'a, str>),
+}
+
+/// An operand's values, resolved.
+enum Values<'a> {
+    Borrowed(&'a [f32]),
+    Owned(Vec<f32>),
+    Tensor(&'a Tensor),
+}
+
+impl Values<'_> {
+    fn operand(&self) -> Operand<'_> {
+        match self {
+            Values::Borrowed(values) => Operand::Host(values),
+            Values::Owned(values) => Operand::Host(values),
+            Values::Tensor(tensor) => tensor.operand(),
+        }
+    }
+}
+
+/// `bytes` seen as `f32` values in place, when they are aligned for it and
+/// the host is little-endian (as WebAssembly is); `None` otherwise.
+fn as_f32(bytes: &[u8]) -> Option<&[f32]> {
+    if cfg!(target_endian = "big") {
+        return None;
+    }
+    // SAFETY: every bit pattern is a valid f32, and `align_to` only places
+    // in the middle slice what is correctly aligned for it.
+    let (head, values, tail) = unsafe { bytes.align_to::<f32>() };
+    (head.is_empty() && tail.is_empty()).then_some(values)
 }

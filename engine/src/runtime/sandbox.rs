@@ -17,8 +17,6 @@ use crate::bridge::Bridge;
 wasmtime::component::bindgen!({ path: "../wit", world: "step" });
 
 pub(crate) use self::weir::step::host::add_to_linker as add_host_to_linker;
-pub(crate) use self::weir::step::tensors::add_to_linker as add_tensors_to_linker;
-use self::weir::step::tensors::{Destination, GemmShape, Operand, Product};
 
 /// Store state of a preview-1 module (which cannot reach the host bridge).
 pub(crate) struct CoreState {
@@ -53,26 +51,6 @@ impl self::weir::step::host::Host for ComponentState {
     fn call_native(&mut self, function: String, payload: Vec<u8>) -> Result<Vec<u8>, String> {
         let budget = self.guard.limiter.remaining();
         self.bridge.call_native(&function, &payload, budget)
-    }
-}
-
-impl self::weir::step::tensors::Host for ComponentState {
-    fn upload(&mut self, values: Vec<f32>) -> Result<u32, String> {
-        let budget = self.guard.limiter.remaining();
-        self.bridge.upload(values, budget)
-    }
-
-    fn download(&mut self, tensor: u32) -> Result<Vec<f32>, String> {
-        self.bridge.download(tensor)
-    }
-
-    fn release(&mut self, tensor: u32) -> Result<(), String> {
-        self.bridge.release(tensor)
-    }
-
-    fn gemm(&mut self, shape: GemmShape, a: Operand, b: Operand, into: Destination) -> Result<Product, String> {
-        let budget = self.guard.limiter.remaining();
-        self.bridge.gemm(shape, a, b, into, budget)
     }
 }
 
