@@ -23,9 +23,9 @@ use wasmtime_wasi::p2::bindings::sync::CommandPre;
 
 pub(crate) use capped_log::{CappedLog, Captured};
 pub(crate) use execute::Invocation;
-use sandbox::{ComponentState, CoreState};
 /// The types of the `weir:step/tensors` interface.
 pub(crate) use sandbox::weir::step::tensors as wit_tensors;
+use sandbox::{ComponentState, CoreState};
 
 use crate::file_stamp::FileStamp;
 use crate::host_files::HostFiles;

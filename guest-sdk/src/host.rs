@@ -93,7 +93,12 @@ pub(crate) mod tensors {
         Err(outside())
     }
 
-    pub fn gemm(_shape: GemmShape, _a: Operand<'_>, _b: Operand<'_>, _into: Destination<'_>) -> Result<Product, String> {
+    pub fn gemm(
+        _shape: GemmShape,
+        _a: Operand<'_>,
+        _b: Operand<'_>,
+        _into: Destination<'_>,
+    ) -> Result<Product, String> {
         Err(outside())
     }
 }

@@ -109,8 +109,11 @@ fn gemm_files(c: &mut Criterion) {
     let bench = Bench::new();
     for n in [1024, 4096] {
         let (a, b) = operands(n);
-        let (a_file, b_file, c_file) =
-            (bench.workspace.path().join("a.f32"), bench.workspace.path().join("b.f32"), bench.workspace.path().join("c.f32"));
+        let (a_file, b_file, c_file) = (
+            bench.workspace.path().join("a.f32"),
+            bench.workspace.path().join("b.f32"),
+            bench.workspace.path().join("c.f32"),
+        );
         let bytes = |values: &[f32]| values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
         std::fs::write(&a_file, bytes(&a)).expect("a");
         std::fs::write(&b_file, bytes(&b)).expect("b");

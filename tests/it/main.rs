@@ -30,6 +30,6 @@ mod shared_cache;
 mod status;
 mod sweeps;
 mod template;
-mod tensors;
 mod tenants;
+mod tensors;
 mod validation;

@@ -197,3 +197,28 @@ fn as_f32(bytes: &[u8]) -> Option<&[f32]> {
     let (head, values, tail) = unsafe { bytes.align_to::<f32>() };
     (head.is_empty() && tail.is_empty()).then_some(values)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[repr(align(4))]
+    struct Aligned([u8; 16]);
+
+    #[test]
+    fn raw_operands_are_viewed_in_place_when_aligned_and_decoded_when_not() {
+        let values = [1.5f32, -2.0, 3.25];
+        let mut buffer = Aligned([0; 16]);
+        for (i, value) in values.iter().enumerate() {
+            buffer.0[i * 4..i * 4 + 4].copy_from_slice(&value.to_le_bytes());
+        }
+        let in_place = as_f32(&buffer.0[..12]).expect("an aligned window is viewed in place");
+        assert_eq!(in_place, values);
+        assert_eq!(in_place.as_ptr().cast::<u8>(), buffer.0.as_ptr(), "no copy");
+
+        buffer.0.copy_within(0..12, 1);
+        let misaligned = &buffer.0[1..13];
+        assert!(as_f32(misaligned).is_none());
+        assert_eq!(unpack(misaligned, "A").unwrap(), values, "decoded by copying instead");
+    }
+}

@@ -59,7 +59,16 @@ pub(crate) enum Operand<'a> {
     Gpu(&'a super::cuda::DeviceTensor),
 }
 
-impl Operand<'_> {
+impl<'a> Operand<'a> {
+    /// Its values in host memory: borrowed, or copied from the GPU.
+    #[cfg(feature = "cuda")]
+    fn on_host(self) -> Result<std::borrow::Cow<'a, [f32]>, String> {
+        match self {
+            Operand::Host(values) => Ok(std::borrow::Cow::Borrowed(values)),
+            Operand::Gpu(tensor) => tensor.download().map(std::borrow::Cow::Owned),
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Operand::Host(values) => values.len(),
@@ -131,7 +140,12 @@ pub(crate) fn multiply(shape: Shape, a: &[f32], b: &[f32], device: Device) -> Re
 /// `C = op(A) · op(B)` on `device`, with the operands where they are: on a
 /// GPU the product stays there (a host operand is copied over for the call);
 /// on the CPU a GPU operand is copied to the host first.
-pub(crate) fn multiply_operands(shape: Shape, a: Operand<'_>, b: Operand<'_>, device: Device) -> Result<Tensor, String> {
+pub(crate) fn multiply_operands(
+    shape: Shape,
+    a: Operand<'_>,
+    b: Operand<'_>,
+    device: Device,
+) -> Result<Tensor, String> {
     shape.check(a.len(), b.len())?;
     match (device, a, b) {
         (Device::Cpu, Operand::Host(a), Operand::Host(b)) => Ok(Tensor::Host(multiply_cpu(shape, a, b))),
@@ -145,11 +159,7 @@ pub(crate) fn multiply_operands(shape: Shape, a: Operand<'_>, b: Operand<'_>, de
         }
         #[cfg(feature = "cuda")]
         (Device::Cpu, a, b) => {
-            let host = |operand: Operand<'_>| match operand {
-                Operand::Host(values) => Ok(std::borrow::Cow::Borrowed(values)),
-                Operand::Gpu(tensor) => tensor.download().map(std::borrow::Cow::Owned),
-            };
-            let (a, b) = (host(a)?, host(b)?);
+            let (a, b) = (a.on_host()?, b.on_host()?);
             Ok(Tensor::Host(multiply_cpu(shape, &a, &b)))
         }
     }

@@ -6,7 +6,6 @@
 //! product, on its way back. The types are still `bindgen!`'s, so the
 //! signatures are checked against the WIT when a component is linked.
 
-
 use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentType, Lift, Linker, WasmList, WasmStr};
 
