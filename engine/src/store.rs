@@ -189,7 +189,7 @@ impl Store {
     /// Which kind of artifact `digest` names, if the store has it.
     pub fn kind_of(&self, digest: &Digest) -> Option<OutputKind> {
         let (fan, rest) = split(digest);
-        let exists = |dir: &Dir| dir.symlink_metadata(Path::new(&fan).join(&rest)).is_ok();
+        let exists = |dir: &Dir| has_entry(dir, &Path::new(&fan).join(&rest));
         if exists(&self.inner.objects) {
             Some(OutputKind::File)
         } else if exists(&self.inner.trees) {
@@ -231,7 +231,7 @@ impl Store {
     /// Whether the store holds `artifact`.
     pub fn contains(&self, artifact: &Artifact) -> bool {
         let (fan, rest) = split(&artifact.digest);
-        self.kind_dir(artifact.kind).symlink_metadata(Path::new(&fan).join(rest)).is_ok()
+        has_entry(self.kind_dir(artifact.kind), &Path::new(&fan).join(rest))
     }
 
     /// Bytes of content an artifact holds: a file's length, or the sum over
@@ -431,6 +431,25 @@ fn for_each_digest(dir: &Dir, mut visit: impl FnMut(Digest, PathBuf)) -> Result<
 fn split(digest: &Digest) -> (String, String) {
     let hex = digest.hex();
     (hex[..2].to_owned(), hex[2..].to_owned())
+}
+
+/// Whether `dir` holds an entry at the digest-named `path`: one `statx`,
+/// where cap-std's `symlink_metadata` opens, stats and closes (a reused
+/// step checks every artifact of its entry). Only for the store's own
+/// `FAN/REST` paths, which are hex digits and cannot leave `dir`.
+fn has_entry(dir: &Dir, path: &Path) -> bool {
+    rustix::fs::statat(dir, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok()
+}
+
+/// Reads the small file at the digest-named `path` under `dir` (a cache
+/// entry): open, read, close, without the size queries `fs::read` makes.
+/// Same restriction on `path` as [`has_entry`].
+fn read_small(dir: &Dir, path: &Path) -> io::Result<Vec<u8>> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::openat(dir, path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty())?;
+    let mut bytes = Vec::with_capacity(1024);
+    std::fs::File::from(fd).take(u64::MAX).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 fn ensure_dir(dir: &Dir, name: &str) -> Result<()> {

@@ -33,15 +33,26 @@ pub(crate) struct CacheEntry {
     pub created: Option<f64>,
 }
 
+impl CacheEntry {
+    /// The log artifacts: stdout and stderr, or one of them when both hold
+    /// the same bytes (most often, both empty).
+    fn logs(&self) -> Vec<Artifact> {
+        let mut logs = vec![Artifact { kind: crate::OutputKind::File, digest: self.stdout }];
+        if self.stderr != self.stdout {
+            logs.push(Artifact { kind: crate::OutputKind::File, digest: self.stderr });
+        }
+        logs
+    }
+}
+
 impl Store {
     /// The entry recorded under `key`, if it exists and all its artifacts are
     /// still in the store. An entry that cannot be decoded counts as absent.
     pub(crate) fn cache_get(&self, key: &Digest) -> Option<CacheEntry> {
         let (fan, rest) = split(key);
-        let bytes = self.inner.cache.read(Path::new(&fan).join(rest)).ok()?;
+        let bytes = super::read_small(&self.inner.cache, &Path::new(&fan).join(rest)).ok()?;
         let entry: CacheEntry = rmp_serde::from_slice(&bytes).ok()?;
-        let logs = [entry.stdout, entry.stderr].map(|digest| Artifact { kind: crate::OutputKind::File, digest });
-        let complete = entry.outputs.values().chain(&logs).all(|artifact| self.contains(artifact));
+        let complete = entry.outputs.values().chain(&entry.logs()).all(|artifact| self.contains(artifact));
         complete.then_some(entry)
     }
 
@@ -52,11 +63,10 @@ impl Store {
     /// good bytes; `Err` lists what was removed.
     pub(crate) fn cache_get_intact(&self, key: &Digest) -> Result<Option<CacheEntry>, Vec<Digest>> {
         let Some(entry) = self.cache_get(key) else { return Ok(None) };
-        let logs = [entry.stdout, entry.stderr].map(|digest| Artifact { kind: crate::OutputKind::File, digest });
         let corrupt: Vec<Digest> = entry
             .outputs
             .values()
-            .chain(&logs)
+            .chain(&entry.logs())
             .filter(|artifact| !self.intact_on_reuse(artifact))
             .map(|artifact| artifact.digest)
             .collect();

@@ -66,7 +66,7 @@ impl Store {
         let file = dir.open(path).map_err(|e| Error::io(context())(e))?.into_std();
         let digest = hash_file(&file).map_err(|e| Error::io(context())(e))?;
         let (fan, rest) = split(&digest);
-        if self.inner.objects.symlink_metadata(Path::new(&fan).join(&rest)).is_ok() {
+        if super::has_entry(&self.inner.objects, &Path::new(&fan).join(&rest)) {
             if if_known == IfKnown::Remove {
                 // A leftover is unreachable from any entry; failing to remove it loses nothing.
                 let _ = dir.remove_file(path);

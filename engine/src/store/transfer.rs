@@ -63,6 +63,6 @@ impl Store {
     /// Whether object `digest` of `kind` is in the store (without reading it).
     pub(crate) fn has_object(&self, kind: OutputKind, digest: &Digest) -> bool {
         let (fan, rest) = split(digest);
-        self.kind_dir(kind).symlink_metadata(Path::new(&fan).join(rest)).is_ok()
+        super::has_entry(self.kind_dir(kind), &Path::new(&fan).join(rest))
     }
 }
