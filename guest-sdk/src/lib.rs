@@ -7,9 +7,12 @@
 //! - each declared output must be written at `/out/<name>`: [`output`];
 //! - the step's parameters are a JSON object in `/in/.params.json`: [`params`];
 //! - [`metric`] and [`progress`] report to the engine as the step runs;
-//! - [`native::call`] hands work to a native function of the engine (a GEMM
-//!   on the GPU, say), with MessagePack payloads. The step must declare the
-//!   functions it calls in its manifest: `natives = ["gemm"]`.
+//! - [`native::gemm`], [`native::Gemm`] and [`native::Tensor`] run the
+//!   engine's matrix product (on a GPU when the step holds one) with raw
+//!   `f32` operands, tensors kept with the engine, or files; [`native::call`]
+//!   hands other work to a native function of the engine, with MessagePack
+//!   payloads. The step must declare the functions it calls in its
+//!   manifest: `natives = ["gemm"]`.
 //!
 //! A complete step, which reads a matrix, multiplies it by its transpose
 //! through the engine's `gemm`, and reports a metric:

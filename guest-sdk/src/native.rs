@@ -1,4 +1,6 @@
-//! Calling the engine's native functions. Payloads are MessagePack.
+//! Calling the engine's native functions: the matrix product through the
+//! typed `weir:step/tensors` interface ([`gemm`], [`Gemm`], [`Tensor`]),
+//! and any function by name with MessagePack payloads ([`call`]).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
