@@ -371,12 +371,19 @@ impl Store {
         self.rename_from(&self.inner.tmp, Path::new(temp), dir, fan, rest)
     }
 
-    /// Renames `from_dir/from` to `<dir>/<fan>/<rest>`, creating the fan-out directory.
+    /// Renames `from_dir/from` to `<dir>/<fan>/<rest>`, creating the fan-out
+    /// directory when the rename finds it missing (it almost always exists,
+    /// so trying first saves a `mkdir` per stored artifact).
     fn rename_from(&self, from_dir: &Dir, from: &Path, dir: &Dir, fan: &str, rest: &str) -> Result<()> {
-        ensure_dir(dir, fan)?;
-        from_dir
-            .rename(from, dir, Path::new(fan).join(rest))
-            .map_err(Error::io(format!("moving {} into the store", from.display())))
+        let to = Path::new(fan).join(rest);
+        let renamed = match from_dir.rename(from, dir, &to) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                ensure_dir(dir, fan)?;
+                from_dir.rename(from, dir, &to)
+            }
+            result => result,
+        };
+        renamed.map_err(Error::io(format!("moving {} into the store", from.display())))
     }
 }
 
