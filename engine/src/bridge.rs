@@ -101,10 +101,8 @@ impl Bridge {
 
     fn dispatch(&mut self, function: &str, payload: &[u8], memory_budget: u64) -> Result<Vec<u8>, String> {
         let (native, device) = self.resolve(function)?;
-        let Some(files) = &self.files else {
-            return Err("native functions are not available to this step".to_owned());
-        };
-        let memory_budget = memory_budget.saturating_sub(self.tensors.bytes());
+        let files = self.files()?;
+        let memory_budget = self.available(memory_budget);
         let context =
             CallContext { step: &self.step, run: &self.run, tenant: &self.tenant, device, files, memory_budget };
         catch_unwind(AssertUnwindSafe(|| native.call(&context, payload))).unwrap_or_else(|panic| {
@@ -112,6 +110,16 @@ impl Bridge {
             self.failures.panic.get_or_insert_with(|| why.clone());
             Err(why)
         })
+    }
+
+    /// The step's directories, as native functions see them.
+    fn files(&self) -> Result<&GuestFiles, String> {
+        self.files.as_ref().ok_or_else(|| "native functions are not available to this step".to_owned())
+    }
+
+    /// What `memory_budget` leaves beside the step's tensors.
+    fn available(&self, memory_budget: u64) -> u64 {
+        memory_budget.saturating_sub(self.tensors.bytes())
     }
 
     /// The native function `function`, if the step may call it, and the

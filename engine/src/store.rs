@@ -332,8 +332,7 @@ impl Store {
     /// Writes `bytes` under `name` in `dir` (fanned out by the digest) atomically.
     fn publish_bytes(&self, dir: &Dir, digest: &Digest, bytes: &[u8], read_only: bool) -> Result<()> {
         let (fan, rest) = split(digest);
-        let target = Path::new(&fan).join(&rest);
-        if dir.symlink_metadata(&target).is_ok() {
+        if has_entry(dir, &Path::new(&fan).join(&rest)) {
             return Ok(());
         }
         let temp = self.write_temp(bytes, Durability::Content)?;

@@ -53,7 +53,12 @@ impl Tensors {
 }
 
 fn tensor_bytes(tensor: &Tensor) -> u64 {
-    tensor.len() as u64 * 4
+    f32_bytes(tensor.len())
+}
+
+/// Bytes of `count` `f32` values.
+fn f32_bytes(count: usize) -> u64 {
+    (count as u64).saturating_mul(4)
 }
 
 fn unknown(handle: u32) -> String {
@@ -67,8 +72,8 @@ impl Bridge {
     /// Keeps `values` as a tensor on the step's device, if the memory limit
     /// leaves room beside `memory_budget`'s other claims.
     pub(crate) fn upload(&mut self, values: Vec<f32>, memory_budget: u64) -> Result<u32, String> {
-        let available = memory_budget.saturating_sub(self.tensors.bytes());
-        let needed = values.len() as u64 * 4;
+        let available = self.available(memory_budget);
+        let needed = f32_bytes(values.len());
         let result = if needed > available {
             Err(format!(
                 "a tensor of {needed} bytes does not fit: the step's memory limit leaves {available} (limits.memory)"
@@ -115,7 +120,7 @@ impl Bridge {
             trans_a: shape.trans_a,
             trans_b: shape.trans_b,
         };
-        let available = memory_budget.saturating_sub(self.tensors.bytes());
+        let available = self.available(memory_budget);
         if shape.result_bytes() > available {
             return Err(format!(
                 "a {} × {} product needs {} bytes; the step's memory limit leaves {available} (limits.memory)",
@@ -135,8 +140,7 @@ impl Bridge {
             Destination::Values => product.into_host().map(Product::Values),
             Destination::Tensor => Ok(Product::Tensor(self.tensors.insert(product))),
             Destination::File(path) => {
-                let files = self.files.as_ref().ok_or("native functions are not available to this step")?;
-                files.write(&path, &pack(&product.into_host()?))?;
+                self.files()?.write(&path, &pack(&product.into_host()?))?;
                 Ok(Product::File)
             }
         });
@@ -151,10 +155,7 @@ impl Bridge {
                 None => unpack(bytes, what).map(Values::Owned),
             },
             Source::Tensor(handle) => self.tensors.get(handle).map(Values::Tensor),
-            Source::File(path) => {
-                let files = self.files.as_ref().ok_or("native functions are not available to this step")?;
-                unpack(&files.read(&path, max)?, what).map(Values::Owned)
-            }
+            Source::File(path) => unpack(&self.files()?.read(&path, max)?, what).map(Values::Owned),
         }
     }
 }
