@@ -2,6 +2,7 @@
 //! the engine's defaults and a tenant's ceiling, and the parsing of sizes and
 //! durations.
 
+use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,6 +196,9 @@ pub struct LimitExceeded {
     pub max: u64,
 }
 
+/// The entries directly in a directory, each with whether it is a directory.
+pub(crate) type TopLevel = Vec<(OsString, bool)>;
+
 /// What a step has written under `/out` so far, against its quotas.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct OutputUsage {
@@ -212,11 +216,35 @@ impl OutputUsage {
     /// nesting or length of names escapes it; an error in the walk is
     /// returned, and callers treat it as a breach.
     pub(crate) fn measure(dir: &Dir, limits: &Limits) -> std::io::Result<OutputUsage> {
+        Self::walk(dir, limits, |_, _| {})
+    }
+
+    /// The step error for `/out`: a passed quota, or a walk that failed.
+    pub(crate) fn check(dir: &Dir, limits: &Limits) -> Option<crate::StepErrorKind> {
+        Self::listed(dir, limits).err()
+    }
+
+    /// Checks `/out` as [`check`](Self::check) does; within its quotas, its
+    /// top-level entries, each with whether it is a directory.
+    pub(crate) fn listed(dir: &Dir, limits: &Limits) -> Result<TopLevel, crate::StepErrorKind> {
+        let mut top_level = Vec::new();
+        let usage = Self::walk(dir, limits, |name, is_dir| top_level.push((name, is_dir)))
+            .map_err(|err| crate::StepErrorKind::OutputUnmeasurable { reason: err.to_string() })?;
+        match usage.breach(limits) {
+            Some(breach) => Err(breach),
+            None => Ok(top_level),
+        }
+    }
+
+    /// [`measure`](Self::measure), telling `top_level` each entry of `dir`
+    /// itself.
+    fn walk(dir: &Dir, limits: &Limits, mut top_level: impl FnMut(OsString, bool)) -> std::io::Result<OutputUsage> {
         let mut usage = OutputUsage::default();
         // Directories still to list, each as its parent's handle and its name,
         // opened only when listed: open handles stay about the walk's depth.
-        let mut pending: Vec<(Arc<Dir>, Option<std::ffi::OsString>)> = vec![(Arc::new(dir.try_clone()?), None)];
+        let mut pending: Vec<(Arc<Dir>, Option<OsString>)> = vec![(Arc::new(dir.try_clone()?), None)];
         while let Some((parent, name)) = pending.pop() {
+            let at_top = name.is_none();
             let dir = match name {
                 None => parent,
                 Some(name) => Arc::new(parent.open_dir(&name)?),
@@ -225,6 +253,9 @@ impl OutputUsage {
                 let entry = entry?;
                 usage.files += 1;
                 let file_type = entry.file_type()?;
+                if at_top {
+                    top_level(entry.file_name(), file_type.is_dir());
+                }
                 if file_type.is_dir() {
                     pending.push((dir.clone(), Some(entry.file_name())));
                 } else if file_type.is_file() {
@@ -236,14 +267,6 @@ impl OutputUsage {
             }
         }
         Ok(usage)
-    }
-
-    /// The step error for `/out`: a passed quota, or a walk that failed.
-    pub(crate) fn check(dir: &Dir, limits: &Limits) -> Option<crate::StepErrorKind> {
-        match Self::measure(dir, limits) {
-            Ok(usage) => usage.breach(limits),
-            Err(err) => Some(crate::StepErrorKind::OutputUnmeasurable { reason: err.to_string() }),
-        }
     }
 
     /// The step error for a passed quota, if one is.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,10 +14,10 @@ use crate::bridge::{Bridge, NativeFailures, panic_text};
 use crate::cancel::CancelToken;
 use crate::events::EventSink;
 use crate::executor::JobSpec;
-use crate::limits::OutputUsage;
+use crate::limits::{OutputUsage, TopLevel};
 use crate::native::{GuestFiles, NativeStep, Natives, StepContext};
 use crate::runtime::{CappedLog, Captured, Invocation, Program, Runtime};
-use crate::store::{CacheEntry, Store};
+use crate::store::{CacheEntry, Leftovers, Scratch, Store, UsedScratch};
 use crate::telemetry::Telemetry;
 use crate::tenant::StoreAccount;
 use crate::{Artifact, Error, Logs, OutputKind, Phases, StepError, StepErrorKind};
@@ -54,8 +54,8 @@ pub(crate) struct Workshop<'a> {
     pub natives: &'a Arc<Natives>,
     pub events: Option<Arc<dyn EventSink>>,
     /// Told the scratch directory of each execution once it is staged (a
-    /// worker process watches its `/out` there).
-    pub staged: Option<&'a (dyn Fn(&Path) + Sync)>,
+    /// worker process watches its `/out`).
+    pub staged: Option<&'a (dyn Fn(&Scratch) + Sync)>,
 }
 
 /// What became of a job.
@@ -74,9 +74,9 @@ pub(crate) struct Finished {
     pub reused_from: Option<String>,
     /// Where the time went.
     pub phases: Phases,
-    /// The scratch directory to remove once the result is reported.
+    /// The scratch directory to clean up once the result is reported.
     #[serde(skip)]
-    pub scratch: Option<PathBuf>,
+    pub scratch: Option<UsedScratch>,
     /// Nothing ran: an identical execution (same key) was in flight, and
     /// this job is to be submitted again once it ends (`outputs` is moot).
     #[serde(default)]
@@ -122,9 +122,10 @@ pub(crate) fn execute(workshop: &Workshop<'_>, job: &Job) -> Finished {
         };
     }
     let staging = Instant::now();
-    let mut finished = match workshop.store.scratch_dir("step") {
-        Ok((scratch, path)) => {
-            Finished { scratch: Some(path.clone()), ..run_in(workshop, job, &scratch, &path, staging) }
+    let mut finished = match workshop.store.take_scratch() {
+        Ok(scratch) => {
+            let (finished, leftovers) = run_in(workshop, job, &scratch, staging);
+            Finished { scratch: Some(UsedScratch { scratch, leftovers }), ..finished }
         }
         Err(err) => failed(job, engine(err), String::new()),
     };
@@ -133,13 +134,10 @@ pub(crate) fn execute(workshop: &Workshop<'_>, job: &Job) -> Finished {
 }
 
 /// Hands an execution's scratch directory to the store's background
-/// removal. Called after its result is reported, so cleaning up is off the
-/// path from a step being ready to it being recorded, and the worker is free
-/// for the next step (a process that dies first leaves the directory to the
-/// next one's sweep).
-pub(crate) fn clean_up(workshop: &Workshop<'_>, scratch: Option<PathBuf>) {
-    if let Some(path) = scratch {
-        workshop.store.remove_scratch(&path);
+/// janitor (see [`Store::release_scratch`]), once its result is reported.
+pub(crate) fn clean_up(workshop: &Workshop<'_>, scratch: Option<UsedScratch>) {
+    if let Some(used) = scratch {
+        workshop.store.release_scratch(used);
     }
 }
 
@@ -185,15 +183,17 @@ impl Finished {
 }
 
 /// Stages, runs and collects `job` in the scratch directory; `staging` is
-/// when staging began.
-fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path, staging: Instant) -> Finished {
+/// when staging began. With the result, what the execution left in the
+/// directory when it is known for certain (the step succeeded).
+fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Scratch, staging: Instant) -> (Finished, Option<Leftovers>) {
     let telemetry = Telemetry::new(workshop.events.clone(), &job.spec.run_id);
-    let staged = match stage(workshop.store, job, scratch, path) {
+    let path = scratch.path.as_path();
+    let staged = match stage(workshop.store, job, scratch) {
         Ok(staged) => staged,
-        Err(err) => return failed(job, engine(err), String::new()),
+        Err(err) => return (failed(job, engine(err), String::new()), None),
     };
     if let Some(watch) = workshop.staged {
-        watch(path);
+        watch(scratch);
     }
     let stage_time = staging.elapsed();
     let (stdout, stderr) = (staged.stdout.clone(), staged.stderr.clone());
@@ -219,18 +219,33 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path, stagin
     }
     let (stdout, stderr) = (stdout.finish(), stderr.finish());
     let stderr_tail = tail(&stderr, path);
-    let logs = match store_logs(workshop.store, scratch, stdout, stderr)
+    let mut leftovers = Leftovers {
+        inputs: job.spec.inputs.iter().map(|(name, artifact)| (name.clone(), artifact.kind)).collect(),
+        outputs: Vec::new(),
+        files: [&stdout, &stderr].into_iter().filter_map(Captured::file_name).map(str::to_owned).collect(),
+    };
+    leftovers.inputs.push((PARAMS_FILE.to_owned(), OutputKind::File));
+    let logs = match store_logs(workshop.store, &scratch.root, stdout, stderr)
         .and_then(|logs| charge_logs(workshop.store, job, logs))
     {
         Ok(Ok(logs)) => logs,
-        Ok(Err(kind)) => return Finished { metrics, series, warnings, phases, ..failed(job, kind, stderr_tail) },
-        Err(err) => return Finished { metrics, series, warnings, phases, ..failed(job, engine(err), stderr_tail) },
+        Ok(Err(kind)) => {
+            return (Finished { metrics, series, warnings, phases, ..failed(job, kind, stderr_tail) }, None);
+        }
+        Err(err) => {
+            return (Finished { metrics, series, warnings, phases, ..failed(job, engine(err), stderr_tail) }, None);
+        }
     };
     let outputs = ran
         .and_then(|()| collect(workshop.store, job, record, scratch, logs, &metrics, &mut phases))
+        .map(|(outputs, top_level)| {
+            leftovers.outputs = top_level;
+            outputs
+        })
         .map_err(|kind| StepError { step: job.spec.step.clone(), kind, stderr_tail });
     phases.ingest = ingesting.elapsed().saturating_sub(phases.cache);
-    Finished {
+    let leftovers = outputs.is_ok().then_some(leftovers);
+    let finished = Finished {
         outputs,
         logs: Some(logs),
         metrics,
@@ -242,7 +257,8 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Dir, path: &Path, stagin
         scratch: None,
         duration: Duration::ZERO,
         deferred: false,
-    }
+    };
+    (finished, leftovers)
 }
 
 /// A warning for each log that was cut at `limits.log`.
@@ -262,28 +278,25 @@ struct Staged {
     out_dir: Dir,
 }
 
-/// Creates `in/` (inputs and parameters), `out/`, and the logs (which
-/// become files of the scratch directory only if they grow large).
-fn stage(store: &Store, job: &Job, scratch: &Dir, path: &Path) -> Result<Staged, Error> {
-    let io = |what: &str| Error::io(format!("preparing {what} in {}", path.display()));
-    scratch.create_dir("in").map_err(io("in"))?;
-    scratch.create_dir("out").map_err(io("out"))?;
-    let in_dir = scratch.open_dir("in").map_err(io("in"))?;
+/// Fills `in/` (inputs and parameters) and opens the logs (which become
+/// files of the scratch directory only if they grow large).
+fn stage(store: &Store, job: &Job, scratch: &Scratch) -> Result<Staged, Error> {
+    let io = |what: &str| Error::io(format!("preparing {what} in {}", scratch.path.display()));
     for (name, artifact) in &job.spec.inputs {
-        store.materialize(artifact, &in_dir, Path::new(name))?;
+        store.materialize(artifact, &scratch.in_dir, Path::new(name))?;
     }
     let params =
         serde_json::to_vec_pretty(&job.spec.params).map_err(|err| io("parameters")(std::io::Error::other(err)))?;
-    in_dir.write(PARAMS_FILE, params).map_err(io("parameters"))?;
+    scratch.in_dir.write(PARAMS_FILE, params).map_err(io("parameters"))?;
     // A tenant's logs count against its store quota: none may outgrow what is left of it.
     let cap =
         job.store_account.as_ref().map_or(job.spec.limits.log, |account| job.spec.limits.log.min(account.remaining()));
-    let log = |name: &str| scratch.try_clone().map(|dir| CappedLog::new(dir, name, cap)).map_err(io(name));
+    let log = |name: &str| scratch.root.try_clone().map(|dir| CappedLog::new(dir, name, cap)).map_err(io(name));
     Ok(Staged {
         stdout: log("stdout")?,
         stderr: log("stderr")?,
-        out_dir: scratch.open_dir("out").map_err(io("out"))?,
-        in_dir,
+        in_dir: scratch.in_dir.try_clone().map_err(io("in"))?,
+        out_dir: scratch.out_dir.try_clone().map_err(io("out"))?,
     })
 }
 
@@ -295,12 +308,20 @@ fn run_wasm(
     path: &Path,
     telemetry: Telemetry,
 ) -> (Result<(), StepErrorKind>, Telemetry, Phases, NativeFailures) {
+    let watched = match staged.out_dir.try_clone() {
+        Ok(dir) => dir,
+        Err(err) => {
+            let why = StepErrorKind::Engine(format!("opening /out: {err}"));
+            return (Err(why), telemetry, Phases::default(), NativeFailures::default());
+        }
+    };
     let files = GuestFiles::new(staged.in_dir, staged.out_dir, job.spec.limits);
     let bridge = Bridge::new(&job.spec, workshop.natives.clone(), Some(files), telemetry);
     let invocation = Invocation {
         argv: job.spec.argv.clone(),
         in_dir: path.join("in"),
         out_dir: path.join("out"),
+        watched_out: watched,
         stdout: staged.stdout,
         stderr: staged.stderr,
         limits: job.spec.limits,
@@ -342,12 +363,17 @@ fn run_native(
     (result, telemetry, Phases { run: started.elapsed(), ..Phases::default() })
 }
 
-/// Stores the captured stdout and stderr as artifacts.
+/// Stores the captured stdout and stderr as artifacts (once when they are
+/// the same bytes, as two empty logs are).
 fn store_logs(store: &Store, scratch: &Dir, stdout: Captured, stderr: Captured) -> Result<Logs, Error> {
     let put = |log: Captured| match log {
         Captured::Memory(bytes) => store.put_bytes(&bytes),
         Captured::File(name) => store.ingest_scratch_file(scratch, &name),
     };
+    if matches!((&stdout, &stderr), (Captured::Memory(out), Captured::Memory(err)) if out == err) {
+        let digest = put(stdout)?;
+        return Ok(Logs { stdout: digest, stderr: digest });
+    }
     Ok(Logs { stdout: put(stdout)?, stderr: put(stderr)? })
 }
 
@@ -361,22 +387,22 @@ fn charge_logs(store: &Store, job: &Job, logs: Logs) -> Result<Result<Logs, Step
 
 /// Checks the output quotas, moves the declared outputs into the store,
 /// charges them to the tenant and, when `record`, records the cache entry.
+/// With the outputs, the top-level entries of `/out` (see
+/// [`OutputUsage::listed`]).
 fn collect(
     store: &Store,
     job: &Job,
     record: bool,
-    scratch: &Dir,
+    scratch: &Scratch,
     logs: Logs,
     metrics: &BTreeMap<String, f64>,
     phases: &mut Phases,
-) -> Result<BTreeMap<String, Artifact>, StepErrorKind> {
-    let out = scratch.open_dir("out").map_err(|err| StepErrorKind::Engine(format!("opening /out: {err}")))?;
-    if let Some(breach) = OutputUsage::check(&out, &job.spec.limits) {
-        return Err(breach);
-    }
+) -> Result<(BTreeMap<String, Artifact>, TopLevel), StepErrorKind> {
+    let out = &scratch.out_dir;
+    let top_level = OutputUsage::listed(out, &job.spec.limits)?;
     let mut outputs = BTreeMap::new();
     for (name, kind) in &job.spec.outputs {
-        outputs.insert(name.clone(), store.ingest_output(&out, name, *kind)?);
+        outputs.insert(name.clone(), store.ingest_output(out, name, *kind)?);
     }
     if let Some(account) = &job.store_account {
         let produced: Vec<Artifact> = outputs.values().copied().collect();
@@ -394,7 +420,10 @@ fn collect(
         let caching = Instant::now();
         // A re-execution that produced exactly the recorded result keeps the
         // run the entry names (where the result came from) and renews its age.
-        if let Some(known) = store.cache_get(&job.spec.key)
+        // (A shared job found no entry under the key's lock just before it
+        // executed: there is none to look at.)
+        if !job.spec.share
+            && let Some(known) = store.cache_get(&job.spec.key)
             && (CacheEntry { run_id: known.run_id.clone(), created: known.created, ..entry.clone() }) == known
         {
             entry.run_id = known.run_id;
@@ -402,7 +431,7 @@ fn collect(
         store.cache_put(&job.spec.key, &entry).map_err(engine)?;
         phases.cache = caching.elapsed();
     }
-    Ok(outputs)
+    Ok((outputs, top_level))
 }
 
 /// The last lines of stderr (as much as fits in [`STDERR_TAIL_BYTES`]), for

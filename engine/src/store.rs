@@ -28,6 +28,7 @@ mod import;
 mod ingest;
 mod janitor;
 mod locks;
+mod scratch;
 
 pub use locks::GcHold;
 mod materialize;
@@ -49,6 +50,7 @@ pub(crate) use cache::CacheEntry;
 pub use gc::GcReport;
 pub(crate) use import::ImportError;
 use ingest::IfKnown;
+pub(crate) use scratch::{Leftovers, Scratch, UsedScratch};
 pub(crate) use tree::Tree;
 pub use tree::TreeEntry;
 pub use verify::VerifyReport;
@@ -133,6 +135,7 @@ impl Store {
             |sub: &str| root_dir.open_dir(sub).map_err(Error::io(format!("opening {}", root.join(sub).display())));
         let tmp = open("tmp")?;
         sweep_abandoned(&tmp);
+        let janitor = janitor::Janitor::new(tmp.try_clone().map_err(Error::io(format!("opening {}", root.display())))?);
         let inner = Inner {
             objects: open("objects")?,
             trees: open("trees")?,
@@ -143,7 +146,7 @@ impl Store {
             next_temp: AtomicU64::new(0),
             boot_id: durability::boot_id(),
             unsynced: std::sync::atomic::AtomicBool::new(false),
-            janitor: janitor::Janitor::default(),
+            janitor,
             verified: dashmap::DashSet::new(),
         };
         let store = Store { inner: Arc::new(inner) };
@@ -166,24 +169,6 @@ impl Store {
         let n = self.inner.next_temp.fetch_add(1, Ordering::Relaxed);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         format!("{what}-{}-{nanos:09}-{n}", std::process::id())
-    }
-
-    /// Creates a fresh scratch directory under `tmp/`; returns its handle and host path.
-    pub(crate) fn scratch_dir(&self, what: &str) -> Result<(Dir, PathBuf)> {
-        let name = self.temp_name(what);
-        let path = self.path_of("tmp").join(&name);
-        let context = || format!("creating scratch directory {}", path.display());
-        self.inner.tmp.create_dir(&name).map_err(|e| Error::io(context())(e))?;
-        let dir = self.inner.tmp.open_dir(&name).map_err(|e| Error::io(context())(e))?;
-        Ok((dir, path))
-    }
-
-    /// Removes a scratch directory made by [`scratch_dir`](Self::scratch_dir),
-    /// in the background; the store waits for such removals when it closes.
-    pub(crate) fn remove_scratch(&self, path: &Path) {
-        if let Some(name) = path.file_name().and_then(|name| name.to_str()) {
-            self.inner.janitor.remove(&self.inner.tmp, name.to_owned());
-        }
     }
 
     /// Which kind of artifact `digest` names, if the store has it.
@@ -335,10 +320,7 @@ impl Store {
         if has_entry(dir, &Path::new(&fan).join(&rest)) {
             return Ok(());
         }
-        let temp = self.write_temp(bytes, Durability::Content)?;
-        if read_only {
-            set_read_only(&self.inner.tmp, &temp)?;
-        }
+        let temp = self.write_temp(bytes, Durability::Content, read_only)?;
         self.rename_into(&temp, dir, &fan, &rest)
     }
 
@@ -356,11 +338,14 @@ impl Store {
     }
 
     /// Writes a temporary file under `tmp/` and returns its name.
-    fn write_temp(&self, bytes: &[u8], durability: Durability) -> Result<String> {
+    fn write_temp(&self, bytes: &[u8], durability: Durability, read_only: bool) -> Result<String> {
         let name = self.temp_name("blob");
-        let mut file = self.inner.tmp.create(&name).map_err(Error::io("creating a temporary file in the store"))?;
-        file.write_all(bytes)
+        let file =
+            self.inner.tmp.create(&name).map_err(Error::io("creating a temporary file in the store"))?.into_std();
+        (&file)
+            .write_all(bytes)
             .and_then(|()| self.settle(durability, || file.sync_all()))
+            .and_then(|()| if read_only { make_read_only(&file) } else { Ok(()) })
             .map_err(Error::io("writing a temporary file in the store"))?;
         Ok(name)
     }
@@ -375,10 +360,10 @@ impl Store {
     /// so trying first saves a `mkdir` per stored artifact).
     fn rename_from(&self, from_dir: &Dir, from: &Path, dir: &Dir, fan: &str, rest: &str) -> Result<()> {
         let to = Path::new(fan).join(rest);
-        let renamed = match from_dir.rename(from, dir, &to) {
+        let renamed = match rename_to_digest(from_dir, from, dir, &to) {
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 ensure_dir(dir, fan)?;
-                from_dir.rename(from, dir, &to)
+                rename_to_digest(from_dir, from, dir, &to)
             }
             result => result,
         };
@@ -447,6 +432,33 @@ fn has_entry(dir: &Dir, path: &Path) -> bool {
     rustix::fs::statat(dir, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok()
 }
 
+/// Renames `from_dir/from` to the digest-named `to` under `dir`: one
+/// `renameat` where cap-std's opens the target's parent first. `from` must
+/// be a single name (a temporary or an output's, made or checked by weir);
+/// anything else goes through cap-std's checks.
+fn rename_to_digest(from_dir: &Dir, from: &Path, dir: &Dir, to: &Path) -> io::Result<()> {
+    match single_name(from) {
+        true => Ok(rustix::fs::renameat(from_dir, from, dir, to)?),
+        false => from_dir.rename(from, dir, to),
+    }
+}
+
+/// Hard-links the digest-named `from` under `dir` as `to` in `to_dir`: one
+/// `linkat` where cap-std's opens the source's parent first. Same
+/// restriction on `to` as `from` of [`rename_to_digest`].
+fn link_from_digest(dir: &Dir, from: &Path, to_dir: &Dir, to: &Path) -> io::Result<()> {
+    match single_name(to) {
+        true => Ok(rustix::fs::linkat(dir, from, to_dir, to, rustix::fs::AtFlags::empty())?),
+        false => dir.hard_link(from, to_dir, to),
+    }
+}
+
+/// Whether `path` is one plain name (no separator, not `.` or `..`).
+fn single_name(path: &Path) -> bool {
+    let mut components = path.components();
+    matches!((components.next(), components.next()), (Some(std::path::Component::Normal(_)), None))
+}
+
 /// Reads the small file at the digest-named `path` under `dir` (a cache
 /// entry): open, read, close, without the size queries `fs::read` makes.
 /// Same restriction on `path` as [`has_entry`].
@@ -467,12 +479,12 @@ fn ensure_dir(dir: &Dir, name: &str) -> Result<()> {
     }
 }
 
-fn set_read_only(dir: &Dir, name: impl AsRef<Path>) -> Result<()> {
-    let name = name.as_ref();
-    let context = || format!("making {} read-only", name.display());
-    let mut perms = dir.symlink_metadata(name).map_err(|e| Error::io(context())(e))?.permissions();
+/// Makes an open file read-only through its handle (`fchmod`; changing it
+/// by name would open it again).
+fn make_read_only(file: &std::fs::File) -> io::Result<()> {
+    let mut perms = file.metadata()?.permissions();
     perms.set_readonly(true);
-    dir.set_permissions(name, perms).map_err(|e| Error::io(context())(e))
+    file.set_permissions(perms)
 }
 
 /// Hashes an open file. A small one is read whole into a buffer of its
@@ -488,8 +500,10 @@ fn hash_file(file: &std::fs::File) -> io::Result<Digest> {
         let map = unsafe { memmap2::Mmap::map(file)? };
         hasher.update_rayon(&map);
     } else {
-        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0) + 1);
-        (&mut &*file).read_to_end(&mut bytes)?;
+        // Read with the length known (`read_to_end` would ask for it again,
+        // with a `statx` and an `lseek`).
+        let mut bytes = vec![0; usize::try_from(len).map_err(io::Error::other)?];
+        (&mut &*file).read_exact(&mut bytes)?;
         hasher.update(&bytes);
     }
     Ok(hasher.finalize().into())

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 
 use super::job::{CodeRef, Frame, JobSpec, read_frame, write_frame};
@@ -22,6 +21,7 @@ use crate::limits::OutputUsage;
 use crate::native::Natives;
 use crate::runtime::{Flavor, Runtime};
 use crate::step_exec::{self, Finished, Job, JobCode, Workshop};
+use crate::store::Scratch;
 use crate::tenant::StoreAccount;
 use crate::{Error, Limits, Result, StepErrorKind, Store};
 
@@ -56,7 +56,7 @@ pub fn serve_worker(workspace: &Path) -> Result<()> {
         };
         out.open();
         let watchdog = Watchdog::start(&job.spec, out.clone());
-        let staged = |scratch: &Path| watchdog.watch(scratch);
+        let staged = |scratch: &Scratch| watchdog.watch(scratch);
         let sink: Arc<dyn EventSink> = Arc::new(FrameSink { out: out.clone() });
         let workshop =
             Workshop { store: &store, runtime: &runtime, natives: &natives, events: Some(sink), staged: Some(&staged) };
@@ -198,8 +198,8 @@ impl Watchdog {
     }
 
     /// Watches `/out` in the job's scratch directory from now on.
-    fn watch(&self, scratch: &Path) {
-        let dir = Dir::open_ambient_dir(scratch.join("out"), ambient_authority()).ok();
+    fn watch(&self, scratch: &Scratch) {
+        let dir = scratch.out_dir.try_clone().ok();
         *self.out_dir.lock().unwrap_or_else(PoisonError::into_inner) = dir;
     }
 

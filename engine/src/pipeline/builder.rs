@@ -107,6 +107,8 @@ impl PipelineBuilder {
             }
         }
         let mut seen = BTreeSet::new();
+        // Many steps run the same module: its file is checked once.
+        let mut checked_code = BTreeSet::new();
         let mut steps = Vec::with_capacity(self.steps.len());
         for step in self.steps {
             let name = step.name.clone();
@@ -116,7 +118,7 @@ impl PipelineBuilder {
                     true => Ok(()),
                     false => Err(ValidationError::new(Kind::DuplicateName { name: name.clone() })),
                 })
-                .and_then(|()| step.validate(&params, &inputs));
+                .and_then(|()| step.validate(&params, &inputs, &mut checked_code));
             match checked {
                 Ok(step) => steps.push(step),
                 Err(err) => problems.push(err.in_step(&name).in_file(file.as_deref())),
@@ -394,9 +396,19 @@ impl StepBuilder {
         self
     }
 
-    fn validate(self, params: &params::Params, inputs: &BTreeMap<String, PathBuf>) -> Result<Step, ValidationError> {
-        let kind = self.code.kind();
-        kind.check(&self.code).map_err(|err| err.in_field(kind.field()))?;
+    /// Validates the step; `checked_code` holds the code already found
+    /// sound by earlier steps, and gains this step's.
+    fn validate(
+        self,
+        params: &params::Params,
+        inputs: &BTreeMap<String, PathBuf>,
+        checked_code: &mut BTreeSet<StepCode>,
+    ) -> Result<Step, ValidationError> {
+        if !checked_code.contains(&self.code) {
+            let kind = self.code.kind();
+            kind.check(&self.code).map_err(|err| err.in_field(kind.field()))?;
+            checked_code.insert(self.code.clone());
+        }
         if let Some(retry) = &self.retry
             && retry.retries > MAX_RETRIES
         {

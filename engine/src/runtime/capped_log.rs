@@ -50,6 +50,16 @@ pub(crate) enum Captured {
     File(String),
 }
 
+impl Captured {
+    /// The name of the file the log spilled to, if it did.
+    pub(crate) fn file_name(&self) -> Option<&str> {
+        match self {
+            Captured::Memory(_) => None,
+            Captured::File(name) => Some(name),
+        }
+    }
+}
+
 impl CappedLog {
     /// An empty log cut at `cap` bytes, which becomes file `name` of `dir`
     /// if it grows past [`SPILL_AT`] bytes.

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use wasmtime::{Store, Trap, WasmBacktrace};
 use wasmtime_wasi::I32Exit;
@@ -27,6 +26,8 @@ pub(crate) struct Invocation {
     pub in_dir: PathBuf,
     /// Host directory mounted writable at `/out`.
     pub out_dir: PathBuf,
+    /// The same directory, open: the guard measures it as the guest writes.
+    pub watched_out: Dir,
     /// Receives the guest's stdout.
     pub stdout: CappedLog,
     /// Receives the guest's stderr.
@@ -62,11 +63,7 @@ impl Runtime {
             Ok(wasi) => wasi,
             Err(why) => return (Err(StepErrorKind::Engine(why)), invocation.bridge, phases),
         };
-        let out_dir = match Dir::open_ambient_dir(&invocation.out_dir, ambient_authority()) {
-            Ok(dir) => dir,
-            Err(err) => return (Err(StepErrorKind::Engine(format!("opening /out: {err}"))), invocation.bridge, phases),
-        };
-        let guard = Guard::new(limits, out_dir, invocation.cancel);
+        let guard = Guard::new(limits, invocation.watched_out, invocation.cancel);
         let bridge = invocation.bridge;
         let (result, breach, bridge) = match &program.kind {
             ProgramKind::Core(pre) => {

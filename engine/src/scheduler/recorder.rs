@@ -65,19 +65,28 @@ impl<'a> Recorder<'a> {
     }
 
     /// A step settled with `record`.
-    pub(super) fn settled(&mut self, mut record: StepRecord) {
+    pub(super) fn settled(&mut self, record: StepRecord) {
         self.executing.retain(|running| running.step != record.step);
         self.done.insert(record.step.clone());
-        let series = std::mem::take(&mut record.series);
-        let key_material = if self.keep_material { record.key_material.clone() } else { None };
-        self.kept.push(StepRecord { key_material, ..record.clone() });
-        record.series = series;
         self.settled.push(record);
     }
 
     /// The records of every step that settled.
-    pub(super) fn into_records(self) -> Vec<StepRecord> {
+    pub(super) fn into_records(mut self) -> Vec<StepRecord> {
+        let unwritten = std::mem::take(&mut self.settled);
+        self.keep(unwritten);
         self.kept
+    }
+
+    /// Keeps `records`, once written, for the run's document: without their
+    /// metric series, and without their key material unless asked to.
+    fn keep(&mut self, records: Vec<StepRecord>) {
+        let keep_material = self.keep_material;
+        self.kept.extend(records.into_iter().map(|record| StepRecord {
+            series: Vec::new(),
+            key_material: record.key_material.filter(|_| keep_material),
+            ..record
+        }));
     }
 
     /// The wait is long: writes the `running` records of the steps
@@ -101,9 +110,11 @@ impl<'a> Recorder<'a> {
         }
         let records = std::mem::take(&mut self.settled);
         let live = self.live_metrics();
-        self.history
-            .record_steps(self.run_id, &records, &live)
-            .map_err(|err| (records.into_iter().map(|record| record.step).collect(), err))
+        let written = self.history.record_steps(self.run_id, &records, &live);
+        let unwritten = |err| (records.iter().map(|record| record.step.clone()).collect(), err);
+        let written = written.map_err(unwritten);
+        self.keep(records);
+        written
     }
 
     /// The metric values reported since the last call by steps still

@@ -112,7 +112,7 @@ impl Store {
     pub(crate) fn cache_put(&self, key: &Digest, entry: &CacheEntry) -> Result<()> {
         let bytes = rmp_serde::to_vec_named(entry)
             .map_err(|err| Error::Io { context: "encoding a cache entry".into(), source: io::Error::other(err) })?;
-        let temp = self.write_temp(&bytes, Durability::Record)?;
+        let temp = self.write_temp(&bytes, Durability::Record, false)?;
         let (fan, rest) = split(key);
         self.rename_into(&temp, &self.inner.cache, &fan, &rest)
     }

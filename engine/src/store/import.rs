@@ -156,7 +156,7 @@ impl Store {
             context: "encoding an input stat record".into(),
             source: std::io::Error::other(err),
         })?;
-        let temp = self.write_temp(&bytes, Durability::Record)?;
+        let temp = self.write_temp(&bytes, Durability::Record, false)?;
         let (fan, rest) = split(name);
         self.rename_into(&temp, &self.inner.inputs, &fan, &rest)
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use cap_std::fs::Dir;
 
-use super::{Artifact, Durability, Store, Tree, TreeEntry, hash_file, set_read_only, split};
+use super::{Artifact, Durability, Store, Tree, TreeEntry, hash_file, make_read_only, split};
 use crate::{Digest, Error, OutputKind, StepErrorKind};
 
 impl Store {
@@ -73,8 +73,9 @@ impl Store {
             }
             return Ok(digest);
         }
-        self.settle(Durability::Content, || file.sync_all()).map_err(|e| Error::io(context())(e))?;
-        set_read_only(dir, path)?;
+        self.settle(Durability::Content, || file.sync_all())
+            .and_then(|()| make_read_only(&file))
+            .map_err(|e| Error::io(context())(e))?;
         self.rename_from(dir, path, &self.inner.objects, &fan, &rest)?;
         Ok(digest)
     }

@@ -31,7 +31,7 @@ impl Store {
     fn link_or_copy(&self, digest: &Digest, dest: &Dir, name: &Path) -> Result<()> {
         let (fan, rest) = split(digest);
         let source = Path::new(&fan).join(rest);
-        if self.inner.objects.hard_link(&source, dest, name).is_ok() {
+        if super::link_from_digest(&self.inner.objects, &source, dest, name).is_ok() {
             return Ok(());
         }
         self.copy_file_out(digest, dest, name)

@@ -11,8 +11,10 @@ fn store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// A scratch directory's `out/`: its handle and host path.
 fn scratch(store: &Store) -> (Dir, PathBuf) {
-    store.scratch_dir("test").unwrap()
+    let scratch = store.take_scratch().unwrap();
+    (scratch.out_dir, scratch.path.join("out"))
 }
 
 #[test]
@@ -192,4 +194,69 @@ fn verify_finds_and_repairs_corrupt_objects() {
     assert!(!path.exists());
     assert_eq!(store.kind_of(&tree), Some(OutputKind::Dir));
     assert!(store.verify(false).unwrap().corrupt.is_empty());
+}
+
+/// Waits (at most five seconds) until the janitor has pooled `n` directories.
+fn wait_for_pool(store: &Store, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while store.inner.janitor.pooled() != n {
+        assert!(std::time::Instant::now() < deadline, "the janitor never pooled {n} scratch directories");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+fn entries(path: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(path).unwrap().map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_scratch_directory_whose_leftovers_are_known_is_emptied_and_reused() {
+    let (_dir, store) = store();
+    let scratch = store.take_scratch().unwrap();
+    let path = scratch.path.clone();
+    scratch.in_dir.write("data", b"input").unwrap();
+    scratch.in_dir.create_dir_all("tree/sub").unwrap();
+    scratch.in_dir.write("tree/sub/f", b"x").unwrap();
+    scratch.out_dir.write("result", b"output").unwrap();
+    scratch.out_dir.create_dir_all("extra/deeper").unwrap();
+    scratch.root.write("stderr", b"a spilled log").unwrap();
+    let leftovers = Leftovers {
+        inputs: vec![("data".into(), OutputKind::File), ("tree".into(), OutputKind::Dir)],
+        outputs: vec![("result".into(), false), ("extra".into(), true), ("moved-away".into(), false)],
+        files: vec!["stderr".into()],
+    };
+    store.release_scratch(UsedScratch { scratch, leftovers: Some(leftovers) });
+    wait_for_pool(&store, 1);
+
+    let again = store.take_scratch().unwrap();
+    assert_eq!(again.path, path, "the pooled directory is used again");
+    assert_eq!(entries(&path), ["in", "out"]);
+    assert!(entries(&path.join("in")).is_empty() && entries(&path.join("out")).is_empty());
+}
+
+#[test]
+fn a_scratch_directory_of_unknown_contents_is_removed_and_the_pool_goes_with_the_store() {
+    let (dir, store) = store();
+    let failed = store.take_scratch().unwrap();
+    let failed_path = failed.path.clone();
+    failed.out_dir.write("partial", b"half").unwrap();
+    store.release_scratch(UsedScratch { scratch: failed, leftovers: None });
+    let emptied = store.take_scratch().unwrap();
+    store.release_scratch(UsedScratch { scratch: emptied, leftovers: Some(Leftovers::default()) });
+    wait_for_pool(&store, 1);
+    assert!(!failed_path.exists(), "a failed execution's directory is never reused");
+
+    // A leftover that cannot be removed as described (a directory named as
+    // a file) keeps the directory out of the pool.
+    let odd = store.take_scratch().unwrap();
+    let odd_path = odd.path.clone();
+    odd.out_dir.create_dir("looks-like-a-file").unwrap();
+    let wrong = Leftovers { outputs: vec![("looks-like-a-file".into(), false)], ..Leftovers::default() };
+    store.release_scratch(UsedScratch { scratch: odd, leftovers: Some(wrong) });
+    drop(store);
+    assert!(!odd_path.exists());
+    assert!(entries(&dir.path().join("ws/tmp")).is_empty(), "closing the store removes the pooled directories");
 }
