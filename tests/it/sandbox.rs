@@ -125,3 +125,40 @@ fn a_symlink_output_is_rejected() {
         assert!(error.contains("output `result`") && error.contains("symbolic link"), "{wasi:?}: {error}");
     }
 }
+
+/// Scratch directories are used again after a step succeeds (see
+/// `store/scratch.rs`): whatever earlier steps left in `/out` (undeclared
+/// files, directories, odd names) and in `/in` must be gone when the next
+/// step starts in the same directory.
+#[test]
+fn a_step_sees_nothing_that_earlier_steps_left_in_their_scratch_directories() {
+    let project = Project::new();
+    project.manifest(
+        "name = \"reuse\"\n\
+         [steps.junk]\nmodule = \"tool-p1.wasm\"\nargs = [\"files\", \"5\"]\noutputs = { result = \"file\" }\n\
+         [steps.odd]\nmodule = \"tool-p1.wasm\"\nargs = [\"odd-names\"]\noutputs = { odd = \"dir\" }\n\
+         [steps.tree]\nmodule = \"tool-p1.wasm\"\nargs = [\"tree\", \"t\"]\noutputs = { t = \"dir\" }\n\
+         [steps.look]\nmodule = \"tool-p1.wasm\"\nargs = [\"list-in\"]\n\
+         inputs = { a = \"junk.result\", b = \"odd.odd\", c = \"tree.t\" }\noutputs = { result = \"file\" }\n",
+    );
+    // One worker, so the steps follow one another through the pool; every
+    // round executes all four again.
+    for round in 0..4 {
+        let args: &[&str] = if round == 0 { &["-j", "1"] } else { &["-j", "1", "--no-cache"] };
+        let (code, run) = project.run_json(args);
+        assert_eq!(code, 0, "{run}");
+        let listing = project.weir(&["cat", &output_digest(&run, "look", "result")]);
+        let listing = String::from_utf8(listing.stdout).unwrap();
+        // (One of the odd names holds a line break: only lines naming a path count.)
+        assert!(!listing.lines().any(|line| line.starts_with("/out")), "round {round}: the step saw: {listing}");
+        let tops: std::collections::BTreeSet<&str> = listing
+            .lines()
+            .filter_map(|line| line.strip_prefix("/in/"))
+            .map(|path| path.split(['/', ' ']).next().unwrap())
+            .collect();
+        assert_eq!(tops, [".params.json", "a", "b", "c"].into(), "round {round}: {listing}");
+        assert!(!listing.contains("many"), "round {round}: {listing}");
+    }
+    let leftovers = std::fs::read_dir(project.workspace().join("tmp")).unwrap().count();
+    assert_eq!(leftovers, 0, "the pooled scratch directories are removed when the process ends");
+}

@@ -116,9 +116,12 @@ fn probe_write(path: &str) {
 }
 
 /// Lists /in recursively as `path kind` lines.
+/// Lists everything the step can see, `/in` and (before it writes its
+/// result) `/out`.
 fn list_in() {
     let mut lines = Vec::new();
     walk(Path::new("/in"), &mut lines);
+    walk(Path::new("/out"), &mut lines);
     lines.sort();
     write("result", lines.join("\n").as_bytes());
 }
