@@ -306,15 +306,21 @@ impl<'a> Coordinator<'a> {
                     None => drop(parked.insert(id, job)),
                 }
             }
-            self.flush_history();
+            if self.recorder.flush_due_in() == Some(Duration::ZERO) {
+                self.flush_history();
+            }
             if running.is_empty() && parked.is_empty() && awaiting_key.is_empty() && retrying.is_empty() {
                 break;
             }
             // A long wait: the executing steps go in the history, with what
             // they report as they go, so a run killed meanwhile lists them.
+            // Settled steps are written when due (see `Recorder`), even
+            // while nothing else happens.
             let mut wait = RECORD_RUNNING_AFTER;
             let next = loop {
-                match receiver.recv_timeout(wait) {
+                let flush_in = self.recorder.flush_due_in();
+                match receiver.recv_timeout(flush_in.map_or(wait, |due| due.min(wait))) {
+                    Err(mpsc::RecvTimeoutError::Timeout) if flush_in.is_some() => self.flush_history(),
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         self.recorder.waiting_long();
                         wait = LIVE_METRICS_EVERY;
