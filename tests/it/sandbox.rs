@@ -147,7 +147,7 @@ fn a_step_sees_nothing_that_earlier_steps_left_in_their_scratch_directories() {
         let args: &[&str] = if round == 0 { &["-j", "1"] } else { &["-j", "1", "--no-cache"] };
         let (code, run) = project.run_json(args);
         assert_eq!(code, 0, "{run}");
-        let listing = project.weir(&["cat", &output_digest(&run, "look", "result")]);
+        let listing = project.weir(&["cat", output_digest(&run, "look", "result")]);
         let listing = String::from_utf8(listing.stdout).unwrap();
         // (One of the odd names holds a line break: only lines naming a path count.)
         assert!(!listing.lines().any(|line| line.starts_with("/out")), "round {round}: the step saw: {listing}");
