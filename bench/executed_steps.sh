@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# What an executed step costs the file system: an N-step chain whose every
+# step executes (each upper-cases its predecessor's output and appends its
+# name), run cold in a fresh workspace. Prints, for each weir binary given
+# (default target/release/weir), the file-system metadata system calls per
+# executed step (`strace -f -c`, when strace is installed) and the wall time
+# of ROUNDS cold runs, the binaries alternated round by round so that a
+# comparison sees the same disk. DIR (default: a temporary directory under
+# TMPDIR) is where the workspace lives: put it on tmpfs or on a disk.
+# Usage: bench/executed_steps.sh [WEIR...]   (N=1000 ROUNDS=3 DIR=... to change)
+set -euo pipefail
+
+N=${N:-1000}
+ROUNDS=${ROUNDS:-3}
+TOOL=${TOOL:-target/guests/wasm32-wasip1/release/tool.wasm}
+bins=("$@")
+[ ${#bins[@]} -gt 0 ] || bins=(target/release/weir)
+for bin in "${bins[@]}"; do
+    [ -x "$bin" ] || { echo "no $bin: cargo build --release -p weir-cli" >&2; exit 2; }
+done
+[ -f "$TOOL" ] || { echo "no $TOOL: build the test guests (cargo test -p weir-tests)" >&2; exit 2; }
+
+dir=${DIR:-$(mktemp -d)}
+mkdir -p "$dir"
+[ -n "${DIR:-}" ] || trap 'rm -rf "$dir"' EXIT
+cp "$TOOL" "$dir/tool.wasm"
+echo "an executed step" > "$dir/seed.txt"
+{
+    printf 'name = "chain"\n[inputs]\nseed = "seed.txt"\n'
+    printf '[steps.s0]\nmodule = "tool.wasm"\nargs = ["upper", "s0"]\ninputs = { text = "inputs.seed" }\noutputs = { result = "file" }\n'
+    for ((i = 1; i < N; i++)); do
+        printf '[steps.s%d]\nmodule = "tool.wasm"\nargs = ["upper", "s%d"]\ninputs = { text = "s%d.result" }\noutputs = { result = "file" }\n' "$i" "$i" $((i - 1))
+    done
+} > "$dir/pipeline.toml"
+
+metadata='openat|openat2|statx|newfstatat|getdents64|mkdirat|unlinkat|renameat|renameat2|linkat|fchmodat|fchmod'
+if command -v strace > /dev/null; then
+    for bin in "${bins[@]}"; do
+        rm -rf "$dir/ws"
+        strace -f -c -o "$dir/strace.txt" "$bin" run "$dir/pipeline.toml" --workspace "$dir/ws" --json > /dev/null
+        printf '%s: metadata calls per executed step: ' "$bin"
+        awk -v n="$N" -v names="^($metadata)\$" '$NF ~ names { calls[$NF] = $4; total += $4 }
+            END { printf "%.1f (", total / n; for (c in calls) printf " %s %.1f", c, calls[c] / n; print " )" }' "$dir/strace.txt"
+    done
+fi
+for ((round = 1; round <= ROUNDS; round++)); do
+    for bin in "${bins[@]}"; do
+        rm -rf "$dir/ws"
+        sync
+        start=$(date +%s%N)
+        "$bin" run "$dir/pipeline.toml" --workspace "$dir/ws" --json > /dev/null
+        end=$(date +%s%N)
+        printf 'round %d  %s: %d ms\n' "$round" "$bin" $(((end - start) / 1000000))
+    done
+done
