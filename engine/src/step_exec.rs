@@ -244,7 +244,10 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Scratch, staging: Instan
         })
         .map_err(|kind| StepError { step: job.spec.step.clone(), kind, stderr_tail });
     phases.ingest = ingesting.elapsed().saturating_sub(phases.cache);
-    let leftovers = outputs.is_ok().then_some(leftovers);
+    // A native step is host code, which `/in` being read-only does not
+    // bind: its directory is not used again.
+    let sandboxed = matches!(job.code, JobCode::Wasm(_));
+    let leftovers = (outputs.is_ok() && sandboxed).then_some(leftovers);
     let finished = Finished {
         outputs,
         logs: Some(logs),
