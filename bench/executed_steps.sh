@@ -9,6 +9,7 @@
 # TMPDIR) is where the workspace lives: put it on tmpfs or on a disk.
 # Usage: bench/executed_steps.sh [WEIR...]   (N=1000 ROUNDS=3 DIR=... to change)
 set -euo pipefail
+. "$(dirname "$0")/chain.sh"
 
 N=${N:-1000}
 ROUNDS=${ROUNDS:-3}
@@ -25,13 +26,7 @@ mkdir -p "$dir"
 [ -n "${DIR:-}" ] || trap 'rm -rf "$dir"' EXIT
 cp "$TOOL" "$dir/tool.wasm"
 echo "an executed step" > "$dir/seed.txt"
-{
-    printf 'name = "chain"\n[inputs]\nseed = "seed.txt"\n'
-    printf '[steps.s0]\nmodule = "tool.wasm"\nargs = ["upper", "s0"]\ninputs = { text = "inputs.seed" }\noutputs = { result = "file" }\n'
-    for ((i = 1; i < N; i++)); do
-        printf '[steps.s%d]\nmodule = "tool.wasm"\nargs = ["upper", "s%d"]\ninputs = { text = "s%d.result" }\noutputs = { result = "file" }\n' "$i" "$i" $((i - 1))
-    done
-} > "$dir/pipeline.toml"
+write_chain "$dir" "$N"
 
 metadata='openat|openat2|statx|newfstatat|getdents64|mkdirat|unlinkat|renameat|renameat2|linkat|fchmodat|fchmod'
 if command -v strace > /dev/null; then

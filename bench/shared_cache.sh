@@ -9,6 +9,7 @@
 # run `cargo build --release -p weir-cli` and `make test` or `cargo test` first).
 # RATE=1000 measures under `weir serve`'s default rate limit per token.
 set -euo pipefail
+. "$(dirname "$0")/chain.sh"
 
 N=${1:-1000}
 WEIR=${WEIR:-target/release/weir}
@@ -27,13 +28,7 @@ trap cleanup EXIT
 WEIR=$(realpath "$WEIR")
 cp "$TOOL" "$dir/tool.wasm"
 echo "the shared cache" > "$dir/seed.txt"
-{
-    printf 'name = "chain"\n[inputs]\nseed = "seed.txt"\n'
-    printf '[steps.s0]\nmodule = "tool.wasm"\nargs = ["upper", "s0"]\ninputs = { text = "inputs.seed" }\noutputs = { result = "file" }\n'
-    for ((i = 1; i < N; i++)); do
-        printf '[steps.s%d]\nmodule = "tool.wasm"\nargs = ["upper", "s%d"]\ninputs = { text = "s%d.result" }\noutputs = { result = "file" }\n' "$i" "$i" $((i - 1))
-    done
-} > "$dir/pipeline.toml"
+write_chain "$dir" "$N"
 
 "$WEIR" --workspace "$dir/server" token create --tenant team > "$dir/token"
 "$WEIR" --workspace "$dir/server" serve --listen 127.0.0.1:0 --rate-limit "${RATE:-100000}" > "$dir/serve.out" 2> "$dir/serve.err" &

@@ -221,7 +221,10 @@ impl OutputUsage {
 
     /// The step error for `/out`: a passed quota, or a walk that failed.
     pub(crate) fn check(dir: &Dir, limits: &Limits) -> Option<crate::StepErrorKind> {
-        Self::listed(dir, limits).err()
+        match Self::measure(dir, limits) {
+            Ok(usage) => usage.breach(limits),
+            Err(err) => Some(crate::StepErrorKind::OutputUnmeasurable { reason: err.to_string() }),
+        }
     }
 
     /// Checks `/out` as [`check`](Self::check) does; within its quotas, its

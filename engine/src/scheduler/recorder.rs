@@ -127,9 +127,10 @@ impl<'a> Recorder<'a> {
         let records = std::mem::take(&mut self.settled);
         self.unwritten_since = None;
         let live = self.live_metrics();
-        let written = self.history.record_steps(self.run_id, &records, &live);
-        let unwritten = |err| (records.iter().map(|record| record.step.clone()).collect(), err);
-        let written = written.map_err(unwritten);
+        let written = self
+            .history
+            .record_steps(self.run_id, &records, &live)
+            .map_err(|err| (records.iter().map(|record| record.step.clone()).collect(), err));
         self.keep(records);
         written
     }
