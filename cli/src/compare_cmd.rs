@@ -10,11 +10,12 @@ use anyhow::Context;
 use clap::Args;
 use weir::{Comparison, MetricSummary, TenantView};
 
-use crate::graph::escape;
 use crate::render::number;
-use crate::report::{STYLE, chart};
+use crate::report::STYLE;
 use crate::run_table::{metric_named, param_text, print_columns};
 use crate::terminal::printable;
+use weir_server::render::chart;
+use weir_server::render::escape;
 
 /// `weir compare`.
 #[derive(Args)]

@@ -7,7 +7,6 @@ mod client;
 mod compare_cmd;
 mod config;
 mod engine_args;
-mod graph;
 mod history_cmds;
 mod interrupt;
 mod new;
@@ -607,7 +606,7 @@ fn graph_command(
         }
         statuses = detail.steps.into_iter().map(|step| (step.step, step.status)).collect();
     }
-    let graph = graph::Graph::new(&pipeline, &statuses);
+    let graph = weir_server::render::Graph::new(&pipeline, &statuses);
     print!(
         "{}",
         match format {

@@ -174,7 +174,7 @@ impl Materialized {
 
     /// A validation error as a 400 naming the field, with the bundle's paths
     /// shown relative.
-    fn problem(&self, err: &weir::ValidationError) -> Problem {
+    pub fn problem(&self, err: &weir::ValidationError) -> Problem {
         {
             let location = err.location();
             let field = match (&location.step, &location.field) {

@@ -76,6 +76,25 @@ pub fn find_version(state: &AppState, tenant: &str, pipeline: &str, version: Opt
     Ok(Version { name, bundle, inputs })
 }
 
+/// Version `version` (or the default) of `tenant`'s pipeline `pipeline`,
+/// loaded (without its inputs' content, which a trigger may give).
+pub fn version_pipeline(
+    state: &AppState,
+    tenant: &str,
+    pipeline: &str,
+    version: Option<&str>,
+) -> Result<(Version, weir::Pipeline), Problem> {
+    let version = find_version(state, tenant, pipeline, version)?;
+    let materialized = version.bundle.materialize(&state.engine, tenant)?;
+    // The cache holds pipelines loaded to run; one whose inputs a trigger
+    // must give cannot be, and is loaded on its own each time.
+    let loaded = match state.pipeline(&materialized.manifest, || materialized.load()) {
+        Ok(pipeline) => pipeline,
+        Err(_) => materialized.load_without_inputs()?.0,
+    };
+    Ok((version, loaded))
+}
+
 /// A run accepted for execution.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Accepted {

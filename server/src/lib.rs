@@ -13,10 +13,12 @@ mod db;
 mod launch;
 mod live;
 mod problem;
+pub mod render;
 mod schedules;
 mod state;
 mod tenants;
 mod tokens;
+mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -33,6 +33,8 @@ pub struct AppState {
     pub live: LiveRuns,
     /// The tenants file, when tenants are managed over the API.
     pub tenants: Option<TenantsFile>,
+    /// The web UI's signed-in sessions.
+    pub ui_sessions: crate::ui::Sessions,
     /// Set once the server is stopping: triggers are refused.
     pub draining: AtomicBool,
     /// Pipelines loaded from materialized bundles, by manifest path.
@@ -50,6 +52,7 @@ impl AppState {
             tenants: config.tenants_file.clone().map(TenantsFile::new),
             config,
             live: LiveRuns::default(),
+            ui_sessions: crate::ui::Sessions::default(),
             draining: AtomicBool::new(false),
             pipelines: DashMap::new(),
         }

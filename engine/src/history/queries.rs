@@ -37,6 +37,9 @@ pub struct StepRecord {
     pub forced: Option<String>,
     /// Wall time in milliseconds.
     pub duration_ms: f64,
+    /// When it settled (seconds since the Unix epoch); null while it runs.
+    #[serde(default)]
+    pub finished: Option<f64>,
     /// The cache key's material as JSON (what `explain` compares).
     #[serde(skip)]
     pub key_material: Option<String>,
@@ -59,6 +62,16 @@ pub struct StepRecord {
     /// Every metric value, in order (written, not read back here).
     #[serde(skip)]
     pub series: Vec<MetricPoint>,
+}
+
+impl StepRecord {
+    /// The parameters the step ran with (templates such as
+    /// `${params.epochs}` resolved), from its cache key's material; `None`
+    /// when no key was recorded.
+    pub fn resolved_params(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let material: serde_json::Value = serde_json::from_str(self.key_material.as_deref()?).ok()?;
+        material.get("params")?.as_object().cloned()
+    }
 }
 
 /// What the history keeps of a step beyond its outcome (one JSON column).
@@ -377,7 +390,7 @@ impl History {
                 .map_err(db_error("reading steps"))?;
             let mut steps = steps;
             for step in &mut steps {
-                step.metrics = final_metrics(conn, id, &step.step)?;
+                step.metrics = step_final_metrics(conn, id, &step.step)?;
                 step.entries = entries_of(conn, id, &step.step)?;
             }
             Ok(RunDetail {
@@ -436,19 +449,7 @@ impl History {
                 let params: String = conn
                     .query_row("SELECT params FROM runs WHERE id = ?1", [&run.id], |r| r.get(0))
                     .map_err(db_error("reading a run"))?;
-                let mut stmt = conn
-                    .prepare(
-                        "SELECT step, name, value FROM metrics m WHERE run_id = ?1 AND (?2 IS NULL OR name = ?2)
-                         AND seq = (SELECT max(seq) FROM metrics WHERE run_id = m.run_id AND step = m.step AND name = m.name)",
-                    )
-                    .map_err(db_error("reading metrics"))?;
-                let metrics = stmt
-                    .query_map(params![run.id, metric], |r| {
-                        Ok((format!("{}.{}", r.get::<_, String>(0)?, r.get::<_, String>(1)?), r.get::<_, f64>(2)?))
-                    })
-                    .map_err(db_error("reading metrics"))?
-                    .collect::<rusqlite::Result<BTreeMap<_, _>>>()
-                    .map_err(db_error("reading metrics"))?;
+                let metrics = run_final_metrics(conn, &run.id, metric)?;
                 rows.push(MetricRow {
                     run_id: run.id,
                     status: run.status,
@@ -458,6 +459,21 @@ impl History {
             }
             Ok(rows)
         })
+    }
+
+    /// Run `id`'s line of `weir runs`.
+    pub fn summary(&self, id: &str) -> Result<RunSummary> {
+        self.with(|conn| {
+            conn.query_row(&format!("{SUMMARY_SQL} WHERE r.id = ?1"), [id], summary_from)
+                .optional()
+                .map_err(db_error("reading a run"))?
+                .ok_or_else(|| Error::NotInHistory(id.to_owned()))
+        })
+    }
+
+    /// The last value of each metric of run `id`, by `STEP.METRIC`.
+    pub fn final_metrics(&self, id: &str) -> Result<BTreeMap<String, f64>> {
+        self.with(|conn| run_final_metrics(conn, id, None))
     }
 
     /// Every value of every metric of a run, by `STEP.METRIC`, in order; a
@@ -563,6 +579,22 @@ impl History {
     }
 }
 
+/// The last value of each metric (or only of `metric`) of run `id`, by `STEP.METRIC`.
+fn run_final_metrics(conn: &rusqlite::Connection, id: &str, metric: Option<&str>) -> Result<BTreeMap<String, f64>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT step, name, value FROM metrics m WHERE run_id = ?1 AND (?2 IS NULL OR name = ?2)
+             AND seq = (SELECT max(seq) FROM metrics WHERE run_id = m.run_id AND step = m.step AND name = m.name)",
+        )
+        .map_err(db_error("reading metrics"))?;
+    stmt.query_map(params![id, metric], |r| {
+        Ok((format!("{}.{}", r.get::<_, String>(0)?, r.get::<_, String>(1)?), r.get::<_, f64>(2)?))
+    })
+    .map_err(db_error("reading metrics"))?
+    .collect::<rusqlite::Result<BTreeMap<_, _>>>()
+    .map_err(db_error("reading metrics"))
+}
+
 /// Inserts one step's row, metric values and lineage (prepared statements are cached).
 fn insert_step(tx: &rusqlite::Transaction<'_>, run_id: &str, record: &StepRecord) -> Result<()> {
     let json = |map: &BTreeMap<String, Digest>| serde_json::to_string(map).unwrap_or_default();
@@ -587,7 +619,7 @@ fn insert_step(tx: &rusqlite::Transaction<'_>, run_id: &str, record: &StepRecord
             record.error,
             record.logs.map(|l| l.stdout.to_string()),
             record.logs.map(|l| l.stderr.to_string()),
-            now(),
+            record.finished.unwrap_or_else(now),
             // Most steps have nothing to add: no column to write or parse.
             (record.details != StepDetails::default()).then(|| serde_json::to_string(&record.details).ok()).flatten(),
         ])
@@ -659,6 +691,7 @@ fn step_from(row: &Row<'_>) -> rusqlite::Result<StepRecord> {
         reused_from: row.get("reused_from")?,
         forced: row.get("forced")?,
         duration_ms: row.get("duration_ms")?,
+        finished: row.get("finished")?,
         key_material: row.get("key_material")?,
         inputs: digests(&row.get::<_, String>("inputs")?),
         outputs: digests(&row.get::<_, String>("outputs")?),
@@ -720,7 +753,7 @@ fn insert_entries(tx: &rusqlite::Transaction<'_>, run_id: &str, record: &StepRec
     Ok(())
 }
 
-fn final_metrics(conn: &rusqlite::Connection, run_id: &str, step: &str) -> Result<BTreeMap<String, f64>> {
+fn step_final_metrics(conn: &rusqlite::Connection, run_id: &str, step: &str) -> Result<BTreeMap<String, f64>> {
     let mut stmt = conn
         .prepare(
             "SELECT name, value FROM metrics m WHERE run_id = ?1 AND step = ?2

@@ -98,6 +98,20 @@ pub async fn put(
     result
 }
 
+/// Stores `bytes` as a blob `tenant` uploaded (as `PUT /v1/blobs` would)
+/// and returns its digest.
+pub fn put_bytes(state: &AppState, tenant: &str, bytes: &[u8]) -> Result<Digest, Problem> {
+    let uploads = state.engine.store().root().join("server").join("uploads");
+    std::fs::create_dir_all(&uploads).map_err(|err| ServerError::io(format!("creating {}", uploads.display()), err))?;
+    let temp = uploads.join(crate::tokens::random_hex(8)?);
+    let written =
+        std::fs::write(&temp, bytes).map_err(|err| ServerError::io(format!("writing {}", temp.display()), err));
+    let digest = Digest::of(bytes);
+    let stored = written.map_err(Problem::from).and_then(|()| store(state, tenant, &temp, digest, bytes.len() as u64));
+    let _ = std::fs::remove_file(&temp);
+    stored.map(|_| digest)
+}
+
 /// Streams `body` into `temp`, hashing it, refusing more than `limit` bytes.
 async fn receive(body: Body, temp: &std::path::Path, limit: u64) -> Result<(u64, Digest), Problem> {
     let mut file =

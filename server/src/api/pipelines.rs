@@ -121,7 +121,7 @@ pub async fn publish(
         .map_err(Problem::internal)?
 }
 
-fn record_version(
+pub(crate) fn record_version(
     state: &AppState,
     tenant: &str,
     bundle: &Bundle,

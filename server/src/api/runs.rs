@@ -64,29 +64,29 @@ fn accepted_response(accepted: Accepted, started: bool) -> Response {
 }
 
 /// `GET /v1/runs` filters and page.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RunFilter {
     /// Only runs of this pipeline.
-    pipeline: Option<String>,
+    pub pipeline: Option<String>,
     /// Only runs of this version.
-    version: Option<String>,
+    pub version: Option<String>,
     /// Only runs with this status (empty: any).
     #[param(pattern = "^(running|succeeded|failed|cancelled|killed)?$")]
-    status: Option<String>,
+    pub status: Option<String>,
     /// Only runs with this label, as `KEY=VALUE` (empty: any).
     #[param(pattern = "^([A-Za-z0-9_./-]{1,63}=.*)?$")]
-    label: Option<String>,
+    pub label: Option<String>,
     /// Only runs created after this time (RFC 3339, or seconds since the Unix epoch).
-    created_after: Option<String>,
+    pub created_after: Option<String>,
     /// Only runs created before this time.
-    created_before: Option<String>,
+    pub created_before: Option<String>,
     /// Runs per page (default 50, at most 500).
     #[param(minimum = 1, maximum = 500)]
-    page_size: Option<usize>,
+    pub page_size: Option<usize>,
     /// The `next_page_token` of the previous page.
-    page_token: Option<String>,
+    pub page_token: Option<String>,
 }
 
 impl RunFilter {
@@ -346,20 +346,23 @@ pub async fn retry(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let item = find(&state, &caller.tenant, &id)?;
+    let (accepted, started) = retry_run(state, caller.tenant, id).await?;
+    Ok(accepted_response(accepted, started))
+}
+
+/// Starts run `id`'s trigger again as a new run (refused while it runs).
+pub async fn retry_run(state: Arc<AppState>, tenant: String, id: String) -> Result<(Accepted, bool), Problem> {
+    let item = find(&state, &tenant, &id)?;
     if item.status == "running" {
         return Err(Problem::conflict(format!("run `{id}` is still running: cancel it or wait for it to end")));
     }
     let request: String =
         state.db.with(|conn| conn.query_row("SELECT request FROM runs WHERE id = ?1", [&id], |row| row.get(0)))?;
     let request: TriggerRequest = serde_json::from_str(&request).map_err(Problem::internal)?;
-    let tenant = caller.tenant.clone();
-    let state2 = state.clone();
-    let (accepted, started) = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let origin = Origin { retry_of: Some(&id), ..Origin::default() };
-        trigger(&state2, &tenant, &item.pipeline, &request, origin)
+        trigger(&state, &tenant, &item.pipeline, &request, origin)
     })
     .await
-    .map_err(Problem::internal)??;
-    Ok(accepted_response(accepted, started))
+    .map_err(Problem::internal)?
 }

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use weir::{InputRef, Pipeline, RunDetail, StepStatus};
+use weir::{InputRef, LineageNode, Pipeline, RunDetail, StepStatus};
+
+use super::escape;
 
 /// A node: a pipeline input or a step.
 struct Node {
@@ -15,14 +17,14 @@ struct Node {
 }
 
 /// Nodes (inputs first, then steps in order) and edges (from, to, label).
-pub(crate) struct Graph {
+pub struct Graph {
     nodes: Vec<Node>,
     edges: Vec<(usize, usize, String)>,
 }
 
 impl Graph {
     /// The graph of `pipeline`; `statuses` colours steps by a run's outcome.
-    pub(crate) fn new(pipeline: &Pipeline, statuses: &BTreeMap<String, StepStatus>) -> Self {
+    pub fn new(pipeline: &Pipeline, statuses: &BTreeMap<String, StepStatus>) -> Self {
         let mut nodes = Vec::new();
         let mut index = BTreeMap::new();
         for name in pipeline.inputs().keys() {
@@ -59,7 +61,7 @@ impl Graph {
 
     /// The graph of a recorded run: an edge wherever a step read a digest
     /// that another step wrote; digests no step wrote are pipeline inputs.
-    pub(crate) fn from_run(run: &RunDetail) -> Self {
+    pub fn from_run(run: &RunDetail) -> Self {
         let mut nodes = Vec::new();
         let mut edges = Vec::new();
         let mut producers = BTreeMap::new();
@@ -92,6 +94,30 @@ impl Graph {
         Graph { nodes, edges }
     }
 
+    /// The graph of an artifact's lineage: a node per step output (or
+    /// pipeline input) in the chain, an edge wherever one was read by the next.
+    pub fn from_lineage(chain: &[LineageNode]) -> Self {
+        let mut nodes = Vec::new();
+        let mut made_by = BTreeMap::new();
+        for link in chain.iter().rev() {
+            let label = match &link.step {
+                Some(step) => format!("{step}.{}", link.output),
+                None => link.output.clone(),
+            };
+            made_by.entry(link.digest).or_insert(nodes.len());
+            nodes.push(Node { id: format!("n{}", nodes.len()), label, is_input: link.step.is_none(), status: None });
+        }
+        let mut edges = Vec::new();
+        for (to, link) in chain.iter().rev().enumerate() {
+            for (input, digest) in &link.inputs {
+                if let Some(&from) = made_by.get(digest) {
+                    edges.push((from, to, input.clone()));
+                }
+            }
+        }
+        Graph { nodes, edges }
+    }
+
     fn label(&self, node: &Node) -> String {
         match &node.status {
             Some(status) => format!("{} ({status})", node.label),
@@ -100,7 +126,7 @@ impl Graph {
     }
 
     /// Graphviz DOT.
-    pub(crate) fn dot(&self) -> String {
+    pub fn dot(&self) -> String {
         let mut out = String::from("digraph pipeline {\n  rankdir=LR;\n  node [fontname=\"sans-serif\"];\n");
         for node in &self.nodes {
             let shape = if node.is_input { "note" } else { "box" };
@@ -121,7 +147,7 @@ impl Graph {
     }
 
     /// Mermaid flowchart.
-    pub(crate) fn mermaid(&self) -> String {
+    pub fn mermaid(&self) -> String {
         let mut out = String::from("flowchart LR\n");
         for node in &self.nodes {
             let text = self.label(node).replace('"', "'");
@@ -138,7 +164,18 @@ impl Graph {
     }
 
     /// A self-contained SVG: nodes in columns by dependency depth.
-    pub(crate) fn svg(&self) -> String {
+    pub fn svg(&self) -> String {
+        self.draw(None)
+    }
+
+    /// The SVG of [`Graph::svg`] for a page: each step a link to
+    /// `href(step)` (so keyboard users reach it with Tab) with its status
+    /// as a class (`s-ran`) and as text, marked `data-step` for live updates.
+    pub fn linked_svg(&self, href: &dyn Fn(&str) -> String) -> String {
+        self.draw(Some(href))
+    }
+
+    fn draw(&self, href: Option<&dyn Fn(&str) -> String>) -> String {
         let mut depth = vec![0usize; self.nodes.len()];
         // Longest path from a source; the graph is acyclic, so this settles
         // within as many passes as there are nodes.
@@ -198,16 +235,31 @@ impl Graph {
         }
         for (node, (col, row)) in self.nodes.iter().zip(&position) {
             let fill = node.status.map_or(if node.is_input { "#eef" } else { "#fff" }, status_color);
-            let _ = writeln!(
-                out,
-                "  <rect x=\"{:.1}\" y=\"{:.1}\" width=\"{w}\" height=\"{h}\" rx=\"6\" fill=\"{fill}\" stroke=\"#333\"/>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-                x(*col),
-                y(*row),
-                x(*col) + w / 2.0,
-                y(*row) + h / 2.0 + 4.0,
-                escape(&self.label(node))
+            let (x0, y0) = (x(*col), y(*row));
+            let shape = format!(
+                "<rect x=\"{x0:.1}\" y=\"{y0:.1}\" width=\"{w}\" height=\"{h}\" rx=\"6\" fill=\"{fill}\" stroke=\"#333\"/>"
             );
+            let (text_x, text_y) = (x0 + w / 2.0, y0 + h / 2.0 + 4.0);
+            match href {
+                Some(href) if !node.is_input => {
+                    let class = node.status.map_or("pending", StepStatus::as_str);
+                    let status = node.status.map_or("pending", super::status_word);
+                    let _ = writeln!(
+                        out,
+                        "  <a href=\"{link}\" class=\"node s-{class}\" data-step=\"{name}\" aria-label=\"step {name}: {status}\">{shape}\
+                         <text x=\"{text_x:.1}\" y=\"{text_y:.1}\" text-anchor=\"middle\">{name} <tspan class=\"st\">({status})</tspan></text></a>",
+                        link = escape(&href(&node.label)),
+                        name = escape(&node.label),
+                    );
+                }
+                _ => {
+                    let _ = writeln!(
+                        out,
+                        "  {shape}<text x=\"{text_x:.1}\" y=\"{text_y:.1}\" text-anchor=\"middle\">{}</text>",
+                        escape(&self.label(node))
+                    );
+                }
+            }
         }
         out.push_str("</svg>\n");
         out
@@ -230,9 +282,4 @@ fn status_color(status: StepStatus) -> &'static str {
 /// An identifier for DOT and Mermaid: letters, digits and `_`.
 fn ident(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
-}
-
-/// Escapes text for DOT labels and SVG/HTML.
-pub(crate) fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
