@@ -10,12 +10,13 @@ WORDS        := examples/wordcount
 WORDS_WS     := $(WORDS)/.weir
 WORDS_BINS   := normalize count stats report
 
-.PHONY: all setup build examples run run-wordcount run-embed test contract lint fmt bench bench-quick bench-peers bench-shared-cache clean
+.PHONY: all setup build examples run run-wordcount run-embed test contract ui-test lint fmt bench bench-quick bench-peers bench-shared-cache bench-ui clean
 
 all: build
 
-## Install what a fresh machine lacks: the WASI targets for guests, and Graphviz
-## (the tests read the DOT graph back with `dot`).
+## Install what a fresh machine lacks: the WASI targets for guests, Graphviz
+## (the tests read the DOT graph back with `dot`) and Chromium (the web UI's
+## browser tests; Playwright itself comes from PyPI into target/ui-venv).
 setup:
 	@if command -v rustup >/dev/null 2>&1; then \
 		rustup target add $(WASM_TARGETS) >/dev/null 2>&1 || rustup target add $(WASM_TARGETS); \
@@ -27,6 +28,13 @@ setup:
 			(apt-get install -y graphviz >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y graphviz >/dev/null)); \
 		else \
 			echo "Graphviz's dot is missing: install graphviz (the tests need it)"; \
+		fi; \
+	fi
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			(apt-get install -y chromium >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y chromium >/dev/null)); \
+		else \
+			echo "Chromium is missing: install chromium (the web UI's browser tests need it)"; \
 		fi; \
 	fi
 
@@ -68,10 +76,18 @@ run-embed: examples
 
 ## All tests: unit, integration (guests are built from source by the tests) and doc tests,
 ## then contract fuzzing of `weir serve` against its OpenAPI document (schemathesis, from PyPI
-## into target/schemathesis-venv).
+## into target/schemathesis-venv), then the web UI in headless Chromium (Playwright, from PyPI
+## into target/ui-venv).
 test: setup
 	$(CARGO) test --workspace
 	$(MAKE) contract
+	$(MAKE) ui-test
+
+## The web UI in a real browser (tests/ui/run.sh): the digits example published, triggered,
+## followed live, compared, cancelled and edited in the designer. Screenshots: target/ui-screenshots.
+ui-test: setup examples
+	$(CARGO) build --workspace --bins --tests
+	tests/ui/run.sh
 
 ## Contract fuzzing of the server's API (tests/contract/run.sh; WEIR_CONTRACT_SECONDS bounds it).
 ## The binary is built as the tests build it (their features), reusing what `cargo test` compiled.
@@ -99,6 +115,12 @@ bench-shared-cache: setup
 	$(CARGO) build --release -p weir-cli
 	CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C target-feature=+simd128" $(CARGO) build --quiet --release --target wasm32-wasip1 --manifest-path tests/guests/tool/Cargo.toml --target-dir target/guests
 	bench/shared_cache.sh 1000
+
+## The web UI's run page for a 1,000-step chain: server time, bytes, first paint in Chromium.
+bench-ui: setup
+	$(CARGO) build --release -p weir-cli
+	CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-C target-feature=+simd128" $(CARGO) build --quiet --release --target wasm32-wasip1 --manifest-path tests/guests/tool/Cargo.toml --target-dir target/guests
+	bench/ui_page.sh 1000
 
 ## Formatting and lints, as CI checks them.
 lint:

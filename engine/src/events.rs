@@ -69,6 +69,19 @@ pub enum Event<'a> {
         /// The value.
         value: f64,
     },
+    /// A step wrote to its stdout or stderr, as it ran: what the write
+    /// kept under `limits.log`, as text (bytes that are not UTF-8 are
+    /// replaced). The whole log is in the step's record once it settles.
+    Log {
+        /// The run.
+        run: &'a str,
+        /// The step.
+        step: &'a str,
+        /// Which of the two logs.
+        stream: LogStream,
+        /// What was written.
+        text: &'a str,
+    },
     /// A step reported progress.
     Progress {
         /// The run.
@@ -80,6 +93,26 @@ pub enum Event<'a> {
         /// Units of work in all.
         total: u64,
     },
+}
+
+/// One of a step's two logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    /// Its standard output.
+    Stdout,
+    /// Its standard error.
+    Stderr,
+}
+
+impl LogStream {
+    /// `stdout` or `stderr`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+        }
+    }
 }
 
 /// Receives a run's events, from the coordinator (the thread that called
@@ -140,6 +173,7 @@ pub(crate) enum OwnedEvent {
     StepFinished { run: String, step: String, status: StepStatus },
     Metric { run: String, step: String, name: String, value: f64 },
     Progress { run: String, step: String, done: u64, total: u64 },
+    Log { run: String, step: String, stream: LogStream, text: String },
     StepRetrying(Box<OwnedRetry>),
 }
 
@@ -170,6 +204,9 @@ impl OwnedEvent {
             Event::Progress { run, step, done, total } => {
                 Self::Progress { run: own(run), step: own(step), done, total }
             }
+            Event::Log { run, step, stream, text } => {
+                Self::Log { run: own(run), step: own(step), stream, text: own(text) }
+            }
             Event::StepRetrying { run, step, entry, attempt, attempts, error, delay } => {
                 Self::StepRetrying(Box::new(OwnedRetry {
                     run: own(run),
@@ -193,6 +230,7 @@ impl OwnedEvent {
             Self::StepFinished { run, step, status } => Event::StepFinished { run, step, status: *status },
             Self::Metric { run, step, name, value } => Event::Metric { run, step, name, value: *value },
             Self::Progress { run, step, done, total } => Event::Progress { run, step, done: *done, total: *total },
+            Self::Log { run, step, stream, text } => Event::Log { run, step, stream: *stream, text },
             Self::StepRetrying(retry) => Event::StepRetrying {
                 run: &retry.run,
                 step: &retry.step,

@@ -107,7 +107,7 @@ pub use cancel::CancelToken;
 pub use digest::{Digest, ParseDigestError};
 pub use engine::{Engine, EngineBuilder, MAX_JOBS, RunHandle};
 pub use error::{Error, Location, Result, StepError, StepErrorKind, TrapCode, ValidationError, ValidationErrorKind};
-pub use events::{Event, EventSink};
+pub use events::{Event, EventSink, LogStream};
 pub use executor::{ExecutorKind, serve_worker};
 pub use history::{
     Comparison, Explanation, History, LineageNode, MetricPoint, MetricRow, MetricSummary, RunDetail, RunFilter,

@@ -21,7 +21,7 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstancePre, Linker, Module};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 
-pub(crate) use capped_log::{CappedLog, Captured};
+pub(crate) use capped_log::{CappedLog, Captured, LogTee};
 pub(crate) use execute::Invocation;
 /// The types of the `weir:step/tensors` interface.
 pub(crate) use sandbox::weir::step::tensors as wit_tensors;

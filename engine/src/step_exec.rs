@@ -12,11 +12,11 @@ use cap_std::fs::Dir;
 
 use crate::bridge::{Bridge, NativeFailures, panic_text};
 use crate::cancel::CancelToken;
-use crate::events::EventSink;
+use crate::events::{EventSink, LogStream};
 use crate::executor::JobSpec;
 use crate::limits::{OutputUsage, TopLevel};
 use crate::native::{GuestFiles, NativeStep, Natives, StepContext};
-use crate::runtime::{CappedLog, Captured, Invocation, Program, Runtime};
+use crate::runtime::{CappedLog, Captured, Invocation, LogTee, Program, Runtime};
 use crate::store::{CacheEntry, Leftovers, Scratch, Store, UsedScratch};
 use crate::telemetry::Telemetry;
 use crate::tenant::StoreAccount;
@@ -188,7 +188,7 @@ impl Finished {
 fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Scratch, staging: Instant) -> (Finished, Option<Leftovers>) {
     let telemetry = Telemetry::new(workshop.events.clone(), &job.spec.run_id);
     let path = scratch.path.as_path();
-    let staged = match stage(workshop.store, job, scratch) {
+    let staged = match stage(workshop.store, job, scratch, workshop.events.as_ref()) {
         Ok(staged) => staged,
         Err(err) => return (failed(job, engine(err), String::new()), None),
     };
@@ -283,7 +283,7 @@ struct Staged {
 
 /// Fills `in/` (inputs and parameters) and opens the logs (which become
 /// files of the scratch directory only if they grow large).
-fn stage(store: &Store, job: &Job, scratch: &Scratch) -> Result<Staged, Error> {
+fn stage(store: &Store, job: &Job, scratch: &Scratch, events: Option<&Arc<dyn EventSink>>) -> Result<Staged, Error> {
     let io = |what: &str| Error::io(format!("preparing {what} in {}", scratch.path.display()));
     for (name, artifact) in &job.spec.inputs {
         store.materialize(artifact, &scratch.in_dir, Path::new(name))?;
@@ -294,10 +294,19 @@ fn stage(store: &Store, job: &Job, scratch: &Scratch) -> Result<Staged, Error> {
     // A tenant's logs count against its store quota: none may outgrow what is left of it.
     let cap =
         job.store_account.as_ref().map_or(job.spec.limits.log, |account| job.spec.limits.log.min(account.remaining()));
-    let log = |name: &str| scratch.root.try_clone().map(|dir| CappedLog::new(dir, name, cap)).map_err(io(name));
+    let log = |stream: LogStream| {
+        let tee = events.map(|sink| LogTee {
+            sink: sink.clone(),
+            run: job.spec.run_id.clone(),
+            step: job.spec.step.clone(),
+            stream,
+        });
+        let name = stream.as_str();
+        scratch.root.try_clone().map(|dir| CappedLog::new(dir, name, cap, tee)).map_err(io(name))
+    };
     Ok(Staged {
-        stdout: log("stdout")?,
-        stderr: log("stderr")?,
+        stdout: log(LogStream::Stdout)?,
+        stderr: log(LogStream::Stderr)?,
         in_dir: scratch.in_dir.try_clone().map_err(io("in"))?,
         out_dir: scratch.out_dir.try_clone().map_err(io("out"))?,
     })

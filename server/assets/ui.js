@@ -434,6 +434,25 @@ function designer(root) {
     for (const problem of problemsOf(step.name)) {
       rows.push(h("p", (problem.field ? problem.field + ": " : "") + problem.message, { class: "error", role: "alert" }));
     }
+    if (step.kind === "module") {
+      rows.push(h("h3", "Arguments"));
+      const args = h("textarea", step.args.join("\n"), { id: "step-args", rows: 2, "aria-label": "arguments, one per line" });
+      const line = h("div");
+      line.append(args, button("Set", () => {
+        const list = args.value.split("\n").map((a) => a.trim()).filter((a) => a);
+        return { op: "set_args", step: step.name, args: list.length ? list : null };
+      }, { id: "set-args" }));
+      rows.push(line);
+    }
+    if (step.kind === "module") {
+      rows.push(h("h3", "Natives"));
+      const natives = h("input", undefined, { id: "step-natives", value: step.natives.join(", "), placeholder: "e.g. gemm", "aria-label": "native functions, separated by commas" });
+      const line = h("div");
+      line.append(natives, button("Set", () => ({
+        op: "set_natives", step: step.name, natives: natives.value.split(",").map((n) => n.trim()).filter((n) => n),
+      }), { id: "set-natives" }));
+      rows.push(line);
+    }
     rows.push(h("h3", "Inputs"));
     for (const [input, source] of Object.entries(step.inputs)) {
       const line = h("div", input + " ← " + source + " ");

@@ -12,15 +12,16 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use weir::{CancelToken, Event, EventSink, RunDetail};
 
-/// The most events one run keeps for late followers: metrics and progress
-/// beyond it are dropped from the replay (step starts and ends never are).
+/// The most events one run keeps for late followers: metrics, progress and
+/// log writes beyond it are dropped from the replay (step starts and ends
+/// never are; a step's whole log is in its record once it settles).
 const MAX_KEPT_EVENTS: usize = 10_000;
 
 /// One server-sent event: its name and JSON data (live events carry `at`,
 /// the server's time in seconds since the Unix epoch).
 #[derive(Debug, Clone, Serialize)]
 pub struct RunEvent {
-    /// `run_started`, `step_started`, `progress`, `metric`, `step_retrying`, `step_finished` or `run_finished`.
+    /// `run_started`, `step_started`, `progress`, `metric`, `log`, `step_retrying`, `step_finished` or `run_finished`.
     pub name: &'static str,
     /// What happened.
     pub data: Value,
@@ -40,7 +41,7 @@ pub struct LiveRun {
 impl LiveRun {
     fn push(&self, event: RunEvent) {
         let mut events = self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let droppable = matches!(event.name, "metric" | "progress");
+        let droppable = matches!(event.name, "metric" | "progress" | "log");
         if droppable && events.len() >= MAX_KEPT_EVENTS {
             return;
         }
@@ -97,6 +98,9 @@ fn to_run_event(event: &Event<'_>) -> Option<RunEvent> {
         }
         Event::Progress { run, step, done, total } => {
             ("progress", json!({ "run": run, "step": step, "done": done, "total": total }))
+        }
+        Event::Log { run, step, stream, text } => {
+            ("log", json!({ "run": run, "step": step, "stream": stream.as_str(), "text": text }))
         }
         Event::StepRetrying { run, step, entry, attempt, attempts, error, delay } => (
             "step_retrying",

@@ -32,4 +32,5 @@ mod sweeps;
 mod template;
 mod tenants;
 mod tensors;
+mod ui;
 mod validation;

@@ -37,7 +37,7 @@ impl Server {
         Server { child, base }
     }
 
-    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Reply {
+    pub(crate) fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Reply {
         self.request(method, path, token, body.map(|body| body.to_string().into_bytes()), &[])
     }
 
@@ -93,14 +93,14 @@ impl Drop for Server {
     }
 }
 
-struct Reply {
+pub(crate) struct Reply {
     status: u16,
     headers: ureq::http::HeaderMap,
     body: Vec<u8>,
 }
 
 impl Reply {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|err| panic!("not JSON ({err}): {}", String::from_utf8_lossy(&self.body)))
     }
@@ -130,7 +130,7 @@ pub(crate) fn token(project: &Project, tenant: &str, admin: bool) -> String {
 }
 
 /// The upper-casing pipeline `up` with its module and input beneath the manifest.
-fn up_pipeline(project: &Project, text: &str) -> std::path::PathBuf {
+pub(crate) fn up_pipeline(project: &Project, text: &str) -> std::path::PathBuf {
     project.write("pub/data/text.txt", text);
     std::fs::create_dir_all(project.path().join("pub/build")).unwrap();
     std::fs::copy(project.path().join("tool-p1.wasm"), project.path().join("pub/build/tool.wasm")).unwrap();
@@ -143,7 +143,13 @@ fn up_pipeline(project: &Project, text: &str) -> std::path::PathBuf {
     )
 }
 
-fn publish(project: &Project, server: &Server, token: &str, manifest: &std::path::Path, extra: &[&str]) -> Value {
+pub(crate) fn publish(
+    project: &Project,
+    server: &Server,
+    token: &str,
+    manifest: &std::path::Path,
+    extra: &[&str],
+) -> Value {
     let mut args = vec!["publish", manifest.to_str().unwrap(), "--server", &server.base, "--token", token, "--json"];
     args.extend_from_slice(extra);
     let output = project.weir(&args);
@@ -152,7 +158,7 @@ fn publish(project: &Project, server: &Server, token: &str, manifest: &std::path
 }
 
 /// The events of a run, as (name, data), until it ends.
-fn events(server: &Server, token: &str, run: &str) -> Vec<(String, Value)> {
+pub(crate) fn events(server: &Server, token: &str, run: &str) -> Vec<(String, Value)> {
     let reply = server.call("GET", &format!("/v1/runs/{run}/events"), Some(token), None);
     assert_eq!(reply.status, 200, "{}", reply.text());
     let mut events = Vec::new();
@@ -167,7 +173,7 @@ fn events(server: &Server, token: &str, run: &str) -> Vec<(String, Value)> {
     events
 }
 
-fn trigger(server: &Server, token: &str, pipeline: &str, body: &Value) -> String {
+pub(crate) fn trigger(server: &Server, token: &str, pipeline: &str, body: &Value) -> String {
     let reply = server.call("POST", &format!("/v1/pipelines/{pipeline}/runs"), Some(token), Some(body));
     assert_eq!(reply.status, 202, "{}", reply.text());
     let id = reply.json()["id"].as_str().unwrap().to_owned();
@@ -176,7 +182,7 @@ fn trigger(server: &Server, token: &str, pipeline: &str, body: &Value) -> String
 }
 
 /// Follows run `id` to its end and returns its document.
-fn finished(server: &Server, token: &str, id: &str) -> Value {
+pub(crate) fn finished(server: &Server, token: &str, id: &str) -> Value {
     let events = events(server, token, id);
     let (last, data) = events.last().expect("events");
     assert_eq!(last, "run_finished", "{events:?}");
@@ -187,7 +193,7 @@ fn finished(server: &Server, token: &str, id: &str) -> Value {
     document
 }
 
-fn step<'a>(document: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn step<'a>(document: &'a Value, name: &str) -> &'a Value {
     document["steps"]
         .as_array()
         .unwrap()
@@ -416,7 +422,7 @@ fn triggers_are_checked_idempotent_and_runs_page_by_filter() {
 }
 
 /// A pipeline whose `slow` step spins until cancelled, after a quick one.
-fn spinning_pipeline(project: &Project) -> std::path::PathBuf {
+pub(crate) fn spinning_pipeline(project: &Project) -> std::path::PathBuf {
     project.write("spin/data/text.txt", "spin");
     std::fs::create_dir_all(project.path().join("spin/build")).unwrap();
     std::fs::copy(project.path().join("tool-p1.wasm"), project.path().join("spin/build/tool.wasm")).unwrap();
@@ -429,7 +435,7 @@ fn spinning_pipeline(project: &Project) -> std::path::PathBuf {
 }
 
 /// Waits until run `id`'s step `name` has started.
-fn wait_for_step(server: &Server, token: &str, id: &str, name: &str) {
+pub(crate) fn wait_for_step(server: &Server, token: &str, id: &str, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let document = server.call("GET", &format!("/v1/runs/{id}"), Some(token), None).json();

@@ -77,6 +77,8 @@ pub(crate) enum Frame {
     Metric { name: String, value: f64 },
     /// The step reported progress.
     Progress { done: u64, total: u64 },
+    /// The step wrote to a log.
+    Log { stream: crate::LogStream, text: String },
     /// The job ended; the worker waits for the next.
     Done(Box<Finished>),
     /// The worker stopped the job (it passed its timeout or a quota) and

@@ -94,6 +94,11 @@ impl WorkerPool {
                         sink.event(&Event::Progress { run: &job.spec.run_id, step: &job.spec.step, done, total });
                     }
                 }
+                Ok(Some(Frame::Log { stream, text })) => {
+                    if let Some(sink) = events {
+                        sink.event(&Event::Log { run: &job.spec.run_id, step: &job.spec.step, stream, text: &text });
+                    }
+                }
                 Ok(Some(Frame::Done(finished))) => {
                     self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(worker);
                     return *finished;

@@ -153,7 +153,7 @@ impl Output {
     }
 }
 
-/// Sends a job's metrics and progress to the parent.
+/// Sends a job's metrics, progress and log writes to the parent.
 struct FrameSink {
     out: Arc<Output>,
 }
@@ -165,6 +165,9 @@ impl EventSink for FrameSink {
                 self.out.event(&Frame::Metric { name: (*name).to_owned(), value: *value })
             }
             Event::Progress { done, total, .. } => self.out.event(&Frame::Progress { done: *done, total: *total }),
+            Event::Log { stream, text, .. } => {
+                self.out.event(&Frame::Log { stream: *stream, text: (*text).to_owned() })
+            }
             _ => {}
         }
     }

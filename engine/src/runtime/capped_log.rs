@@ -3,7 +3,8 @@
 //! costs neither disk nor memory. A log stays in memory until it passes
 //! [`SPILL_AT`] bytes and only then becomes a file in the step's scratch
 //! directory: most steps write little or nothing, and for them a log costs
-//! no file to create, read back and delete.
+//! no file to create, read back and delete. A log may also be shown as it
+//! is written ([`LogTee`]): each write it keeps becomes an [`Event::Log`].
 
 use std::fs::File;
 use std::io::Write;
@@ -16,6 +17,8 @@ use bytes::Bytes;
 use cap_std::fs::Dir;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+
+use crate::events::{Event, EventSink, LogStream};
 
 /// Bytes a log may hold in memory before it moves to a file.
 pub(crate) const SPILL_AT: usize = 64 << 10;
@@ -33,6 +36,29 @@ struct Inner {
     spill_to: (Dir, String),
     cap: u64,
     written: AtomicU64,
+    tee: Option<LogTee>,
+}
+
+/// Where a log's writes are shown as they happen: a run's event sink.
+pub(crate) struct LogTee {
+    /// The sink.
+    pub sink: Arc<dyn EventSink>,
+    /// The run, named in each event.
+    pub run: String,
+    /// The step, named in each event.
+    pub step: String,
+    /// Which log this is.
+    pub stream: LogStream,
+}
+
+impl LogTee {
+    fn show(&self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(bytes);
+        self.sink.event(&Event::Log { run: &self.run, step: &self.step, stream: self.stream, text: &text });
+    }
 }
 
 /// Where a log's bytes are.
@@ -62,13 +88,14 @@ impl Captured {
 
 impl CappedLog {
     /// An empty log cut at `cap` bytes, which becomes file `name` of `dir`
-    /// if it grows past [`SPILL_AT`] bytes.
-    pub(crate) fn new(dir: Dir, name: &str, cap: u64) -> Self {
+    /// if it grows past [`SPILL_AT`] bytes, and whose writes `tee` shows.
+    pub(crate) fn new(dir: Dir, name: &str, cap: u64, tee: Option<LogTee>) -> Self {
         let inner = Inner {
             spool: Mutex::new(Spool::Memory(Vec::new())),
             spill_to: (dir, name.to_owned()),
             cap,
             written: AtomicU64::new(0),
+            tee,
         };
         Self { inner: Arc::new(inner) }
     }
@@ -98,12 +125,23 @@ impl CappedLog {
         let room = usize::try_from(inner.cap - before).unwrap_or(usize::MAX);
         let mut spool = inner.spool.lock().unwrap_or_else(PoisonError::into_inner);
         if bytes.len() <= room {
-            return self.append(&mut spool, bytes);
+            self.append(&mut spool, bytes)?;
+            drop(spool);
+            if let Some(tee) = &inner.tee {
+                tee.show(bytes);
+            }
+            return Ok(());
         }
         let marker =
             format!("\n[weir: log truncated here: it passed limits.log = {}]\n", crate::Limits::show("log", inner.cap));
         self.append(&mut spool, &bytes[..room])?;
-        self.append(&mut spool, marker.as_bytes())
+        self.append(&mut spool, marker.as_bytes())?;
+        drop(spool);
+        if let Some(tee) = &inner.tee {
+            tee.show(&bytes[..room]);
+            tee.show(marker.as_bytes());
+        }
+        Ok(())
     }
 
     /// Appends to the spool, moving it to its file when it grows too large.
@@ -180,7 +218,7 @@ mod tests {
     use super::*;
 
     fn log_in(dir: &tempfile::TempDir, cap: u64) -> CappedLog {
-        CappedLog::new(Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap(), "log", cap)
+        CappedLog::new(Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap(), "log", cap, None)
     }
 
     #[test]

@@ -17,12 +17,12 @@ use crate::live::{RunEvent, replay};
 use crate::problem::Problem;
 use crate::state::AppState;
 
-/// The run's events as server-sent events: step starts, progress, metrics
-/// and step ends, then `run_finished` with the run's status. A client that
+/// The run's events as server-sent events: step starts, progress, metrics,
+/// log writes (`{"step", "stream": "stdout"|"stderr", "text"}`) and step ends, then `run_finished` with the run's status. A client that
 /// connects late first gets what already happened (after the run ended:
 /// each step's end, from the history).
 #[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs", params(("id" = String, Path)),
-    responses((status = 200, description = "text/event-stream: run_started, step_started, progress, metric, step_retrying, step_finished, run_finished", content_type = "text/event-stream", body = String),
+    responses((status = 200, description = "text/event-stream: run_started, step_started, progress, metric, log, step_retrying, step_finished, run_finished", content_type = "text/event-stream", body = String),
         (status = 404, body = Problem)),
     security(("bearer" = [])))]
 pub async fn events(

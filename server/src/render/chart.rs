@@ -25,7 +25,7 @@ pub fn chart(lines: &[(&str, &[f64])]) -> String {
     let x = |i: usize| pad + (width - 2.0 * pad) * if longest > 1 { i as f64 / (longest - 1) as f64 } else { 0.5 };
     let y = |v: f64| height - pad / 2.0 - (height - pad) * (v - min) / (max - min);
     let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-size=\"10\" font-family=\"sans-serif\">\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-size=\"10\" font-family=\"sans-serif\">\
          <line x1=\"{pad}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#999\"/>\
          <line x1=\"{pad}\" y1=\"{:.1}\" x2=\"{pad}\" y2=\"{:.1}\" stroke=\"#999\"/>\
          <text x=\"2\" y=\"{:.1}\">{}</text><text x=\"2\" y=\"{:.1}\">{}</text>",

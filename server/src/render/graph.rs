@@ -97,20 +97,28 @@ impl Graph {
     /// The graph of an artifact's lineage: a node per step output (or
     /// pipeline input) in the chain, an edge wherever one was read by the next.
     pub fn from_lineage(chain: &[LineageNode]) -> Self {
-        let mut nodes = Vec::new();
-        let mut made_by = BTreeMap::new();
-        for link in chain.iter().rev() {
-            let label = match &link.step {
-                Some(step) => format!("{step}.{}", link.output),
-                None => link.output.clone(),
-            };
-            made_by.entry(link.digest).or_insert(nodes.len());
-            nodes.push(Node { id: format!("n{}", nodes.len()), label, is_input: link.step.is_none(), status: None });
-        }
+        // The chain runs from the artifact back to its sources: reversed,
+        // each link comes after what it read. A step that passes its input
+        // through writes the same digest, so an input is drawn from the
+        // nearest link before the reader that holds it.
+        let links: Vec<&LineageNode> = chain.iter().rev().collect();
+        let nodes = links
+            .iter()
+            .enumerate()
+            .map(|(i, link)| Node {
+                id: format!("n{i}"),
+                label: match &link.step {
+                    Some(step) => format!("{step}.{}", link.output),
+                    None => link.output.clone(),
+                },
+                is_input: link.step.is_none(),
+                status: None,
+            })
+            .collect();
         let mut edges = Vec::new();
-        for (to, link) in chain.iter().rev().enumerate() {
+        for (to, link) in links.iter().enumerate() {
             for (input, digest) in &link.inputs {
-                if let Some(&from) = made_by.get(digest) {
+                if let Some(from) = (0..to).rev().find(|&from| links[from].digest == *digest) {
                     edges.push((from, to, input.clone()));
                 }
             }
@@ -282,4 +290,35 @@ fn status_color(status: StepStatus) -> &'static str {
 /// An identifier for DOT and Mermaid: letters, digits and `_`.
 fn ident(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir::Digest;
+
+    fn link(step: Option<&str>, output: &str, digest: &[u8], inputs: &[(&str, &[u8])]) -> LineageNode {
+        LineageNode {
+            digest: Digest::of(digest),
+            run_id: "r".into(),
+            step: step.map(str::to_owned),
+            output: output.into(),
+            inputs: inputs.iter().map(|(name, bytes)| ((*name).to_owned(), Digest::of(bytes))).collect(),
+            path: None,
+        }
+    }
+
+    #[test]
+    fn a_lineage_reads_from_the_nearest_link_that_holds_the_digest() {
+        // `check` passes the raw bytes through; `split` reads what `check` wrote.
+        let chain = [
+            link(Some("split"), "train", b"train", &[("checked", b"raw")]),
+            link(Some("check"), "checked", b"raw", &[("raw", b"raw")]),
+            link(None, "digits", b"raw", &[]),
+        ];
+        let dot = Graph::from_lineage(&chain).dot();
+        assert!(dot.contains("n0 -> n1 [label=\"raw\"]"), "{dot}");
+        assert!(dot.contains("n1 -> n2 [label=\"checked\"]"), "{dot}");
+        assert_eq!(dot.matches("->").count(), 2, "{dot}");
+    }
 }

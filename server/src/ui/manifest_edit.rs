@@ -25,6 +25,10 @@ pub enum Edit {
     Disconnect { step: String, input: String },
     /// Declares output `output` of `step` as `kind` (`file`, `dir`), or removes it (`None`).
     SetOutput { step: String, output: String, kind: Option<String> },
+    /// Sets the native functions `step` may call (none: removes the list).
+    SetNatives { step: String, natives: Vec<String> },
+    /// Sets the arguments `step` runs with, or removes them (`None`).
+    SetArgs { step: String, args: Option<Vec<String>> },
     /// Sets parameter `name` of `step` to a TOML value, or removes it (`None`).
     SetParam { step: String, name: String, value: Option<String> },
     /// Sets limit `name` of `step` (`memory`, `timeout`, …), or removes it (`None`).
@@ -40,6 +44,10 @@ pub struct StepModel {
     pub kind: String,
     /// The module, sub-pipeline or crate path.
     pub code: Option<String>,
+    /// The arguments it runs with.
+    pub args: Vec<String>,
+    /// The native functions it may call.
+    pub natives: Vec<String>,
     /// Input name → source (`inputs.NAME` or `STEP.OUTPUT`).
     pub inputs: BTreeMap<String, String>,
     /// Output name → kind; for a sub-pipeline, the outputs other steps read.
@@ -109,6 +117,16 @@ pub fn model(manifest: &str) -> Result<Model, Problem> {
                 name: name.to_owned(),
                 kind: kind.to_owned(),
                 code,
+                args: step
+                    .get("args")
+                    .and_then(Item::as_array)
+                    .map(|args| args.iter().map(text_of).collect())
+                    .unwrap_or_default(),
+                natives: step
+                    .get("natives")
+                    .and_then(Item::as_array)
+                    .map(|natives| natives.iter().map(text_of).collect())
+                    .unwrap_or_default(),
                 inputs: entries(step.get("inputs").and_then(Item::as_table_like)),
                 outputs: entries(step.get("outputs").and_then(Item::as_table_like)),
                 params: literals(step.get("params").and_then(Item::as_table_like)),
@@ -196,6 +214,26 @@ fn set(table: &mut dyn TableLike, sub: &str, key: &str, value: Option<Value>) ->
     Ok(())
 }
 
+/// Sets (or, for `None`, removes) list `key` of a step's `table`.
+fn set_list(table: &mut dyn TableLike, key: &str, list: Option<&[String]>) -> Result<(), Problem> {
+    let Some(list) = list else {
+        table.remove(key);
+        return Ok(());
+    };
+    let array = Value::Array(list.iter().map(String::as_str).collect());
+    match table.get_mut(key) {
+        Some(Item::Value(old)) => {
+            let decor = old.decor().clone();
+            *old = array;
+            *old.decor_mut() = decor;
+        }
+        _ => {
+            table.insert(key, Item::Value(array));
+        }
+    }
+    Ok(())
+}
+
 /// A TOML value from the text of a form field, naming `field` when it is none.
 fn toml_value(field: &str, text: &str) -> Result<Value, Problem> {
     text.trim().parse::<Value>().map_err(|err| {
@@ -255,6 +293,14 @@ pub fn apply(manifest: &str, edit: &Edit) -> Result<String, Problem> {
             }
             let value = kind.as_deref().map(Value::from);
             set(step_table(&mut document, step)?, "outputs", output, value)?;
+        }
+        Edit::SetArgs { step, args } => set_list(step_table(&mut document, step)?, "args", args.as_deref())?,
+        Edit::SetNatives { step, natives } => {
+            for native in natives {
+                check_name("natives", native)?;
+            }
+            let natives = (!natives.is_empty()).then_some(natives.as_slice());
+            set_list(step_table(&mut document, step)?, "natives", natives)?;
         }
         Edit::SetParam { step, name, value } => {
             check_name("name", name)?;
@@ -330,6 +376,11 @@ params = { times = 2 }
         let param =
             apply(&wired, &Edit::SetParam { step: "upper".into(), name: "times".into(), value: Some("3".into()) })
                 .unwrap();
+        let argued =
+            apply(&param, &Edit::SetArgs { step: "count".into(), args: Some(vec!["count".into(), "--all".into()]) })
+                .unwrap();
+        assert_eq!(model(&argued).unwrap().steps[1].args, ["count", "--all"]);
+        let param = apply(&argued, &Edit::SetArgs { step: "count".into(), args: None }).unwrap();
         let limited =
             apply(&param, &Edit::SetLimit { step: "count".into(), name: "memory".into(), value: Some("64MiB".into()) })
                 .unwrap();

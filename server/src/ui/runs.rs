@@ -392,6 +392,11 @@ pub async fn step(
                     h3 { "stdout" } pre.log #stdout { (stdout) }
                     h3 { "stderr" } pre.log #stderr { (stderr) }
                 }
+                None if running && !settled => {
+                    p.hint { "Streamed as the step writes them." }
+                    h3 { "stdout" } pre.log #stdout aria-live="polite" {}
+                    h3 { "stderr" } pre.log #stderr {}
+                }
                 None => p { "No logs were kept for this step." },
             }
             h2 { "Metrics" }

@@ -142,11 +142,12 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
     }
 }
 
-/// Percent-encodes `text` for a query string.
+/// Percent-encodes `text` as one path segment or query value (a `/` too:
+/// a sub-pipeline's step `prep/split` is one segment).
 pub fn url_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~/".contains(&byte) {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
             out.push(byte as char);
         } else {
             out.push_str(&format!("%{byte:02X}"));

@@ -20,6 +20,8 @@ fn main() {
         "metrics" => metrics(),
         "score" => score(),
         "metrics-then-wait" => metrics_then_wait(arg(0).parse().unwrap_or(3)),
+        "hostile" => hostile(),
+        "chatty-spin" => chatty_spin(),
         "call" => call(&arg(0), &arg(1)),
         "raw" => native::call_raw(&arg(0), arg(1).as_bytes()).map(|bytes| format!("{} bytes", bytes.len())),
         "file-operand" => file_operand(&arg(0)),
@@ -114,6 +116,28 @@ fn metrics_then_wait(count: u32) -> Result<String, Error> {
     }
     std::thread::sleep(std::time::Duration::from_secs(600));
     Ok("waited".into())
+}
+
+/// Writes markup into its logs and a metric's name, as an attacker would.
+fn hostile() -> Result<String, Error> {
+    println!("<script>alert('stdout')</script>");
+    eprintln!("<img src=x onerror=alert('stderr')>");
+    for i in 0..3 {
+        weir_guest::metric("<script>alert('metric')</script>", f64::from(i));
+    }
+    Ok("<b>result</b>".into())
+}
+
+/// Writes a line to stdout and reports a metric, then spins until cancelled.
+fn chatty_spin() -> Result<String, Error> {
+    use std::io::Write;
+    println!("warming up");
+    std::io::stdout().flush()?;
+    weir_guest::metric("loss", 1.0);
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
 }
 
 /// Calls any function with a JSON argument; returns its result as JSON.
