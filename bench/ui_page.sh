@@ -43,6 +43,8 @@ echo "run page of a $N-step chain; weir $("$WEIR" --version)"
 for round in 1 2 3 4 5; do
     curl -sf -b "$dir/cookies" -o /dev/null -w "server answer (curl, round $round): %{time_starttransfer}s to the first byte, %{time_total}s in all, %{size_download} bytes of HTML\n" "$url/runs/$id"
 done
+curl -sf -b "$dir/cookies" -o "$dir/page.html" "$url/runs/$id"
+echo "the HTML gzipped (as a reverse proxy would send it): $(gzip -6 -c "$dir/page.html" | wc -c) bytes"
 for asset in ui.css ui.js; do
     curl -sf -o /dev/null -w "$asset: %{size_download} bytes\n" "$url/assets/$asset"
 done

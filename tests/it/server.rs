@@ -94,7 +94,7 @@ impl Drop for Server {
 }
 
 pub(crate) struct Reply {
-    status: u16,
+    pub(crate) status: u16,
     headers: ureq::http::HeaderMap,
     body: Vec<u8>,
 }
@@ -105,7 +105,7 @@ impl Reply {
             .unwrap_or_else(|err| panic!("not JSON ({err}): {}", String::from_utf8_lossy(&self.body)))
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 

@@ -312,6 +312,30 @@ fn the_trigger_form_checks_each_parameter_against_its_type() {
     let id = started.location().strip_prefix("/runs/").unwrap().to_owned();
     let document = finished(&server, &alice, &id);
     assert_eq!(document["params"], json!({ "count": 3, "rate": 0.5, "loud": true }));
+
+    // The runs list pages: one run a page here, the newest first.
+    let first = trigger(&server, &alice, "typed", &json!({}));
+    finished(&server, &alice, &first);
+    let page = browser.get("/runs?page_size=1&pipeline=typed");
+    assert!(page.body.contains(&first) && !page.body.contains(&id), "{}", page.body);
+    let next = attribute(&page.body, "rel=\"next\" href=\"").expect("a link to the next page");
+    let older = browser.get(&next);
+    assert!(older.body.contains(&id) && !older.body.contains(&first), "{}", older.body);
+
+    // A schedule shows its next fire, and pauses and resumes from the page.
+    let schedule =
+        server.call("POST", "/v1/schedules", Some(&alice), Some(&json!({ "pipeline": "typed", "cron": "0 6 * * *" })));
+    assert_eq!(schedule.status, 201, "{}", schedule.text());
+    let schedule = schedule.json()["id"].as_str().unwrap().to_owned();
+    let shown = browser.get("/pipelines/typed").body;
+    assert!(shown.contains(&schedule) && shown.contains("06:00:00") && shown.contains("s-active"), "{shown}");
+    assert_eq!(browser.form(&format!("/schedules/{schedule}/pause"), &[]).status, 403, "no secret");
+    let paused = browser.form(&format!("/schedules/{schedule}/pause"), &[("csrf", &csrf)]);
+    assert_eq!(paused.status, 303);
+    assert_eq!(server.call("GET", &format!("/v1/schedules/{schedule}"), Some(&alice), None).json()["paused"], true);
+    assert!(browser.get("/pipelines/typed").body.contains("s-paused"));
+    browser.form(&format!("/schedules/{schedule}/resume"), &[("csrf", &csrf)]);
+    assert_eq!(server.call("GET", &format!("/v1/schedules/{schedule}"), Some(&alice), None).json()["paused"], false);
 }
 
 #[test]

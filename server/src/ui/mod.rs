@@ -37,6 +37,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/", get(runs::list))
+        .route("/runs", get(runs::list))
         .route("/login", get(session::login_form).post(session::login))
         .route("/logout", post(session::logout))
         .route("/assets/{file}", get(asset))
