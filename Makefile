@@ -16,7 +16,9 @@ all: build
 
 ## Install what a fresh machine lacks: the WASI targets for guests, Graphviz
 ## (the tests read the DOT graph back with `dot`) and Chromium (the web UI's
-## browser tests; Playwright itself comes from PyPI into target/ui-venv).
+## browser tests; Playwright itself comes from PyPI into target/ui-venv). `make test`
+## also starts a local Slurm cluster (scripts/slurm-cluster.sh, installing Debian's
+## slurmd, slurmctld and munge as root) for the slurm executor's tests.
 setup:
 	@if command -v rustup >/dev/null 2>&1; then \
 		rustup target add $(WASM_TARGETS) >/dev/null 2>&1 || rustup target add $(WASM_TARGETS); \
@@ -79,6 +81,8 @@ run-embed: examples
 ## into target/schemathesis-venv), then the web UI in headless Chromium (Playwright, from PyPI
 ## into target/ui-venv).
 test: setup
+	@scripts/slurm-cluster.sh up >/dev/null 2>&1 && echo "a local Slurm cluster is up: the slurm tests run" \
+		|| echo "no local Slurm cluster (scripts/slurm-cluster.sh up needs root): the slurm tests are skipped"
 	$(CARGO) test --workspace
 	$(MAKE) contract
 	$(MAKE) ui-test

@@ -2,10 +2,21 @@
 //! command line overrides.
 //!
 //! ```toml
-//! executor = "process"   # where steps run: "local" (default) or "process"
+//! executor = "process"   # where steps run: "local" (default), "process" or "slurm"
 //!
 //! [remote]                # the team's shared cache (a `weir serve` server)
 //! url = "http://cache.example:8640"
+//! ```
+//!
+//! The executor may also be a table, with the `slurm` executor's options:
+//!
+//! ```toml
+//! [executor]
+//! kind = "slurm"
+//! [executor.slurm]
+//! partition = "gpu"       # also account, qos, constraint
+//! retries = 2             # submissions again of a job the cluster lost
+//! poll = "2s"             # how often squeue is asked
 //! ```
 
 use std::path::Path;
@@ -21,7 +32,7 @@ pub(crate) const CONFIG_FILE: &str = "config.toml";
 #[serde(deny_unknown_fields)]
 pub(crate) struct WorkspaceConfig {
     /// The default executor of `weir run`.
-    pub executor: Option<String>,
+    pub executor: Option<ExecutorSetting>,
     /// The shared cache `weir run` uses unless told `--offline`.
     pub remote: Option<RemoteConfig>,
 }
@@ -32,6 +43,79 @@ pub(crate) struct WorkspaceConfig {
 pub(crate) struct RemoteConfig {
     /// The server's URL.
     pub url: String,
+}
+
+/// `executor = "NAME"`, or an `[executor]` table.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum ExecutorSetting {
+    /// Just the executor's name.
+    Name(String),
+    /// The executor's name and options.
+    Table(ExecutorTable),
+}
+
+/// `[executor]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExecutorTable {
+    /// `local`, `process` or `slurm`.
+    pub kind: Option<String>,
+    /// `[executor.slurm]`.
+    #[serde(default)]
+    pub slurm: SlurmTable,
+}
+
+/// `[executor.slurm]`: what every Slurm job of the workspace carries.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SlurmTable {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    pub constraint: Option<String>,
+    pub retries: Option<u32>,
+    pub poll: Option<String>,
+}
+
+impl ExecutorSetting {
+    /// The executor's name, if the setting gives one.
+    pub(crate) fn kind(&self) -> Option<&str> {
+        match self {
+            ExecutorSetting::Name(name) => Some(name),
+            ExecutorSetting::Table(table) => table.kind.as_deref(),
+        }
+    }
+
+    /// The `[executor.slurm]` options, if the setting is a table.
+    pub(crate) fn slurm(&self) -> Option<&SlurmTable> {
+        match self {
+            ExecutorSetting::Name(_) => None,
+            ExecutorSetting::Table(table) => Some(&table.slurm),
+        }
+    }
+}
+
+impl SlurmTable {
+    /// `options` with what this table sets.
+    pub(crate) fn apply(&self, mut options: weir::SlurmOptions) -> Result<weir::SlurmOptions, String> {
+        let set = |value: &Option<String>, into: &mut Option<String>| {
+            if value.is_some() {
+                into.clone_from(value);
+            }
+        };
+        set(&self.partition, &mut options.partition);
+        set(&self.account, &mut options.account);
+        set(&self.qos, &mut options.qos);
+        set(&self.constraint, &mut options.constraint);
+        if let Some(retries) = self.retries {
+            options.retries = retries;
+        }
+        if let Some(poll) = &self.poll {
+            options.poll = weir::text::parse_duration(poll).map_err(|why| format!("executor.slurm.poll: {why}"))?;
+        }
+        Ok(options)
+    }
 }
 
 impl WorkspaceConfig {

@@ -18,10 +18,12 @@ pub(crate) struct EngineArgs {
     /// (default: the number of GPUs detected).
     #[arg(long, value_name = "N")]
     gpus: Option<usize>,
-    /// Where steps execute: `local` (threads of this process) or `process`
+    /// Where steps execute: `local` (threads of this process), `process`
     /// (child `weir worker` processes; a timeout kills the process, so code
-    /// under a timeout runs without interruption checks). Default: the
-    /// workspace's `config.toml`, else `local`.
+    /// under a timeout runs without interruption checks) or `slurm` (batch
+    /// jobs on a Slurm cluster whose nodes see the workspace; options in
+    /// `config.toml`'s `[executor.slurm]`). Default: the workspace's
+    /// `config.toml`, else `local`.
     #[arg(long, value_name = "EXECUTOR")]
     executor: Option<String>,
 }
@@ -29,15 +31,19 @@ pub(crate) struct EngineArgs {
 impl EngineArgs {
     /// The engine of `workspace` these options ask for.
     pub(crate) fn open(&self, workspace: &Path) -> anyhow::Result<Engine> {
-        let executor = match &self.executor {
-            Some(name) => name.parse().map_err(|why: String| anyhow::anyhow!("--executor: {why}"))?,
-            None => match config::WorkspaceConfig::load(workspace)?.executor {
-                Some(name) => name.parse().map_err(|why: String| {
-                    anyhow::anyhow!("{}: executor: {why}", workspace.join(config::CONFIG_FILE).display())
-                })?,
-                None => weir::ExecutorKind::Local,
-            },
+        let setting = config::WorkspaceConfig::load(workspace)?.executor;
+        let in_file =
+            |why: String| anyhow::anyhow!("{}: executor: {why}", workspace.join(config::CONFIG_FILE).display());
+        let mut executor = match (&self.executor, setting.as_ref().and_then(config::ExecutorSetting::kind)) {
+            (Some(name), _) => name.parse().map_err(|why: String| anyhow::anyhow!("--executor: {why}"))?,
+            (None, Some(name)) => name.parse().map_err(in_file)?,
+            (None, None) => weir::ExecutorKind::Local,
         };
+        if let (weir::ExecutorKind::Slurm(options), Some(table)) =
+            (&mut executor, setting.as_ref().and_then(config::ExecutorSetting::slurm))
+        {
+            *options = table.apply(options.clone()).map_err(in_file)?;
+        }
         let mut builder = Engine::builder().workspace(workspace).executor(executor);
         if let Some(jobs) = self.jobs {
             builder = builder.jobs(jobs);

@@ -101,6 +101,21 @@ pub(crate) fn print_run(detail: &weir::RunDetail, as_json: bool) -> anyhow::Resu
                 printable(&attempt.error.replace('\n', " "))
             );
         }
+        for placement in &step.details.placements {
+            let node =
+                placement.node.as_deref().map(|node| format!(" on node {}", printable(node))).unwrap_or_default();
+            let again = if placement.submissions > 1 {
+                format!(", submitted {} times", placement.submissions)
+            } else {
+                String::new()
+            };
+            println!(
+                "      {} job {}{node}: {}{again}",
+                placement.executor,
+                printable(&placement.job),
+                printable(&placement.state)
+            );
+        }
         if let Some(error) = &step.error {
             println!("      error: {}", printable(error).replace('\n', "\n        "));
         }

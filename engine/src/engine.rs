@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::cancel::CancelToken;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::events::{Event, EventSink, GuardedSink, OwnedEvent};
-use crate::executor::{Executor, ExecutorKind, LocalExecutor, ProcessExecutor, WorkerPool};
+use crate::executor::{Cluster, Executor, ExecutorKind, LocalExecutor, ProcessExecutor, SlurmExecutor, WorkerPool};
 use crate::history::{History, OpenRun, RunEnd, RunStart};
 use crate::host_files::HostFiles;
 use crate::kinds::{Preparation, Prepared};
@@ -59,6 +59,8 @@ pub(crate) struct EngineInner {
     executor: ExecutorKind,
     /// Warm worker processes of the `process` executor.
     workers: OnceLock<Arc<WorkerPool>>,
+    /// The cluster of the `slurm` executor, connected by the first run.
+    cluster: std::sync::Mutex<Option<Arc<Cluster>>>,
     pub(crate) natives: Arc<Natives>,
     pub(crate) gpu_slots: usize,
     pub(crate) gpus_detected: usize,
@@ -188,6 +190,7 @@ impl EngineBuilder {
             jobs,
             executor: self.executor,
             workers: OnceLock::new(),
+            cluster: std::sync::Mutex::new(None),
             natives,
             gpu_slots,
             gpus_detected,
@@ -334,6 +337,7 @@ impl Engine {
             admission: self.inner.admission.clone(),
             gpu_slots: self.inner.gpu_slots,
             gpus_detected: self.inner.gpus_detected,
+            cluster_gpus: matches!(self.inner.executor, ExecutorKind::Slurm(_)) && !read_only,
         };
         let driven = Coordinator::new(&services, options, &run_id, scope, plan, inputs, sink.clone())
             .drive(pipeline.name(), executor.as_ref());
@@ -412,15 +416,26 @@ impl Engine {
     /// executor, every module is put in the store first: that is where a
     /// worker process finds it. (A read-only run executes nothing.)
     fn executor(&self, plan: &[PlannedStep<'_>], files: &HostFiles, read_only: bool) -> Result<Box<dyn Executor>> {
-        let command = match &self.inner.executor {
-            ExecutorKind::Process { command } if !read_only => command,
-            _ => return Ok(Box::new(LocalExecutor::new(self.inner.clone()))),
-        };
+        if read_only || self.inner.executor == ExecutorKind::Local {
+            return Ok(Box::new(LocalExecutor::new(self.inner.clone())));
+        }
         for planned in plan {
             if let (JobCode::Wasm(program), Some(module)) = (&planned.prepared.code, planned.step.module()) {
                 self.store_module(program.digest, module, files)?;
             }
         }
+        let command = match &self.inner.executor {
+            ExecutorKind::Process { command } => command,
+            ExecutorKind::Slurm(options) => {
+                let mut cluster = self.inner.cluster.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let cluster = match &*cluster {
+                    Some(cluster) => cluster.clone(),
+                    None => cluster.insert(Cluster::connect(options.clone(), self.inner.store.root())?).clone(),
+                };
+                return Ok(Box::new(SlurmExecutor::new(self.inner.clone(), cluster)));
+            }
+            ExecutorKind::Local => unreachable!("handled above"),
+        };
         let workers = self
             .inner
             .workers
@@ -901,6 +916,14 @@ fn check_jobs(jobs: usize) -> Result<()> {
     }
     let reason = format!("{jobs} is not between 1 and {MAX_JOBS} (steps that may execute at once)");
     Err(Error::Config { setting: "jobs".to_owned(), reason })
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        if let Some(cluster) = self.cluster.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            cluster.stop();
+        }
+    }
 }
 
 impl EngineInner {

@@ -5,6 +5,8 @@
 //! - `local`: a thread of the engine's pool, in this process (the default).
 //! - `process`: a `weir worker` child process; a timeout kills the process,
 //!   so the code needs no interruption checks and runs at full speed.
+//! - `slurm`: a Slurm batch job running `weir worker` on a compute node,
+//!   against the workspace's store on a shared file system.
 //!
 //! The executor is never part of a cache key: a result is the same wherever
 //! it was computed.
@@ -12,6 +14,7 @@
 mod job;
 mod local;
 mod process;
+mod slurm;
 mod worker;
 
 use std::path::PathBuf;
@@ -21,6 +24,8 @@ use std::sync::Arc;
 pub(crate) use job::{CodeRef, JobSpec};
 pub(crate) use local::LocalExecutor;
 pub(crate) use process::{ProcessExecutor, WorkerPool};
+pub use slurm::SlurmOptions;
+pub(crate) use slurm::{Cluster, SlurmExecutor};
 pub use worker::serve_worker;
 
 use crate::events::EventSink;
@@ -56,14 +61,20 @@ pub enum ExecutorKind {
         /// The `weir` binary.
         command: PathBuf,
     },
+    /// Slurm batch jobs running `weir worker` on the cluster's nodes, which
+    /// must see the workspace at the same path (checked by a probe job).
+    /// Native steps, and steps calling native functions a worker does not
+    /// have built in, run in-process.
+    Slurm(SlurmOptions),
 }
 
 impl ExecutorKind {
-    /// `local` or `process`.
+    /// `local`, `process` or `slurm`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Local => "local",
             Self::Process { .. } => "process",
+            Self::Slurm(_) => "slurm",
         }
     }
 }
@@ -71,14 +82,16 @@ impl ExecutorKind {
 impl FromStr for ExecutorKind {
     type Err = String;
 
-    /// `local`, or `process` (with this executable as the worker command).
+    /// `local`, `process` or `slurm` (with this executable as the worker
+    /// command, and Slurm's defaults).
     fn from_str(text: &str) -> Result<Self, String> {
+        let this =
+            || std::env::current_exe().map_err(|err| format!("finding this executable for `weir worker`: {err}"));
         match text {
             "local" => Ok(Self::Local),
-            "process" => std::env::current_exe()
-                .map(|command| Self::Process { command })
-                .map_err(|err| format!("finding this executable for `weir worker`: {err}")),
-            other => Err(format!("unknown executor `{other}` (known: local, process)")),
+            "process" => this().map(|command| Self::Process { command }),
+            "slurm" => this().map(|command| Self::Slurm(SlurmOptions::new(command))),
+            other => Err(format!("unknown executor `{other}` (known: local, process, slurm)")),
         }
     }
 }

@@ -108,7 +108,7 @@ pub use digest::{Digest, ParseDigestError};
 pub use engine::{Engine, EngineBuilder, MAX_JOBS, RunHandle};
 pub use error::{Error, Location, Result, StepError, StepErrorKind, TrapCode, ValidationError, ValidationErrorKind};
 pub use events::{Event, EventSink, LogStream};
-pub use executor::{ExecutorKind, serve_worker};
+pub use executor::{ExecutorKind, SlurmOptions, serve_worker};
 pub use history::{
     Comparison, Explanation, History, LineageNode, MetricPoint, MetricRow, MetricSummary, RunDetail, RunFilter,
     RunSummary, StepComparison, StepDetails, StepRecord, lower_is_better,
@@ -122,7 +122,8 @@ pub use pipeline::{
 };
 pub use remote::{CacheRemote, RemoteEntry, RemoteError, Transfer};
 pub use report::{
-    Attempt, EntryReport, Logs, Phases, RemoteUsage, RunReport, RunStatus, StepReport, StepStatus, Verification,
+    Attempt, EntryReport, Logs, Phases, Placement, RemoteUsage, RunReport, RunStatus, StepReport, StepStatus,
+    Verification,
 };
 pub use retry::{MAX_RETRIES, RetryOn, RetryPolicy};
 pub use run_id::new_run_id;

@@ -234,6 +234,25 @@ pub struct StepReport {
     /// The failed attempts that were retried, in order (empty when the
     /// first attempt was the last); the step's outcome is its last attempt.
     pub attempts: Vec<Attempt>,
+    /// Where each execution ran, for an executor that places jobs on other
+    /// machines (a map step: one per entry executed). Empty otherwise.
+    pub placements: Vec<Placement>,
+}
+
+/// Where one execution ran on a cluster (the `slurm` executor).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Placement {
+    /// The executor: `slurm`.
+    pub executor: String,
+    /// The cluster's job id (`1234`, or `1234_5` for a task of an array).
+    pub job: String,
+    /// The node it ran on, when the cluster said.
+    pub node: Option<String>,
+    /// The job's last state the cluster reported (`COMPLETED`, `FAILED`, …).
+    pub state: String,
+    /// Submissions it took: 1, or more when a lost job was submitted again.
+    pub submissions: u32,
 }
 
 /// A failed execution of a step (or of one entry of a map step) that was

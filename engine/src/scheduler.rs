@@ -67,6 +67,8 @@ pub(crate) struct Services<'a> {
     pub gpu_slots: usize,
     /// CUDA devices found.
     pub gpus_detected: usize,
+    /// Whether a cluster hands out GPUs (the `slurm` executor).
+    pub cluster_gpus: bool,
 }
 
 /// Who a run belongs to and what it may use.
@@ -150,6 +152,8 @@ struct StepState {
     native_failures: u64,
     /// Its failed executions that were retried (a map step's entries' too).
     attempts: Vec<Attempt>,
+    /// Where its executions ran (a map step's entries' too).
+    placements: Vec<crate::Placement>,
 }
 
 /// Where a step is in the run.
@@ -781,7 +785,8 @@ impl<'a> Coordinator<'a> {
         let planned = &self.plan[i];
         let step = planned.step;
         let gpus = step.resources().gpu;
-        if gpus > 0 && self.states[i].warnings.is_empty() {
+        // On a cluster, GPUs are the cluster's to hand out (`--gres`).
+        if gpus > 0 && !self.engine.cluster_gpus && self.states[i].warnings.is_empty() {
             if self.engine.gpu_slots == 0 {
                 self.states[i]
                     .warnings
@@ -806,6 +811,7 @@ impl<'a> Coordinator<'a> {
             deterministic: step.deterministic(),
             natives: planned.natives.keys().cloned().collect(),
             device: Device::Cpu,
+            gpus,
             record: step.reuse(),
             // An expired result of this key must not serve it either.
             share: step.reuse() && !self.options.forces(step.name()) && self.states[i].expired.is_none(),
@@ -859,6 +865,7 @@ impl<'a> Coordinator<'a> {
         }
         self.states[i].warnings.extend(finished.warnings);
         self.states[i].native_failures += finished.native_failures;
+        self.states[i].placements.extend(finished.placement);
         if let Some(index) = entry {
             let outcome = EntryOutcome {
                 reused: finished.reused_from.is_some(),
@@ -916,6 +923,7 @@ impl<'a> Coordinator<'a> {
         report.verification = self.states[i].verification.take();
         report.phases = self.states[i].phases.take();
         report.native_failures = std::mem::take(&mut self.states[i].native_failures);
+        report.placements = std::mem::take(&mut self.states[i].placements);
         // A step found not reproducible still hands its cached outputs on,
         // so a verifying run checks the steps below it too.
         let not_reproducible =
@@ -1038,6 +1046,7 @@ impl<'a> Coordinator<'a> {
                 verification: report.verification,
                 phases: report.phases,
                 attempts: report.attempts.clone(),
+                placements: report.placements.clone(),
             },
             series,
         }
@@ -1089,6 +1098,7 @@ fn report(status: StepStatus) -> StepReport {
         verification: None,
         phases: None,
         attempts: Vec::new(),
+        placements: Vec::new(),
     }
 }
 

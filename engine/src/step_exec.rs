@@ -82,6 +82,9 @@ pub(crate) struct Finished {
     #[serde(default)]
     pub deferred: bool,
     pub duration: Duration,
+    /// Where it ran, when an executor placed it on another machine.
+    #[serde(default)]
+    pub placement: Option<crate::Placement>,
 }
 
 /// Executes `job`; failures of any kind are reported, never propagated.
@@ -118,6 +121,7 @@ pub(crate) fn execute(workshop: &Workshop<'_>, job: &Job) -> Finished {
             phases: Phases::default(),
             scratch: None,
             duration: started.elapsed(),
+            placement: None,
             deferred: false,
         };
     }
@@ -177,6 +181,7 @@ impl Finished {
             phases: Phases::default(),
             scratch: None,
             duration: Duration::ZERO,
+            placement: None,
             deferred: false,
         }
     }
@@ -259,6 +264,7 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Scratch, staging: Instan
         phases,
         scratch: None,
         duration: Duration::ZERO,
+        placement: None,
         deferred: false,
     };
     (finished, leftovers)

@@ -10,7 +10,7 @@ const STEPS: [&str; 5] = ["validate", "prep", "train", "evaluate", "score"];
 
 /// A project holding a copy of `examples/digits` with its steps built.
 /// Training runs for few epochs to keep the tests quick, unless `epochs` says otherwise.
-fn digits() -> Project {
+pub(crate) fn digits() -> Project {
     let project = Project::new();
     for what in ["data", "pipeline.toml", "prep.toml", "tune.toml"] {
         let from = Path::new("examples/digits").join(what);

@@ -27,6 +27,7 @@ mod retries;
 mod sandbox;
 mod server;
 mod shared_cache;
+mod slurm;
 mod status;
 mod sweeps;
 mod template;

@@ -59,6 +59,10 @@ pub(crate) struct JobSpec {
     pub natives: BTreeSet<String>,
     /// The device it runs on.
     pub device: Device,
+    /// The GPUs it asked for (`resources = { gpu = N }`), for an executor
+    /// that places jobs on a cluster's GPU nodes.
+    #[serde(default)]
+    pub gpus: u32,
     /// Whether to record the result for reuse.
     pub record: bool,
     /// Whether a result of the same key that another execution records
@@ -135,6 +139,7 @@ mod tests {
             deterministic: true,
             natives: ["gemm".to_owned()].into(),
             device: Device::Gpu { ordinal: 1 },
+            gpus: 1,
             record: true,
             share: false,
             store_budget: Some(("alice".into(), 1 << 20)),

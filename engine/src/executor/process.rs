@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::job::{CodeRef, Frame, read_frame, write_frame};
+use super::job::{CodeRef, Frame, JobSpec, read_frame, write_frame};
 use super::{Done, Executor, LocalExecutor};
 use crate::engine::EngineInner;
 use crate::events::{Event, EventSink};
 use crate::native::Natives;
 use crate::step_exec::{self, Finished, Job};
+use crate::tenant::StoreAccount;
 use crate::{Artifact, OutputKind, StepErrorKind};
 
 /// Idle worker processes of one engine, reused across its runs.
@@ -162,22 +163,23 @@ impl ProcessExecutor {
     pub(crate) fn new(engine: Arc<EngineInner>, workers: Arc<WorkerPool>) -> Self {
         Self { local: LocalExecutor::new(engine.clone()), engine, workers }
     }
+}
 
-    /// Whether a worker process can run `job`: it has the module's bytes in
-    /// the store and the same built-in native functions as this process.
-    fn runs_elsewhere(&self, job: &Job) -> bool {
-        matches!(job.spec.code, CodeRef::Module { .. })
-            && job.spec.natives.iter().all(|name| {
-                self.workers.builtins.function(name).is_some_and(|builtin| {
-                    self.engine.natives.function(name).is_some_and(|ours| ours.version() == builtin.version())
-                })
+/// Whether a `weir worker` process, whose native functions are `builtins`,
+/// can run `job`: a module (its bytes are in the store) calling only native
+/// functions the worker has in the same version as this process.
+pub(super) fn worker_can_run(engine: &EngineInner, builtins: &Natives, job: &Job) -> bool {
+    matches!(job.spec.code, CodeRef::Module { .. })
+        && job.spec.natives.iter().all(|name| {
+            builtins.function(name).is_some_and(|builtin| {
+                engine.natives.function(name).is_some_and(|ours| ours.version() == builtin.version())
             })
-    }
+        })
 }
 
 impl Executor for ProcessExecutor {
     fn submit(&self, job: Job, events: Option<Arc<dyn EventSink>>, done: Done) {
-        if !self.runs_elsewhere(&job) {
+        if !worker_can_run(&self.engine, &self.workers.builtins, &job) {
             return self.local.submit(job, events, done);
         }
         let (engine, workers, step) = (self.engine.clone(), self.workers.clone(), job.spec.step.clone());
@@ -185,7 +187,7 @@ impl Executor for ProcessExecutor {
         // bounds how many jobs are in flight.
         self.local.spawn(&step, done, move |done| {
             let finished = workers.run(&job, events.as_deref());
-            done(charge_tenant(&engine, &job, finished));
+            done(charge_tenant(&engine, &job.spec, job.store_account.as_ref(), finished));
         });
     }
 }
@@ -193,8 +195,13 @@ impl Executor for ProcessExecutor {
 /// Charges what a worker stored to the tenant's account (the worker saw only
 /// a budget). What does not fit fails the step, and its cache entry is
 /// dropped so that the tenant does not keep what it may not hold.
-fn charge_tenant(engine: &EngineInner, job: &Job, mut finished: Finished) -> Finished {
-    let (Some(account), Ok(outputs)) = (&job.store_account, &finished.outputs) else { return finished };
+pub(super) fn charge_tenant(
+    engine: &EngineInner,
+    spec: &JobSpec,
+    account: Option<&Arc<StoreAccount>>,
+    mut finished: Finished,
+) -> Finished {
+    let (Some(account), Ok(outputs)) = (account, &finished.outputs) else { return finished };
     let mut artifacts: Vec<Artifact> = outputs.values().copied().collect();
     if let Some(logs) = &finished.logs {
         artifacts.extend([logs.stdout, logs.stderr].map(|digest| Artifact { kind: OutputKind::File, digest }));
@@ -205,13 +212,13 @@ fn charge_tenant(engine: &EngineInner, job: &Job, mut finished: Finished) -> Fin
         Ok(Err(quota)) => quota,
         Err(err) => StepErrorKind::Engine(err.to_string()),
     };
-    if job.spec.record
-        && let Err(err) = engine.store.cache_remove(&job.spec.key)
+    if spec.record
+        && let Err(err) = engine.store.cache_remove(&spec.key)
     {
         finished.warnings.push(err.to_string());
     }
     Finished {
-        outputs: Err(crate::StepError { step: job.spec.step.clone(), kind, stderr_tail: String::new() }),
+        outputs: Err(crate::StepError { step: spec.step.clone(), kind, stderr_tail: String::new() }),
         ..finished
     }
 }

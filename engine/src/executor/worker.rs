@@ -61,12 +61,30 @@ pub fn serve_worker(workspace: &Path) -> Result<()> {
         let workshop =
             Workshop { store: &store, runtime: &runtime, natives: &natives, events: Some(sink), staged: Some(&staged) };
         let mut finished = step_exec::execute(&workshop, &job);
+        finished.placement = slurm_placement();
         let scratch = finished.scratch.take();
         out.finish(Frame::Done(Box::new(finished))).map_err(broken)?;
         step_exec::clean_up(&workshop, scratch);
         watchdog.stop();
     }
     Ok(())
+}
+
+/// Where this worker runs, when it is a Slurm job: the job and node its
+/// environment names.
+fn slurm_placement() -> Option<crate::Placement> {
+    let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    let job = match (var("SLURM_ARRAY_JOB_ID"), var("SLURM_ARRAY_TASK_ID")) {
+        (Some(array), Some(task)) => format!("{array}_{task}"),
+        _ => var("SLURM_JOB_ID")?,
+    };
+    Some(crate::Placement {
+        executor: "slurm".into(),
+        job,
+        node: var("SLURMD_NODENAME"),
+        state: "COMPLETED".into(),
+        submissions: 1,
+    })
 }
 
 /// The code of `spec`, prepared here: a module from the store, compiled

@@ -93,6 +93,8 @@ pub struct StepDetails {
     pub phases: Option<Phases>,
     /// The failed attempts that were retried before its outcome.
     pub attempts: Vec<crate::Attempt>,
+    /// Where its executions ran on a cluster (the `slurm` executor).
+    pub placements: Vec<crate::Placement>,
 }
 
 /// One line of `weir runs`.

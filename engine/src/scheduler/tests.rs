@@ -152,6 +152,7 @@ impl Bench {
             admission: self.admission.clone(),
             gpu_slots: 0,
             gpus_detected: 0,
+            cluster_gpus: false,
         };
         let native: Arc<dyn NativeStep> = Arc::new(Unused);
         let plan = pipeline

@@ -1,0 +1,219 @@
+//! The `slurm` executor against a real Slurm cluster on this host
+//! (`scripts/slurm-cluster.sh up`: nodes n1 and n2, n2 with one GPU). Each
+//! test is skipped, saying so, when no cluster answers `sinfo`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use weir_tests::{Project, send_signal, weir_bin};
+
+use crate::digits::digits;
+
+/// Whether a Slurm cluster with both test nodes answers.
+fn cluster() -> bool {
+    let nodes = Command::new("sinfo").args(["--noheader", "--Node", "--format=%N"]).output();
+    let up = nodes.is_ok_and(|out| {
+        let text = String::from_utf8_lossy(&out.stdout);
+        out.status.success() && text.contains("n1") && text.contains("n2")
+    });
+    if !up {
+        eprintln!("skipped: no Slurm cluster answers `sinfo` (scripts/slurm-cluster.sh up starts one)");
+    }
+    up
+}
+
+fn slurm_run(project: &Project, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["run", "pipeline.toml", "--json", "--executor", "slurm"];
+    args.extend_from_slice(extra);
+    project.weir_json(&args)
+}
+
+fn step<'a>(document: &'a Value, name: &str) -> &'a Value {
+    document["steps"].as_array().unwrap().iter().find(|step| step["step"] == name).unwrap()
+}
+
+/// A project with the tool module and `n` files in `batch/`.
+fn tool_project(manifest: &str, files: usize) -> Project {
+    let project = Project::new();
+    for i in 0..files {
+        project.write(&format!("batch/{i}.txt"), format!("entry {i}"));
+    }
+    project.write("seed.txt", "seed");
+    project.manifest(manifest);
+    project
+}
+
+/// Jobs of this user whose name starts with `weir-` that Slurm still runs.
+fn live_jobs() -> Vec<String> {
+    let out = Command::new("squeue").args(["--noheader", "--format=%i %j %T"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|line| line.contains(" weir-") && (line.ends_with("RUNNING") || line.ends_with("PENDING")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `weir run --executor slurm` started in the background.
+fn spawn_run(project: &Project) -> Child {
+    Command::new(weir_bin())
+        .args(["run", "pipeline.toml", "--json", "--executor", "slurm", "--workspace"])
+        .arg(project.workspace())
+        .current_dir(project.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until Slurm runs a job of `project` (its frames file names the
+/// workspace); returns its id.
+fn wait_for_job(project: &Project) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let workspace = project.workspace().display().to_string();
+    loop {
+        let out = Command::new("squeue").args(["--noheader", "--states=RUNNING", "--format=%i %k"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Some(line) = text.lines().find(|line| line.contains(&workspace)) {
+            return line.split_whitespace().next().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no job of this run started: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn digits_on_slurm_gives_the_outputs_of_a_local_run() {
+    if !cluster() {
+        return;
+    }
+    let on_cluster = digits();
+    let (code, clustered) = slurm_run(&on_cluster, &[]);
+    assert_eq!(code, 0, "{clustered}");
+    let local = digits();
+    let (code, here) = local.run_json(&[]);
+    assert_eq!(code, 0);
+    assert_eq!(clustered["outputs"], here["outputs"], "the same output digests");
+    for name in ["data/validate", "train", "evaluate", "score"] {
+        let placements = step(&clustered, name)["placements"].as_array().unwrap().clone();
+        assert!(!placements.is_empty(), "{name} ran on the cluster: {clustered}");
+        for placement in placements {
+            assert_eq!(placement["executor"], "slurm");
+            assert_eq!(placement["state"], "COMPLETED");
+            assert!(["n1", "n2"].contains(&placement["node"].as_str().unwrap_or("")), "{placement}");
+        }
+    }
+    // Reused locally: the executor is not part of any cache key.
+    let again = on_cluster.run_json(&[]).1;
+    assert_eq!(again["ran"], 0, "{again}");
+    let shown = on_cluster.weir(&["show", "last"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(!shown.contains("slurm job"), "the last run ran nothing on the cluster");
+}
+
+#[test]
+fn a_map_step_spreads_over_both_nodes_and_a_gpu_step_lands_on_the_gpu_node() {
+    if !cluster() {
+        return;
+    }
+    let project = tool_project(
+        "name = \"spread\"\n[inputs]\nbatch = \"batch\"\nseed = \"seed.txt\"\n\
+         [steps.nap]\nmodule = \"tool-p1.wasm\"\nargs = [\"nap\", \"1500\"]\nmap = \"batch\"\ninputs = { batch = \"inputs.batch\" }\noutputs = { result = \"file\" }\n\
+         [steps.gpu]\nmodule = \"tool-p1.wasm\"\nargs = [\"upper\"]\nresources = { gpu = 1 }\ninputs = { text = \"inputs.seed\" }\noutputs = { result = \"file\" }\n",
+        4,
+    );
+    let (code, document) = slurm_run(&project, &["-j", "8"]);
+    assert_eq!(code, 0, "{document}");
+    let nodes: std::collections::BTreeSet<&str> = step(&document, "nap")["placements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|placement| placement["node"].as_str())
+        .collect();
+    assert_eq!(nodes.into_iter().collect::<Vec<_>>(), ["n1", "n2"], "{document}");
+    let gpu = &step(&document, "gpu")["placements"][0];
+    assert_eq!(gpu["node"], "n2", "only n2 has a GPU: {document}");
+    assert_eq!(step(&document, "gpu")["warnings"], serde_json::json!([]), "no local-GPU warning on a cluster");
+}
+
+#[test]
+fn a_job_whose_worker_is_killed_is_submitted_again() {
+    if !cluster() {
+        return;
+    }
+    let project = tool_project(
+        "name = \"retried\"\n[inputs]\nseed = \"seed.txt\"\n\
+         [steps.slow]\nmodule = \"tool-p1.wasm\"\nargs = [\"nap\", \"4000\"]\ninputs = { text = \"inputs.seed\" }\noutputs = { result = \"file\" }\n",
+        0,
+    );
+    let run = spawn_run(&project);
+    let first = wait_for_job(&project);
+    let workspace = project.workspace().display().to_string();
+    // The worker on its node dies (as when a node's process is killed).
+    let killed =
+        Command::new("pkill").args(["-KILL", "-f", &format!("worker --workspace {workspace}")]).status().unwrap();
+    assert!(killed.success(), "a worker process of this run was found");
+    let output = run.wait_with_output().unwrap();
+    let document: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{document}\n{}", String::from_utf8_lossy(&output.stderr));
+    let placement = &step(&document, "slow")["placements"][0];
+    assert_eq!(placement["submissions"], 2, "{document}");
+    assert_ne!(placement["job"], first.as_str(), "a new job");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("submitting step `slow` again"));
+}
+
+#[test]
+fn a_job_cancelled_outside_fails_its_step_with_slurms_word() {
+    if !cluster() {
+        return;
+    }
+    let project = tool_project(
+        "name = \"scancelled\"\n[inputs]\nseed = \"seed.txt\"\n\
+         [steps.slow]\nmodule = \"tool-p1.wasm\"\nargs = [\"nap\", \"30000\"]\ninputs = { text = \"inputs.seed\" }\noutputs = { result = \"file\" }\n",
+        0,
+    );
+    let run = spawn_run(&project);
+    let job = wait_for_job(&project);
+    assert!(Command::new("scancel").arg(&job).status().unwrap().success());
+    let output = run.wait_with_output().unwrap();
+    let document: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{document}");
+    let error = step(&document, "slow")["error"].as_str().unwrap().to_owned();
+    assert!(error.contains(&format!("Slurm job {job}")) && error.contains("CANCELLED"), "{error}");
+    assert!(error.contains("cancelled outside weir"), "{error}");
+}
+
+#[test]
+fn interrupting_the_run_cancels_its_jobs_and_a_restarted_run_adopts_a_running_one() {
+    if !cluster() {
+        return;
+    }
+    let manifest = "name = \"adopted\"\n[inputs]\nseed = \"seed.txt\"\n\
+         [steps.slow]\nmodule = \"tool-p1.wasm\"\nargs = [\"nap\", \"6000\"]\ninputs = { text = \"inputs.seed\" }\noutputs = { result = \"file\" }\n";
+    // Ctrl-C: the run ends cancelled and its job is gone from the queue.
+    let project = tool_project(manifest, 0);
+    let run = spawn_run(&project);
+    let job = wait_for_job(&project);
+    send_signal(run.id(), libc::SIGINT);
+    let output = run.wait_with_output().unwrap();
+    let document: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(document["status"], "cancelled", "{document}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while live_jobs().iter().any(|line| line.starts_with(&format!("{job} "))) {
+        assert!(Instant::now() < deadline, "job {job} still queued: {:?}", live_jobs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A coordinator killed outright leaves its job running; started again,
+    // it follows that job instead of submitting another.
+    let project = tool_project(manifest, 0);
+    let mut run = spawn_run(&project);
+    let job = wait_for_job(&project);
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let (code, document) = slurm_run(&project, &[]);
+    assert_eq!(code, 0, "{document}");
+    let placement = &step(&document, "slow")["placements"][0];
+    assert_eq!(placement["job"], job.as_str(), "the running job was adopted: {document}");
+    assert_eq!(placement["submissions"], 1);
+}
