@@ -17,6 +17,7 @@
 //! partition = "gpu"       # also account, qos, constraint
 //! retries = 2             # submissions again of a job the cluster lost
 //! poll = "2s"             # how often squeue is asked
+//! arrays = true           # a map step's entries as one job array
 //! ```
 
 use std::path::Path;
@@ -76,6 +77,7 @@ pub(crate) struct SlurmTable {
     pub constraint: Option<String>,
     pub retries: Option<u32>,
     pub poll: Option<String>,
+    pub arrays: Option<bool>,
 }
 
 impl ExecutorSetting {
@@ -110,6 +112,9 @@ impl SlurmTable {
         set(&self.constraint, &mut options.constraint);
         if let Some(retries) = self.retries {
             options.retries = retries;
+        }
+        if let Some(arrays) = self.arrays {
+            options.arrays = arrays;
         }
         if let Some(poll) = &self.poll {
             options.poll = weir::text::parse_duration(poll).map_err(|why| format!("executor.slurm.poll: {why}"))?;

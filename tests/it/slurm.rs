@@ -112,7 +112,7 @@ fn digits_on_slurm_gives_the_outputs_of_a_local_run() {
 }
 
 #[test]
-fn a_map_step_spreads_over_both_nodes_and_a_gpu_step_lands_on_the_gpu_node() {
+fn a_map_step_is_one_job_array_over_both_nodes_and_a_gpu_step_lands_on_the_gpu_node() {
     if !cluster() {
         return;
     }
@@ -131,6 +131,14 @@ fn a_map_step_spreads_over_both_nodes_and_a_gpu_step_lands_on_the_gpu_node() {
         .filter_map(|placement| placement["node"].as_str())
         .collect();
     assert_eq!(nodes.into_iter().collect::<Vec<_>>(), ["n1", "n2"], "{document}");
+    // The entries went out together, as the tasks of one job array.
+    let arrays: std::collections::BTreeSet<&str> = step(&document, "nap")["placements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|placement| placement["job"].as_str().unwrap().split_once('_').expect("an array task's id").0)
+        .collect();
+    assert_eq!(arrays.len(), 1, "{document}");
     let gpu = &step(&document, "gpu")["placements"][0];
     assert_eq!(gpu["node"], "n2", "only n2 has a GPU: {document}");
     assert_eq!(step(&document, "gpu")["warnings"], serde_json::json!([]), "no local-GPU warning on a cluster");

@@ -54,11 +54,15 @@ pub struct SlurmOptions {
     /// How often `squeue` is asked about the jobs (backing off to 4× while
     /// nothing changes).
     pub poll: Duration,
+    /// Whether the entries of a map step submitted together go as one job
+    /// array (`--array`) rather than one job each.
+    pub arrays: bool,
 }
 
 impl SlurmOptions {
     /// Jobs running `command` with the defaults: no partition or account
-    /// (the cluster's defaults), 2 retries, a 2-second poll.
+    /// (the cluster's defaults), 2 retries, a 2-second poll, map entries as
+    /// job arrays.
     pub fn new(command: PathBuf) -> Self {
         Self {
             command,
@@ -68,6 +72,7 @@ impl SlurmOptions {
             constraint: None,
             retries: 2,
             poll: Duration::from_secs(2),
+            arrays: true,
         }
     }
 
@@ -89,6 +94,9 @@ const WORKER_MEMORY: u64 = 256 << 20;
 const WORKER_TIME: Duration = Duration::from_secs(120);
 /// How often the tracker reads the jobs' result files.
 const READ_EVERY: Duration = Duration::from_millis(40);
+/// How long the tracker lets submissions gather before taking them, so that
+/// the entries of a map step go out together (as one array).
+const GATHER: Duration = Duration::from_millis(15);
 /// How long a successful probe of the shared file system is trusted.
 const PROBE_VALID: Duration = Duration::from_secs(24 * 3600);
 
@@ -202,7 +210,7 @@ impl Cluster {
         let mut next_poll = Instant::now();
         let mut interval = self.options.poll;
         loop {
-            let queued = {
+            let gathering = {
                 let mut state = self.lock();
                 while state.queued.is_empty() && state.running.is_empty() && !state.stopping {
                     state = self.shared.wake.wait(state).unwrap_or_else(PoisonError::into_inner);
@@ -210,8 +218,12 @@ impl Cluster {
                 if state.stopping {
                     return;
                 }
-                std::mem::take(&mut state.queued)
+                !state.queued.is_empty()
             };
+            if gathering {
+                std::thread::sleep(GATHER);
+            }
+            let queued = std::mem::take(&mut self.lock().queued);
             if !queued.is_empty() {
                 self.submit_all(queued);
             }
@@ -228,11 +240,30 @@ impl Cluster {
         }
     }
 
-    /// Submits `jobs`, adopting those whose key a job still queued has.
+    /// Submits `jobs`: those of one step with the same resources as one job
+    /// array, the others one by one, adopting those whose key a job still
+    /// queued has.
     fn submit_all(&self, jobs: Vec<Tracked>) {
-        let names: Vec<String> = jobs.iter().map(|tracked| tracked.name.clone()).collect();
+        let mut groups: Vec<Vec<Tracked>> = Vec::new();
+        for tracked in jobs {
+            let fits = |group: &Vec<Tracked>| {
+                let (a, b) = (&group[0].job.spec, &tracked.job.spec);
+                (a.run_id == b.run_id && a.step == b.step && a.gpus == b.gpus)
+                    && (a.limits.memory == b.limits.memory && a.limits.timeout == b.limits.timeout)
+            };
+            match groups.iter_mut().find(|group| self.options.arrays && fits(group)) {
+                Some(group) => group.push(tracked),
+                None => groups.push(vec![tracked]),
+            }
+        }
+        let (arrays, singles): (Vec<_>, Vec<_>) = groups.into_iter().partition(|group| group.len() > 1);
+        for group in arrays {
+            self.submit_array(group);
+        }
+        let singles: Vec<Tracked> = singles.into_iter().flatten().collect();
+        let names: Vec<String> = singles.iter().map(|tracked| tracked.name.clone()).collect();
         let queued = cluster::squeue(&names).unwrap_or_default();
-        for mut tracked in jobs {
+        for mut tracked in singles {
             let adoptable = queued
                 .iter()
                 .find(|listed| listed.name == tracked.name && !listed.ended() && Path::new(&listed.comment).exists());
@@ -248,20 +279,26 @@ impl Cluster {
         }
     }
 
-    /// Writes the job's spec and submits it.
-    fn sbatch(&self, tracked: &mut Tracked) -> Result<String> {
+    /// Writes a job's spec where its worker reads it, and clears its results.
+    fn write_spec(tracked: &mut Tracked) -> Result<()> {
         let writing = |path: &Path| Error::io(format!("writing {}", path.display()));
         let mut file = File::create(&tracked.spec_file).map_err(writing(&tracked.spec_file))?;
         write_frame(&mut file, &tracked.job.spec).map_err(writing(&tracked.spec_file))?;
         let _ = std::fs::remove_file(&tracked.frames);
         tracked.read = 0;
         tracked.buffer.clear();
-        let spec = &tracked.job.spec;
+        tracked.placement.submissions += 1;
+        Ok(())
+    }
+
+    /// The `sbatch` options of a job (or array) named `name` running `spec`'s
+    /// kind of execution: `worker` is the worker's stdin and stdout, as the
+    /// batch script's shell spells them.
+    fn job_args(&self, spec: &super::JobSpec, name: &str, comment: &Path, worker: (String, String)) -> Vec<String> {
         let mut args = vec![
             "--parsable".to_owned(),
-            format!("--job-name={}", tracked.name),
-            format!("--comment={}", tracked.frames.display()),
-            format!("--output={}", tracked.frames.with_extension("log").display()),
+            format!("--job-name={name}"),
+            format!("--comment={}", comment.display()),
             "--cpus-per-task=1".to_owned(),
             format!("--mem={}M", (spec.limits.memory + WORKER_MEMORY).div_ceil(1 << 20)),
         ];
@@ -276,11 +313,50 @@ impl Cluster {
             "--wrap=exec {} worker --workspace {} < {} > {}",
             cluster::quote(&self.options.command.display().to_string()),
             cluster::quote(&self.workspace.display().to_string()),
-            cluster::quote(&tracked.spec_file.display().to_string()),
-            cluster::quote(&tracked.frames.display().to_string()),
+            worker.0,
+            worker.1,
         ));
-        tracked.placement.submissions += 1;
+        args
+    }
+
+    /// Writes the job's spec and submits it.
+    fn sbatch(&self, tracked: &mut Tracked) -> Result<String> {
+        Self::write_spec(tracked)?;
+        let quoted = |path: &Path| cluster::quote(&path.display().to_string());
+        let worker = (quoted(&tracked.spec_file), quoted(&tracked.frames));
+        let mut args = self.job_args(&tracked.job.spec, &tracked.name, &tracked.frames, worker);
+        args.insert(1, format!("--output={}", tracked.frames.with_extension("log").display()));
         cluster::sbatch(&args)
+    }
+
+    /// Submits `group` (entries of one map step) as one job array: task `t`
+    /// runs the group's `t`-th job, whose files are `STEM-t.job` and `STEM-t.frames`.
+    fn submit_array(&self, mut group: Vec<Tracked>) {
+        let stem = self.dir.join(format!("{}-array-{}", group[0].job.spec.run_id, &group[0].job.spec.key.hex()[..16]));
+        let name = format!("weir-array-{}", &group[0].job.spec.key.hex()[..18]);
+        let mut written = Ok(());
+        for (task, tracked) in group.iter_mut().enumerate() {
+            tracked.spec_file = PathBuf::from(format!("{}-{task}.job", stem.display()));
+            tracked.frames = PathBuf::from(format!("{}-{task}.frames", stem.display()));
+            tracked.name.clone_from(&name);
+            written = written.and_then(|()| Self::write_spec(tracked));
+        }
+        let task_file = |extension: &str| {
+            format!("{}-\"$SLURM_ARRAY_TASK_ID\".{extension}", cluster::quote(&stem.display().to_string()))
+        };
+        let submitted = written.and_then(|()| {
+            let mut args = self.job_args(&group[0].job.spec, &name, &stem, (task_file("job"), task_file("frames")));
+            args.insert(1, format!("--array=0-{}", group.len() - 1));
+            args.insert(1, format!("--output={}-%a.log", stem.display()));
+            cluster::sbatch(&args)
+        });
+        for (task, tracked) in group.into_iter().enumerate() {
+            let id = submitted
+                .as_ref()
+                .map(|array| format!("{array}_{task}"))
+                .map_err(|err| Error::Runtime(err.to_string()));
+            self.follow(tracked, id);
+        }
     }
 
     /// Follows a submitted job, or reports why it could not be submitted.

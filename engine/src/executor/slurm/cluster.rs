@@ -91,6 +91,7 @@ pub(crate) fn squeue(names: &[String]) -> Result<Vec<Listed>> {
     let format = ["%i", "%j", "%T", "%N", "%r", "%k"].join(&SEP.to_string());
     let args = [
         "--noheader".into(),
+        "--array".into(),
         "--states=all".into(),
         format!("--format={format}"),
         format!("--name={}", names.join(",")),
