@@ -114,7 +114,7 @@ outputs = { result = "file" }
     let output = project.weir(&["run", "pipeline.toml", "--executor", "threads"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("unknown executor `threads` (known: local, process)"), "{stderr}");
+    assert!(stderr.contains("unknown executor `threads` (known: local, process, slurm)"), "{stderr}");
     project.write(".weir/config.toml", "executor = \"fast\"\n");
     let output = project.weir(&["run", "pipeline.toml"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
