@@ -39,9 +39,9 @@ pub(crate) struct ServeArgs {
     /// trigger elsewhere is refused.
     #[arg(long, value_name = "TENANT=DIR", value_parser = parse_watch_root)]
     watch_root: Vec<(String, std::path::PathBuf)>,
-    /// How many steps may execute at once (default: the number of cores).
-    #[arg(long, short = 'j', value_parser = crate::engine_args::parse_jobs)]
-    jobs: Option<usize>,
+    /// Steps at once, GPU slots and the executor, as for `weir run`.
+    #[command(flatten)]
+    engine: crate::engine_args::EngineArgs,
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -72,11 +72,7 @@ pub(crate) fn serve(workspace: &Path, args: ServeArgs) -> anyhow::Result<ExitCod
     if args.rate_limit.is_nan() || args.rate_limit <= 0.0 {
         bail!("--rate-limit {}: give a number of requests per second above 0", args.rate_limit);
     }
-    let mut builder = Engine::builder().workspace(workspace);
-    if let Some(jobs) = args.jobs {
-        builder = builder.jobs(jobs);
-    }
-    let engine = crate::open_engine(workspace, builder)?;
+    let engine = args.engine.open(workspace)?;
     let mut config = ServerConfig::new(args.listen);
     config.grace = args.grace;
     config.max_blob_bytes = args.max_blob_size;

@@ -225,3 +225,38 @@ fn interrupting_the_run_cancels_its_jobs_and_a_restarted_run_adopts_a_running_on
     assert_eq!(placement["job"], job.as_str(), "the running job was adopted: {document}");
     assert_eq!(placement["submissions"], 1);
 }
+
+#[test]
+fn a_server_runs_triggered_steps_on_the_cluster_and_its_ui_says_where() {
+    if !cluster() {
+        return;
+    }
+    let project = tool_project(
+        "name = \"served\"\n[inputs]\nseed = \"seed.txt\"\n\
+         [steps.up]\nmodule = \"tool-p1.wasm\"\nargs = [\"upper\"]\ninputs = { text = \"inputs.seed\" }\noutputs = { result = \"file\" }\n",
+        0,
+    );
+    let token = crate::server::token(&project, "alice", false);
+    let server = crate::server::Server::start(&project, &["--executor", "slurm"]);
+    crate::server::publish(&project, &server, &token, &project.path().join("pipeline.toml"), &[]);
+    let id = crate::server::trigger(&server, &token, "served", &serde_json::json!({}));
+    let document = crate::server::finished(&server, &token, &id);
+    assert_eq!(document["status"], "succeeded", "{document}");
+    let placement = &crate::server::step(&document, "up")["placements"][0];
+    assert_eq!(placement["executor"], "slurm", "{document}");
+    let node = placement["node"].as_str().unwrap().to_owned();
+
+    // The step's page in the web UI says where it ran.
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+    let login = agent
+        .post(format!("{}/login", server.base))
+        .header("Origin", &server.base)
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!("token={token}"))
+        .unwrap();
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let mut page = agent.get(format!("{}/runs/{id}/steps/up", server.base)).header("Cookie", &cookie).call().unwrap();
+    let page = page.body_mut().read_to_string().unwrap();
+    let job = placement["job"].as_str().unwrap();
+    assert!(page.contains(&format!("slurm job <code>{job}</code> on node <code>{node}</code>: COMPLETED")), "{page}");
+}

@@ -356,6 +356,16 @@ pub async fn step(
                     "."
                 }
                 @if let Some(key) = &record.cache_key { p { "Cache key " code.digest { (key) } } }
+                @if !record.details.placements.is_empty() {
+                    ul.placements {
+                        @for placement in &record.details.placements {
+                            li { (placement.executor) " job " code { (placement.job) }
+                                @if let Some(node) = &placement.node { " on node " code { (node) } }
+                                ": " (placement.state)
+                                @if placement.submissions > 1 { ", submitted " (placement.submissions) " times" } }
+                        }
+                    }
+                }
                 @if let Some(error) = &record.error { h2 { "Error" } pre.error { (error) } }
             } @else {
                 p { "The step has not settled yet; this page updates when it does." }
