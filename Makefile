@@ -80,10 +80,17 @@ run-embed: examples
 ## then contract fuzzing of `weir serve` against its OpenAPI document (schemathesis, from PyPI
 ## into target/schemathesis-venv), then the web UI in headless Chromium (Playwright, from PyPI
 ## into target/ui-venv).
+## A Slurm cluster this target starts is stopped again, whether the tests pass or fail.
 test: setup
-	@scripts/slurm-cluster.sh up >/dev/null 2>&1 && echo "a local Slurm cluster is up: the slurm tests run" \
-		|| echo "no local Slurm cluster (scripts/slurm-cluster.sh up needs root): the slurm tests are skipped"
-	$(CARGO) test --workspace
+	@ours=; \
+	if ! sinfo >/dev/null 2>&1; then \
+		if scripts/slurm-cluster.sh up >/dev/null 2>&1; then ours=1; fi; \
+	fi; \
+	if sinfo >/dev/null 2>&1; then echo "a local Slurm cluster is up: the slurm tests run"; \
+	else echo "no local Slurm cluster (scripts/slurm-cluster.sh up needs root): the slurm tests are skipped"; fi; \
+	status=0; $(CARGO) test --workspace || status=$$?; \
+	if [ -n "$$ours" ]; then scripts/slurm-cluster.sh down >/dev/null 2>&1 || true; fi; \
+	exit $$status
 	$(MAKE) contract
 	$(MAKE) ui-test
 
