@@ -2,9 +2,11 @@
 # A local Slurm cluster for weir's tests, from Debian's packages: slurmctld
 # and two slurmd on this host (nodes n1 and n2, on loopback; n2 advertises
 # one GPU through gres.conf, backed by a fake device file), munge for
-# authentication. The configuration goes to Slurm's default place
-# (/etc/slurm), so plain `sinfo`, `squeue`, `sbatch` and `scancel` reach it.
-# No systemd: the daemons are started directly. Needs root.
+# authentication. Two partitions: main (both nodes, the default) and
+# second (n1 only), so tests can check that a step's partition is honoured.
+# The configuration goes to Slurm's default place (/etc/slurm), so plain
+# `sinfo`, `squeue`, `sbatch` and `scancel` reach it. No systemd: the
+# daemons are started directly. Needs root.
 # Usage: scripts/slurm-cluster.sh up|down|status
 set -euo pipefail
 
@@ -60,6 +62,7 @@ SlurmdTimeout=30
 NodeName=n1 NodeHostname=localhost NodeAddr=127.0.0.1 Port=17001 CPUs=2 RealMemory=4000 State=UNKNOWN
 NodeName=n2 NodeHostname=localhost NodeAddr=127.0.0.1 Port=17002 CPUs=2 RealMemory=4000 Gres=gpu:1 State=UNKNOWN
 PartitionName=main Nodes=n1,n2 Default=YES MaxTime=INFINITE State=UP
+PartitionName=second Nodes=n1 MaxTime=INFINITE State=UP
 CONF
     echo "NodeName=n2 Name=gpu File=$gpu" >"$conf/gres.conf"
     rm -f "$conf/cgroup.conf"

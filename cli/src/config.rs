@@ -101,15 +101,14 @@ impl ExecutorSetting {
 impl SlurmTable {
     /// `options` with what this table sets.
     pub(crate) fn apply(&self, mut options: weir::SlurmOptions) -> Result<weir::SlurmOptions, String> {
-        let set = |value: &Option<String>, into: &mut Option<String>| {
-            if value.is_some() {
-                into.clone_from(value);
-            }
+        let request = weir::SlurmRequest {
+            partition: self.partition.clone(),
+            account: self.account.clone(),
+            qos: self.qos.clone(),
+            constraint: self.constraint.clone(),
         };
-        set(&self.partition, &mut options.partition);
-        set(&self.account, &mut options.account);
-        set(&self.qos, &mut options.qos);
-        set(&self.constraint, &mut options.constraint);
+        request.check().map_err(|(option, why)| format!("executor.slurm.{option}: {why}"))?;
+        options.request = request.over(&options.request);
         if let Some(retries) = self.retries {
             options.retries = retries;
         }

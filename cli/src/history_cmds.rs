@@ -109,8 +109,13 @@ pub(crate) fn print_run(detail: &weir::RunDetail, as_json: bool) -> anyhow::Resu
             } else {
                 String::new()
             };
+            let exit = placement
+                .exit_code
+                .as_deref()
+                .map(|code| format!(", exit code {}", printable(code)))
+                .unwrap_or_default();
             println!(
-                "      {} job {}{node}: {}{again}",
+                "      {} job {}{node}: {}{exit}{again}",
                 placement.executor,
                 printable(&placement.job),
                 printable(&placement.state)

@@ -24,8 +24,8 @@ use std::sync::Arc;
 pub(crate) use job::{CodeRef, JobSpec};
 pub(crate) use local::LocalExecutor;
 pub(crate) use process::{ProcessExecutor, WorkerPool};
-pub use slurm::SlurmOptions;
 pub(crate) use slurm::{Cluster, SlurmExecutor};
+pub use slurm::{SlurmOptions, SlurmRequest};
 pub use worker::serve_worker;
 
 use crate::events::EventSink;

@@ -108,7 +108,7 @@ pub use digest::{Digest, ParseDigestError};
 pub use engine::{Engine, EngineBuilder, MAX_JOBS, RunHandle};
 pub use error::{Error, Location, Result, StepError, StepErrorKind, TrapCode, ValidationError, ValidationErrorKind};
 pub use events::{Event, EventSink, LogStream};
-pub use executor::{ExecutorKind, SlurmOptions, serve_worker};
+pub use executor::{ExecutorKind, SlurmOptions, SlurmRequest, serve_worker};
 pub use history::{
     Comparison, Explanation, History, LineageNode, MetricPoint, MetricRow, MetricSummary, RunDetail, RunFilter,
     RunSummary, StepComparison, StepDetails, StepRecord, lower_is_better,

@@ -37,6 +37,17 @@ struct RawManifest {
     /// Settings every step takes unless it sets its own.
     #[serde(default)]
     defaults: defaults::RetryFields,
+    /// `[executor.slurm]`: where its steps go on a Slurm cluster.
+    #[serde(default)]
+    executor: RawExecutor,
+}
+
+/// A manifest's `[executor]` table: what it asks of the executors that
+/// honour it (which executor runs it is the workspace's choice).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawExecutor {
+    slurm: Option<toml::Value>,
 }
 
 /// A pipeline output: `"STEP.OUTPUT"`, or `{ from = "STEP.OUTPUT", export = "path" }`.
@@ -93,6 +104,7 @@ struct RawStep {
     retries: Option<toml::Value>,
     retry_backoff: Option<toml::Value>,
     retry_on: Option<toml::Value>,
+    slurm: Option<toml::Value>,
 }
 
 impl RawStep {
@@ -285,7 +297,8 @@ fn parse(text: &str, path: &Path, files: &HostFiles) -> Result<PipelineBuilder, 
         builder = builder.input(name, input);
     }
     raw.defaults.policy("defaults.")?;
-    let top = subpipeline::Scope::top(raw.defaults);
+    let slurm = slurm_table(raw.executor.slurm, "executor.slurm")?;
+    let top = subpipeline::Scope::top(raw.defaults, slurm);
     let mut inliner = subpipeline::Inliner::new(path, files, text.len());
     let mut problems = Vec::new();
     for (name, value) in raw.steps {
@@ -388,6 +401,14 @@ fn table_field<T: serde::de::DeserializeOwned>(
     value
         .map(|value| T::deserialize(value).map_err(|err| syntax(err.message()).in_field(located(err.message()))))
         .transpose()
+}
+
+/// A `slurm` table (a step's, or a manifest's `[executor.slurm]`), its
+/// values checked; an error names `field`.
+fn slurm_table(value: Option<toml::Value>, field: &str) -> Result<crate::SlurmRequest, ValidationError> {
+    let request = table_field::<crate::SlurmRequest>(value, field)?.unwrap_or_default();
+    request.check().map_err(|(option, why)| syntax(why).in_field(format!("{field}.{option}")))?;
+    Ok(request)
 }
 
 /// The field a step-level deserialization error is about: the unknown key

@@ -132,6 +132,8 @@ pub struct Step {
     pub(crate) retry: crate::RetryPolicy,
     pub(crate) ignored_params: std::collections::BTreeSet<String>,
     pub(crate) map: Option<String>,
+    /// Where on a Slurm cluster it runs (not part of its cache key).
+    pub(crate) slurm: crate::SlurmRequest,
     /// The manifest that defines it, when that is not the pipeline's own
     /// (a step inlined from a sub-pipeline): errors name this file.
     pub(crate) file: Option<PathBuf>,
@@ -170,6 +172,12 @@ impl Step {
     /// Resources the step needs while it runs (e.g. GPU slots).
     pub fn resources(&self) -> Resources {
         self.resources
+    }
+
+    /// The Slurm options it runs with under the `slurm` executor (its own
+    /// over its pipeline's); they do not change its cache key.
+    pub fn slurm(&self) -> &crate::SlurmRequest {
+        &self.slurm
     }
 
     /// Command-line arguments (after argv\[0\]), before parameter substitution.

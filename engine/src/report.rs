@@ -251,6 +251,12 @@ pub struct Placement {
     pub node: Option<String>,
     /// The job's last state the cluster reported (`COMPLETED`, `FAILED`, …).
     pub state: String,
+    /// Slurm's exit code of the job, `CODE:SIGNAL` (`0:9`: killed by
+    /// signal 9), when the cluster reported the job ended before the step
+    /// was recorded; `None` when the worker's result came first (it does
+    /// not wait for the next poll).
+    #[serde(default)]
+    pub exit_code: Option<String>,
     /// Submissions it took: 1, or more when a lost job was submitted again.
     pub submissions: u32,
 }

@@ -812,6 +812,7 @@ impl<'a> Coordinator<'a> {
             natives: planned.natives.keys().cloned().collect(),
             device: Device::Cpu,
             gpus,
+            slurm: step.slurm().clone(),
             record: step.reuse(),
             // An expired result of this key must not serve it either.
             share: step.reuse() && !self.options.forces(step.name()) && self.states[i].expired.is_none(),

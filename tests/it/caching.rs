@@ -253,3 +253,20 @@ fn a_cached_result_older_than_its_reuse_age_runs_again() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("reuse") && stderr.contains("a maximum age such as \"7d\""), "{stderr}");
 }
+
+#[test]
+fn slurm_options_are_not_part_of_a_key() {
+    let project = Project::new();
+    chain(&project);
+    let (_, first) = project.run_json(&[]);
+    assert_eq!(steps_with(&first, "ran").len(), 4, "{first}");
+    let plain = std::fs::read_to_string(project.path().join("pipeline.toml")).unwrap();
+    let placed = plain
+        .replace("name = \"chain\"\n", "name = \"chain\"\n[executor.slurm]\npartition = \"cpu\"\n")
+        .replace("outputs = { copied = \"file\" }\n", "outputs = { copied = \"file\" }\nslurm = { qos = \"high\" }\n");
+    assert_ne!(placed, plain);
+    project.manifest(&placed);
+    let (code, second) = project.run_json(&[]);
+    assert_eq!(code, 0, "{second}");
+    assert_eq!(steps_with(&second, "cached").len(), 4, "where a step runs does not change its result: {second}");
+}

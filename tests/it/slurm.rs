@@ -54,11 +54,12 @@ fn live_jobs() -> Vec<String> {
         .collect()
 }
 
-/// `weir run --executor slurm` started in the background.
-fn spawn_run(project: &Project) -> Child {
+/// `weir run --executor slurm` started in the background, with `extra` arguments.
+fn spawn_run(project: &Project, extra: &[&str]) -> Child {
     Command::new(weir_bin())
         .args(["run", "pipeline.toml", "--json", "--executor", "slurm", "--workspace"])
         .arg(project.workspace())
+        .args(extra)
         .current_dir(project.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -69,15 +70,27 @@ fn spawn_run(project: &Project) -> Child {
 /// Waits until Slurm runs a job of `project` (its frames file names the
 /// workspace); returns its id.
 fn wait_for_job(project: &Project) -> String {
+    wait_for_jobs(project, 1).remove(0)
+}
+
+/// Waits until Slurm runs `count` jobs (or array tasks) of `project`;
+/// returns their ids, sorted.
+fn wait_for_jobs(project: &Project, count: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let workspace = project.workspace().display().to_string();
     loop {
         let out = Command::new("squeue").args(["--noheader", "--states=RUNNING", "--format=%i %k"]).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if let Some(line) = text.lines().find(|line| line.contains(&workspace)) {
-            return line.split_whitespace().next().unwrap().to_owned();
+        let mut jobs: Vec<String> = text
+            .lines()
+            .filter(|line| line.contains(&workspace))
+            .map(|line| line.split_whitespace().next().unwrap().to_owned())
+            .collect();
+        if jobs.len() >= count {
+            jobs.sort();
+            return jobs;
         }
-        assert!(Instant::now() < deadline, "no job of this run started: {text}");
+        assert!(Instant::now() < deadline, "{count} job(s) of this run did not start: {text}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -154,7 +167,7 @@ fn a_job_whose_worker_is_killed_is_submitted_again() {
          [steps.slow]\nmodule = \"tool-p1.wasm\"\nargs = [\"nap\", \"4000\"]\ninputs = { text = \"inputs.seed\" }\noutputs = { result = \"file\" }\n",
         0,
     );
-    let run = spawn_run(&project);
+    let run = spawn_run(&project, &[]);
     let first = wait_for_job(&project);
     let workspace = project.workspace().display().to_string();
     // The worker on its node dies (as when a node's process is killed).
@@ -180,7 +193,7 @@ fn a_job_cancelled_outside_fails_its_step_with_slurms_word() {
          [steps.slow]\nmodule = \"tool-p1.wasm\"\nargs = [\"nap\", \"30000\"]\ninputs = { text = \"inputs.seed\" }\noutputs = { result = \"file\" }\n",
         0,
     );
-    let run = spawn_run(&project);
+    let run = spawn_run(&project, &[]);
     let job = wait_for_job(&project);
     assert!(Command::new("scancel").arg(&job).status().unwrap().success());
     let output = run.wait_with_output().unwrap();
@@ -189,6 +202,13 @@ fn a_job_cancelled_outside_fails_its_step_with_slurms_word() {
     let error = step(&document, "slow")["error"].as_str().unwrap().to_owned();
     assert!(error.contains(&format!("Slurm job {job}")) && error.contains("CANCELLED"), "{error}");
     assert!(error.contains("cancelled outside weir"), "{error}");
+    // Slurm's exit code (signal 15, SIGTERM, from scancel) is in the error and the history.
+    assert!(error.contains("exit code 0:15"), "{error}");
+    let placement = &step(&document, "slow")["placements"][0];
+    assert_eq!(placement["exit_code"], "0:15", "{document}");
+    let shown = project.weir(&["show", "last"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains(&format!("slurm job {job}")) && shown.contains("CANCELLED, exit code 0:15"), "{shown}");
 }
 
 #[test]
@@ -200,7 +220,7 @@ fn interrupting_the_run_cancels_its_jobs_and_a_restarted_run_adopts_a_running_on
          [steps.slow]\nmodule = \"tool-p1.wasm\"\nargs = [\"nap\", \"6000\"]\ninputs = { text = \"inputs.seed\" }\noutputs = { result = \"file\" }\n";
     // Ctrl-C: the run ends cancelled and its job is gone from the queue.
     let project = tool_project(manifest, 0);
-    let run = spawn_run(&project);
+    let run = spawn_run(&project, &[]);
     let job = wait_for_job(&project);
     send_signal(run.id(), libc::SIGINT);
     let output = run.wait_with_output().unwrap();
@@ -215,7 +235,7 @@ fn interrupting_the_run_cancels_its_jobs_and_a_restarted_run_adopts_a_running_on
     // A coordinator killed outright leaves its job running; started again,
     // it follows that job instead of submitting another.
     let project = tool_project(manifest, 0);
-    let mut run = spawn_run(&project);
+    let mut run = spawn_run(&project, &[]);
     let job = wait_for_job(&project);
     run.kill().unwrap();
     run.wait().unwrap();
@@ -259,4 +279,64 @@ fn a_server_runs_triggered_steps_on_the_cluster_and_its_ui_says_where() {
     let page = page.body_mut().read_to_string().unwrap();
     let job = placement["job"].as_str().unwrap();
     assert!(page.contains(&format!("slurm job <code>{job}</code> on node <code>{node}</code>: COMPLETED")), "{page}");
+}
+
+#[test]
+fn slurm_options_choose_the_partition_and_a_bad_one_fails_with_sbatchs_word() {
+    if !cluster() {
+        return;
+    }
+    // The pipeline's partition `second` has only node n1; one step takes the
+    // pipeline's, the other overrides it with the default partition's name.
+    let project = tool_project(
+        "name = \"placed\"\n[executor.slurm]\npartition = \"second\"\n[inputs]\nbatch = \"batch\"\nseed = \"seed.txt\"\n\
+         [steps.nap]\nmodule = \"tool-p1.wasm\"\nargs = [\"nap\", \"200\"]\nmap = \"batch\"\ninputs = { batch = \"inputs.batch\" }\noutputs = { result = \"file\" }\n\
+         [steps.gpu]\nmodule = \"tool-p1.wasm\"\nargs = [\"upper\"]\nresources = { gpu = 1 }\nslurm = { partition = \"main\" }\ninputs = { text = \"inputs.seed\" }\noutputs = { result = \"file\" }\n",
+        3,
+    );
+    let (code, document) = slurm_run(&project, &["-j", "8"]);
+    assert_eq!(code, 0, "{document}");
+    for placement in step(&document, "nap")["placements"].as_array().unwrap() {
+        assert_eq!(placement["node"], "n1", "partition `second` is n1 alone: {document}");
+    }
+    // Only n2 has a GPU, and it is not in `second`: the step's own partition won.
+    assert_eq!(step(&document, "gpu")["placements"][0]["node"], "n2", "{document}");
+
+    let project = tool_project(
+        "name = \"misplaced\"\n[inputs]\nseed = \"seed.txt\"\n\
+         [steps.up]\nmodule = \"tool-p1.wasm\"\nargs = [\"upper\"]\nslurm = { partition = \"nowhere\" }\ninputs = { text = \"inputs.seed\" }\noutputs = { result = \"file\" }\n",
+        0,
+    );
+    let (code, document) = slurm_run(&project, &[]);
+    assert_eq!(code, 1, "{document}");
+    let error = step(&document, "up")["error"].as_str().unwrap();
+    assert!(
+        error.contains("submitting it to Slurm") && error.contains("invalid partition specified: nowhere"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_restarted_run_adopts_the_running_tasks_of_its_job_array() {
+    if !cluster() {
+        return;
+    }
+    let project = tool_project(
+        "name = \"arrayed\"\n[inputs]\nbatch = \"batch\"\n\
+         [steps.nap]\nmodule = \"tool-p1.wasm\"\nargs = [\"nap\", \"6000\"]\nmap = \"batch\"\ninputs = { batch = \"inputs.batch\" }\noutputs = { result = \"file\" }\n",
+        2,
+    );
+    let mut run = spawn_run(&project, &["-j", "8"]);
+    // Both tasks run (one on each node); then the coordinator dies.
+    let tasks = wait_for_jobs(&project, 2);
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let (code, document) = slurm_run(&project, &["-j", "8"]);
+    assert_eq!(code, 0, "{document}");
+    let placements = step(&document, "nap")["placements"].as_array().unwrap();
+    let mut jobs: Vec<String> =
+        placements.iter().map(|placement| placement["job"].as_str().unwrap().to_owned()).collect();
+    jobs.sort();
+    assert_eq!(jobs, tasks, "the running tasks were adopted, not submitted again: {document}");
+    assert!(placements.iter().all(|placement| placement["submissions"] == 1), "{document}");
 }

@@ -230,3 +230,16 @@ fn a_step_names_its_code_exactly_once() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_mentions(&stderr, &["step `s`", "a `pipeline` step takes only `inputs` and `params`"]);
 }
+
+#[test]
+fn slurm_options_are_checked_where_they_are_written() {
+    let stderr = rejected(&format!("name = \"x\"\n[executor.slurm]\npartition = \"\"\n{GOOD_STEP}"), &[]);
+    assert_mentions(&stderr, &["field `executor.slurm.partition`", "is empty"]);
+    let stderr = rejected(&format!("name = \"x\"\n[executor.slurm]\nqueue = \"gpu\"\n{GOOD_STEP}"), &[]);
+    assert_mentions(&stderr, &["field `executor.slurm.queue`", "unknown field `queue`"]);
+    let stderr = rejected(&format!("name = \"x\"\n{GOOD_STEP}slurm = {{ qos = \"hi gh\" }}\n"), &[]);
+    assert_mentions(&stderr, &["step `a`, field `slurm.qos`", "`hi gh`", "whitespace"]);
+    // Which executor runs a pipeline is the workspace's choice, not the manifest's.
+    let stderr = rejected(&format!("name = \"x\"\n[executor]\nkind = \"slurm\"\n{GOOD_STEP}"), &[]);
+    assert_mentions(&stderr, &["unknown field `kind`"]);
+}

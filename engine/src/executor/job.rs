@@ -63,6 +63,9 @@ pub(crate) struct JobSpec {
     /// that places jobs on a cluster's GPU nodes.
     #[serde(default)]
     pub gpus: u32,
+    /// Where on a Slurm cluster it goes (its step's and pipeline's options).
+    #[serde(default)]
+    pub slurm: crate::SlurmRequest,
     /// Whether to record the result for reuse.
     pub record: bool,
     /// Whether a result of the same key that another execution records
@@ -140,6 +143,7 @@ mod tests {
             natives: ["gemm".to_owned()].into(),
             device: Device::Gpu { ordinal: 1 },
             gpus: 1,
+            slurm: crate::SlurmRequest::default(),
             record: true,
             share: false,
             store_budget: Some(("alice".into(), 1 << 20)),

@@ -12,11 +12,15 @@
 //! them once per poll interval. A job that leaves the queue without a result
 //! (its node failed, it was pre-empted, its worker was killed) is submitted
 //! again up to `retries` times; one cancelled from outside fails its step
-//! with Slurm's state and reason. Jobs are named by their cache key, so a
+//! with Slurm's state and reason. Jobs are named by their cache key (job
+//! arrays by their map step, each task's spec naming its entry's key), so a
 //! coordinator started again finds a job still queued for the same key and
 //! adopts it instead of submitting it twice.
 
 mod cluster;
+mod request;
+
+pub use request::SlurmRequest;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -25,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::job::{Frame, write_frame};
+use super::job::{Frame, JobSpec, read_frame, write_frame};
 use super::process::{charge_tenant, worker_can_run};
 use super::{Done, Executor, LocalExecutor};
 use crate::cancel::WakerGuard;
@@ -41,14 +45,9 @@ pub struct SlurmOptions {
     /// The `weir` binary the nodes run (`weir worker`), at the same path on
     /// every node.
     pub command: PathBuf,
-    /// `--partition`, `--account`, `--qos` and `--constraint`, when set.
-    pub partition: Option<String>,
-    /// The account jobs are charged to.
-    pub account: Option<String>,
-    /// The quality of service.
-    pub qos: Option<String>,
-    /// Node features jobs require.
-    pub constraint: Option<String>,
+    /// The partition, account, qos and constraint of every job whose
+    /// pipeline or step does not set its own.
+    pub request: SlurmRequest,
     /// How many times a job lost by the cluster is submitted again.
     pub retries: u32,
     /// How often `squeue` is asked about the jobs (backing off to 4× while
@@ -64,27 +63,7 @@ impl SlurmOptions {
     /// (the cluster's defaults), 2 retries, a 2-second poll, map entries as
     /// job arrays.
     pub fn new(command: PathBuf) -> Self {
-        Self {
-            command,
-            partition: None,
-            account: None,
-            qos: None,
-            constraint: None,
-            retries: 2,
-            poll: Duration::from_secs(2),
-            arrays: true,
-        }
-    }
-
-    /// The options every job of this executor carries.
-    fn common_args(&self) -> Vec<String> {
-        let named = [
-            ("partition", &self.partition),
-            ("account", &self.account),
-            ("qos", &self.qos),
-            ("constraint", &self.constraint),
-        ];
-        named.iter().filter_map(|(flag, value)| value.as_ref().map(|value| format!("--{flag}={value}"))).collect()
+        Self { command, request: SlurmRequest::default(), retries: 2, poll: Duration::from_secs(2), arrays: true }
     }
 }
 
@@ -108,6 +87,9 @@ pub(crate) struct Cluster {
     builtins: crate::native::Natives,
     workspace: PathBuf,
     dir: PathBuf,
+    /// The most tasks one job array may have (the cluster's `MaxArraySize`;
+    /// 0 when arrays are off).
+    max_array: usize,
     shared: Arc<Shared>,
 }
 
@@ -153,14 +135,16 @@ impl Cluster {
         if !fresh {
             let probe = dir.join(format!("probe-{}", crate::new_run_id()));
             std::fs::write(&probe, b"").map_err(|err| Error::io(format!("writing {}", probe.display()))(err))?;
-            let probed = cluster::probe(&probe, &options.common_args(), Duration::from_secs(300));
+            let probed = cluster::probe(&probe, &options.request.args(), Duration::from_secs(300));
             let _ = std::fs::remove_file(&probe);
             probed?;
             let _ = std::fs::write(&trusted, b"");
         }
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), wake: Condvar::new() });
         let builtins = crate::native::Natives::with_builtins();
-        let cluster = Arc::new(Cluster { options, builtins, workspace: workspace.to_owned(), dir, shared });
+        // Slurm's own default when `scontrol` does not say.
+        let max_array = if options.arrays { cluster::max_array_size().unwrap_or(1001) } else { 0 };
+        let cluster = Arc::new(Cluster { options, builtins, workspace: workspace.to_owned(), dir, max_array, shared });
         let tracker = cluster.clone();
         std::thread::Builder::new()
             .name("weir-slurm".into())
@@ -193,6 +177,7 @@ impl Cluster {
                 job: String::new(),
                 node: None,
                 state: "PENDING".into(),
+                exit_code: None,
                 submissions: 0,
             },
             reason: String::new(),
@@ -244,21 +229,17 @@ impl Cluster {
     /// array, the others one by one, adopting those whose key a job still
     /// queued has.
     fn submit_all(&self, jobs: Vec<Tracked>) {
-        let mut groups: Vec<Vec<Tracked>> = Vec::new();
-        for tracked in jobs {
-            let fits = |group: &Vec<Tracked>| {
-                let (a, b) = (&group[0].job.spec, &tracked.job.spec);
-                (a.run_id == b.run_id && a.step == b.step && a.gpus == b.gpus)
-                    && (a.limits.memory == b.limits.memory && a.limits.timeout == b.limits.timeout)
-            };
-            match groups.iter_mut().find(|group| self.options.arrays && fits(group)) {
-                Some(group) => group.push(tracked),
-                None => groups.push(vec![tracked]),
-            }
-        }
+        let groups = in_arrays(jobs, self.max_array, |a: &Tracked, b: &Tracked| {
+            let (a, b) = (&a.job.spec, &b.job.spec);
+            (a.run_id == b.run_id && a.step == b.step && a.gpus == b.gpus && a.slurm == b.slurm)
+                && (a.limits.memory == b.limits.memory && a.limits.timeout == b.limits.timeout)
+        });
         let (arrays, singles): (Vec<_>, Vec<_>) = groups.into_iter().partition(|group| group.len() > 1);
         for group in arrays {
-            self.submit_array(group);
+            let rest = self.adopt_array_tasks(group);
+            if !rest.is_empty() {
+                self.submit_array(rest);
+            }
         }
         let singles: Vec<Tracked> = singles.into_iter().flatten().collect();
         let names: Vec<String> = singles.iter().map(|tracked| tracked.name.clone()).collect();
@@ -279,6 +260,38 @@ impl Cluster {
         }
     }
 
+    /// Follows the tasks of job arrays that run entries of `group` (a map
+    /// step's), submitted by a coordinator that was then restarted: each
+    /// live task of the step's arrays whose spec has the key of an entry.
+    /// Returns the entries no task runs.
+    fn adopt_array_tasks(&self, group: Vec<Tracked>) -> Vec<Tracked> {
+        let name = array_name(&group[0].job.spec.step);
+        let listed = cluster::squeue(std::slice::from_ref(&name)).unwrap_or_default();
+        let mut running: HashMap<crate::Digest, (String, PathBuf)> = HashMap::new();
+        for task in listed.iter().filter(|task| !task.ended() && !task.comment.is_empty()) {
+            let Some((_, index)) = task.id.split_once('_') else { continue };
+            let spec_file = PathBuf::from(format!("{}-{index}.job", task.comment));
+            let spec = File::open(&spec_file).ok().and_then(|mut file| read_frame::<JobSpec>(&mut file).ok().flatten());
+            if let Some(spec) = spec {
+                running.insert(spec.key, (task.id.clone(), spec_file));
+            }
+        }
+        let mut rest = Vec::new();
+        for mut tracked in group {
+            match running.remove(&tracked.job.spec.key) {
+                Some((id, spec_file)) => {
+                    tracked.frames = spec_file.with_extension("frames");
+                    tracked.spec_file = spec_file;
+                    tracked.name.clone_from(&name);
+                    tracked.placement.submissions = 1;
+                    self.follow(tracked, Ok(id));
+                }
+                None => rest.push(tracked),
+            }
+        }
+        rest
+    }
+
     /// Writes a job's spec where its worker reads it, and clears its results.
     fn write_spec(tracked: &mut Tracked) -> Result<()> {
         let writing = |path: &Path| Error::io(format!("writing {}", path.display()));
@@ -288,13 +301,14 @@ impl Cluster {
         tracked.read = 0;
         tracked.buffer.clear();
         tracked.placement.submissions += 1;
+        tracked.placement.exit_code = None;
         Ok(())
     }
 
     /// The `sbatch` options of a job (or array) named `name` running `spec`'s
     /// kind of execution: `worker` is the worker's stdin and stdout, as the
     /// batch script's shell spells them.
-    fn job_args(&self, spec: &super::JobSpec, name: &str, comment: &Path, worker: (String, String)) -> Vec<String> {
+    fn job_args(&self, spec: &JobSpec, name: &str, comment: &Path, worker: (String, String)) -> Vec<String> {
         let mut args = vec![
             "--parsable".to_owned(),
             format!("--job-name={name}"),
@@ -308,7 +322,7 @@ impl Cluster {
         if spec.gpus > 0 {
             args.push(format!("--gres=gpu:{}", spec.gpus));
         }
-        args.extend(self.options.common_args());
+        args.extend(spec.slurm.over(&self.options.request).args());
         args.push(format!(
             "--wrap=exec {} worker --workspace {} < {} > {}",
             cluster::quote(&self.options.command.display().to_string()),
@@ -333,7 +347,7 @@ impl Cluster {
     /// runs the group's `t`-th job, whose files are `STEM-t.job` and `STEM-t.frames`.
     fn submit_array(&self, mut group: Vec<Tracked>) {
         let stem = self.dir.join(format!("{}-array-{}", group[0].job.spec.run_id, &group[0].job.spec.key.hex()[..16]));
-        let name = format!("weir-array-{}", &group[0].job.spec.key.hex()[..18]);
+        let name = array_name(&group[0].job.spec.step);
         let mut written = Ok(());
         for (task, tracked) in group.iter_mut().enumerate() {
             tracked.spec_file = PathBuf::from(format!("{}-{task}.job", stem.display()));
@@ -457,6 +471,7 @@ impl Cluster {
                     self.lock().running.insert(id, tracked);
                     continue;
                 }
+                tracked.placement.exit_code = Some(seen.exit_code.clone());
             } else {
                 tracked.placement.state = "VANISHED".into();
             }
@@ -480,8 +495,9 @@ impl Cluster {
             return self.report(tracked, finished);
         }
         let node = placement.node.as_deref().map_or_else(String::new, |node| format!(" on node {node}"));
+        let exit = placement.exit_code.as_deref().map_or_else(String::new, |code| format!(", exit code {code}"));
         let what = format!(
-            "Slurm job {} ended without a result: state {}{} (reason: {}), after {} submission(s)",
+            "Slurm job {} ended without a result: state {}{}{exit} (reason: {}), after {} submission(s)",
             placement.job,
             placement.state,
             node,
@@ -519,6 +535,26 @@ impl Cluster {
             done(finished);
         }
     }
+}
+
+/// `items` in groups of at most `max` (one group per job array): each item
+/// joins the first group whose first item it `fits`.
+fn in_arrays<T>(items: Vec<T>, max: usize, fits: impl Fn(&T, &T) -> bool) -> Vec<Vec<T>> {
+    let mut groups: Vec<Vec<T>> = Vec::new();
+    for item in items {
+        match groups.iter_mut().find(|group| group.len() < max && fits(&group[0], &item)) {
+            Some(group) => group.push(item),
+            None => groups.push(vec![item]),
+        }
+    }
+    groups
+}
+
+/// The name of the job arrays that run entries of map step `step`: the same
+/// for every run, so that a restarted coordinator finds the arrays it
+/// submitted before (their tasks' specs say which entries they run).
+fn array_name(step: &str) -> String {
+    format!("weir-map-{}", &crate::Digest::of(step.as_bytes()).hex()[..16])
 }
 
 /// Takes the first whole frame off `buffer`, if there is one; a frame that
@@ -566,6 +602,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn arrays_group_what_fits_and_split_at_the_clusters_limit() {
+        let same_parity = |a: &u32, b: &u32| a % 2 == b % 2;
+        let groups = in_arrays((0..7).collect(), 3, same_parity);
+        assert_eq!(groups, [vec![0, 2, 4], vec![1, 3, 5], vec![6]]);
+        let off = in_arrays((0..3).collect(), 0, same_parity);
+        assert_eq!(off, [vec![0], vec![1], vec![2]], "0: no arrays, one job each");
+    }
+
+    #[test]
     fn frames_are_taken_whole_and_in_order() {
         let mut buffer = Vec::new();
         write_frame(&mut buffer, &Frame::Progress { done: 1, total: 2 }).unwrap();
@@ -577,13 +622,5 @@ mod tests {
         partial.extend_from_slice(&buffer[whole - 3..]);
         assert!(matches!(take_frame(&mut partial), Some(Frame::Metric { value, .. }) if value == 0.5));
         assert!(partial.is_empty());
-    }
-
-    #[test]
-    fn common_options_become_flags() {
-        let mut options = SlurmOptions::new("weir".into());
-        options.partition = Some("gpu".into());
-        options.qos = Some("high".into());
-        assert_eq!(options.common_args(), ["--partition=gpu", "--qos=high"]);
     }
 }

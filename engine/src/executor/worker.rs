@@ -83,6 +83,7 @@ fn slurm_placement() -> Option<crate::Placement> {
         job,
         node: var("SLURMD_NODENAME"),
         state: "COMPLETED".into(),
+        exit_code: None,
         submissions: 1,
     })
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::defaults::RetryFields;
-use super::{RawManifest, RawStep, code_step, parse_toml, read_text, syntax};
+use super::{RawManifest, RawStep, code_step, parse_toml, read_text, slurm_table, syntax};
 use crate::StepBuilder;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::host_files::HostFiles;
@@ -25,12 +25,14 @@ pub(super) struct Scope {
     inputs: Option<BTreeMap<String, String>>,
     /// The `[defaults]` its steps take (the outer scope's filled in).
     defaults: RetryFields,
+    /// The Slurm options its steps take (the outer scope's filled in).
+    slurm: crate::SlurmRequest,
 }
 
 impl Scope {
     /// The top-level manifest: names are kept as written.
-    pub(super) fn top(defaults: RetryFields) -> Self {
-        Self { prefix: String::new(), params: None, inputs: None, defaults }
+    pub(super) fn top(defaults: RetryFields, slurm: crate::SlurmRequest) -> Self {
+        Self { prefix: String::new(), params: None, inputs: None, defaults, slurm }
     }
 
     /// An input reference rewritten into the outer pipeline's names.
@@ -134,7 +136,8 @@ impl<'f> Inliner<'f> {
             return Err(located(ValidationError::new(Kind::TooLarge(why))));
         }
         let retry = raw.retry_fields().over(&scope.defaults).policy("").map_err(located)?;
-        let mut step = code_step(&full, raw, base, self.files, scope.params.as_ref()).map_err(located)?;
+        let slurm = slurm_table(raw.slurm.take(), "slurm").map_err(located)?.over(&scope.slurm);
+        let mut step = code_step(&full, raw, base, self.files, scope.params.as_ref()).map_err(located)?.slurm(slurm);
         if let Some(policy) = retry {
             step = step.retry(policy);
         }
@@ -181,9 +184,13 @@ impl<'f> Inliner<'f> {
         inner.defaults.policy("defaults.").map_err(|err| err.in_file(Some(&path)))?;
         let params = bind_params(&raw, &inner.params, scope)?;
         let inputs = bind_inputs(&raw, &inner.inputs, scope)?;
-        // Retry fields on the `pipeline` step apply to each of its steps.
+        // Retry fields and Slurm options on the `pipeline` step apply to each of its steps.
         let defaults = raw.retry_fields().over(&inner.defaults.over(&scope.defaults));
-        let inner_scope = Scope { prefix: format!("{full}/"), params: Some(params), inputs: Some(inputs), defaults };
+        let inner_slurm =
+            slurm_table(inner.executor.slurm, "executor.slurm").map_err(|err| err.in_file(Some(&path)))?;
+        let slurm = slurm_table(raw.slurm, "slurm")?.over(&inner_slurm.over(&scope.slurm));
+        let inner_scope =
+            Scope { prefix: format!("{full}/"), params: Some(params), inputs: Some(inputs), defaults, slurm };
         self.stack.push(key);
         for (name, value) in inner.steps {
             self.add_step(&name, value, &path, &inner_scope)?;

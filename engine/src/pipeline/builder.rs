@@ -236,6 +236,7 @@ pub struct StepBuilder {
     retry: Option<RetryPolicy>,
     ignored_params: Vec<String>,
     map: Option<String>,
+    slurm: crate::SlurmRequest,
     file: Option<PathBuf>,
 }
 
@@ -267,6 +268,7 @@ impl StepBuilder {
             retry: None,
             ignored_params: Vec::new(),
             map: None,
+            slurm: crate::SlurmRequest::default(),
             file: None,
         }
     }
@@ -346,6 +348,13 @@ impl StepBuilder {
         self
     }
 
+    /// Sets the Slurm options (partition, account, qos, constraint) the step
+    /// runs with under the `slurm` executor; they are not part of its cache key.
+    pub fn slurm(mut self, request: crate::SlurmRequest) -> Self {
+        self.slurm = request;
+        self
+    }
+
     /// Sets the resources the step holds while it runs.
     pub fn resources(mut self, resources: Resources) -> Self {
         self.resources = resources;
@@ -409,6 +418,9 @@ impl StepBuilder {
             kind.check(&self.code).map_err(|err| err.in_field(kind.field()))?;
             checked_code.insert(self.code.clone());
         }
+        if let Err((option, why)) = self.slurm.check() {
+            return Err(ValidationError::new(Kind::Syntax(why)).in_field(format!("slurm.{option}")));
+        }
         if let Some(retry) = &self.retry
             && retry.retries > MAX_RETRIES
         {
@@ -463,6 +475,7 @@ impl StepBuilder {
         }
         Ok(Step {
             map: self.map,
+            slurm: self.slurm,
             name: self.name,
             code: self.code,
             natives,

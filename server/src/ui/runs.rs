@@ -362,6 +362,7 @@ pub async fn step(
                             li { (placement.executor) " job " code { (placement.job) }
                                 @if let Some(node) = &placement.node { " on node " code { (node) } }
                                 ": " (placement.state)
+                                @if let Some(code) = &placement.exit_code { ", exit code " code { (code) } }
                                 @if placement.submissions > 1 { ", submitted " (placement.submissions) " times" } }
                         }
                     }

@@ -22,6 +22,8 @@ pub(crate) struct Listed {
     pub reason: String,
     /// Its comment: the path of its result file.
     pub comment: String,
+    /// Its exit code as Slurm writes it, `CODE:SIGNAL` (`0:0` until it ends).
+    pub exit_code: String,
 }
 
 impl Listed {
@@ -88,12 +90,14 @@ pub(crate) fn squeue(names: &[String]) -> Result<Vec<Listed>> {
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let format = ["%i", "%j", "%T", "%N", "%r", "%k"].join(&SEP.to_string());
+    // `--Format` fields with a suffix and no width are printed unpadded.
+    let fields = ["JobArrayID", "Name", "State", "NodeList", "Reason", "Comment", "exit_code"];
+    let format = fields.map(|field| format!("{field}:{SEP}")).join(",");
     let args = [
         "--noheader".into(),
         "--array".into(),
         "--states=all".into(),
-        format!("--format={format}"),
+        format!("--Format={format}"),
         format!("--name={}", names.join(",")),
     ];
     Ok(run("squeue", &args)?.lines().filter_map(parse_line).collect())
@@ -101,15 +105,39 @@ pub(crate) fn squeue(names: &[String]) -> Result<Vec<Listed>> {
 
 fn parse_line(line: &str) -> Option<Listed> {
     let mut fields = line.split(SEP).map(str::trim);
-    let (id, name, state, node, reason, comment) =
-        (fields.next()?, fields.next()?, fields.next()?, fields.next()?, fields.next()?, fields.next().unwrap_or(""));
+    let mut next = || fields.next().filter(|field| *field != "(null)").unwrap_or_default().to_owned();
+    let (id, name, state, node, reason, comment, status) = (next(), next(), next(), next(), next(), next(), next());
+    if id.is_empty() || state.is_empty() {
+        return None;
+    }
     Some(Listed {
-        id: id.to_owned(),
-        name: name.to_owned(),
-        state: state.to_owned(),
-        node: (!node.is_empty() && node != "(null)").then(|| node.to_owned()),
-        reason: reason.to_owned(),
-        comment: comment.to_owned(),
+        id,
+        name,
+        state,
+        node: (!node.is_empty()).then_some(node),
+        reason,
+        comment,
+        exit_code: exit_code(&status),
+    })
+}
+
+/// Slurm's `CODE:SIGNAL` of the wait status `squeue` prints (`768` is
+/// `3:0`, an exit with code 3; `9` is `0:9`, killed by signal 9).
+fn exit_code(status: &str) -> String {
+    let status: u32 = status.parse().unwrap_or(0);
+    format!("{}:{}", (status >> 8) & 0xff, status & 0x7f)
+}
+
+/// The cluster's `MaxArraySize`: a job array's task indices must be below
+/// it (0 turns job arrays off). `None` when `scontrol` does not say.
+pub(crate) fn max_array_size() -> Option<usize> {
+    parse_max_array_size(&run("scontrol", &["show".into(), "config".into()]).ok()?)
+}
+
+fn parse_max_array_size(config: &str) -> Option<usize> {
+    config.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == "MaxArraySize").then(|| value.trim().parse().ok())?
     })
 }
 
@@ -149,15 +177,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn max_array_size_is_read_from_scontrols_config() {
+        let config =
+            "Configuration data as of 2026-12-01T10:00:00\nMaxArraySize            = 1001\nMaxJobCount = 10000\n";
+        assert_eq!(parse_max_array_size(config), Some(1001));
+        assert_eq!(parse_max_array_size("MaxJobCount = 10000\n"), None);
+    }
+
+    #[test]
     fn squeue_lines_are_read_field_by_field() {
-        let line = format!("12_3{SEP}weir-ab{SEP}RUNNING{SEP}n2{SEP}None{SEP}/ws/slurm/r-ab.frames");
+        let line = format!("12_3{SEP}weir-ab{SEP}RUNNING{SEP}n2{SEP}None{SEP}/ws/slurm/r-ab.frames{SEP}0{SEP}");
         let listed = parse_line(&line).unwrap();
         assert_eq!(listed.id, "12_3");
         assert_eq!(listed.node.as_deref(), Some("n2"));
         assert_eq!(listed.comment, "/ws/slurm/r-ab.frames");
+        assert_eq!(listed.exit_code, "0:0");
         assert!(!listed.ended());
-        let pending = parse_line(&format!("13{SEP}weir-cd{SEP}PENDING{SEP}{SEP}Resources{SEP}")).unwrap();
+        let pending =
+            parse_line(&format!("13{SEP}weir-cd{SEP}PENDING{SEP}{SEP}Resources{SEP}(null){SEP}0{SEP}")).unwrap();
         assert_eq!(pending.node, None);
+        assert_eq!(pending.comment, "");
+        let killed = parse_line(&format!("14{SEP}w{SEP}FAILED{SEP}n1{SEP}JobLaunchFailure{SEP}{SEP}9{SEP}")).unwrap();
+        assert_eq!(killed.exit_code, "0:9");
+        let exited = parse_line(&format!("15{SEP}w{SEP}FAILED{SEP}n1{SEP}NonZeroExitCode{SEP}{SEP}768{SEP}")).unwrap();
+        assert_eq!(exited.exit_code, "3:0");
+        assert!(parse_line("").is_none());
         for ended in ["COMPLETED", "FAILED", "CANCELLED", "NODE_FAIL", "PREEMPTED", "TIMEOUT", "OUT_OF_MEMORY"] {
             assert!(Listed { state: ended.into(), ..pending.clone() }.ended(), "{ended}");
         }
