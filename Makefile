@@ -9,6 +9,10 @@ DIGITS_BINS  := validate prep train evaluate score
 WORDS        := examples/wordcount
 WORDS_WS     := $(WORDS)/.weir
 WORDS_BINS   := normalize count stats report
+COMPONENTIZE_PY_VERSION := 0.25.1
+PY_VENV      := target/python-venv
+# weir builds Python steps with this componentize-py (docs/python.md).
+export WEIR_COMPONENTIZE_PY ?= $(CURDIR)/$(PY_VENV)/bin/componentize-py
 
 .PHONY: all setup build examples run run-wordcount run-embed test contract ui-test lint fmt bench bench-quick bench-peers bench-shared-cache bench-ui clean
 
@@ -18,7 +22,8 @@ all: build
 ## (the tests read the DOT graph back with `dot`) and Chromium (the web UI's
 ## browser tests; Playwright itself comes from PyPI into target/ui-venv). `make test`
 ## also starts a local Slurm cluster (scripts/slurm-cluster.sh, installing Debian's
-## slurmd, slurmctld and munge as root) for the slurm executor's tests.
+## slurmd, slurmctld and munge as root) for the slurm executor's tests. componentize-py,
+## which builds Python steps, goes into target/python-venv.
 setup:
 	@if command -v rustup >/dev/null 2>&1; then \
 		rustup target add $(WASM_TARGETS) >/dev/null 2>&1 || rustup target add $(WASM_TARGETS); \
@@ -38,6 +43,10 @@ setup:
 		else \
 			echo "Chromium is missing: install chromium (the web UI's browser tests need it)"; \
 		fi; \
+	fi
+	@if [ "$$($(PY_VENV)/bin/componentize-py --version 2>/dev/null)" != "componentize-py $(COMPONENTIZE_PY_VERSION)" ]; then \
+		python3 -m venv $(PY_VENV) && \
+		$(PY_VENV)/bin/pip install --quiet --disable-pip-version-check componentize-py==$(COMPONENTIZE_PY_VERSION); \
 	fi
 
 ## Build the weir binary.

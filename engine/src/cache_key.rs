@@ -19,6 +19,13 @@ pub(crate) enum CodeKey {
         /// The module's digest.
         module: Digest,
     },
+    /// A Python step, by the digest of its bundle (its sources, its
+    /// requirements files and what weir builds it with): its builds are not
+    /// reproducible byte for byte.
+    Python {
+        /// The bundle's digest.
+        bundle: Digest,
+    },
     /// A registered native step.
     Native {
         /// Its registered name.

@@ -791,7 +791,13 @@ impl Engine {
         }
         let distinct: Vec<((&StepCode, Flavor), &Step)> = first_user.into_iter().collect();
         let prepared = self.map_on_pool(&distinct, |&((code, flavor), step)| {
-            let with = Preparation { runtime: &self.inner.runtime, natives: &self.inner.natives, files, flavor };
+            let with = Preparation {
+                runtime: &self.inner.runtime,
+                natives: &self.inner.natives,
+                files,
+                store: &self.inner.store,
+                flavor,
+            };
             let kind = code.kind();
             kind.prepare(code, &with).map_err(|err| {
                 err.in_field(kind.field()).in_step(step.name()).in_file(step.defined_in().or(pipeline.file()))

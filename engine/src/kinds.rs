@@ -11,11 +11,13 @@
 
 mod module;
 mod native;
+pub(crate) mod python;
 
 use std::path::Path;
 
 pub(crate) use module::Module;
 pub(crate) use native::Native;
+pub(crate) use python::Python;
 
 use crate::StepCode;
 use crate::cache_key::CodeKey;
@@ -25,6 +27,7 @@ use crate::host_files::HostFiles;
 use crate::native::Natives;
 use crate::runtime::{Flavor, Runtime};
 use crate::step_exec::JobCode;
+use crate::store::Store;
 
 /// A kind of step.
 pub(crate) trait StepKind: Sync {
@@ -46,6 +49,8 @@ pub(crate) struct Preparation<'a> {
     pub natives: &'a Natives,
     /// How the run reaches host files (a tenant's are confined).
     pub files: &'a HostFiles,
+    /// The workspace's store (where builds are kept).
+    pub store: &'a Store,
     pub flavor: Flavor,
 }
 
@@ -69,6 +74,7 @@ impl StepCode {
         match self {
             StepCode::Wasm(_) => &Module,
             StepCode::Native(_) => &Native,
+            StepCode::Python(_) => &Python,
         }
     }
 }

@@ -113,12 +113,14 @@ pub use history::{
     Comparison, Explanation, History, LineageNode, MetricPoint, MetricRow, MetricSummary, RunDetail, RunFilter,
     RunSummary, StepComparison, StepDetails, StepRecord, lower_is_better,
 };
+pub use kinds::python::COMPONENTIZE_PY_VAR;
 pub use limits::{LimitExceeded, LimitOverrides, Limits};
 pub use native::{CallContext, Device, GpuSupport, NativeFunction, NativeStep, StepContext, TypedFunction, native_fn};
 pub use options::RunOptions;
 pub use params::Params;
 pub use pipeline::{
-    InputRef, OutputKind, Pipeline, PipelineBuilder, PipelineOutput, Resources, Step, StepBuilder, StepCode,
+    InputRef, OutputKind, Pipeline, PipelineBuilder, PipelineOutput, PythonScript, Resources, Step, StepBuilder,
+    StepCode,
 };
 pub use remote::{CacheRemote, RemoteEntry, RemoteError, Transfer};
 pub use report::{

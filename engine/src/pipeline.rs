@@ -160,7 +160,7 @@ impl Step {
     pub fn module(&self) -> Option<&Path> {
         match &self.code {
             StepCode::Wasm(path) => Some(path),
-            StepCode::Native(_) => None,
+            StepCode::Native(_) | StepCode::Python(_) => None,
         }
     }
 
@@ -261,6 +261,18 @@ pub enum StepCode {
     Wasm(PathBuf),
     /// A native step registered with the engine under this name.
     Native(String),
+    /// A Python script weir builds into a component.
+    Python(PythonScript),
+}
+
+/// A Python step's code: a script, bundled with the `.py` files beside it
+/// and the packages beneath it (see `docs/python.md`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PythonScript {
+    /// The script, run as `__main__` each time the step executes.
+    pub script: PathBuf,
+    /// Requirements files (pip's format) of pure-Python packages to vendor.
+    pub requirements: Vec<PathBuf>,
 }
 
 /// Resources a step holds while it executes.

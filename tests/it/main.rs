@@ -22,6 +22,7 @@ mod hostile;
 mod maps;
 mod natives;
 mod parallel;
+mod python;
 mod read_only;
 mod retries;
 mod sandbox;

@@ -1,5 +1,5 @@
 //! How a manifest step names its code: each kind of code owns its keys
-//! (`module`, `crate` and `bin`, `native`) and turns them into the step's
+//! (`module`, `crate` and `bin`, `python` and `requirements`, `native`) and turns them into the step's
 //! [`StepCode`]. Adding a way to write a step's code is a type here (or a
 //! file beside this one) and its line in [`KINDS`].
 
@@ -32,7 +32,7 @@ trait CodeKind: Sync {
 }
 
 /// Every kind, in the order the manifest documentation lists them.
-const KINDS: [&dyn CodeKind; 3] = [&Module, &RustCrate, &Native];
+const KINDS: [&dyn CodeKind; 4] = [&Module, &RustCrate, &Python, &Native];
 
 /// Takes the code fields of every kind out of a step's table.
 pub(super) fn take_fields(table: &mut toml::Table) -> toml::Table {
@@ -111,6 +111,45 @@ impl CodeKind for RustCrate {
         let module = rust_crate::built_module(&dir, bin)
             .map_err(|why| ValidationError::new(Kind::BuildFailed(why)).in_field("crate"))?;
         Ok(StepCode::Wasm(module))
+    }
+}
+
+/// `python = "SCRIPT"` (and `requirements`): a Python script weir builds
+/// into a component.
+struct Python;
+
+impl CodeKind for Python {
+    fn key(&self) -> &'static str {
+        "python"
+    }
+
+    fn describes(&self) -> &'static str {
+        "a Python script weir builds"
+    }
+
+    fn extra_keys(&self) -> &'static [&'static str] {
+        &["requirements"]
+    }
+
+    fn code(&self, fields: &toml::Table, site: &Site<'_>) -> Result<StepCode, ValidationError> {
+        if site.files.confined() {
+            let why = crate::kinds::python::FORBIDDEN_TO_TENANTS.to_owned();
+            return Err(ValidationError::new(Kind::Forbidden(why)).in_field("python"));
+        }
+        let script = site.base.join(text(fields, "python")?);
+        let requirements = match fields.get("requirements") {
+            None => Vec::new(),
+            Some(toml::Value::String(path)) => vec![site.base.join(path)],
+            Some(toml::Value::Array(paths)) => paths
+                .iter()
+                .map(|path| path.as_str().map(|path| site.base.join(path)))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| syntax("`requirements` must be a list of paths".to_owned()).in_field("requirements"))?,
+            Some(_) => {
+                return Err(syntax("`requirements` must be a list of paths".to_owned()).in_field("requirements"));
+            }
+        };
+        Ok(StepCode::Python(crate::PythonScript { script, requirements }))
     }
 }
 

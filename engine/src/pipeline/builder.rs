@@ -251,6 +251,11 @@ impl StepBuilder {
         Self::with_code(name.into(), StepCode::Native(function.into()))
     }
 
+    /// A step running the Python script `script` (see [`PythonScript`]).
+    pub fn python(name: impl Into<String>, script: crate::PythonScript) -> Self {
+        Self::with_code(name.into(), StepCode::Python(script))
+    }
+
     pub(crate) fn with_code(name: String, code: StepCode) -> Self {
         Self {
             name,

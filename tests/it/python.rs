@@ -1,0 +1,261 @@
+//! Steps written in Python (`python = "script.py"`), built with
+//! componentize-py (`make setup` installs it; `make test` names it in
+//! `WEIR_COMPONENTIZE_PY`). Each test is skipped, saying so, without it.
+//! A build takes 10–20 s, so each test builds one bundle and asks much of it.
+
+use std::process::Command;
+
+use serde_json::Value;
+use weir_tests::{Project, output_digest, weir_bin};
+
+/// Whether componentize-py is there to build Python steps.
+fn componentize_py() -> bool {
+    let tool = std::env::var_os(weir::COMPONENTIZE_PY_VAR).unwrap_or_else(|| "componentize-py".into());
+    let found = Command::new(tool).arg("--version").output().is_ok_and(|out| out.status.success());
+    if !found {
+        eprintln!("skipped: no componentize-py (make setup installs it; make test names it in WEIR_COMPONENTIZE_PY)");
+    }
+    found
+}
+
+fn step<'a>(summary: &'a Value, name: &str) -> &'a Value {
+    summary["steps"].as_array().unwrap().iter().find(|step| step["step"] == name).unwrap()
+}
+
+const CLEAN: &str = r#"
+import json
+
+import weir
+from helper import twice
+from shapes import area
+
+params = weir.params()
+text = weir.read_input_text("raw")
+lines = text.splitlines()
+for done, line in enumerate(lines, 1):
+    weir.progress(done, len(lines))
+weir.metric("lines", len(lines))
+
+product = weir.native.gemm(2, 2, 3, [1, 2, 3, 4, 5, 6], [1, 0, 0, 1, 1, 1])
+with weir.native.Tensor.upload([2.0, 0.0, 0.0, 2.0]) as scale:
+    scaled = weir.native.Gemm(2, 2, 2).values(list(product), scale)
+called = weir.native.call("gemm", {"m": 1, "n": 1, "k": 2, "a": [1.0, 2.0], "b": [3.0, 4.0], "trans_a": False, "trans_b": False})
+
+weir.write_output("table", json.dumps({
+    "threshold": twice(params["threshold"]),
+    "label": params["label"],
+    "upper": text.upper(),
+    "product": list(product),
+    "scaled": list(scaled),
+    "called": called["c"] if isinstance(called["c"], list) else "packed",
+    "area": area(3, 4),
+}, sort_keys=True))
+print("cleaned", len(lines), "lines")
+"#;
+
+const PIPELINE: &str = r#"
+name = "clean"
+[inputs]
+raw = "raw.txt"
+[steps.clean]
+python = "steps/clean.py"
+inputs = { raw = "inputs.raw" }
+outputs = { table = "file" }
+params = { threshold = 0.25, label = "first" }
+natives = ["gemm"]
+"#;
+
+#[test]
+fn a_python_step_reads_params_and_inputs_calls_natives_and_is_rerun_only_when_its_bundle_changes() {
+    if !componentize_py() {
+        return;
+    }
+    let project = Project::new();
+    project.write("raw.txt", "one\ntwo\nthree\n");
+    project.write("steps/clean.py", CLEAN);
+    project.write("steps/helper.py", "def twice(x):\n    return 2 * x\n");
+    project.write("steps/shapes/__init__.py", "from .rect import area\n");
+    project.write("steps/shapes/rect.py", "def area(w, h):\n    return w * h\n");
+    project.write("steps/notes.txt", "not code");
+    project.manifest(PIPELINE);
+
+    let (code, first) = project.run_json(&[]);
+    assert_eq!(code, 0, "{first}");
+    let clean = step(&first, "clean");
+    assert_eq!(clean["status"], "ran");
+    assert_eq!(clean["metrics"]["lines"], 3.0);
+    let table: Value = serde_json::from_str(&project.cat(output_digest(&first, "clean", "table"))).unwrap();
+    assert_eq!(table["threshold"], 0.5);
+    assert_eq!(table["label"], "first");
+    assert_eq!(table["upper"], "ONE\nTWO\nTHREE\n");
+    // [[1,2,3],[4,5,6]] · [[1,0],[0,1],[1,1]] = [[4,5],[10,11]]; then · 2I.
+    assert_eq!(table["product"], serde_json::json!([4.0, 5.0, 10.0, 11.0]));
+    assert_eq!(table["scaled"], serde_json::json!([8.0, 10.0, 20.0, 22.0]));
+    assert_eq!(table["called"], serde_json::json!([11.0]));
+    assert_eq!(table["area"], 12);
+    let stdout = project.cat(clean["logs"]["stdout"].as_str().unwrap());
+    assert_eq!(stdout, "cleaned 3 lines\n");
+
+    let (_, again) = project.run_json(&[]);
+    assert_eq!(step(&again, "clean")["status"], "cached");
+    project.write("steps/notes.txt", "still not code");
+    project.write("steps/stray.csv", "a,b\n");
+    let (_, unrelated) = project.run_json(&[]);
+    assert_eq!(step(&unrelated, "clean")["status"], "cached", "files that are not bundled do not count");
+
+    project.write("steps/shapes/rect.py", "def area(w, h):\n    return w * h + 1\n");
+    let (code, edited) = project.run_json(&[]);
+    assert_eq!(code, 0, "{edited}");
+    assert_eq!(step(&edited, "clean")["status"], "ran", "a bundled package module counts");
+    let table: Value = serde_json::from_str(&project.cat(output_digest(&edited, "clean", "table"))).unwrap();
+    assert_eq!(table["area"], 13);
+}
+
+const PROBE: &str = r#"
+import socket
+import sys
+
+import weir
+
+mode = weir.params()["mode"]
+if mode == "sandbox":
+    found = []
+    for path in ["/etc/passwd", "/work", "/", "/in/../../etc/hostname"]:
+        try:
+            open(path).read()
+            found.append(f"opened {path}")
+        except OSError as err:
+            found.append(f"denied {path}: {type(err).__name__}")
+    try:
+        socket.create_connection(("127.0.0.1", 80))
+        found.append("connected")
+    except OSError as err:
+        found.append(f"network: {err}")
+    weir.write_output("report", "\n".join(found))
+elif mode == "raise":
+    def load(name):
+        raise ValueError(f"column {name} is missing")
+    load("label")
+elif mode == "exit":
+    sys.exit(3)
+else:
+    while True:
+        pass
+"#;
+
+#[test]
+fn a_python_step_is_sandboxed_and_limited_and_its_exceptions_carry_the_traceback() {
+    if !componentize_py() {
+        return;
+    }
+    let project = Project::new();
+    project.write("probe.py", PROBE);
+    project.manifest(
+        r#"
+name = "probe"
+[steps.sandbox]
+python = "probe.py"
+params = { mode = "sandbox" }
+outputs = { report = "file" }
+[steps.raise]
+python = "probe.py"
+params = { mode = "raise" }
+outputs = { report = "file" }
+[steps.exit]
+python = "probe.py"
+params = { mode = "exit" }
+outputs = { report = "file" }
+[steps.spin]
+python = "probe.py"
+params = { mode = "spin" }
+outputs = { report = "file" }
+limits = { timeout = "2s" }
+"#,
+    );
+    let (code, summary) = project.run_json(&[]);
+    assert_eq!(code, 1, "{summary}");
+
+    let report = project.cat(output_digest(&summary, "sandbox", "report"));
+    for path in ["/etc/passwd", "/work", "/", "/in/../../etc/hostname"] {
+        assert!(report.contains(&format!("denied {path}: ")), "{path} must be out of reach:\n{report}");
+    }
+    assert!(!report.contains("opened") && !report.contains("connected"), "{report}");
+    assert!(report.contains("network: a weir step has no network access"), "{report}");
+
+    let raised = step(&summary, "raise");
+    assert_eq!(raised["status"], "failed");
+    let error = raised["error"].as_str().unwrap();
+    assert!(error.contains("Traceback (most recent call last)"), "{error}");
+    assert!(error.contains("File \"probe.py\", line 24, in load"), "the frame names the script and line: {error}");
+    assert!(error.contains("raise ValueError(f\"column {name} is missing\")"), "the source line: {error}");
+    assert!(error.contains("ValueError: column label is missing"), "{error}");
+    assert!(!error.contains("weir_entry"), "weir's own frame is not shown: {error}");
+
+    let exited = step(&summary, "exit");
+    assert_eq!(exited["status"], "failed");
+    assert!(exited["error"].as_str().unwrap().contains("exited with status 1"), "{exited}");
+
+    let spin = step(&summary, "spin");
+    assert_eq!(spin["status"], "failed");
+    assert!(spin["error"].as_str().unwrap().contains("timeout"), "{spin}");
+}
+
+#[test]
+fn a_python_step_that_imports_what_cannot_run_in_the_sandbox_fails_to_build_naming_the_module() {
+    if !componentize_py() {
+        return;
+    }
+    let project = Project::new();
+    project.write("steps/fit.py", "import json\nimport numpy as np\nprint(np.zeros(3))\n");
+    project.manifest("name = \"fit\"\n[steps.fit]\npython = \"steps/fit.py\"\noutputs = { model = \"file\" }\n");
+    let output = project.weir(&["run", "pipeline.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("step `fit`, field `python`"), "{stderr}");
+    assert!(stderr.contains("fit.py, line 2: `numpy` cannot be imported in the sandbox"), "{stderr}");
+    assert!(stderr.contains("only pure-Python modules"), "{stderr}");
+}
+
+#[test]
+fn without_componentize_py_a_python_step_says_how_to_install_it() {
+    let project = Project::new();
+    project.write("steps/fit.py", "print('hi')\n");
+    project.manifest("name = \"fit\"\n[steps.fit]\npython = \"steps/fit.py\"\noutputs = { model = \"file\" }\n");
+    let output = Command::new(weir_bin())
+        .args(["run", "pipeline.toml", "--workspace"])
+        .arg(project.workspace())
+        .current_dir(project.path())
+        .env(weir::COMPONENTIZE_PY_VAR, project.path().join("no-such-componentize-py"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("pip install componentize-py==0.25.1"), "{stderr}");
+    assert!(stderr.contains("WEIR_COMPONENTIZE_PY"), "{stderr}");
+}
+
+#[test]
+fn a_missing_python_script_is_an_error_at_its_field() {
+    let project = Project::new();
+    project.manifest("name = \"fit\"\n[steps.fit]\npython = \"steps/nope.py\"\noutputs = { model = \"file\" }\n");
+    let output = project.weir(&["run", "pipeline.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("step `fit`, field `python`"), "{stderr}");
+    assert!(stderr.contains("nope.py not found"), "{stderr}");
+}
+
+#[test]
+fn a_tenant_may_not_build_a_python_step() {
+    let project = Project::new();
+    project.write(".weir/tenants.toml", "[tenants.mallory]\n");
+    project.write_as("mallory", "steps/fit.py", "print('hi')\n");
+    project.write_as(
+        "mallory",
+        "pipeline.toml",
+        "name = \"fit\"\n[steps.fit]\npython = \"steps/fit.py\"\noutputs = { model = \"file\" }\n",
+    );
+    let stderr = project.refused_as("mallory");
+    assert!(stderr.contains("step `fit`, field `python`"), "{stderr}");
+    assert!(stderr.contains("only the operator may do"), "{stderr}");
+}
