@@ -65,6 +65,12 @@ enum Command {
     /// Executes nothing and writes nothing. Exit status 0: up to date;
     /// 1: something would run; 2: the pipeline cannot run.
     Status(status_cmd::StatusArgs),
+    /// Build and compile every step's code ahead of a run (Python steps take
+    /// tens of seconds to build); executes nothing.
+    Build {
+        /// The pipeline manifest (TOML).
+        manifest: PathBuf,
+    },
     /// Run a pipeline once per combination of parameter values (a grid, or
     /// --random draws), several at once; steps whose inputs are the same in
     /// several runs execute once. Ends with the runs' metrics side by side.
@@ -370,6 +376,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sweep(args) => sweep::sweep(&workspace, tenant, args),
         Command::Status(args) => with_json_refusal(args.json, || status_cmd::status(&workspace, tenant, args)),
+        Command::Build { manifest } => status_cmd::build(&workspace, tenant, &manifest),
         Command::Serve(args) => serve_cmd::serve(&workspace, args),
         Command::Token { action } => serve_cmd::token(&workspace, tenant, action),
         Command::Publish(args) => publish::publish(args),

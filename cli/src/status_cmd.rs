@@ -1,5 +1,6 @@
 //! `weir status` and `weir run --dry-run`: which steps would run, and why,
-//! without executing anything or writing to the workspace.
+//! without executing anything or writing to the workspace (but the builds of
+//! steps' code); `weir build`, which prepares that code ahead of a run.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -45,6 +46,21 @@ pub(crate) fn status(workspace: &Path, tenant: &str, args: StatusArgs) -> anyhow
         print_status(&status);
     }
     Ok(if status.up_to_date { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `weir build`: prepares every step's code as a run would (building Python
+/// steps, compiling modules into the workspace's cache) and says how many.
+pub(crate) fn build(workspace: &Path, tenant: &str, manifest: &Path) -> anyhow::Result<ExitCode> {
+    let engine = crate::open_engine(workspace, Engine::builder().workspace(workspace))?;
+    let pipeline = crate::load_pipeline(&engine, tenant, manifest)?;
+    let status = engine.status(&pipeline, &RunOptions::new().tenant(tenant))?;
+    let steps = status.steps.len();
+    println!(
+        "{}: the code of its {steps} step{} is built",
+        printable(&status.pipeline),
+        if steps == 1 { "" } else { "s" }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_status(status: &PipelineStatus) {

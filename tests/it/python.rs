@@ -79,6 +79,12 @@ fn a_python_step_reads_params_and_inputs_calls_natives_and_is_rerun_only_when_it
     project.write("steps/notes.txt", "not code");
     project.manifest(PIPELINE);
 
+    let built = project.weir(&["build", "pipeline.toml"]);
+    assert!(String::from_utf8_lossy(&built.stderr).contains("building Python step"), "{built:?}");
+    assert_eq!(String::from_utf8_lossy(&built.stdout), "clean: the code of its 1 step is built\n");
+    let status = project.weir(&["status", "pipeline.toml"]);
+    assert!(!String::from_utf8_lossy(&status.stderr).contains("building"), "the build is kept: {status:?}");
+
     let (code, first) = project.run_json(&[]);
     assert_eq!(code, 0, "{first}");
     let clean = step(&first, "clean");
