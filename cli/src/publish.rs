@@ -113,8 +113,14 @@ fn bundle_files(
         if let Some(file) = step.defined_in() {
             add(format!("the sub-pipeline of step {}", step.name()), file)?;
         }
-        if let StepCode::Wasm(module) = step.code() {
-            add(format!("steps.{}.module", step.name()), module)?;
+        match step.code() {
+            StepCode::Wasm(module) => add(format!("steps.{}.module", step.name()), module)?,
+            StepCode::Python(_) => bail!(
+                "steps.{}.python: a published pipeline cannot carry a Python step yet (docs/python.md); \
+                 publish the component instead, as a `module`",
+                step.name()
+            ),
+            _ => {}
         }
     }
     if inputs {

@@ -265,3 +265,15 @@ fn a_tenant_may_not_build_a_python_step() {
     assert!(stderr.contains("step `fit`, field `python`"), "{stderr}");
     assert!(stderr.contains("only the operator may do"), "{stderr}");
 }
+
+#[test]
+fn publishing_a_python_step_is_refused_naming_the_step() {
+    let project = Project::new();
+    project.write("steps/fit.py", "print('hi')\n");
+    project.manifest("name = \"fit\"\n[steps.fit]\npython = \"steps/fit.py\"\noutputs = { model = \"file\" }\n");
+    // Refused before any server is reached: none listens here.
+    let output = project.weir(&["publish", "pipeline.toml", "--server", "http://127.0.0.1:9", "--token", "weir_a_b"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("steps.fit.python: a published pipeline cannot carry a Python step yet"), "{stderr}");
+}
