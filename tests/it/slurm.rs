@@ -3,6 +3,7 @@
 //! test is skipped, saying so, when no cluster answers `sinfo`.
 
 use std::process::{Child, Command, Stdio};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -11,7 +12,7 @@ use weir_tests::{Project, send_signal, weir_bin};
 use crate::digits::digits;
 
 /// Whether a Slurm cluster with both test nodes answers.
-fn cluster() -> bool {
+fn up() -> bool {
     let nodes = Command::new("sinfo").args(["--noheader", "--Node", "--format=%N"]).output();
     let up = nodes.is_ok_and(|out| {
         let text = String::from_utf8_lossy(&out.stdout);
@@ -21,6 +22,20 @@ fn cluster() -> bool {
         eprintln!("skipped: no Slurm cluster answers `sinfo` (scripts/slurm-cluster.sh up starts one)");
     }
     up
+}
+
+/// The tests share the one cluster; a test that must see where Slurm places
+/// work while both nodes are idle has it to itself (`cluster_to_itself`).
+static CLUSTER: RwLock<()> = RwLock::new(());
+
+/// A turn on the cluster shared with other tests, or `None` (skipped) without one.
+fn cluster() -> Option<RwLockReadGuard<'static, ()>> {
+    up().then(|| CLUSTER.read().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// The cluster to this test alone, or `None` (skipped) without one.
+fn cluster_to_itself() -> Option<RwLockWriteGuard<'static, ()>> {
+    up().then(|| CLUSTER.write().unwrap_or_else(PoisonError::into_inner))
 }
 
 fn slurm_run(project: &Project, extra: &[&str]) -> (i32, Value) {
@@ -97,9 +112,7 @@ fn wait_for_jobs(project: &Project, count: usize) -> Vec<String> {
 
 #[test]
 fn digits_on_slurm_gives_the_outputs_of_a_local_run() {
-    if !cluster() {
-        return;
-    }
+    let Some(_turn) = cluster() else { return };
     let on_cluster = digits();
     let (code, clustered) = slurm_run(&on_cluster, &[]);
     assert_eq!(code, 0, "{clustered}");
@@ -126,9 +139,7 @@ fn digits_on_slurm_gives_the_outputs_of_a_local_run() {
 
 #[test]
 fn a_map_step_is_one_job_array_over_both_nodes_and_a_gpu_step_lands_on_the_gpu_node() {
-    if !cluster() {
-        return;
-    }
+    let Some(_turn) = cluster_to_itself() else { return };
     let project = tool_project(
         "name = \"spread\"\n[inputs]\nbatch = \"batch\"\nseed = \"seed.txt\"\n\
          [steps.nap]\nmodule = \"tool-p1.wasm\"\nargs = [\"nap\", \"1500\"]\nmap = \"batch\"\ninputs = { batch = \"inputs.batch\" }\noutputs = { result = \"file\" }\n\
@@ -159,9 +170,7 @@ fn a_map_step_is_one_job_array_over_both_nodes_and_a_gpu_step_lands_on_the_gpu_n
 
 #[test]
 fn a_job_whose_worker_is_killed_is_submitted_again() {
-    if !cluster() {
-        return;
-    }
+    let Some(_turn) = cluster() else { return };
     let project = tool_project(
         "name = \"retried\"\n[inputs]\nseed = \"seed.txt\"\n\
          [steps.slow]\nmodule = \"tool-p1.wasm\"\nargs = [\"nap\", \"4000\"]\ninputs = { text = \"inputs.seed\" }\noutputs = { result = \"file\" }\n",
@@ -185,9 +194,7 @@ fn a_job_whose_worker_is_killed_is_submitted_again() {
 
 #[test]
 fn a_job_cancelled_outside_fails_its_step_with_slurms_word() {
-    if !cluster() {
-        return;
-    }
+    let Some(_turn) = cluster() else { return };
     let project = tool_project(
         "name = \"scancelled\"\n[inputs]\nseed = \"seed.txt\"\n\
          [steps.slow]\nmodule = \"tool-p1.wasm\"\nargs = [\"nap\", \"30000\"]\ninputs = { text = \"inputs.seed\" }\noutputs = { result = \"file\" }\n",
@@ -213,9 +220,7 @@ fn a_job_cancelled_outside_fails_its_step_with_slurms_word() {
 
 #[test]
 fn interrupting_the_run_cancels_its_jobs_and_a_restarted_run_adopts_a_running_one() {
-    if !cluster() {
-        return;
-    }
+    let Some(_turn) = cluster() else { return };
     let manifest = "name = \"adopted\"\n[inputs]\nseed = \"seed.txt\"\n\
          [steps.slow]\nmodule = \"tool-p1.wasm\"\nargs = [\"nap\", \"6000\"]\ninputs = { text = \"inputs.seed\" }\noutputs = { result = \"file\" }\n";
     // Ctrl-C: the run ends cancelled and its job is gone from the queue.
@@ -248,9 +253,7 @@ fn interrupting_the_run_cancels_its_jobs_and_a_restarted_run_adopts_a_running_on
 
 #[test]
 fn a_server_runs_triggered_steps_on_the_cluster_and_its_ui_says_where() {
-    if !cluster() {
-        return;
-    }
+    let Some(_turn) = cluster() else { return };
     let project = tool_project(
         "name = \"served\"\n[inputs]\nseed = \"seed.txt\"\n\
          [steps.up]\nmodule = \"tool-p1.wasm\"\nargs = [\"upper\"]\ninputs = { text = \"inputs.seed\" }\noutputs = { result = \"file\" }\n",
@@ -283,9 +286,7 @@ fn a_server_runs_triggered_steps_on_the_cluster_and_its_ui_says_where() {
 
 #[test]
 fn slurm_options_choose_the_partition_and_a_bad_one_fails_with_sbatchs_word() {
-    if !cluster() {
-        return;
-    }
+    let Some(_turn) = cluster() else { return };
     // The pipeline's partition `second` has only node n1; one step takes the
     // pipeline's, the other overrides it with the default partition's name.
     let project = tool_project(
@@ -318,9 +319,7 @@ fn slurm_options_choose_the_partition_and_a_bad_one_fails_with_sbatchs_word() {
 
 #[test]
 fn a_restarted_run_adopts_the_running_tasks_of_its_job_array() {
-    if !cluster() {
-        return;
-    }
+    let Some(_turn) = cluster() else { return };
     let project = tool_project(
         "name = \"arrayed\"\n[inputs]\nbatch = \"batch\"\n\
          [steps.nap]\nmodule = \"tool-p1.wasm\"\nargs = [\"nap\", \"6000\"]\nmap = \"batch\"\ninputs = { batch = \"inputs.batch\" }\noutputs = { result = \"file\" }\n",
