@@ -206,14 +206,23 @@ limits = { timeout = "2s" }
     assert!(spin["error"].as_str().unwrap().contains("timeout"), "{spin}");
 }
 
+/// A pipeline of one Python step, `fit`, running `steps/fit.py`.
+const FIT_PIPELINE: &str = "name = \"fit\"\n[steps.fit]\npython = \"steps/fit.py\"\noutputs = { model = \"file\" }\n";
+
+/// A project whose pipeline is [`FIT_PIPELINE`], with `script` as its step.
+fn fit_project(script: &str) -> Project {
+    let project = Project::new();
+    project.write("steps/fit.py", script);
+    project.manifest(FIT_PIPELINE);
+    project
+}
+
 #[test]
 fn a_python_step_that_imports_what_cannot_run_in_the_sandbox_fails_to_build_naming_the_module() {
     if !componentize_py() {
         return;
     }
-    let project = Project::new();
-    project.write("steps/fit.py", "import json\nimport numpy as np\nprint(np.zeros(3))\n");
-    project.manifest("name = \"fit\"\n[steps.fit]\npython = \"steps/fit.py\"\noutputs = { model = \"file\" }\n");
+    let project = fit_project("import json\nimport numpy as np\nprint(np.zeros(3))\n");
     let output = project.weir(&["run", "pipeline.toml"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
@@ -224,9 +233,7 @@ fn a_python_step_that_imports_what_cannot_run_in_the_sandbox_fails_to_build_nami
 
 #[test]
 fn without_componentize_py_a_python_step_says_how_to_install_it() {
-    let project = Project::new();
-    project.write("steps/fit.py", "print('hi')\n");
-    project.manifest("name = \"fit\"\n[steps.fit]\npython = \"steps/fit.py\"\noutputs = { model = \"file\" }\n");
+    let project = fit_project("print('hi')\n");
     let output = Command::new(weir_bin())
         .args(["run", "pipeline.toml", "--workspace"])
         .arg(project.workspace())
@@ -256,11 +263,7 @@ fn a_tenant_may_not_build_a_python_step() {
     let project = Project::new();
     project.write(".weir/tenants.toml", "[tenants.mallory]\n");
     project.write_as("mallory", "steps/fit.py", "print('hi')\n");
-    project.write_as(
-        "mallory",
-        "pipeline.toml",
-        "name = \"fit\"\n[steps.fit]\npython = \"steps/fit.py\"\noutputs = { model = \"file\" }\n",
-    );
+    project.write_as("mallory", "pipeline.toml", FIT_PIPELINE);
     let stderr = project.refused_as("mallory");
     assert!(stderr.contains("step `fit`, field `python`"), "{stderr}");
     assert!(stderr.contains("only the operator may do"), "{stderr}");
@@ -268,9 +271,7 @@ fn a_tenant_may_not_build_a_python_step() {
 
 #[test]
 fn publishing_a_python_step_is_refused_naming_the_step() {
-    let project = Project::new();
-    project.write("steps/fit.py", "print('hi')\n");
-    project.manifest("name = \"fit\"\n[steps.fit]\npython = \"steps/fit.py\"\noutputs = { model = \"file\" }\n");
+    let project = fit_project("print('hi')\n");
     // Refused before any server is reached: none listens here.
     let output = project.weir(&["publish", "pipeline.toml", "--server", "http://127.0.0.1:9", "--token", "weir_a_b"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
