@@ -14,7 +14,7 @@ PY_VENV      := target/python-venv
 # weir builds Python steps with this componentize-py (docs/python.md).
 export WEIR_COMPONENTIZE_PY ?= $(CURDIR)/$(PY_VENV)/bin/componentize-py
 
-.PHONY: all setup build examples run run-wordcount run-embed test contract ui-test lint fmt bench bench-quick bench-peers bench-shared-cache bench-ui clean
+.PHONY: all setup build examples run run-python run-wordcount run-embed test contract ui-test lint fmt bench bench-quick bench-peers bench-shared-cache bench-ui clean
 
 all: build
 
@@ -73,6 +73,14 @@ run: build examples
 	$(WEIR) run $(DIGITS)/pipeline.toml --workspace $(DIGITS_WS)
 	@echo "--- exported: $(DIGITS)/results ---"
 	@head -n 11 $(DIGITS)/results/confusion.csv
+
+## The digits pipeline written in Python (examples/digits-py), twice: componentize-py
+## builds each step once (10-20 s each), the second run reuses every step.
+run-python: build
+	$(WEIR) run examples/digits-py/pipeline.toml --workspace examples/digits-py/.weir
+	@echo "--- again: nothing changed, so every step is reused ---"
+	$(WEIR) run examples/digits-py/pipeline.toml --workspace examples/digits-py/.weir
+	@head -n 11 examples/digits-py/results/confusion.csv
 
 ## The small text example: word counts and a report.
 run-wordcount: build examples
@@ -154,3 +162,4 @@ fmt:
 clean:
 	$(CARGO) clean
 	rm -rf $(DIGITS)/build $(DIGITS_WS) $(DIGITS)/results $(WORDS)/build $(WORDS_WS)
+	rm -rf examples/digits-py/.weir examples/digits-py/results

@@ -98,10 +98,13 @@ enum Command {
         json: bool,
     },
     /// Create NAME/: a pipeline with one step written in Rust (a crate weir
-    /// builds), sample input, ready for `weir run NAME/pipeline.toml`.
+    /// builds) or Python, sample input, ready for `weir run NAME/pipeline.toml`.
     New {
         /// The pipeline's name, and the directory to create.
         name: String,
+        /// Write the step in Python (a script weir builds with componentize-py).
+        #[arg(long)]
+        python: bool,
     },
     /// Write a file artifact's bytes to stdout.
     Cat {
@@ -488,8 +491,9 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             let engine = open_engine(&workspace, Engine::builder())?;
             verify_cmd::verify(&engine, &engine.tenant(tenant)?, &run, step, json)
         }
-        Command::New { name } => {
-            let root = new::create(&name)?;
+        Command::New { name, python } => {
+            let language = if python { new::Language::Python } else { new::Language::Rust };
+            let root = new::create(&name, language)?;
             println!("created {}/: run it with `weir run {}`", root.display(), root.join("pipeline.toml").display());
             Ok(ExitCode::SUCCESS)
         }

@@ -13,6 +13,7 @@ mod crash;
 mod crates;
 mod determinism;
 mod digits;
+mod digits_py;
 mod documents;
 mod embedding;
 mod executors;

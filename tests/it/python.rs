@@ -3,13 +3,14 @@
 //! `WEIR_COMPONENTIZE_PY`). Each test is skipped, saying so, without it.
 //! A build takes 10–20 s, so each test builds one bundle and asks much of it.
 
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 use weir_tests::{Project, output_digest, weir_bin};
 
 /// Whether componentize-py is there to build Python steps.
-fn componentize_py() -> bool {
+pub(crate) fn componentize_py() -> bool {
     let tool = std::env::var_os(weir::COMPONENTIZE_PY_VAR).unwrap_or_else(|| "componentize-py".into());
     let found = Command::new(tool).arg("--version").output().is_ok_and(|out| out.status.success());
     if !found {
@@ -77,6 +78,8 @@ fn a_python_step_reads_params_and_inputs_calls_natives_and_is_rerun_only_when_it
     project.write("steps/shapes/__init__.py", "from .rect import area\n");
     project.write("steps/shapes/rect.py", "def area(w, h):\n    return w * h\n");
     project.write("steps/notes.txt", "not code");
+    // Another step's script beside it: neither bundled nor run by this build.
+    project.write("steps/other_step.py", "raise SystemExit('another step ran at build time')\n");
     project.manifest(PIPELINE);
 
     let built = project.weir(&["build", "pipeline.toml"]);
@@ -106,8 +109,9 @@ fn a_python_step_reads_params_and_inputs_calls_natives_and_is_rerun_only_when_it
     assert_eq!(step(&again, "clean")["status"], "cached");
     project.write("steps/notes.txt", "still not code");
     project.write("steps/stray.csv", "a,b\n");
+    project.write("steps/other_step.py", "print('edited')\n");
     let (_, unrelated) = project.run_json(&[]);
-    assert_eq!(step(&unrelated, "clean")["status"], "cached", "files that are not bundled do not count");
+    assert_eq!(step(&unrelated, "clean")["status"], "cached", "files it does not import do not count");
 
     project.write("steps/shapes/rect.py", "def area(w, h):\n    return w * h + 1\n");
     let (code, edited) = project.run_json(&[]);
@@ -277,4 +281,82 @@ fn publishing_a_python_step_is_refused_naming_the_step() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("steps.fit.python: a published pipeline cannot carry a Python step yet"), "{stderr}");
+}
+
+#[test]
+fn a_new_python_project_runs_as_created_and_names_a_bad_line() {
+    if !componentize_py() {
+        return;
+    }
+    let project = Project::new();
+    let created = project.weir(&["new", "--python", "demo"]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(String::from_utf8_lossy(&created.stdout).contains("weir run demo/pipeline.toml"));
+    assert!(project.path().join("demo/steps/standardize.py").is_file());
+    assert!(!project.path().join("demo/step").exists(), "no Rust crate in a Python project");
+
+    let (code, first) = project.weir_json(&["run", "demo/pipeline.toml", "--json"]);
+    assert_eq!(code, 0, "{first}");
+    let standardize = step(&first, "standardize");
+    assert_eq!(standardize["metrics"]["mean"], 18.0, "the sample values' mean");
+    let scaled = std::fs::read_to_string(project.path().join("demo/results/scaled.txt")).unwrap();
+    let values: Vec<f64> = scaled.lines().map(|line| line.parse().unwrap()).collect();
+    assert_eq!(values.len(), 6, "{scaled}");
+    assert!(values.iter().sum::<f64>().abs() < 1e-9, "z-scores sum to zero: {scaled}");
+
+    project.write("demo/values.txt", "1\n2\nthree\n");
+    let (code, bad) = project.weir_json(&["run", "demo/pipeline.toml", "--json"]);
+    assert_eq!(code, 1, "{bad}");
+    let error = step(&bad, "standardize")["error"].as_str().unwrap();
+    assert!(error.contains("line 3: `three` is not a number"), "{error}");
+}
+
+/// A pure-Python wheel of package `tiny` (version `version`, whose `VERSION`
+/// is that string), written into `dir` with the Python that runs componentize-py.
+fn tiny_wheel(dir: &Path, version: &str) {
+    let script = format!(
+        r#"
+import zipfile
+with zipfile.ZipFile("tiny-{version}-py3-none-any.whl", "w") as wheel:
+    wheel.writestr("tiny/__init__.py", "VERSION = '{version}'\n")
+    wheel.writestr("tiny-{version}.dist-info/METADATA", "Metadata-Version: 2.1\nName: tiny\nVersion: {version}\n")
+    wheel.writestr("tiny-{version}.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: weir-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+    wheel.writestr("tiny-{version}.dist-info/RECORD", "")
+"#
+    );
+    let made = Command::new("python3").arg("-c").arg(script).current_dir(dir).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+}
+
+#[test]
+fn requirements_are_vendored_into_the_build_and_count_in_the_key() {
+    if !componentize_py() {
+        return;
+    }
+    let project = Project::new();
+    let wheels = project.path().join("wheels");
+    std::fs::create_dir_all(&wheels).unwrap();
+    tiny_wheel(&wheels, "1.0");
+    tiny_wheel(&wheels, "2.0");
+    // Offline: the requirements file points pip at the local wheels only.
+    let requirements = |pin: &str| format!("--no-index\n--find-links {}\ntiny=={pin}\n", wheels.display());
+    project.write("steps/requirements.txt", requirements("1.0"));
+    project.write("steps/fit.py", "import tiny\nimport weir\nweir.write_output('model', tiny.VERSION)\n");
+    project.manifest(&format!("{FIT_PIPELINE}requirements = [\"steps/requirements.txt\"]\n"));
+
+    let (code, first) = project.run_json(&[]);
+    assert_eq!(code, 0, "{first}");
+    assert_eq!(project.cat(output_digest(&first, "fit", "model")), "1.0");
+
+    project.write("steps/requirements.txt", requirements("2.0"));
+    let (code, pinned) = project.run_json(&[]);
+    assert_eq!(code, 0, "{pinned}");
+    assert_eq!(step(&pinned, "fit")["status"], "ran", "another pin is another bundle");
+    assert_eq!(project.cat(output_digest(&pinned, "fit", "model")), "2.0");
+
+    project.write("steps/requirements.txt", requirements("3.0"));
+    let output = project.weir(&["run", "pipeline.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("installing the requirements of") && stderr.contains("tiny==3.0"), "{stderr}");
 }

@@ -1,6 +1,7 @@
 //! `python = "steps/clean.py"`: a script weir builds into a WebAssembly
-//! component with componentize-py (bundled with the `.py` files beside it,
-//! its packages, its pure-Python requirements and weir's Python SDK), then
+//! component with componentize-py (bundled with the `.py` files beside it
+//! and in packages beneath it that it imports, its pure-Python requirements
+//! and weir's Python SDK), then
 //! runs like any component. The build is cached in the store by the
 //! bundle's digest, which is also the code's part of the cache key: editing
 //! a bundled helper re-runs the step, editing a file that is not bundled
@@ -8,6 +9,7 @@
 
 mod build;
 mod bundle;
+mod imports;
 
 pub use build::COMPONENTIZE_PY_VAR;
 

@@ -1,10 +1,11 @@
-//! What a Python step is built from: its script, the other `.py` files
-//! beside it and the packages beneath it, its requirements files, and what
+//! What a Python step is built from: its script, the `.py` files beside it
+//! and in packages beneath it that it imports, its requirements files, and what
 //! weir adds (the SDK, the entry module, the world). Their digest names the
 //! build and is the step's code in the cache key.
 
 use std::path::{Path, PathBuf};
 
+use super::imports;
 use crate::{Digest, PythonScript};
 
 /// The componentize-py release weir builds with (its CPython and its
@@ -38,7 +39,8 @@ pub(crate) struct Bundle {
     pub dir: PathBuf,
     /// The script, relative to `dir`.
     pub script: String,
-    /// The other bundled `.py` files, relative to `dir`, sorted.
+    /// The `.py` files beside the script (or in packages beneath it) that
+    /// it imports, transitively; relative to `dir`, sorted.
     pub modules: Vec<String>,
     /// Requirements files (pip's format), as given.
     pub requirements: Vec<PathBuf>,
@@ -61,10 +63,15 @@ impl Bundle {
         }
         let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir }.to_owned();
         let script = script.to_string_lossy().into_owned();
-        let mut modules = Vec::new();
-        collect(&dir, "", &mut modules)?;
-        modules.retain(|module| *module != script);
-        modules.sort();
+        let mut available = Vec::new();
+        collect(&dir, "", &mut available)?;
+        available.retain(|module| *module != script);
+        available.sort();
+        let read = |relative: &str| {
+            let path = dir.join(relative);
+            std::fs::read_to_string(&path).map_err(|err| format!("cannot read {}: {err}", path.display()))
+        };
+        let modules = imports::needed(&read(&script)?, &available, read)?;
         if let Some(clash) = std::iter::once(&script).chain(&modules).find(|path| {
             let top = path.split('/').next().unwrap_or_default();
             RESERVED.contains(&top.trim_end_matches(".py"))
@@ -105,13 +112,7 @@ impl Bundle {
     /// The importable names of the bundled modules (`helper`, `pkg`,
     /// `pkg.sub`), for the build to import them all.
     pub(crate) fn module_names(&self) -> Vec<String> {
-        self.modules
-            .iter()
-            .map(|path| {
-                let path = path.trim_end_matches(".py");
-                path.strip_suffix("/__init__").unwrap_or(path).replace('/', ".")
-            })
-            .collect()
+        self.modules.iter().map(|path| imports::module_name(path)).collect()
     }
 }
 
@@ -155,11 +156,12 @@ mod tests {
     #[test]
     fn bundles_helpers_and_packages_and_digests_only_them() {
         let dir = tempfile::tempdir().unwrap();
-        write(&dir.path().join("clean.py"), "import helper\n");
+        write(&dir.path().join("clean.py"), "import helper\nfrom pkg import sub\n");
         write(&dir.path().join("helper.py"), "X = 1\n");
         write(&dir.path().join("pkg/__init__.py"), "");
         write(&dir.path().join("pkg/sub.py"), "");
         write(&dir.path().join("notes/readme.py"), "not a package");
+        write(&dir.path().join("other_step.py"), "import helper\n");
         write(&dir.path().join("data.csv"), "a,b\n");
         let bundle = Bundle::gather(&script(dir.path())).unwrap();
         assert_eq!(bundle.modules, ["helper.py", "pkg/__init__.py", "pkg/sub.py"]);
@@ -167,6 +169,7 @@ mod tests {
 
         write(&dir.path().join("data.csv"), "c,d\n");
         write(&dir.path().join("notes/readme.py"), "still not a package");
+        write(&dir.path().join("other_step.py"), "raise SystemExit('not imported')\n");
         assert_eq!(Bundle::gather(&script(dir.path())).unwrap().digest, bundle.digest, "unbundled files do not count");
         write(&dir.path().join("pkg/sub.py"), "Y = 2\n");
         assert_ne!(Bundle::gather(&script(dir.path())).unwrap().digest, bundle.digest, "a package module counts");
@@ -179,7 +182,7 @@ mod tests {
         let not_py = PythonScript { script: dir.path().join("clean.txt"), requirements: Vec::new() };
         assert!(Bundle::gather(&not_py).unwrap_err().contains("not a Python script"));
         assert!(Bundle::gather(&script(dir.path())).unwrap_err().contains("not found"));
-        write(&dir.path().join("clean.py"), "");
+        write(&dir.path().join("clean.py"), "import weir\n");
         write(&dir.path().join("weir.py"), "");
         let err = Bundle::gather(&script(dir.path())).unwrap_err();
         assert!(err.contains("weir.py") && err.contains("reserved"), "{err}");
