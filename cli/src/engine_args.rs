@@ -12,6 +12,8 @@ use crate::config;
 #[derive(Args)]
 pub(crate) struct EngineArgs {
     /// How many steps may execute at once (default: the number of cores; at most 256).
+    /// On `--executor slurm`: how many tasks of a job array run at once, and
+    /// how many other jobs are queued at once (default there: 256).
     #[arg(long, short = 'j', allow_negative_numbers = true, value_parser = parse_jobs)]
     jobs: Option<usize>,
     /// GPU slots: how many steps that ask for a GPU may run at once

@@ -55,6 +55,10 @@ pub(crate) struct EngineInner {
     /// step to execute (see [`EngineInner::pool`]).
     pool: OnceLock<Arc<rayon::ThreadPool>>,
     jobs: usize,
+    /// On the `slurm` executor, the most tasks of a job array that run at
+    /// once and the most other jobs queued at once: `jobs` when it was set,
+    /// else [`MAX_JOBS`] (the cores of this machine do not bound a cluster).
+    cluster_throttle: usize,
     /// Where steps execute.
     executor: ExecutorKind,
     /// Warm worker processes of the `process` executor.
@@ -123,7 +127,10 @@ impl EngineBuilder {
 
     /// How many steps may execute at once (default: the number of cores;
     /// 1 to [`MAX_JOBS`]). Each is a worker thread, started when a run first
-    /// has a step to execute.
+    /// has a step to execute. On the `slurm` executor it bounds the cluster
+    /// instead: each job array runs at most this many tasks at once
+    /// (`--array=…%N`) and at most this many other jobs are queued at once
+    /// (default there: [`MAX_JOBS`]).
     pub fn jobs(mut self, jobs: usize) -> Self {
         self.jobs = Some(jobs);
         self
@@ -174,6 +181,11 @@ impl EngineBuilder {
     pub fn build(self) -> Result<Engine> {
         let jobs = self.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         check_jobs(jobs)?;
+        // On a cluster, an execution waits in Slurm's queue rather than for
+        // a worker here: the cluster throttles, and admission bounds only
+        // how many are handed over at once (and tenants' quotas).
+        let on_cluster = matches!(self.executor, ExecutorKind::Slurm(_));
+        let admitted = if on_cluster { CLUSTER_ADMITTED } else { jobs };
         let store = Store::open(&self.workspace)?;
         for (name, quota) in &self.tenants {
             check_tenant(name, quota, store.root())?;
@@ -188,6 +200,7 @@ impl EngineBuilder {
             runtime,
             pool: OnceLock::new(),
             jobs,
+            cluster_throttle: self.jobs.unwrap_or(MAX_JOBS),
             executor: self.executor,
             workers: OnceLock::new(),
             cluster: std::sync::Mutex::new(None),
@@ -195,7 +208,7 @@ impl EngineBuilder {
             gpu_slots,
             gpus_detected,
             history,
-            admission: Admission::new(jobs, gpu_slots, gpus_detected),
+            admission: Admission::new(admitted, gpu_slots, gpus_detected),
             tenants: std::sync::RwLock::new(
                 self.tenants.into_iter().map(|(name, quota)| (name, Arc::new(quota))).collect(),
             ),
@@ -430,7 +443,7 @@ impl Engine {
                 let mut cluster = self.inner.cluster.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let cluster = match &*cluster {
                     Some(cluster) => cluster.clone(),
-                    None => cluster.insert(Cluster::connect(options.clone(), self.inner.store.root())?).clone(),
+                    None => cluster.insert(Cluster::connect(options.clone(), self.inner.store.root(), self.inner.cluster_throttle)?).clone(),
                 };
                 return Ok(Box::new(SlurmExecutor::new(self.inner.clone(), cluster)));
             }
@@ -915,6 +928,10 @@ type PreparedCode<'p> = BTreeMap<(&'p StepCode, Flavor), Option<Prepared>>;
 /// The most steps an engine may execute at once: each is a thread with a
 /// large stack, and far more than the cores only helps steps that wait.
 pub const MAX_JOBS: usize = 256;
+
+/// On the `slurm` executor, the most executions of one engine handed to the
+/// cluster at once (Slurm's own default `MaxJobCount` is 10,000).
+const CLUSTER_ADMITTED: usize = 10_000;
 
 fn check_jobs(jobs: usize) -> Result<()> {
     if (1..=MAX_JOBS).contains(&jobs) {

@@ -168,6 +168,53 @@ fn a_map_step_is_one_job_array_over_both_nodes_and_a_gpu_step_lands_on_the_gpu_n
     assert_eq!(step(&document, "gpu")["warnings"], serde_json::json!([]), "no local-GPU warning on a cluster");
 }
 
+/// The most jobs of `project` seen at once while `run` went on, polling
+/// `squeue`: (array tasks running, other jobs queued or running).
+fn most_at_once(project: &Project, mut run: Child) -> (usize, usize, std::process::Output) {
+    let workspace = project.workspace().display().to_string();
+    let (mut tasks, mut singles) = (0, 0);
+    while run.try_wait().unwrap().is_none() {
+        let out = Command::new("squeue").args(["--noheader", "--format=%i %j %T %k"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let ours: Vec<&str> = text.lines().filter(|line| line.contains(&workspace)).collect();
+        let running_tasks = ours.iter().filter(|line| line.contains(" weir-map-") && line.contains(" RUNNING ")).count();
+        tasks = tasks.max(running_tasks);
+        singles = singles.max(ours.iter().filter(|line| !line.contains(" weir-map-")).count());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (tasks, singles, run.wait_with_output().unwrap())
+}
+
+#[test]
+fn jobs_bounds_an_arrays_running_tasks_and_the_other_jobs_queued() {
+    let Some(_turn) = cluster_to_itself() else { return };
+    let project = tool_project(
+        "name = \"throttled\"\n[inputs]\nbatch = \"batch\"\nseed = \"seed.txt\"\n\
+         [steps.nap]\nmodule = \"tool-p1.wasm\"\nargs = [\"nap\", \"1500\"]\nmap = \"batch\"\ninputs = { batch = \"inputs.batch\" }\noutputs = { result = \"file\" }\n\
+         [steps.a]\nmodule = \"tool-p1.wasm\"\nargs = [\"nap\", \"1500\"]\ninputs = { text = \"inputs.seed\" }\noutputs = { result = \"file\" }\n\
+         [steps.b]\nmodule = \"tool-p1.wasm\"\nargs = [\"nap\", \"1501\"]\ninputs = { text = \"inputs.seed\" }\noutputs = { result = \"file\" }\n\
+         [steps.c]\nmodule = \"tool-p1.wasm\"\nargs = [\"nap\", \"1502\"]\ninputs = { text = \"inputs.seed\" }\noutputs = { result = \"file\" }\n",
+        6,
+    );
+    // Four slots on the two nodes: without the throttle, four tasks would run at once.
+    let (tasks, singles, output) = most_at_once(&project, spawn_run(&project, &["-j", "2"]));
+    let document: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{document}");
+    assert_eq!(tasks, 2, "`-j 2`: two of the array's tasks at a time (`%2`)");
+    assert!(singles <= 2, "`-j 2`: at most two other jobs queued at once, saw {singles}");
+    // All six entries went out in one submission, as one array.
+    let arrays: std::collections::BTreeSet<&str> = step(&document, "nap")["placements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|placement| placement["job"].as_str().unwrap().split_once('_').expect("an array task's id").0)
+        .collect();
+    assert_eq!(arrays.len(), 1, "{document}");
+    for name in ["a", "b", "c"] {
+        assert_eq!(step(&document, name)["status"], "ran", "{document}");
+    }
+}
+
 #[test]
 fn a_job_whose_worker_is_killed_is_submitted_again() {
     let Some(_turn) = cluster() else { return };

@@ -74,8 +74,11 @@ const WORKER_TIME: Duration = Duration::from_secs(120);
 /// How often the tracker reads the jobs' result files.
 const READ_EVERY: Duration = Duration::from_millis(40);
 /// How long the tracker lets submissions gather before taking them, so that
-/// the entries of a map step go out together (as one array).
+/// the entries of a map step go out together (as one array): it waits while
+/// more keep arriving, up to [`GATHER_MAX`].
 const GATHER: Duration = Duration::from_millis(15);
+/// The longest the tracker lets a burst of submissions gather.
+const GATHER_MAX: Duration = Duration::from_millis(500);
 /// How long a successful probe of the shared file system is trusted.
 const PROBE_VALID: Duration = Duration::from_secs(24 * 3600);
 
@@ -90,6 +93,9 @@ pub(crate) struct Cluster {
     /// The most tasks one job array may have (the cluster's `MaxArraySize`;
     /// 0 when arrays are off).
     max_array: usize,
+    /// The most tasks of one job array that run at once (`--array=…%K`),
+    /// and the most other jobs in the cluster's queue at once: `--jobs`.
+    throttle: usize,
     shared: Arc<Shared>,
 }
 
@@ -102,6 +108,9 @@ struct Shared {
 struct State {
     /// Jobs to submit (or adopt).
     queued: Vec<Tracked>,
+    /// Jobs (not array tasks) held back while `throttle` others are in the
+    /// cluster's queue, in the order they came.
+    held: std::collections::VecDeque<Tracked>,
     /// Jobs submitted, by Slurm job id.
     running: HashMap<String, Tracked>,
     stopping: bool,
@@ -124,8 +133,9 @@ struct Tracked {
 
 impl Cluster {
     /// Connects to the cluster of this machine's Slurm commands, checking
-    /// once a day that its nodes see `workspace` (a probe job).
-    pub(crate) fn connect(options: SlurmOptions, workspace: &Path) -> Result<Arc<Cluster>> {
+    /// once a day that its nodes see `workspace` (a probe job). `throttle`
+    /// bounds each job array's running tasks and the other jobs queued.
+    pub(crate) fn connect(options: SlurmOptions, workspace: &Path, throttle: usize) -> Result<Arc<Cluster>> {
         let dir = workspace.join("slurm");
         std::fs::create_dir_all(&dir).map_err(|err| Error::io(format!("creating {}", dir.display()))(err))?;
         let trusted = dir.join("probed");
@@ -144,7 +154,8 @@ impl Cluster {
         let builtins = crate::native::Natives::with_builtins();
         // Slurm's own default when `scontrol` does not say.
         let max_array = if options.arrays { cluster::max_array_size().unwrap_or(1001) } else { 0 };
-        let cluster = Arc::new(Cluster { options, builtins, workspace: workspace.to_owned(), dir, max_array, shared });
+        let workspace = workspace.to_owned();
+        let cluster = Arc::new(Cluster { options, builtins, workspace, dir, max_array, throttle, shared });
         let tracker = cluster.clone();
         std::thread::Builder::new()
             .name("weir-slurm".into())
@@ -197,7 +208,7 @@ impl Cluster {
         loop {
             let gathering = {
                 let mut state = self.lock();
-                while state.queued.is_empty() && state.running.is_empty() && !state.stopping {
+                while state.queued.is_empty() && state.running.is_empty() && state.held.is_empty() && !state.stopping {
                     state = self.shared.wake.wait(state).unwrap_or_else(PoisonError::into_inner);
                 }
                 if state.stopping {
@@ -206,7 +217,7 @@ impl Cluster {
                 !state.queued.is_empty()
             };
             if gathering {
-                std::thread::sleep(GATHER);
+                self.gather();
             }
             let queued = std::mem::take(&mut self.lock().queued);
             if !queued.is_empty() {
@@ -218,6 +229,7 @@ impl Cluster {
                 interval = if changed { self.options.poll } else { (interval * 2).min(self.options.poll * 4) };
                 next_poll = Instant::now() + interval;
             }
+            self.release_held();
             let state = self.lock();
             if state.queued.is_empty() && !state.stopping {
                 let _ = self.shared.wake.wait_timeout(state, READ_EVERY);
@@ -225,9 +237,24 @@ impl Cluster {
         }
     }
 
+    /// Waits while submissions keep arriving (a map step's entries are
+    /// handed over one by one), for at most [`GATHER_MAX`].
+    fn gather(&self) {
+        let started = Instant::now();
+        let mut seen = 0;
+        loop {
+            std::thread::sleep(GATHER);
+            let queued = self.lock().queued.len();
+            if queued == seen || started.elapsed() >= GATHER_MAX {
+                return;
+            }
+            seen = queued;
+        }
+    }
+
     /// Submits `jobs`: those of one step with the same resources as one job
-    /// array, the others one by one, adopting those whose key a job still
-    /// queued has.
+    /// array, the others one by one (held back beyond the throttle),
+    /// adopting those whose key a job still queued has.
     fn submit_all(&self, jobs: Vec<Tracked>) {
         let groups = in_arrays(jobs, self.max_array, |a: &Tracked, b: &Tracked| {
             let (a, b) = (&a.job.spec, &b.job.spec);
@@ -248,14 +275,41 @@ impl Cluster {
             let adoptable = queued
                 .iter()
                 .find(|listed| listed.name == tracked.name && !listed.ended() && Path::new(&listed.comment).exists());
-            let submitted = match adoptable {
+            match adoptable {
                 Some(listed) => {
                     tracked.frames = PathBuf::from(&listed.comment);
                     tracked.placement.submissions = 1;
-                    Ok(listed.id.clone())
+                    self.follow(tracked, Ok(listed.id.clone()));
                 }
-                None => self.sbatch(&mut tracked),
+                None => self.lock().held.push_back(tracked),
+            }
+        }
+        self.release_held();
+    }
+
+    /// Submits held jobs while fewer than `throttle` jobs (array tasks
+    /// aside) are in the cluster's queue; a held job whose run was
+    /// cancelled meanwhile ends as cancelled, never submitted.
+    fn release_held(&self) {
+        loop {
+            let next = {
+                let mut state = self.lock();
+                let in_queue = state.running.values().filter(|tracked| !tracked.name.starts_with(ARRAY_PREFIX)).count();
+                if in_queue >= self.throttle {
+                    return;
+                }
+                match state.held.pop_front() {
+                    Some(next) => next,
+                    None => return,
+                }
             };
+            let mut tracked = next;
+            if tracked.job.cancel.as_ref().is_some_and(crate::CancelToken::is_cancelled) {
+                let finished = step_exec::cancelled(&tracked.job);
+                self.report(tracked, finished);
+                continue;
+            }
+            let submitted = self.sbatch(&mut tracked);
             self.follow(tracked, submitted);
         }
     }
@@ -360,7 +414,8 @@ impl Cluster {
         };
         let submitted = written.and_then(|()| {
             let mut args = self.job_args(&group[0].job.spec, &name, &stem, (task_file("job"), task_file("frames")));
-            args.insert(1, format!("--array=0-{}", group.len() - 1));
+            let throttle = if self.throttle < group.len() { format!("%{}", self.throttle) } else { String::new() };
+            args.insert(1, format!("--array=0-{}{throttle}", group.len() - 1));
             args.insert(1, format!("--output={}-%a.log", stem.display()));
             cluster::sbatch(&args)
         });
@@ -554,8 +609,11 @@ fn in_arrays<T>(items: Vec<T>, max: usize, fits: impl Fn(&T, &T) -> bool) -> Vec
 /// for every run, so that a restarted coordinator finds the arrays it
 /// submitted before (their tasks' specs say which entries they run).
 fn array_name(step: &str) -> String {
-    format!("weir-map-{}", &crate::Digest::of(step.as_bytes()).hex()[..16])
+    format!("{ARRAY_PREFIX}{}", &crate::Digest::of(step.as_bytes()).hex()[..16])
 }
+
+/// How the names of job arrays begin (a single job's is `weir-<key>`).
+const ARRAY_PREFIX: &str = "weir-map-";
 
 /// Takes the first whole frame off `buffer`, if there is one; a frame that
 /// cannot be decoded is dropped (the job's result then never comes, and
