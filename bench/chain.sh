@@ -1,4 +1,6 @@
-# Sourced by the bench scripts: writes DIR/pipeline.toml, an N-step chain of
+# Sourced by the bench scripts: what they share.
+
+# Writes DIR/pipeline.toml, an N-step chain of
 # the test tool in which each step upper-cases its predecessor's output and
 # appends its own name (so every step has its own key and bytes), fed by
 # DIR/seed.txt. Usage: write_chain DIR N
@@ -11,4 +13,31 @@ write_chain() {
             printf '[steps.s%d]\nmodule = "tool.wasm"\nargs = ["upper", "s%d"]\ninputs = { text = "s%d.result" }\noutputs = { result = "file" }\n' "$i" "$i" $((i - 1))
         done
     } > "$dir/pipeline.toml"
+}
+
+# Exits, saying how to build them, unless the release weir ($WEIR) and the
+# test tool ($TOOL) are built.
+needs_release_and_tool() {
+    [ -x "$WEIR" ] || { echo "no $WEIR: cargo build --release -p weir-cli" >&2; exit 2; }
+    [ -f "$TOOL" ] || { echo "no $TOOL: build the test guests (cargo test -p weir-tests)" >&2; exit 2; }
+}
+
+# A scratch directory `dir`, removed on exit with the server of
+# `serve_on_loopback`, if one was started.
+scratch_with_server() {
+    dir=$(mktemp -d)
+    server=
+    trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$dir"' EXIT
+}
+
+# Starts `weir serve` for workspace WS on a free loopback port (ARGS passed
+# on), its output in $dir/serve.out and serve.err; sets `server` (its pid)
+# and `url`. Usage: serve_on_loopback WS [ARGS...]
+serve_on_loopback() {
+    local ws=$1
+    shift
+    "$WEIR" --workspace "$ws" serve --listen 127.0.0.1:0 "$@" > "$dir/serve.out" 2> "$dir/serve.err" &
+    server=$!
+    for _ in $(seq 100); do grep -q '^listening on ' "$dir/serve.out" 2>/dev/null && break; sleep 0.05; done
+    url=$(sed -n 's/^listening on //p' "$dir/serve.out")
 }

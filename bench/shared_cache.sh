@@ -14,16 +14,8 @@ set -euo pipefail
 N=${1:-1000}
 WEIR=${WEIR:-target/release/weir}
 TOOL=${TOOL:-target/guests/wasm32-wasip1/release/tool.wasm}
-[ -x "$WEIR" ] || { echo "no $WEIR: cargo build --release -p weir-cli" >&2; exit 2; }
-[ -f "$TOOL" ] || { echo "no $TOOL: build the test guests (cargo test -p weir-tests)" >&2; exit 2; }
-
-dir=$(mktemp -d)
-server=
-cleanup() {
-    [ -n "$server" ] && kill "$server" 2>/dev/null
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+needs_release_and_tool
+scratch_with_server
 
 WEIR=$(realpath "$WEIR")
 cp "$TOOL" "$dir/tool.wasm"
@@ -31,10 +23,7 @@ echo "the shared cache" > "$dir/seed.txt"
 write_chain "$dir" "$N"
 
 "$WEIR" --workspace "$dir/server" token create --tenant team > "$dir/token"
-"$WEIR" --workspace "$dir/server" serve --listen 127.0.0.1:0 --rate-limit "${RATE:-100000}" > "$dir/serve.out" 2> "$dir/serve.err" &
-server=$!
-for _ in $(seq 100); do grep -q '^listening on ' "$dir/serve.out" 2>/dev/null && break; sleep 0.05; done
-url=$(sed -n 's/^listening on //p' "$dir/serve.out")
+serve_on_loopback "$dir/server" --rate-limit "${RATE:-100000}"
 remote=(--remote "$url" --token "$(cat "$dir/token")")
 
 timed() {

@@ -12,26 +12,15 @@ N=${1:-1000}
 WEIR=${WEIR:-target/release/weir}
 TOOL=${TOOL:-target/guests/wasm32-wasip1/release/tool.wasm}
 PYTHON=${PYTHON:-target/ui-venv/bin/python}
-[ -x "$WEIR" ] || { echo "no $WEIR: cargo build --release -p weir-cli" >&2; exit 2; }
-[ -f "$TOOL" ] || { echo "no $TOOL: build the test guests (cargo test -p weir-tests)" >&2; exit 2; }
-
-dir=$(mktemp -d)
-server=
-cleanup() {
-    [ -n "$server" ] && kill "$server" 2>/dev/null
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+needs_release_and_tool
+scratch_with_server
 
 WEIR=$(realpath "$WEIR")
 cp "$TOOL" "$dir/tool.wasm"
 echo "a page" > "$dir/seed.txt"
 write_chain "$dir" "$N"
 "$WEIR" --workspace "$dir/ws" token create --tenant team > "$dir/token"
-"$WEIR" --workspace "$dir/ws" serve --listen 127.0.0.1:0 > "$dir/serve.out" 2> "$dir/serve.err" &
-server=$!
-for _ in $(seq 100); do grep -q '^listening on ' "$dir/serve.out" 2>/dev/null && break; sleep 0.05; done
-url=$(sed -n 's/^listening on //p' "$dir/serve.out")
+serve_on_loopback "$dir/ws"
 token=$(cat "$dir/token")
 "$WEIR" publish "$dir/pipeline.toml" --server "$url" --token "$token" > /dev/null
 id=$(curl -sf -X POST "$url/v1/pipelines/chain/runs" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d '{}' \

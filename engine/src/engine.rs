@@ -443,7 +443,13 @@ impl Engine {
                 let mut cluster = self.inner.cluster.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let cluster = match &*cluster {
                     Some(cluster) => cluster.clone(),
-                    None => cluster.insert(Cluster::connect(options.clone(), self.inner.store.root(), self.inner.cluster_throttle)?).clone(),
+                    None => cluster
+                        .insert(Cluster::connect(
+                            options.clone(),
+                            self.inner.store.root(),
+                            self.inner.cluster_throttle,
+                        )?)
+                        .clone(),
                 };
                 return Ok(Box::new(SlurmExecutor::new(self.inner.clone(), cluster)));
             }

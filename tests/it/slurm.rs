@@ -48,6 +48,16 @@ fn step<'a>(document: &'a Value, name: &str) -> &'a Value {
     document["steps"].as_array().unwrap().iter().find(|step| step["step"] == name).unwrap()
 }
 
+/// The job arrays whose tasks ran map step `name`'s entries.
+fn arrays_of<'a>(document: &'a Value, name: &str) -> std::collections::BTreeSet<&'a str> {
+    step(document, name)["placements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|placement| placement["job"].as_str().unwrap().split_once('_').expect("an array task's id").0)
+        .collect()
+}
+
 /// A project with the tool module and `n` files in `batch/`.
 fn tool_project(manifest: &str, files: usize) -> Project {
     let project = Project::new();
@@ -156,13 +166,7 @@ fn a_map_step_is_one_job_array_over_both_nodes_and_a_gpu_step_lands_on_the_gpu_n
         .collect();
     assert_eq!(nodes.into_iter().collect::<Vec<_>>(), ["n1", "n2"], "{document}");
     // The entries went out together, as the tasks of one job array.
-    let arrays: std::collections::BTreeSet<&str> = step(&document, "nap")["placements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|placement| placement["job"].as_str().unwrap().split_once('_').expect("an array task's id").0)
-        .collect();
-    assert_eq!(arrays.len(), 1, "{document}");
+    assert_eq!(arrays_of(&document, "nap").len(), 1, "{document}");
     let gpu = &step(&document, "gpu")["placements"][0];
     assert_eq!(gpu["node"], "n2", "only n2 has a GPU: {document}");
     assert_eq!(step(&document, "gpu")["warnings"], serde_json::json!([]), "no local-GPU warning on a cluster");
@@ -177,7 +181,8 @@ fn most_at_once(project: &Project, mut run: Child) -> (usize, usize, std::proces
         let out = Command::new("squeue").args(["--noheader", "--format=%i %j %T %k"]).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let ours: Vec<&str> = text.lines().filter(|line| line.contains(&workspace)).collect();
-        let running_tasks = ours.iter().filter(|line| line.contains(" weir-map-") && line.contains(" RUNNING ")).count();
+        let running_tasks =
+            ours.iter().filter(|line| line.contains(" weir-map-") && line.contains(" RUNNING ")).count();
         tasks = tasks.max(running_tasks);
         singles = singles.max(ours.iter().filter(|line| !line.contains(" weir-map-")).count());
         std::thread::sleep(Duration::from_millis(50));
@@ -203,13 +208,7 @@ fn jobs_bounds_an_arrays_running_tasks_and_the_other_jobs_queued() {
     assert_eq!(tasks, 2, "`-j 2`: two of the array's tasks at a time (`%2`)");
     assert!(singles <= 2, "`-j 2`: at most two other jobs queued at once, saw {singles}");
     // All six entries went out in one submission, as one array.
-    let arrays: std::collections::BTreeSet<&str> = step(&document, "nap")["placements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|placement| placement["job"].as_str().unwrap().split_once('_').expect("an array task's id").0)
-        .collect();
-    assert_eq!(arrays.len(), 1, "{document}");
+    assert_eq!(arrays_of(&document, "nap").len(), 1, "{document}");
     for name in ["a", "b", "c"] {
         assert_eq!(step(&document, name)["status"], "ran", "{document}");
     }
