@@ -17,25 +17,12 @@ if ! command -v chromium >/dev/null 2>&1; then
     exit 1
 fi
 
-work=$(mktemp -d)
-server=
-cleanup() {
-    if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. tests/serve.sh
 
 mkdir -p "$work/ws"
 "$weir" token create --tenant alice --workspace "$work/ws" >"$work/alice"
 "$weir" token create --tenant bob --workspace "$work/ws" >"$work/bob"
-"$weir" serve --workspace "$work/ws" --listen 127.0.0.1:0 >"$work/address" 2>"$work/serve.log" &
-server=$!
-for _ in $(seq 100); do
-    grep -q "listening on" "$work/address" 2>/dev/null && break
-    sleep 0.1
-done
-base=$(sed -n 's/^listening on //p' "$work/address")
-[ -n "$base" ] || { cat "$work/serve.log"; echo "weir serve did not start"; exit 1; }
+serve_on_loopback
 "$weir" publish examples/digits/pipeline.toml --server "$base" --token "$(cat "$work/alice")" >/dev/null
 
 if ! "$venv/bin/python" tests/ui/test_ui.py "$base" "$(cat "$work/alice")" "$(cat "$work/bob")" target/ui-screenshots; then

@@ -73,9 +73,11 @@ def main():
         first = trigger(page, 60)
         expect(page.locator("#run-status .s-succeeded")).to_be_visible(timeout=120_000)
 
-        # A run with a changed parameter, watched live: no reload.
+        # A run with a changed parameter, watched live: no reload. Training
+        # for 600 epochs takes about a second, so the page (which notes class
+        # changes only) is loaded before train starts and sees it running.
         page.add_init_script(WATCH_NODES)
-        second = trigger(page, 30)
+        second = trigger(page, 600)
         expect(page.locator("#run-status .s-succeeded")).to_be_visible(timeout=120_000)
         expect(page.locator("a.node[data-step=train]")).to_have_attribute("class", "node s-ran")
         loads = page.evaluate("window.__loads")
