@@ -4,7 +4,7 @@
 //! A build takes 10–20 s, so each test builds one bundle and asks much of it.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use serde_json::Value;
 use weir_tests::{Project, output_digest, weir_bin};
@@ -17,6 +17,13 @@ pub(crate) fn componentize_py() -> bool {
         eprintln!("skipped: no componentize-py (make setup installs it; make test names it in WEIR_COMPONENTIZE_PY)");
     }
     found
+}
+
+/// The stderr of a command that weir refused before running anything (exit 2).
+fn refused(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "expected a refusal, got:\n{stderr}");
+    stderr
 }
 
 fn step<'a>(summary: &'a Value, name: &str) -> &'a Value {
@@ -228,8 +235,7 @@ fn a_python_step_that_imports_what_cannot_run_in_the_sandbox_fails_to_build_nami
     }
     let project = fit_project("import json\nimport numpy as np\nprint(np.zeros(3))\n");
     let output = project.weir(&["run", "pipeline.toml"]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = refused(&output);
     assert!(stderr.contains("step `fit`, field `python`"), "{stderr}");
     assert!(stderr.contains("fit.py, line 2: `numpy` cannot be imported in the sandbox"), "{stderr}");
     assert!(stderr.contains("only pure-Python modules"), "{stderr}");
@@ -245,8 +251,7 @@ fn without_componentize_py_a_python_step_says_how_to_install_it() {
         .env(weir::COMPONENTIZE_PY_VAR, project.path().join("no-such-componentize-py"))
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = refused(&output);
     assert!(stderr.contains("pip install componentize-py==0.25.1"), "{stderr}");
     assert!(stderr.contains("WEIR_COMPONENTIZE_PY"), "{stderr}");
 }
@@ -256,8 +261,7 @@ fn a_missing_python_script_is_an_error_at_its_field() {
     let project = Project::new();
     project.manifest("name = \"fit\"\n[steps.fit]\npython = \"steps/nope.py\"\noutputs = { model = \"file\" }\n");
     let output = project.weir(&["run", "pipeline.toml"]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = refused(&output);
     assert!(stderr.contains("step `fit`, field `python`"), "{stderr}");
     assert!(stderr.contains("nope.py not found"), "{stderr}");
 }
@@ -278,8 +282,7 @@ fn publishing_a_python_step_is_refused_naming_the_step() {
     let project = fit_project("print('hi')\n");
     // Refused before any server is reached: none listens here.
     let output = project.weir(&["publish", "pipeline.toml", "--server", "http://127.0.0.1:9", "--token", "weir_a_b"]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = refused(&output);
     assert!(stderr.contains("steps.fit.python: a published pipeline cannot carry a Python step yet"), "{stderr}");
 }
 
@@ -356,7 +359,6 @@ fn requirements_are_vendored_into_the_build_and_count_in_the_key() {
 
     project.write("steps/requirements.txt", requirements("3.0"));
     let output = project.weir(&["run", "pipeline.toml"]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = refused(&output);
     assert!(stderr.contains("installing the requirements of") && stderr.contains("tiny==3.0"), "{stderr}");
 }

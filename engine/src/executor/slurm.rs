@@ -292,18 +292,13 @@ impl Cluster {
     /// cancelled meanwhile ends as cancelled, never submitted.
     fn release_held(&self) {
         loop {
-            let next = {
-                let mut state = self.lock();
-                let in_queue = state.running.values().filter(|tracked| !tracked.name.starts_with(ARRAY_PREFIX)).count();
-                if in_queue >= self.throttle {
-                    return;
-                }
-                match state.held.pop_front() {
-                    Some(next) => next,
-                    None => return,
-                }
-            };
-            let mut tracked = next;
+            let mut state = self.lock();
+            let queued = || state.running.values().filter(|tracked| !tracked.name.starts_with(ARRAY_PREFIX)).count();
+            if state.held.is_empty() || queued() >= self.throttle {
+                return;
+            }
+            let Some(mut tracked) = state.held.pop_front() else { return };
+            drop(state);
             if tracked.job.cancel.as_ref().is_some_and(crate::CancelToken::is_cancelled) {
                 let finished = step_exec::cancelled(&tracked.job);
                 self.report(tracked, finished);

@@ -3,6 +3,7 @@
 //! weir adds (the SDK, the entry module, the world). Their digest names the
 //! build and is the step's code in the cache key.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::imports;
@@ -67,11 +68,20 @@ impl Bundle {
         collect(&dir, "", &mut available)?;
         available.retain(|module| *module != script);
         available.sort();
-        let read = |relative: &str| {
+        // Each bundled file is read once, for the import scan and the digest.
+        let mut sources: BTreeMap<String, String> = BTreeMap::new();
+        let mut read = |relative: &str| -> Result<String, String> {
+            if let Some(source) = sources.get(relative) {
+                return Ok(source.clone());
+            }
             let path = dir.join(relative);
-            std::fs::read_to_string(&path).map_err(|err| format!("cannot read {}: {err}", path.display()))
+            let source =
+                std::fs::read_to_string(&path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+            sources.insert(relative.to_owned(), source.clone());
+            Ok(source)
         };
-        let modules = imports::needed(&read(&script)?, &available, read)?;
+        let script_source = read(&script)?;
+        let modules = imports::needed(&script_source, &available, &mut read)?;
         if let Some(clash) = std::iter::once(&script).chain(&modules).find(|path| {
             let top = path.split('/').next().unwrap_or_default();
             RESERVED.contains(&top.trim_end_matches(".py"))
@@ -95,10 +105,8 @@ impl Bundle {
         }
         part(script.as_bytes());
         for relative in std::iter::once(&script).chain(&modules) {
-            let path = dir.join(relative);
-            let bytes = std::fs::read(&path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
             part(relative.as_bytes());
-            part(&bytes);
+            part(read(relative)?.as_bytes());
         }
         for requirements in &code.requirements {
             let bytes = std::fs::read(requirements)
