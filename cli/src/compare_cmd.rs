@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use weir::{Comparison, MetricSummary, TenantView};
+use weir::{Comparison, MetricSeries, MetricSummary, TenantView};
 
 use crate::render::number;
 use crate::report::STYLE;
@@ -119,7 +119,7 @@ fn print_text(comparison: &Comparison) {
 
 /// The comparison as a self-contained page: the tables, then a chart per
 /// metric with a line per run.
-fn html(comparison: &Comparison, series: &[BTreeMap<String, Vec<f64>>]) -> String {
+fn html(comparison: &Comparison, series: &[BTreeMap<String, MetricSeries>]) -> String {
     let ids: Vec<&str> = comparison.runs.iter().map(|run| run.id.as_str()).collect();
     let head: String = ids.iter().map(|id| format!("<th><code>{}</code></th>", escape(id))).collect();
     let mut page = format!(
@@ -159,8 +159,9 @@ fn html(comparison: &Comparison, series: &[BTreeMap<String, Vec<f64>>]) -> Strin
         page.push_str("<p>No metric was reported more than once in a run.</p>\n");
     }
     for name in charted {
-        let lines: Vec<(&str, &[f64])> =
-            ids.iter().zip(series).map(|(id, run)| (*id, run.get(name).map_or(&[][..], Vec::as_slice))).collect();
+        let none = MetricSeries::default();
+        let lines: Vec<(&str, &MetricSeries)> =
+            ids.iter().zip(series).map(|(id, run)| (*id, run.get(name).unwrap_or(&none))).collect();
         let _ = writeln!(page, "<figure><figcaption>{}</figcaption>{}</figure>", escape(name), chart(&lines));
     }
     page.push_str("</body></html>\n");

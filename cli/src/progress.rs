@@ -98,8 +98,9 @@ impl EventSink for Progress {
                 line.bar.set_length(*total);
                 line.bar.set_position(*done);
             }),
-            Event::Metric { step, name, value, .. } => {
-                self.update(step, |line| line.bar.set_message(format!("{name}={value:.4}")))
+            Event::Metric { step, name, value, at, .. } => {
+                let at = at.map_or_else(String::new, |at| format!(" at {at}"));
+                self.update(step, |line| line.bar.set_message(format!("{name}={value:.4}{at}")))
             }
             Event::StepRetrying { step, entry, attempt, attempts, error, delay, .. } => {
                 let what = entry.map_or_else(|| format!("`{step}`"), |entry| format!("`{step}` entry `{entry}`"));

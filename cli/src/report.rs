@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use weir::RunDetail;
+use weir::{MetricSeries, RunDetail};
 
 use weir_server::render::{Graph, chart, compact, escape};
 
 /// The HTML page for `run`, whose metric series are `series` (by `STEP.METRIC`).
-pub(crate) fn html(run: &RunDetail, series: &BTreeMap<String, Vec<f64>>) -> String {
+pub(crate) fn html(run: &RunDetail, series: &BTreeMap<String, MetricSeries>) -> String {
     let summary = &run.summary;
     let mut page = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>weir run {id}</title>\n<style>{STYLE}</style></head>\n<body>\n\

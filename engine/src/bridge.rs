@@ -64,8 +64,8 @@ impl Bridge {
         }
     }
 
-    pub(crate) fn metric(&mut self, name: &str, value: f64) {
-        self.telemetry.metric(&self.step, name, value);
+    pub(crate) fn metric(&mut self, name: &str, value: f64, at: Option<u64>) {
+        self.telemetry.metric(&self.step, name, value, at);
     }
 
     pub(crate) fn progress(&mut self, done: u64, total: u64) {

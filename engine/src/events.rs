@@ -68,6 +68,8 @@ pub enum Event<'a> {
         name: &'a str,
         /// The value.
         value: f64,
+        /// Its position as the step gave it (an epoch, a batch), if it did.
+        at: Option<u64>,
     },
     /// A step wrote to its stdout or stderr, as it ran: what the write
     /// kept under `limits.log`, as text (bytes that are not UTF-8 are
@@ -171,7 +173,7 @@ pub(crate) enum OwnedEvent {
     RunFinished { run: String, status: RunStatus },
     StepStarted { run: String, step: String },
     StepFinished { run: String, step: String, status: StepStatus },
-    Metric { run: String, step: String, name: String, value: f64 },
+    Metric { run: String, step: String, name: String, value: f64, at: Option<u64> },
     Progress { run: String, step: String, done: u64, total: u64 },
     Log { run: String, step: String, stream: LogStream, text: String },
     StepRetrying(Box<OwnedRetry>),
@@ -198,8 +200,8 @@ impl OwnedEvent {
             Event::RunFinished { run, status } => Self::RunFinished { run: own(run), status },
             Event::StepStarted { run, step } => Self::StepStarted { run: own(run), step: own(step) },
             Event::StepFinished { run, step, status } => Self::StepFinished { run: own(run), step: own(step), status },
-            Event::Metric { run, step, name, value } => {
-                Self::Metric { run: own(run), step: own(step), name: own(name), value }
+            Event::Metric { run, step, name, value, at } => {
+                Self::Metric { run: own(run), step: own(step), name: own(name), value, at }
             }
             Event::Progress { run, step, done, total } => {
                 Self::Progress { run: own(run), step: own(step), done, total }
@@ -228,7 +230,7 @@ impl OwnedEvent {
             Self::RunFinished { run, status } => Event::RunFinished { run, status: *status },
             Self::StepStarted { run, step } => Event::StepStarted { run, step },
             Self::StepFinished { run, step, status } => Event::StepFinished { run, step, status: *status },
-            Self::Metric { run, step, name, value } => Event::Metric { run, step, name, value: *value },
+            Self::Metric { run, step, name, value, at } => Event::Metric { run, step, name, value: *value, at: *at },
             Self::Progress { run, step, done, total } => Event::Progress { run, step, done: *done, total: *total },
             Self::Log { run, step, stream, text } => Event::Log { run, step, stream: *stream, text },
             Self::StepRetrying(retry) => Event::StepRetrying {

@@ -19,7 +19,9 @@ use rusqlite::{Connection, params};
 pub use compare::{Comparison, MetricSummary, StepComparison, lower_is_better};
 pub(crate) use explain::Execution;
 pub use explain::Explanation;
-pub use queries::{LineageNode, MetricPoint, MetricRow, RunDetail, RunFilter, RunSummary, StepDetails, StepRecord};
+pub use queries::{
+    LineageNode, MetricPoint, MetricRow, MetricSeries, RunDetail, RunFilter, RunSummary, StepDetails, StepRecord,
+};
 
 use crate::{Error, Result};
 

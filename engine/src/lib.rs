@@ -110,8 +110,8 @@ pub use error::{Error, Location, Result, StepError, StepErrorKind, TrapCode, Val
 pub use events::{Event, EventSink, LogStream};
 pub use executor::{ExecutorKind, SlurmOptions, SlurmRequest, serve_worker};
 pub use history::{
-    Comparison, Explanation, History, LineageNode, MetricPoint, MetricRow, MetricSummary, RunDetail, RunFilter,
-    RunSummary, StepComparison, StepDetails, StepRecord, lower_is_better,
+    Comparison, Explanation, History, LineageNode, MetricPoint, MetricRow, MetricSeries, MetricSummary, RunDetail,
+    RunFilter, RunSummary, StepComparison, StepDetails, StepRecord, lower_is_better,
 };
 pub use kinds::python::COMPONENTIZE_PY_VAR;
 pub use limits::{LimitExceeded, LimitOverrides, Limits};

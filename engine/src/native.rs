@@ -203,7 +203,13 @@ impl StepContext<'_> {
 
     /// Records a metric value.
     pub fn metric(&mut self, name: &str, value: f64) {
-        self.telemetry.metric(self.step, name, value);
+        self.telemetry.metric(self.step, name, value, None);
+    }
+
+    /// Records a metric value at position `at` of the caller's making (an
+    /// epoch, a batch), which charts plot it against.
+    pub fn metric_at(&mut self, name: &str, value: f64, at: u64) {
+        self.telemetry.metric(self.step, name, value, Some(at));
     }
 
     /// Reports progress.

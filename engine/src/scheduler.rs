@@ -1020,7 +1020,7 @@ impl<'a> Coordinator<'a> {
             series = report
                 .metrics
                 .iter()
-                .map(|(name, value)| MetricPoint { name: name.clone(), value: *value, time })
+                .map(|(name, value)| MetricPoint { name: name.clone(), value: *value, at: None, time })
                 .collect();
         }
         StepRecord {

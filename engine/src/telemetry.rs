@@ -30,9 +30,9 @@ impl Telemetry {
         Self { events, run: run.to_owned(), ..Self::default() }
     }
 
-    /// Records a metric value. Names that are empty, too long or hold
+    /// Records a metric value, at position `at` when the step gave one. Names that are empty, too long or hold
     /// control characters, and names past the per-step maximum, are dropped.
-    pub(crate) fn metric(&mut self, step: &str, name: &str, value: f64) {
+    pub(crate) fn metric(&mut self, step: &str, name: &str, value: f64, at: Option<u64>) {
         let valid = !name.is_empty() && name.len() <= MAX_NAME_LEN && !name.chars().any(char::is_control);
         let room = self.metrics.len() < MAX_METRICS || self.metrics.contains_key(name);
         if !(valid && room) {
@@ -41,10 +41,10 @@ impl Telemetry {
         }
         self.metrics.insert(name.to_owned(), value);
         if self.points.len() < MAX_POINTS {
-            self.points.push(MetricPoint { name: name.to_owned(), value, time: crate::history::now() });
+            self.points.push(MetricPoint { name: name.to_owned(), value, at, time: crate::history::now() });
         }
         if let Some(sink) = &self.events {
-            sink.event(&Event::Metric { run: &self.run, step, name, value });
+            sink.event(&Event::Metric { run: &self.run, step, name, value, at });
         }
     }
 
@@ -81,16 +81,16 @@ mod tests {
     fn keeps_last_values_and_drops_bad_names() {
         let recorder = Arc::new(Recorder::default());
         let mut telemetry = Telemetry::new(Some(recorder.clone()), "run");
-        telemetry.metric("s", "loss", 1.0);
-        telemetry.metric("s", "loss", 0.5);
-        telemetry.metric("s", "", 3.0);
-        telemetry.metric("s", "bad\nname", 3.0);
-        telemetry.metric("s", &"x".repeat(MAX_NAME_LEN + 1), 3.0);
+        telemetry.metric("s", "loss", 1.0, None);
+        telemetry.metric("s", "loss", 0.5, Some(7));
+        telemetry.metric("s", "", 3.0, None);
+        telemetry.metric("s", "bad\nname", 3.0, None);
+        telemetry.metric("s", &"x".repeat(MAX_NAME_LEN + 1), 3.0, None);
         telemetry.progress("s", 1, 2);
         let dropped = telemetry.dropped;
         let (metrics, points) = telemetry.into_metrics();
         assert_eq!(metrics, BTreeMap::from([("loss".to_owned(), 0.5)]));
-        assert_eq!(points.iter().map(|p| p.value).collect::<Vec<_>>(), [1.0, 0.5]);
+        assert_eq!(points.iter().map(|p| (p.value, p.at)).collect::<Vec<_>>(), [(1.0, None), (0.5, Some(7))]);
         assert_eq!(dropped, 3);
         assert_eq!(recorder.0.lock().unwrap().len(), 3);
     }

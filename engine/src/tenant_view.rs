@@ -60,7 +60,7 @@ impl<'a> TenantView<'a> {
     /// Every value of every metric of the tenant's run named by `run`, by
     /// `STEP.METRIC`, in order (a reused step's are those of the run that
     /// executed it).
-    pub fn metric_series(&self, run: &str) -> Result<std::collections::BTreeMap<String, Vec<f64>>> {
+    pub fn metric_series(&self, run: &str) -> Result<std::collections::BTreeMap<String, crate::MetricSeries>> {
         self.history.metric_series(&self.run_id(run)?)
     }
 

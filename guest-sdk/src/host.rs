@@ -14,13 +14,18 @@ mod bindings {
 }
 
 #[cfg(target_arch = "wasm32")]
-pub(crate) use bindings::weir::step::host::{call_native, metric, progress};
+pub(crate) use bindings::weir::step::host::{call_native, metric, metric_at, progress};
 #[cfg(target_arch = "wasm32")]
 pub(crate) use bindings::weir::step::tensors;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn metric(name: &str, value: f64) {
     eprintln!("metric {name} = {value}");
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn metric_at(name: &str, value: f64, at: u64) {
+    eprintln!("metric {name} = {value} at {at}");
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -6,7 +6,7 @@
 //! - each input is at `/in/<name>` (read-only): [`input`];
 //! - each declared output must be written at `/out/<name>`: [`output`];
 //! - the step's parameters are a JSON object in `/in/.params.json`: [`params`];
-//! - [`metric`] and [`progress`] report to the engine as the step runs;
+//! - [`metric`], [`metric_at`] and [`progress`] report to the engine as the step runs;
 //! - [`native::gemm`], [`native::Gemm`] and [`native::Tensor`] run the
 //!   engine's matrix product (on a GPU when the step holds one) with raw
 //!   `f32` operands, tensors kept with the engine, or files; [`native::call`]
@@ -168,6 +168,13 @@ fn contract_dir(variable: &str, sandboxed: &str) -> PathBuf {
 /// every value as an event and reports the last one with the step.
 pub fn metric(name: &str, value: f64) {
     host::metric(name, value);
+}
+
+/// Records a value of metric `name` at position `at` of the step's making,
+/// such as the epoch or batch it belongs to; charts plot the values against
+/// these positions rather than the order they came in.
+pub fn metric_at(name: &str, value: f64, at: u64) {
+    host::metric_at(name, value, at);
 }
 
 /// Reports progress: `done` units of work out of `total`.

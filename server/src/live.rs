@@ -93,8 +93,8 @@ fn to_run_event(event: &Event<'_>) -> Option<RunEvent> {
         Event::StepFinished { run, step, status } => {
             ("step_finished", json!({ "run": run, "step": step, "status": status.as_str() }))
         }
-        Event::Metric { run, step, name, value } => {
-            ("metric", json!({ "run": run, "step": step, "name": name, "value": value }))
+        Event::Metric { run, step, name, value, at } => {
+            ("metric", json!({ "run": run, "step": step, "name": name, "value": value, "at": at }))
         }
         Event::Progress { run, step, done, total } => {
             ("progress", json!({ "run": run, "step": step, "done": done, "total": total }))

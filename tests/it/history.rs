@@ -345,7 +345,9 @@ fn metrics_read_as_a_table_and_reused_steps_keep_their_curves() {
     let history = weir::History::open(&project.workspace()).unwrap();
     let last = history.resolve_run(weir::DEFAULT_TENANT, "last").unwrap();
     assert_ne!(last, first["id"].as_str().unwrap());
-    assert_eq!(history.metric_series(&last).unwrap()["train.loss"], [1.0, 0.5, 0.25]);
+    let loss = &history.metric_series(&last).unwrap()["train.loss"];
+    assert_eq!(loss.values, [1.0, 0.5, 0.25]);
+    assert_eq!(loss.at, [0, 1, 2], "values reported without a position are placed in report order");
 
     project.write("other.toml", "name = \"other\"\n[steps.x]\nmodule = \"tool-p1.wasm\"\nargs = [\"nothing\"]\n");
     let output = project.weir(&["graph", "other.toml", "--run", "last"]);

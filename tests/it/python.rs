@@ -43,6 +43,13 @@ lines = text.splitlines()
 for done, line in enumerate(lines, 1):
     weir.progress(done, len(lines))
 weir.metric("lines", len(lines))
+for epoch, loss in [(0, 1.0), (5, 0.5), (10, 0.25)]:
+    weir.metric("loss", loss, step=epoch)
+try:
+    weir.metric("loss", 0.0, step=-1)
+    bad_step = "accepted"
+except ValueError as error:
+    bad_step = str(error)
 
 product = weir.native.gemm(2, 2, 3, [1, 2, 3, 4, 5, 6], [1, 0, 0, 1, 1, 1])
 with weir.native.Tensor.upload([2.0, 0.0, 0.0, 2.0]) as scale:
@@ -57,6 +64,7 @@ weir.write_output("table", json.dumps({
     "scaled": list(scaled),
     "called": called["c"] if isinstance(called["c"], list) else "packed",
     "area": area(3, 4),
+    "bad_step": bad_step,
 }, sort_keys=True))
 print("cleaned", len(lines), "lines")
 "#;
@@ -100,6 +108,10 @@ fn a_python_step_reads_params_and_inputs_calls_natives_and_is_rerun_only_when_it
     let clean = step(&first, "clean");
     assert_eq!(clean["status"], "ran");
     assert_eq!(clean["metrics"]["lines"], 3.0);
+    assert_eq!(clean["metrics"]["loss"], 0.25, "a metric's last value is the step's");
+    let history = weir::History::open(&project.workspace()).unwrap();
+    let loss = &history.metric_series(first["id"].as_str().unwrap()).unwrap()["clean.loss"];
+    assert_eq!((loss.at.as_slice(), loss.values.as_slice()), ([0, 5, 10].as_slice(), [1.0, 0.5, 0.25].as_slice()));
     let table: Value = serde_json::from_str(&project.cat(output_digest(&first, "clean", "table"))).unwrap();
     assert_eq!(table["threshold"], 0.5);
     assert_eq!(table["label"], "first");
@@ -109,6 +121,7 @@ fn a_python_step_reads_params_and_inputs_calls_natives_and_is_rerun_only_when_it
     assert_eq!(table["scaled"], serde_json::json!([8.0, 10.0, 20.0, 22.0]));
     assert_eq!(table["called"], serde_json::json!([11.0]));
     assert_eq!(table["area"], 12);
+    assert_eq!(table["bad_step"], "weir.metric: step must be a whole number >= 0, not -1");
     let stdout = project.cat(clean["logs"]["stdout"].as_str().unwrap());
     assert_eq!(stdout, "cleaned 3 lines\n");
 

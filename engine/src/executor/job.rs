@@ -81,7 +81,7 @@ pub(crate) struct JobSpec {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Frame {
     /// The step recorded a metric value.
-    Metric { name: String, value: f64 },
+    Metric { name: String, value: f64, at: Option<u64> },
     /// The step reported progress.
     Progress { done: u64, total: u64 },
     /// The step wrote to a log.

@@ -85,9 +85,10 @@ impl WorkerPool {
         });
         loop {
             match read_frame::<Frame>(&mut worker.stdout) {
-                Ok(Some(Frame::Metric { name, value })) => {
+                Ok(Some(Frame::Metric { name, value, at })) => {
                     if let Some(sink) = events {
-                        sink.event(&Event::Metric { run: &job.spec.run_id, step: &job.spec.step, name: &name, value });
+                        let (run, step) = (&job.spec.run_id, &job.spec.step);
+                        sink.event(&Event::Metric { run, step, name: &name, value, at });
                     }
                 }
                 Ok(Some(Frame::Progress { done, total })) => {

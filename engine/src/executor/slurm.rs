@@ -475,9 +475,9 @@ impl Cluster {
         while let Some(frame) = take_frame(&mut tracked.buffer) {
             let spec = &tracked.job.spec;
             match frame {
-                Frame::Metric { name, value } => {
+                Frame::Metric { name, value, at } => {
                     if let Some(sink) = &tracked.events {
-                        sink.event(&Event::Metric { run: &spec.run_id, step: &spec.step, name: &name, value });
+                        sink.event(&Event::Metric { run: &spec.run_id, step: &spec.step, name: &name, value, at });
                     }
                 }
                 Frame::Progress { done, total } => {
@@ -667,13 +667,15 @@ mod tests {
     fn frames_are_taken_whole_and_in_order() {
         let mut buffer = Vec::new();
         write_frame(&mut buffer, &Frame::Progress { done: 1, total: 2 }).unwrap();
-        write_frame(&mut buffer, &Frame::Metric { name: "loss".into(), value: 0.5 }).unwrap();
+        write_frame(&mut buffer, &Frame::Metric { name: "loss".into(), value: 0.5, at: Some(3) }).unwrap();
         let whole = buffer.len();
         let mut partial = buffer[..whole - 3].to_vec();
         assert!(matches!(take_frame(&mut partial), Some(Frame::Progress { done: 1, total: 2 })));
         assert!(take_frame(&mut partial).is_none(), "half a frame waits for the rest");
         partial.extend_from_slice(&buffer[whole - 3..]);
-        assert!(matches!(take_frame(&mut partial), Some(Frame::Metric { value, .. }) if value == 0.5));
+        assert!(
+            matches!(take_frame(&mut partial), Some(Frame::Metric { value, at, .. }) if value == 0.5 && at == Some(3))
+        );
         assert!(partial.is_empty());
     }
 }

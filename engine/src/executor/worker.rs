@@ -180,8 +180,8 @@ struct FrameSink {
 impl EventSink for FrameSink {
     fn event(&self, event: &Event<'_>) {
         match event {
-            Event::Metric { name, value, .. } => {
-                self.out.event(&Frame::Metric { name: (*name).to_owned(), value: *value })
+            Event::Metric { name, value, at, .. } => {
+                self.out.event(&Frame::Metric { name: (*name).to_owned(), value: *value, at: *at })
             }
             Event::Progress { done, total, .. } => self.out.event(&Frame::Progress { done: *done, total: *total }),
             Event::Log { stream, text, .. } => {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{History, RunDetail, RunSummary, StepRecord};
+use super::{History, MetricSeries, RunDetail, RunSummary, StepRecord};
 use crate::cache_key::RecordedKey;
 use crate::{Result, StepStatus};
 
@@ -75,7 +75,7 @@ impl MetricSummary {
 impl History {
     /// Compares `runs` (at least one; the first is what the others are
     /// compared with), whose metric series are `series`, in the same order.
-    pub(crate) fn compare(&self, runs: &[RunDetail], series: &[BTreeMap<String, Vec<f64>>]) -> Result<Comparison> {
+    pub(crate) fn compare(&self, runs: &[RunDetail], series: &[BTreeMap<String, MetricSeries>]) -> Result<Comparison> {
         let params = differing_params(runs);
         let mut names: Vec<&String> = series.iter().flat_map(BTreeMap::keys).collect();
         names.sort();
@@ -83,7 +83,8 @@ impl History {
         let metrics = names
             .into_iter()
             .map(|name| {
-                let values = series.iter().map(|run| run.get(name).and_then(|v| MetricSummary::of(name, v))).collect();
+                let values =
+                    series.iter().map(|run| run.get(name).and_then(|s| MetricSummary::of(name, &s.values))).collect();
                 (name.clone(), values)
             })
             .collect();

@@ -15,8 +15,45 @@ pub struct MetricPoint {
     pub name: String,
     /// The value.
     pub value: f64,
+    /// Its position as the step gave it (an epoch, a batch), if it did.
+    #[serde(default)]
+    pub at: Option<u64>,
     /// When it was reported (seconds since the Unix epoch).
     pub time: f64,
+}
+
+/// A metric's values in the order reported, each with its position: the one
+/// the step gave with it (an epoch, a batch) or, where it gave none, the
+/// value's place in the series (0, 1, 2…).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct MetricSeries {
+    /// The position of each value.
+    pub at: Vec<u64>,
+    /// The values.
+    pub values: Vec<f64>,
+}
+
+impl MetricSeries {
+    /// Values at positions 0, 1, 2…
+    pub fn indexed(values: Vec<f64>) -> Self {
+        Self { at: (0..values.len() as u64).collect(), values }
+    }
+
+    /// Appends `value` at position `at`.
+    pub fn push(&mut self, at: u64, value: f64) {
+        self.at.push(at);
+        self.values.push(value);
+    }
+
+    /// How many values the series holds.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
 }
 
 /// What the history keeps of one step in one run.
@@ -480,26 +517,28 @@ impl History {
 
     /// Every value of every metric of a run, by `STEP.METRIC`, in order; a
     /// reused step's are those of the run that executed it.
-    pub fn metric_series(&self, run_id: &str) -> Result<BTreeMap<String, Vec<f64>>> {
+    pub fn metric_series(&self, run_id: &str) -> Result<BTreeMap<String, MetricSeries>> {
         self.with(|conn| {
             // A reused step's values are those of the run that executed it,
             // while that run is still recorded.
             let mut stmt = conn
                 .prepare(
-                    "SELECT m.step, m.name, m.value FROM step_runs s
+                    "SELECT m.step, m.name, m.value, coalesce(m.at, m.seq) FROM step_runs s
                      JOIN metrics m ON m.step = s.step AND m.run_id = CASE
                          WHEN s.status = 'cached' AND EXISTS (SELECT 1 FROM runs WHERE id = s.reused_from)
                          THEN s.reused_from ELSE s.run_id END
                      WHERE s.run_id = ?1 ORDER BY m.step, m.name, m.seq",
                 )
                 .map_err(db_error("reading metrics"))?;
-            let mut series: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            let mut series: BTreeMap<String, MetricSeries> = BTreeMap::new();
             let rows = stmt
-                .query_map([run_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, f64>(2)?)))
+                .query_map([run_id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, f64>(2)?, r.get::<_, i64>(3)?))
+                })
                 .map_err(db_error("reading metrics"))?;
             for row in rows {
-                let (step, name, value) = row.map_err(db_error("reading metrics"))?;
-                series.entry(format!("{step}.{name}")).or_default().push(value);
+                let (step, name, value, at) = row.map_err(db_error("reading metrics"))?;
+                series.entry(format!("{step}.{name}")).or_default().push(at.max(0) as u64, value);
             }
             Ok(series)
         })
@@ -637,13 +676,14 @@ fn insert_step(tx: &rusqlite::Transaction<'_>, run_id: &str, record: &StepRecord
     let mut seq: BTreeMap<&str, i64> = BTreeMap::new();
     let mut metric = tx
         .prepare_cached(
-            "INSERT OR REPLACE INTO metrics (run_id, step, name, value, seq, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT OR REPLACE INTO metrics (run_id, step, name, value, seq, time, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
         .map_err(db_error("recording a metric"))?;
     for point in &record.series {
         let n = seq.entry(&point.name).or_default();
         metric
-            .execute(params![run_id, record.step, point.name, point.value, *n, point.time])
+            .execute(params![run_id, record.step, point.name, point.value, *n, point.time, at_column(point.at)])
             .map_err(db_error("recording a metric"))?;
         *n += 1;
     }
@@ -666,15 +706,21 @@ fn insert_step(tx: &rusqlite::Transaction<'_>, run_id: &str, record: &StepRecord
 fn append_metrics(tx: &rusqlite::Transaction<'_>, run_id: &str, step: &str, points: &[MetricPoint]) -> Result<()> {
     let mut stmt = tx
         .prepare_cached(
-            "INSERT INTO metrics (run_id, step, name, value, seq, time) VALUES (?1, ?2, ?3, ?4,
-             (SELECT coalesce(max(seq) + 1, 0) FROM metrics WHERE run_id = ?1 AND step = ?2 AND name = ?3), ?5)",
+            "INSERT INTO metrics (run_id, step, name, value, seq, time, at) VALUES (?1, ?2, ?3, ?4,
+             (SELECT coalesce(max(seq) + 1, 0) FROM metrics WHERE run_id = ?1 AND step = ?2 AND name = ?3), ?5, ?6)",
         )
         .map_err(db_error("recording a metric"))?;
     for point in points {
-        stmt.execute(params![run_id, step, point.name, point.value, point.time])
+        stmt.execute(params![run_id, step, point.name, point.value, point.time, at_column(point.at)])
             .map_err(db_error("recording a metric"))?;
     }
     Ok(())
+}
+
+/// A metric's position as SQLite stores it (a signed integer; positions past
+/// `i64::MAX` saturate there).
+fn at_column(at: Option<u64>) -> Option<i64> {
+    at.map(|at| i64::try_from(at).unwrap_or(i64::MAX))
 }
 
 fn step_from(row: &Row<'_>) -> rusqlite::Result<StepRecord> {

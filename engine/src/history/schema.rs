@@ -94,6 +94,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, key)
     );
     CREATE INDEX run_labels_by_label ON run_labels (key, value);",
+    // 7: a metric value's position as the step gave it (an epoch, a batch).
+    "ALTER TABLE metrics ADD COLUMN at INTEGER;",
 ];
 
 /// The schema version this build of weir writes.

@@ -41,7 +41,11 @@ impl ComponentState {
 
 impl self::weir::step::host::Host for ComponentState {
     fn metric(&mut self, name: String, value: f64) {
-        self.bridge.metric(&name, value);
+        self.bridge.metric(&name, value, None);
+    }
+
+    fn metric_at(&mut self, name: String, value: f64, at: u64) {
+        self.bridge.metric(&name, value, Some(at));
     }
 
     fn progress(&mut self, done: u64, total: u64) {

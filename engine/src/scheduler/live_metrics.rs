@@ -34,8 +34,8 @@ impl MetricTap {
 
 impl EventSink for MetricTap {
     fn event(&self, event: &Event<'_>) {
-        if let Event::Metric { step, name, value, .. } = *event {
-            let point = MetricPoint { name: name.to_owned(), value, time: now() };
+        if let Event::Metric { step, name, value, at, .. } = *event {
+            let point = MetricPoint { name: name.to_owned(), value, at, time: now() };
             self.pending.lock().unwrap_or_else(PoisonError::into_inner).push((step.to_owned(), point));
         }
         if let Some(inner) = &self.inner {

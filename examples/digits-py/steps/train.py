@@ -44,7 +44,7 @@ order = list(range(data.rows))
 for epoch in range(epochs):
     rng.shuffle(order)
     loss = sum(step(model, data, order[start : start + batch_size]) for start in range(0, data.rows, batch_size))
-    weir.metric("loss", loss / data.rows)
+    weir.metric("loss", loss / data.rows, step=epoch)
     weir.progress(epoch + 1, epochs)
 predictions = model.predict(data.features, data.rows)
 correct = sum(1 for predicted, label in zip(predictions, data.labels) if predicted == label)

@@ -65,9 +65,19 @@ def write_output(name, contents):
         file.write(contents)
 
 
-def metric(name, value):
-    """Records a value of metric ``name`` (the last value is the step's; every value is an event)."""
-    _host.metric(str(name), float(value))
+def metric(name, value, step=None):
+    """Records a value of metric ``name`` (the last value is the step's; every value is an event).
+
+    ``step`` places the value on the chart's x axis: the epoch or batch it
+    belongs to, a whole number ``>= 0``. Without it, values are plotted in
+    the order they were recorded.
+    """
+    if step is None:
+        _host.metric(str(name), float(value))
+        return
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"weir.metric: step must be a whole number >= 0, not {step!r}")
+    _host.metric_at(str(name), float(value), step)
 
 
 def progress(done, total):

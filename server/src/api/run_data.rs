@@ -88,6 +88,10 @@ pub async fn logs(
 pub struct RunMetrics {
     /// Each metric's values in order, by `STEP.METRIC`.
     pub metrics: BTreeMap<String, Vec<f64>>,
+    /// Each value's position, by `STEP.METRIC` and in the same order: the
+    /// one the step gave with it (an epoch, a batch), or else its place in
+    /// the series (0, 1, 2…).
+    pub at: BTreeMap<String, Vec<u64>>,
 }
 
 /// Every metric value of a run, by `STEP.METRIC`.
@@ -99,12 +103,17 @@ pub async fn metrics(
     Path(id): Path<String>,
 ) -> Result<axum::Json<RunMetrics>, Problem> {
     find(&state, &caller.tenant, &id)?;
-    let metrics = match state.engine.history().metric_series(&id) {
-        Ok(metrics) => metrics,
+    let series = match state.engine.history().metric_series(&id) {
+        Ok(series) => series,
         Err(weir::Error::NotInHistory(_)) => BTreeMap::new(),
         Err(err) => return Err(err.into()),
     };
-    Ok(axum::Json(RunMetrics { metrics }))
+    let (mut metrics, mut at) = (BTreeMap::new(), BTreeMap::new());
+    for (name, series) in series {
+        metrics.insert(name.clone(), series.values);
+        at.insert(name, series.at);
+    }
+    Ok(axum::Json(RunMetrics { metrics, at }))
 }
 
 /// Where a run's outputs came from.

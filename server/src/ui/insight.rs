@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use maud::html;
 use serde::Deserialize;
 use serde_json::Value;
-use weir::{Digest, RunFilter};
+use weir::{Digest, MetricSeries, RunFilter};
 
 use super::page::{Page, PageResult, short_digest, status_badge, svg};
 use super::runs::blocking;
@@ -41,10 +41,11 @@ pub async fn metrics(
     rows.reverse();
     let names: BTreeSet<&String> = rows.iter().flat_map(|row| row.metrics.keys()).collect();
     let chosen = query.metric.filter(|metric| names.contains(metric)).or_else(|| names.first().map(|m| (*m).clone()));
-    let values: Vec<f64> = match &chosen {
+    // One value per run, oldest first.
+    let values = MetricSeries::indexed(match &chosen {
         Some(metric) => rows.iter().filter_map(|row| row.metrics.get(metric).copied()).collect(),
         None => Vec::new(),
-    };
+    });
     let pipelines = crate::api::pipelines::list(viewer.caller.clone(), State(state)).await?.0.pipelines;
     let body = html! {
         h1 { "Metrics across runs" }
@@ -69,7 +70,7 @@ pub async fn metrics(
             Some(metric) => {
                 figure.chart.wide {
                     figcaption { (metric) " over the " (values.len()) " latest runs that reported it, oldest first" }
-                    (svg(chart(&[(metric.as_str(), values.as_slice())])))
+                    (svg(chart(&[(metric.as_str(), &values)])))
                 }
                 table {
                     thead { tr { th { "run" } th { "status" } th { (metric) } th { "parameters" } } }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use weir::{RunDetail, StepRecord, StepStatus};
+use weir::{MetricSeries, RunDetail, StepRecord, StepStatus};
 
 use super::page::{Page, PageResult, UiError, duration, short_digest, status_badge, svg, time};
 use super::session::{CsrfForm, Viewer, url_encode};
@@ -152,7 +152,7 @@ struct RunView {
     item: RunItem,
     detail: Option<RunDetail>,
     graph: Graph,
-    series: BTreeMap<String, Vec<f64>>,
+    series: BTreeMap<String, MetricSeries>,
 }
 
 async fn run_view(state: &Arc<AppState>, tenant: &str, id: &str) -> Result<RunView, UiError> {
@@ -256,7 +256,7 @@ pub async fn show(viewer: Viewer, State(state): State<Arc<AppState>>, Path(id): 
             }
             div.charts {
                 @for (name, values) in charted {
-                    figure.chart { figcaption { (name) } (svg(chart(&[(name.as_str(), values.as_slice())]))) }
+                    figure.chart { figcaption { (name) } (svg(chart(&[(name.as_str(), values)]))) }
                 }
             }
         }
@@ -329,7 +329,7 @@ pub async fn step(
             .and_then(|record| record.logs.as_ref())
             .map(|logs| (read(&logs.stdout), read(&logs.stderr)));
         let prefix = format!("{name}.");
-        let series: BTreeMap<String, Vec<f64>> = view
+        let series: BTreeMap<String, MetricSeries> = view
             .metric_series(&run)
             .unwrap_or_default()
             .into_iter()
@@ -416,8 +416,8 @@ pub async fn step(
                 @for (name, values) in &series {
                     figure.chart {
                         figcaption { (name) }
-                        @if values.len() > 1 { (svg(chart(&[(name.as_str(), values.as_slice())]))) }
-                        @else { p { (values.first().map_or_else(String::new, |value| compact(*value))) } }
+                        @if values.len() > 1 { (svg(chart(&[(name.as_str(), values)]))) }
+                        @else { p { (values.values.first().map_or_else(String::new, |value| compact(*value))) } }
                     }
                 }
             }

@@ -27,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for batch in order.chunks(params.batch_size) {
             loss += step(&mut model, &data, batch, params.learning_rate)?;
         }
-        weir_guest::metric("loss", loss / data.rows() as f64);
+        weir_guest::metric_at("loss", loss / data.rows() as f64, epoch);
         weir_guest::progress(epoch + 1, params.epochs);
     }
     let predictions = model.predict(&data.features, data.rows())?;
