@@ -30,8 +30,9 @@ impl Telemetry {
         Self { events, run: run.to_owned(), ..Self::default() }
     }
 
-    /// Records a metric value, at position `at` when the step gave one. Names that are empty, too long or hold
-    /// control characters, and names past the per-step maximum, are dropped.
+    /// Records a metric value, at position `at` when the step gave one.
+    /// Names that are empty, too long or hold control characters, and names
+    /// past the per-step maximum, are dropped.
     pub(crate) fn metric(&mut self, step: &str, name: &str, value: f64, at: Option<u64>) {
         let valid = !name.is_empty() && name.len() <= MAX_NAME_LEN && !name.chars().any(char::is_control);
         let room = self.metrics.len() < MAX_METRICS || self.metrics.contains_key(name);
