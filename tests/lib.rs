@@ -221,7 +221,11 @@ impl Project {
         let output = self.weir(args);
         let stdout = String::from_utf8_lossy(&output.stdout);
         let value = serde_json::from_str(&stdout).unwrap_or_else(|err| {
-            panic!("{args:?}: not JSON ({err}): {stdout}\n{}", String::from_utf8_lossy(&output.stderr))
+            panic!(
+                "{args:?} ({}): not JSON ({err}): {stdout}\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            )
         });
         (output.status.code().expect("exit code"), value)
     }

@@ -156,9 +156,8 @@ fn json_still_prints_one_object_when_the_run_is_refused() {
     project.manifest(
         "name = \"bad\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nargs = [\"nothing\"]\nlimits = { memroy = \"1MiB\" }\n",
     );
-    let output = project.weir(&["run", "pipeline.toml", "--json"]);
-    assert_eq!(output.status.code(), Some(2));
-    let refused: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    let (code, refused) = project.weir_json(&["run", "pipeline.toml", "--json"]);
+    assert_eq!(code, 2, "{refused}");
     assert_eq!(refused["status"], "invalid");
     let error = &refused["errors"][0];
     assert!(error["file"].as_str().unwrap().ends_with("pipeline.toml"), "{refused}");
@@ -166,8 +165,8 @@ fn json_still_prints_one_object_when_the_run_is_refused() {
     assert!(error["message"].as_str().unwrap().contains("memroy"), "{refused}");
 
     project.manifest("name = \"bad\"\n[params]\nn = 1\n[steps.s]\nmodule = \"tool-p1.wasm\"\nargs = [\"nothing\"]\n");
-    let output = project.weir(&["run", "pipeline.toml", "--json", "--param", "n=x"]);
-    let refused: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    let (code, refused) = project.weir_json(&["run", "pipeline.toml", "--json", "--param", "n=x"]);
+    assert_eq!(code, 2, "{refused}");
     assert_eq!(refused["status"], "invalid");
     assert!(refused["errors"][0]["message"].as_str().unwrap().contains("parameter `n`"), "{refused}");
 }

@@ -2,6 +2,7 @@
 //! (`scripts/slurm-cluster.sh up`: nodes n1 and n2, n2 with one GPU). Each
 //! test is skipped, saying so, when no cluster answers `sinfo`.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
@@ -173,10 +174,20 @@ fn a_map_step_is_one_job_array_over_both_nodes_and_a_gpu_step_lands_on_the_gpu_n
 }
 
 /// The most jobs of `project` seen at once while `run` went on, polling
-/// `squeue`: (array tasks running, other jobs queued or running).
+/// `squeue`: (array tasks running, other jobs queued or running without a
+/// result yet).
+///
+/// A job's comment is the file its worker writes frames to, next to the
+/// spec it reads (`.job`), which the coordinator removes once it has the
+/// job's result: from then on the job no longer counts against `--jobs`,
+/// though Slurm may list it a moment longer while it ends.
 fn most_at_once(project: &Project, mut run: Child) -> (usize, usize, std::process::Output) {
     let workspace = project.workspace().display().to_string();
     let (mut tasks, mut singles) = (0, 0);
+    let awaits_result = |line: &str| {
+        let frames = Path::new(line.split(' ').nth(3).unwrap_or_default());
+        frames.with_extension("job").exists()
+    };
     while run.try_wait().unwrap().is_none() {
         let out = Command::new("squeue").args(["--noheader", "--format=%i %j %T %k"]).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -184,7 +195,7 @@ fn most_at_once(project: &Project, mut run: Child) -> (usize, usize, std::proces
         let running_tasks =
             ours.iter().filter(|line| line.contains(" weir-map-") && line.contains(" RUNNING ")).count();
         tasks = tasks.max(running_tasks);
-        singles = singles.max(ours.iter().filter(|line| !line.contains(" weir-map-")).count());
+        singles = singles.max(ours.iter().filter(|line| !line.contains(" weir-map-") && awaits_result(line)).count());
         std::thread::sleep(Duration::from_millis(50));
     }
     (tasks, singles, run.wait_with_output().unwrap())
