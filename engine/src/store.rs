@@ -463,11 +463,18 @@ fn single_name(path: &Path) -> bool {
 /// entry): open, read, close, without the size queries `fs::read` makes.
 /// Same restriction on `path` as [`has_entry`].
 fn read_small(dir: &Dir, path: &Path) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(1024);
+    open_stored(dir, path)?.take(u64::MAX).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Opens the store's own file `path` (digest-named, beneath `dir`) for
+/// reading: one `openat`, not following a symlink in its place, where
+/// cap-std's `open` resolves the path a component at a time.
+fn open_stored(dir: &Dir, path: &Path) -> io::Result<std::fs::File> {
     use rustix::fs::{Mode, OFlags};
     let fd = rustix::fs::openat(dir, path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty())?;
-    let mut bytes = Vec::with_capacity(1024);
-    std::fs::File::from(fd).take(u64::MAX).read_to_end(&mut bytes)?;
-    Ok(bytes)
+    Ok(std::fs::File::from(fd))
 }
 
 fn ensure_dir(dir: &Dir, name: &str) -> Result<()> {
@@ -491,7 +498,11 @@ fn make_read_only(file: &std::fs::File) -> io::Result<()> {
 /// size (a fixed streaming buffer would cost more to allocate and zero than
 /// the file to read); a large one is memory-mapped and hashed on all cores.
 fn hash_file(file: &std::fs::File) -> io::Result<Digest> {
-    let len = file.metadata()?.len();
+    hash_file_of_len(file, file.metadata()?.len())
+}
+
+/// [`hash_file`] of a file whose length `len` the caller already has.
+fn hash_file_of_len(file: &std::fs::File, len: u64) -> io::Result<Digest> {
     let mut hasher = blake3::Hasher::new();
     if len >= MAP_AT {
         // SAFETY: the file is private to the store's scratch area (an output

@@ -177,8 +177,8 @@ fn rerun_of_a_sub_pipeline_reruns_all_its_steps() {
     assert_eq!(steps_with(&again, "cached"), ["other"]);
 
     let output = project.weir(&["run", "pipeline.toml", "--rerun", "fea"]);
-    assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{}\n{stderr}", output.status);
     assert!(stderr.contains("(steps: feat, feat/one, feat/two, other)"), "{stderr}");
 }
 

@@ -96,6 +96,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX run_labels_by_label ON run_labels (key, value);",
     // 7: a metric value's position as the step gave it (an epoch, a batch).
     "ALTER TABLE metrics ADD COLUMN at INTEGER;",
+    // 8: only executed steps' records (those with key material, which
+    // `execution_before` looks for) are indexed by step: a reused step's
+    // record landed on a different page of the old index for every step,
+    // which made recording a fully reused run write a page per step.
+    "DROP INDEX step_runs_by_step;
+    CREATE INDEX step_runs_executed ON step_runs (step) WHERE key_material IS NOT NULL;",
 ];
 
 /// The schema version this build of weir writes.
@@ -145,5 +151,22 @@ mod tests {
         conn.execute_batch(&format!("PRAGMA user_version = {}", VERSION + 1)).unwrap();
         let err = migrate(&mut conn).unwrap_err().to_string();
         assert!(err.contains("newer than this weir understands"), "{err}");
+    }
+
+    #[test]
+    fn only_records_with_key_material_are_indexed_by_step() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let by_step: Vec<String> = conn
+            .prepare(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'step_runs' AND sql IS NOT NULL",
+            )
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(by_step.len(), 1, "{by_step:?}");
+        assert!(by_step[0].ends_with("ON step_runs (step) WHERE key_material IS NOT NULL"), "{by_step:?}");
     }
 }

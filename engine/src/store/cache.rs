@@ -45,15 +45,30 @@ impl CacheEntry {
     }
 }
 
+/// What [`Store::check_on_reuse`] found of an artifact.
+enum OnReuse {
+    /// Present, and (if small) its bytes match its digest.
+    Intact,
+    /// Not in the store: the entry is a miss.
+    Missing,
+    /// Its bytes no longer match its digest; it was removed.
+    Corrupt,
+}
+
 impl Store {
     /// The entry recorded under `key`, if it exists and all its artifacts are
     /// still in the store. An entry that cannot be decoded counts as absent.
     pub(crate) fn cache_get(&self, key: &Digest) -> Option<CacheEntry> {
-        let (fan, rest) = split(key);
-        let bytes = super::read_small(&self.inner.cache, &Path::new(&fan).join(rest)).ok()?;
-        let entry: CacheEntry = rmp_serde::from_slice(&bytes).ok()?;
+        let entry = self.cache_read(key)?;
         let complete = entry.outputs.values().chain(&entry.logs()).all(|artifact| self.contains(artifact));
         complete.then_some(entry)
+    }
+
+    /// The entry recorded under `key`, whatever became of its artifacts.
+    fn cache_read(&self, key: &Digest) -> Option<CacheEntry> {
+        let (fan, rest) = split(key);
+        let bytes = super::read_small(&self.inner.cache, &Path::new(&fan).join(rest)).ok()?;
+        rmp_serde::from_slice(&bytes).ok()
     }
 
     /// Like [`cache_get`](Self::cache_get), for an entry about to be reused:
@@ -62,39 +77,57 @@ impl Store {
     /// process. A corrupt one is removed, so the step runs again and stores
     /// good bytes; `Err` lists what was removed.
     pub(crate) fn cache_get_intact(&self, key: &Digest) -> Result<Option<CacheEntry>, Vec<Digest>> {
-        let Some(entry) = self.cache_get(key) else { return Ok(None) };
-        let corrupt: Vec<Digest> = entry
-            .outputs
-            .values()
-            .chain(&entry.logs())
-            .filter(|artifact| !self.intact_on_reuse(artifact))
-            .map(|artifact| artifact.digest)
-            .collect();
-        if corrupt.is_empty() { Ok(Some(entry)) } else { Err(corrupt) }
+        let Some(entry) = self.cache_read(key) else { return Ok(None) };
+        let mut corrupt = Vec::new();
+        let mut complete = true;
+        for artifact in entry.outputs.values().chain(&entry.logs()) {
+            match self.check_on_reuse(artifact) {
+                OnReuse::Intact => {}
+                OnReuse::Missing => complete = false,
+                OnReuse::Corrupt => corrupt.push(artifact.digest),
+            }
+        }
+        match (complete, corrupt.is_empty()) {
+            (false, _) => Ok(None),
+            (true, true) => Ok(Some(entry)),
+            (true, false) => Err(corrupt),
+        }
     }
 
-    /// Whether `artifact` still holds the bytes its digest names, checked
-    /// once per process for small artifacts (a large one is trusted here and
-    /// checked when read); a corrupt one is removed from the store.
-    fn intact_on_reuse(&self, artifact: &Artifact) -> bool {
-        if self.inner.verified.contains(&artifact.digest) {
-            return true;
-        }
+    /// Whether `artifact` is still in the store with the bytes its digest
+    /// names, checked once per process for small artifacts (a large one is
+    /// trusted here and checked when read); a corrupt one is removed from
+    /// the store. One `openat` for an artifact not yet checked, one `statx`
+    /// for one already checked.
+    fn check_on_reuse(&self, artifact: &Artifact) -> OnReuse {
         let (fan, rest) = split(&artifact.digest);
         let path = Path::new(&fan).join(rest);
         let dir = self.kind_dir(artifact.kind);
-        let Ok(file) = dir.open(&path) else { return false };
-        let file = file.into_std();
-        if file.metadata().is_ok_and(|meta| meta.len() > CHECKED_ON_REUSE) {
-            return true;
+        if self.inner.verified.contains(&artifact.digest) {
+            return if super::has_entry(dir, &path) { OnReuse::Intact } else { OnReuse::Missing };
         }
-        if super::hash_file(&file).is_ok_and(|found| found == artifact.digest) {
+        let file = match super::open_stored(dir, &path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return OnReuse::Missing,
+            // Something other than a readable file in its place.
+            Err(_) => return self.remove_corrupt(dir, &path),
+        };
+        let Ok(len) = file.metadata().map(|meta| meta.len()) else { return self.remove_corrupt(dir, &path) };
+        if len > CHECKED_ON_REUSE {
+            return OnReuse::Intact;
+        }
+        if super::hash_file_of_len(&file, len).is_ok_and(|found| found == artifact.digest) {
             self.inner.verified.insert(artifact.digest);
-            return true;
+            return OnReuse::Intact;
         }
-        // Removing it makes the step's next execution store good bytes.
-        let _ = dir.remove_file(&path);
-        false
+        self.remove_corrupt(dir, &path)
+    }
+
+    /// Removes the corrupt artifact at `path`, so the step's next execution
+    /// stores good bytes.
+    fn remove_corrupt(&self, dir: &cap_std::fs::Dir, path: &Path) -> OnReuse {
+        let _ = dir.remove_file(path);
+        OnReuse::Corrupt
     }
 
     /// Forgets the entry under `key`, if there is one.

@@ -1,3 +1,4 @@
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use cap_std::ambient_authority;
@@ -149,6 +150,45 @@ fn cache_entries_require_their_artifacts() {
     let hex = output.hex();
     std::fs::remove_file(store.root().join("objects").join(&hex[..2]).join(&hex[2..])).unwrap();
     assert_eq!(store.cache_get(&key), None, "an entry whose output is gone is a miss");
+}
+
+#[test]
+fn a_reused_entry_is_intact_missing_or_corrupt() {
+    let (_dir, store) = store();
+    let log = store.put_bytes(b"").unwrap();
+    let [kept, changed, lost] = [b"kept", b"edit", b"lost"].map(|bytes| store.put_bytes(bytes).unwrap());
+    let entry_of = |output: Digest| CacheEntry {
+        outputs: [("r".to_owned(), Artifact { kind: OutputKind::File, digest: output })].into(),
+        stdout: log,
+        stderr: log,
+        metrics: std::collections::BTreeMap::new(),
+        run_id: "run".into(),
+        created: None,
+    };
+    let object = |digest: Digest| {
+        let hex = digest.hex();
+        store.root().join("objects").join(&hex[..2]).join(&hex[2..])
+    };
+    let keys = [kept, changed, lost].map(|output| {
+        let key = Digest::of(output.hex().as_bytes());
+        store.cache_put(&key, &entry_of(output)).unwrap();
+        key
+    });
+    assert_eq!(store.cache_get_intact(&keys[0]), Ok(Some(entry_of(kept))));
+    // Checked once: the second lookup trusts the bytes but still sees a removal.
+    assert_eq!(store.cache_get_intact(&keys[0]), Ok(Some(entry_of(kept))));
+    std::fs::remove_file(object(kept)).unwrap();
+    assert_eq!(store.cache_get_intact(&keys[0]), Ok(None), "a checked artifact removed since is a miss");
+
+    let path = object(changed);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&path, b"EDIT").unwrap();
+    assert_eq!(store.cache_get_intact(&keys[1]), Err(vec![changed]));
+    assert!(!path.exists(), "the corrupt artifact is removed");
+    assert_eq!(store.cache_get_intact(&keys[1]), Ok(None), "and the entry is a miss from then on");
+
+    std::fs::remove_file(object(lost)).unwrap();
+    assert_eq!(store.cache_get_intact(&keys[2]), Ok(None), "a missing artifact is a miss, not corruption");
 }
 
 #[test]
