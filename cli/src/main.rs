@@ -3,6 +3,11 @@
 //! Exit codes: 0 when the run succeeded, 1 when a step failed, 2 for usage,
 //! validation and workspace errors.
 
+/// mimalloc rather than glibc's allocator: a run allocates and frees many
+/// small objects on several threads (BENCHMARKS.md, Session 16).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod client;
 mod compare_cmd;
 mod config;

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often the epoch advances: the granularity of timeouts.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
@@ -24,8 +24,24 @@ impl EpochTicker {
         let stop = Arc::new(AtomicBool::new(false));
         let (ticked, flag) = (engines.clone(), stop.clone());
         let thread = std::thread::Builder::new().name("weir-epoch".into()).spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(TICK);
+            let mut next = Instant::now() + TICK;
+            loop {
+                // Parked rather than asleep, so that dropping the ticker
+                // wakes it at once instead of waiting out the tick (which
+                // every `weir` process would otherwise pay at exit).
+                let now = Instant::now();
+                if now < next {
+                    std::thread::park_timeout(next - now);
+                }
+                if flag.load(Ordering::Relaxed) {
+                    return;
+                }
+                if Instant::now() < next {
+                    continue; // woken early, and not to stop
+                }
+                // A thread held up for several ticks (a suspended machine)
+                // does not tick them all at once.
+                next = (next + TICK).max(Instant::now());
                 for engine in ticked.lock().unwrap_or_else(PoisonError::into_inner).iter() {
                     engine.increment_epoch();
                 }
@@ -53,6 +69,7 @@ impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }
