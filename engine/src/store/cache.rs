@@ -108,11 +108,15 @@ impl Store {
         }
         let file = match super::open_stored(dir, &path) {
             Ok(file) => file,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return OnReuse::Missing,
-            // Something other than a readable file in its place.
-            Err(_) => return self.remove_corrupt(dir, &path),
+            // A symbolic link in its place.
+            Err(err) if err.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                return self.remove_corrupt(dir, &path);
+            }
+            // Absent, or not readable now (too many open files, say): a
+            // miss, and what is there is left alone.
+            Err(_) => return OnReuse::Missing,
         };
-        let Ok(len) = file.metadata().map(|meta| meta.len()) else { return self.remove_corrupt(dir, &path) };
+        let Ok(len) = file.metadata().map(|meta| meta.len()) else { return OnReuse::Missing };
         if len > CHECKED_ON_REUSE {
             return OnReuse::Intact;
         }

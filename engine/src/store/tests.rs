@@ -189,6 +189,11 @@ fn a_reused_entry_is_intact_missing_or_corrupt() {
 
     std::fs::remove_file(object(lost)).unwrap();
     assert_eq!(store.cache_get_intact(&keys[2]), Ok(None), "a missing artifact is a miss, not corruption");
+
+    // A symbolic link where an object was is corrupt too, and removed.
+    std::os::unix::fs::symlink("/etc/hostname", object(lost)).unwrap();
+    assert_eq!(store.cache_get_intact(&keys[2]), Err(vec![lost]));
+    assert!(object(lost).symlink_metadata().is_err(), "the link is removed");
 }
 
 #[test]
