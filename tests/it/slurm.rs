@@ -236,10 +236,22 @@ fn a_job_whose_worker_is_killed_is_submitted_again() {
     let run = spawn_run(&project, &[]);
     let first = wait_for_job(&project);
     let workspace = project.workspace().display().to_string();
+    // Slurm says RUNNING before the node has started the batch script: wait
+    // for the worker itself.
+    let pattern = format!("worker --workspace {workspace}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let workers = loop {
+        let workers = weir_tests::processes_matching(&pattern);
+        if !workers.is_empty() {
+            break workers;
+        }
+        assert!(Instant::now() < deadline, "no worker process of job {first} started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
     // The worker on its node dies (as when a node's process is killed).
-    let killed =
-        Command::new("pkill").args(["-KILL", "-f", &format!("worker --workspace {workspace}")]).status().unwrap();
-    assert!(killed.success(), "a worker process of this run was found");
+    for pid in workers {
+        send_signal(pid, libc::SIGKILL);
+    }
     let output = run.wait_with_output().unwrap();
     let document: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(output.status.code(), Some(0), "{document}\n{}", String::from_utf8_lossy(&output.stderr));
