@@ -41,3 +41,26 @@ serve_on_loopback() {
     for _ in $(seq 100); do grep -q '^listening on ' "$dir/serve.out" 2>/dev/null && break; sleep 0.05; done
     url=$(sed -n 's/^listening on //p' "$dir/serve.out")
 }
+
+# Sets up a comparison of weir binaries on an $N-step chain: `bins` holds
+# the binaries given (default target/release/weir), each checked, and `dir`
+# ($DIR, or a temporary directory removed on exit) the test tool ($TOOL),
+# seed.txt holding SEED, and the chain's pipeline.toml.
+# Usage: chain_bench SEED [WEIR...]
+chain_bench() {
+    local seed=$1 bin
+    shift
+    TOOL=${TOOL:-target/guests/wasm32-wasip1/release/tool.wasm}
+    bins=("$@")
+    [ ${#bins[@]} -gt 0 ] || bins=(target/release/weir)
+    for bin in "${bins[@]}"; do
+        [ -x "$bin" ] || { echo "no $bin: cargo build --release -p weir-cli" >&2; exit 2; }
+    done
+    [ -f "$TOOL" ] || { echo "no $TOOL: build the test guests (cargo test -p weir-tests)" >&2; exit 2; }
+    dir=${DIR:-$(mktemp -d)}
+    mkdir -p "$dir"
+    [ -n "${DIR:-}" ] || trap 'rm -rf "$dir"' EXIT
+    cp "$TOOL" "$dir/tool.wasm"
+    echo "$seed" > "$dir/seed.txt"
+    write_chain "$dir" "$N"
+}

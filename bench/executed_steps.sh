@@ -13,20 +13,7 @@ set -euo pipefail
 
 N=${N:-1000}
 ROUNDS=${ROUNDS:-3}
-TOOL=${TOOL:-target/guests/wasm32-wasip1/release/tool.wasm}
-bins=("$@")
-[ ${#bins[@]} -gt 0 ] || bins=(target/release/weir)
-for bin in "${bins[@]}"; do
-    [ -x "$bin" ] || { echo "no $bin: cargo build --release -p weir-cli" >&2; exit 2; }
-done
-[ -f "$TOOL" ] || { echo "no $TOOL: build the test guests (cargo test -p weir-tests)" >&2; exit 2; }
-
-dir=${DIR:-$(mktemp -d)}
-mkdir -p "$dir"
-[ -n "${DIR:-}" ] || trap 'rm -rf "$dir"' EXIT
-cp "$TOOL" "$dir/tool.wasm"
-echo "an executed step" > "$dir/seed.txt"
-write_chain "$dir" "$N"
+chain_bench "an executed step" "$@"
 
 metadata='openat|openat2|statx|newfstatat|getdents64|mkdirat|unlinkat|renameat|renameat2|linkat|fchmodat|fchmod'
 if command -v strace > /dev/null; then

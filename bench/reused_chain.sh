@@ -15,20 +15,8 @@ set -euo pipefail
 N=${N:-1000}
 ROUNDS=${ROUNDS:-5}
 RUNS=${RUNS:-9}
-TOOL=${TOOL:-target/guests/wasm32-wasip1/release/tool.wasm}
-bins=("$@")
-[ ${#bins[@]} -gt 0 ] || bins=(target/release/weir)
-for bin in "${bins[@]}"; do
-    [ -x "$bin" ] || { echo "no $bin: cargo build --release -p weir-cli" >&2; exit 2; }
-done
-[ -f "$TOOL" ] || { echo "no $TOOL: build the test guests (cargo test -p weir-tests)" >&2; exit 2; }
+chain_bench "a reused step" "$@"
 
-dir=${DIR:-$(mktemp -d)}
-mkdir -p "$dir"
-[ -n "${DIR:-}" ] || trap 'rm -rf "$dir"' EXIT
-cp "$TOOL" "$dir/tool.wasm"
-echo "a reused step" > "$dir/seed.txt"
-write_chain "$dir" "$N"
 # Fill each binary's cache, then let the seed's file stamp settle (a file
 # changed in the last 2 s is hashed again on every run).
 for i in "${!bins[@]}"; do

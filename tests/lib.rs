@@ -432,6 +432,20 @@ pub fn send_signal(pid: u32, signal: i32) {
     assert_eq!(sent, 0, "kill({pid}, {signal}): {}", std::io::Error::last_os_error());
 }
 
+/// Waits up to a minute for processes whose command line contains
+/// `needle` to exist, and returns them; panics naming `what` otherwise.
+pub fn wait_for_processes(needle: &str, what: &str) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let found = processes_matching(needle);
+        if !found.is_empty() {
+            return found;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what} did not start within a minute");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// The processes whose command line contains `needle` (from /proc).
 pub fn processes_matching(needle: &str) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };

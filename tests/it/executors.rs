@@ -135,12 +135,7 @@ fn ctrl_c_kills_the_worker_of_a_running_step() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let pattern = format!("worker --workspace {}", workspace.display());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while weir_tests::processes_matching(&pattern).is_empty() {
-        assert!(Instant::now() < deadline, "no worker started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    weir_tests::wait_for_processes(&format!("worker --workspace {}", workspace.display()), "a worker");
     std::thread::sleep(Duration::from_millis(500));
     weir_tests::send_signal(child.id(), libc::SIGINT);
     let output = child.wait_with_output().unwrap();

@@ -238,16 +238,10 @@ fn a_job_whose_worker_is_killed_is_submitted_again() {
     let workspace = project.workspace().display().to_string();
     // Slurm says RUNNING before the node has started the batch script: wait
     // for the worker itself.
-    let pattern = format!("worker --workspace {workspace}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let workers = loop {
-        let workers = weir_tests::processes_matching(&pattern);
-        if !workers.is_empty() {
-            break workers;
-        }
-        assert!(Instant::now() < deadline, "no worker process of job {first} started");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let workers = weir_tests::wait_for_processes(
+        &format!("worker --workspace {workspace}"),
+        &format!("the worker of job {first}"),
+    );
     // The worker on its node dies (as when a node's process is killed).
     for pid in workers {
         send_signal(pid, libc::SIGKILL);

@@ -110,7 +110,7 @@ impl Store {
             Ok(file) => file,
             // A symbolic link in its place.
             Err(err) if err.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-                return self.remove_corrupt(dir, &path);
+                return remove_corrupt(dir, &path);
             }
             // Absent, or not readable now (too many open files, say): a
             // miss, and what is there is left alone.
@@ -124,14 +124,7 @@ impl Store {
             self.inner.verified.insert(artifact.digest);
             return OnReuse::Intact;
         }
-        self.remove_corrupt(dir, &path)
-    }
-
-    /// Removes the corrupt artifact at `path`, so the step's next execution
-    /// stores good bytes.
-    fn remove_corrupt(&self, dir: &cap_std::fs::Dir, path: &Path) -> OnReuse {
-        let _ = dir.remove_file(path);
-        OnReuse::Corrupt
+        remove_corrupt(dir, &path)
     }
 
     /// Forgets the entry under `key`, if there is one.
@@ -153,4 +146,11 @@ impl Store {
         let (fan, rest) = split(key);
         self.rename_into(&temp, &self.inner.cache, &fan, &rest)
     }
+}
+
+/// Removes the corrupt artifact at `path`, so the step's next execution
+/// stores good bytes.
+fn remove_corrupt(dir: &cap_std::fs::Dir, path: &Path) -> OnReuse {
+    let _ = dir.remove_file(path);
+    OnReuse::Corrupt
 }
