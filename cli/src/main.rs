@@ -24,6 +24,7 @@ mod run_table;
 mod serve_cmd;
 mod shared_cache;
 mod status_cmd;
+mod step_cmd;
 mod sweep;
 mod terminal;
 mod verify_cmd;
@@ -102,6 +103,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make and read step packages: a step's module and interface as an OCI
+    /// artifact (docs/packages.md).
+    #[command(subcommand)]
+    Step(step_cmd::StepCommand),
     /// Create NAME/: a pipeline with one step written in Rust (a crate weir
     /// builds) or Python, sample input, ready for `weir run NAME/pipeline.toml`.
     New {
@@ -496,6 +501,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             let engine = open_engine(&workspace, Engine::builder())?;
             verify_cmd::verify(&engine, &engine.tenant(tenant)?, &run, step, json)
         }
+        Command::Step(command) => step_cmd::run(command),
         Command::New { name, python } => {
             let language = if python { new::Language::Python } else { new::Language::Rust };
             let root = new::create(&name, language)?;

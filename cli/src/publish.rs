@@ -115,6 +115,12 @@ fn bundle_files(
         }
         match step.code() {
             StepCode::Wasm(module) => add(format!("steps.{}.module", step.name()), module)?,
+            StepCode::Package(package) => {
+                let what = format!("steps.{}.uses", step.name());
+                for file in walk(&package.source).with_context(|| format!("{what}: {}", package.source.display()))? {
+                    add(what.clone(), &file)?;
+                }
+            }
             StepCode::Python(_) => bail!(
                 "steps.{}.python: a published pipeline cannot carry a Python step yet (docs/python.md); \
                  publish the component instead, as a `module`",

@@ -298,6 +298,10 @@ pub enum ValidationErrorKind {
     /// A step's `crate` could not be built (with cargo's messages).
     #[error("{0}")]
     BuildFailed(String),
+    /// A step package (`uses`) cannot be read, fails verification, or does
+    /// not fit the way the step uses it.
+    #[error("{0}")]
+    Package(String),
     /// A pipeline input's host path does not exist.
     #[error("input path {} not found", path.display())]
     InputMissing {

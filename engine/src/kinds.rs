@@ -11,12 +11,14 @@
 
 mod module;
 mod native;
+mod package;
 pub(crate) mod python;
 
 use std::path::Path;
 
 pub(crate) use module::Module;
 pub(crate) use native::Native;
+pub(crate) use package::Package;
 pub(crate) use python::Python;
 
 use crate::StepCode;
@@ -75,6 +77,7 @@ impl StepCode {
             StepCode::Wasm(_) => &Module,
             StepCode::Native(_) => &Native,
             StepCode::Python(_) => &Python,
+            StepCode::Package(_) => &Package,
         }
     }
 }

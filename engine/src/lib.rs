@@ -88,6 +88,7 @@ mod manifest;
 mod module_kind;
 mod native;
 mod options;
+pub mod package;
 mod params;
 mod pipeline;
 mod remote;
@@ -119,8 +120,8 @@ pub use native::{CallContext, Device, GpuSupport, NativeFunction, NativeStep, St
 pub use options::RunOptions;
 pub use params::Params;
 pub use pipeline::{
-    InputRef, OutputKind, Pipeline, PipelineBuilder, PipelineOutput, PythonScript, Resources, Step, StepBuilder,
-    StepCode,
+    InputRef, OutputKind, PackagedModule, Pipeline, PipelineBuilder, PipelineOutput, PythonScript, Resources, Step,
+    StepBuilder, StepCode,
 };
 pub use remote::{CacheRemote, RemoteEntry, RemoteError, Transfer};
 pub use report::{

@@ -164,6 +164,21 @@ pub struct LimitOverrides {
     pub log: Option<u64>,
 }
 
+impl LimitOverrides {
+    /// These overrides, each unset field taken from `fallback`.
+    pub fn or(self, fallback: &LimitOverrides) -> LimitOverrides {
+        LimitOverrides {
+            memory: self.memory.or(fallback.memory),
+            timeout: self.timeout.or(fallback.timeout),
+            fuel: self.fuel.or(fallback.fuel),
+            stack: self.stack.or(fallback.stack),
+            output: self.output.or(fallback.output),
+            files: self.files.or(fallback.files),
+            log: self.log.or(fallback.log),
+        }
+    }
+}
+
 /// A timeout in whole milliseconds, [`Limits::NO_TIMEOUT`] as `u64::MAX`.
 fn millis(timeout: Duration) -> u64 {
     if timeout == Limits::NO_TIMEOUT { u64::MAX } else { u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX - 1) }

@@ -7,6 +7,7 @@
 
 mod code;
 mod defaults;
+mod package_step;
 mod rust_crate;
 mod subpipeline;
 
@@ -118,9 +119,10 @@ impl RawStep {
     }
 }
 
+/// A `limits` table as a manifest (or a package descriptor) writes it.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawLimits {
+pub(crate) struct RawLimits {
     memory: Option<toml::Value>,
     timeout: Option<String>,
     fuel: Option<toml::Value>,
@@ -261,7 +263,7 @@ fn syntax(message: impl Into<String>) -> ValidationError {
 /// only when the file is named like a manifest (`*.toml`): a path that names
 /// some other file (`/etc/shadow`, `/proc/self/environ`) must not have its
 /// content echoed into a message.
-fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T, ValidationError> {
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T, ValidationError> {
     toml::from_str(text).map_err(|err| {
         let located = err.span().map(|span| line_and_column(text, span.start));
         let message = match located {
@@ -336,8 +338,12 @@ fn code_step(
     files: &HostFiles,
     bindings: Option<&Params>,
 ) -> Result<StepBuilder, ValidationError> {
+    let mut raw = raw;
     let code = code::step_code(&raw.code, &code::Site { base, files })?;
-    let step = StepBuilder::with_code(name.to_owned(), code);
+    if let Some(descriptor) = &code.package {
+        package_step::apply(descriptor, &mut raw)?;
+    }
+    let step = StepBuilder::with_code(name.to_owned(), code.step);
     let rebound = |value: serde_json::Value, field: String| match bindings {
         Some(bindings) => rebind(&value, bindings).map_err(|why| syntax(why).in_field(field)),
         None => Ok(value),
@@ -352,7 +358,10 @@ fn code_step(
     let mut step = step
         .resources(table_field::<Resources>(raw.resources, "resources")?.unwrap_or_default())
         .args(args)
-        .limits(parse_limits(&table_field::<RawLimits>(raw.limits, "limits")?.unwrap_or_default())?)
+        .limits(package_step::narrowed(
+            parse_limits(&table_field::<RawLimits>(raw.limits, "limits")?.unwrap_or_default())?,
+            code.package.as_ref(),
+        )?)
         .deterministic(raw.deterministic.unwrap_or(false));
     step = match raw.reuse {
         None => step,
@@ -390,7 +399,7 @@ fn code_step(
 
 /// A step's table-valued field (`limits`, `resources`), decoded on its own
 /// so an error in it names the field.
-fn table_field<T: serde::de::DeserializeOwned>(
+pub(crate) fn table_field<T: serde::de::DeserializeOwned>(
     value: Option<toml::Value>,
     field: &str,
 ) -> Result<Option<T>, ValidationError> {
@@ -417,7 +426,8 @@ pub(super) fn unknown_key(message: &str) -> Option<&str> {
     message.strip_prefix("unknown field `")?.split('`').next()
 }
 
-fn parse_limits(raw: &RawLimits) -> Result<LimitOverrides, ValidationError> {
+/// The limits a `limits` table sets; an error names the field.
+pub(crate) fn parse_limits(raw: &RawLimits) -> Result<LimitOverrides, ValidationError> {
     let size = |field: &str, value: &Option<toml::Value>| {
         value.as_ref().map(|value| quantity(value, parse_size, &format!("limits.{field}"))).transpose()
     };

@@ -160,7 +160,7 @@ impl Step {
     pub fn module(&self) -> Option<&Path> {
         match &self.code {
             StepCode::Wasm(path) => Some(path),
-            StepCode::Native(_) | StepCode::Python(_) => None,
+            StepCode::Native(_) | StepCode::Python(_) | StepCode::Package(_) => None,
         }
     }
 
@@ -263,6 +263,22 @@ pub enum StepCode {
     Native(String),
     /// A Python script weir builds into a component.
     Python(PythonScript),
+    /// The module of a step package (`uses`).
+    Package(PackagedModule),
+}
+
+/// A packaged step's module: the layer of the package in an image layout
+/// that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PackagedModule {
+    /// The image layout (a tar archive or a directory).
+    pub source: PathBuf,
+    /// The module layer's digest.
+    pub module: crate::package::Sha256Digest,
+    /// The module layer's length in bytes.
+    pub module_size: u64,
+    /// The package's step name (argv\[0\] of its runs).
+    pub name: String,
 }
 
 /// A Python step's code: a script, bundled with the `.py` files beside it

@@ -22,6 +22,7 @@ mod history;
 mod hostile;
 mod maps;
 mod natives;
+mod packages;
 mod parallel;
 mod python;
 mod read_only;

@@ -5,7 +5,7 @@ use weir_tests::{Project, RunDocument, output_digest, template_step};
 fn project_with_template(values: &str) -> Project {
     let project = Project::new();
     let manifest = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/template/step.toml"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/template/pipeline.toml"),
     )
     .unwrap();
     let module = template_step();
@@ -85,7 +85,7 @@ fn the_template_runs_natively_with_its_directories_from_the_environment() {
 fn the_template_runs_as_shipped() {
     let project = Project::new();
     let template = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/template");
-    let manifest = std::fs::read_to_string(template.join("step.toml")).unwrap();
+    let manifest = std::fs::read_to_string(template.join("pipeline.toml")).unwrap();
     project.manifest(
         &manifest.replace("target/wasm32-wasip2/release/standardize.wasm", template_step().to_str().unwrap()),
     );

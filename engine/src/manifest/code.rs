@@ -1,6 +1,6 @@
 //! How a manifest step names its code: each kind of code owns its keys
-//! (`module`, `crate` and `bin`, `python` and `requirements`, `native`) and turns them into the step's
-//! [`StepCode`]. Adding a way to write a step's code is a type here (or a
+//! (`module`, `crate` and `bin`, `python` and `requirements`, `uses`,
+//! `native`) and turns them into the step's [`StepCode`]. Adding a way to write a step's code is a type here (or a
 //! file beside this one) and its line in [`KINDS`].
 
 use std::path::Path;
@@ -9,12 +9,26 @@ use super::{rust_crate, syntax};
 use crate::StepCode;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::host_files::HostFiles;
+use crate::package::{Package, StepDescriptor};
 
 /// Where a step's code fields are read: the manifest's directory, and how
 /// the pipeline reaches host files.
 pub(super) struct Site<'a> {
     pub base: &'a Path,
     pub files: &'a HostFiles,
+}
+
+/// A step's code, and the descriptor of the package it comes from when the
+/// step `uses` one that has a descriptor.
+pub(super) struct Code {
+    pub step: StepCode,
+    pub package: Option<StepDescriptor>,
+}
+
+impl From<StepCode> for Code {
+    fn from(step: StepCode) -> Self {
+        Code { step, package: None }
+    }
 }
 
 /// A way of writing a step's code in a manifest.
@@ -28,11 +42,11 @@ trait CodeKind: Sync {
         &[]
     }
     /// The step's code from `fields` (its selecting key, and maybe others).
-    fn code(&self, fields: &toml::Table, site: &Site<'_>) -> Result<StepCode, ValidationError>;
+    fn code(&self, fields: &toml::Table, site: &Site<'_>) -> Result<Code, ValidationError>;
 }
 
 /// Every kind, in the order the manifest documentation lists them.
-const KINDS: [&dyn CodeKind; 4] = [&Module, &RustCrate, &Python, &Native];
+const KINDS: [&dyn CodeKind; 5] = [&Module, &RustCrate, &Python, &Uses, &Native];
 
 /// Takes the code fields of every kind out of a step's table.
 pub(super) fn take_fields(table: &mut toml::Table) -> toml::Table {
@@ -42,7 +56,7 @@ pub(super) fn take_fields(table: &mut toml::Table) -> toml::Table {
 
 /// The step's code, from the fields [`take_fields`] took: exactly one kind's
 /// key must be there, and no other kind's keys.
-pub(super) fn step_code(fields: &toml::Table, site: &Site<'_>) -> Result<StepCode, ValidationError> {
+pub(super) fn step_code(fields: &toml::Table, site: &Site<'_>) -> Result<Code, ValidationError> {
     let mut chosen = KINDS.iter().filter(|kind| fields.contains_key(kind.key()));
     let (Some(kind), None) = (chosen.next(), chosen.next()) else {
         let listed: Vec<String> = KINDS.iter().map(|kind| format!("`{}` ({})", kind.key(), kind.describes())).collect();
@@ -77,10 +91,10 @@ impl CodeKind for Module {
         "a WASI program"
     }
 
-    fn code(&self, fields: &toml::Table, site: &Site<'_>) -> Result<StepCode, ValidationError> {
+    fn code(&self, fields: &toml::Table, site: &Site<'_>) -> Result<Code, ValidationError> {
         let module = site.base.join(text(fields, "module")?);
         site.files.check(&module).map_err(|why| ValidationError::new(Kind::Forbidden(why)).in_field("module"))?;
-        Ok(StepCode::Wasm(module))
+        Ok(StepCode::Wasm(module).into())
     }
 }
 
@@ -100,7 +114,7 @@ impl CodeKind for RustCrate {
         &["bin"]
     }
 
-    fn code(&self, fields: &toml::Table, site: &Site<'_>) -> Result<StepCode, ValidationError> {
+    fn code(&self, fields: &toml::Table, site: &Site<'_>) -> Result<Code, ValidationError> {
         if site.files.confined() {
             let why = "building a crate runs its build scripts on the host, which only the operator may do; \
                        name a built `module` instead";
@@ -110,7 +124,7 @@ impl CodeKind for RustCrate {
         let bin = fields.contains_key("bin").then(|| text(fields, "bin")).transpose()?;
         let module = rust_crate::built_module(&dir, bin)
             .map_err(|why| ValidationError::new(Kind::BuildFailed(why)).in_field("crate"))?;
-        Ok(StepCode::Wasm(module))
+        Ok(StepCode::Wasm(module).into())
     }
 }
 
@@ -131,7 +145,7 @@ impl CodeKind for Python {
         &["requirements"]
     }
 
-    fn code(&self, fields: &toml::Table, site: &Site<'_>) -> Result<StepCode, ValidationError> {
+    fn code(&self, fields: &toml::Table, site: &Site<'_>) -> Result<Code, ValidationError> {
         if site.files.confined() {
             let why = crate::kinds::python::FORBIDDEN_TO_TENANTS.to_owned();
             return Err(ValidationError::new(Kind::Forbidden(why)).in_field("python"));
@@ -149,7 +163,32 @@ impl CodeKind for Python {
                 return Err(syntax("`requirements` must be a list of paths".to_owned()).in_field("requirements"));
             }
         };
-        Ok(StepCode::Python(crate::PythonScript { script, requirements }))
+        Ok(StepCode::Python(crate::PythonScript { script, requirements }).into())
+    }
+}
+
+/// `uses = "PACKAGE"`: a step package, as an image layout (a tar archive or
+/// a directory).
+struct Uses;
+
+impl CodeKind for Uses {
+    fn key(&self) -> &'static str {
+        "uses"
+    }
+
+    fn describes(&self) -> &'static str {
+        "a step package"
+    }
+
+    fn code(&self, fields: &toml::Table, site: &Site<'_>) -> Result<Code, ValidationError> {
+        let path = site.base.join(text(fields, "uses")?);
+        site.files.check(&path).map_err(|why| ValidationError::new(Kind::Forbidden(why)).in_field("uses"))?;
+        let package = Package::open_with(&path, site.files)
+            .map_err(|why| ValidationError::new(Kind::Package(why)).in_field("uses"))?;
+        Ok(Code {
+            step: StepCode::Package(package.code()),
+            package: package.descriptor.map(|(descriptor, _)| descriptor),
+        })
     }
 }
 
@@ -165,7 +204,7 @@ impl CodeKind for Native {
         "a native step"
     }
 
-    fn code(&self, fields: &toml::Table, _: &Site<'_>) -> Result<StepCode, ValidationError> {
-        Ok(StepCode::Native(text(fields, "native")?.to_owned()))
+    fn code(&self, fields: &toml::Table, _: &Site<'_>) -> Result<Code, ValidationError> {
+        Ok(StepCode::Native(text(fields, "native")?.to_owned()).into())
     }
 }

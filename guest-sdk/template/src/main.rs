@@ -1,6 +1,6 @@
 //! A complete weir step: standardizes a column of numbers.
 //!
-//! Contract (see `step.toml` for the manifest entry):
+//! Contract (`step.toml` declares it; `pipeline.toml` runs the step):
 //! - input `values`: a text file, one number per line;
 //! - output `scaled`: the values as z-scores times the `scale` parameter;
 //! - metrics `mean` and `std`; progress as it goes.
