@@ -20,7 +20,8 @@ all: build
 
 ## Install what a fresh machine lacks: the WASI targets for guests, Graphviz
 ## (the tests read the DOT graph back with `dot`) and Chromium (the web UI's
-## browser tests; Playwright itself comes from PyPI into target/ui-venv). `make test`
+## browser tests; Playwright itself comes from PyPI into target/ui-venv), Docker's registry
+## and skopeo (the step package tests push to a registry on loopback). `make test`
 ## also starts a local Slurm cluster (scripts/slurm-cluster.sh, installing Debian's
 ## slurmd, slurmctld and munge as root) for the slurm executor's tests. componentize-py,
 ## which builds Python steps, goes into target/python-venv.
@@ -42,6 +43,13 @@ setup:
 			(apt-get install -y chromium >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y chromium >/dev/null)); \
 		else \
 			echo "Chromium is missing: install chromium (the web UI's browser tests need it)"; \
+		fi; \
+	fi
+	@if ! command -v docker-registry >/dev/null 2>&1 || ! command -v skopeo >/dev/null 2>&1; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			(apt-get install -y docker-registry skopeo >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y docker-registry skopeo >/dev/null)); \
+		else \
+			echo "docker-registry or skopeo is missing: install them (the step package registry tests need them)"; \
 		fi; \
 	fi
 	@if [ "$$($(PY_VENV)/bin/componentize-py --version 2>/dev/null)" != "componentize-py $(COMPONENTIZE_PY_VERSION)" ]; then \

@@ -468,3 +468,72 @@ pub fn say_pipeline(name: &str, word: &str) -> weir::Pipeline {
         .build()
         .expect("a valid pipeline")
 }
+
+/// A Docker distribution registry (Debian's `docker-registry`) on a free
+/// loopback port, with its storage in a temporary directory; stopped when
+/// dropped.
+pub struct LocalRegistry {
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+    /// `127.0.0.1:PORT`, as a reference names it.
+    pub address: String,
+}
+
+impl LocalRegistry {
+    /// A registry started and answering, or `None` (the test is skipped,
+    /// saying so) where `docker-registry` is not installed.
+    pub fn start() -> Option<Self> {
+        if Command::new("docker-registry").arg("--version").output().is_err() {
+            eprintln!("skipped: `docker-registry` is not installed (make setup installs it as root)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let address = format!("127.0.0.1:{port}");
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n",
+            dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let mut registry = LocalRegistry { child: None, dir, address };
+        registry.restart();
+        Some(registry)
+    }
+
+    /// Starts it again after [`LocalRegistry::stop`], with the same storage.
+    pub fn restart(&mut self) {
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path().join("log")).unwrap())
+            .spawn()
+            .expect("start docker-registry");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(&self.address).is_err() {
+            assert!(std::time::Instant::now() < deadline, "docker-registry did not listen on {}", self.address);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Stops it (a run must then do without it).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The file holding blob `digest` (`sha256:HEX`) in its storage.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+        self.dir.path().join("data/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+    }
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

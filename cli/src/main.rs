@@ -17,6 +17,7 @@ mod interrupt;
 mod new;
 mod progress;
 mod publish;
+mod registry;
 mod remote;
 mod render;
 mod report;
@@ -107,6 +108,12 @@ enum Command {
     /// artifact (docs/packages.md).
     #[command(subcommand)]
     Step(step_cmd::StepCommand),
+    /// Resolve the tags of the registry packages a pipeline uses again,
+    /// pull what changed, and rewrite its lock file (weir.lock).
+    Update {
+        /// The pipeline manifest (TOML).
+        manifest: PathBuf,
+    },
     /// Create NAME/: a pipeline with one step written in Rust (a crate weir
     /// builds) or Python, sample input, ready for `weir run NAME/pipeline.toml`.
     New {
@@ -502,6 +509,10 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             verify_cmd::verify(&engine, &engine.tenant(tenant)?, &run, step, json)
         }
         Command::Step(command) => step_cmd::run(command),
+        Command::Update { manifest } => {
+            let engine = open_engine(&workspace, Engine::builder())?;
+            step_cmd::update(&engine, tenant, &manifest)
+        }
         Command::New { name, python } => {
             let language = if python { new::Language::Python } else { new::Language::Rust };
             let root = new::create(&name, language)?;
@@ -610,7 +621,7 @@ fn graph_command(
     format: GraphFormat,
 ) -> anyhow::Result<ExitCode> {
     let pipeline = match tenant {
-        weir::DEFAULT_TENANT => Pipeline::from_manifest(manifest)?,
+        weir::DEFAULT_TENANT => Pipeline::from_manifest_with(manifest, &packages(workspace))?,
         _ => load_pipeline(&open_engine(workspace, Engine::builder())?, tenant, manifest)?,
     };
     let mut statuses = BTreeMap::new();
@@ -643,10 +654,27 @@ fn graph_command(
 /// Loads a manifest as `tenant` may: anywhere for the default tenant (the
 /// operator), only beneath its own directory for another.
 pub(crate) fn load_pipeline(engine: &Engine, tenant: &str, manifest: &Path) -> anyhow::Result<Pipeline> {
+    load_pipeline_with(engine, tenant, manifest, &packages(engine.store().root()))
+}
+
+/// Like [`load_pipeline`], resolving registry packages through `packages`.
+pub(crate) fn load_pipeline_with(
+    engine: &Engine,
+    tenant: &str,
+    manifest: &Path,
+    packages: &weir::package::Packages,
+) -> anyhow::Result<Pipeline> {
     Ok(match engine.tenant_root(tenant)? {
-        None => Pipeline::from_manifest(manifest)?,
-        Some(root) => Pipeline::from_manifest_within(root, manifest)?,
+        None => Pipeline::from_manifest_with(manifest, packages)?,
+        Some(root) => Pipeline::from_manifest_within_with(root, manifest, packages)?,
     })
+}
+
+/// The registry packages of the workspace at `workspace`, pulled with the
+/// registry settings of the environment.
+pub(crate) fn packages(workspace: &Path) -> weir::package::Packages {
+    weir::package::Packages::new(workspace.join("packages"))
+        .fetching(Box::new(registry::Puller(registry::RegistryArgs::from_env())))
 }
 
 /// Prints a run's document (the JSON of `docs/run.schema.json`) on stdout.

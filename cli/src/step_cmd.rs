@@ -1,11 +1,14 @@
 //! `weir step`: make and read step packages (see docs/packages.md).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
-use weir::package::{Package, Packed, StepDescriptor};
+use weir::package::{LOCK_FILE, Package, Packed, StepDescriptor};
+
+use crate::registry::{self, Registry, RegistryArgs};
 
 /// What `weir step` does.
 #[derive(Subcommand)]
@@ -18,6 +21,27 @@ pub(crate) enum StepCommand {
         /// Where to write the archive.
         #[arg(short, long)]
         output: PathBuf,
+    },
+    /// Push a package to an OCI registry: a descriptor (packed first), a
+    /// tar archive or a layout directory.
+    Push {
+        /// The package, or the step.toml to pack.
+        package: PathBuf,
+        /// Where to push it: REGISTRY/REPOSITORY:TAG.
+        reference: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Pull a package from an OCI registry into a tar archive of an image
+    /// layout, every blob checked against its digest.
+    Pull {
+        /// REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:DIGEST.
+        reference: String,
+        /// Where to write the archive.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// Print a package's descriptor and digests, after checking every blob
     /// against its digest.
@@ -37,6 +61,23 @@ pub(crate) fn run(command: StepCommand) -> anyhow::Result<ExitCode> {
             let packed = Packed::from_descriptor(&descriptor)?;
             packed.write_archive(&output).with_context(|| format!("writing {}", output.display()))?;
             println!("packed {} as {} ({})", descriptor.display(), output.display(), packed.digest);
+        }
+        StepCommand::Push { package, reference, registry } => {
+            let packed = if package.extension().is_some_and(|ext| ext == "toml") {
+                Packed::from_descriptor(&package)?
+            } else {
+                Package::open(&package).and_then(|opened| opened.to_packed()).map_err(anyhow::Error::msg)?
+            };
+            let parsed = registry::reference(&reference)?;
+            let digest = Registry::new(&parsed, &registry)?.push(&packed, &parsed)?;
+            println!("pushed {} as {reference} ({digest})", package.display());
+        }
+        StepCommand::Pull { reference, output, registry } => {
+            let parsed = registry::reference(&reference)?;
+            let packed = Registry::new(&parsed, &registry)?.pull(&parsed)?;
+            packed.write_archive(&output).with_context(|| format!("writing {}", output.display()))?;
+            Package::open(&output).map_err(anyhow::Error::msg)?;
+            println!("pulled {reference} ({}) into {}", packed.digest, output.display());
         }
         StepCommand::Inspect { package, json } => {
             let opened = Package::open(&package).map_err(anyhow::Error::msg)?;
@@ -94,4 +135,37 @@ fn print_descriptor(descriptor: &StepDescriptor) {
     if descriptor.resources.gpu > 0 {
         println!("gpu      {}", descriptor.resources.gpu);
     }
+}
+
+/// `weir update MANIFEST`: every tag the pipeline uses resolved again, and
+/// its lock file rewritten; prints the pins that changed.
+pub(crate) fn update(engine: &weir::Engine, tenant: &str, manifest: &Path) -> anyhow::Result<ExitCode> {
+    let lock = manifest.parent().unwrap_or(Path::new(".")).join(LOCK_FILE);
+    let pins = |text: &str| -> BTreeMap<String, String> {
+        let table: toml::Table = text.parse().unwrap_or_default();
+        let packages = table.get("packages").and_then(toml::Value::as_table).cloned().unwrap_or_default();
+        packages.into_iter().map(|(reference, digest)| (reference, digest.as_str().unwrap_or("").to_owned())).collect()
+    };
+    let before = pins(&std::fs::read_to_string(&lock).unwrap_or_default());
+    let packages = crate::packages(engine.store().root()).updating();
+    crate::load_pipeline_with(engine, tenant, manifest, &packages)?;
+    let after = pins(&std::fs::read_to_string(&lock).unwrap_or_default());
+    let mut changed = false;
+    for reference in before.keys().chain(after.keys()).collect::<std::collections::BTreeSet<_>>() {
+        match (before.get(reference), after.get(reference)) {
+            (Some(old), Some(new)) if old == new => {}
+            (old, new) => {
+                changed = true;
+                println!(
+                    "{reference}: {} -> {}",
+                    old.map_or("(new)", String::as_str),
+                    new.map_or("(unused)", String::as_str)
+                );
+            }
+        }
+    }
+    if !changed {
+        println!("{}: every package is pinned to what its tag names", lock.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::host_files::HostFiles;
 use crate::limits::{parse_size, parse_timeout};
+use crate::package::Packages;
 use crate::params::{Params, rebind, toml_to_json};
 use crate::pipeline::ManifestOrigin;
 use crate::{LimitOverrides, OutputKind, Pipeline, PipelineBuilder, Resources, StepBuilder};
@@ -137,7 +138,14 @@ impl Pipeline {
     /// (sub-pipelines, modules, inputs, exports) may name any host file: this
     /// is how the operator loads a pipeline.
     pub fn from_manifest(path: impl AsRef<Path>) -> Result<Pipeline, ValidationError> {
-        load(path.as_ref(), &HostFiles::Ambient)
+        load(path.as_ref(), &HostFiles::Ambient, None)
+    }
+
+    /// Like [`Pipeline::from_manifest`], with steps that `uses` a registry
+    /// package resolved through `packages` (pinned in the manifest's
+    /// `weir.lock`, kept in the workspace, fetched when missing).
+    pub fn from_manifest_with(path: impl AsRef<Path>, packages: &Packages) -> Result<Pipeline, ValidationError> {
+        load(path.as_ref(), &HostFiles::Ambient, Some(packages))
     }
 
     /// Loads a pipeline whose every file lies beneath `root` (a relative
@@ -147,29 +155,56 @@ impl Pipeline {
     /// error naming the field. This is how a tenant's pipeline is loaded
     /// (see [`Engine::tenant_root`](crate::Engine::tenant_root)).
     pub fn from_manifest_within(root: impl AsRef<Path>, path: impl AsRef<Path>) -> Result<Pipeline, ValidationError> {
-        let root = root.as_ref();
+        Self::load_within(root.as_ref(), path.as_ref(), None)
+    }
+
+    /// Like [`Pipeline::from_manifest_within`], with registry packages
+    /// resolved through `packages`.
+    pub fn from_manifest_within_with(
+        root: impl AsRef<Path>,
+        path: impl AsRef<Path>,
+        packages: &Packages,
+    ) -> Result<Pipeline, ValidationError> {
+        Self::load_within(root.as_ref(), path.as_ref(), Some(packages))
+    }
+
+    fn load_within(root: &Path, path: &Path, packages: Option<&Packages>) -> Result<Pipeline, ValidationError> {
         let files = HostFiles::within(root).map_err(|err| {
             ValidationError::new(Kind::Unreadable(format!("the directory {}: {err}", root.display())))
         })?;
-        let path = path.as_ref();
         let path = std::path::absolute(path)
             .map_err(|err| ValidationError::new(Kind::Unreadable(format!("{}: {err}", path.display()))))?;
-        load(&path, &files)
+        load(&path, &files, packages)
     }
 
     /// Parses and validates manifest text; `path` locates relative paths and errors.
     pub fn from_manifest_str(text: &str, path: &Path) -> Result<Pipeline, ValidationError> {
-        parse_and_build(text, path, &HostFiles::Ambient)
+        parse_and_build(text, path, reach(path, &HostFiles::Ambient, None))
     }
 }
 
-fn load(path: &Path, files: &HostFiles) -> Result<Pipeline, ValidationError> {
-    let text = read_manifest(path, files)?;
-    parse_and_build(&text, path, files)
+/// What loading a manifest may reach: host files (a tenant's are
+/// confined) and, when given, registry packages.
+#[derive(Clone, Copy)]
+pub(super) struct Reach<'a> {
+    pub files: &'a HostFiles,
+    pub packages: Option<&'a Packages>,
+    /// Where the lock file is: the top-level manifest's directory.
+    pub lock_dir: &'a Path,
 }
 
-fn parse_and_build(text: &str, path: &Path, files: &HostFiles) -> Result<Pipeline, ValidationError> {
-    let builder = parse(text, path, files).map_err(|err| err.in_file(Some(path)))?;
+fn reach<'a>(path: &'a Path, files: &'a HostFiles, packages: Option<&'a Packages>) -> Reach<'a> {
+    Reach { files, packages, lock_dir: path.parent().unwrap_or(Path::new(".")) }
+}
+
+fn load(path: &Path, files: &HostFiles, packages: Option<&Packages>) -> Result<Pipeline, ValidationError> {
+    let text = read_manifest(path, files)?;
+    parse_and_build(&text, path, reach(path, files, packages))
+}
+
+fn parse_and_build(text: &str, path: &Path, reach: Reach<'_>) -> Result<Pipeline, ValidationError> {
+    let files = reach.files;
+    let builder = parse(text, path, reach).map_err(|err| err.in_file(Some(path)))?;
     let mut pipeline = builder.source_file(path).build()?;
     pipeline.manifest = Some(ManifestOrigin {
         path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()),
@@ -283,7 +318,8 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-fn parse(text: &str, path: &Path, files: &HostFiles) -> Result<PipelineBuilder, ValidationError> {
+fn parse(text: &str, path: &Path, reach: Reach<'_>) -> Result<PipelineBuilder, ValidationError> {
+    let files = reach.files;
     let base = path.parent().unwrap_or(Path::new("."));
     let raw: RawManifest = parse_toml(text, path)?;
     let mut builder = PipelineBuilder::new(raw.name);
@@ -301,7 +337,7 @@ fn parse(text: &str, path: &Path, files: &HostFiles) -> Result<PipelineBuilder, 
     raw.defaults.policy("defaults.")?;
     let slurm = slurm_table(raw.executor.slurm, "executor.slurm")?;
     let top = subpipeline::Scope::top(raw.defaults, slurm);
-    let mut inliner = subpipeline::Inliner::new(path, files, text.len());
+    let mut inliner = subpipeline::Inliner::new(path, reach, text.len());
     let mut problems = Vec::new();
     for (name, value) in raw.steps {
         if let Err(err) = inliner.add_step(&name, value, path, &top) {
@@ -335,11 +371,11 @@ fn code_step(
     name: &str,
     raw: RawStep,
     base: &Path,
-    files: &HostFiles,
+    reach: Reach<'_>,
     bindings: Option<&Params>,
 ) -> Result<StepBuilder, ValidationError> {
     let mut raw = raw;
-    let code = code::step_code(&raw.code, &code::Site { base, files })?;
+    let code = code::step_code(&raw.code, &code::Site { base, reach })?;
     if let Some(descriptor) = &code.package {
         package_step::apply(descriptor, &mut raw)?;
     }

@@ -10,6 +10,7 @@
 mod descriptor;
 mod layout;
 mod oci;
+mod pinned;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ pub use oci::{
     BlobRef, DESCRIPTOR_MEDIA_TYPE, ImageIndex, ImageManifest, MANIFEST_MEDIA_TYPE, Sha256Digest,
     WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE, WasmConfig,
 };
+pub(crate) use pinned::is_reference;
+pub use pinned::{Fetch, LOCK_FILE, Packages};
 
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::host_files::HostFiles;
@@ -43,6 +46,8 @@ pub struct Package {
     pub descriptor: Option<(StepDescriptor, String)>,
     /// The layer holding its module.
     pub module: BlobRef,
+    /// The index's entry for its manifest.
+    entry: BlobRef,
     layout: Layout,
 }
 
@@ -90,7 +95,15 @@ impl Package {
                 Some((descriptor, text))
             }
         };
-        Ok(Package { source: path.to_owned(), digest: entry.digest.clone(), manifest, descriptor, module, layout })
+        Ok(Package {
+            source: path.to_owned(),
+            digest: entry.digest.clone(),
+            manifest,
+            descriptor,
+            module,
+            entry: entry.clone(),
+            layout,
+        })
     }
 
     /// The bytes of its module, checked against the layer's digest.
@@ -98,10 +111,31 @@ impl Package {
         self.layout.blob(&self.module, MAX_MODULE_BYTES, &HostFiles::Ambient)
     }
 
-    /// How a step runs it.
-    pub(crate) fn code(&self) -> crate::PackagedModule {
+    /// All of it in memory, every blob checked: what pushing it sends.
+    pub fn to_packed(&self) -> Result<Packed, String> {
+        let files = &HostFiles::Ambient;
+        let mut blobs = vec![(self.digest.clone(), self.layout.blob(&self.entry, MAX_DOCUMENT_BYTES, files)?)];
+        for blob in std::iter::once(&self.manifest.config).chain(&self.manifest.layers) {
+            blobs.push((blob.digest.clone(), self.layout.blob(blob, MAX_MODULE_BYTES, files)?));
+        }
+        Ok(Packed {
+            digest: self.digest.clone(),
+            manifest: self.manifest.clone(),
+            index: ImageIndex {
+                schema_version: 2,
+                media_type: Some(oci::INDEX_MEDIA_TYPE.to_owned()),
+                manifests: vec![self.entry.clone()],
+            },
+            blobs,
+        })
+    }
+
+    /// How a step runs it; `kept`: it is one of the workspace's kept
+    /// packages (read without a tenant's confinement).
+    pub(crate) fn code(&self, kept: bool) -> crate::PackagedModule {
         crate::PackagedModule {
             source: self.source.clone(),
+            kept,
             module: self.module.digest.clone(),
             module_size: self.module.size,
             name: self.descriptor.as_ref().map_or_else(|| "step".to_owned(), |(descriptor, _)| descriptor.name.clone()),
@@ -128,6 +162,7 @@ fn read_manifest(manifest: &ImageManifest) -> Result<BlobRef, String> {
 /// The bytes of a packaged step's module, read from its layout and checked
 /// against the layer's digest.
 pub(crate) fn read_module(code: &crate::PackagedModule, files: &HostFiles) -> Result<Vec<u8>, String> {
+    let files = if code.kept { &HostFiles::Ambient } else { files };
     let layout = Layout::open(&code.source, files)?;
     let layer = BlobRef {
         media_type: WASM_LAYER_MEDIA_TYPE.to_owned(),
@@ -208,6 +243,41 @@ impl Packed {
             (manifest.layers[1].digest.clone(), text.into_bytes()),
         ];
         Ok(Packed { digest: entry.digest, manifest, index, blobs })
+    }
+
+    /// A package from its manifest's bytes and its blobs, as pulled from a
+    /// registry: it must be a Wasm artifact, and every blob its manifest
+    /// lists must be there and match its digest. `tag` names it in the
+    /// layout's index.
+    pub fn assemble(manifest_bytes: Vec<u8>, blobs: Vec<Vec<u8>>, tag: Option<&str>) -> Result<Packed, String> {
+        let manifest: ImageManifest =
+            serde_json::from_slice(&manifest_bytes).map_err(|err| format!("its manifest: {err}"))?;
+        read_manifest(&manifest)?;
+        let mut entry = BlobRef::of(MANIFEST_MEDIA_TYPE, &manifest_bytes);
+        if let Some(tag) = tag {
+            entry.annotations.insert(oci::REF_NAME_ANNOTATION.to_owned(), tag.to_owned());
+        }
+        let mut checked = vec![(entry.digest.clone(), manifest_bytes)];
+        for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            let bytes = blobs
+                .iter()
+                .find(|bytes| bytes.len() as u64 == blob.size && Sha256Digest::of(bytes) == blob.digest)
+                .ok_or_else(|| {
+                    format!("blob {} ({}) is missing or does not match its digest", blob.digest, blob.media_type)
+                })?;
+            checked.push((blob.digest.clone(), bytes.clone()));
+        }
+        let index = ImageIndex {
+            schema_version: 2,
+            media_type: Some(oci::INDEX_MEDIA_TYPE.to_owned()),
+            manifests: vec![entry.clone()],
+        };
+        Ok(Packed { digest: entry.digest, manifest, index, blobs: checked })
+    }
+
+    /// The bytes of the blob with `digest`.
+    pub fn blob(&self, digest: &Sha256Digest) -> Option<&[u8]> {
+        self.blobs.iter().find(|(known, _)| known == digest).map(|(_, bytes)| bytes.as_slice())
     }
 
     /// Writes it as a tar archive of an OCI image layout at `out`.

@@ -273,6 +273,9 @@ pub enum StepCode {
 pub struct PackagedModule {
     /// The image layout (a tar archive or a directory).
     pub source: PathBuf,
+    /// Whether `source` is one of the workspace's kept registry packages
+    /// (read directly, not through a tenant's confinement).
+    pub kept: bool,
     /// The module layer's digest.
     pub module: crate::package::Sha256Digest,
     /// The module layer's length in bytes.

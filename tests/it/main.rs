@@ -26,6 +26,7 @@ mod packages;
 mod parallel;
 mod python;
 mod read_only;
+mod registry;
 mod retries;
 mod sandbox;
 mod server;

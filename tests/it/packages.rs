@@ -11,7 +11,7 @@ use weir::package::{
 use weir_tests::{Project, RunDocument, output_digest, printed, steps_with, template_step};
 
 /// The descriptor of the test tool's `upper` mode, as `upper/step.toml`.
-const UPPER: &str = r#"
+pub(crate) const UPPER: &str = r#"
 name = "upper"
 version = "1.0.0"
 description = "Upper-cases a text and appends a word."
@@ -37,7 +37,7 @@ fn project_with_upper(version: &str) -> Project {
     project
 }
 
-fn pack(project: &Project, descriptor: &str, archive: &str) -> String {
+pub(crate) fn pack(project: &Project, descriptor: &str, archive: &str) -> String {
     let output = project.weir(&["step", "pack", descriptor, "-o", archive]);
     assert!(output.status.success(), "{}", printed(&output));
     printed(&output)
@@ -209,7 +209,7 @@ outputs = { result = "file" }
     assert!(inspected.contains("no weir descriptor"), "{inspected}");
 }
 
-fn write_foreign_layout(dir: &Path, module: &[u8]) {
+pub(crate) fn write_foreign_layout(dir: &Path, module: &[u8]) {
     let config = br#"{"architecture":"wasm","os":"wasip2","layerDigests":[]}"#;
     let manifest = ImageManifest {
         schema_version: 2,

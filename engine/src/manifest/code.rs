@@ -8,14 +8,13 @@ use std::path::Path;
 use super::{rust_crate, syntax};
 use crate::StepCode;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
-use crate::host_files::HostFiles;
-use crate::package::{Package, StepDescriptor};
+use crate::package::{Package, StepDescriptor, is_reference};
 
 /// Where a step's code fields are read: the manifest's directory, and how
 /// the pipeline reaches host files.
 pub(super) struct Site<'a> {
     pub base: &'a Path,
-    pub files: &'a HostFiles,
+    pub reach: super::Reach<'a>,
 }
 
 /// A step's code, and the descriptor of the package it comes from when the
@@ -93,7 +92,7 @@ impl CodeKind for Module {
 
     fn code(&self, fields: &toml::Table, site: &Site<'_>) -> Result<Code, ValidationError> {
         let module = site.base.join(text(fields, "module")?);
-        site.files.check(&module).map_err(|why| ValidationError::new(Kind::Forbidden(why)).in_field("module"))?;
+        site.reach.files.check(&module).map_err(|why| ValidationError::new(Kind::Forbidden(why)).in_field("module"))?;
         Ok(StepCode::Wasm(module).into())
     }
 }
@@ -115,7 +114,7 @@ impl CodeKind for RustCrate {
     }
 
     fn code(&self, fields: &toml::Table, site: &Site<'_>) -> Result<Code, ValidationError> {
-        if site.files.confined() {
+        if site.reach.files.confined() {
             let why = "building a crate runs its build scripts on the host, which only the operator may do; \
                        name a built `module` instead";
             return Err(ValidationError::new(Kind::Forbidden(why.to_owned())).in_field("crate"));
@@ -146,7 +145,7 @@ impl CodeKind for Python {
     }
 
     fn code(&self, fields: &toml::Table, site: &Site<'_>) -> Result<Code, ValidationError> {
-        if site.files.confined() {
+        if site.reach.files.confined() {
             let why = crate::kinds::python::FORBIDDEN_TO_TENANTS.to_owned();
             return Err(ValidationError::new(Kind::Forbidden(why)).in_field("python"));
         }
@@ -180,13 +179,34 @@ impl CodeKind for Uses {
         "a step package"
     }
 
+    /// A path (to an existing file or directory) is read where it is; else a
+    /// registry reference is resolved through the workspace's packages.
     fn code(&self, fields: &toml::Table, site: &Site<'_>) -> Result<Code, ValidationError> {
-        let path = site.base.join(text(fields, "uses")?);
-        site.files.check(&path).map_err(|why| ValidationError::new(Kind::Forbidden(why)).in_field("uses"))?;
-        let package = Package::open_with(&path, site.files)
-            .map_err(|why| ValidationError::new(Kind::Package(why)).in_field("uses"))?;
+        let failed = |why: String| ValidationError::new(Kind::Package(why)).in_field("uses");
+        let uses = text(fields, "uses")?;
+        let local = site.base.join(uses);
+        let (package, kept) = if is_reference(uses) && !site.reach.files.kind(&local).is_ok_and(|kind| kind.is_some()) {
+            let packages = site.reach.packages.ok_or_else(|| {
+                failed(format!(
+                    "{uses} is a registry package, and this pipeline was loaded without a workspace's packages \
+                     (Pipeline::from_manifest_with)"
+                ))
+            })?;
+            let (kept, digest) = packages.resolve(uses, site.reach.lock_dir).map_err(failed)?;
+            let package = Package::open(&kept).map_err(failed)?;
+            if package.digest != digest {
+                return Err(failed(format!("{} holds {}, not {digest}", kept.display(), package.digest)));
+            }
+            (package, true)
+        } else {
+            site.reach
+                .files
+                .check(&local)
+                .map_err(|why| ValidationError::new(Kind::Forbidden(why)).in_field("uses"))?;
+            (Package::open_with(&local, site.reach.files).map_err(failed)?, false)
+        };
         Ok(Code {
-            step: StepCode::Package(package.code()),
+            step: StepCode::Package(package.code(kept)),
             package: package.descriptor.map(|(descriptor, _)| descriptor),
         })
     }

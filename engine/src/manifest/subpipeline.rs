@@ -12,10 +12,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::defaults::RetryFields;
-use super::{RawManifest, RawStep, code_step, parse_toml, read_text, slurm_table, syntax};
+use super::{RawManifest, RawStep, Reach, code_step, parse_toml, read_text, slurm_table, syntax};
 use crate::StepBuilder;
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
-use crate::host_files::HostFiles;
 use crate::params::{Params, rebind, toml_to_json};
 
 /// How names inside one (sub-)pipeline map to the outer pipeline.
@@ -83,7 +82,7 @@ pub(super) struct Inliner<'f> {
     steps: Vec<StepBuilder>,
     aliases: Aliases,
     stack: Vec<PathBuf>,
-    files: &'f HostFiles,
+    reach: Reach<'f>,
     /// Manifest bytes read so far, the top-level manifest included.
     bytes_read: usize,
 }
@@ -91,12 +90,12 @@ pub(super) struct Inliner<'f> {
 impl<'f> Inliner<'f> {
     /// An inliner for the manifest at `root`, of `root_bytes` bytes, whose
     /// sub-pipelines are read through `files`.
-    pub(super) fn new(root: &Path, files: &'f HostFiles, root_bytes: usize) -> Self {
+    pub(super) fn new(root: &Path, reach: Reach<'f>, root_bytes: usize) -> Self {
         Self {
             steps: Vec::new(),
             aliases: Aliases::default(),
             stack: vec![canonical(root)],
-            files,
+            reach,
             bytes_read: root_bytes,
         }
     }
@@ -137,7 +136,7 @@ impl<'f> Inliner<'f> {
         }
         let retry = raw.retry_fields().over(&scope.defaults).policy("").map_err(located)?;
         let slurm = slurm_table(raw.slurm.take(), "slurm").map_err(located)?.over(&scope.slurm);
-        let mut step = code_step(&full, raw, base, self.files, scope.params.as_ref()).map_err(located)?.slurm(slurm);
+        let mut step = code_step(&full, raw, base, self.reach, scope.params.as_ref()).map_err(located)?.slurm(slurm);
         if let Some(policy) = retry {
             step = step.retry(policy);
         }
@@ -169,8 +168,8 @@ impl<'f> Inliner<'f> {
                 syntax(format!("sub-pipelines include each other: {}", chain.join(" -> "))).in_field("pipeline")
             );
         }
-        self.files.check(&path).map_err(|why| ValidationError::new(Kind::Forbidden(why)).in_field("pipeline"))?;
-        let text = read_text(&path, self.files).map_err(|why| {
+        self.reach.files.check(&path).map_err(|why| ValidationError::new(Kind::Forbidden(why)).in_field("pipeline"))?;
+        let text = read_text(&path, self.reach.files).map_err(|why| {
             ValidationError::new(Kind::Unreadable(format!("sub-pipeline {why}"))).in_field("pipeline")
         })?;
         self.bytes_read = self.bytes_read.saturating_add(text.len());

@@ -45,7 +45,7 @@ fn a_packed_archive_opens_with_its_descriptor_and_module() {
     assert_eq!(text, DESCRIPTOR);
     assert_eq!(package.module_bytes().unwrap(), EMPTY_MODULE);
     assert_eq!(package.module.digest, Sha256Digest::of(EMPTY_MODULE));
-    assert_eq!(package.code().name, "upper");
+    assert_eq!(package.code(false).name, "upper");
 }
 
 #[test]
@@ -80,7 +80,7 @@ fn a_changed_blob_is_refused_naming_its_digest() {
     let package = Package::open(&dir).unwrap();
     let error = package.module_bytes().unwrap_err();
     assert!(error.contains(&module.to_string()) && error.contains("does not match its digest"), "{error}");
-    assert!(read_module(&package.code(), &HostFiles::Ambient).is_err());
+    assert!(read_module(&package.code(false), &HostFiles::Ambient).is_err());
 
     let descriptor = &packed.manifest.layers[1].digest;
     std::fs::write(blob(descriptor), DESCRIPTOR.replace("hi", "ho")).unwrap();

@@ -1,0 +1,218 @@
+//! Step packages in OCI registries (`weir step push`, `weir step pull`),
+//! through `oci-client`: HTTPS, except for a registry on loopback or one
+//! named with `--insecure`; credentials from flags or Docker's config file.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use weir::package::{MANIFEST_MEDIA_TYPE, Packed, Sha256Digest};
+
+/// How to reach registries: given on the command line.
+#[derive(clap::Args, Clone, Default)]
+pub(crate) struct RegistryArgs {
+    /// Talk plain HTTP to this registry (HOST[:PORT]); may be repeated.
+    /// Registries on loopback always use HTTP.
+    #[arg(long, value_name = "REGISTRY", env = INSECURE_VAR, value_delimiter = ',')]
+    insecure: Vec<String>,
+    /// The user to log in as; the password is read from
+    /// WEIR_REGISTRY_PASSWORD. Without it, Docker's config file
+    /// ($DOCKER_CONFIG/config.json or ~/.docker/config.json) is used, else
+    /// the registry is reached anonymously.
+    #[arg(long, env = USERNAME_VAR)]
+    username: Option<String>,
+}
+
+const INSECURE_VAR: &str = "WEIR_INSECURE_REGISTRIES";
+const USERNAME_VAR: &str = "WEIR_REGISTRY_USERNAME";
+
+impl RegistryArgs {
+    /// The settings the environment gives (for commands that load a
+    /// manifest, which pull the registry packages it uses).
+    pub(crate) fn from_env() -> Self {
+        let insecure = std::env::var(INSECURE_VAR).unwrap_or_default();
+        RegistryArgs {
+            insecure: insecure.split(',').filter(|name| !name.is_empty()).map(str::to_owned).collect(),
+            username: std::env::var(USERNAME_VAR).ok(),
+        }
+    }
+}
+
+/// Pulls the packages a manifest uses (see `weir::package::Packages`).
+pub(crate) struct Puller(pub(crate) RegistryArgs);
+
+impl weir::package::Fetch for Puller {
+    fn fetch(&self, reference: &str) -> Result<Packed, String> {
+        let pulled = self::reference(reference).and_then(|parsed| Registry::new(&parsed, &self.0)?.pull(&parsed));
+        pulled.map_err(|err| format!("{err:#}"))
+    }
+}
+
+/// A client for the registry of one reference.
+pub(crate) struct Registry {
+    client: Client,
+    auth: RegistryAuth,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// A parsed package reference (`registry/repository:tag` or `…@sha256:…`).
+pub(crate) fn reference(text: &str) -> anyhow::Result<Reference> {
+    let reference: Reference =
+        text.parse().with_context(|| format!("`{text}` is not a registry reference (REGISTRY/REPOSITORY:TAG)"))?;
+    if !text.starts_with(reference.registry()) {
+        bail!("`{text}` names no registry: write it in full, e.g. registry.example.com/{text}");
+    }
+    Ok(reference)
+}
+
+impl Registry {
+    /// A client for `reference`'s registry.
+    pub(crate) fn new(reference: &Reference, args: &RegistryArgs) -> anyhow::Result<Self> {
+        // rustls's process-wide provider; a second install finds the first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let registry = reference.resolve_registry().to_owned();
+        let plain = args.insecure.contains(&registry) || on_loopback(&registry);
+        let protocol = if plain { ClientProtocol::HttpsExcept(vec![registry.clone()]) } else { ClientProtocol::Https };
+        let client = Client::new(ClientConfig { protocol, ..ClientConfig::default() });
+        let auth = credentials(&registry, args)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the registry client's runtime")?;
+        Ok(Registry { client, auth, runtime })
+    }
+
+    /// Pushes `packed` as `reference`: its blobs the registry lacks, then
+    /// its manifest. Returns the manifest's digest.
+    pub(crate) fn push(&self, packed: &Packed, reference: &Reference) -> anyhow::Result<Sha256Digest> {
+        let registry = reference.whole();
+        self.runtime.block_on(async {
+            self.client
+                .auth(reference, &self.auth, RegistryOperation::Push)
+                .await
+                .with_context(|| format!("logging in to push {registry}"))?;
+            let manifest = &packed.manifest;
+            for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                let digest = blob.digest.to_string();
+                if self.client.blob_exists(reference, &digest).await.unwrap_or(false) {
+                    continue;
+                }
+                let bytes = packed.blob(&blob.digest).context("a packed blob is missing")?.to_vec();
+                self.client
+                    .push_blob(reference, bytes, &digest)
+                    .await
+                    .with_context(|| format!("pushing blob {digest} ({}) to {registry}", blob.media_type))?;
+            }
+            let manifest_bytes = packed.blob(&packed.digest).context("the packed manifest is missing")?.to_vec();
+            self.client
+                .push_manifest_raw(reference, manifest_bytes, MANIFEST_MEDIA_TYPE.parse()?)
+                .await
+                .with_context(|| format!("pushing the manifest to {registry}"))?;
+            Ok(packed.digest.clone())
+        })
+    }
+
+    /// Pulls the package `reference` names, every blob checked against its
+    /// digest (and the manifest against the reference's digest, if it has
+    /// one).
+    pub(crate) fn pull(&self, reference: &Reference) -> anyhow::Result<Packed> {
+        let whole = reference.whole();
+        self.runtime.block_on(async {
+            let (manifest_bytes, _) = self
+                .client
+                .pull_manifest_raw(reference, &self.auth, &[MANIFEST_MEDIA_TYPE])
+                .await
+                .with_context(|| format!("pulling the manifest of {whole}"))?;
+            let manifest_bytes = manifest_bytes.to_vec();
+            let actual = Sha256Digest::of(&manifest_bytes);
+            if let Some(pinned) = reference.digest()
+                && pinned != actual.to_string()
+            {
+                bail!("{whole}: the registry sent a manifest whose digest is {actual}");
+            }
+            let manifest: weir::package::ImageManifest = serde_json::from_slice(&manifest_bytes)
+                .with_context(|| format!("{whole}: its manifest is not an OCI image manifest"))?;
+            let mut blobs = Vec::new();
+            for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                let mut bytes = Vec::new();
+                self.client
+                    .pull_blob(reference, blob.digest.to_string().as_str(), &mut bytes)
+                    .await
+                    .with_context(|| format!("pulling blob {} ({}) of {whole}", blob.digest, blob.media_type))?;
+                blobs.push(bytes);
+            }
+            Packed::assemble(manifest_bytes, blobs, reference.tag()).map_err(|why| anyhow::anyhow!("{whole}: {why}"))
+        })
+    }
+}
+
+/// Whether `registry` (HOST[:PORT]) is on this machine.
+fn on_loopback(registry: &str) -> bool {
+    let host = match registry.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|byte| byte.is_ascii_digit()) => host,
+        _ => registry,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The credentials for `registry`: `--username` and WEIR_REGISTRY_PASSWORD,
+/// else Docker's config file, else none.
+fn credentials(registry: &str, args: &RegistryArgs) -> anyhow::Result<RegistryAuth> {
+    if let Some(username) = &args.username {
+        let password = std::env::var("WEIR_REGISTRY_PASSWORD")
+            .context("--username needs the password in the environment variable WEIR_REGISTRY_PASSWORD")?;
+        return Ok(RegistryAuth::Basic(username.clone(), password));
+    }
+    let Some(config) = docker_config() else { return Ok(RegistryAuth::Anonymous) };
+    let text = match std::fs::read_to_string(&config) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(RegistryAuth::Anonymous),
+        Err(err) => return Err(err).with_context(|| format!("reading {}", config.display())),
+    };
+    let parsed: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", config.display()))?;
+    let Some(encoded) = parsed["auths"][registry]["auth"].as_str() else { return Ok(RegistryAuth::Anonymous) };
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .with_context(|| format!("{}: auths.\"{registry}\".auth is not base64 of USER:PASSWORD", config.display()))?;
+    let (user, password) = decoded
+        .split_once(':')
+        .with_context(|| format!("{}: auths.\"{registry}\".auth is not USER:PASSWORD", config.display()))?;
+    Ok(RegistryAuth::Basic(user.to_owned(), password.to_owned()))
+}
+
+/// Docker's config file.
+fn docker_config() -> Option<PathBuf> {
+    match std::env::var_os("DOCKER_CONFIG") {
+        Some(dir) => Some(PathBuf::from(dir).join("config.json")),
+        None => std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker/config.json")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_registries_are_recognised_with_or_without_a_port() {
+        for registry in ["localhost", "localhost:5000", "127.0.0.1:5000", "[::1]:5000", "127.1.2.3"] {
+            assert!(on_loopback(registry), "{registry}");
+        }
+        for registry in ["registry.example.com", "10.0.0.1:5000", "localhost.example.com:5000"] {
+            assert!(!on_loopback(registry), "{registry}");
+        }
+    }
+
+    #[test]
+    fn a_reference_must_name_its_registry() {
+        assert!(reference("localhost:5000/ml/upper:1.0").is_ok());
+        let error = reference("ml/upper:1.0").err().unwrap().to_string();
+        assert!(error.contains("names no registry"), "{error}");
+    }
+}
