@@ -26,11 +26,15 @@ fn assert_unchanged(workspace: &Path, before: &[(String, u64, std::time::SystemT
 
 /// Every path beneath the workspace with its size and modification time,
 /// but SQLite's shared-memory index (`history.db-shm`), which every reader
-/// of a database in write-ahead-log mode touches and which holds no data.
+/// of a database in write-ahead-log mode touches and which holds no data,
+/// and `tmp/`: scratch that an earlier process left there (its background
+/// cleanup cut short at exit) is swept by whichever process opens the store
+/// next, and it holds nothing the store refers to.
 fn snapshot(workspace: &Path) -> Vec<(String, u64, std::time::SystemTime)> {
+    let scratch = workspace.join("tmp");
     let mut all: Vec<_> = files_under(workspace)
         .into_iter()
-        .filter(|path| !path.ends_with("history.db-shm"))
+        .filter(|path| !path.ends_with("history.db-shm") && !path.starts_with(&scratch))
         .map(|path| {
             let meta = std::fs::metadata(&path).unwrap();
             (path.display().to_string(), meta.len(), meta.modified().unwrap())
