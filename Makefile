@@ -21,7 +21,8 @@ all: build
 ## Install what a fresh machine lacks: the WASI targets for guests, Graphviz
 ## (the tests read the DOT graph back with `dot`) and Chromium (the web UI's
 ## browser tests; Playwright itself comes from PyPI into target/ui-venv), Docker's registry
-## and skopeo (the step package tests push to a registry on loopback). `make test`
+## and skopeo (the step package tests push to a registry on loopback), minisign (which checks
+## weir's package signatures in the tests). `make test`
 ## also starts a local Slurm cluster (scripts/slurm-cluster.sh, installing Debian's
 ## slurmd, slurmctld and munge as root) for the slurm executor's tests. componentize-py,
 ## which builds Python steps, goes into target/python-venv.
@@ -45,11 +46,12 @@ setup:
 			echo "Chromium is missing: install chromium (the web UI's browser tests need it)"; \
 		fi; \
 	fi
-	@if ! command -v docker-registry >/dev/null 2>&1 || ! command -v skopeo >/dev/null 2>&1; then \
+	@if ! command -v docker-registry >/dev/null 2>&1 || ! command -v skopeo >/dev/null 2>&1 \
+		|| ! command -v minisign >/dev/null 2>&1; then \
 		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-			(apt-get install -y docker-registry skopeo >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y docker-registry skopeo >/dev/null)); \
+			(apt-get install -y docker-registry skopeo minisign >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y docker-registry skopeo minisign >/dev/null)); \
 		else \
-			echo "docker-registry or skopeo is missing: install them (the step package registry tests need them)"; \
+			echo "docker-registry, skopeo or minisign is missing: install them (the step package tests need them)"; \
 		fi; \
 	fi
 	@if [ "$$($(PY_VENV)/bin/componentize-py --version 2>/dev/null)" != "componentize-py $(COMPONENTIZE_PY_VERSION)" ]; then \
@@ -90,8 +92,9 @@ run-python: build
 	$(WEIR) run examples/digits-py/pipeline.toml --workspace examples/digits-py/.weir
 	@head -n 11 examples/digits-py/results/confusion.csv
 
-## The small text example: word counts and a report.
+## The small text example: word counts and a report, from step packages packed here.
 run-wordcount: build examples
+	for step in $(WORDS_BINS); do $(WEIR) step pack $(WORDS)/packages/$$step/step.toml -o $(WORDS)/packages/$$step.tar; done
 	$(WEIR) run $(WORDS)/pipeline.toml --workspace $(WORDS_WS)
 	@digest=$$($(WEIR) run $(WORDS)/pipeline.toml --workspace $(WORDS_WS) --json \
 		| python3 -c 'import json, sys; print(next(s for s in json.load(sys.stdin)["steps"] if s["step"] == "report")["outputs"]["report"])') \

@@ -107,6 +107,14 @@ pub fn digits_steps() -> PathBuf {
     train.parent().expect("release directory").to_owned()
 }
 
+/// The wordcount example's steps (`examples/wordcount/steps`), built once;
+/// returns the directory holding `normalize.wasm`, `count.wasm`, and the rest.
+pub fn wordcount_steps() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let report = build_guest(&BUILT, "examples/wordcount/steps", "wasm32-wasip2", "report");
+    report.parent().expect("release directory").to_owned()
+}
+
 /// Copies the repository directory `relative` (recursively) to `dest`.
 pub fn copy_tree(relative: &str, dest: &Path) {
     fn copy(from: &Path, to: &Path) {

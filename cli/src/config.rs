@@ -8,6 +8,16 @@
 //! url = "http://cache.example:8640"
 //! ```
 //!
+//! Step packages can be required to be signed by a trusted key (see
+//! docs/packages.md); a key is a minisign public key file, relative to the
+//! workspace, or its base64 line:
+//!
+//! ```toml
+//! [packages]
+//! require_signed = true
+//! trusted_keys = ["keys/team.pub"]
+//! ```
+//!
 //! The executor may also be a table, with the `slurm` executor's options:
 //!
 //! ```toml
@@ -36,6 +46,52 @@ pub(crate) struct WorkspaceConfig {
     pub executor: Option<ExecutorSetting>,
     /// The shared cache `weir run` uses unless told `--offline`.
     pub remote: Option<RemoteConfig>,
+    /// Which step packages the workspace's pipelines may use.
+    #[serde(default)]
+    pub packages: PackagesConfig,
+}
+
+/// `[packages]`: the workspace's trust policy for step packages.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PackagesConfig {
+    /// Refuse a package without a valid signature by a trusted key.
+    #[serde(default)]
+    pub require_signed: bool,
+    /// The trusted minisign public keys: files (relative to the workspace)
+    /// or base64 lines.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+}
+
+impl PackagesConfig {
+    /// The trust policy it sets; `workspace` is where key files are found.
+    pub(crate) fn policy(&self, workspace: &Path) -> anyhow::Result<weir::package::TrustPolicy> {
+        let config = workspace.join(CONFIG_FILE);
+        if !self.require_signed {
+            return Ok(weir::package::TrustPolicy::default());
+        }
+        if self.trusted_keys.is_empty() {
+            anyhow::bail!(
+                "{}: packages.require_signed is set, but packages.trusted_keys lists no key to trust",
+                config.display()
+            );
+        }
+        let mut policy = weir::package::TrustPolicy::requiring_signatures();
+        for (i, key) in self.trusted_keys.iter().enumerate() {
+            let field = format!("{}: packages.trusted_keys[{i}]", config.display());
+            let path = workspace.join(key);
+            let (name, text) = if key.ends_with(".pub") || path.is_file() {
+                let text =
+                    std::fs::read_to_string(&path).with_context(|| format!("{field}: reading {}", path.display()))?;
+                (path.display().to_string(), text)
+            } else {
+                (format!("packages.trusted_keys[{i}]"), key.clone())
+            };
+            policy = policy.trust(name, &text).map_err(|why| anyhow::anyhow!("{field}: {why}"))?;
+        }
+        Ok(policy)
+    }
 }
 
 /// `[remote]`: the shared cache (its token comes from `--token` or `WEIR_TOKEN`).

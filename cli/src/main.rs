@@ -24,6 +24,7 @@ mod report;
 mod run_table;
 mod serve_cmd;
 mod shared_cache;
+mod signing;
 mod status_cmd;
 mod step_cmd;
 mod sweep;
@@ -108,6 +109,9 @@ enum Command {
     /// artifact (docs/packages.md).
     #[command(subcommand)]
     Step(step_cmd::StepCommand),
+    /// Make keys for signing step packages (minisign format).
+    #[command(subcommand)]
+    Key(signing::KeyCommand),
     /// Resolve the tags of the registry packages a pipeline uses again,
     /// pull what changed, and rewrite its lock file (weir.lock).
     Update {
@@ -509,6 +513,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             verify_cmd::verify(&engine, &engine.tenant(tenant)?, &run, step, json)
         }
         Command::Step(command) => step_cmd::run(command),
+        Command::Key(command) => signing::run(command).map(|()| ExitCode::SUCCESS),
         Command::Update { manifest } => {
             let engine = open_engine(&workspace, Engine::builder())?;
             step_cmd::update(&engine, tenant, &manifest)
@@ -621,7 +626,7 @@ fn graph_command(
     format: GraphFormat,
 ) -> anyhow::Result<ExitCode> {
     let pipeline = match tenant {
-        weir::DEFAULT_TENANT => Pipeline::from_manifest_with(manifest, &packages(workspace))?,
+        weir::DEFAULT_TENANT => Pipeline::from_manifest_with(manifest, &packages(workspace)?)?,
         _ => load_pipeline(&open_engine(workspace, Engine::builder())?, tenant, manifest)?,
     };
     let mut statuses = BTreeMap::new();
@@ -654,7 +659,7 @@ fn graph_command(
 /// Loads a manifest as `tenant` may: anywhere for the default tenant (the
 /// operator), only beneath its own directory for another.
 pub(crate) fn load_pipeline(engine: &Engine, tenant: &str, manifest: &Path) -> anyhow::Result<Pipeline> {
-    load_pipeline_with(engine, tenant, manifest, &packages(engine.store().root()))
+    load_pipeline_with(engine, tenant, manifest, &packages(engine.store().root())?)
 }
 
 /// Like [`load_pipeline`], resolving registry packages through `packages`.
@@ -672,9 +677,11 @@ pub(crate) fn load_pipeline_with(
 
 /// The registry packages of the workspace at `workspace`, pulled with the
 /// registry settings of the environment.
-pub(crate) fn packages(workspace: &Path) -> weir::package::Packages {
-    weir::package::Packages::new(workspace.join("packages"))
+pub(crate) fn packages(workspace: &Path) -> anyhow::Result<weir::package::Packages> {
+    let policy = config::WorkspaceConfig::load(workspace)?.packages.policy(workspace)?;
+    Ok(weir::package::Packages::new(workspace.join("packages"))
         .fetching(Box::new(registry::Puller(registry::RegistryArgs::from_env())))
+        .trusting(policy))
 }
 
 /// Prints a run's document (the JSON of `docs/run.schema.json`) on stdout.
@@ -766,6 +773,7 @@ fn run_pipeline(workspace: &std::path::Path, tenant: &str, args: RunArgs) -> any
     } else {
         render::print_report(&pipeline, &report);
     }
+    engine.close();
     if let Some(code) = interrupts.exit_code() {
         return Ok(code);
     }

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
-use weir::package::{MANIFEST_MEDIA_TYPE, Packed, Sha256Digest};
+use weir::package::{BlobRef, MANIFEST_MEDIA_TYPE, Packed, Sha256Digest, SignatureArtifact, signature_tag};
 
 /// How to reach registries: given on the command line.
 #[derive(clap::Args, Clone, Default)]
@@ -46,6 +47,12 @@ pub(crate) struct Puller(pub(crate) RegistryArgs);
 impl weir::package::Fetch for Puller {
     fn fetch(&self, reference: &str) -> Result<Packed, String> {
         let pulled = self::reference(reference).and_then(|parsed| Registry::new(&parsed, &self.0)?.pull(&parsed));
+        pulled.map_err(|err| format!("{err:#}"))
+    }
+
+    fn signature(&self, reference: &str, digest: &Sha256Digest) -> Result<Option<String>, String> {
+        let pulled = self::reference(reference)
+            .and_then(|parsed| Registry::new(&parsed, &self.0)?.pull_signature(&parsed, digest));
         pulled.map_err(|err| format!("{err:#}"))
     }
 }
@@ -114,6 +121,75 @@ impl Registry {
         })
     }
 
+    /// The descriptor of the manifest `reference` names (what a signature's
+    /// `subject` points at).
+    pub(crate) fn manifest(&self, reference: &Reference) -> anyhow::Result<BlobRef> {
+        let (bytes, _) = self
+            .runtime
+            .block_on(self.client.pull_manifest_raw(reference, &self.auth, &[MANIFEST_MEDIA_TYPE]))
+            .with_context(|| format!("pulling the manifest of {}", reference.whole()))?;
+        Ok(BlobRef::of(MANIFEST_MEDIA_TYPE, &bytes))
+    }
+
+    /// Pushes `signature` as the signature of the package whose manifest is
+    /// `subject`, in `reference`'s repository (tagged by the package's
+    /// digest). Returns the tag.
+    pub(crate) fn push_signature(
+        &self,
+        reference: &Reference,
+        subject: BlobRef,
+        signature: &str,
+    ) -> anyhow::Result<String> {
+        let tag = signature_tag(&subject.digest);
+        let target = signature_reference(reference, &subject.digest);
+        let artifact = SignatureArtifact::new(signature, subject);
+        self.runtime.block_on(async {
+            self.client
+                .auth(&target, &self.auth, RegistryOperation::Push)
+                .await
+                .with_context(|| format!("logging in to push {}", target.whole()))?;
+            for (digest, bytes) in &artifact.blobs {
+                self.client
+                    .push_blob(&target, bytes.clone(), &digest.to_string())
+                    .await
+                    .with_context(|| format!("pushing the signature's blob {digest} to {}", target.whole()))?;
+            }
+            self.client
+                .push_manifest_raw(&target, artifact.manifest.clone(), MANIFEST_MEDIA_TYPE.parse()?)
+                .await
+                .with_context(|| format!("pushing the signature {}", target.whole()))?;
+            Ok(tag)
+        })
+    }
+
+    /// The signature kept for the package with `digest` in `reference`'s
+    /// repository, checked against its digest; `None` when there is none.
+    pub(crate) fn pull_signature(
+        &self,
+        reference: &Reference,
+        digest: &Sha256Digest,
+    ) -> anyhow::Result<Option<String>> {
+        let target = signature_reference(reference, digest);
+        let whole = target.whole();
+        self.runtime.block_on(async {
+            let bytes = match self.client.pull_manifest_raw(&target, &self.auth, &[MANIFEST_MEDIA_TYPE]).await {
+                Ok((bytes, _)) => bytes,
+                Err(err) if not_found(&err) => return Ok(None),
+                Err(err) => return Err(err).with_context(|| format!("pulling the signature {whole}")),
+            };
+            let layer = SignatureArtifact::layer(&bytes).map_err(|why| anyhow::anyhow!("{whole}: {why}"))?;
+            let mut text = Vec::new();
+            self.client
+                .pull_blob(&target, layer.digest.to_string().as_str(), &mut text)
+                .await
+                .with_context(|| format!("pulling the signature {whole}"))?;
+            if Sha256Digest::of(&text) != layer.digest {
+                bail!("{whole}: the registry sent a signature that does not match its digest {}", layer.digest);
+            }
+            String::from_utf8(text).map(Some).map_err(|_| anyhow::anyhow!("{whole}: the signature is not text"))
+        })
+    }
+
     /// Pulls the package `reference` names, every blob checked against its
     /// digest (and the manifest against the reference's digest, if it has
     /// one).
@@ -145,6 +221,24 @@ impl Registry {
             }
             Packed::assemble(manifest_bytes, blobs, reference.tag()).map_err(|why| anyhow::anyhow!("{whole}: {why}"))
         })
+    }
+}
+
+/// Where the signature of the package with `digest` in `reference`'s
+/// repository is tagged.
+fn signature_reference(reference: &Reference, digest: &Sha256Digest) -> Reference {
+    Reference::with_tag(reference.registry().to_owned(), reference.repository().to_owned(), signature_tag(digest))
+}
+
+/// Whether a registry's answer says the manifest asked for does not exist.
+fn not_found(err: &OciDistributionError) -> bool {
+    match err {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().all(|error| {
+            matches!(error.code, OciErrorCode::ManifestUnknown | OciErrorCode::NotFound | OciErrorCode::NameUnknown)
+        }),
+        _ => false,
     }
 }
 

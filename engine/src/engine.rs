@@ -240,6 +240,25 @@ impl Engine {
         &self.inner.history
     }
 
+    /// Closes the engine: waits (at most a second) for its worker threads
+    /// to let go of it, then drops it here, so that what closing does (the
+    /// store's janitor finishing its queue and removing pooled scratch
+    /// directories) is done when this returns. A program that exits right
+    /// after a run calls it; while other clones of the engine are held, it
+    /// stays open and the last one dropped closes it.
+    pub fn close(self) {
+        const PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+        let started = std::time::Instant::now();
+        let mut inner = self.inner;
+        while started.elapsed() < PATIENCE {
+            match Arc::try_unwrap(inner) {
+                Ok(only) => return drop(only),
+                Err(shared) => inner = shared,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// The workspace's content-addressed store.
     pub fn store(&self) -> &Store {
         &self.inner.store
@@ -777,6 +796,12 @@ impl Engine {
         }
         let declared_params = serde_json::Value::Object(step.params().clone());
         let step_params = params::resolve(&declared_params, params).map_err(syntax("params".to_owned()))?;
+        for (name, kind) in &step.param_types {
+            if let Some(value) = step_params.get(name).filter(|value| !kind.admits(value)) {
+                let why = format!("{value} is not {}, the type the step's package declares", kind.described());
+                return Err(ValidationError::new(Kind::Package(why)).in_field(format!("params.{name}")));
+            }
+        }
         let mut keyed_params = params::resolve(&declared_params, &placeholders).map_err(syntax("params".to_owned()))?;
         if let Some(keyed) = keyed_params.as_object_mut() {
             keyed.retain(|name, _| !step.ignored_params().contains(name));

@@ -379,7 +379,10 @@ fn code_step(
     if let Some(descriptor) = &code.package {
         package_step::apply(descriptor, &mut raw)?;
     }
-    let step = StepBuilder::with_code(name.to_owned(), code.step);
+    let mut step = StepBuilder::with_code(name.to_owned(), code.step);
+    if let Some(descriptor) = &code.package {
+        step = step.param_types(descriptor.params.iter().map(|(name, spec)| (name.clone(), spec.kind)).collect());
+    }
     let rebound = |value: serde_json::Value, field: String| match bindings {
         Some(bindings) => rebind(&value, bindings).map_err(|why| syntax(why).in_field(field)),
         None => Ok(value),

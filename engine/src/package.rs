@@ -11,6 +11,7 @@ mod descriptor;
 mod layout;
 mod oci;
 mod pinned;
+mod signature;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,8 +21,12 @@ pub use oci::{
     BlobRef, DESCRIPTOR_MEDIA_TYPE, ImageIndex, ImageManifest, MANIFEST_MEDIA_TYPE, Sha256Digest,
     WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE, WasmConfig,
 };
-pub(crate) use pinned::is_reference;
+pub use pinned::is_reference;
 pub use pinned::{Fetch, LOCK_FILE, Packages};
+pub use signature::{
+    EMPTY_CONFIG_MEDIA_TYPE, SIGNATURE_MEDIA_TYPE, SIGNATURE_SUFFIX, SignatureArtifact, TrustPolicy, signature_path,
+    signature_tag, signed_message,
+};
 
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::host_files::HostFiles;
@@ -226,6 +231,7 @@ impl Packed {
             artifact_type: Some(WASM_CONFIG_MEDIA_TYPE.to_owned()),
             config: BlobRef::of(WASM_CONFIG_MEDIA_TYPE, &config),
             layers: vec![module_layer, descriptor_layer],
+            subject: None,
             annotations,
         };
         let manifest_bytes = serde_json::to_vec(&manifest).expect("a manifest serializes");

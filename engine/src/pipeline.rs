@@ -131,6 +131,9 @@ pub struct Step {
     pub(crate) max_age: Option<std::time::Duration>,
     pub(crate) retry: crate::RetryPolicy,
     pub(crate) ignored_params: std::collections::BTreeSet<String>,
+    /// The types its package declares for its parameters (checked once a
+    /// run has resolved them).
+    pub(crate) param_types: BTreeMap<String, crate::package::ParamType>,
     pub(crate) map: Option<String>,
     /// Where on a Slurm cluster it runs (not part of its cache key).
     pub(crate) slurm: crate::SlurmRequest,

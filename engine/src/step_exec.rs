@@ -138,7 +138,7 @@ pub(crate) fn execute(workshop: &Workshop<'_>, job: &Job) -> Finished {
 }
 
 /// Hands an execution's scratch directory to the store's background
-/// janitor (see [`Store::release_scratch`]), once its result is reported.
+/// janitor (see [`Store::release_scratch`]).
 pub(crate) fn clean_up(workshop: &Workshop<'_>, scratch: Option<UsedScratch>) {
     if let Some(used) = scratch {
         workshop.store.release_scratch(used);

@@ -29,7 +29,7 @@ times = { type = "int", default = 1 }
 
 /// A project with `upper.tar` packed from [`UPPER`] (with `version`) and
 /// `data/text.txt`.
-fn project_with_upper(version: &str) -> Project {
+pub(crate) fn project_with_upper(version: &str) -> Project {
     let project = Project::new();
     project.write("upper/step.toml", UPPER.replace("1.0.0", version));
     project.write("data/text.txt", "hello\n");
@@ -44,7 +44,7 @@ pub(crate) fn pack(project: &Project, descriptor: &str, archive: &str) -> String
 }
 
 /// A pipeline whose step `up` uses `upper.tar` with `extra` lines.
-fn uses_upper(extra: &str) -> String {
+pub(crate) fn uses_upper(extra: &str) -> String {
     format!(
         r#"
 name = "packaged"
@@ -217,6 +217,7 @@ pub(crate) fn write_foreign_layout(dir: &Path, module: &[u8]) {
         artifact_type: None,
         config: BlobRef::of(WASM_CONFIG_MEDIA_TYPE, config),
         layers: vec![BlobRef::of(WASM_LAYER_MEDIA_TYPE, module)],
+        subject: None,
         annotations: BTreeMap::new(),
     };
     let manifest_bytes = serde_json::to_vec(&manifest).unwrap();

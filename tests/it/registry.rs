@@ -11,7 +11,7 @@ use super::packages::{UPPER, pack, write_foreign_layout};
 
 /// A project with `upper/step.toml` and `data/text.txt`, and the step
 /// pushed as `REGISTRY/ml/upper:1.0`.
-fn pushed(registry: &LocalRegistry) -> Project {
+pub(crate) fn pushed(registry: &LocalRegistry) -> Project {
     let project = Project::new();
     project.write("upper/step.toml", UPPER);
     project.write("data/text.txt", "hello\n");
@@ -21,7 +21,7 @@ fn pushed(registry: &LocalRegistry) -> Project {
     project
 }
 
-fn uses(registry: &LocalRegistry, repository: &str) -> String {
+pub(crate) fn uses(registry: &LocalRegistry, repository: &str) -> String {
     format!(
         r#"
 name = "registry"

@@ -21,17 +21,17 @@ impl LocalExecutor {
         Self { engine }
     }
 
-    /// Runs `job` on the calling thread and reports it; the scratch
-    /// directory is cleaned up after the result is reported.
+    /// Runs `job` on the calling thread and reports it. The scratch
+    /// directory goes to the store's janitor first, so that once the run has
+    /// heard of every job, closing the engine finds it queued.
     pub(crate) fn execute_here(engine: &EngineInner, job: &Job, events: Option<Arc<dyn EventSink>>, done: Done) {
         let workshop =
             Workshop { store: &engine.store, runtime: &engine.runtime, natives: &engine.natives, events, staged: None };
         // Whatever happens in the job, the coordinator hears of it.
         let mut finished = catch_unwind(AssertUnwindSafe(|| step_exec::execute(&workshop, job)))
             .unwrap_or_else(|panic| step_exec::panicked(job, &*panic));
-        let scratch = finished.scratch.take();
+        step_exec::clean_up(&workshop, finished.scratch.take());
         done(finished);
-        step_exec::clean_up(&workshop, scratch);
     }
 }
 

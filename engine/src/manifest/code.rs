@@ -197,13 +197,18 @@ impl CodeKind for Uses {
             if package.digest != digest {
                 return Err(failed(format!("{} holds {}, not {digest}", kept.display(), package.digest)));
             }
+            packages.check_trust(&package, uses, Some(uses), site.reach.files).map_err(failed)?;
             (package, true)
         } else {
             site.reach
                 .files
                 .check(&local)
                 .map_err(|why| ValidationError::new(Kind::Forbidden(why)).in_field("uses"))?;
-            (Package::open_with(&local, site.reach.files).map_err(failed)?, false)
+            let package = Package::open_with(&local, site.reach.files).map_err(failed)?;
+            if let Some(packages) = site.reach.packages {
+                packages.check_trust(&package, uses, None, site.reach.files).map_err(failed)?;
+            }
+            (package, false)
         };
         Ok(Code {
             step: StepCode::Package(package.code(kept)),

@@ -112,6 +112,9 @@ pub struct ImageManifest {
     pub config: BlobRef,
     /// The layers.
     pub layers: Vec<BlobRef>,
+    /// The manifest this one is about (a signature's package).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<BlobRef>,
     /// Annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,

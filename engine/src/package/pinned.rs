@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{Packed, Sha256Digest};
+use super::layout::MAX_DOCUMENT_BYTES;
+use super::{Package, Packed, Sha256Digest, TrustPolicy, signature_path};
+use crate::host_files::{HostFiles, HostKind};
 
 /// The lock file's name, next to the top-level manifest.
 pub const LOCK_FILE: &str = "weir.lock";
@@ -18,6 +20,13 @@ pub const LOCK_FILE: &str = "weir.lock";
 pub trait Fetch: Send + Sync {
     /// The package `reference` names (by tag or by `@sha256:` digest).
     fn fetch(&self, reference: &str) -> Result<Packed, String>;
+
+    /// The signature (a `.minisig` text) the registry keeps for the package
+    /// with `digest` in `reference`'s repository; `None` when it has none.
+    fn signature(&self, reference: &str, digest: &Sha256Digest) -> Result<Option<String>, String> {
+        let _ = (reference, digest);
+        Ok(None)
+    }
 }
 
 /// Where a manifest's registry packages come from: the workspace's kept
@@ -26,6 +35,7 @@ pub struct Packages {
     dir: PathBuf,
     fetch: Option<Box<dyn Fetch>>,
     update: bool,
+    trust: TrustPolicy,
     /// The lock files written by this resolver (when updating, each is
     /// started afresh, so references no longer used drop out).
     written: Mutex<Vec<PathBuf>>,
@@ -33,7 +43,7 @@ pub struct Packages {
 
 /// Whether `text` (a `uses` value) names a registry package rather than a
 /// path: `HOST/…` where the host has a `.` or a port or is `localhost`.
-pub(crate) fn is_reference(text: &str) -> bool {
+pub fn is_reference(text: &str) -> bool {
     let Some((host, rest)) = text.split_once('/') else { return false };
     !rest.is_empty() && (host.contains('.') || host.contains(':') || host == "localhost") && !host.starts_with('.')
 }
@@ -53,7 +63,13 @@ impl Packages {
     /// Packages kept in `dir` (a workspace's `packages/`), fetched by
     /// nobody: a package neither kept nor fetchable is an error.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Packages { dir: dir.into(), fetch: None, update: false, written: Mutex::new(Vec::new()) }
+        Packages {
+            dir: dir.into(),
+            fetch: None,
+            update: false,
+            trust: TrustPolicy::default(),
+            written: Mutex::new(Vec::new()),
+        }
     }
 
     /// Fetches what is not kept with `fetch`.
@@ -67,6 +83,50 @@ impl Packages {
     pub fn updating(mut self) -> Self {
         self.update = true;
         self
+    }
+
+    /// Uses only packages `policy` accepts (see [`TrustPolicy`]).
+    pub fn trusting(mut self, policy: TrustPolicy) -> Self {
+        self.trust = policy;
+        self
+    }
+
+    /// Checks `package` against the trust policy. Its signature is the file
+    /// beside it (read through `files`); for a registry package (`reference`)
+    /// whose kept signature is missing or not accepted, the registry is
+    /// asked for its signature, which is then kept.
+    pub(crate) fn check_trust(
+        &self,
+        package: &Package,
+        named: &str,
+        reference: Option<&str>,
+        files: &HostFiles,
+    ) -> Result<(), String> {
+        if !self.trust.requires_signatures() {
+            return Ok(());
+        }
+        let path = signature_path(&package.source);
+        let files = if reference.is_some() { &HostFiles::Ambient } else { files };
+        let kept = match files.kind(&path)? {
+            Some(HostKind::File) => Some(
+                String::from_utf8(files.read_capped(&path, MAX_DOCUMENT_BYTES)?)
+                    .map_err(|_| format!("{} is not a minisign signature (not UTF-8)", path.display()))?,
+            ),
+            _ => None,
+        };
+        let refused = match self.trust.check(named, &package.digest, kept.as_deref()) {
+            Ok(()) => return Ok(()),
+            Err(why) => why,
+        };
+        let (Some(reference), Some(fetch)) = (reference, &self.fetch) else { return Err(refused) };
+        match fetch.signature(reference, &package.digest) {
+            Ok(Some(fresh)) if Some(&fresh) != kept.as_ref() => {
+                self.trust.check(named, &package.digest, Some(&fresh))?;
+                std::fs::write(&path, fresh).map_err(|err| format!("keeping {}: {err}", path.display()))
+            }
+            Ok(_) => Err(refused),
+            Err(why) => Err(format!("{refused} (and asking the registry for its signature failed: {why})")),
+        }
     }
 
     /// The kept archive of the package `reference` names for the manifest

@@ -235,6 +235,7 @@ pub struct StepBuilder {
     max_age: Option<Duration>,
     retry: Option<RetryPolicy>,
     ignored_params: Vec<String>,
+    param_types: BTreeMap<String, crate::package::ParamType>,
     map: Option<String>,
     slurm: crate::SlurmRequest,
     file: Option<PathBuf>,
@@ -272,6 +273,7 @@ impl StepBuilder {
             max_age: None,
             retry: None,
             ignored_params: Vec::new(),
+            param_types: BTreeMap::new(),
             map: None,
             slurm: crate::SlurmRequest::default(),
             file: None,
@@ -410,6 +412,13 @@ impl StepBuilder {
         self
     }
 
+    /// Checks each of the parameters named in `types`, once a run resolves
+    /// them, against its type (what a step's package declares).
+    pub(crate) fn param_types(mut self, types: BTreeMap<String, crate::package::ParamType>) -> Self {
+        self.param_types = types;
+        self
+    }
+
     /// Validates the step; `checked_code` holds the code already found
     /// sound by earlier steps, and gains this step's.
     fn validate(
@@ -495,6 +504,7 @@ impl StepBuilder {
             max_age: self.max_age,
             retry: self.retry.unwrap_or_default(),
             ignored_params,
+            param_types: self.param_types,
             file: self.file,
         })
     }
