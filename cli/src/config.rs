@@ -84,7 +84,8 @@ impl PackagesConfig {
             let (name, text) = if key.ends_with(".pub") || path.is_file() {
                 let text =
                     std::fs::read_to_string(&path).with_context(|| format!("{field}: reading {}", path.display()))?;
-                (path.display().to_string(), text)
+                // Named as written: a server's refusals must not show its paths.
+                (key.clone(), text)
             } else {
                 (format!("packages.trusted_keys[{i}]"), key.clone())
             };

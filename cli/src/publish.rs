@@ -120,6 +120,10 @@ fn bundle_files(
                 for file in walk(&package.source).with_context(|| format!("{what}: {}", package.source.display()))? {
                     add(what.clone(), &file)?;
                 }
+                let signature = weir::package::signature_path(&package.source);
+                if signature.is_file() {
+                    add(what.clone(), &signature)?;
+                }
             }
             StepCode::Python(_) => bail!(
                 "steps.{}.python: a published pipeline cannot carry a Python step yet (docs/python.md); \

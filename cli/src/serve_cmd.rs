@@ -75,6 +75,7 @@ pub(crate) fn serve(workspace: &Path, args: ServeArgs) -> anyhow::Result<ExitCod
     let engine = args.engine.open(workspace)?;
     let mut config = ServerConfig::new(args.listen);
     config.grace = args.grace;
+    config.packages = crate::config::WorkspaceConfig::load(workspace)?.packages.policy(workspace)?;
     config.max_blob_bytes = args.max_blob_size;
     config.max_json_bytes = usize::try_from(args.max_json_size).unwrap_or(usize::MAX);
     config.rate_per_second = args.rate_limit;

@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
+use weir::package::{Packages, TrustPolicy};
 use weir::{Digest, Engine, Pipeline};
 
 use crate::ServerError;
 use crate::problem::Problem;
+use crate::state::AppState;
 
 /// The directory, beneath a tenant's root, of its materialized bundles.
 const PUBLISHED: &str = ".published";
@@ -79,7 +81,8 @@ impl Bundle {
     /// Writes the bundle's files beneath `tenant`'s directory (once: a
     /// bundle's directory is named by its content) and returns that
     /// directory and the root its pipeline must be loaded within.
-    pub fn materialize(&self, engine: &Engine, tenant: &str) -> Result<Materialized, ServerError> {
+    pub fn materialize(&self, state: &AppState, tenant: &str) -> Result<Materialized, ServerError> {
+        let engine = &state.engine;
         let tenant_root = engine.tenant_root(tenant)?;
         let root = tenant_root.clone().unwrap_or_else(|| engine.store().root().join("server"));
         let dir = root.join(PUBLISHED).join(self.content().hex());
@@ -101,7 +104,13 @@ impl Bundle {
             renamed?;
         }
         let confined_to = if tenant_root.is_some() { root } else { dir.clone() };
-        Ok(Materialized { manifest: dir.join(&self.manifest), dir, confined_to })
+        Ok(Materialized {
+            manifest: dir.join(&self.manifest),
+            dir,
+            confined_to,
+            kept_packages: engine.store().root().join("packages"),
+            trust: state.config.packages.clone(),
+        })
     }
 
     fn write_into(&self, engine: &Engine, dir: &Path) -> Result<(), ServerError> {
@@ -126,6 +135,10 @@ pub struct Materialized {
     pub manifest: PathBuf,
     /// The directory its pipeline is loaded within (the tenant's root).
     pub confined_to: PathBuf,
+    /// The workspace's kept registry packages.
+    kept_packages: PathBuf,
+    /// Which packages its steps may use.
+    trust: TrustPolicy,
 }
 
 impl Materialized {
@@ -147,7 +160,7 @@ impl Materialized {
     /// placeholder (every trigger must replace it), and their paths are
     /// returned.
     pub fn load_without_inputs(&self) -> Result<(Pipeline, Vec<PathBuf>), Problem> {
-        let err = match Pipeline::from_manifest_within(&self.dir, &self.manifest) {
+        let err = match Pipeline::from_manifest_within_with(&self.dir, &self.manifest, &self.packages()) {
             Ok(pipeline) => return Ok((pipeline.without_exports(), Vec::new())),
             Err(err) => err,
         };
@@ -168,8 +181,15 @@ impl Materialized {
     }
 
     fn load_within(&self, root: &Path) -> Result<Pipeline, Problem> {
-        let pipeline = Pipeline::from_manifest_within(root, &self.manifest).map_err(|err| self.problem(&err))?;
+        let pipeline = Pipeline::from_manifest_within_with(root, &self.manifest, &self.packages())
+            .map_err(|err| self.problem(&err))?;
         Ok(pipeline.without_exports())
+    }
+
+    /// The packages its steps may use: archives it carries, checked against
+    /// the server's trust policy (registry packages only when kept).
+    pub fn packages(&self) -> Packages {
+        Packages::new(&self.kept_packages).trusting(self.trust.clone())
     }
 
     /// A validation error as a 400 naming the field, with the bundle's paths

@@ -31,6 +31,9 @@ pub struct ServerConfig {
     /// `WORKSPACE/tenants.toml`, which the engine was built from); none:
     /// tenants are not managed over the API.
     pub tenants_file: Option<PathBuf>,
+    /// Which step packages published pipelines may use (`weir serve`: the
+    /// workspace's `[packages]` settings, docs/packages.md).
+    pub packages: weir::package::TrustPolicy,
 }
 
 impl ServerConfig {
@@ -49,6 +52,7 @@ impl ServerConfig {
             grace: Duration::from_secs(30),
             watch_roots: BTreeMap::new(),
             tenants_file: None,
+            packages: weir::package::TrustPolicy::default(),
         }
     }
 }

@@ -85,7 +85,7 @@ pub fn version_pipeline(
     version: Option<&str>,
 ) -> Result<(Version, weir::Pipeline), Problem> {
     let version = find_version(state, tenant, pipeline, version)?;
-    let materialized = version.bundle.materialize(&state.engine, tenant)?;
+    let materialized = version.bundle.materialize(state, tenant)?;
     // The cache holds pipelines loaded to run; one whose inputs a trigger
     // must give cannot be, and is loaded on its own each time.
     let loaded = match state.pipeline(&materialized.manifest, || materialized.load()) {
@@ -164,7 +164,7 @@ pub fn prepare(
             "the version was published without this input's content: give it by digest in `inputs`",
         ));
     }
-    let materialized = bundle.materialize(&state.engine, tenant)?;
+    let materialized = bundle.materialize(state, tenant)?;
     let pipeline = state.pipeline(&materialized.manifest, || materialized.load())?;
     let mut options = RunOptions::new().tenant(tenant);
     for (name, value) in &request.params {

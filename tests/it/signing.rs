@@ -2,10 +2,12 @@
 //! sign`, and a workspace whose `[packages]` policy requires a signature by
 //! a trusted key, for archives and for packages in a registry.
 
+use serde_json::json;
 use weir_tests::{LocalRegistry, Project, output_digest, printed, steps_with};
 
 use super::packages::{pack, project_with_upper, uses_upper};
 use super::registry::{pushed, uses};
+use super::server::{Server, finished, token, trigger};
 
 /// Makes the key pair `NAME.key`/`NAME.pub` in the project; returns the key ID.
 fn generate_key(project: &Project, name: &str) -> String {
@@ -146,4 +148,31 @@ fn a_registry_signature_is_pulled_checked_and_kept_for_offline_runs() {
     .unwrap();
     let text = refused(&project);
     assert!(text.contains("does not trust") && text.contains(&format!("minisign public key: {other}")), "{text}");
+}
+
+#[test]
+fn a_server_that_requires_signatures_takes_only_published_packages_signed_by_a_key_it_trusts() {
+    let project = project_with_upper("1.0.0");
+    project.manifest(&uses_upper(""));
+    let team = generate_key(&project, "team");
+    let served = Project::new();
+    std::fs::copy(project.path().join("team.pub"), served.path().join("team.pub")).unwrap();
+    require_signed_by(&served, "team");
+    let server = Server::start(&served, &[]);
+    let alice = token(&served, "alice", false);
+    let publish = || project.weir(&["publish", "pipeline.toml", "--server", &server.base, "--token", &alice]);
+
+    let output = publish();
+    let text = printed(&output);
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("step `up`, field `uses`") && text.contains("is not signed"), "{text}");
+    assert!(text.contains(&format!("../team.pub (minisign public key: {team})")), "{text}");
+    assert!(!text.contains(&served.path().display().to_string()), "no path of the server's disk: {text}");
+
+    sign(&project, "upper.tar", "team.key");
+    let output = publish();
+    assert!(output.status.success(), "{}", printed(&output));
+    let id = trigger(&server, &alice, "packaged", &json!({}));
+    let document = finished(&server, &alice, &id);
+    assert_eq!(document["status"], "succeeded", "{document}");
 }

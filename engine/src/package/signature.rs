@@ -86,12 +86,13 @@ impl SignatureArtifact {
 
 /// Whose signatures a workspace accepts on the step packages its pipelines
 /// use. The default requires none.
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 pub struct TrustPolicy {
     required: bool,
     keys: Vec<TrustedKey>,
 }
 
+#[derive(Debug, Clone)]
 struct TrustedKey {
     /// Where the key came from, for messages (a file, or a config field).
     name: String,

@@ -127,7 +127,7 @@ pub(crate) fn record_version(
     bundle: &Bundle,
     request: &PublishRequest,
 ) -> Result<(StatusCode, axum::Json<VersionInfo>), Problem> {
-    let materialized = bundle.materialize(&state.engine, tenant)?;
+    let materialized = bundle.materialize(state, tenant)?;
     let (pipeline, unpublished) = materialized.load_without_inputs()?;
     let name = pipeline.name().to_owned();
     let content = bundle.content().to_string();

@@ -58,11 +58,11 @@ fn manifest_text(state: &AppState, bundle: &Bundle) -> Result<String, Problem> {
 /// files, and returns every problem the engine reports (inputs published
 /// without content are no problem: each trigger gives them).
 fn validate(state: &AppState, tenant: &str, bundle: &Bundle, manifest: &str) -> Result<Vec<DesignProblem>, Problem> {
-    let materialized = bundle.materialize(&state.engine, tenant)?;
+    let materialized = bundle.materialize(state, tenant)?;
     let draft_name = format!(".designer-{}.toml", crate::tokens::random_hex(8)?);
     let draft = materialized.manifest.with_file_name(&draft_name);
     std::fs::write(&draft, manifest).map_err(|err| crate::ServerError::io("writing a draft manifest", err))?;
-    let loaded = Pipeline::from_manifest_within(&materialized.dir, &draft);
+    let loaded = Pipeline::from_manifest_within_with(&materialized.dir, &draft, &materialized.packages());
     let _ = std::fs::remove_file(&draft);
     let Err(err) = loaded else { return Ok(Vec::new()) };
     let shown_name = bundle.manifest.rsplit('/').next().unwrap_or(&bundle.manifest);
