@@ -403,7 +403,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build { manifest } => status_cmd::build(&workspace, tenant, &manifest),
         Command::Serve(args) => serve_cmd::serve(&workspace, args),
         Command::Token { action } => serve_cmd::token(&workspace, tenant, action),
-        Command::Publish(args) => publish::publish(args),
+        Command::Publish(args) => publish::publish(&workspace, args),
         Command::Worker => weir::serve_worker(&workspace).map(|()| ExitCode::SUCCESS).map_err(Into::into),
         Command::Cat { digest } => {
             let (store, history) = (Store::open(&workspace)?, History::open(&workspace)?);
@@ -512,7 +512,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             let engine = open_engine(&workspace, Engine::builder())?;
             verify_cmd::verify(&engine, &engine.tenant(tenant)?, &run, step, json)
         }
-        Command::Step(command) => step_cmd::run(command),
+        Command::Step(command) => step_cmd::run(command, &workspace),
         Command::Key(command) => signing::run(command).map(|()| ExitCode::SUCCESS),
         Command::Update { manifest } => {
             let engine = open_engine(&workspace, Engine::builder())?;
@@ -680,7 +680,7 @@ pub(crate) fn load_pipeline_with(
 pub(crate) fn packages(workspace: &Path) -> anyhow::Result<weir::package::Packages> {
     let policy = config::WorkspaceConfig::load(workspace)?.packages.policy(workspace)?;
     Ok(weir::package::Packages::new(workspace.join("packages"))
-        .fetching(Box::new(registry::Puller(registry::RegistryArgs::from_env())))
+        .fetching(Arc::new(registry::Puller::new(registry::RegistryArgs::from_env())))
         .trusting(policy))
 }
 

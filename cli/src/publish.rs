@@ -39,8 +39,10 @@ pub(crate) struct PublishArgs {
 }
 
 /// Publishes the manifest's pipeline.
-pub(crate) fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
-    let pipeline = Pipeline::from_manifest(&args.manifest)?;
+pub(crate) fn publish(workspace: &Path, args: PublishArgs) -> anyhow::Result<ExitCode> {
+    // Registry packages resolve as for `weir run` (pinned in weir.lock, kept
+    // in the workspace, checked against its signing policy).
+    let pipeline = Pipeline::from_manifest_with(&args.manifest, &crate::packages(workspace)?)?;
     let manifest = std::fs::canonicalize(&args.manifest).with_context(|| format!("{}", args.manifest.display()))?;
     let root = manifest.parent().unwrap_or(Path::new("/")).to_owned();
     let files = bundle_files(&pipeline, &manifest, &root, !args.no_inputs)?;
@@ -115,6 +117,12 @@ fn bundle_files(
         }
         match step.code() {
             StepCode::Wasm(module) => add(format!("steps.{}.module", step.name()), module)?,
+            // A registry package is published by reference: the server
+            // pulls it as the lock file beside the manifest pins it.
+            StepCode::Package(package) if package.kept => {
+                let lock = manifest.parent().unwrap_or(Path::new(".")).join(weir::package::LOCK_FILE);
+                add(format!("steps.{}.uses (its pin)", step.name()), &lock)?;
+            }
             StepCode::Package(package) => {
                 let what = format!("steps.{}.uses", step.name());
                 for file in walk(&package.source).with_context(|| format!("{what}: {}", package.source.display()))? {

@@ -42,17 +42,47 @@ impl RegistryArgs {
 }
 
 /// Pulls the packages a manifest uses (see `weir::package::Packages`).
-pub(crate) struct Puller(pub(crate) RegistryArgs);
+pub(crate) struct Puller {
+    args: RegistryArgs,
+    /// The only registries it pulls from, when limited.
+    allowed: Option<Vec<String>>,
+}
+
+impl Puller {
+    /// Pulls from any registry, reached as `args` say.
+    pub(crate) fn new(args: RegistryArgs) -> Self {
+        Puller { args, allowed: None }
+    }
+
+    /// Pulls only from `registries` (HOST[:PORT]).
+    pub(crate) fn only_from(mut self, registries: Vec<String>) -> Self {
+        self.allowed = Some(registries);
+        self
+    }
+
+    /// A client for `reference`'s registry, if it may be reached.
+    fn registry(&self, reference: &str) -> anyhow::Result<(Registry, Reference)> {
+        let parsed = self::reference(reference)?;
+        if let Some(allowed) = &self.allowed
+            && !allowed.iter().any(|registry| registry == parsed.registry())
+        {
+            bail!(
+                "{reference}: this server pulls packages only from {} (weir serve --registry)",
+                if allowed.is_empty() { "no registry".to_owned() } else { allowed.join(", ") }
+            );
+        }
+        Ok((Registry::new(&parsed, &self.args)?, parsed))
+    }
+}
 
 impl weir::package::Fetch for Puller {
     fn fetch(&self, reference: &str) -> Result<Packed, String> {
-        let pulled = self::reference(reference).and_then(|parsed| Registry::new(&parsed, &self.0)?.pull(&parsed));
+        let pulled = self.registry(reference).and_then(|(registry, parsed)| registry.pull(&parsed));
         pulled.map_err(|err| format!("{err:#}"))
     }
 
     fn signature(&self, reference: &str, digest: &Sha256Digest) -> Result<Option<String>, String> {
-        let pulled = self::reference(reference)
-            .and_then(|parsed| Registry::new(&parsed, &self.0)?.pull_signature(&parsed, digest));
+        let pulled = self.registry(reference).and_then(|(registry, parsed)| registry.pull_signature(&parsed, digest));
         pulled.map_err(|err| format!("{err:#}"))
     }
 }

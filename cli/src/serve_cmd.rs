@@ -39,6 +39,12 @@ pub(crate) struct ServeArgs {
     /// trigger elsewhere is refused.
     #[arg(long, value_name = "TENANT=DIR", value_parser = parse_watch_root)]
     watch_root: Vec<(String, std::path::PathBuf)>,
+    /// Pull the packages published pipelines use by reference from this
+    /// registry (HOST[:PORT], repeatable; as pinned in their weir.lock). A
+    /// reference to any other registry is refused: tenants do not make the
+    /// server reach hosts of their choosing.
+    #[arg(long = "registry", value_name = "REGISTRY")]
+    registries: Vec<String>,
     /// Steps at once, GPU slots and the executor, as for `weir run`.
     #[command(flatten)]
     engine: crate::engine_args::EngineArgs,
@@ -76,6 +82,11 @@ pub(crate) fn serve(workspace: &Path, args: ServeArgs) -> anyhow::Result<ExitCod
     let mut config = ServerConfig::new(args.listen);
     config.grace = args.grace;
     config.packages = crate::config::WorkspaceConfig::load(workspace)?.packages.policy(workspace)?;
+    // Without --registry the allow-list is empty: a pipeline that needs a
+    // package the workspace has not kept is refused, naming the option.
+    let puller =
+        crate::registry::Puller::new(crate::registry::RegistryArgs::from_env()).only_from(args.registries.clone());
+    config.registry = Some(weir_server::PackageSource(std::sync::Arc::new(puller)));
     config.max_blob_bytes = args.max_blob_size;
     config.max_json_bytes = usize::try_from(args.max_json_size).unwrap_or(usize::MAX);
     config.rate_per_second = args.rate_limit;

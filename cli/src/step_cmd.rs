@@ -66,17 +66,27 @@ pub(crate) enum StepCommand {
     },
 }
 
-/// Runs a `weir step` command.
-pub(crate) fn run(command: StepCommand) -> anyhow::Result<ExitCode> {
+/// Packs the step `descriptor` describes; a Python step is built (with
+/// componentize-py, cached in the workspace's store) first.
+fn pack(descriptor: &Path, workspace: &Path) -> anyhow::Result<Packed> {
+    let text = std::fs::read_to_string(descriptor).with_context(|| format!("reading {}", descriptor.display()))?;
+    if StepDescriptor::parse(&text, descriptor)?.python.is_some() {
+        return Ok(crate::open_engine(workspace, weir::Engine::builder())?.pack_step(descriptor)?);
+    }
+    Ok(Packed::from_descriptor(descriptor)?)
+}
+
+/// Runs a `weir step` command in `workspace` (where Python steps are built).
+pub(crate) fn run(command: StepCommand, workspace: &Path) -> anyhow::Result<ExitCode> {
     match command {
         StepCommand::Pack { descriptor, output } => {
-            let packed = Packed::from_descriptor(&descriptor)?;
+            let packed = pack(&descriptor, workspace)?;
             packed.write_archive(&output).with_context(|| format!("writing {}", output.display()))?;
             println!("packed {} as {} ({})", descriptor.display(), output.display(), packed.digest);
         }
         StepCommand::Push { package, reference, registry } => {
             let packed = if package.extension().is_some_and(|ext| ext == "toml") {
-                Packed::from_descriptor(&package)?
+                pack(&package, workspace)?
             } else {
                 Package::open(&package).and_then(|opened| opened.to_packed()).map_err(anyhow::Error::msg)?
             };

@@ -259,6 +259,16 @@ impl Engine {
         }
     }
 
+    /// Packs the step the descriptor file `descriptor` describes (see
+    /// [`Packed::from_descriptor`](crate::package::Packed::from_descriptor)),
+    /// building a Python step's component with componentize-py, cached in
+    /// this engine's store.
+    pub fn pack_step(&self, descriptor: &Path) -> Result<crate::package::Packed, ValidationError> {
+        crate::package::Packed::from_descriptor_building(descriptor, &|python| {
+            crate::kinds::python_component(python, &self.inner.store)
+        })
+    }
+
     /// The workspace's content-addressed store.
     pub fn store(&self) -> &Store {
         &self.inner.store

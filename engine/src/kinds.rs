@@ -19,7 +19,7 @@ use std::path::Path;
 pub(crate) use module::Module;
 pub(crate) use native::Native;
 pub(crate) use package::Package;
-pub(crate) use python::Python;
+pub(crate) use python::{Python, component_of as python_component};
 
 use crate::StepCode;
 use crate::cache_key::CodeKey;

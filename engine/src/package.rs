@@ -195,17 +195,44 @@ pub struct Packed {
 impl Packed {
     /// Packs the step described by the descriptor file `path`: its module
     /// (the descriptor's `module`, relative to the descriptor) and its text.
+    /// A Python step (`python =`) needs an engine to build it
+    /// ([`Engine::pack_step`](crate::Engine::pack_step)).
     pub fn from_descriptor(path: &Path) -> Result<Packed, ValidationError> {
+        Self::from_descriptor_building(path, &|_| {
+            Err("a Python step is built when it is packed: pack it with an engine (`weir step pack`)".to_owned())
+        })
+    }
+
+    /// Like [`Packed::from_descriptor`]; `build` turns a Python step's
+    /// script into its component's bytes.
+    pub(crate) fn from_descriptor_building(
+        path: &Path,
+        build: &dyn Fn(&crate::PythonScript) -> Result<Vec<u8>, String>,
+    ) -> Result<Packed, ValidationError> {
         let fail = |why: String| ValidationError::new(Kind::Package(why)).in_file(Some(path));
         let text = std::fs::read_to_string(path).map_err(|err| fail(format!("cannot read it: {err}")))?;
         let descriptor = StepDescriptor::parse(&text, path)?;
-        let module_path =
-            descriptor.module.as_ref().map(|module| path.parent().unwrap_or(Path::new(".")).join(module)).ok_or_else(
-                || fail("`module` is missing: packing needs the module's path".into()).in_field("module"),
-            )?;
-        let module = std::fs::read(&module_path).map_err(|err| {
-            fail(format!("cannot read the module {}: {err}", module_path.display())).in_field("module")
-        })?;
+        let beside = |relative: &PathBuf| path.parent().unwrap_or(Path::new(".")).join(relative);
+        let (module, module_path) = match (&descriptor.module, &descriptor.python) {
+            (Some(module), _) => {
+                let module_path = beside(module);
+                let bytes = std::fs::read(&module_path).map_err(|err| {
+                    fail(format!("cannot read the module {}: {err}", module_path.display())).in_field("module")
+                })?;
+                (bytes, module_path)
+            }
+            (None, Some(script)) => {
+                let python = crate::PythonScript {
+                    script: beside(script),
+                    requirements: descriptor.requirements.iter().map(beside).collect(),
+                };
+                (build(&python).map_err(|why| fail(why).in_field("python"))?, python.script)
+            }
+            (None, None) => {
+                let why = "`module` is missing: packing needs the module's path (or a Python step's `python`)";
+                return Err(fail(why.into()).in_field("module"));
+            }
+        };
         let os = match ModuleKind::of_bytes(&module) {
             Ok(ModuleKind::Core) => "wasip1",
             Ok(ModuleKind::Component) => "wasip2",

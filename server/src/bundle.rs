@@ -110,6 +110,7 @@ impl Bundle {
             confined_to,
             kept_packages: engine.store().root().join("packages"),
             trust: state.config.packages.clone(),
+            registry: state.config.registry.clone(),
         })
     }
 
@@ -139,6 +140,8 @@ pub struct Materialized {
     kept_packages: PathBuf,
     /// Which packages its steps may use.
     trust: TrustPolicy,
+    /// Where packages named by reference are pulled from.
+    registry: Option<crate::config::PackageSource>,
 }
 
 impl Materialized {
@@ -186,10 +189,16 @@ impl Materialized {
         Ok(pipeline.without_exports())
     }
 
-    /// The packages its steps may use: archives it carries, checked against
-    /// the server's trust policy (registry packages only when kept).
+    /// The packages its steps may use, checked against the server's trust
+    /// policy: archives it carries, and registry packages as its lock file
+    /// pins them (kept in the workspace, or pulled from a registry the
+    /// server allows).
     pub fn packages(&self) -> Packages {
-        Packages::new(&self.kept_packages).trusting(self.trust.clone())
+        let packages = Packages::new(&self.kept_packages).trusting(self.trust.clone()).frozen();
+        match &self.registry {
+            Some(source) => packages.fetching(source.0.clone()),
+            None => packages,
+        }
     }
 
     /// A validation error as a 400 naming the field, with the bundle's paths

@@ -34,6 +34,21 @@ pub struct ServerConfig {
     /// Which step packages published pipelines may use (`weir serve`: the
     /// workspace's `[packages]` settings, docs/packages.md).
     pub packages: weir::package::TrustPolicy,
+    /// Where the packages that published pipelines use by reference are
+    /// pulled from (as their lock files pin them); none: only packages
+    /// already kept in the workspace are used.
+    pub registry: Option<PackageSource>,
+}
+
+/// A registry client for the packages published pipelines name by
+/// reference (`weir serve --registry`).
+#[derive(Clone)]
+pub struct PackageSource(pub std::sync::Arc<dyn weir::package::Fetch>);
+
+impl std::fmt::Debug for PackageSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PackageSource")
+    }
 }
 
 impl ServerConfig {
@@ -53,6 +68,7 @@ impl ServerConfig {
             watch_roots: BTreeMap::new(),
             tenants_file: None,
             packages: weir::package::TrustPolicy::default(),
+            registry: None,
         }
     }
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 pub use api::ApiDoc;
 pub use bundle::bundle_path;
-pub use config::ServerConfig;
+pub use config::{PackageSource, ServerConfig};
 pub use db::kept_blobs;
 pub use tenants::{Quantity, TenantLimits, TenantSpec};
 pub use tokens::{Caller, TokenInfo, Tokens};

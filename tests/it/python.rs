@@ -375,3 +375,52 @@ fn requirements_are_vendored_into_the_build_and_count_in_the_key() {
     let stderr = refused(&output);
     assert!(stderr.contains("installing the requirements of") && stderr.contains("tiny==3.0"), "{stderr}");
 }
+
+/// A descriptor packing the template's script as a Python step package.
+const STANDARDIZE: &str = r#"
+name = "standardize"
+version = "0.1.0"
+python = "standardize.py"
+[inputs]
+values = "file"
+[outputs]
+scaled = "file"
+[params]
+scale = { type = "float", default = 1.0 }
+"#;
+
+#[test]
+fn a_python_step_is_packed_as_its_built_component_and_runs_from_the_package() {
+    if !componentize_py() {
+        return;
+    }
+    let project = Project::new();
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/python/template/standardize.py");
+    project.write("std/standardize.py", std::fs::read_to_string(template).unwrap());
+    project.write("std/step.toml", STANDARDIZE);
+    let output = project.weir(&["step", "pack", "std/step.toml", "-o", "standardize.tar"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let inspected = project.weir(&["step", "inspect", "standardize.tar", "--json"]);
+    let inspected: Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    let config = &inspected["manifest"]["config"];
+    assert_eq!(config["mediaType"], weir::package::WASM_CONFIG_MEDIA_TYPE);
+
+    project.write("data/values.txt", "10\n20\n30\n");
+    project.manifest(
+        "name = \"packaged-python\"\n[inputs]\nvalues = \"data/values.txt\"\n\
+         [steps.z]\nuses = \"standardize.tar\"\ninputs = { values = \"inputs.values\" }\nparams = { scale = 2.0 }\n",
+    );
+    let output = project.weir(&["run", "pipeline.toml", "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let scaled: Vec<f64> =
+        project.cat(output_digest(&summary, "z", "scaled")).lines().map(|line| line.parse().unwrap()).collect();
+    let expected = [-2.0 * 1.224_744_871, 0.0, 2.0 * 1.224_744_871];
+    assert!(scaled.iter().zip(expected).all(|(got, want)| (got - want).abs() < 1e-6), "{scaled:?}");
+    assert_eq!(step(&summary, "z")["metrics"]["mean"], 20.0);
+
+    project.write("std/step.toml", STANDARDIZE.replace("python = ", "module = \"x.wasm\"\npython = "));
+    let output = project.weir(&["step", "pack", "std/step.toml", "-o", "bad.tar"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("field `python`") && stderr.contains("name one"), "{stderr}");
+}

@@ -8,6 +8,7 @@ use weir::package::Sha256Digest;
 use weir_tests::{LocalRegistry, Project, output_digest, printed, steps_with};
 
 use super::packages::{UPPER, pack, write_foreign_layout};
+use super::server::{Server, finished, token, trigger};
 
 /// A project with `upper/step.toml` and `data/text.txt`, and the step
 /// pushed as `REGISTRY/ml/upper:1.0`.
@@ -192,4 +193,37 @@ outputs = {{ result = "file" }}
     let (code, summary) = project.run_json(&[]);
     assert_eq!(code, 0, "{summary}");
     assert_eq!(project.cat(output_digest(&summary, "up", "result")), "HELLO\n[z]");
+}
+
+#[test]
+fn a_pipeline_of_registry_packages_is_published_by_reference_and_the_server_pulls_what_its_lock_pins() {
+    let Some(registry) = LocalRegistry::start() else { return };
+    let project = pushed(&registry);
+    project.manifest(&uses(&registry, "ml/upper:1.0"));
+    let (code, local) = project.run_json(&[]);
+    assert_eq!(code, 0, "{local}");
+    let pin = lock_pin(&project, &format!("{}/ml/upper:1.0", registry.address));
+
+    // A server that may not pull from this registry refuses the pipeline.
+    let closed = Project::new();
+    let server = Server::start(&closed, &[]);
+    let alice = token(&closed, "alice", false);
+    let output = project.weir(&["publish", "pipeline.toml", "--server", &server.base, "--token", &alice]);
+    let text = printed(&output);
+    assert!(!output.status.success() && text.contains("weir serve --registry"), "{text}");
+    drop(server);
+
+    let served = Project::new();
+    let server = Server::start(&served, &["--registry", &registry.address]);
+    let alice = token(&served, "alice", false);
+    let output = project.weir(&["publish", "pipeline.toml", "--server", &server.base, "--token", &alice]);
+    let text = printed(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("3 file(s)"), "the manifest, its input and weir.lock; not the package: {text}");
+    let kept = served.workspace().join(format!("packages/sha256-{}.tar", &pin["sha256:".len()..]));
+    assert!(kept.is_file(), "the server pulled the pinned package into its workspace");
+
+    let id = trigger(&server, &alice, "registry", &serde_json::json!({ "params": { "w": "served" } }));
+    let document = finished(&server, &alice, &id);
+    assert_eq!(document["status"], "succeeded", "{document}");
 }

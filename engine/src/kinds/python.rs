@@ -71,6 +71,14 @@ impl StepKind for Python {
     }
 }
 
+/// The component built from `python` (built now unless the store has
+/// built the same bundle before), as bytes.
+pub(crate) fn component_of(python: &PythonScript, store: &crate::store::Store) -> Result<Vec<u8>, String> {
+    let bundle = Bundle::gather(python)?;
+    let component = build::component(&bundle, store)?;
+    store.read_file(&component).map_err(|err| format!("reading the build of {}: {err}", python.script.display()))
+}
+
 /// Why a tenant may not name a Python script.
 pub(crate) const FORBIDDEN_TO_TENANTS: &str = "building a Python step runs componentize-py and pip on the host, \
      which only the operator may do; name a built `module` instead";

@@ -27,6 +27,12 @@ pub struct StepDescriptor {
     /// reads it; in a package the wasm layer is the module and this is
     /// ignored.
     pub module: Option<PathBuf>,
+    /// Instead of a module, a Python step: its script (and `requirements`),
+    /// relative to the descriptor file, which packing builds into the
+    /// package's component.
+    pub python: Option<PathBuf>,
+    /// The requirements files of a Python step.
+    pub requirements: Vec<PathBuf>,
     /// The argv template (after argv\[0\]); `${params.NAME}` names one of
     /// its parameters.
     pub args: Vec<String>,
@@ -118,6 +124,9 @@ struct RawDescriptor {
     version: String,
     description: Option<String>,
     module: Option<PathBuf>,
+    python: Option<PathBuf>,
+    #[serde(default)]
+    requirements: Vec<PathBuf>,
     #[serde(default)]
     args: Vec<String>,
     #[serde(default)]
@@ -156,6 +165,13 @@ impl StepDescriptor {
         check_name(&raw.name).map_err(|why| invalid(why).in_field("name"))?;
         if raw.version.trim().is_empty() {
             return Err(invalid("the version must not be empty").in_field("version"));
+        }
+        if raw.module.is_some() && raw.python.is_some() {
+            let why = "`module` and `python` each give the step's code: name one of them";
+            return Err(invalid(why).in_field("python"));
+        }
+        if raw.python.is_none() && !raw.requirements.is_empty() {
+            return Err(invalid("`requirements` belong to a Python step (`python = …`)").in_field("requirements"));
         }
         let mut params = BTreeMap::new();
         for (name, value) in raw.params {
@@ -197,6 +213,8 @@ impl StepDescriptor {
             version: raw.version,
             description: raw.description,
             module: raw.module,
+            python: raw.python,
+            requirements: raw.requirements,
             args: raw.args,
             inputs: raw.inputs,
             outputs: raw.outputs,

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::layout::MAX_DOCUMENT_BYTES;
 use super::{Package, Packed, Sha256Digest, TrustPolicy, signature_path};
@@ -33,8 +33,9 @@ pub trait Fetch: Send + Sync {
 /// packages, the lock file, and (when given) a registry client.
 pub struct Packages {
     dir: PathBuf,
-    fetch: Option<Box<dyn Fetch>>,
+    fetch: Option<Arc<dyn Fetch>>,
     update: bool,
+    frozen: bool,
     trust: TrustPolicy,
     /// The lock files written by this resolver (when updating, each is
     /// started afresh, so references no longer used drop out).
@@ -67,13 +68,14 @@ impl Packages {
             dir: dir.into(),
             fetch: None,
             update: false,
+            frozen: false,
             trust: TrustPolicy::default(),
             written: Mutex::new(Vec::new()),
         }
     }
 
     /// Fetches what is not kept with `fetch`.
-    pub fn fetching(mut self, fetch: Box<dyn Fetch>) -> Self {
+    pub fn fetching(mut self, fetch: Arc<dyn Fetch>) -> Self {
         self.fetch = Some(fetch);
         self
     }
@@ -82,6 +84,14 @@ impl Packages {
     /// with the references the manifest uses now.
     pub fn updating(mut self) -> Self {
         self.update = true;
+        self
+    }
+
+    /// Uses only what the lock files pin (or a reference's own digest):
+    /// a tag they do not pin is an error, and no lock file is written (a
+    /// published pipeline, whose files are fixed).
+    pub fn frozen(mut self) -> Self {
+        self.frozen = true;
         self
     }
 
@@ -142,6 +152,12 @@ impl Packages {
             Some(digest) => digest,
             None => match self.locked(reference, manifest_dir)? {
                 Some(digest) => digest,
+                None if self.frozen => {
+                    return Err(format!(
+                        "{reference} is not pinned in {LOCK_FILE} beside the manifest: run or update the pipeline \
+                         (which writes its lock file) and publish it with the lock file"
+                    ));
+                }
                 None => {
                     let packed = self.fetched(reference)?;
                     let path = self.keep(&packed)?;
