@@ -241,6 +241,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_frozen_resolver_uses_only_pins_and_writes_no_lock_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let packages = Packages::new(dir.path().join("kept")).frozen();
+        let error = packages.resolve("localhost:5000/ml/upper:1.0", dir.path()).unwrap_err();
+        assert!(error.contains("is not pinned in weir.lock"), "{error}");
+        assert!(!dir.path().join(LOCK_FILE).exists());
+
+        let digest = Sha256Digest::of(b"a manifest");
+        let lock = format!("[packages]\n\"localhost:5000/ml/upper:1.0\" = \"{digest}\"\n");
+        std::fs::write(dir.path().join(LOCK_FILE), lock).unwrap();
+        let error = packages.resolve("localhost:5000/ml/upper:1.0", dir.path()).unwrap_err();
+        assert!(error.contains(&format!("localhost:5000/ml/upper@{digest}")), "pulled by its pin: {error}");
+    }
+
+    #[test]
     fn registry_references_are_told_from_paths() {
         for reference in ["localhost:5000/ml/upper:1.0", "registry.example.com/upper", "ghcr.io/a/b@sha256:00"] {
             assert!(is_reference(reference), "{reference}");
