@@ -58,11 +58,15 @@ pub(crate) enum StepCommand {
     /// Print a package's descriptor and digests, after checking every blob
     /// against its digest.
     Inspect {
-        /// The package: a tar archive or a directory of an OCI image layout.
-        package: PathBuf,
+        /// The package: a tar archive or a directory of an OCI image layout,
+        /// or REGISTRY/REPOSITORY:TAG (pulled, with its signature if it has
+        /// one, and not kept).
+        package: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
 }
 
@@ -102,21 +106,41 @@ pub(crate) fn run(command: StepCommand, workspace: &Path) -> anyhow::Result<Exit
             println!("pulled {reference} ({}) into {}", packed.digest, output.display());
         }
         StepCommand::Sign { package, key, registry } => sign(&package, &key, &registry)?,
-        StepCommand::Inspect { package, json } => {
-            let opened = Package::open(&package).map_err(anyhow::Error::msg)?;
-            // Inspecting a package also says whether its module is intact.
-            opened.module_bytes().map_err(anyhow::Error::msg)?;
-            let signer = signer(&package)?;
-            if json {
-                let mut inspected = inspection(&opened);
-                inspected["signature"] = serde_json::json!(signer);
-                println!("{}", serde_json::to_string_pretty(&inspected)?);
-            } else {
-                print_inspection(&package, &opened);
-                if let Some(signer) = signer {
-                    println!("signed   {signer} ({})", signature_path(&package).display());
-                }
+        StepCommand::Inspect { package, json, registry } => {
+            let path = Path::new(&package);
+            if !is_reference(&package) || path.exists() {
+                return inspect(&package, path, json);
             }
+            let pulled = tempfile::tempdir().context("making a directory for the pulled package")?;
+            let archive = pulled.path().join("package.tar");
+            let parsed = registry::reference(&package)?;
+            let client = Registry::new(&parsed, &registry)?;
+            let packed = client.pull(&parsed)?;
+            packed.write_archive(&archive).with_context(|| format!("writing {}", archive.display()))?;
+            if let Some(signature) = client.pull_signature(&parsed, &packed.digest)? {
+                std::fs::write(signature_path(&archive), signature).context("writing the pulled signature")?;
+            }
+            return inspect(&package, &archive, json);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the package at `path` (named `name`): its descriptor, digests and
+/// signer, after checking every blob against its digest.
+fn inspect(name: &str, path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let opened = Package::open(path).map_err(anyhow::Error::msg)?;
+    // Inspecting a package also says whether its module is intact.
+    opened.module_bytes().map_err(anyhow::Error::msg)?;
+    let signer = signer(path)?;
+    if json {
+        let mut inspected = inspection(&opened);
+        inspected["signature"] = serde_json::json!(signer);
+        println!("{}", serde_json::to_string_pretty(&inspected)?);
+    } else {
+        print_inspection(name, &opened);
+        if let Some(signer) = signer {
+            println!("signed   {signer}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -165,8 +189,8 @@ fn inspection(package: &Package) -> serde_json::Value {
     })
 }
 
-fn print_inspection(path: &Path, package: &Package) {
-    println!("package  {}", path.display());
+fn print_inspection(name: &str, package: &Package) {
+    println!("package  {name}");
     println!("digest   {}", package.digest);
     println!("module   {} ({} bytes)", package.module.digest, package.module.size);
     let Some((descriptor, _)) = &package.descriptor else {

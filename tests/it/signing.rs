@@ -128,6 +128,12 @@ fn a_registry_signature_is_pulled_checked_and_kept_for_offline_runs() {
         .unwrap();
     assert!(String::from_utf8_lossy(&tags.stdout).contains(&tag), "another OCI client sees the signature's tag");
 
+    let inspected = printed(&project.weir(&["step", "inspect", &reference]));
+    for line in [format!("package  {reference}"), format!("digest   {digest}"), "step     upper 1.0.0".to_owned()] {
+        assert!(inspected.contains(&line), "inspecting by reference: no `{line}` in\n{inspected}");
+    }
+    assert!(inspected.contains(&format!("signed   signature from weir key {team}")), "{inspected}");
+
     let (code, first) = project.run_json(&[]);
     assert_eq!(code, 0, "{first}");
     assert_eq!(project.cat(output_digest(&first, "up", "result")), "HELLO\n[yo]");
