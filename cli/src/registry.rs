@@ -124,30 +124,45 @@ impl Registry {
     /// Pushes `packed` as `reference`: its blobs the registry lacks, then
     /// its manifest. Returns the manifest's digest.
     pub(crate) fn push(&self, packed: &Packed, reference: &Reference) -> anyhow::Result<Sha256Digest> {
-        let registry = reference.whole();
+        let manifest = &packed.manifest;
+        let mut blobs = Vec::new();
+        for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            blobs.push((&blob.digest, packed.blob(&blob.digest).context("a packed blob is missing")?));
+        }
+        let manifest_bytes = packed.blob(&packed.digest).context("the packed manifest is missing")?;
+        self.push_artifact(reference, &blobs, manifest_bytes)?;
+        Ok(packed.digest.clone())
+    }
+
+    /// Pushes the blobs of an artifact the registry lacks, then its
+    /// manifest, as `target`.
+    fn push_artifact(
+        &self,
+        target: &Reference,
+        blobs: &[(&Sha256Digest, &[u8])],
+        manifest: &[u8],
+    ) -> anyhow::Result<()> {
+        let whole = target.whole();
         self.runtime.block_on(async {
             self.client
-                .auth(reference, &self.auth, RegistryOperation::Push)
+                .auth(target, &self.auth, RegistryOperation::Push)
                 .await
-                .with_context(|| format!("logging in to push {registry}"))?;
-            let manifest = &packed.manifest;
-            for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
-                let digest = blob.digest.to_string();
-                if self.client.blob_exists(reference, &digest).await.unwrap_or(false) {
+                .with_context(|| format!("logging in to push {whole}"))?;
+            for (digest, bytes) in blobs {
+                let digest = digest.to_string();
+                if self.client.blob_exists(target, &digest).await.unwrap_or(false) {
                     continue;
                 }
-                let bytes = packed.blob(&blob.digest).context("a packed blob is missing")?.to_vec();
                 self.client
-                    .push_blob(reference, bytes, &digest)
+                    .push_blob(target, bytes.to_vec(), &digest)
                     .await
-                    .with_context(|| format!("pushing blob {digest} ({}) to {registry}", blob.media_type))?;
+                    .with_context(|| format!("pushing blob {digest} to {whole}"))?;
             }
-            let manifest_bytes = packed.blob(&packed.digest).context("the packed manifest is missing")?.to_vec();
             self.client
-                .push_manifest_raw(reference, manifest_bytes, MANIFEST_MEDIA_TYPE.parse()?)
+                .push_manifest_raw(target, manifest.to_vec(), MANIFEST_MEDIA_TYPE.parse()?)
                 .await
-                .with_context(|| format!("pushing the manifest to {registry}"))?;
-            Ok(packed.digest.clone())
+                .with_context(|| format!("pushing the manifest of {whole}"))?;
+            Ok(())
         })
     }
 
@@ -173,23 +188,10 @@ impl Registry {
         let tag = signature_tag(&subject.digest);
         let target = signature_reference(reference, &subject.digest);
         let artifact = SignatureArtifact::new(signature, subject);
-        self.runtime.block_on(async {
-            self.client
-                .auth(&target, &self.auth, RegistryOperation::Push)
-                .await
-                .with_context(|| format!("logging in to push {}", target.whole()))?;
-            for (digest, bytes) in &artifact.blobs {
-                self.client
-                    .push_blob(&target, bytes.clone(), &digest.to_string())
-                    .await
-                    .with_context(|| format!("pushing the signature's blob {digest} to {}", target.whole()))?;
-            }
-            self.client
-                .push_manifest_raw(&target, artifact.manifest.clone(), MANIFEST_MEDIA_TYPE.parse()?)
-                .await
-                .with_context(|| format!("pushing the signature {}", target.whole()))?;
-            Ok(tag)
-        })
+        let blobs: Vec<(&Sha256Digest, &[u8])> =
+            artifact.blobs.iter().map(|(digest, bytes)| (digest, bytes.as_slice())).collect();
+        self.push_artifact(&target, &blobs, &artifact.manifest)?;
+        Ok(tag)
     }
 
     /// The signature kept for the package with `digest` in `reference`'s

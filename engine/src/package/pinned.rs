@@ -132,7 +132,11 @@ impl Packages {
         match fetch.signature(reference, &package.digest) {
             Ok(Some(fresh)) if Some(&fresh) != kept.as_ref() => {
                 self.trust.check(named, &package.digest, Some(&fresh))?;
-                std::fs::write(&path, fresh).map_err(|err| format!("keeping {}: {err}", path.display()))
+                // Written beside it and renamed: a reader never sees half of it.
+                let partial = path.with_extension(format!("minisig.{}.tmp", std::process::id()));
+                std::fs::write(&partial, fresh)
+                    .and_then(|()| std::fs::rename(&partial, &path))
+                    .map_err(|err| format!("keeping {}: {err}", path.display()))
             }
             Ok(_) => Err(refused),
             Err(why) => Err(format!("{refused} (and asking the registry for its signature failed: {why})")),
