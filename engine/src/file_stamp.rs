@@ -47,6 +47,20 @@ impl FileStamp {
         Self { size: metadata.len(), mtime_ns, ctime_ns: mtime_ns, inode: 0, device: 0 }
     }
 
+    /// The stamp described by `stat` (a `statat` of the file by name, one
+    /// system call where [`of`](Self::of) needs an open file or a path walk
+    /// of the standard library's).
+    pub(crate) fn of_stat(stat: &rustix::fs::Stat) -> Self {
+        let nanos = |secs: i64, nsecs: u64| i128::from(secs) * 1_000_000_000 + i128::from(nsecs);
+        Self {
+            size: u64::try_from(stat.st_size).unwrap_or_default(),
+            mtime_ns: nanos(stat.st_mtime, stat.st_mtime_nsec),
+            ctime_ns: nanos(stat.st_ctime, stat.st_ctime_nsec),
+            inode: stat.st_ino,
+            device: stat.st_dev,
+        }
+    }
+
     /// Whether the file changed too recently for its stamp to be trusted.
     pub(crate) fn is_racy(&self) -> bool {
         let now =

@@ -47,7 +47,8 @@ pub struct RemoteEntry {
 
 impl From<CacheEntry> for RemoteEntry {
     fn from(entry: CacheEntry) -> Self {
-        let CacheEntry { outputs, stdout, stderr, metrics, run_id, created } = entry;
+        // Stamps describe this store's files: they stay here.
+        let CacheEntry { outputs, stdout, stderr, metrics, run_id, created, checked: _ } = entry;
         Self { outputs, stdout, stderr, metrics, run_id, created }
     }
 }
@@ -55,7 +56,7 @@ impl From<CacheEntry> for RemoteEntry {
 impl From<RemoteEntry> for CacheEntry {
     fn from(entry: RemoteEntry) -> Self {
         let RemoteEntry { outputs, stdout, stderr, metrics, run_id, created } = entry;
-        Self { outputs, stdout, stderr, metrics, run_id, created }
+        Self { outputs, stdout, stderr, metrics, run_id, created, checked: BTreeMap::new() }
     }
 }
 

@@ -749,7 +749,8 @@ impl<'a> Coordinator<'a> {
         if !step.reuse() || self.options.forces(step.name()) {
             return None;
         }
-        let found = match self.engine.store.cache_get_intact(key) {
+        let may_write = !self.options.is_read_only();
+        let found = match self.engine.store.cache_get_intact(key, may_write) {
             Ok(None) => Ok(self.pull(i, key)),
             local => local,
         };

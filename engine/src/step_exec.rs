@@ -434,6 +434,7 @@ fn collect(
             metrics: metrics.clone(),
             run_id: job.spec.run_id.clone(),
             created: Some(crate::history::now()),
+            checked: BTreeMap::new(),
         };
         let caching = Instant::now();
         // A re-execution that produced exactly the recorded result keeps the
@@ -442,7 +443,12 @@ fn collect(
         // executed: there is none to look at.)
         if !job.spec.share
             && let Some(known) = store.cache_get(&job.spec.key)
-            && (CacheEntry { run_id: known.run_id.clone(), created: known.created, ..entry.clone() }) == known
+            && (CacheEntry {
+                run_id: known.run_id.clone(),
+                created: known.created,
+                checked: known.checked.clone(),
+                ..entry.clone()
+            }) == known
         {
             entry.run_id = known.run_id;
         }

@@ -133,6 +133,25 @@ fn after_a_machine_crash_torn_objects_are_found_and_recomputed() {
 
 #[test]
 fn a_corrupt_cached_output_is_found_on_reuse_and_computed_again() {
+    corrupt_output_is_found_after(|_| {});
+}
+
+#[test]
+fn a_corrupt_output_is_found_though_an_earlier_reuse_recorded_its_stamp() {
+    corrupt_output_is_found_after(|project| {
+        // Files old enough for their stamps to be trusted: this reuse hashes
+        // them and records their stamps, so the next one only compares those.
+        std::thread::sleep(std::time::Duration::from_millis(2_100));
+        let (code, reused) = project.run_json(&[]);
+        assert_eq!(code, 0, "{reused}");
+        assert_eq!(reused.step("up")["status"], "cached", "{reused}");
+    });
+}
+
+/// Runs a two-step chain, then `between` (given the project), then
+/// corrupts the first step's output: the next run finds it, computes it
+/// again, and reuses the step below.
+fn corrupt_output_is_found_after(between: impl FnOnce(&Project)) {
     let project = Project::new();
     project.write("text.txt", "hello");
     project.manifest(
@@ -143,6 +162,7 @@ fn a_corrupt_cached_output_is_found_on_reuse_and_computed_again() {
     let (code, first) = project.run_json(&[]);
     assert_eq!(code, 0, "{first}");
     let digest = weir_tests::output_digest(&first, "up", "result").to_owned();
+    between(&project);
     tamper(&project.workspace(), &digest);
 
     let (code, again) = project.run_json(&[]);

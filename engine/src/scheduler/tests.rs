@@ -68,6 +68,7 @@ fn settle(store: &Store, job: &Job, outcome: Outcome) -> Finished {
                     metrics: BTreeMap::new(),
                     run_id: job.spec.run_id.clone(),
                     created: Some(crate::history::now()),
+                    checked: BTreeMap::new(),
                 };
                 store.cache_put(&job.spec.key, &entry).unwrap();
             }

@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{Artifact, Durability, Store, split};
+use crate::file_stamp::FileStamp;
 use crate::{Digest, Error, Result};
 
 /// The largest artifact re-hashed when a cached result is reused.
@@ -31,6 +32,13 @@ pub(crate) struct CacheEntry {
     /// versions), for `reuse = "7d"`.
     #[serde(default)]
     pub created: Option<f64>,
+    /// The stamps (size, times, inode, device) of this entry's artifact
+    /// files when they were last hashed and found intact: a file whose stamp
+    /// is unchanged is reused without being read again. They describe this
+    /// store's files only (never shared); absent in entries of older
+    /// versions and before a first reuse.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checked: BTreeMap<Digest, FileStamp>,
 }
 
 impl CacheEntry {
@@ -47,8 +55,10 @@ impl CacheEntry {
 
 /// What [`Store::check_on_reuse`] found of an artifact.
 enum OnReuse {
-    /// Present, and (if small) its bytes match its digest.
-    Intact,
+    /// Present, and (if small) its bytes match its digest; with the stamp
+    /// to record when they were hashed just now and the file is not too new
+    /// for its stamp to be trusted.
+    Intact(Option<FileStamp>),
     /// Not in the store: the entry is a miss.
     Missing,
     /// Its bytes no longer match its digest; it was removed.
@@ -65,7 +75,7 @@ impl Store {
     }
 
     /// The entry recorded under `key`, whatever became of its artifacts.
-    fn cache_read(&self, key: &Digest) -> Option<CacheEntry> {
+    pub(super) fn cache_read(&self, key: &Digest) -> Option<CacheEntry> {
         let (fan, rest) = split(key);
         let bytes = super::read_small(&self.inner.cache, &Path::new(&fan).join(rest)).ok()?;
         rmp_serde::from_slice(&bytes).ok()
@@ -74,22 +84,34 @@ impl Store {
     /// Like [`cache_get`](Self::cache_get), for an entry about to be reused:
     /// its small artifacts (files and tree records up to
     /// [`CHECKED_ON_REUSE`]) are re-hashed on their first reuse in this
-    /// process. A corrupt one is removed, so the step runs again and stores
-    /// good bytes; `Err` lists what was removed.
-    pub(crate) fn cache_get_intact(&self, key: &Digest) -> Result<Option<CacheEntry>, Vec<Digest>> {
-        let Some(entry) = self.cache_read(key) else { return Ok(None) };
+    /// process, unless their file's stamp is the one recorded in the entry
+    /// when they were last hashed. A corrupt one is removed, so the step
+    /// runs again and stores good bytes; `Err` lists what was removed. With
+    /// `may_write`, the stamps of artifacts hashed now are recorded in the
+    /// entry, so the next process need not read them.
+    pub(crate) fn cache_get_intact(&self, key: &Digest, may_write: bool) -> Result<Option<CacheEntry>, Vec<Digest>> {
+        let Some(mut entry) = self.cache_read(key) else { return Ok(None) };
         let mut corrupt = Vec::new();
         let mut complete = true;
+        let mut stamped = Vec::new();
         for artifact in entry.outputs.values().chain(&entry.logs()) {
-            match self.check_on_reuse(artifact) {
-                OnReuse::Intact => {}
+            match self.check_on_reuse(artifact, entry.checked.get(&artifact.digest)) {
+                OnReuse::Intact(stamp) => stamped.extend(stamp.map(|stamp| (artifact.digest, stamp))),
                 OnReuse::Missing => complete = false,
                 OnReuse::Corrupt => corrupt.push(artifact.digest),
             }
         }
         match (complete, corrupt.is_empty()) {
             (false, _) => Ok(None),
-            (true, true) => Ok(Some(entry)),
+            (true, true) => {
+                if may_write && !stamped.is_empty() {
+                    entry.checked.extend(stamped);
+                    // Only a saving for later runs: one that could not be
+                    // recorded leaves the entry as it was.
+                    let _ = self.cache_put(key, &entry);
+                }
+                Ok(Some(entry))
+            }
             (true, false) => Err(corrupt),
         }
     }
@@ -97,14 +119,25 @@ impl Store {
     /// Whether `artifact` is still in the store with the bytes its digest
     /// names, checked once per process for small artifacts (a large one is
     /// trusted here and checked when read); a corrupt one is removed from
-    /// the store. One `openat` for an artifact not yet checked, one `statx`
-    /// for one already checked.
-    fn check_on_reuse(&self, artifact: &Artifact) -> OnReuse {
+    /// the store. One `stat` for an artifact already checked, in this
+    /// process or (`known`, its stamp then) by an earlier one; one `openat`
+    /// for one to hash.
+    fn check_on_reuse(&self, artifact: &Artifact, known: Option<&FileStamp>) -> OnReuse {
         let (fan, rest) = split(&artifact.digest);
         let path = Path::new(&fan).join(rest);
         let dir = self.kind_dir(artifact.kind);
         if self.inner.verified.contains(&artifact.digest) {
-            return if super::has_entry(dir, &path) { OnReuse::Intact } else { OnReuse::Missing };
+            return if super::has_entry(dir, &path) { OnReuse::Intact(None) } else { OnReuse::Missing };
+        }
+        if let Some(known) = known {
+            match rustix::fs::statat(dir, &path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) if FileStamp::of_stat(&stat) == *known => {
+                    self.inner.verified.insert(artifact.digest);
+                    return OnReuse::Intact(None);
+                }
+                Ok(_) => {} // Changed since: hashed below.
+                Err(_) => return OnReuse::Missing,
+            }
         }
         let file = match super::open_stored(dir, &path) {
             Ok(file) => file,
@@ -116,13 +149,15 @@ impl Store {
             // miss, and what is there is left alone.
             Err(_) => return OnReuse::Missing,
         };
-        let Ok(len) = file.metadata().map(|meta| meta.len()) else { return OnReuse::Missing };
+        let Ok(metadata) = file.metadata() else { return OnReuse::Missing };
+        let len = metadata.len();
         if len > CHECKED_ON_REUSE {
-            return OnReuse::Intact;
+            return OnReuse::Intact(None);
         }
         if super::hash_file_of_len(&file, len).is_ok_and(|found| found == artifact.digest) {
             self.inner.verified.insert(artifact.digest);
-            return OnReuse::Intact;
+            let stamp = FileStamp::of(&metadata);
+            return OnReuse::Intact((!stamp.is_racy()).then_some(stamp));
         }
         remove_corrupt(dir, &path)
     }

@@ -142,6 +142,7 @@ fn cache_entries_require_their_artifacts() {
         metrics: [("loss".to_owned(), 0.25)].into(),
         run_id: "run".into(),
         created: Some(1.5e9),
+        checked: std::collections::BTreeMap::new(),
     };
     assert_eq!(store.cache_get(&key), None);
     store.cache_put(&key, &entry).unwrap();
@@ -157,43 +158,99 @@ fn a_reused_entry_is_intact_missing_or_corrupt() {
     let (_dir, store) = store();
     let log = store.put_bytes(b"").unwrap();
     let [kept, changed, lost] = [b"kept", b"edit", b"lost"].map(|bytes| store.put_bytes(bytes).unwrap());
-    let entry_of = |output: Digest| CacheEntry {
+    let entry_of = |output: Digest| entry_with(output, log);
+    let object = |digest: Digest| object_path(&store, &digest);
+    let keys = [kept, changed, lost].map(|output| {
+        let key = Digest::of(output.hex().as_bytes());
+        store.cache_put(&key, &entry_of(output)).unwrap();
+        key
+    });
+    assert_eq!(store.cache_get_intact(&keys[0], true), Ok(Some(entry_of(kept))));
+    // Checked once: the second lookup trusts the bytes but still sees a removal.
+    assert_eq!(store.cache_get_intact(&keys[0], true), Ok(Some(entry_of(kept))));
+    std::fs::remove_file(object(kept)).unwrap();
+    assert_eq!(store.cache_get_intact(&keys[0], true), Ok(None), "a checked artifact removed since is a miss");
+
+    let path = object(changed);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&path, b"EDIT").unwrap();
+    assert_eq!(store.cache_get_intact(&keys[1], true), Err(vec![changed]));
+    assert!(!path.exists(), "the corrupt artifact is removed");
+    assert_eq!(store.cache_get_intact(&keys[1], true), Ok(None), "and the entry is a miss from then on");
+
+    std::fs::remove_file(object(lost)).unwrap();
+    assert_eq!(store.cache_get_intact(&keys[2], true), Ok(None), "a missing artifact is a miss, not corruption");
+
+    // A symbolic link where an object was is corrupt too, and removed.
+    std::os::unix::fs::symlink("/etc/hostname", object(lost)).unwrap();
+    assert_eq!(store.cache_get_intact(&keys[2], true), Err(vec![lost]));
+    assert!(object(lost).symlink_metadata().is_err(), "the link is removed");
+}
+
+/// The path of file artifact `digest` in `store`.
+fn object_path(store: &Store, digest: &Digest) -> PathBuf {
+    let hex = digest.hex();
+    store.root().join("objects").join(&hex[..2]).join(&hex[2..])
+}
+
+/// An entry whose single output `r` is `output`, with empty logs `log`.
+fn entry_with(output: Digest, log: Digest) -> CacheEntry {
+    CacheEntry {
         outputs: [("r".to_owned(), Artifact { kind: OutputKind::File, digest: output })].into(),
         stdout: log,
         stderr: log,
         metrics: std::collections::BTreeMap::new(),
         run_id: "run".into(),
         created: None,
-    };
-    let object = |digest: Digest| {
-        let hex = digest.hex();
-        store.root().join("objects").join(&hex[..2]).join(&hex[2..])
-    };
-    let keys = [kept, changed, lost].map(|output| {
-        let key = Digest::of(output.hex().as_bytes());
-        store.cache_put(&key, &entry_of(output)).unwrap();
-        key
-    });
-    assert_eq!(store.cache_get_intact(&keys[0]), Ok(Some(entry_of(kept))));
-    // Checked once: the second lookup trusts the bytes but still sees a removal.
-    assert_eq!(store.cache_get_intact(&keys[0]), Ok(Some(entry_of(kept))));
-    std::fs::remove_file(object(kept)).unwrap();
-    assert_eq!(store.cache_get_intact(&keys[0]), Ok(None), "a checked artifact removed since is a miss");
+        checked: std::collections::BTreeMap::new(),
+    }
+}
 
-    let path = object(changed);
+#[test]
+fn an_artifact_whose_stamp_is_unchanged_is_reused_without_being_read() {
+    let (dir, store) = store();
+    let log = store.put_bytes(b"").unwrap();
+    let output = store.put_bytes(b"out").unwrap();
+    let path = object_path(&store, &output);
+    // Changed behind the store's back, then stamped as if an earlier
+    // process had hashed it: the stamp is what is trusted.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    std::fs::write(&path, b"EDIT").unwrap();
-    assert_eq!(store.cache_get_intact(&keys[1]), Err(vec![changed]));
+    std::fs::write(&path, b"OUT").unwrap();
+    let stamp = |path: &Path| crate::file_stamp::FileStamp::of(&std::fs::symlink_metadata(path).unwrap());
+    let mut stamped = entry_with(output, log);
+    stamped.checked = [(output, stamp(&path)), (log, stamp(&object_path(&store, &log)))].into();
+    let (key, unstamped_key) = (Digest::of(b"stamped"), Digest::of(b"unstamped"));
+    store.cache_put(&key, &stamped).unwrap();
+    store.cache_put(&unstamped_key, &entry_with(output, log)).unwrap();
+
+    let next_process = || Store::open(dir.path().join("ws")).unwrap();
+    assert_eq!(next_process().cache_get_intact(&key, false), Ok(Some(stamped.clone())), "not read again");
+    // Without the stamp, or with another one, the bytes are hashed.
+    assert_eq!(next_process().cache_get_intact(&unstamped_key, false), Err(vec![output]));
     assert!(!path.exists(), "the corrupt artifact is removed");
-    assert_eq!(store.cache_get_intact(&keys[1]), Ok(None), "and the entry is a miss from then on");
+    assert_eq!(next_process().cache_get_intact(&key, false), Ok(None), "and the stamped entry is a miss");
+}
 
-    std::fs::remove_file(object(lost)).unwrap();
-    assert_eq!(store.cache_get_intact(&keys[2]), Ok(None), "a missing artifact is a miss, not corruption");
+#[test]
+fn a_reuse_records_the_stamps_of_what_it_hashed() {
+    let (dir, store) = store();
+    let log = store.put_bytes(b"").unwrap();
+    let output = store.put_bytes(b"out").unwrap();
+    let key = Digest::of(b"key");
+    store.cache_put(&key, &entry_with(output, log)).unwrap();
+    let next_process = || Store::open(dir.path().join("ws")).unwrap();
+    assert!(next_process().cache_get_intact(&key, true).unwrap().unwrap().checked.is_empty(), "too new to stamp");
 
-    // A symbolic link where an object was is corrupt too, and removed.
-    std::os::unix::fs::symlink("/etc/hostname", object(lost)).unwrap();
-    assert_eq!(store.cache_get_intact(&keys[2]), Err(vec![lost]));
-    assert!(object(lost).symlink_metadata().is_err(), "the link is removed");
+    // Files older than the window in which a change could keep their stamp.
+    std::thread::sleep(std::time::Duration::from_millis(2_100));
+    assert!(next_process().cache_get_intact(&key, false).unwrap().is_some());
+    assert!(store.cache_read(&key).unwrap().checked.is_empty(), "a read-only lookup writes nothing");
+    assert!(next_process().cache_get_intact(&key, true).unwrap().is_some());
+    let stamp = |digest: &Digest| {
+        crate::file_stamp::FileStamp::of(&std::fs::symlink_metadata(object_path(&store, digest)).unwrap())
+    };
+    let recorded = store.cache_read(&key).unwrap().checked;
+    assert_eq!(recorded, [(output, stamp(&output)), (log, stamp(&log))].into());
 }
 
 #[test]
