@@ -263,13 +263,30 @@ impl<'a> Coordinator<'a> {
 
     /// Runs every step to an outcome and reports the run. The worker pool
     /// is started only when a step must execute: a run whose steps are all
-    /// cached settles them here and creates no thread.
+    /// cached settles them here, with at most the history's writer thread.
     /// Returns the report and the record of every step, for the run's document.
     pub(crate) fn drive(
         mut self,
         pipeline: &str,
         executor: &dyn Executor,
     ) -> crate::Result<(RunReport, Vec<StepRecord>)> {
+        let steps = self.plan.len();
+        std::thread::scope(|scope| {
+            let writer = self.recorder.write_on(scope, steps);
+            self.schedule(executor);
+            self.flush_history();
+            if let Some(writer) = writer {
+                for (steps, err) in self.recorder.join(writer) {
+                    self.note_unrecorded(steps, &err);
+                }
+            }
+            self.push_to_remote();
+            Ok(self.into_report(pipeline))
+        })
+    }
+
+    /// Dispatches, admits and settles steps until none is left to run.
+    fn schedule(&mut self, executor: &dyn Executor) {
         let (sender, receiver) = mpsc::channel::<Message>();
         let mut ready: Vec<usize> = (0..self.plan.len()).filter(|&i| self.states[i].is_ready()).rev().collect();
         let mut runnable = self.dispatch_ready(&mut ready);
@@ -306,7 +323,7 @@ impl<'a> Coordinator<'a> {
                 let deliver = move |ticket| drop(to.send(Message::Admitted(id, ticket)));
                 let need = Need { memory: job.spec.limits.memory, gpus: self.gpus_of(id.0) };
                 match admission.request(&self.scope.tenant, need, deliver) {
-                    Some(ticket) => start(&mut self, id, job, ticket, &mut running),
+                    Some(ticket) => start(self, id, job, ticket, &mut running),
                     None => drop(parked.insert(id, job)),
                 }
             }
@@ -369,7 +386,7 @@ impl<'a> Coordinator<'a> {
                 }
                 Ok(Message::Admitted(id, ticket)) => {
                     if let Some(job) = parked.remove(&id) {
-                        start(&mut self, id, job, ticket, &mut running);
+                        start(self, id, job, ticket, &mut running);
                     }
                 }
                 Ok(Message::Cancelled) => {
@@ -386,9 +403,6 @@ impl<'a> Coordinator<'a> {
             }
             runnable.extend(self.dispatch_ready(&mut ready));
         }
-        self.flush_history();
-        self.push_to_remote();
-        Ok(self.into_report(pipeline))
     }
 
     /// Sends the results the run executed to the shared cache, and the keys
@@ -955,10 +969,15 @@ impl<'a> Coordinator<'a> {
     /// reported as a warning on those steps: the run goes on.
     fn flush_history(&mut self) {
         if let Err((steps, err)) = self.recorder.flush() {
-            for step in steps {
-                if let Some(report) = self.reports.get_mut(&step) {
-                    report.warnings.push(format!("was not recorded in the run history: {err}"));
-                }
+            self.note_unrecorded(steps, &err);
+        }
+    }
+
+    /// Warns on each of `steps` that its record could not be written.
+    fn note_unrecorded(&mut self, steps: Vec<String>, err: &crate::Error) {
+        for step in steps {
+            if let Some(report) = self.reports.get_mut(&step) {
+                report.warnings.push(format!("was not recorded in the run history: {err}"));
             }
         }
     }

@@ -355,3 +355,40 @@ fn metrics_read_as_a_table_and_reused_steps_keep_their_curves() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("is of pipeline `chain`, not `other`: 0 of its steps are in this graph"), "{stderr}");
 }
+
+#[test]
+fn a_run_of_more_steps_than_one_written_batch_records_every_step_in_order() {
+    // Past 128 steps the records are written on a thread of their own while
+    // later steps are decided: none may be lost, duplicated or reordered.
+    const STEPS: usize = 300;
+    let project = Project::new();
+    project.write("seed.txt", "s");
+    let mut manifest = String::from("name = \"long\"\n[inputs]\nseed = \"seed.txt\"\n");
+    for i in 0..STEPS {
+        let input = if i == 0 { "inputs.seed".to_owned() } else { format!("s{}.result", i - 1) };
+        manifest.push_str(&format!(
+            "[steps.s{i}]\nmodule = \"tool-p1.wasm\"\nargs = [\"upper\", \"{i}\"]\ninputs = {{ text = \"{input}\" }}\noutputs = {{ result = \"file\" }}\n"
+        ));
+    }
+    project.manifest(&manifest);
+    let (code, first) = project.run_json(&[]);
+    assert_eq!(code, 0, "{first}");
+    let (code, second) = project.run_json(&[]);
+    assert_eq!(code, 0, "{second}");
+
+    let names = |document: &Value| -> Vec<String> {
+        document["steps"].as_array().unwrap().iter().map(|step| step["step"].as_str().unwrap().to_owned()).collect()
+    };
+    let shown = json(&project, &["show", "last", "--json"]);
+    assert_eq!(shown["id"], second["id"]);
+    assert_eq!(names(&shown), names(&second), "the history holds the steps the run reported, in its order");
+    assert_eq!(names(&second).len(), STEPS);
+    for step in shown["steps"].as_array().unwrap() {
+        assert_eq!(step["status"], "cached", "{step}");
+        assert_eq!(step["reused_from"], first["id"], "{step}");
+        assert!(step["warnings"].as_array().is_none_or(Vec::is_empty), "{step}");
+    }
+    let runs = json(&project, &["runs", "--json"]);
+    assert_eq!((runs[0]["ran"].as_u64(), runs[0]["cached"].as_u64()), (Some(0), Some(STEPS as u64)));
+    assert_eq!((runs[1]["ran"].as_u64(), runs[1]["cached"].as_u64()), (Some(STEPS as u64), Some(0)));
+}
