@@ -108,6 +108,8 @@ pub(crate) struct Coordinator<'a> {
     /// Writes settled steps to the history (flushed whenever the
     /// coordinator is about to wait, so no record waits on a running step).
     recorder: Recorder<'a>,
+    /// What the cache lookups of this run found so far.
+    reuse_checks: crate::store::ReuseChecks,
     reports: BTreeMap<String, StepReport>,
     /// The run's event sink, its panics contained.
     sink: Option<Arc<GuardedSink>>,
@@ -245,6 +247,7 @@ impl<'a> Coordinator<'a> {
             run_id,
             scope,
             recorder: Recorder::new(engine.history, engine.store, run_id, metric_tap.clone(), options.is_read_only()),
+            reuse_checks: crate::store::ReuseChecks::new(!options.is_read_only()),
             reports: BTreeMap::new(),
             metric_tap,
             sink,
@@ -763,8 +766,7 @@ impl<'a> Coordinator<'a> {
         if !step.reuse() || self.options.forces(step.name()) {
             return None;
         }
-        let may_write = !self.options.is_read_only();
-        let found = match self.engine.store.cache_get_intact(key, may_write) {
+        let found = match self.engine.store.cache_get_intact(key, &mut self.reuse_checks) {
             Ok(None) => Ok(self.pull(i, key)),
             local => local,
         };

@@ -46,7 +46,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
 
-pub(crate) use cache::CacheEntry;
+pub(crate) use cache::{CacheEntry, ReuseChecks};
 pub use gc::GcReport;
 pub(crate) use import::ImportError;
 use ingest::IfKnown;

@@ -1,6 +1,6 @@
 //! Cache entries: a step's cache key mapped to the outputs it produced.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::path::Path;
 
@@ -53,6 +53,24 @@ impl CacheEntry {
     }
 }
 
+/// What the reuse checks of one run carry from lookup to lookup.
+pub(crate) struct ReuseChecks {
+    /// Whether a lookup may record stamps in the entries it checks (not in
+    /// a read-only run, which writes nothing).
+    may_write: bool,
+    /// Artifacts found intact earlier in the run: not looked at again. (A
+    /// run holds the workspace's lock, which `gc` and `store verify
+    /// --repair` wait for, so what it found stays until it ends.)
+    found: HashSet<Digest>,
+}
+
+impl ReuseChecks {
+    /// The checks of a run that may (or may not) write to the store.
+    pub(crate) fn new(may_write: bool) -> Self {
+        Self { may_write, found: HashSet::new() }
+    }
+}
+
 /// What [`Store::check_on_reuse`] found of an artifact.
 enum OnReuse {
     /// Present, and (if small) its bytes match its digest; with the stamp
@@ -85,18 +103,29 @@ impl Store {
     /// its small artifacts (files and tree records up to
     /// [`CHECKED_ON_REUSE`]) are re-hashed on their first reuse in this
     /// process, unless their file's stamp is the one recorded in the entry
-    /// when they were last hashed. A corrupt one is removed, so the step
-    /// runs again and stores good bytes; `Err` lists what was removed. With
-    /// `may_write`, the stamps of artifacts hashed now are recorded in the
-    /// entry, so the next process need not read them.
-    pub(crate) fn cache_get_intact(&self, key: &Digest, may_write: bool) -> Result<Option<CacheEntry>, Vec<Digest>> {
+    /// when they were last hashed; an artifact `checks` found earlier in the
+    /// run is not looked at again. A corrupt one is removed, so the step
+    /// runs again and stores good bytes; `Err` lists what was removed. Where
+    /// the run may write, the stamps of artifacts hashed now are recorded in
+    /// the entry, so the next process need not read them.
+    pub(crate) fn cache_get_intact(
+        &self,
+        key: &Digest,
+        checks: &mut ReuseChecks,
+    ) -> Result<Option<CacheEntry>, Vec<Digest>> {
         let Some(mut entry) = self.cache_read(key) else { return Ok(None) };
         let mut corrupt = Vec::new();
         let mut complete = true;
         let mut stamped = Vec::new();
         for artifact in entry.outputs.values().chain(&entry.logs()) {
+            if checks.found.contains(&artifact.digest) {
+                continue;
+            }
             match self.check_on_reuse(artifact, entry.checked.get(&artifact.digest)) {
-                OnReuse::Intact(stamp) => stamped.extend(stamp.map(|stamp| (artifact.digest, stamp))),
+                OnReuse::Intact(stamp) => {
+                    checks.found.insert(artifact.digest);
+                    stamped.extend(stamp.map(|stamp| (artifact.digest, stamp)));
+                }
                 OnReuse::Missing => complete = false,
                 OnReuse::Corrupt => corrupt.push(artifact.digest),
             }
@@ -104,7 +133,7 @@ impl Store {
         match (complete, corrupt.is_empty()) {
             (false, _) => Ok(None),
             (true, true) => {
-                if may_write && !stamped.is_empty() {
+                if checks.may_write && !stamped.is_empty() {
                     entry.checked.extend(stamped);
                     // Only a saving for later runs: one that could not be
                     // recorded leaves the entry as it was.

@@ -165,25 +165,27 @@ fn a_reused_entry_is_intact_missing_or_corrupt() {
         store.cache_put(&key, &entry_of(output)).unwrap();
         key
     });
-    assert_eq!(store.cache_get_intact(&keys[0], true), Ok(Some(entry_of(kept))));
-    // Checked once: the second lookup trusts the bytes but still sees a removal.
-    assert_eq!(store.cache_get_intact(&keys[0], true), Ok(Some(entry_of(kept))));
+    // Each lookup as the first of a run.
+    let run = || ReuseChecks::new(true);
+    assert_eq!(store.cache_get_intact(&keys[0], &mut run()), Ok(Some(entry_of(kept))));
+    // Checked once: the next run trusts the bytes but still sees a removal.
+    assert_eq!(store.cache_get_intact(&keys[0], &mut run()), Ok(Some(entry_of(kept))));
     std::fs::remove_file(object(kept)).unwrap();
-    assert_eq!(store.cache_get_intact(&keys[0], true), Ok(None), "a checked artifact removed since is a miss");
+    assert_eq!(store.cache_get_intact(&keys[0], &mut run()), Ok(None), "a checked artifact removed since is a miss");
 
     let path = object(changed);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(&path, b"EDIT").unwrap();
-    assert_eq!(store.cache_get_intact(&keys[1], true), Err(vec![changed]));
+    assert_eq!(store.cache_get_intact(&keys[1], &mut run()), Err(vec![changed]));
     assert!(!path.exists(), "the corrupt artifact is removed");
-    assert_eq!(store.cache_get_intact(&keys[1], true), Ok(None), "and the entry is a miss from then on");
+    assert_eq!(store.cache_get_intact(&keys[1], &mut run()), Ok(None), "and the entry is a miss from then on");
 
     std::fs::remove_file(object(lost)).unwrap();
-    assert_eq!(store.cache_get_intact(&keys[2], true), Ok(None), "a missing artifact is a miss, not corruption");
+    assert_eq!(store.cache_get_intact(&keys[2], &mut run()), Ok(None), "a missing artifact is a miss, not corruption");
 
     // A symbolic link where an object was is corrupt too, and removed.
     std::os::unix::fs::symlink("/etc/hostname", object(lost)).unwrap();
-    assert_eq!(store.cache_get_intact(&keys[2], true), Err(vec![lost]));
+    assert_eq!(store.cache_get_intact(&keys[2], &mut run()), Err(vec![lost]));
     assert!(object(lost).symlink_metadata().is_err(), "the link is removed");
 }
 
@@ -207,6 +209,25 @@ fn entry_with(output: Digest, log: Digest) -> CacheEntry {
 }
 
 #[test]
+fn a_run_looks_at_an_artifact_once() {
+    let (_dir, store) = store();
+    let log = store.put_bytes(b"").unwrap();
+    let [first, second] = [b"first", b"other"].map(|bytes| store.put_bytes(bytes).unwrap());
+    let keys = [first, second].map(|output| {
+        let key = Digest::of(output.hex().as_bytes());
+        store.cache_put(&key, &entry_with(output, log)).unwrap();
+        key
+    });
+    let mut run = ReuseChecks::new(true);
+    assert!(store.cache_get_intact(&keys[0], &mut run).unwrap().is_some());
+    // Nothing removes what a run found while it holds the workspace (gc and
+    // repair wait for it): the shared log is not looked at again.
+    std::fs::remove_file(object_path(&store, &log)).unwrap();
+    assert!(store.cache_get_intact(&keys[1], &mut run).unwrap().is_some());
+    assert_eq!(store.cache_get_intact(&keys[1], &mut ReuseChecks::new(true)), Ok(None), "the next run looks");
+}
+
+#[test]
 fn an_artifact_whose_stamp_is_unchanged_is_reused_without_being_read() {
     let (dir, store) = store();
     let log = store.put_bytes(b"").unwrap();
@@ -224,11 +245,19 @@ fn an_artifact_whose_stamp_is_unchanged_is_reused_without_being_read() {
     store.cache_put(&unstamped_key, &entry_with(output, log)).unwrap();
 
     let next_process = || Store::open(dir.path().join("ws")).unwrap();
-    assert_eq!(next_process().cache_get_intact(&key, false), Ok(Some(stamped.clone())), "not read again");
+    assert_eq!(
+        next_process().cache_get_intact(&key, &mut ReuseChecks::new(false)),
+        Ok(Some(stamped.clone())),
+        "not read again"
+    );
     // Without the stamp, or with another one, the bytes are hashed.
-    assert_eq!(next_process().cache_get_intact(&unstamped_key, false), Err(vec![output]));
+    assert_eq!(next_process().cache_get_intact(&unstamped_key, &mut ReuseChecks::new(false)), Err(vec![output]));
     assert!(!path.exists(), "the corrupt artifact is removed");
-    assert_eq!(next_process().cache_get_intact(&key, false), Ok(None), "and the stamped entry is a miss");
+    assert_eq!(
+        next_process().cache_get_intact(&key, &mut ReuseChecks::new(false)),
+        Ok(None),
+        "and the stamped entry is a miss"
+    );
 }
 
 #[test]
@@ -239,13 +268,16 @@ fn a_reuse_records_the_stamps_of_what_it_hashed() {
     let key = Digest::of(b"key");
     store.cache_put(&key, &entry_with(output, log)).unwrap();
     let next_process = || Store::open(dir.path().join("ws")).unwrap();
-    assert!(next_process().cache_get_intact(&key, true).unwrap().unwrap().checked.is_empty(), "too new to stamp");
+    assert!(
+        next_process().cache_get_intact(&key, &mut ReuseChecks::new(true)).unwrap().unwrap().checked.is_empty(),
+        "too new to stamp"
+    );
 
     // Files older than the window in which a change could keep their stamp.
     std::thread::sleep(std::time::Duration::from_millis(2_100));
-    assert!(next_process().cache_get_intact(&key, false).unwrap().is_some());
+    assert!(next_process().cache_get_intact(&key, &mut ReuseChecks::new(false)).unwrap().is_some());
     assert!(store.cache_read(&key).unwrap().checked.is_empty(), "a read-only lookup writes nothing");
-    assert!(next_process().cache_get_intact(&key, true).unwrap().is_some());
+    assert!(next_process().cache_get_intact(&key, &mut ReuseChecks::new(true)).unwrap().is_some());
     let stamp = |digest: &Digest| {
         crate::file_stamp::FileStamp::of(&std::fs::symlink_metadata(object_path(&store, digest)).unwrap())
     };
