@@ -259,7 +259,8 @@ impl Project {
         let stdout = String::from_utf8_lossy(&output.stdout);
         let summary: Value = serde_json::from_str(&stdout).unwrap_or_else(|err| {
             panic!(
-                "stdout is not one JSON object ({err}):\n{stdout}\nstderr:\n{}",
+                "stdout is not one JSON object ({err}; weir ended with {}):\n{stdout}\nstderr:\n{}",
+                output.status,
                 String::from_utf8_lossy(&output.stderr)
             )
         });
@@ -311,7 +312,7 @@ impl Project {
         let manifest = self.tenant_dir(tenant).join("pipeline.toml");
         let output = self.weir(&["run", manifest.to_str().expect("UTF-8 path"), "--tenant", tenant]);
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert_eq!(output.status.code(), Some(2), "expected a refusal, got:\n{stderr}");
+        assert_eq!(output.status.code(), Some(2), "expected a refusal, got {}:\n{stderr}", output.status);
         stderr
     }
 
