@@ -231,7 +231,7 @@ impl OutputUsage {
     /// nesting or length of names escapes it; an error in the walk is
     /// returned, and callers treat it as a breach.
     pub(crate) fn measure(dir: &Dir, limits: &Limits) -> std::io::Result<OutputUsage> {
-        Self::walk(dir, limits, |_, _| {})
+        OutputUsage::default().add_tree(dir, limits)
     }
 
     /// The step error for `/out`: a passed quota, or a walk that failed.
@@ -242,27 +242,14 @@ impl OutputUsage {
         }
     }
 
-    /// Checks `/out` as [`check`](Self::check) does; within its quotas, its
-    /// top-level entries, each with whether it is a directory.
-    pub(crate) fn listed(dir: &Dir, limits: &Limits) -> Result<TopLevel, crate::StepErrorKind> {
-        let mut top_level = Vec::new();
-        let usage = Self::walk(dir, limits, |name, is_dir| top_level.push((name, is_dir)))
-            .map_err(|err| crate::StepErrorKind::OutputUnmeasurable { reason: err.to_string() })?;
-        match usage.breach(limits) {
-            Some(breach) => Err(breach),
-            None => Ok(top_level),
-        }
-    }
-
-    /// [`measure`](Self::measure), telling `top_level` each entry of `dir`
-    /// itself.
-    fn walk(dir: &Dir, limits: &Limits, mut top_level: impl FnMut(OsString, bool)) -> std::io::Result<OutputUsage> {
-        let mut usage = OutputUsage::default();
+    /// This usage with [`measure`](Self::measure) of `dir` added (the walk
+    /// stops as soon as the sum passes a quota).
+    pub(crate) fn add_tree(self, dir: &Dir, limits: &Limits) -> std::io::Result<OutputUsage> {
+        let mut usage = self;
         // Directories still to list, each as its parent's handle and its name,
         // opened only when listed: open handles stay about the walk's depth.
         let mut pending: Vec<(Arc<Dir>, Option<OsString>)> = vec![(Arc::new(dir.try_clone()?), None)];
         while let Some((parent, name)) = pending.pop() {
-            let at_top = name.is_none();
             let dir = match name {
                 None => parent,
                 Some(name) => Arc::new(parent.open_dir(&name)?),
@@ -271,9 +258,6 @@ impl OutputUsage {
                 let entry = entry?;
                 usage.files += 1;
                 let file_type = entry.file_type()?;
-                if at_top {
-                    top_level(entry.file_name(), file_type.is_dir());
-                }
                 if file_type.is_dir() {
                     pending.push((dir.clone(), Some(entry.file_name())));
                 } else if file_type.is_file() {
@@ -298,7 +282,8 @@ impl OutputUsage {
         }
     }
 
-    fn exceeds(&self, limits: &Limits) -> bool {
+    /// Whether a quota of `limits` is passed.
+    pub(crate) fn exceeds(&self, limits: &Limits) -> bool {
         self.files > limits.files || self.bytes > limits.output
     }
 }

@@ -14,10 +14,10 @@ use crate::bridge::{Bridge, NativeFailures, panic_text};
 use crate::cancel::CancelToken;
 use crate::events::{EventSink, LogStream};
 use crate::executor::JobSpec;
-use crate::limits::{OutputUsage, TopLevel};
+use crate::limits::TopLevel;
 use crate::native::{GuestFiles, NativeStep, Natives, StepContext};
 use crate::runtime::{CappedLog, Captured, Invocation, LogTee, Program, Runtime};
-use crate::store::{CacheEntry, Leftovers, Scratch, Store, UsedScratch};
+use crate::store::{CacheEntry, Leftovers, OutListing, Scratch, Store, UsedScratch};
 use crate::telemetry::Telemetry;
 use crate::tenant::StoreAccount;
 use crate::{Artifact, Error, Logs, OutputKind, Phases, StepError, StepErrorKind};
@@ -127,8 +127,8 @@ pub(crate) fn execute(workshop: &Workshop<'_>, job: &Job) -> Finished {
     }
     let staging = Instant::now();
     let mut finished = match workshop.store.take_scratch() {
-        Ok(scratch) => {
-            let (finished, leftovers) = run_in(workshop, job, &scratch, staging);
+        Ok(mut scratch) => {
+            let (finished, leftovers) = run_in(workshop, job, &mut scratch, staging);
             Finished { scratch: Some(UsedScratch { scratch, leftovers }), ..finished }
         }
         Err(err) => failed(job, engine(err), String::new()),
@@ -190,9 +190,13 @@ impl Finished {
 /// Stages, runs and collects `job` in the scratch directory; `staging` is
 /// when staging began. With the result, what the execution left in the
 /// directory when it is known for certain (the step succeeded).
-fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Scratch, staging: Instant) -> (Finished, Option<Leftovers>) {
+fn run_in(
+    workshop: &Workshop<'_>,
+    job: &Job,
+    scratch: &mut Scratch,
+    staging: Instant,
+) -> (Finished, Option<Leftovers>) {
     let telemetry = Telemetry::new(workshop.events.clone(), &job.spec.run_id);
-    let path = scratch.path.as_path();
     let staged = match stage(workshop.store, job, scratch, workshop.events.as_ref()) {
         Ok(staged) => staged,
         Err(err) => return (failed(job, engine(err), String::new()), None),
@@ -201,6 +205,7 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Scratch, staging: Instan
         watch(scratch);
     }
     let stage_time = staging.elapsed();
+    let path = scratch.path.as_path();
     let (stdout, stderr) = (staged.stdout.clone(), staged.stderr.clone());
     let (mut ran, telemetry, mut phases, failures) = match &job.code {
         JobCode::Wasm(program) => run_wasm(workshop, job, program, staged, path, telemetry),
@@ -224,12 +229,12 @@ fn run_in(workshop: &Workshop<'_>, job: &Job, scratch: &Scratch, staging: Instan
     }
     let (stdout, stderr) = (stdout.finish(), stderr.finish());
     let stderr_tail = tail(&stderr, path);
+    // The parameters file stays: the next staging in the directory overwrites it.
     let mut leftovers = Leftovers {
         inputs: job.spec.inputs.iter().map(|(name, artifact)| (name.clone(), artifact.kind)).collect(),
         outputs: Vec::new(),
         files: [&stdout, &stderr].into_iter().filter_map(Captured::file_name).map(str::to_owned).collect(),
     };
-    leftovers.inputs.push((PARAMS_FILE.to_owned(), OutputKind::File));
     let logs = match store_logs(workshop.store, &scratch.root, stdout, stderr)
         .and_then(|logs| charge_logs(workshop.store, job, logs))
     {
@@ -287,16 +292,26 @@ struct Staged {
     out_dir: Dir,
 }
 
-/// Fills `in/` (inputs and parameters) and opens the logs (which become
-/// files of the scratch directory only if they grow large).
-fn stage(store: &Store, job: &Job, scratch: &Scratch, events: Option<&Arc<dyn EventSink>>) -> Result<Staged, Error> {
+/// Fills `in/` (inputs and parameters; the parameters file is left as it
+/// is when the directory's last staging wrote the same bytes) and opens the
+/// logs (which become files of the scratch directory only if they grow large).
+fn stage(
+    store: &Store,
+    job: &Job,
+    scratch: &mut Scratch,
+    events: Option<&Arc<dyn EventSink>>,
+) -> Result<Staged, Error> {
     let io = |what: &str| Error::io(format!("preparing {what} in {}", scratch.path.display()));
     for (name, artifact) in &job.spec.inputs {
         store.materialize(artifact, &scratch.in_dir, Path::new(name))?;
     }
     let params =
         serde_json::to_vec_pretty(&job.spec.params).map_err(|err| io("parameters")(std::io::Error::other(err)))?;
-    scratch.in_dir.write(PARAMS_FILE, params).map_err(io("parameters"))?;
+    if scratch.staged_params.as_ref() != Some(&params) {
+        scratch.staged_params = None;
+        scratch.in_dir.write(PARAMS_FILE, &params).map_err(io("parameters"))?;
+        scratch.staged_params = Some(params);
+    }
     // A tenant's logs count against its store quota: none may outgrow what is left of it.
     let cap =
         job.store_account.as_ref().map_or(job.spec.limits.log, |account| job.spec.limits.log.min(account.remaining()));
@@ -405,8 +420,7 @@ fn charge_logs(store: &Store, job: &Job, logs: Logs) -> Result<Result<Logs, Step
 
 /// Checks the output quotas, moves the declared outputs into the store,
 /// charges them to the tenant and, when `record`, records the cache entry.
-/// With the outputs, the top-level entries of `/out` (see
-/// [`OutputUsage::listed`]).
+/// With the outputs, the top-level entries left in `/out`.
 fn collect(
     store: &Store,
     job: &Job,
@@ -417,11 +431,20 @@ fn collect(
     phases: &mut Phases,
 ) -> Result<(BTreeMap<String, Artifact>, TopLevel), StepErrorKind> {
     let out = &scratch.out_dir;
-    let top_level = OutputUsage::listed(out, &job.spec.limits)?;
+    let file_outputs =
+        job.spec.outputs.iter().filter(|(_, kind)| **kind == OutputKind::File).map(|(name, _)| name.as_str());
+    let mut listing = OutListing::read(out, file_outputs, &job.spec.limits)?;
     let mut outputs = BTreeMap::new();
+    let mut left = Vec::new();
     for (name, kind) in &job.spec.outputs {
-        outputs.insert(name.clone(), store.ingest_output(out, name, *kind)?);
+        let ingested = store.ingest_output(out, name, *kind, listing.take(name))?;
+        if ingested.left_in_out {
+            left.push((name.into(), *kind == OutputKind::Dir));
+        }
+        outputs.insert(name.clone(), ingested.artifact);
     }
+    let mut top_level = listing.into_top_level();
+    top_level.extend(left);
     if let Some(account) = &job.store_account {
         let produced: Vec<Artifact> = outputs.values().copied().collect();
         account.charge(&produced, |artifact| store.artifact_size(artifact)).map_err(engine)??;

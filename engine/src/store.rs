@@ -27,6 +27,7 @@ mod gc;
 mod import;
 mod ingest;
 mod janitor;
+mod listing;
 mod locks;
 mod scratch;
 
@@ -50,6 +51,7 @@ pub(crate) use cache::{CacheEntry, ReuseChecks};
 pub use gc::GcReport;
 pub(crate) use import::ImportError;
 use ingest::IfKnown;
+pub(crate) use listing::OutListing;
 pub(crate) use scratch::{Leftovers, Scratch, UsedScratch};
 pub(crate) use tree::Tree;
 pub use tree::TreeEntry;
@@ -369,6 +371,38 @@ impl Store {
         };
         renamed.map_err(Error::io(format!("moving {} into the store", from.display())))
     }
+
+    /// Moves `from_dir/from` to `<dir>/<fan>/<rest>` unless an entry is
+    /// there already: `Ok(false)` then, and `from` stays. One `renameat2`
+    /// that refuses to replace, where the file system has it; a `stat`, then
+    /// [`rename_from`](Self::rename_from), elsewhere.
+    fn rename_new_from(&self, from_dir: &Dir, from: &Path, dir: &Dir, fan: &str, rest: &str) -> Result<bool> {
+        #[cfg(target_os = "linux")]
+        if single_name(from) {
+            use rustix::io::Errno;
+            let to = Path::new(fan).join(rest);
+            let rename = || rustix::fs::renameat_with(from_dir, from, dir, &to, rustix::fs::RenameFlags::NOREPLACE);
+            let renamed = match rename() {
+                Err(Errno::NOENT) => {
+                    ensure_dir(dir, fan)?;
+                    rename()
+                }
+                other => other,
+            };
+            match renamed {
+                Ok(()) => return Ok(true),
+                Err(Errno::EXIST) => return Ok(false),
+                // A file system without the flag: the portable way below.
+                Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {}
+                Err(err) => return Err(Error::io(format!("moving {} into the store", from.display()))(err.into())),
+            }
+        }
+        if has_entry(dir, &Path::new(fan).join(rest)) {
+            return Ok(false);
+        }
+        self.rename_from(from_dir, from, dir, fan, rest)?;
+        Ok(true)
+    }
 }
 
 /// Removes what processes that no longer exist left in `tmp/` (scratch
@@ -502,7 +536,11 @@ fn ensure_dir(dir: &Dir, name: &str) -> Result<()> {
 /// Makes an open file read-only through its handle (`fchmod`; changing it
 /// by name would open it again).
 fn make_read_only(file: &std::fs::File) -> io::Result<()> {
-    let mut perms = file.metadata()?.permissions();
+    set_read_only(file, file.metadata()?.permissions())
+}
+
+/// [`make_read_only`] of a file whose permissions `perms` the caller has.
+fn set_read_only(file: &std::fs::File, mut perms: std::fs::Permissions) -> io::Result<()> {
     perms.set_readonly(true);
     file.set_permissions(perms)
 }

@@ -162,3 +162,42 @@ fn a_step_sees_nothing_that_earlier_steps_left_in_their_scratch_directories() {
     let leftovers = std::fs::read_dir(project.workspace().join("tmp")).unwrap().count();
     assert_eq!(leftovers, 0, "the pooled scratch directories are removed when the process ends");
 }
+
+/// A pooled scratch directory keeps its parameters file when the next step
+/// staged there has the same parameters (see `stage`): each step must still
+/// see exactly its own, whichever steps went before it in the directory.
+#[test]
+fn a_step_sees_its_own_parameters_in_a_scratch_directory_used_again() {
+    let project = Project::new();
+    let step = |name: &str, params: &str| {
+        format!(
+            "[steps.{name}]\nmodule = \"tool-p1.wasm\"\nargs = [\"params\"]\n{params}outputs = {{ result = \"file\" }}\n"
+        )
+    };
+    let steps = [
+        ("one", "params = { w = \"1\" }\n"),
+        ("same", "params = { w = \"1\" }\n"),
+        ("two", "params = { w = \"2\" }\n"),
+        ("none", ""),
+        ("nested", "params = { w = { deep = [1, 2] } }\n"),
+    ];
+    let manifest: String = steps.iter().map(|(name, params)| step(name, params)).collect();
+    project.manifest(&format!("name = \"params\"\n{manifest}"));
+    let expected = |name: &str| match name {
+        "one" | "same" => serde_json::json!({ "w": "1" }),
+        "two" => serde_json::json!({ "w": "2" }),
+        "none" => serde_json::json!({}),
+        _ => serde_json::json!({ "w": { "deep": [1, 2] } }),
+    };
+    // One worker, so the steps follow one another through the pool.
+    for round in 0..3 {
+        let args: &[&str] = if round == 0 { &["-j", "1"] } else { &["-j", "1", "--no-cache"] };
+        let (code, run) = project.run_json(args);
+        assert_eq!(code, 0, "{run}");
+        for (name, _) in steps {
+            let seen: serde_json::Value =
+                serde_json::from_str(&project.cat(output_digest(&run, name, "result"))).unwrap();
+            assert_eq!(seen, expected(name), "round {round}: step {name}");
+        }
+    }
+}

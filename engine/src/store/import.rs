@@ -141,7 +141,7 @@ impl Store {
             let _ = self.inner.tmp.remove_file(&temp);
             return Ok(None);
         }
-        let digest = self.adopt_file(&self.inner.tmp, Path::new(&temp), IfKnown::Remove, &context)?;
+        let digest = self.adopt_file(&self.inner.tmp, Path::new(&temp), IfKnown::Remove, &context)?.digest();
         Ok(Some((digest, copied)))
     }
 

@@ -4,36 +4,51 @@
 //! directory and never follows a symbolic link: a link, or any special file,
 //! in an output is rejected.
 
+use std::fs::{File, Metadata};
 use std::path::{Path, PathBuf};
 
 use cap_std::fs::Dir;
 
-use super::{Artifact, Durability, Store, Tree, TreeEntry, hash_file, make_read_only, split};
+use super::listing::Listed;
+use super::{Artifact, Durability, Store, Tree, TreeEntry, hash_file_of_len, set_read_only, split};
 use crate::{Digest, Error, OutputKind, StepErrorKind};
 
 impl Store {
-    /// Moves output `name`, written by a guest into `out`, into the store.
-    pub(crate) fn ingest_output(&self, out: &Dir, name: &str, kind: OutputKind) -> Result<Artifact, StepErrorKind> {
+    /// Moves output `name` of `out`, as its listing found it (`None`: it is
+    /// absent), into the store.
+    pub(crate) fn ingest_output(
+        &self,
+        out: &Dir,
+        name: &str,
+        kind: OutputKind,
+        found: Option<Listed>,
+    ) -> Result<Ingested, StepErrorKind> {
         let bad = |reason: String| StepErrorKind::BadOutput { output: name.to_owned(), reason };
-        let metadata = match out.symlink_metadata(name) {
-            Ok(metadata) => metadata,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StepErrorKind::MissingOutput { output: name.to_owned() });
-            }
-            Err(err) => return Err(engine_error(Error::io(format!("reading /out/{name}"))(err))),
-        };
-        let found = entry_kind(&metadata.file_type(), Path::new(name)).map_err(bad)?;
-        if found != kind {
-            return Err(bad(format!("declared as a {kind} but the step wrote a {found}")));
+        let found = found.ok_or_else(|| StepErrorKind::MissingOutput { output: name.to_owned() })?;
+        let found_kind = found.kind(Path::new(name)).map_err(bad)?;
+        if found_kind != kind {
+            return Err(bad(format!("declared as a {kind} but the step wrote a {found_kind}")));
         }
-        let digest = match kind {
-            OutputKind::File => self.ingest_file(out, Path::new(name)),
-            OutputKind::Dir => self.ingest_dir(out, Path::new(name), Path::new(name)),
+        let context = || format!("storing output file {name}");
+        let adopted = |adopted: crate::Result<Adopted>| match adopted? {
+            Adopted::Moved(digest) => Ok((digest, false)),
+            Adopted::Known(digest) => Ok((digest, true)),
         };
-        digest.map(|digest| Artifact { kind, digest }).map_err(|err| match err {
-            IngestError::Rejected(reason) => bad(reason),
-            IngestError::Store(err) => engine_error(err),
-        })
+        let stored = match found {
+            Listed::File(Some((file, metadata))) => {
+                adopted(self.adopt_opened(out, Path::new(name), &file, &metadata, IfKnown::Keep, &context))
+            }
+            Listed::File(None) => adopted(self.adopt_file(out, Path::new(name), IfKnown::Keep, &context)),
+            // A directory stays in `/out`, with any file the store held already.
+            Listed::Dir | Listed::Link | Listed::Special => {
+                self.ingest_dir(out, Path::new(name), Path::new(name)).map(|digest| (digest, true))
+            }
+        };
+        match stored {
+            Ok((digest, left_in_out)) => Ok(Ingested { artifact: Artifact { kind, digest }, left_in_out }),
+            Err(IngestError::Rejected(reason)) => Err(bad(reason)),
+            Err(IngestError::Store(err)) => Err(engine_error(err)),
+        }
     }
 
     /// Moves a file the engine wrote into a scratch directory (a step's log)
@@ -49,7 +64,7 @@ impl Store {
         let context = || format!("storing output file {}", path.display());
         // A known output stays where it is: the scratch directory's removal,
         // off the worker's path, takes it.
-        Ok(self.adopt_file(dir, path, IfKnown::Keep, &context)?)
+        Ok(self.adopt_file(dir, path, IfKnown::Keep, &context)?.digest())
     }
 
     /// Hashes file `path` of `dir`, a private file nothing else writes, and
@@ -62,22 +77,37 @@ impl Store {
         path: &Path,
         if_known: IfKnown,
         context: &dyn Fn() -> String,
-    ) -> crate::Result<Digest> {
+    ) -> crate::Result<Adopted> {
         let file = dir.open(path).map_err(|e| Error::io(context())(e))?.into_std();
-        let digest = hash_file(&file).map_err(|e| Error::io(context())(e))?;
+        let metadata = file.metadata().map_err(|e| Error::io(context())(e))?;
+        self.adopt_opened(dir, path, &file, &metadata, if_known, context)
+    }
+
+    /// [`adopt_file`](Self::adopt_file) of `file`, open already, with its `metadata`.
+    fn adopt_opened(
+        &self,
+        dir: &Dir,
+        path: &Path,
+        file: &File,
+        metadata: &Metadata,
+        if_known: IfKnown,
+        context: &dyn Fn() -> String,
+    ) -> crate::Result<Adopted> {
+        let digest = hash_file_of_len(file, metadata.len()).map_err(|e| Error::io(context())(e))?;
         let (fan, rest) = split(&digest);
-        if super::has_entry(&self.inner.objects, &Path::new(&fan).join(&rest)) {
+        // Made ready as an object before it can become one; when the
+        // object turns out to exist, this file is left (or removed) as it is.
+        self.settle(Durability::Content, || file.sync_all())
+            .and_then(|()| set_read_only(file, metadata.permissions()))
+            .map_err(|e| Error::io(context())(e))?;
+        if !self.rename_new_from(dir, path, &self.inner.objects, &fan, &rest)? {
             if if_known == IfKnown::Remove {
                 // A leftover is unreachable from any entry; failing to remove it loses nothing.
                 let _ = dir.remove_file(path);
             }
-            return Ok(digest);
+            return Ok(Adopted::Known(digest));
         }
-        self.settle(Durability::Content, || file.sync_all())
-            .and_then(|()| make_read_only(&file))
-            .map_err(|e| Error::io(context())(e))?;
-        self.rename_from(dir, path, &self.inner.objects, &fan, &rest)?;
-        Ok(digest)
+        Ok(Adopted::Moved(digest))
     }
 
     /// Stores directory `name` of `parent`; `path` is its path under `/out`, for messages.
@@ -106,19 +136,46 @@ impl Store {
 
 /// Classifies an entry without following links; rejects links and special files.
 fn entry_kind(file_type: &cap_std::fs::FileType, path: &Path) -> Result<OutputKind, String> {
-    if file_type.is_symlink() {
-        Err(format!("{} is a symbolic link; outputs may hold only regular files and directories", path.display()))
+    let listed = if file_type.is_symlink() {
+        Listed::Link
     } else if file_type.is_file() {
-        Ok(OutputKind::File)
+        Listed::File(None)
     } else if file_type.is_dir() {
-        Ok(OutputKind::Dir)
+        Listed::Dir
     } else {
-        Err(format!("{} is a special file; outputs may hold only regular files and directories", path.display()))
-    }
+        Listed::Special
+    };
+    listed.kind(path)
 }
 
 fn engine_error(err: Error) -> StepErrorKind {
     StepErrorKind::Engine(err.to_string())
+}
+
+/// An output as stored.
+#[derive(Debug)]
+pub(crate) struct Ingested {
+    pub artifact: Artifact,
+    /// Whether it is still in `/out` (a directory, or a file whose bytes the
+    /// store held already), for the scratch directory's cleanup to remove.
+    pub left_in_out: bool,
+}
+
+/// What [`Store::adopt_file`] did with a file.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Adopted {
+    /// Moved into the objects under its digest.
+    Moved(Digest),
+    /// Left where it was (or removed, as asked): the object existed already.
+    Known(Digest),
+}
+
+impl Adopted {
+    pub(super) fn digest(self) -> Digest {
+        match self {
+            Adopted::Moved(digest) | Adopted::Known(digest) => digest,
+        }
+    }
 }
 
 /// What [`Store::adopt_file`] does with a file whose object exists already.

@@ -1,7 +1,8 @@
 //! Steps' scratch directories (`tmp/step-…` with `in/` and `out/`), kept
 //! open and used again: after a step that succeeded, the janitor removes by
-//! name what the step left (its staged inputs, its outputs, spilled logs) and
-//! the directory goes back to a small pool, so the next execution skips
+//! name what the step left (its staged inputs, its outputs, spilled logs; the
+//! parameters file stays, for the next staging to overwrite) and the
+//! directory goes back to a small pool, so the next execution skips
 //! creating, opening, listing and removing three directories (about twenty
 //! file-system metadata operations per executed step, each 70–200 µs on a
 //! busy disk). A directory whose contents are not known for certain (the
@@ -32,6 +33,11 @@ pub(crate) struct Scratch {
     pub(crate) in_dir: Dir,
     /// `out/`: what the step writes.
     pub(crate) out_dir: Dir,
+    /// The bytes of the parameters file in `in/`, as the last staging wrote
+    /// them (`None`: none was, or its write failed). A guest cannot change
+    /// them (`/in` is read-only to it) and the janitor leaves the file, so
+    /// a staging with the same parameters need not write it again.
+    pub(crate) staged_params: Option<Vec<u8>>,
 }
 
 /// Everything an execution left in its scratch directory, so that it can
@@ -39,10 +45,10 @@ pub(crate) struct Scratch {
 /// the step ended.
 #[derive(Debug, Default)]
 pub(crate) struct Leftovers {
-    /// Entries of `in/`: the staged inputs (with their kinds) and the
-    /// parameters file.
+    /// Entries of `in/`: the staged inputs, with their kinds.
     pub(crate) inputs: Vec<(String, OutputKind)>,
-    /// The top-level entries of `out/`, and whether each is a directory.
+    /// The top-level entries left in `out/` (not moved into the store), and
+    /// whether each is a directory.
     pub(crate) outputs: TopLevel,
     /// Files of the directory itself (logs that spilled to disk).
     pub(crate) files: Vec<String>,
@@ -102,7 +108,7 @@ impl Store {
         root.create_dir("out").map_err(io("/out"))?;
         let in_dir = root.open_dir("in").map_err(io("/in"))?;
         let out_dir = root.open_dir("out").map_err(io("/out"))?;
-        Ok(Scratch { name, path, root, in_dir, out_dir })
+        Ok(Scratch { name, path, root, in_dir, out_dir, staged_params: None })
     }
 
     /// Hands a used scratch directory to the store's background janitor:

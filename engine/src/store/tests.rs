@@ -4,6 +4,7 @@ use std::path::Path;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 
+use super::listing::Listed;
 use super::*;
 
 fn store() -> (tempfile::TempDir, Store) {
@@ -89,6 +90,11 @@ fn import_reuses_the_digest_of_an_unchanged_file_and_notices_changes() {
     assert_eq!(store.import(&input).unwrap().digest, Digest::of(b"second"));
 }
 
+/// Lists `out` as a step's collection does, with `files` declared as file outputs.
+fn listing<const N: usize>(out: &Dir, files: [&str; N]) -> OutListing {
+    OutListing::read(out, files, &crate::Limits::default()).unwrap()
+}
+
 #[test]
 fn ingest_moves_files_and_rejects_links_and_wrong_kinds() {
     let (_dir, store) = store();
@@ -98,22 +104,60 @@ fn ingest_moves_files_and_rejects_links_and_wrong_kinds() {
     out.write("tree/sub/f", b"nested").unwrap();
     std::os::unix::fs::symlink("/etc/passwd", out_path.join("link")).unwrap();
     std::os::unix::fs::symlink("/etc", out_path.join("tree/escape")).unwrap();
+    let mut listed = listing(&out, ["result", "link", "nope"]);
 
-    let file = store.ingest_output(&out, "result", OutputKind::File).unwrap();
-    assert_eq!(store.read_file(&file.digest).unwrap(), b"data");
+    let file = store.ingest_output(&out, "result", OutputKind::File, listed.take("result")).unwrap();
+    assert_eq!(store.read_file(&file.artifact.digest).unwrap(), b"data");
     assert!(!out_path.join("result").exists(), "the output was moved, not copied");
+    assert!(!file.left_in_out);
 
-    let missing = store.ingest_output(&out, "nope", OutputKind::File).unwrap_err();
+    let missing = store.ingest_output(&out, "nope", OutputKind::File, listed.take("nope")).unwrap_err();
     assert_eq!(missing, StepErrorKind::MissingOutput { output: "nope".into() });
-    let link = store.ingest_output(&out, "link", OutputKind::File).unwrap_err();
+    let link = store.ingest_output(&out, "link", OutputKind::File, listed.take("link")).unwrap_err();
     assert!(matches!(&link, StepErrorKind::BadOutput { reason, .. } if reason.contains("symbolic link")), "{link}");
-    let nested = store.ingest_output(&out, "tree", OutputKind::Dir).unwrap_err();
+    let tree = listed.take("tree");
+    let nested = store.ingest_output(&out, "tree", OutputKind::Dir, tree).unwrap_err();
     assert!(matches!(&nested, StepErrorKind::BadOutput { reason, .. } if reason.contains("tree/escape")), "{nested}");
-    let kind = store.ingest_output(&out, "tree", OutputKind::File).unwrap_err();
+    let kind = store.ingest_output(&out, "tree", OutputKind::File, Some(Listed::Dir)).unwrap_err();
     assert!(
         matches!(&kind, StepErrorKind::BadOutput { reason, .. } if reason.contains("declared as a file")),
         "{kind}"
     );
+}
+
+#[test]
+fn an_output_whose_bytes_the_store_holds_stays_in_out_for_the_cleanup() {
+    let (_dir, store) = store();
+    let (out, out_path) = scratch(&store);
+    store.put_bytes(b"known").unwrap();
+    out.write("again", b"known").unwrap();
+    out.write("stray", b"not declared").unwrap();
+    let mut listed = listing(&out, ["again"]);
+
+    let again = store.ingest_output(&out, "again", OutputKind::File, listed.take("again")).unwrap();
+    assert_eq!(again.artifact.digest, Digest::of(b"known"));
+    assert!(again.left_in_out && out_path.join("again").exists());
+    assert_eq!(listed.into_top_level(), [("stray".into(), false)], "what was not taken is left");
+}
+
+#[test]
+fn the_listing_of_out_counts_every_entry_and_byte_against_the_quotas() {
+    let (_dir, store) = store();
+    let (out, _) = scratch(&store);
+    out.write("declared", vec![0u8; 600]).unwrap();
+    out.write("undeclared", vec![0u8; 300]).unwrap();
+    out.create_dir_all("tree/sub").unwrap();
+    out.write("tree/sub/deep", vec![0u8; 200]).unwrap();
+    // 5 entries (3 at the top, `sub` and `deep` below) holding 1,100 bytes.
+    let limits = |files, output| crate::Limits { files, output, ..crate::Limits::default() };
+    let read = |limits| OutListing::read(&out, ["declared"], &limits);
+
+    let within = read(limits(5, 1_100)).unwrap();
+    let top: Vec<_> = within.into_top_level();
+    assert_eq!(top, [("declared".into(), false), ("tree".into(), true), ("undeclared".into(), false)]);
+    assert_eq!(read(limits(4, 1_100)).unwrap_err(), StepErrorKind::FilesLimit { limit: 4 });
+    // The 200 bytes below the top level count too.
+    assert_eq!(read(limits(5, 1_099)).unwrap_err(), StepErrorKind::OutputLimit { limit: 1_099 });
 }
 
 #[test]
