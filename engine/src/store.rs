@@ -10,7 +10,7 @@
 //! inputs/ab/cdef…    stat records of imported host files, named by BLAKE3 of the path
 //! compiled/…         compiled modules, authenticated with secret.key (see the runtime)
 //! secret.key         the workspace's secret (owner-only)
-//! locks/KEY          locks of cache keys being computed (see `locks`)
+//! locks/keys         locks of cache keys being computed, a byte each (see `locks`)
 //! lock               the workspace lock: shared by runs, exclusive for gc
 //! tmp/               scratch and staging; always on the same file system as the store
 //! ```

@@ -215,10 +215,15 @@ tag = "first"
 "#,
     );
     let first = spawn_run(&project, &["--jobs", "2"]);
-    // The first process's nap is in flight once its key is locked.
-    let locks = project.workspace().join("locks");
+    // The first process's nap is in flight once both steps have taken a
+    // scratch directory (after locking their keys).
+    let scratch = project.workspace().join("tmp");
+    let executing = || {
+        let entries = std::fs::read_dir(&scratch).into_iter().flatten().flatten();
+        entries.filter(|entry| entry.file_name().to_string_lossy().starts_with("step-")).count()
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_dir(&locks).map_or(0, Iterator::count) < 2 {
+    while executing() < 2 {
         assert!(Instant::now() < deadline, "the first run never started its steps");
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -3,16 +3,21 @@
 //! - The *workspace lock* (`lock` at the root) is held shared by every run
 //!   for its whole duration and exclusively by `weir gc`, so garbage
 //!   collection never removes what a run has stored but not yet recorded.
-//! - A *key lock* (`locks/<cache key>`) is held while a step with that key
-//!   executes, so identical steps in flight at once, in any process, execute
-//!   once: the others wait (without holding a worker), then reuse the result.
+//! - A *key lock* is held while a step with that key executes, so identical
+//!   steps in flight at once, in any process, execute once: the others wait
+//!   (without holding a worker), then reuse the result. It is one byte of the
+//!   file `locks/keys`, at an offset taken from the key, locked through an
+//!   open file description of its own (`F_OFD_SETLK`): so every key shares
+//!   one file, made once, where a file per key cost a journaled file
+//!   creation per executed step (and left one file per key until `gc`).
 //!
 //! - An *export lock* (`locks/export-<digest of the path>`) is held while a
 //!   run replaces an export destination, so runs exporting to one path
 //!   replace it one at a time (the last one's outputs are what remain).
 //!
-//! All are advisory `flock` locks on open files: the operating system
-//! releases them when the holder exits, however it exits.
+//! All are advisory locks on open files (`flock`, or a byte range for key
+//! locks): the operating system releases them when the holder exits, however
+//! it exits.
 
 use std::fs::{File, OpenOptions};
 use std::path::Path;
@@ -22,8 +27,10 @@ use crate::{Digest, Error, Result};
 
 /// Name of the workspace lock file.
 const WORKSPACE_LOCK: &str = "lock";
-/// Directory of the key lock files.
+/// Directory of the lock files.
 pub(super) const KEY_LOCKS: &str = "locks";
+/// The file under [`KEY_LOCKS`] whose bytes are the key locks.
+const KEY_LOCK_FILE: &str = "keys";
 
 /// A held lock; dropping it releases the lock.
 #[derive(Debug)]
@@ -85,8 +92,8 @@ impl Store {
     /// Takes the lock of cache key `key`, waiting while another execution
     /// with that key holds it.
     pub(crate) fn lock_key(&self, key: &Digest) -> Result<Held> {
-        let file = self.lock_file(&self.root().join(KEY_LOCKS).join(key.hex()))?;
-        file.lock().map_err(Error::io(format!("locking cache key {key}")))?;
+        let file = self.lock_file(&self.root().join(KEY_LOCKS).join(KEY_LOCK_FILE))?;
+        lock_byte(&file, key_offset(key), Wait::Yes).map_err(Error::io(format!("locking cache key {key}")))?;
         Ok(Held { _file: Some(file) })
     }
 
@@ -101,11 +108,11 @@ impl Store {
 
     /// Takes the lock of cache key `key` if no other execution holds it.
     pub(crate) fn try_lock_key(&self, key: &Digest) -> Result<Option<Held>> {
-        let file = self.lock_file(&self.root().join(KEY_LOCKS).join(key.hex()))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(Held { _file: Some(file) })),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(err)) => Err(Error::io(format!("locking cache key {key}"))(err)),
+        let file = self.lock_file(&self.root().join(KEY_LOCKS).join(KEY_LOCK_FILE))?;
+        match lock_byte(&file, key_offset(key), Wait::No) {
+            Ok(true) => Ok(Some(Held { _file: Some(file) })),
+            Ok(false) => Ok(None),
+            Err(err) => Err(Error::io(format!("locking cache key {key}"))(err)),
         }
     }
 
@@ -116,6 +123,50 @@ impl Store {
             .write(true)
             .open(path)
             .map_err(Error::io(format!("opening lock file {}", path.display())))
+    }
+}
+
+/// The byte of the key lock file that is `key`'s lock: from its first eight
+/// bytes, within the offsets `fcntl` takes (two keys share a byte with odds
+/// of one in 2⁶³, and would then only wait for each other).
+fn key_offset(key: &Digest) -> i64 {
+    let mut first = [0; 8];
+    first.copy_from_slice(&key.as_bytes()[..8]);
+    i64::try_from(u64::from_le_bytes(first) >> 1).unwrap_or(i64::MAX)
+}
+
+/// Whether [`lock_byte`] waits for the byte to be free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Yes,
+    No,
+}
+
+/// Locks byte `offset` of `file` for writing with an open-file-description
+/// lock, released when this handle is closed; `Ok(false)` when another
+/// handle (of any thread or process) holds it and `wait` is [`Wait::No`].
+fn lock_byte(file: &File, offset: i64, wait: Wait) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `flock` is plain data, for which all zeroes is a valid value
+    // (and `l_pid` must be zero for an open-file-description lock).
+    let mut range: libc::flock = unsafe { std::mem::zeroed() };
+    range.l_type = libc::F_WRLCK as _;
+    range.l_whence = libc::SEEK_SET as _;
+    range.l_start = offset;
+    range.l_len = 1;
+    let command = if wait == Wait::Yes { libc::F_OFD_SETLKW } else { libc::F_OFD_SETLK };
+    loop {
+        // SAFETY: the descriptor is open for as long as `file` is borrowed,
+        // and `range` outlives the call, which only reads it.
+        if unsafe { libc::fcntl(file.as_raw_fd(), command, &range) } == 0 {
+            return Ok(true);
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN | libc::EACCES) if wait == Wait::No => return Ok(false),
+            _ => return Err(err),
+        }
     }
 }
 

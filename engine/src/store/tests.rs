@@ -438,3 +438,23 @@ fn a_scratch_directory_of_unknown_contents_is_removed_and_the_pool_goes_with_the
     assert!(!odd_path.exists());
     assert!(entries(&dir.path().join("ws/tmp")).is_empty(), "closing the store removes the pooled directories");
 }
+
+#[test]
+fn a_key_lock_holds_against_every_other_handle_until_its_holder_lets_go() {
+    let (dir, store) = store();
+    let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+    let held = store.try_lock_key(&a).unwrap().expect("a free key");
+    assert!(store.try_lock_key(&a).unwrap().is_none(), "held, for this process's other threads too");
+    let other = store.try_lock_key(&b).unwrap().expect("another key is another lock");
+    let waited = std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| store.lock_key(&a).map(drop));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "a waiter waits while the key is held");
+        drop(held);
+        waiter.join().unwrap()
+    });
+    waited.unwrap();
+    assert!(store.try_lock_key(&a).unwrap().is_some(), "free once its holder and the waiter let go");
+    drop(other);
+    assert_eq!(entries(&dir.path().join("ws/locks")), ["keys"], "every key's lock is in one file");
+}
