@@ -39,7 +39,8 @@ impl Store {
                 adopted(self.adopt_opened(out, Path::new(name), &file, &metadata, IfKnown::Keep, &context))
             }
             Listed::File(None) => adopted(self.adopt_file(out, Path::new(name), IfKnown::Keep, &context)),
-            // A directory stays in `/out`, with any file the store held already.
+            // A directory (links and special files were refused above) stays
+            // in `/out`, with any file in it whose bytes the store held already.
             Listed::Dir | Listed::Link | Listed::Special => {
                 self.ingest_dir(out, Path::new(name), Path::new(name)).map(|digest| (digest, true))
             }
@@ -155,6 +156,7 @@ fn engine_error(err: Error) -> StepErrorKind {
 /// An output as stored.
 #[derive(Debug)]
 pub(crate) struct Ingested {
+    /// What it is in the store.
     pub artifact: Artifact,
     /// Whether it is still in `/out` (a directory, or a file whose bytes the
     /// store held already), for the scratch directory's cleanup to remove.
@@ -171,6 +173,7 @@ pub(super) enum Adopted {
 }
 
 impl Adopted {
+    /// The digest of the file's bytes.
     pub(super) fn digest(self) -> Digest {
         match self {
             Adopted::Moved(digest) | Adopted::Known(digest) => digest,
