@@ -188,6 +188,18 @@ impl Project {
         Self { dir }
     }
 
+    /// A project whose pipeline has one step, `upper`, which upper-cases
+    /// the input `text` (`text.txt`, holding `hello`) with `module`.
+    pub fn upper(module: &str) -> Self {
+        let project = Self::new();
+        project.write("text.txt", "hello");
+        project.manifest(&format!(
+            "name = \"upper\"\n[inputs]\ntext = \"text.txt\"\n[steps.upper]\nmodule = \"{module}\"\nargs = [\"upper\"]\n\
+             inputs = {{ text = \"inputs.text\" }}\noutputs = {{ result = \"file\" }}\n"
+        ));
+        project
+    }
+
     /// The project directory.
     pub fn path(&self) -> &Path {
         self.dir.path()
@@ -360,6 +372,14 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         if path.is_dir() { files.extend(files_under(&path)) } else { files.push(path) }
     }
     files
+}
+
+/// The files of compiled code in `workspace` (`compiled/<engine>/*.cwasm`).
+pub fn compiled_code(workspace: &Path) -> Vec<PathBuf> {
+    files_under(&workspace.join("compiled"))
+        .into_iter()
+        .filter(|file| file.extension().is_some_and(|ext| ext == "cwasm"))
+        .collect()
 }
 
 /// What a command printed, stdout then stderr, for messages and assertions.

@@ -1,7 +1,7 @@
 //! The WebAssembly runtime: a shared `wasmtime::Engine` per [`Flavor`] of
 //! limits (almost always just one), linkers built once, each module compiled
-//! once per flavor (cached in memory and on disk), and a fresh `Store` for
-//! every execution.
+//! once per flavor (cached in memory and on disk, and loaded from disk only
+//! when a step executes), and a fresh `Store` for every execution.
 
 mod capped_log;
 mod compile_cache;
@@ -14,7 +14,7 @@ mod ticker;
 mod watch;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use dashmap::DashMap;
 use wasmtime::component::Component;
@@ -39,16 +39,40 @@ pub(crate) const MAX_WASM_STACK: u64 = 32 << 20;
 /// Stack size of the worker threads that run guests.
 pub(crate) const WORKER_STACK: usize = 48 << 20;
 
-/// A module or component compiled and linked, ready to instantiate.
+/// A module or component ready to run: linked, or, when its compiled code
+/// was on disk, linked on its first execution, so that a run which executes
+/// none of its steps never loads code.
 pub(crate) struct Program {
     /// Digest of the module's bytes (part of the cache key).
     pub digest: Digest,
-    /// Whether the code checks for interruption (timeouts, quotas and
-    /// cancellation in-process); code run where a timeout kills the process
-    /// is compiled without.
-    interruptible: bool,
+    /// The engine settings it was compiled for, among them whether the code
+    /// checks for interruption (timeouts, quotas and cancellation
+    /// in-process; code run where a timeout kills the process is compiled
+    /// without).
+    flavor: Flavor,
     engine: Engine,
-    kind: ProgramKind,
+    linked: OnceLock<Result<ProgramKind, String>>,
+    /// Where the module's bytes are until it is linked: what is compiled
+    /// again if the code on disk cannot be loaded then.
+    unlinked: Mutex<Option<Source>>,
+}
+
+/// Where the bytes of a module not yet linked are.
+enum Source {
+    /// Held in memory.
+    Held(Vec<u8>),
+    /// In the store, under the module's digest.
+    Stored(crate::store::Store),
+}
+
+impl Source {
+    /// The bytes of module `digest`.
+    fn into_bytes(self, digest: &Digest) -> Result<Vec<u8>, String> {
+        match self {
+            Self::Held(bytes) => Ok(bytes),
+            Self::Stored(store) => store.read_file(digest).map_err(|err| format!("reading it from the store: {err}")),
+        }
+    }
 }
 
 enum ProgramKind {
@@ -108,11 +132,18 @@ pub(crate) struct Runtime {
 
 /// One `wasmtime::Engine` with its linkers and programs.
 struct FlavoredRuntime {
+    flavor: Flavor,
     engine: Engine,
-    core_linker: Linker<CoreState>,
-    component_linker: wasmtime::component::Linker<ComponentState>,
+    /// Set up on the first link: a run that links nothing needs none.
+    linkers: OnceLock<Result<Linkers, String>>,
     programs: DashMap<Digest, Arc<Program>>,
     disk_cache: compile_cache::CompileCache,
+}
+
+/// What guests are linked against: WASI and weir's host functions.
+struct Linkers {
+    core: Linker<CoreState>,
+    component: wasmtime::component::Linker<ComponentState>,
 }
 
 /// The largest module file weir reads.
@@ -136,9 +167,9 @@ impl Runtime {
         Ok(runtime)
     }
 
-    /// Compiles and links the module at `path` for steps whose limits need
-    /// `flavor`, or returns the cached program. The error is a reason for the
-    /// user: the module is not a valid WASI command.
+    /// The program of the module at `path` for steps whose limits need
+    /// `flavor` (see [`FlavoredRuntime::prepare`]). The error is a reason for
+    /// the user: the module is not a valid WASI command.
     ///
     /// A module file whose stamp is the one seen when it was last prepared
     /// (and was not then too recent to trust) is not read again.
@@ -159,17 +190,41 @@ impl Runtime {
         if bytes.len() as u64 > MAX_MODULE_BYTES {
             return Err(format!("it is larger than {MAX_MODULE_BYTES} bytes"));
         }
-        let program = runtime.prepare(&bytes, flavor.interruptible)?;
+        let program = runtime.prepare(bytes)?;
         if let Some(stamp) = stamp.filter(|stamp| !stamp.is_racy()) {
             self.module_digests.insert(path.to_owned(), (stamp, program.digest));
         }
         Ok(program)
     }
 
-    /// Compiles and links a module's `bytes` for `flavor`, or returns the
-    /// cached program.
-    pub(crate) fn prepare_bytes(&self, bytes: &[u8], flavor: Flavor) -> Result<Arc<Program>, String> {
-        self.flavor(flavor)?.prepare(bytes, flavor.interruptible)
+    /// The program of a module's `bytes` for `flavor` (see
+    /// [`FlavoredRuntime::prepare`]).
+    pub(crate) fn prepare_bytes(&self, bytes: Vec<u8>, flavor: Flavor) -> Result<Arc<Program>, String> {
+        self.flavor(flavor)?.prepare(bytes)
+    }
+
+    /// The program of the module `store` holds as `digest`, for `flavor`:
+    /// read from the store only if it must be compiled (see
+    /// [`FlavoredRuntime::prepare`]).
+    pub(crate) fn prepare_stored(
+        &self,
+        store: &crate::store::Store,
+        digest: Digest,
+        flavor: Flavor,
+    ) -> Result<Arc<Program>, String> {
+        self.flavor(flavor)?.prepare_known(digest, Source::Stored(store.clone()))
+    }
+
+    /// `program`, linked: on its first execution when it was prepared from
+    /// code on disk.
+    fn linked<'p>(&self, program: &'p Program) -> Result<&'p ProgramKind, String> {
+        let linked = program.linked.get_or_init(|| {
+            let source = program.unlinked.lock().unwrap_or_else(PoisonError::into_inner).take();
+            // Gone only if an earlier attempt panicked after taking it.
+            let source = source.ok_or("an earlier attempt to link it did not finish")?;
+            self.flavor(program.flavor)?.link(&source.into_bytes(&program.digest)?, &program.digest)
+        });
+        linked.as_ref().map_err(Clone::clone)
     }
 
     fn flavor(&self, flavor: Flavor) -> Result<Arc<FlavoredRuntime>, String> {
@@ -199,43 +254,72 @@ impl FlavoredRuntime {
             .max_wasm_stack(stack);
         let engine =
             Engine::new(&config).map_err(|err| format!("setting up the WebAssembly engine: {}", chain(&err)))?;
-        let setup = |err: wasmtime::Error| format!("linking WASI: {}", chain(&err));
-        let mut core_linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut core_linker, |state: &mut CoreState| &mut state.wasi)
-            .map_err(setup)?;
-        let mut component_linker = wasmtime::component::Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut component_linker).map_err(setup)?;
-        sandbox::add_host_to_linker::<ComponentState, wasmtime::component::HasSelf<ComponentState>>(
-            &mut component_linker,
-            |state| state,
-        )
-        .map_err(setup)?;
-        tensor_imports::add_to_linker(&mut component_linker).map_err(setup)?;
         Ok(Self {
             disk_cache: compile_cache::CompileCache::new(&engine, compiled_dir, secret),
+            flavor,
             engine,
-            core_linker,
-            component_linker,
+            linkers: OnceLock::new(),
             programs: DashMap::new(),
         })
     }
 
-    fn prepare(&self, bytes: &[u8], interruptible: bool) -> Result<Arc<Program>, String> {
-        let digest = Digest::of(bytes);
+    fn linkers(&self) -> Result<&Linkers, String> {
+        let linkers = self.linkers.get_or_init(|| {
+            let setup = |err: wasmtime::Error| format!("linking WASI: {}", chain(&err));
+            let mut core = Linker::new(&self.engine);
+            wasmtime_wasi::p1::add_to_linker_sync(&mut core, |state: &mut CoreState| &mut state.wasi).map_err(setup)?;
+            let mut component = wasmtime::component::Linker::new(&self.engine);
+            wasmtime_wasi::p2::add_to_linker_sync(&mut component).map_err(setup)?;
+            sandbox::add_host_to_linker::<ComponentState, wasmtime::component::HasSelf<ComponentState>>(
+                &mut component,
+                |state| state,
+            )
+            .map_err(setup)?;
+            tensor_imports::add_to_linker(&mut component).map_err(setup)?;
+            Ok(Linkers { core, component })
+        });
+        linkers.as_ref().map_err(Clone::clone)
+    }
+
+    /// The program of a module's `bytes`: cached in memory, or linked later
+    /// when its compiled code is on disk, or compiled and linked now (the
+    /// error then says why it is not a valid step).
+    fn prepare(&self, bytes: Vec<u8>) -> Result<Arc<Program>, String> {
+        self.prepare_known(Digest::of(&bytes), Source::Held(bytes))
+    }
+
+    /// [`prepare`](Self::prepare) for module `digest`, whose bytes are at
+    /// `source`.
+    fn prepare_known(&self, digest: Digest, source: Source) -> Result<Arc<Program>, String> {
         if let Some(program) = self.programs.get(&digest) {
             return Ok(program.clone());
         }
-        let kind = match ModuleKind::of_bytes(bytes)? {
-            ModuleKind::Core => ProgramKind::Core(self.link_core(bytes, &digest)?),
-            ModuleKind::Component => ProgramKind::Component(self.link_component(bytes, &digest)?),
+        let (linked, unlinked) = if self.disk_cache.holds(&digest) {
+            (OnceLock::new(), Some(source))
+        } else {
+            (OnceLock::from(Ok(self.link(&source.into_bytes(&digest)?, &digest)?)), None)
         };
-        let program = Arc::new(Program { digest, interruptible, engine: self.engine.clone(), kind });
-        self.programs.insert(digest, program.clone());
-        Ok(program)
+        let program = Arc::new(Program {
+            digest,
+            flavor: self.flavor,
+            engine: self.engine.clone(),
+            linked,
+            unlinked: Mutex::new(unlinked),
+        });
+        Ok(self.programs.entry(digest).or_insert(program).clone())
+    }
+
+    /// A module's `bytes` loaded from the code on disk or compiled, and
+    /// linked.
+    fn link(&self, bytes: &[u8], digest: &Digest) -> Result<ProgramKind, String> {
+        Ok(match ModuleKind::of_bytes(bytes)? {
+            ModuleKind::Core => ProgramKind::Core(self.link_core(bytes, digest)?),
+            ModuleKind::Component => ProgramKind::Component(self.link_component(bytes, digest)?),
+        })
     }
 
     fn link_core(&self, bytes: &[u8], digest: &Digest) -> Result<InstancePre<CoreState>, String> {
-        let module = self.disk_cache.load_or_compile(
+        self.disk_cache.load_or_compile(
             digest,
             |engine, serialized| {
                 // SAFETY: `serialized` was produced by `Module::serialize` with an
@@ -249,16 +333,18 @@ impl FlavoredRuntime {
                 let serialized = module.serialize()?;
                 Ok((module, serialized))
             },
-        )?;
-        match module.get_export("_start") {
-            Some(wasmtime::ExternType::Func(_)) => {}
-            _ => return Err("it exports no `_start` function; a step must be a WASI command".to_owned()),
-        }
-        self.core_linker.instantiate_pre(&module).map_err(|err| format!("cannot link it: {}", chain(&err)))
+            |module| {
+                match module.get_export("_start") {
+                    Some(wasmtime::ExternType::Func(_)) => {}
+                    _ => return Err("it exports no `_start` function; a step must be a WASI command".to_owned()),
+                }
+                self.linkers()?.core.instantiate_pre(&module).map_err(|err| format!("cannot link it: {}", chain(&err)))
+            },
+        )
     }
 
     fn link_component(&self, bytes: &[u8], digest: &Digest) -> Result<CommandPre<ComponentState>, String> {
-        let component = self.disk_cache.load_or_compile(
+        self.disk_cache.load_or_compile(
             digest,
             |engine, serialized| {
                 // SAFETY: as for modules above: our own serialization, same engine
@@ -270,12 +356,15 @@ impl FlavoredRuntime {
                 let serialized = component.serialize()?;
                 Ok((component, serialized))
             },
-        )?;
-        let pre = self
-            .component_linker
-            .instantiate_pre(&component)
-            .map_err(|err| format!("cannot link it: {}", chain(&err)))?;
-        CommandPre::new(pre).map_err(|err| format!("it is not a WASI command component: {}", chain(&err)))
+            |component| {
+                let pre = self
+                    .linkers()?
+                    .component
+                    .instantiate_pre(&component)
+                    .map_err(|err| format!("cannot link it: {}", chain(&err)))?;
+                CommandPre::new(pre).map_err(|err| format!("it is not a WASI command component: {}", chain(&err)))
+            },
+        )
     }
 }
 

@@ -270,3 +270,25 @@ fn slurm_options_are_not_part_of_a_key() {
     assert_eq!(code, 0, "{second}");
     assert_eq!(steps_with(&second, "cached").len(), 4, "where a step runs does not change its result: {second}");
 }
+
+#[test]
+fn a_run_that_executes_no_step_does_not_load_compiled_code() {
+    let project = Project::upper("tool-p1.wasm");
+    let (code, first) = project.run_json(&[]);
+    assert_eq!(code, 0, "{first}");
+    let compiled = weir_tests::compiled_code(&project.workspace());
+    let [code_file] = compiled.as_slice() else { panic!("one module, one compiled file: {compiled:?}") };
+    std::fs::write(code_file, "not code").unwrap();
+
+    let (code, reused) = project.run_json(&[]);
+    assert_eq!(code, 0, "{reused}");
+    assert_eq!(steps_with(&reused, "cached"), ["upper"], "{reused}");
+    assert_eq!(std::fs::read(code_file).unwrap(), b"not code", "a run that executes nothing never reads the code");
+
+    // The step executing loads the code, finds it damaged and compiles the
+    // module again.
+    let (code, executed) = project.run_json(&["--no-cache"]);
+    assert_eq!(code, 0, "{executed}");
+    assert_eq!(project.cat(output_digest(&executed, "upper", "result")), "HELLO");
+    assert_ne!(std::fs::read(code_file).unwrap(), b"not code", "the damaged code was replaced");
+}

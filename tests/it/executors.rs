@@ -165,3 +165,23 @@ fn a_job_is_not_lost_when_its_idle_worker_died_in_the_meantime() {
     assert!(report.succeeded(), "the job went to a new worker: {:?}", report.failures());
     assert_eq!(project.cat(&report.output("say", "result").unwrap().digest.to_string()), "two");
 }
+
+#[test]
+fn a_worker_whose_compiled_code_is_damaged_compiles_the_module_from_the_store() {
+    let project = Project::upper("tool-p2.wasm");
+    let (code, first) = project.run_json(&["--executor", "process"]);
+    assert_eq!(code, 0, "{first}");
+    let compiled = weir_tests::compiled_code(&project.workspace());
+    // The run's own (planned, never executed here) and the worker's, which
+    // is compiled without interruption checks.
+    assert_eq!(compiled.len(), 2, "{compiled:?}");
+    for file in &compiled {
+        std::fs::write(file, "not code").unwrap();
+    }
+
+    let (code, again) = project.run_json(&["--executor", "process", "--no-cache"]);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(project.cat(output_digest(&again, "upper", "result")), "HELLO");
+    let replaced = compiled.iter().filter(|file| std::fs::read(file).unwrap() != b"not code").count();
+    assert_eq!(replaced, 1, "the worker loaded its code, found it damaged and compiled the module again");
+}

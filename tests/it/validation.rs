@@ -92,6 +92,41 @@ fn missing_and_invalid_modules() {
     assert_mentions(&stderr, &["step `s`", "field `module`", "not valid WebAssembly"]);
 }
 
+/// A core module that exports `_start` and imports `env.missing`, which no
+/// host provides: it compiles, and cannot link.
+fn unlinkable_module() -> Vec<u8> {
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    module.extend([0x01, 0x04, 0x01, 0x60, 0x00, 0x00]); // type 0: () -> ()
+    module.extend([0x02, 0x0f, 0x01, 0x03]); // one import, from module "env"
+    module.extend(b"env");
+    module.push(0x07);
+    module.extend(b"missing");
+    module.extend([0x00, 0x00]); // a function of type 0
+    module.extend([0x03, 0x02, 0x01, 0x00]); // one function of type 0
+    module.extend([0x07, 0x0a, 0x01, 0x06]);
+    module.extend(b"_start");
+    module.extend([0x00, 0x01]); // export function 1 as `_start`
+    module.extend([0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b]); // its body: nothing
+    module
+}
+
+#[test]
+fn a_module_that_cannot_link_is_refused_on_every_run_and_leaves_no_compiled_code() {
+    let project = Project::new();
+    project.write("unlinkable.wasm", unlinkable_module());
+    project.manifest("name = \"m\"\n[steps.s]\nmodule = \"unlinkable.wasm\"\n");
+    // Compiled code on disk says its module is a valid step, so a run may
+    // plan with it unloaded: code that failed to link must not be kept.
+    for attempt in ["first", "second"] {
+        let output = project.weir(&["run", "pipeline.toml"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{attempt} run: {stderr}");
+        assert_mentions(&stderr, &["step `s`", "field `module`", "cannot link it", "missing"]);
+        let compiled = weir_tests::compiled_code(&project.workspace());
+        assert!(compiled.is_empty(), "{compiled:?}");
+    }
+}
+
 #[test]
 fn bad_sizes_and_durations() {
     let stderr = rejected("name = \"l\"\n[steps.s]\nmodule = \"tool-p1.wasm\"\nlimits = { memory = \"lots\" }\n", &[]);

@@ -93,11 +93,8 @@ fn slurm_placement() -> Option<crate::Placement> {
 fn code_of(spec: &JobSpec, store: &Store, runtime: &Runtime, natives: &Natives) -> Result<JobCode, StepErrorKind> {
     match &spec.code {
         CodeRef::Module { digest } => {
-            let bytes = store
-                .read_file(digest)
-                .map_err(|err| StepErrorKind::Engine(format!("reading its module from the store: {err}")))?;
             let program = runtime
-                .prepare_bytes(&bytes, Flavor::killed_on_timeout(&spec.limits))
+                .prepare_stored(store, *digest, Flavor::killed_on_timeout(&spec.limits))
                 .map_err(|why| StepErrorKind::Engine(format!("preparing its module: {why}")))?;
             Ok(JobCode::Wasm(program))
         }

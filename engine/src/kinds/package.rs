@@ -35,7 +35,7 @@ impl StepKind for Package {
             .map_err(|err| failed(format!("storing the module of {}: {err}", package.source.display())))?;
         let program = with
             .runtime
-            .prepare_bytes(&bytes, with.flavor)
+            .prepare_bytes(bytes, with.flavor)
             .map_err(|why| failed(format!("the module of {}: {why}", package.source.display())))?;
         Ok(Prepared {
             reference: CodeRef::Module { digest: program.digest },

@@ -57,10 +57,9 @@ impl StepKind for Python {
         }
         let bundle = Bundle::gather(python).map_err(failed)?;
         let component = build::component(&bundle, with.store).map_err(failed)?;
-        let bytes = with.store.read_file(&component).map_err(|err| failed(format!("reading its build: {err}")))?;
         let program = with
             .runtime
-            .prepare_bytes(&bytes, with.flavor)
+            .prepare_stored(with.store, component, with.flavor)
             .map_err(|why| failed(format!("the component built from {}: {why}", python.script.display())))?;
         Ok(Prepared {
             reference: CodeRef::Module { digest: program.digest },

@@ -8,6 +8,10 @@
 //! code that someone without the secret placed or swapped under `compiled/`
 //! (another module's code renamed, a hand-made file) is recompiled from the
 //! module instead of run.
+//!
+//! Code is written only once it has also linked, so a file here says that
+//! its module is a valid step for this engine: a run can plan with a module
+//! whose code is on disk without loading it (see [`CompileCache::holds`]).
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -27,32 +31,52 @@ pub(crate) struct CompileCache {
 
 const MAC_LEN: usize = 32;
 
+/// The layout of the files, part of the directory's name: files of a weir
+/// that wrote code before it had linked are never taken for linked code.
+const LAYOUT: u32 = 2;
+
 impl CompileCache {
     pub(crate) fn new(engine: &Engine, compiled_root: &Path, secret: [u8; 32]) -> Self {
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         env!("CARGO_PKG_VERSION").hash(&mut hasher);
+        LAYOUT.hash(&mut hasher);
         let dir = compiled_root.join(format!("{:016x}", hasher.finish()));
         Self { engine: engine.clone(), dir, secret }
     }
 
     /// Loads the compiled form of module `digest` with `load`, or compiles it
-    /// with `compile` (which also returns the serialized form) and stores it.
-    pub(crate) fn load_or_compile<T>(
+    /// with `compile` (which also returns the serialized form), and hands it
+    /// to `link`; freshly compiled code is stored once it has linked.
+    pub(crate) fn load_or_compile<T, L>(
         &self,
         digest: &Digest,
         load: impl FnOnce(&Engine, &[u8]) -> wasmtime::Result<T>,
         compile: impl FnOnce(&Engine) -> wasmtime::Result<(T, Vec<u8>)>,
-    ) -> Result<T, String> {
-        let path = self.dir.join(format!("{}.cwasm", digest.hex()));
+        link: impl FnOnce(T) -> Result<L, String>,
+    ) -> Result<L, String> {
+        let path = self.path_of(digest);
         if let Some(loaded) = self.read_authentic(&path, digest).and_then(|code| load(&self.engine, &code).ok()) {
-            return Ok(loaded);
+            return link(loaded);
         }
         let (compiled, serialized) =
             compile(&self.engine).map_err(|err| format!("not valid WebAssembly: {}", chain(&err)))?;
+        let linked = link(compiled)?;
         // A cache that cannot be written only costs a recompile next time.
         let _ = self.write(&path, digest, &serialized);
-        Ok(compiled)
+        Ok(linked)
+    }
+
+    /// Whether code compiled from module `digest` is on disk, which says
+    /// that the module compiled and linked with this engine. One `stat`: the
+    /// file is not read, so its MAC is checked only when it is loaded (and
+    /// code that fails the check is compiled again from the module then).
+    pub(crate) fn holds(&self, digest: &Digest) -> bool {
+        self.path_of(digest).is_file()
+    }
+
+    fn path_of(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(format!("{}.cwasm", digest.hex()))
     }
 
     fn write(&self, path: &Path, digest: &Digest, code: &[u8]) -> std::io::Result<()> {
@@ -99,9 +123,11 @@ mod tests {
         let engine = Engine::default();
         let cache = CompileCache::new(&engine, temp.path(), [7; 32]);
         let (module, other) = (Digest::of(b"module"), Digest::of(b"other"));
-        let path = |digest: &Digest| cache.dir.join(format!("{}.cwasm", digest.hex()));
+        let path = |digest: &Digest| cache.path_of(digest);
+        assert!(!cache.holds(&module));
         cache.write(&path(&module), &module, b"native code").unwrap();
         assert_eq!(cache.read_authentic(&path(&module), &module).unwrap(), b"native code");
+        assert!(cache.holds(&module));
 
         std::fs::copy(path(&module), path(&other)).unwrap();
         assert!(cache.read_authentic(&path(&other), &other).is_none(), "another module's code, renamed");

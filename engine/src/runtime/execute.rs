@@ -59,16 +59,22 @@ impl Runtime {
             clock = Instant::now();
         };
         let limits = invocation.limits;
+        let kind = match self.linked(program) {
+            Ok(kind) => kind,
+            Err(why) => {
+                return (Err(StepErrorKind::Engine(format!("linking its module: {why}"))), invocation.bridge, phases);
+            }
+        };
         let mut wasi = match wasi_context(&invocation) {
             Ok(wasi) => wasi,
             Err(why) => return (Err(StepErrorKind::Engine(why)), invocation.bridge, phases),
         };
         let guard = Guard::new(limits, invocation.watched_out, invocation.cancel);
         let bridge = invocation.bridge;
-        let (result, breach, bridge) = match &program.kind {
+        let (result, breach, bridge) = match kind {
             ProgramKind::Core(pre) => {
                 let mut store = Store::new(&program.engine, CoreState { wasi: wasi.build_p1(), guard, bridge });
-                arm(&mut store, &limits, program.interruptible, |state| &mut state.guard);
+                arm(&mut store, &limits, program.flavor.interruptible, |state| &mut state.guard);
                 lap(&mut phases.sandbox);
                 let instance = pre.instantiate(&mut store);
                 lap(&mut phases.instantiate);
@@ -82,7 +88,7 @@ impl Runtime {
             }
             ProgramKind::Component(pre) => {
                 let mut store = Store::new(&program.engine, ComponentState::new(wasi.build(), guard, bridge));
-                arm(&mut store, &limits, program.interruptible, |state| &mut state.guard);
+                arm(&mut store, &limits, program.flavor.interruptible, |state| &mut state.guard);
                 lap(&mut phases.sandbox);
                 let command = pre.instantiate(&mut store);
                 lap(&mut phases.instantiate);
