@@ -48,7 +48,12 @@ mod unix {
     pub(super) struct Watcher {
         received: Arc<AtomicI32>,
         handle: Handle,
-        thread: Option<JoinHandle<()>>,
+        /// Hands its `Signals` back when it ends, so that their socket stays
+        /// open until joined: `Handle::close` wakes the thread by writing to
+        /// that socket, and a thread that saw the close first and dropped
+        /// its end made the write raise SIGPIPE, which kills weir (it keeps
+        /// the default disposition so that `weir … | head` ends quietly).
+        thread: Option<JoinHandle<Signals>>,
     }
 
     impl Watcher {
@@ -58,19 +63,8 @@ mod unix {
             let received = Arc::new(AtomicI32::new(0));
             let seen = received.clone();
             let thread = std::thread::Builder::new().name("weir-signals".into()).spawn(move || {
-                for signal in signals.forever() {
-                    if seen.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-                        eprintln!(
-                            "\ncancelling the run: waiting for running steps to stop (press Ctrl-C again to exit at once)"
-                        );
-                        token.cancel();
-                    } else if signal == SIGINT {
-                        // The run stays `running` in the history until the next
-                        // run finds its process gone and marks it `killed`.
-                        eprintln!("\ninterrupted again: exiting without waiting");
-                        std::process::exit(128 + SIGINT);
-                    }
-                }
+                watch(&mut signals, &seen, &token);
+                signals
             })?;
             Ok(Self { received, handle, thread: Some(thread) })
         }
@@ -81,12 +75,57 @@ mod unix {
         }
     }
 
+    /// Cancels `token` on the first signal, recording it in `seen`, and exits
+    /// on a second SIGINT; returns when the watcher is closed.
+    fn watch(signals: &mut Signals, seen: &AtomicI32, token: &CancelToken) {
+        for signal in signals.forever() {
+            if seen.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                eprintln!(
+                    "\ncancelling the run: waiting for running steps to stop (press Ctrl-C again to exit at once)"
+                );
+                token.cancel();
+            } else if signal == SIGINT {
+                // The run stays `running` in the history until the next
+                // run finds its process gone and marks it `killed`.
+                eprintln!("\ninterrupted again: exiting without waiting");
+                std::process::exit(128 + SIGINT);
+            }
+        }
+    }
+
     impl Drop for Watcher {
         fn drop(&mut self) {
             self.handle.close();
             if let Some(thread) = self.thread.take() {
                 let _ = thread.join();
             }
+        }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watcher_dropped_at_once_does_not_raise_sigpipe() {
+        // As in `weir`, SIGPIPE kills. A run refused right after the watcher
+        // started drops it while its thread may still be starting or already
+        // ending.
+        // SAFETY: setting a signal's disposition to its default has no other
+        // precondition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+        for attempt in 0..500_u64 {
+            let interrupts = Interrupts::watch(CancelToken::new()).unwrap();
+            // Dropped anywhere from at once to 100 µs later, to meet the
+            // thread at every point of its start.
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_micros(attempt % 100) {
+                std::hint::spin_loop();
+            }
+            assert_eq!(interrupts.exit_code(), None);
         }
     }
 }
