@@ -358,17 +358,15 @@ impl Store {
     }
 
     /// Renames `from_dir/from` to `<dir>/<fan>/<rest>`, creating the fan-out
-    /// directory when the rename finds it missing (it almost always exists,
-    /// so trying first saves a `mkdir` per stored artifact).
+    /// directory when the rename finds it missing.
     fn rename_from(&self, from_dir: &Dir, from: &Path, dir: &Dir, fan: &str, rest: &str) -> Result<()> {
         let to = Path::new(fan).join(rest);
-        let renamed = match rename_to_digest(from_dir, from, dir, &to) {
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                ensure_dir(dir, fan)?;
-                rename_to_digest(from_dir, from, dir, &to)
-            }
-            result => result,
-        };
+        let renamed = in_fan_dir(
+            dir,
+            fan,
+            |err: &io::Error| err.kind() == io::ErrorKind::NotFound,
+            || rename_to_digest(from_dir, from, dir, &to),
+        )?;
         renamed.map_err(Error::io(format!("moving {} into the store", from.display())))
     }
 
@@ -381,14 +379,12 @@ impl Store {
         if single_name(from) {
             use rustix::io::Errno;
             let to = Path::new(fan).join(rest);
-            let rename = || rustix::fs::renameat_with(from_dir, from, dir, &to, rustix::fs::RenameFlags::NOREPLACE);
-            let renamed = match rename() {
-                Err(Errno::NOENT) => {
-                    ensure_dir(dir, fan)?;
-                    rename()
-                }
-                other => other,
-            };
+            let renamed = in_fan_dir(
+                dir,
+                fan,
+                |err| *err == Errno::NOENT,
+                || rustix::fs::renameat_with(from_dir, from, dir, &to, rustix::fs::RenameFlags::NOREPLACE),
+            )?;
             match renamed {
                 Ok(()) => return Ok(true),
                 Err(Errno::EXIST) => return Ok(false),
@@ -402,6 +398,25 @@ impl Store {
         }
         self.rename_from(from_dir, from, dir, fan, rest)?;
         Ok(true)
+    }
+}
+
+/// Runs `attempt`, which puts something in `dir/fan`, and once more after
+/// creating that fan-out directory if it failed for want of it (`missing`
+/// says which errors mean that): the directory almost always exists, so
+/// trying first saves a `mkdir` per stored artifact.
+fn in_fan_dir<T, E>(
+    dir: &Dir,
+    fan: &str,
+    missing: impl Fn(&E) -> bool,
+    attempt: impl Fn() -> std::result::Result<T, E>,
+) -> Result<std::result::Result<T, E>> {
+    match attempt() {
+        Err(err) if missing(&err) => {
+            ensure_dir(dir, fan)?;
+            Ok(attempt())
+        }
+        other => Ok(other),
     }
 }
 

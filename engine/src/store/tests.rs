@@ -126,6 +126,20 @@ fn ingest_moves_files_and_rejects_links_and_wrong_kinds() {
 }
 
 #[test]
+fn a_file_the_listing_did_not_open_is_opened_by_name_and_stored() {
+    let (_dir, store) = store();
+    let (out, out_path) = scratch(&store);
+    out.write("result", b"undeclared when listed").unwrap();
+    let mut listed = listing(&out, []);
+    let found = listed.take("result");
+    assert!(matches!(found, Some(Listed::File(None))), "listed without being opened");
+
+    let file = store.ingest_output(&out, "result", OutputKind::File, found).unwrap();
+    assert_eq!(store.read_file(&file.artifact.digest).unwrap(), b"undeclared when listed");
+    assert!(!file.left_in_out && !out_path.join("result").exists(), "moved into the store");
+}
+
+#[test]
 fn an_output_whose_bytes_the_store_holds_stays_in_out_for_the_cleanup() {
     let (_dir, store) = store();
     let (out, out_path) = scratch(&store);
