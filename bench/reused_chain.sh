@@ -35,11 +35,13 @@ for ((round = 1; round <= ROUNDS; round++)); do
         bin=${bins[$i]}
         wall=() cpu=()
         for ((run = 1; run <= RUNS; run++)); do
+            start=$EPOCHREALTIME
             { time "$bin" run "$dir/pipeline.toml" --workspace "$dir/ws-$i" --json > "$dir/summary.json" 2> /dev/null; } \
                 2> "$dir/time.txt"
+            end=$EPOCHREALTIME
             grep -q '"ran":0' "$dir/summary.json" || { echo "$bin: a step ran; the chain was not fully reused" >&2; exit 1; }
-            read -r e u s < "$dir/time.txt"
-            wall+=("$(echo "$e * 1000" | bc)") cpu+=("$(echo "($u + $s) * 1000" | bc)")
+            read -r _ u s < "$dir/time.txt"
+            wall+=("$(echo "scale=1; ($end - $start) * 1000 / 1" | bc)") cpu+=("$(echo "($u + $s) * 1000" | bc)")
         done
         walls[$i]+="${wall[*]} " cpus[$i]+="${cpu[*]} "
         printf 'round %d  %s: wall %s ms, cpu %s ms (medians of %d)\n' "$round" "$bin" \
