@@ -194,6 +194,15 @@ function designer(root) {
   let selected = null;
   let armed = null;
   const $ = (selector) => host.querySelector(selector);
+  // What was typed into the properties panel and not yet sent, by field, so
+  // that the panel redrawn after another edit keeps it. Cleared when a
+  // field's own button sends it, or another step is selected.
+  const drafts = { step: null, values: new Map() };
+  const fieldKey = (el) => el.id || el.getAttribute("aria-label");
+  $("#properties").addEventListener("input", (event) => {
+    const key = fieldKey(event.target);
+    if (key) drafts.values.set(key, event.target.value);
+  });
 
   async function post(url, body) {
     const response = await fetch(url, {
@@ -422,12 +431,18 @@ function designer(root) {
       return el;
     };
     if (!step) {
+      drafts.step = null;
+      drafts.values.clear();
       panel.replaceChildren(h("h2", "Step"), h("p", "Select a step on the canvas.", { class: "hint" }));
       return;
     }
     const button = (label, change, attrs) => {
       const b = h("button", label, Object.assign({ type: "button" }, attrs || {}));
-      b.addEventListener("click", () => edit(change()));
+      b.addEventListener("click", () => {
+        // What this row sends is no longer a draft; the rest of the panel's are.
+        for (const field of b.parentElement.querySelectorAll("input, textarea, select")) drafts.values.delete(fieldKey(field));
+        edit(change());
+      });
       return b;
     };
     const rows = [h("h2", "Step " + step.name), h("p", step.kind + " " + (step.code || ""), { class: "hint" })];
@@ -495,7 +510,18 @@ function designer(root) {
     editable("Parameters", "set_param", step.params);
     editable("Limits", "set_limit", step.limits, ["memory", "timeout", "fuel", "stack", "output", "files", "log"]);
     rows.push(h("h3", ""), button("Remove step", () => ({ op: "remove_step", step: step.name }), { class: "danger", id: "remove-step" }));
+    const focused = panel.contains(document.activeElement) ? fieldKey(document.activeElement) : null;
     panel.replaceChildren(...rows);
+    if (drafts.step !== step.name) {
+      drafts.step = step.name;
+      drafts.values.clear();
+    }
+    for (const field of panel.querySelectorAll("input, textarea, select")) {
+      const draft = drafts.values.get(fieldKey(field));
+      if (draft !== undefined) field.value = draft;
+    }
+    const again = focused && [...panel.querySelectorAll("[id], [aria-label]")].find((el) => fieldKey(el) === focused);
+    if (again) again.focus();
   }
 
   $("#add-step-button").addEventListener("click", async () => {

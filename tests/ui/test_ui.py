@@ -165,12 +165,16 @@ def main():
         # Until its output is declared, the engine's complaint is on the card.
         drag("data.test", "recheck")
         expect(page.locator(".port.in[data-step=recheck][data-input=test]")).to_be_attached()
+        # What is typed into one field survives another field's edit, which
+        # redraws the panel.
+        page.fill("#new-output-name", "confusion")
         page.fill("#step-natives", "gemm")
         page.click("#set-natives")
         # The recheck step's own line: train's `natives = ["gemm"]` matched at
         # once, so the add-output below raced the natives edit's re-render.
         expect(page.locator("#manifest")).to_have_value(re.compile(r'\[steps\.recheck\][^\[]*natives = \["gemm"\]'))
-        page.fill("#new-output-name", "confusion")
+        expect(page.locator("#new-output-name")).to_have_value("confusion")
+        expect(page.locator("#step-natives")).to_have_value("gemm")
         page.click("#add-output")
         expect(page.locator(".port.out[data-source='recheck.confusion']")).to_be_attached()
         expect(page.locator("#problems li.none")).to_be_visible()
