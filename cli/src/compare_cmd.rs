@@ -50,7 +50,7 @@ pub(crate) fn compare(view: &TenantView<'_>, args: &CompareArgs) -> anyhow::Resu
         eprintln!("wrote the comparison to {}", path.display());
     }
     if args.json {
-        println!("{}", serde_json::to_string(&comparison)?);
+        crate::render::print_json(&comparison)?;
         return Ok(());
     }
     print_text(&comparison);

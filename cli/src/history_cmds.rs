@@ -23,16 +23,11 @@ fn time(seconds: f64) -> String {
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string(value)?);
-    Ok(())
-}
-
 /// `weir runs`.
 pub(crate) fn runs(view: &TenantView<'_>, filter: &weir::RunFilter, as_json: bool) -> anyhow::Result<()> {
     let runs = view.runs(filter)?;
     if as_json {
-        return json(&runs);
+        return crate::render::print_json(&runs);
     }
     println!("{:<24} {:<16} {:<10} {:<19} {:>9}  steps", "run", "pipeline", "status", "started", "duration");
     for run in runs {
@@ -63,7 +58,7 @@ pub(crate) fn show(view: &TenantView<'_>, run: &str, as_json: bool) -> anyhow::R
 /// Prints a run's document, as JSON or for reading.
 pub(crate) fn print_run(detail: &weir::RunDetail, as_json: bool) -> anyhow::Result<()> {
     if as_json {
-        return json(detail);
+        return crate::render::print_json(detail);
     }
     let run = &detail.summary;
     let what = if run.kind == "verify" { "verification run" } else { "run" };
@@ -270,7 +265,7 @@ fn for_each_text_chunk(
 pub(crate) fn explain(view: &TenantView<'_>, run: &str, step: &str, as_json: bool) -> anyhow::Result<()> {
     let explanation = view.explain(run, step)?;
     if as_json {
-        return json(&explanation);
+        return crate::render::print_json(&explanation);
     }
     let compared = explanation.compared_with.as_deref().map(|r| format!(", compared with run {r}")).unwrap_or_default();
     println!("step `{}` of run {}: {}{compared}", explanation.step, explanation.run_id, explanation.status);
@@ -284,7 +279,7 @@ pub(crate) fn explain(view: &TenantView<'_>, run: &str, step: &str, as_json: boo
 pub(crate) fn lineage(view: &TenantView<'_>, digest: &Digest, as_json: bool) -> anyhow::Result<()> {
     let chain = view.lineage(digest)?;
     if as_json {
-        return json(&chain);
+        return crate::render::print_json(&chain);
     }
     for node in chain {
         match (&node.step, &node.path) {

@@ -478,7 +478,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store { action: StoreAction::Verify { repair, json } } => {
             let report = Store::open(&workspace)?.verify(repair)?;
             if json {
-                println!("{}", serde_json::to_string(&report)?);
+                crate::render::print_json(&report)?;
             } else {
                 println!("checked {} artifacts: {} corrupt", report.checked, report.corrupt.len());
                 for digest in &report.corrupt {
@@ -494,7 +494,7 @@ fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             let report =
                 open_engine(&workspace, Engine::builder())?.gc_keeping(keep_runs, || kept_by_server(&workspace))?;
             if json {
-                println!("{}", serde_json::to_string(&report)?);
+                crate::render::print_json(&report)?;
             } else {
                 println!(
                     "removed {} objects and {} trees ({} bytes); kept {}; forgot {} runs",
@@ -694,7 +694,7 @@ pub(crate) fn print_record(report: &weir::RunReport) -> anyhow::Result<()> {
             report.warnings.join("; ")
         )
     };
-    println!("{}", serde_json::to_string(record)?);
+    crate::render::print_json(record)?;
     Ok(())
 }
 
@@ -709,7 +709,7 @@ fn with_json_refusal(json: bool, command: impl FnOnce() -> anyhow::Result<ExitCo
     }
     command().or_else(|err| {
         print_error(&err);
-        println!("{}", serde_json::to_string(&refusal(&err))?);
+        crate::render::print_json(&refusal(&err))?;
         Ok(ExitCode::from(2))
     })
 }

@@ -1,10 +1,23 @@
-//! The human-readable summary of a run: a line per step, then a total.
+//! What `weir` prints: the human-readable summary of a run (a line per
+//! step, then a total), and JSON documents.
 
+use std::io::Write;
 use std::time::Duration;
 
 use weir::{Pipeline, RunReport, RunStatus, StepReport, StepStatus};
 
 use crate::terminal::printable;
+
+/// Prints `value` as one line of JSON, written straight to a buffered
+/// stdout: a run's document is most of a megabyte for a 1,000-step
+/// pipeline, and building it in a string first cost more than writing it.
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
+    serde_json::to_writer(&mut out, value)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
 
 /// Prints one line per step in pipeline order, failures in full on stderr.
 pub(crate) fn print_report(pipeline: &Pipeline, report: &RunReport) {

@@ -83,7 +83,7 @@ pub(crate) fn print(
         }
     }
     if as_json {
-        println!("{}", serde_json::to_string(&rows)?);
+        crate::render::print_json(&rows)?;
         return Ok(());
     }
     if rows.is_empty() {

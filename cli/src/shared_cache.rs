@@ -68,7 +68,7 @@ impl RemoteCacheArgs {
 /// Prints what `weir push` or `weir pull` moved; exit 1 when something could not be.
 pub(crate) fn print_transfer(verb: &str, moved: &weir::Transfer, json: bool) -> anyhow::Result<std::process::ExitCode> {
     if json {
-        println!("{}", serde_json::to_string(moved)?);
+        crate::render::print_json(moved)?;
     } else {
         println!("{verb} {} result(s): {} objects, {} bytes", moved.entries, moved.objects, moved.bytes);
         for failure in &moved.failed {

@@ -41,7 +41,7 @@ pub(crate) fn status(workspace: &Path, tenant: &str, args: StatusArgs) -> anyhow
     let options = crate::with_steps_and_params(options, args.params, args.rerun, args.target);
     let status = engine.status(&pipeline, &options)?;
     if args.json {
-        println!("{}", serde_json::to_string(&status)?);
+        crate::render::print_json(&status)?;
     } else {
         print_status(&status);
     }

@@ -337,7 +337,7 @@ impl Engine {
         let _workspace =
             if read_only { self.inner.store.lock_for_reading()? } else { self.inner.store.lock_for_run()? };
         let plan = self.plan(pipeline, &params, &tenant, &files)?;
-        let scope = self.run_scope(tenant)?;
+        let scope = self.run_scope(tenant, pipeline)?;
         let inputs = self.import_inputs(pipeline, &files, &scope, read_only)?;
         let run_id = options.chosen_run_id().map_or_else(new_run_id, str::to_owned);
         let tenant_name = scope.tenant.name.clone();
@@ -674,13 +674,16 @@ impl Engine {
         Ok(Tenant { name: name.into(), quota })
     }
 
-    /// The run's tenant and, when it has a store quota, its account.
-    fn run_scope(&self, tenant: Tenant) -> Result<RunScope> {
+    /// The run's tenant, its account when it has a store quota, and the
+    /// id of `pipeline`'s reuse index.
+    fn run_scope(&self, tenant: Tenant, pipeline: &Pipeline) -> Result<RunScope> {
         let store = match tenant.quota.store_bytes {
             None => None,
             Some(quota) => Some(self.store_account(&tenant, quota)?),
         };
-        Ok(RunScope { tenant, store })
+        let manifest = pipeline.manifest.as_ref().map(|origin| origin.path.as_path());
+        let reuse_index = crate::store::ReuseIndex::id_of(&tenant.name, pipeline.name(), manifest);
+        Ok(RunScope { tenant, store, reuse_index })
     }
 
     /// `tenant`'s store account, shared by all its runs on this engine:

@@ -76,6 +76,8 @@ pub(crate) struct RunScope {
     pub tenant: Tenant,
     /// The tenant's store quota, when it has one.
     pub store: Option<Arc<StoreAccount>>,
+    /// The id of the pipeline's reuse index (see `ReuseIndex::id_of`).
+    pub reuse_index: Digest,
 }
 
 /// What reaches the coordinator from workers and from the admission gate.
@@ -241,13 +243,15 @@ impl<'a> Coordinator<'a> {
             }
         }
         let metric_tap = Arc::new(MetricTap::new(sink.clone().map(|sink| sink as Arc<dyn EventSink>)));
+        let reuse_checks =
+            crate::store::ReuseChecks::new(!options.is_read_only(), engine.store.reuse_index(scope.reuse_index));
         Self {
             engine,
             options,
             run_id,
             scope,
             recorder: Recorder::new(engine.history, engine.store, run_id, metric_tap.clone(), options.is_read_only()),
-            reuse_checks: crate::store::ReuseChecks::new(!options.is_read_only()),
+            reuse_checks,
             reports: BTreeMap::new(),
             metric_tap,
             sink,
@@ -278,6 +282,11 @@ impl<'a> Coordinator<'a> {
             let writer = self.recorder.write_on(scope, steps);
             self.schedule(executor);
             self.flush_history();
+            if let Some(index) = self.reuse_checks.next_index() {
+                // Only a saving for later runs, which read the entries
+                // themselves when the index cannot be written.
+                let _ = self.engine.store.save_reuse_index(index);
+            }
             if let Some(writer) = writer {
                 for (steps, err) in self.recorder.join(writer) {
                     self.note_unrecorded(steps, &err);
@@ -775,6 +784,7 @@ impl<'a> Coordinator<'a> {
                 let age = entry.created.map_or("of unknown age".to_owned(), |created| {
                     format!("{} old", age_text(crate::history::now() - created))
                 });
+                self.reuse_checks.not_reused(key);
                 let max_age = age_text(step.max_age().unwrap_or_default().as_secs_f64());
                 let reason =
                     format!("expiry (reuse = \"{max_age}\"): its cached result, of run {}, was {age}", entry.run_id);

@@ -464,6 +464,8 @@ fn collect(
         // run the entry names (where the result came from) and renews its age.
         // (A shared job found no entry under the key's lock just before it
         // executed: there is none to look at.)
+        // Such a renewal leaves every reuse index valid: the copies they may
+        // hold describe the same result.
         if !job.spec.share
             && let Some(known) = store.cache_get(&job.spec.key)
             && (CacheEntry {
@@ -474,8 +476,10 @@ fn collect(
             }) == known
         {
             entry.run_id = known.run_id;
+            store.cache_renew(&job.spec.key, &entry).map_err(engine)?;
+        } else {
+            store.cache_put(&job.spec.key, &entry).map_err(engine)?;
         }
-        store.cache_put(&job.spec.key, &entry).map_err(engine)?;
         phases.cache = caching.elapsed();
     }
     Ok((outputs, top_level))

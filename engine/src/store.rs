@@ -7,6 +7,7 @@
 //! objects/ab/cdef…   file artifacts and logs (read-only), named by BLAKE3 of their bytes
 //! trees/ab/cdef…     directory artifacts: canonical tree encodings, named by their BLAKE3
 //! cache/ab/cdef…     cache entries, named by cache key
+//! cache/reuse/…      reuse indexes: copies of a pipeline's entries (see `reuse_index`)
 //! inputs/ab/cdef…    stat records of imported host files, named by BLAKE3 of the path
 //! compiled/…         compiled modules, authenticated with secret.key (see the runtime)
 //! secret.key         the workspace's secret (owner-only)
@@ -29,6 +30,7 @@ mod ingest;
 mod janitor;
 mod listing;
 mod locks;
+mod reuse_index;
 mod scratch;
 
 pub use locks::GcHold;
@@ -52,6 +54,7 @@ pub use gc::GcReport;
 pub(crate) use import::ImportError;
 use ingest::IfKnown;
 pub(crate) use listing::OutListing;
+pub(crate) use reuse_index::ReuseIndex;
 pub(crate) use scratch::{Leftovers, Scratch, UsedScratch};
 pub(crate) use tree::Tree;
 pub use tree::TreeEntry;

@@ -3,7 +3,7 @@
 //! (`alice`) and the operator, and checks that it is refused with an error
 //! naming the field, and that nothing it aimed at changed.
 
-use weir_tests::{Project, RunDocument, output_digest};
+use weir_tests::{Project, RunDocument, output_digest, steps_with};
 
 const TENANTS: &str = "[tenants.mallory]\nstore = \"64KiB\"\nlimits = { log = \"1MiB\" }\n[tenants.alice]\n";
 
@@ -415,6 +415,10 @@ fn repair_drops_the_cache_entries_of_a_tree_with_a_corrupt_file() {
     );
     let (code, first) = project.run_json(&[]);
     assert_eq!(code, 0, "{first}");
+    // A reused run keeps the pipeline's reuse index, which holds the entries
+    // the repair drops: it must no longer be trusted after.
+    let (_, reused) = project.run_json(&[]);
+    assert_eq!(steps_with(&reused, "cached"), ["make", "use"], "{reused}");
     weir_tests::tamper(&project.workspace(), blake3::hash(b"alpha").to_hex().as_str());
 
     let output = project.weir(&["store", "verify", "--repair", "--json"]);

@@ -292,3 +292,88 @@ fn a_run_that_executes_no_step_does_not_load_compiled_code() {
     assert_eq!(project.cat(output_digest(&executed, "upper", "result")), "HELLO");
     assert_ne!(std::fs::read(code_file).unwrap(), b"not code", "the damaged code was replaced");
 }
+
+/// The cache entry files of `project`'s workspace (not its reuse indexes).
+fn entry_files(project: &Project) -> Vec<std::path::PathBuf> {
+    let cache = project.workspace().join("cache");
+    weir_tests::files_under(&cache).into_iter().filter(|path| !path.starts_with(cache.join("reuse"))).collect()
+}
+
+#[test]
+fn a_reused_run_takes_its_entries_from_the_pipelines_reuse_index() {
+    let project = Project::new();
+    chain(&project);
+    let (_, first) = project.run_json(&[]);
+    assert_eq!(steps_with(&first, "ran").len(), 4, "{first}");
+    let (_, second) = project.run_json(&[]);
+    assert_eq!(steps_with(&second, "cached").len(), 4, "{second}");
+    let index = project.workspace().join("cache/reuse");
+    assert!(weir_tests::files_under(&index).len() >= 2, "the reused run wrote its index and the token");
+
+    // With every entry file unreadable, the index still names each result.
+    let entries = entry_files(&project);
+    assert_eq!(entries.len(), 4);
+    for entry in &entries {
+        std::fs::write(entry, b"not an entry").unwrap();
+    }
+    let (code, third) = project.run_json(&[]);
+    assert_eq!(code, 0, "{third}");
+    assert_eq!(steps_with(&third, "cached"), ["join", "prep", "shout", "upper"]);
+    for step in ["prep", "upper", "shout", "join"] {
+        assert_eq!(third.step(step)["outputs"], first.step(step)["outputs"], "{step}");
+    }
+
+    // Without it, the damaged entries count as absent.
+    std::fs::remove_dir_all(&index).unwrap();
+    let (code, fourth) = project.run_json(&[]);
+    assert_eq!(code, 0, "{fourth}");
+    assert_eq!(steps_with(&fourth, "ran"), ["join", "prep", "shout", "upper"]);
+}
+
+#[test]
+fn a_replaced_entry_is_never_reused_from_another_pipelines_index() {
+    let project = Project::new();
+    let step = "[steps.roll]\nmodule = \"tool-p1.wasm\"\nargs = [\"entropy\"]\noutputs = { result = \"file\" }\n";
+    project.write("a.toml", format!("name = \"a\"\n{step}"));
+    project.write("b.toml", format!("name = \"b\"\n{step}"));
+    let run = |manifest: &str, extra: &[&str]| {
+        let mut args = vec!["run", manifest, "--json"];
+        args.extend_from_slice(extra);
+        let (code, summary) = project.weir_json(&args);
+        assert_eq!(code, 0, "{summary}");
+        output_digest(&summary, "roll", "result").to_owned()
+    };
+    let rolled = run("a.toml", &[]);
+    // Each pipeline's second run keeps an index holding that result.
+    for manifest in ["a.toml", "b.toml", "a.toml", "b.toml"] {
+        assert_eq!(run(manifest, &[]), rolled, "{manifest} reuses the one result");
+    }
+    let rerolled = run("a.toml", &["--no-cache"]);
+    assert_ne!(rerolled, rolled, "the step is not deterministic");
+    assert_eq!(run("b.toml", &[]), rerolled, "b's index held the replaced entry: it must not be trusted");
+    assert_eq!(run("a.toml", &[]), rerolled);
+    assert_eq!(run("b.toml", &[]), rerolled);
+}
+
+#[test]
+fn a_damaged_reuse_index_or_token_costs_only_the_reads_it_saves() {
+    let project = Project::new();
+    chain(&project);
+    let (_, first) = project.run_json(&[]);
+    let reuse = project.workspace().join("cache/reuse");
+    for damaged in ["index", "token", "index", "token"] {
+        project.run_json(&[]);
+        let file = weir_tests::files_under(&reuse)
+            .into_iter()
+            .find(|path| (path.file_name().unwrap() == "token") == (damaged == "token"))
+            .unwrap_or_else(|| panic!("no {damaged} under {}", reuse.display()));
+        std::fs::write(&file, b"\x93garbage").unwrap();
+        let (code, again) = project.run_json(&[]);
+        assert_eq!(code, 0, "{again}");
+        assert_eq!(steps_with(&again, "cached"), ["join", "prep", "shout", "upper"], "a damaged {damaged}");
+        for step in ["prep", "upper", "shout", "join"] {
+            assert_eq!(again.step(step)["outputs"], first.step(step)["outputs"], "{step}, a damaged {damaged}");
+        }
+        assert_ne!(std::fs::read(&file).unwrap(), b"\x93garbage", "the damaged {damaged} was written again");
+    }
+}

@@ -176,7 +176,7 @@ impl Bench {
             })
             .collect();
         let tenant = Tenant { name: crate::DEFAULT_TENANT.into(), quota: Arc::new(TenantQuota::default()) };
-        let scope = RunScope { tenant, store: None };
+        let scope = RunScope { tenant, store: None, reuse_index: Digest::of(b"scheduler test") };
         let executor = FakeExecutor { store: self.store.clone(), script, submitted: Mutex::default() };
         let (report, _) = Coordinator::new(&services, options, &run_id, scope, plan, BTreeMap::new(), None)
             .drive(pipeline.name(), &executor)

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Artifact, Durability, Store, split};
+use super::{Artifact, Durability, ReuseIndex, Store, split};
 use crate::file_stamp::FileStamp;
 use crate::{Digest, Error, Result};
 
@@ -55,19 +55,33 @@ impl CacheEntry {
 
 /// What the reuse checks of one run carry from lookup to lookup.
 pub(crate) struct ReuseChecks {
-    /// Whether a lookup may record stamps in the entries it checks (not in
-    /// a read-only run, which writes nothing).
+    /// Whether a lookup may record stamps in the entries it checks, and the
+    /// run its pipeline's reuse index (not a read-only run, which writes
+    /// nothing).
     may_write: bool,
     /// Artifacts found intact earlier in the run: not looked at again. (A
     /// run holds the workspace's lock, which `gc` and `store verify
     /// --repair` wait for, so what it found stays until it ends.)
     found: HashSet<Digest>,
+    /// The entries the pipeline's last run reused, and what this one reuses.
+    index: ReuseIndex,
 }
 
 impl ReuseChecks {
-    /// The checks of a run that may (or may not) write to the store.
-    pub(crate) fn new(may_write: bool) -> Self {
-        Self { may_write, found: HashSet::new() }
+    /// The checks of a run that may (or may not) write to the store, with
+    /// its pipeline's reuse index.
+    pub(crate) fn new(may_write: bool, index: ReuseIndex) -> Self {
+        Self { may_write, found: HashSet::new(), index }
+    }
+
+    /// Notes that the entry under `key`, found intact, was not reused.
+    pub(crate) fn not_reused(&mut self, key: &Digest) {
+        self.index.not_reused(key);
+    }
+
+    /// The reuse index to write when the run ends: none for a read-only run.
+    pub(crate) fn next_index(&self) -> Option<&ReuseIndex> {
+        self.may_write.then_some(&self.index)
     }
 }
 
@@ -113,7 +127,9 @@ impl Store {
         key: &Digest,
         checks: &mut ReuseChecks,
     ) -> Result<Option<CacheEntry>, Vec<Digest>> {
-        let Some(mut entry) = self.cache_read(key) else { return Ok(None) };
+        let indexed = checks.index.get(key);
+        let as_indexed = indexed.is_some();
+        let Some(mut entry) = indexed.or_else(|| self.cache_read(key)) else { return Ok(None) };
         let mut corrupt = Vec::new();
         let mut complete = true;
         let mut stamped = Vec::new();
@@ -133,12 +149,14 @@ impl Store {
         match (complete, corrupt.is_empty()) {
             (false, _) => Ok(None),
             (true, true) => {
-                if checks.may_write && !stamped.is_empty() {
+                let restamped = checks.may_write && !stamped.is_empty();
+                if restamped {
                     entry.checked.extend(stamped);
                     // Only a saving for later runs: one that could not be
                     // recorded leaves the entry as it was.
-                    let _ = self.cache_put(key, &entry);
+                    let _ = self.cache_renew(key, &entry);
                 }
+                checks.index.reused(*key, &entry, as_indexed && !restamped);
                 Ok(Some(entry))
             }
             (true, false) => Err(corrupt),
@@ -191,24 +209,48 @@ impl Store {
         remove_corrupt(dir, &path)
     }
 
-    /// Forgets the entry under `key`, if there is one.
+    /// Forgets the entry under `key`, if there is one (and with it every
+    /// reuse index, which may hold it).
     pub(crate) fn cache_remove(&self, key: &Digest) -> Result<()> {
         let (fan, rest) = split(key);
         match self.inner.cache.remove_file(Path::new(&fan).join(rest)) {
             Err(err) if err.kind() != io::ErrorKind::NotFound => {
                 Err(Error::Io { context: format!("removing the cache entry {key}"), source: err })
             }
-            _ => Ok(()),
+            Err(_) => Ok(()),
+            Ok(()) => self.invalidate_reuse_indexes(),
         }
     }
 
-    /// Records `entry` under `key`, replacing any earlier entry atomically.
+    /// Records `entry` under `key`, replacing any earlier entry atomically;
+    /// a replacement makes every reuse index stale, as one may hold the
+    /// entry it replaced.
     pub(crate) fn cache_put(&self, key: &Digest, entry: &CacheEntry) -> Result<()> {
-        let bytes = rmp_serde::to_vec_named(entry)
-            .map_err(|err| Error::Io { context: "encoding a cache entry".into(), source: io::Error::other(err) })?;
-        let temp = self.write_temp(&bytes, Durability::Record, false)?;
+        let temp = self.entry_temp(entry)?;
+        let (fan, rest) = split(key);
+        if self.rename_new_from(&self.inner.tmp, Path::new(&temp), &self.inner.cache, &fan, &rest)? {
+            return Ok(());
+        }
+        self.rename_into(&temp, &self.inner.cache, &fan, &rest)?;
+        self.invalidate_reuse_indexes()
+    }
+
+    /// Replaces the entry under `key` by `entry`, the same result (outputs,
+    /// logs and metrics) renewed or with the stamps of more of its files:
+    /// no reuse index is made stale, since a copy that lacks the stamps
+    /// only costs a file's hashing, and one of an earlier age is renewed
+    /// by the step's next execution.
+    pub(crate) fn cache_renew(&self, key: &Digest, entry: &CacheEntry) -> Result<()> {
+        let temp = self.entry_temp(entry)?;
         let (fan, rest) = split(key);
         self.rename_into(&temp, &self.inner.cache, &fan, &rest)
+    }
+
+    /// `entry`, encoded into a temporary file of the store.
+    fn entry_temp(&self, entry: &CacheEntry) -> Result<String> {
+        let bytes = rmp_serde::to_vec_named(entry)
+            .map_err(|err| Error::Io { context: "encoding a cache entry".into(), source: io::Error::other(err) })?;
+        self.write_temp(&bytes, Durability::Record, false)
     }
 }
 

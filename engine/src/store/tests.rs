@@ -224,7 +224,7 @@ fn a_reused_entry_is_intact_missing_or_corrupt() {
         key
     });
     // Each lookup as the first of a run.
-    let run = || ReuseChecks::new(true);
+    let run = || checks(&store, true);
     assert_eq!(store.cache_get_intact(&keys[0], &mut run()), Ok(Some(entry_of(kept))));
     // Checked once: the next run trusts the bytes but still sees a removal.
     assert_eq!(store.cache_get_intact(&keys[0], &mut run()), Ok(Some(entry_of(kept))));
@@ -276,13 +276,13 @@ fn a_run_looks_at_an_artifact_once() {
         store.cache_put(&key, &entry_with(output, log)).unwrap();
         key
     });
-    let mut run = ReuseChecks::new(true);
+    let mut run = checks(&store, true);
     assert!(store.cache_get_intact(&keys[0], &mut run).unwrap().is_some());
     // Nothing removes what a run found while it holds the workspace (gc and
     // repair wait for it): the shared log is not looked at again.
     std::fs::remove_file(object_path(&store, &log)).unwrap();
     assert!(store.cache_get_intact(&keys[1], &mut run).unwrap().is_some());
-    assert_eq!(store.cache_get_intact(&keys[1], &mut ReuseChecks::new(true)), Ok(None), "the next run looks");
+    assert_eq!(store.cache_get_intact(&keys[1], &mut checks(&store, true)), Ok(None), "the next run looks");
 }
 
 #[test]
@@ -304,15 +304,15 @@ fn an_artifact_whose_stamp_is_unchanged_is_reused_without_being_read() {
 
     let next_process = || Store::open(dir.path().join("ws")).unwrap();
     assert_eq!(
-        next_process().cache_get_intact(&key, &mut ReuseChecks::new(false)),
+        next_process().cache_get_intact(&key, &mut checks(&store, false)),
         Ok(Some(stamped.clone())),
         "not read again"
     );
     // Without the stamp, or with another one, the bytes are hashed.
-    assert_eq!(next_process().cache_get_intact(&unstamped_key, &mut ReuseChecks::new(false)), Err(vec![output]));
+    assert_eq!(next_process().cache_get_intact(&unstamped_key, &mut checks(&store, false)), Err(vec![output]));
     assert!(!path.exists(), "the corrupt artifact is removed");
     assert_eq!(
-        next_process().cache_get_intact(&key, &mut ReuseChecks::new(false)),
+        next_process().cache_get_intact(&key, &mut checks(&store, false)),
         Ok(None),
         "and the stamped entry is a miss"
     );
@@ -327,15 +327,15 @@ fn a_reuse_records_the_stamps_of_what_it_hashed() {
     store.cache_put(&key, &entry_with(output, log)).unwrap();
     let next_process = || Store::open(dir.path().join("ws")).unwrap();
     assert!(
-        next_process().cache_get_intact(&key, &mut ReuseChecks::new(true)).unwrap().unwrap().checked.is_empty(),
+        next_process().cache_get_intact(&key, &mut checks(&store, true)).unwrap().unwrap().checked.is_empty(),
         "too new to stamp"
     );
 
     // Files older than the window in which a change could keep their stamp.
     std::thread::sleep(std::time::Duration::from_millis(2_100));
-    assert!(next_process().cache_get_intact(&key, &mut ReuseChecks::new(false)).unwrap().is_some());
+    assert!(next_process().cache_get_intact(&key, &mut checks(&store, false)).unwrap().is_some());
     assert!(store.cache_read(&key).unwrap().checked.is_empty(), "a read-only lookup writes nothing");
-    assert!(next_process().cache_get_intact(&key, &mut ReuseChecks::new(true)).unwrap().is_some());
+    assert!(next_process().cache_get_intact(&key, &mut checks(&store, true)).unwrap().is_some());
     let stamp = |digest: &Digest| {
         crate::file_stamp::FileStamp::of(&std::fs::symlink_metadata(object_path(&store, digest)).unwrap())
     };
@@ -471,4 +471,43 @@ fn a_key_lock_holds_against_every_other_handle_until_its_holder_lets_go() {
     assert!(store.try_lock_key(&a).unwrap().is_some(), "free once its holder and the waiter let go");
     drop(other);
     assert_eq!(entries(&dir.path().join("ws/locks")), ["keys"], "every key's lock is in one file");
+}
+
+/// The reuse checks of a run of one pipeline, with its reuse index.
+fn checks(store: &Store, may_write: bool) -> ReuseChecks {
+    ReuseChecks::new(may_write, store.reuse_index(Digest::of(b"a pipeline")))
+}
+
+#[test]
+fn a_reuse_index_is_stale_once_an_entry_it_may_hold_is_replaced_or_removed() {
+    let (_dir, store) = store();
+    let log = store.put_bytes(b"").unwrap();
+    let [first, second] = [&b"first"[..], b"second"].map(|bytes| store.put_bytes(bytes).unwrap());
+    let [key, other] = [&b"key"[..], b"other"].map(Digest::of);
+    store.cache_put(&key, &entry_with(first, log)).unwrap();
+    let reuse = |store: &Store| {
+        let mut run = checks(store, true);
+        let found = store.cache_get_intact(&key, &mut run).unwrap().map(|entry| entry.outputs["r"].digest);
+        store.save_reuse_index(run.next_index().unwrap()).unwrap();
+        found
+    };
+    let indexed = |store: &Store| store.reuse_index(Digest::of(b"a pipeline")).get(&key).map(|e| e.outputs["r"].digest);
+    assert_eq!(reuse(&store), Some(first));
+    assert_eq!(indexed(&store), Some(first), "the run wrote its index");
+
+    // A new entry, and a renewal of the same result, leave it valid.
+    store.cache_put(&other, &entry_with(second, log)).unwrap();
+    store.cache_renew(&key, &entry_with(first, log)).unwrap();
+    assert_eq!(indexed(&store), Some(first));
+
+    // A replacement does not: the index would name the old result.
+    store.cache_put(&key, &entry_with(second, log)).unwrap();
+    assert_eq!(indexed(&store), None, "stale after the replacement");
+    assert_eq!(reuse(&store), Some(second));
+    assert_eq!(indexed(&store), Some(second), "written again under the new token");
+
+    // Nor does a removal.
+    store.cache_remove(&key).unwrap();
+    assert_eq!(indexed(&store), None, "stale after the removal");
+    assert_eq!(reuse(&store), None);
 }

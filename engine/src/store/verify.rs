@@ -54,7 +54,8 @@ impl Store {
     }
 
     /// Removes every cache entry that names an artifact not wholly in the
-    /// store (a tree counts only with every file and tree beneath it).
+    /// store (a tree counts only with every file and tree beneath it), and
+    /// with them every reuse index, which may hold them.
     fn drop_incomplete_entries(&self) -> Result<usize> {
         let mut entries = Vec::new();
         for_each_digest(&self.inner.cache, |key, path| entries.push((key, path)))?;
@@ -70,6 +71,9 @@ impl Store {
                 self.inner.cache.remove_file(&path).map_err(Error::io(format!("removing cache entry {key}")))?;
                 dropped += 1;
             }
+        }
+        if dropped > 0 {
+            self.invalidate_reuse_indexes()?;
         }
         Ok(dropped)
     }
