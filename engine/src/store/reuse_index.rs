@@ -44,9 +44,14 @@ enum Token {
     Is(Digest),
 }
 
+/// The layout of an index file: one of another layout is not read.
+const LAYOUT: u32 = 1;
+
 /// An index as stored.
 #[derive(Serialize, Deserialize)]
 struct IndexFile {
+    /// [`LAYOUT`], as the fields are stored by position.
+    layout: u32,
     /// The token in force when its entries were read.
     token: Digest,
     entries: Vec<(Digest, CacheEntry)>,
@@ -140,9 +145,13 @@ impl Store {
             // Replaced, so the next run can keep an index.
             Token::Unreadable => return self.invalidate_reuse_indexes(),
         };
-        let file =
-            IndexFile { token, entries: index.reused.iter().map(|(key, entry)| (*key, entry.clone())).collect() };
-        let bytes = rmp_serde::to_vec_named(&file).map_err(|err| crate::Error::Io {
+        let file = IndexFile {
+            layout: LAYOUT,
+            token,
+            entries: index.reused.iter().map(|(key, entry)| (*key, entry.clone())).collect(),
+        };
+        // Fields by position, not by name: every run reads the index whole.
+        let bytes = rmp_serde::to_vec(&file).map_err(|err| crate::Error::Io {
             context: "encoding a reuse index".into(),
             source: std::io::Error::other(err),
         })?;
@@ -190,6 +199,6 @@ impl Store {
     fn read_index(&self, id: &Digest, token: Digest) -> Option<HashMap<Digest, CacheEntry>> {
         let bytes = read_small(&self.inner.cache, &Path::new(INDEXES).join(id.hex())).ok()?;
         let file: IndexFile = rmp_serde::from_slice(&bytes).ok()?;
-        (file.token == token).then(|| file.entries.into_iter().collect())
+        (file.layout == LAYOUT && file.token == token).then(|| file.entries.into_iter().collect())
     }
 }
