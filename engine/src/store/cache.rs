@@ -56,8 +56,8 @@ impl CacheEntry {
 /// What the reuse checks of one run carry from lookup to lookup.
 pub(crate) struct ReuseChecks {
     /// Whether a lookup may record stamps in the entries it checks, and the
-    /// run its pipeline's reuse index (not a read-only run, which writes
-    /// nothing).
+    /// run write its pipeline's reuse index (not a read-only run, which
+    /// writes nothing).
     may_write: bool,
     /// Artifacts found intact earlier in the run: not looked at again. (A
     /// run holds the workspace's lock, which `gc` and `store verify
