@@ -15,6 +15,22 @@ write_chain() {
     } > "$dir/pipeline.toml"
 }
 
+# Writes DIR/wide.toml: N independent copies of the test tool's `upper`
+# step, each reading DIR/seed.txt and appending its own name.
+# Usage: write_wide DIR N
+write_wide() {
+    local dir=$1 n=$2 i
+    {
+        printf 'name = "wide"\n[inputs]\nseed = "seed.txt"\n'
+        for ((i = 0; i < n; i++)); do
+            printf '[steps.s%d]\nmodule = "tool.wasm"\nargs = ["upper", "s%d"]\ninputs = { text = "inputs.seed" }\noutputs = { result = "file" }\n' "$i" "$i"
+        done
+    } > "$dir/wide.toml"
+}
+
+# The median of the numbers on stdin.
+median() { sort -n | awk '{ v[NR] = $1 } END { printf "%.1f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 # Exits, saying how to build them, unless the release weir ($WEIR) and the
 # test tool ($TOOL) are built.
 needs_release_and_tool() {

@@ -25,9 +25,6 @@ for i in "${!bins[@]}"; do
 done
 sleep 2.1
 
-# The median of the numbers on stdin.
-median() { sort -n | awk '{ v[NR] = $1 } END { printf "%.1f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
 declare -A walls cpus
 TIMEFORMAT='%3R %3U %3S'
 for ((round = 1; round <= ROUNDS; round++)); do

@@ -190,7 +190,7 @@ impl EngineBuilder {
         for (name, quota) in &self.tenants {
             check_tenant(name, quota, store.root())?;
         }
-        let runtime = Runtime::new(&store.path_of("compiled"), &store.secret()?)?;
+        let runtime = Runtime::new(&store.path_of("compiled"), &store.secret()?, jobs)?;
         let gpus_detected = detect_gpus();
         let gpu_slots = self.gpu_slots.unwrap_or(gpus_detected);
         let natives = Arc::new(self.natives);

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use dashmap::DashMap;
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine, InstancePre, Linker, Module};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 
 pub(crate) use capped_log::{CappedLog, Captured, LogTee};
@@ -119,6 +119,9 @@ fn stack_class(stack: u64) -> u64 {
 /// of an engine.
 pub(crate) struct Runtime {
     compiled_dir: PathBuf,
+    /// The most executions that run at once: what each engine's pool of
+    /// instance slots is sized for.
+    concurrent: usize,
     /// The workspace's secret, which authenticates compiled code on disk.
     secret: [u8; 32],
     flavors: DashMap<Flavor, Arc<FlavoredRuntime>>,
@@ -151,13 +154,15 @@ const MAX_MODULE_BYTES: u64 = 1 << 30;
 
 impl Runtime {
     /// A runtime whose compiled modules are cached under `compiled_dir`,
-    /// authenticated with `secret`. Fails if the epoch ticker cannot be
-    /// started or the default flavor's engine cannot be set up.
-    pub(crate) fn new(compiled_dir: &Path, secret: &[u8; 32]) -> Result<Self> {
+    /// authenticated with `secret`, for at most `concurrent` executions at
+    /// once. Fails if the epoch ticker cannot be started or the default
+    /// flavor's engine cannot be set up.
+    pub(crate) fn new(compiled_dir: &Path, secret: &[u8; 32], concurrent: usize) -> Result<Self> {
         let ticker = ticker::EpochTicker::start()
             .map_err(|err| Error::Runtime(format!("starting the timeout thread: {err}")))?;
         let runtime = Self {
             compiled_dir: compiled_dir.to_owned(),
+            concurrent,
             secret: *secret,
             flavors: DashMap::new(),
             module_digests: DashMap::new(),
@@ -231,7 +236,7 @@ impl Runtime {
         if let Some(runtime) = self.flavors.get(&flavor) {
             return Ok(runtime.clone());
         }
-        let runtime = Arc::new(FlavoredRuntime::new(flavor, &self.compiled_dir, self.secret)?);
+        let runtime = Arc::new(FlavoredRuntime::new(flavor, self.concurrent, &self.compiled_dir, self.secret)?);
         let runtime = self.flavors.entry(flavor).or_insert(runtime).clone();
         if flavor.interruptible {
             self.ticker.tick(&runtime.engine);
@@ -240,8 +245,43 @@ impl Runtime {
     }
 }
 
+/// Core instances one execution may hold: a component instantiates several
+/// core modules (14 for a Python step built by componentize-py).
+const CORE_INSTANCES_PER_EXECUTION: u32 = 32;
+/// Linear memories one execution, or one core module, may define (one for a
+/// Python step).
+const MEMORIES_PER_EXECUTION: u32 = 4;
+/// Tables one execution, or one core module, may define (two for a Python
+/// step).
+const TABLES_PER_EXECUTION: u32 = 8;
+/// The most elements a table may hold (a module's function table; 20,000 by
+/// wasmtime's default, which large interpreters pass).
+const TABLE_ELEMENTS: usize = 1 << 18;
+
+/// An engine whose instances come from a pool of slots sized for
+/// `concurrent` executions at once: an execution's memory is reset when it
+/// ends rather than unmapped, and a slot keeps its module's initial image
+/// mapped for that module's next execution. No slot's memory is kept
+/// resident: resetting by `madvise` measured faster here than by `memset`
+/// (docs/design.md, "Runtime").
+fn pooled_engine(config: &mut Config, concurrent: usize) -> wasmtime::Result<Engine> {
+    let executions = u32::try_from(concurrent).unwrap_or(u32::MAX);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(executions)
+        .total_core_instances(executions.saturating_mul(CORE_INSTANCES_PER_EXECUTION))
+        .total_memories(executions.saturating_mul(MEMORIES_PER_EXECUTION))
+        .total_tables(executions.saturating_mul(TABLES_PER_EXECUTION))
+        // Guests run on the worker's stack: no execution takes a fiber stack.
+        .total_stacks(0)
+        .max_memories_per_module(MEMORIES_PER_EXECUTION)
+        .max_tables_per_module(TABLES_PER_EXECUTION)
+        .table_elements(TABLE_ELEMENTS);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(config)
+}
+
 impl FlavoredRuntime {
-    fn new(flavor: Flavor, compiled_dir: &Path, secret: [u8; 32]) -> Result<Self, String> {
+    fn new(flavor: Flavor, concurrent: usize, compiled_dir: &Path, secret: [u8; 32]) -> Result<Self, String> {
         let stack = usize::try_from(flavor.stack.min(MAX_WASM_STACK)).unwrap_or(usize::MAX);
         let mut config = Config::new();
         config
@@ -252,8 +292,12 @@ impl FlavoredRuntime {
             // wasmtime refuses a WebAssembly stack larger than the fiber size.
             .async_stack_size(stack + (1 << 20))
             .max_wasm_stack(stack);
-        let engine =
-            Engine::new(&config).map_err(|err| format!("setting up the WebAssembly engine: {}", chain(&err)))?;
+        let engine = pooled_engine(&mut config, concurrent).or_else(|_| {
+            // The pool's address space could not be reserved (a `ulimit -v`,
+            // say): every instance then maps and unmaps its own memory.
+            config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+            Engine::new(&config).map_err(|err| format!("setting up the WebAssembly engine: {}", chain(&err)))
+        })?;
         Ok(Self {
             disk_cache: compile_cache::CompileCache::new(&engine, compiled_dir, secret),
             flavor,

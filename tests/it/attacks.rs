@@ -294,16 +294,34 @@ fn native_calls_are_bounded_by_the_step_memory_and_output_quota() {
     assert!(fits.starts_with("ok:"), "{fits}");
 }
 
-/// A core module with `_start` and 64 tables of 2^20 elements each (512 MiB
-/// of host memory), assembled by hand.
-fn table_hoarder() -> Vec<u8> {
+/// `value` in unsigned LEB128, as WebAssembly encodes sizes and counts.
+fn leb128(mut value: u32) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    loop {
+        let low = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            bytes.push(low);
+            return bytes;
+        }
+        bytes.push(low | 0x80);
+    }
+}
+
+/// A core module with `_start` and `tables` tables of `elements` elements
+/// each (8 bytes of host memory per element), assembled by hand.
+fn table_hoarder(tables: u32, elements: u32) -> Vec<u8> {
     let mut module = b"\0asm\x01\0\0\0".to_vec();
     module.extend([0x01, 0x04, 0x01, 0x60, 0x00, 0x00]); // type 0: () -> ()
     module.extend([0x03, 0x02, 0x01, 0x00]); // one function of type 0
-    module.extend([0x04, 0xc1, 0x02, 0x40]); // 64 tables (section of 321 bytes)
-    for _ in 0..64 {
-        module.extend([0x70, 0x00, 0x80, 0x80, 0x40]); // funcref, minimum 2^20
+    let mut table_section = leb128(tables);
+    for _ in 0..tables {
+        table_section.extend([0x70, 0x00]); // funcref, a minimum only
+        table_section.extend(leb128(elements));
     }
+    module.push(0x04);
+    module.extend(leb128(table_section.len() as u32));
+    module.extend(table_section);
     module.extend([0x07, 0x0a, 0x01, 0x06]);
     module.extend(b"_start");
     module.extend([0x00, 0x00]); // export function 0 as `_start`
@@ -314,11 +332,12 @@ fn table_hoarder() -> Vec<u8> {
 #[test]
 fn tables_count_against_the_memory_limit() {
     let project = shared();
-    project.write_as("alice", "tables.wasm", table_hoarder());
     let manifest = |memory: &str| {
         let text = format!("name = \"t\"\n[steps.s]\nmodule = \"tables.wasm\"\nlimits = {{ memory = \"{memory}\" }}\n");
         project.write_as("alice", "pipeline.toml", text);
     };
+    // Eight tables of 2^18 elements: 16 MiB of host memory.
+    project.write_as("alice", "tables.wasm", table_hoarder(8, 1 << 18));
     manifest("1MiB");
     let (code, summary) = project.run_json_as("alice", &[]);
     assert_eq!(code, 1, "{summary}");
@@ -327,6 +346,14 @@ fn tables_count_against_the_memory_limit() {
     manifest("1GiB");
     let (code, summary) = project.run_json_as("alice", &[]);
     assert_eq!(code, 0, "with room for its tables it runs: {summary}");
+
+    // More tables, or larger ones, than an instance slot of the engine's
+    // pool holds: refused before anything runs, naming the limit.
+    for (tables, elements, limit) in [(64, 1, "tables count of 64"), (1, 1 << 20, "1048576")] {
+        project.write_as("alice", "tables.wasm", table_hoarder(tables, elements));
+        let stderr = project.refused_as("alice");
+        assert!(stderr.contains("more than a step may define") && stderr.contains(limit), "{stderr}");
+    }
 }
 
 #[test]

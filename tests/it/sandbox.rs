@@ -163,6 +163,35 @@ fn a_step_sees_nothing_that_earlier_steps_left_in_their_scratch_directories() {
     assert_eq!(leftovers, 0, "the pooled scratch directories are removed when the process ends");
 }
 
+/// Executions of one module follow one another through the engine's pool of
+/// instance slots, each slot keeping its module's image mapped (see
+/// `runtime.rs`): every execution must still start from zeroed memory, in
+/// its initial image and in pages it grows, whatever the one before it in
+/// the slot wrote there.
+#[test]
+fn a_step_sees_nothing_that_earlier_executions_left_in_memory() {
+    let project = Project::new();
+    let manifest: String = (0..6)
+        .map(|i| {
+            let wasi = Wasi::ALL[i % 2];
+            format!(
+                "[steps.r{i}]\nmodule = \"{}\"\nargs = [\"residue\", \"{i}\"]\noutputs = {{ result = \"file\" }}\n",
+                wasi.tool_name()
+            )
+        })
+        .collect();
+    project.manifest(&format!("name = \"residue\"\n{manifest}"));
+    for round in 0..3 {
+        let args: &[&str] = if round == 0 { &["-j", "1"] } else { &["-j", "1", "--no-cache"] };
+        let (code, run) = project.run_json(args);
+        assert_eq!(code, 0, "{run}");
+        for i in 0..6 {
+            let seen = project.cat(output_digest(&run, &format!("r{i}"), "result"));
+            assert_eq!(seen, "static 0 grown 0", "round {round}: step r{i} saw another execution's bytes");
+        }
+    }
+}
+
 /// A pooled scratch directory keeps its parameters file when the next step
 /// staged there has the same parameters (see `stage`): each step must still
 /// see exactly its own, whichever steps went before it in the directory.

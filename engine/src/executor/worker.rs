@@ -33,7 +33,8 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Serves jobs from stdin until it closes: the body of `weir worker`.
 pub fn serve_worker(workspace: &Path) -> Result<()> {
     let store = Store::open(workspace)?;
-    let runtime = Runtime::new(&store.path_of("compiled"), &store.secret()?)?;
+    // One job at a time.
+    let runtime = Runtime::new(&store.path_of("compiled"), &store.secret()?, 1)?;
     let natives = Arc::new(Natives::with_builtins());
     let out = Arc::new(Output::default());
     let mut input = BufReader::new(io::stdin().lock());

@@ -59,8 +59,13 @@ impl CompileCache {
         if let Some(loaded) = self.read_authentic(&path, digest).and_then(|code| load(&self.engine, &code).ok()) {
             return link(loaded);
         }
-        let (compiled, serialized) =
-            compile(&self.engine).map_err(|err| format!("not valid WebAssembly: {}", chain(&err)))?;
+        let (compiled, serialized) = compile(&self.engine).map_err(|err| {
+            let why = chain(&err);
+            // wasmtime checks a module against its instance pool as it compiles it.
+            let what =
+                if why.contains("pooling allocator") { "more than a step may define" } else { "not valid WebAssembly" };
+            format!("{what}: {why}")
+        })?;
         let linked = link(compiled)?;
         // A cache that cannot be written only costs a recompile next time.
         let _ = self.write(&path, digest, &serialized);

@@ -41,6 +41,7 @@ fn main() {
         "odd-names" => odd_names(),
         "deep" => deep(rest[0].parse().expect("depth"), rest[1].parse().expect("files per level")),
         "entropy" => entropy(),
+        "residue" => residue(),
         "kernel" => write("result", kernel::train(rest[0].parse().expect("epochs")).to_string().as_bytes()),
         other => {
             eprintln!("unknown mode `{other}`");
@@ -281,6 +282,26 @@ fn deep(depth: usize, files: usize) {
             libc::close(fd);
         }
     }
+}
+
+/// Counts the bytes that are not zero in what must start zeroed (a static
+/// buffer of the initial memory and pages grown now), then marks all of
+/// them: an execution that saw another's marks would report them.
+fn residue() {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    const PAGES: usize = 4;
+    const PAGE: usize = 1 << 16;
+    static MARKED: [AtomicU8; PAGE] = [const { AtomicU8::new(0) }; PAGE];
+    let dirty_static = MARKED.iter().filter(|byte| byte.load(Ordering::Relaxed) != 0).count();
+    MARKED.iter().for_each(|byte| byte.store(0xab, Ordering::Relaxed));
+    let old_pages = core::arch::wasm32::memory_grow(0, PAGES);
+    assert_ne!(old_pages, usize::MAX, "memory.grow failed");
+    // SAFETY: the pages just grown belong to no allocation.
+    let grown = unsafe { std::slice::from_raw_parts_mut((old_pages * PAGE) as *mut u8, PAGES * PAGE) };
+    let dirty_grown = grown.iter().filter(|byte| **byte != 0).count();
+    grown.fill(0xab);
+    std::hint::black_box(grown);
+    write("result", format!("static {dirty_static} grown {dirty_grown}").as_bytes());
 }
 
 /// Writes what the guest sees of time and randomness.
