@@ -337,7 +337,7 @@ fn parse(text: &str, path: &Path, reach: Reach<'_>) -> Result<PipelineBuilder, V
     raw.defaults.policy("defaults.")?;
     let slurm = slurm_table(raw.executor.slurm, "executor.slurm")?;
     let top = subpipeline::Scope::top(raw.defaults, slurm);
-    let mut inliner = subpipeline::Inliner::new(path, reach, text.len());
+    let mut inliner = subpipeline::Inliner::new(path, reach, text.len(), raw.steps.len());
     let mut problems = Vec::new();
     for (name, value) in raw.steps {
         if let Err(err) = inliner.add_step(&name, value, path, &top) {
@@ -346,9 +346,7 @@ fn parse(text: &str, path: &Path, reach: Reach<'_>) -> Result<PipelineBuilder, V
     }
     ValidationError::all(problems)?;
     let (steps, aliases) = inliner.finish();
-    for step in steps {
-        builder = builder.step(step);
-    }
+    builder = builder.steps(steps);
     for (name, output) in raw.outputs {
         let source = aliases.resolve(output.source());
         builder = match output {

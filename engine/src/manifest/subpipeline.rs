@@ -88,11 +88,11 @@ pub(super) struct Inliner<'f> {
 }
 
 impl<'f> Inliner<'f> {
-    /// An inliner for the manifest at `root`, of `root_bytes` bytes, whose
-    /// sub-pipelines are read through `files`.
-    pub(super) fn new(root: &Path, reach: Reach<'f>, root_bytes: usize) -> Self {
+    /// An inliner for the manifest at `root`, of `root_bytes` bytes and
+    /// `root_steps` steps, whose sub-pipelines are read through `files`.
+    pub(super) fn new(root: &Path, reach: Reach<'f>, root_bytes: usize, root_steps: usize) -> Self {
         Self {
-            steps: Vec::new(),
+            steps: Vec::with_capacity(root_steps),
             aliases: Aliases::default(),
             stack: vec![canonical(root)],
             reach,

@@ -17,7 +17,7 @@
 //! file, and an index that is missing, stale or undecodable costs the reads
 //! it would have saved. Removing `cache/` removes the indexes with it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -65,8 +65,9 @@ pub(crate) struct ReuseIndex {
     token: Token,
     /// The entries of the index, if it was valid.
     entries: HashMap<Digest, CacheEntry>,
-    /// The entries the run reused, by key.
-    reused: BTreeMap<Digest, CacheEntry>,
+    /// The keys of the entries the run reused, each with its entry unless
+    /// it is the index's unchanged (copied only if the index is written).
+    reused: HashMap<Digest, Option<CacheEntry>>,
     /// Whether `reused` holds an entry that was not in the index as it is.
     changed: bool,
 }
@@ -88,7 +89,7 @@ impl ReuseIndex {
     /// is the index's entry unchanged.
     pub(crate) fn reused(&mut self, key: Digest, entry: &CacheEntry, as_indexed: bool) {
         self.changed |= !as_indexed;
-        self.reused.insert(key, entry.clone());
+        self.reused.insert(key, (!as_indexed).then(|| entry.clone()));
     }
 
     /// Notes that the entry under `key` was not reused after all (it was
@@ -114,7 +115,8 @@ impl Store {
             Token::Is(token) => self.read_index(&id, token).unwrap_or_default(),
             Token::Absent | Token::Unreadable => HashMap::new(),
         };
-        ReuseIndex { id, token, entries, reused: BTreeMap::new(), changed: false }
+        let reused = HashMap::with_capacity(entries.len());
+        ReuseIndex { id, token, entries, reused, changed: false }
     }
 
     /// Writes `index`'s next version (the entries its run reused) if it
@@ -122,10 +124,10 @@ impl Store {
     /// began, so a change since leaves it stale. The index of a run that
     /// reused nothing of it is removed.
     pub(crate) fn save_reuse_index(&self, index: &ReuseIndex) -> Result<()> {
-        let path = Path::new(INDEXES).join(index.id.hex());
         if !index.is_outdated() {
             return Ok(());
         }
+        let path = Path::new(INDEXES).join(index.id.hex());
         if index.reused.is_empty() {
             return match self.inner.cache.remove_file(&path) {
                 Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
@@ -145,11 +147,14 @@ impl Store {
             // Replaced, so the next run can keep an index.
             Token::Unreadable => return self.invalidate_reuse_indexes(),
         };
-        let file = IndexFile {
-            layout: LAYOUT,
-            token,
-            entries: index.reused.iter().map(|(key, entry)| (*key, entry.clone())).collect(),
-        };
+        let mut entries: Vec<(Digest, CacheEntry)> = index
+            .reused
+            .iter()
+            .filter_map(|(key, entry)| Some((*key, entry.as_ref().or_else(|| index.entries.get(key))?.clone())))
+            .collect();
+        // In key order, so that the same entries make the same file.
+        entries.sort_unstable_by_key(|(key, _)| *key);
+        let file = IndexFile { layout: LAYOUT, token, entries };
         // Fields by position, not by name: every run reads the index whole.
         let bytes = rmp_serde::to_vec(&file).map_err(|err| crate::Error::Io {
             context: "encoding a reuse index".into(),
