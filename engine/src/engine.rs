@@ -336,7 +336,7 @@ impl Engine {
         let read_only = options.is_read_only();
         let _workspace =
             if read_only { self.inner.store.lock_for_reading()? } else { self.inner.store.lock_for_run()? };
-        let plan = self.plan(pipeline, &params, &tenant, &files)?;
+        let plan = self.plan(pipeline, &params, &tenant, &files, read_only)?;
         let scope = self.run_scope(tenant, pipeline)?;
         let inputs = self.import_inputs(pipeline, &files, &scope, read_only)?;
         let run_id = options.chosen_run_id().map_or_else(new_run_id, str::to_owned);
@@ -714,6 +714,7 @@ impl Engine {
         params: &Params,
         tenant: &Tenant,
         files: &HostFiles,
+        read_only: bool,
     ) -> Result<Vec<PlannedStep<'p>>, ValidationError> {
         let file = pipeline.file();
         let located = |step: &Step, err: ValidationError| err.in_step(step.name()).in_file(step.defined_in().or(file));
@@ -724,7 +725,7 @@ impl Engine {
             .iter()
             .map(|step| self.limits_of(step, tenant).map_err(|err| problems.push(located(step, err))).ok())
             .collect();
-        let (prepared, failures) = self.prepare_code(pipeline, &limits, files);
+        let (prepared, failures) = self.prepare_code(pipeline, &limits, files, read_only);
         problems.extend(failures);
         let mut planned = Vec::with_capacity(limits.len());
         for (step, limits) in pipeline.steps().iter().zip(limits) {
@@ -839,6 +840,7 @@ impl Engine {
         pipeline: &'p Pipeline,
         limits: &[Option<Limits>],
         files: &HostFiles,
+        read_only: bool,
     ) -> (PreparedCode<'p>, Vec<ValidationError>) {
         let mut first_user: BTreeMap<(&StepCode, Flavor), &Step> = BTreeMap::new();
         for (step, limits) in pipeline.steps().iter().zip(limits) {
@@ -854,6 +856,7 @@ impl Engine {
                 files,
                 store: &self.inner.store,
                 flavor,
+                read_only,
             };
             let kind = code.kind();
             kind.prepare(code, &with).map_err(|err| {

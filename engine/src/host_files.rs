@@ -149,14 +149,7 @@ impl HostFiles {
 
     /// Reads the regular file `path` whole, refusing one longer than `max` bytes.
     pub(crate) fn read_capped(&self, path: &Path, max: u64) -> Result<Vec<u8>, String> {
-        use std::io::Read;
-        let file = self.open_file(path)?;
-        let mut bytes = Vec::new();
-        file.take(max + 1).read_to_end(&mut bytes).map_err(|err| describe(path, &err))?;
-        if bytes.len() as u64 > max {
-            return Err(format!("{} is larger than {max} bytes", path.display()));
-        }
-        Ok(bytes)
+        read_open_capped(self.open_file(path)?, path, max)
     }
 
     /// The names in directory `path`.
@@ -205,6 +198,20 @@ impl HostFiles {
 /// `path: error`, without repeating the error's own text.
 fn describe(path: &Path, err: &io::Error) -> String {
     format!("{}: {err}", path.display())
+}
+
+/// Reads `file`, opened from `path`, whole, refusing one longer than `max`
+/// bytes. The buffer is sized from the file's length at once: growing it
+/// by doubling copied a large file several times into fresh memory.
+pub(crate) fn read_open_capped(file: File, path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let length = file.metadata().map_or(0, |meta| meta.len()).min(max.saturating_add(1));
+    let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes).map_err(|err| describe(path, &err))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("{} is larger than {max} bytes", path.display()));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

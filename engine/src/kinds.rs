@@ -54,6 +54,9 @@ pub(crate) struct Preparation<'a> {
     /// The workspace's store (where builds are kept).
     pub store: &'a Store,
     pub flavor: Flavor,
+    /// Whether the run is read-only: what it learns of host files (their
+    /// stamps) is not recorded.
+    pub read_only: bool,
 }
 
 /// Code made runnable.

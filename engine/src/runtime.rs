@@ -63,6 +63,8 @@ enum Source {
     Held(Vec<u8>),
     /// In the store, under the module's digest.
     Stored(crate::store::Store),
+    /// In a host file, which had the module's digest when the run was planned.
+    HostFile(HostFiles, PathBuf),
 }
 
 impl Source {
@@ -71,8 +73,25 @@ impl Source {
         match self {
             Self::Held(bytes) => Ok(bytes),
             Self::Stored(store) => store.read_file(digest).map_err(|err| format!("reading it from the store: {err}")),
+            Self::HostFile(files, path) => {
+                let file = files.open_file(&path).map_err(|why| format!("cannot read it: {why}"))?;
+                let bytes = read_module(file, &path)?;
+                if Digest::of(&bytes) != *digest {
+                    return Err(format!(
+                        "{} changed after the run was planned (its steps' cache keys name the module as it was); \
+                         run again to use the new one",
+                        path.display()
+                    ));
+                }
+                Ok(bytes)
+            }
         }
     }
+}
+
+/// The bytes of the module file `file`, opened from `path`.
+fn read_module(file: std::fs::File, path: &Path) -> Result<Vec<u8>, String> {
+    crate::host_files::read_open_capped(file, path, MAX_MODULE_BYTES).map_err(|why| format!("cannot read it: {why}"))
 }
 
 enum ProgramKind {
@@ -176,28 +195,46 @@ impl Runtime {
     /// `flavor` (see [`FlavoredRuntime::prepare`]). The error is a reason for
     /// the user: the module is not a valid WASI command.
     ///
-    /// A module file whose stamp is the one seen when it was last prepared
-    /// (and was not then too recent to trust) is not read again.
-    /// The file is opened through `files`, which may confine where it is.
-    pub(crate) fn prepare(&self, path: &Path, flavor: Flavor, files: &HostFiles) -> Result<Arc<Program>, String> {
-        use std::io::Read;
+    /// A module file is read and hashed only when its stamp is new: one seen
+    /// before by this runtime, or recorded in `store` when an earlier
+    /// process hashed it, stands for its digest. Its bytes are then read
+    /// only if a step executes and its compiled code is not on disk, and
+    /// checked against that digest. Unless `record` is false (a read-only
+    /// run), a file hashed here has its stamp recorded in `store`. The file
+    /// is opened through `files`, which may confine where it is.
+    pub(crate) fn prepare(
+        &self,
+        path: &Path,
+        flavor: Flavor,
+        files: &HostFiles,
+        store: &crate::store::Store,
+        record: bool,
+    ) -> Result<Arc<Program>, String> {
         let runtime = self.flavor(flavor)?;
         let file = files.open_file(path).map_err(|why| format!("cannot read it: {why}"))?;
-        let stamp = file.metadata().ok().map(|metadata| FileStamp::of(&metadata));
-        if let Some(stamp) = &stamp
-            && let Some(known) = self.module_digests.get(path).filter(|known| known.0 == *stamp)
+        let metadata = file.metadata().map_err(|err| format!("cannot read it: {err}"))?;
+        if metadata.len() > MAX_MODULE_BYTES {
+            return Err(format!("it is larger than {MAX_MODULE_BYTES} bytes"));
+        }
+        let stamp = FileStamp::of(&metadata);
+        if let Some(known) = self.module_digests.get(path).filter(|known| known.0 == stamp)
             && let Some(program) = runtime.programs.get(&known.1)
         {
             return Ok(program.clone());
         }
-        let mut bytes = Vec::new();
-        file.take(MAX_MODULE_BYTES + 1).read_to_end(&mut bytes).map_err(|err| format!("cannot read it: {err}"))?;
-        if bytes.len() as u64 > MAX_MODULE_BYTES {
-            return Err(format!("it is larger than {MAX_MODULE_BYTES} bytes"));
+        if let Some(digest) = store.recorded_digest(path, &stamp) {
+            let program = runtime.prepare_known(digest, Source::HostFile(files.clone(), path.to_owned()))?;
+            self.module_digests.insert(path.to_owned(), (stamp, digest));
+            return Ok(program);
         }
+        let bytes = read_module(file, path)?;
         let program = runtime.prepare(bytes)?;
-        if let Some(stamp) = stamp.filter(|stamp| !stamp.is_racy()) {
+        if !stamp.is_racy() {
             self.module_digests.insert(path.to_owned(), (stamp, program.digest));
+            if record {
+                // Only a cache: without the record, the next run hashes the file again.
+                let _ = store.record_digest(path, stamp, program.digest);
+            }
         }
         Ok(program)
     }
@@ -416,3 +453,6 @@ impl FlavoredRuntime {
 pub(crate) fn chain(err: &wasmtime::Error) -> String {
     err.chain().map(|cause| cause.to_string()).collect::<Vec<_>>().join(": ")
 }
+
+#[cfg(test)]
+mod tests;

@@ -271,6 +271,38 @@ fn slurm_options_are_not_part_of_a_key() {
     assert_eq!(steps_with(&second, "cached").len(), 4, "where a step runs does not change its result: {second}");
 }
 
+/// The test tool with a one-byte custom section holding `tag`: builds of one
+/// size whose bytes differ.
+fn tagged_tool(project: &Project, tag: u8) -> Vec<u8> {
+    let mut bytes = std::fs::read(project.path().join("tool-p1.wasm")).unwrap();
+    bytes.extend([0, 3, 1, b'v', tag]);
+    bytes
+}
+
+#[test]
+fn a_module_rewritten_with_its_size_and_modification_time_is_hashed_again() {
+    let project = Project::upper("tagged.wasm");
+    let module = project.path().join("tagged.wasm");
+    weir_tests::write_settled(&module, tagged_tool(&project, 1));
+    let (code, first) = project.run_json(&[]);
+    assert_eq!(code, 0, "{first}");
+    let (_, reused) = project.run_json(&[]);
+    assert_eq!(steps_with(&reused, "cached"), ["upper"], "known by its recorded stamp: {reused}");
+
+    // Rewritten in place, same size, its modification time put back: only
+    // the status change time tells.
+    let modified = std::fs::metadata(&module).unwrap().modified().unwrap();
+    std::fs::write(&module, tagged_tool(&project, 2)).unwrap();
+    std::fs::File::options().write(true).open(&module).unwrap().set_modified(modified).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (code, rewritten) = project.run_json(&[]);
+    assert_eq!(code, 0, "{rewritten}");
+    assert_eq!(steps_with(&rewritten, "ran"), ["upper"], "{rewritten}");
+    assert_ne!(first.step("upper")["cache_key"], rewritten.step("upper")["cache_key"]);
+    let (_, again) = project.run_json(&[]);
+    assert_eq!(steps_with(&again, "cached"), ["upper"], "{again}");
+}
+
 #[test]
 fn a_run_that_executes_no_step_does_not_load_compiled_code() {
     let project = Project::upper("tool-p1.wasm");

@@ -33,7 +33,7 @@ impl StepKind for Module {
         let StepCode::Wasm(path) = code else { unreachable!("the module kind prepares modules") };
         let program = with
             .runtime
-            .prepare(path, with.flavor, with.files)
+            .prepare(path, with.flavor, with.files, with.store, !with.read_only)
             .map_err(|reason| ValidationError::new(Kind::InvalidModule { path: path.to_owned(), reason }))?;
         Ok(Prepared {
             reference: CodeRef::Module { digest: program.digest },

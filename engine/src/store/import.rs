@@ -2,7 +2,8 @@
 //!
 //! A host file is copied into the store and the copy hashed. Its stamp
 //! (size, mtime, ctime, inode, device) is recorded under `inputs/`, so the
-//! next run re-reads the file only if one of those changed.
+//! next run re-reads the file only if one of those changed. Module files
+//! are not copied, but their digests are recorded the same way.
 
 use std::fs;
 use std::io::Read;
@@ -98,13 +99,11 @@ impl Store {
     fn import_file(&self, files: &HostFiles, path: &Path, left: &mut Option<u64>) -> Result<Digest, ImportError> {
         let file = files.open_file(path).map_err(ImportError::Refused)?;
         let metadata = file.metadata().map_err(Error::io(format!("reading input {}", path.display())))?;
-        let record_name = Digest::of(path.as_os_str().as_encoded_bytes());
         let stamp = FileStamp::of(&metadata);
-        if let Some(known) = self.stat_lookup(&record_name)
-            && known.stamp == stamp
-            && self.contains(&Artifact { kind: OutputKind::File, digest: known.digest })
+        if let Some(digest) = self.recorded_digest(path, &stamp)
+            && self.contains(&Artifact { kind: OutputKind::File, digest })
         {
-            return Ok(known.digest);
+            return Ok(digest);
         }
         let Some(left) = left else {
             let digest = super::hash_file(&file).map_err(Error::io(format!("reading input {}", path.display())))?;
@@ -117,10 +116,25 @@ impl Store {
         }
         let (digest, copied) = self.copy_in(file, path, *left)?.ok_or_else(too_large)?;
         *left -= copied;
-        if !stamp.is_racy() {
-            self.stat_record(&record_name, &StatRecord { stamp, digest })?;
-        }
+        self.record_digest(path, stamp, digest)?;
         Ok(digest)
+    }
+
+    /// The digest recorded for the host file at `path` when it had `stamp`
+    /// (see [`record_digest`](Self::record_digest)).
+    pub(crate) fn recorded_digest(&self, path: &Path, stamp: &FileStamp) -> Option<Digest> {
+        self.stat_lookup(&record_name(path)).filter(|known| known.stamp == *stamp).map(|known| known.digest)
+    }
+
+    /// Records that the host file at `path`, as `stamp` describes it, holds
+    /// bytes whose digest is `digest`, so that a later run need not read it
+    /// while its stamp stays the same. A stamp too recent to trust is not
+    /// recorded: a write in the same tick would not change it.
+    pub(crate) fn record_digest(&self, path: &Path, stamp: FileStamp, digest: Digest) -> Result<()> {
+        if stamp.is_racy() {
+            return Ok(());
+        }
+        self.stat_record(&record_name(path), &StatRecord { stamp, digest })
     }
 
     /// Copies an open host file into `tmp/`, hashes the copy, and renames it
@@ -160,4 +174,9 @@ impl Store {
         let (fan, rest) = split(name);
         self.rename_into(&temp, &self.inner.inputs, &fan, &rest)
     }
+}
+
+/// The name of the stat record of the host file at `path`.
+fn record_name(path: &Path) -> Digest {
+    Digest::of(path.as_os_str().as_encoded_bytes())
 }
