@@ -494,18 +494,14 @@ impl Engine {
 
     /// Puts the module at `path`, which hashes to `digest`, in the store.
     fn store_module(&self, digest: Digest, path: &Path, files: &HostFiles) -> Result<()> {
-        use std::io::Read;
         let store = &self.inner.store;
         if store.contains(&Artifact { kind: crate::OutputKind::File, digest }) {
             return Ok(());
         }
-        let reading = || format!("reading module {}", path.display());
-        let mut bytes = Vec::new();
-        files
-            .open_file(path)
-            .map_err(|why| Error::Io { context: reading(), source: std::io::Error::other(why) })?
-            .read_to_end(&mut bytes)
-            .map_err(Error::io(reading()))?;
+        let bytes = files.read_capped(path, crate::runtime::MAX_MODULE_BYTES).map_err(|why| Error::Io {
+            context: format!("reading module {}", path.display()),
+            source: std::io::Error::other(why),
+        })?;
         if store.put_bytes(&bytes)? != digest {
             let reason = format!("{} changed while the run was being prepared", path.display());
             return Err(Error::Config { setting: "module".into(), reason });

@@ -31,10 +31,8 @@ pub use signature::{
 use crate::error::{ValidationError, ValidationErrorKind as Kind};
 use crate::host_files::HostFiles;
 use crate::module_kind::ModuleKind;
+use crate::runtime::MAX_MODULE_BYTES;
 use layout::{Layout, MAX_DOCUMENT_BYTES};
-
-/// The largest module a package may hold.
-pub(crate) const MAX_MODULE_BYTES: u64 = 1 << 30;
 
 /// A package read from an image layout: its manifest checked, its
 /// descriptor (if it has one) parsed. The module is read, and checked,

@@ -168,8 +168,8 @@ struct Linkers {
     component: wasmtime::component::Linker<ComponentState>,
 }
 
-/// The largest module file weir reads.
-const MAX_MODULE_BYTES: u64 = 1 << 30;
+/// The largest module weir reads (from a file, or a package).
+pub(crate) const MAX_MODULE_BYTES: u64 = 1 << 30;
 
 impl Runtime {
     /// A runtime whose compiled modules are cached under `compiled_dir`,
