@@ -166,6 +166,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p weir --features cuda -- -D warnings
+	$(CARGO) clippy -p weir-tests --features cuda --benches -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

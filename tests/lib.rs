@@ -58,8 +58,17 @@ fn run_cargo(mut command: Command, what: &str) {
 
 /// Builds the guest crate at `crate_dir` (relative to the repository) for
 /// `target`, once per process, and returns the path of its `bin`.
+///
+/// Where `WEIR_TEST_GUESTS` names a directory, guests already built there
+/// (`DIR/TARGET/release/BIN.wasm`, as cargo lays them out) are used instead:
+/// for a bench binary carried to a machine without cargo, such as a GPU host.
 fn build_guest(lock: &OnceLock<PathBuf>, crate_dir: &str, target: &str, bin: &str) -> PathBuf {
     lock.get_or_init(|| {
+        if let Some(prebuilt) = std::env::var_os("WEIR_TEST_GUESTS") {
+            let path = Path::new(&prebuilt).join(target).join("release").join(format!("{bin}.wasm"));
+            assert!(path.is_file(), "WEIR_TEST_GUESTS is set, but {} is not there", path.display());
+            return path;
+        }
         let target_dir = profile_dir().parent().expect("target directory").join("guests");
         let mut command = cargo();
         command

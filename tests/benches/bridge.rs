@@ -5,12 +5,18 @@
 //! call and the MessagePack `call-native` one), and file operands at 1024³
 //! and 4096³. Times inside the guest are taken by the guest itself, so step
 //! start-up is not counted.
+//!
+//! Built with `--features cuda` on a machine with a GPU, it also measures a
+//! 4096³ cuBLAS product called directly against the same product requested
+//! by a guest through the bridge, with operands kept on the device
+//! (`gemm_gpu_4096`; `cargo bench -p weir-tests --features cuda --bench
+//! bridge -- gemm_gpu`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use weir::{CallContext, Engine, NativeFunction, OutputKind, Pipeline, RunOptions, StepBuilder};
+use weir::{CallContext, Engine, NativeFunction, OutputKind, Pipeline, Resources, RunOptions, StepBuilder};
 
 /// Returns its payload untouched: the cost measured is the bridge's own.
 struct Echo;
@@ -40,9 +46,23 @@ impl Bench {
     }
 
     /// Runs the SDK test guest with `args` (and pipeline inputs `a` and `b`
-    /// when `files` are given); returns the nanoseconds it reports.
+    /// when `files` are given) on the CPU; returns the nanoseconds it reports.
     fn guest_nanos(&self, args: &[String], natives: &[&str], files: Option<(&Path, &Path)>) -> u64 {
-        let mut step = StepBuilder::new("bench", weir_tests::sdk_tool()).args(args).output("result", OutputKind::File);
+        self.guest_nanos_holding(Resources::default(), args, natives, files)
+    }
+
+    /// As [`guest_nanos`](Self::guest_nanos), the step holding `resources`.
+    fn guest_nanos_holding(
+        &self,
+        resources: Resources,
+        args: &[String],
+        natives: &[&str],
+        files: Option<(&Path, &Path)>,
+    ) -> u64 {
+        let mut step = StepBuilder::new("bench", weir_tests::sdk_tool())
+            .args(args)
+            .resources(resources)
+            .output("result", OutputKind::File);
         for native in natives {
             step = step.native_function(*native);
         }
@@ -147,5 +167,96 @@ fn gemm_files(c: &mut Criterion) {
     }
 }
 
+/// cuBLAS on the GPU: a 4096³ product called directly (operands on the
+/// device, the product written into one buffer) against the same product
+/// through the bridge, from a guest holding a GPU slot: with operands it
+/// uploaded once and products kept on the device (`through_bridge_kept`), and
+/// with operands passed as values, copied to the device and back on every
+/// call (`through_bridge_values`). Throughput is in floating-point operations.
+#[cfg(feature = "cuda")]
+fn gemm_gpu(c: &mut Criterion) {
+    use cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N;
+    use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
+    use cudarc::driver::CudaContext;
+
+    const N: usize = 4096;
+    let bench = Bench::new();
+    if bench.engine.gpus_detected() == 0 {
+        eprintln!("gemm_gpu: no GPU detected, skipped");
+        return;
+    }
+    let context = CudaContext::new(0).expect("CUDA device 0");
+    let stream = context.default_stream();
+    let blas = CudaBlas::new(stream.clone()).expect("cuBLAS");
+    let (a, b) = operands(N);
+    let (a, b) = (stream.clone_htod(&a).expect("A"), stream.clone_htod(&b).expect("B"));
+    let mut product = stream.alloc_zeros::<f32>(N * N).expect("C");
+    let n = i32::try_from(N).expect("size");
+    // Row-major C = A · B is column-major Cᵀ = Bᵀ · Aᵀ: B goes first.
+    let config = GemmConfig {
+        transa: CUBLAS_OP_N,
+        transb: CUBLAS_OP_N,
+        m: n,
+        n,
+        k: n,
+        alpha: 1.0f32,
+        lda: n,
+        ldb: n,
+        beta: 0.0f32,
+        ldc: n,
+    };
+    let mut group = c.benchmark_group(format!("gemm_gpu_{N}"));
+    group.sample_size(10).throughput(criterion::Throughput::Elements(2 * (N as u64).pow(3)));
+    group.bench_function("direct_cublas", |bencher| {
+        bencher.iter_custom(|iters| {
+            let started = Instant::now();
+            for _ in 0..iters {
+                // SAFETY: A, B and C hold N² values each, as the config says.
+                unsafe { blas.gemm(config, &b, &a, &mut product) }.expect("sgemm");
+            }
+            stream.synchronize().expect("synchronize");
+            started.elapsed()
+        })
+    });
+    let gpu = Resources { gpu: 1 };
+    for (name, mode) in [("through_bridge_kept", "bench-gemm-kept"), ("through_bridge_values", "bench-gemm")] {
+        group.bench_function(name, |bencher| {
+            bencher.iter_custom(|iters| {
+                let args = [mode.into(), N.to_string(), iters.to_string()];
+                Duration::from_nanos(bench.guest_nanos_holding(gpu, &args, &["gemm"], None))
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Small products of values through the bridge, from a step holding a GPU
+/// against one without: where the copies to the device and back cost more
+/// than the product saves.
+#[cfg(feature = "cuda")]
+fn gemm_gpu_small(c: &mut Criterion) {
+    let bench = Bench::new();
+    if bench.engine.gpus_detected() == 0 {
+        eprintln!("gemm_gpu_small: no GPU detected, skipped");
+        return;
+    }
+    for n in [64usize, 128, 256, 512] {
+        let mut group = c.benchmark_group(format!("gemm_gpu_small_{n}"));
+        group.sample_size(10).throughput(criterion::Throughput::Elements(2 * (n as u64).pow(3)));
+        for (name, gpu) in [("values_step_with_gpu", 1), ("values_step_without", 0)] {
+            group.bench_function(name, |bencher| {
+                bencher.iter_custom(|iters| {
+                    let args = ["bench-gemm".into(), n.to_string(), iters.to_string()];
+                    Duration::from_nanos(bench.guest_nanos_holding(Resources { gpu }, &args, &["gemm"], None))
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+#[cfg(feature = "cuda")]
+criterion_group!(benches, round_trip, gemm_in_memory, gemm_files, gemm_gpu, gemm_gpu_small);
+#[cfg(not(feature = "cuda"))]
 criterion_group!(benches, round_trip, gemm_in_memory, gemm_files);
 criterion_main!(benches);

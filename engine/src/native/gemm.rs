@@ -13,6 +13,13 @@ const MAX_ELEMENTS: usize = 1 << 28;
 /// Version of both `gemm` and `matmul`; bump when results could change.
 const VERSION: u32 = 1;
 
+/// Products of host operands with less work than this (m·n·k) run on the
+/// CPU even in a step holding a GPU: copying the operands over and the
+/// product back costs more than the GPU saves. Through the bridge on an H200
+/// with 16 cores (BENCHMARKS.md, Session 25) a 128³ product took 65 µs on
+/// the GPU and 52 µs on the CPU, a 256³ one 141 and 185 µs.
+const GPU_MIN_WORK: u64 = 1 << 22;
+
 /// The dimensions and layout of one product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Shape {
@@ -41,6 +48,11 @@ impl Shape {
             return Err(format!("B has {b_len} values; k × n = {} × {} needs {b_want}", self.k, self.n));
         }
         Ok(())
+    }
+
+    /// Multiply-adds of the product: m·n·k.
+    fn work(&self) -> u64 {
+        (self.m as u64).saturating_mul(self.n as u64).saturating_mul(self.k as u64)
     }
 
     /// Bytes of the product `C`.
@@ -147,7 +159,7 @@ pub(crate) fn multiply_operands(
     device: Device,
 ) -> Result<Tensor, String> {
     shape.check(a.len(), b.len())?;
-    match (device, a, b) {
+    match (placement(shape, a, b, device), a, b) {
         (Device::Cpu, Operand::Host(a), Operand::Host(b)) => Ok(Tensor::Host(multiply_cpu(shape, a, b))),
         #[cfg(feature = "cuda")]
         (Device::Gpu { ordinal }, a, b) => super::cuda::sgemm(ordinal, shape, a, b).map(Tensor::Gpu),
@@ -162,6 +174,16 @@ pub(crate) fn multiply_operands(
             let (a, b) = (a.on_host()?, b.on_host()?);
             Ok(Tensor::Host(multiply_cpu(shape, &a, &b)))
         }
+    }
+}
+
+/// Where a product asked for on `device` runs: on a GPU unless both
+/// operands are in host memory and the product is too small to repay
+/// copying them there (see [`GPU_MIN_WORK`]).
+fn placement(shape: Shape, a: Operand<'_>, b: Operand<'_>, device: Device) -> Device {
+    match (device, a, b) {
+        (Device::Gpu { .. }, Operand::Host(_), Operand::Host(_)) if shape.work() < GPU_MIN_WORK => Device::Cpu,
+        _ => device,
     }
 }
 
@@ -352,6 +374,18 @@ mod tests {
                 assert!((x - y).abs() < 1e-4, "{trans_a} {trans_b}: {x} vs {y}");
             }
         }
+    }
+
+    #[test]
+    fn small_products_of_host_values_stay_on_the_cpu_in_a_gpu_step() {
+        let square = |n: usize| Shape { m: n, n, k: n, trans_a: false, trans_b: false };
+        let gpu = Device::Gpu { ordinal: 0 };
+        let (a, b) = (Operand::Host(&[]), Operand::Host(&[]));
+        assert_eq!(placement(square(128), a, b, gpu), Device::Cpu);
+        assert_eq!(placement(square(161), a, b, gpu), Device::Cpu);
+        assert_eq!(placement(square(162), a, b, gpu), gpu);
+        assert_eq!(placement(Shape { m: 64, n: 64, k: 1 << 10, ..square(0) }, a, b, gpu), gpu);
+        assert_eq!(placement(square(4096), a, b, Device::Cpu), Device::Cpu);
     }
 
     #[test]
