@@ -11,6 +11,9 @@
 #               kept on the device, mixed, and files, for every transpose
 #   handles     tensor handles on the GPU are valid only in their own step;
 #               misuse is an error value
+#   leaks       160 steps each leave a 1 GiB product on the device for the
+#               engine to free: were any not freed, the later steps would run
+#               out of device memory
 #   scheduling  a GPU step and a CPU step run side by side; two GPU steps never
 #               overlap on one slot, and do with two slots
 #   startup     what a step's first product on the GPU costs: one 256³
@@ -47,7 +50,7 @@ if [ $# -eq 0 ]; then
     # One project directory for all sections: the guest is compiled once.
     export GPU_CHECK_WORK=$(mktemp -d)
     failed=""
-    for section in products handles scheduling startup digits bridge; do
+    for section in products handles leaks scheduling startup digits bridge; do
         printf '\n== %s\n' "$section"
         "$0" "$kit" "$out" "$section" || failed="$failed $section"
     done
@@ -158,6 +161,31 @@ assert steps["second"]["native_failures"] == 7, steps["second"]
 print("handles: all seven misuses answered with an error value")
 EOF
 
+}
+
+leaks() {
+python3 - <<'EOF'
+with open("leaks.toml", "w") as manifest:
+    manifest.write('name = "gpu-leaks"\n')
+    for i in range(160):
+        manifest.write(f'[steps.leave{i}]\nmodule = "sdk-tool.wasm"\nargs = ["tensor-leave", "16384", "{i}"]\n'
+                       'natives = ["gemm"]\nresources = { gpu = 1 }\nlimits = { memory = "1536MiB" }\n'
+                       'outputs = { result = "file" }\n')
+EOF
+started=$(date +%s.%N)
+run leaks.toml --no-cache --jobs 4 --gpus 4 > leaks.json
+python3 - "$weir" "$started" <<'EOF'
+import json, os, subprocess, sys, time
+weir, started = sys.argv[1], float(sys.argv[2])
+steps = json.load(open("leaks.json"))["steps"]
+assert len(steps) == 160, len(steps)
+for s in steps:
+    assert s["status"] == "ran" and s["native_failures"] == 0, s
+    assert not s["warnings"] or os.environ.get("GPU_CHECK_ON_CPU"), s
+said = subprocess.run([weir, "cat", steps[-1]["outputs"]["result"], "--workspace", "ws"], capture_output=True, text=True).stdout
+assert said.startswith("ok: left tensor"), said
+print(f"leaks: 160 steps left 160 GiB of products in {time.time() - started:.1f} s; each was freed with its step ({said})")
+EOF
 }
 
 scheduling() {

@@ -172,7 +172,8 @@ fn gemm_files(c: &mut Criterion) {
 /// through the bridge, from a guest holding a GPU slot: with operands it
 /// uploaded once and products kept on the device (`through_bridge_kept`), and
 /// with operands passed as values, copied to the device and back on every
-/// call (`through_bridge_values`). Throughput is in floating-point operations.
+/// call (`through_bridge_values`, against the same copies made directly,
+/// `direct_cublas_copies`). Throughput is in floating-point operations.
 #[cfg(feature = "cuda")]
 fn gemm_gpu(c: &mut Criterion) {
     use cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N;
@@ -188,8 +189,8 @@ fn gemm_gpu(c: &mut Criterion) {
     let context = CudaContext::new(0).expect("CUDA device 0");
     let stream = context.default_stream();
     let blas = CudaBlas::new(stream.clone()).expect("cuBLAS");
-    let (a, b) = operands(N);
-    let (a, b) = (stream.clone_htod(&a).expect("A"), stream.clone_htod(&b).expect("B"));
+    let (a_host, b_host) = operands(N);
+    let (a, b) = (stream.clone_htod(&a_host).expect("A"), stream.clone_htod(&b_host).expect("B"));
     let mut product = stream.alloc_zeros::<f32>(N * N).expect("C");
     let n = i32::try_from(N).expect("size");
     // Row-major C = A · B is column-major Cᵀ = Bᵀ · Aᵀ: B goes first.
@@ -216,6 +217,17 @@ fn gemm_gpu(c: &mut Criterion) {
             }
             stream.synchronize().expect("synchronize");
             started.elapsed()
+        })
+    });
+    // What passing values costs without the bridge: both operands copied to
+    // the device and the product back, around the same product.
+    group.bench_function("direct_cublas_copies", |bencher| {
+        bencher.iter(|| {
+            let (a, b) = (stream.clone_htod(&a_host).expect("A"), stream.clone_htod(&b_host).expect("B"));
+            let mut product = stream.alloc_zeros::<f32>(N * N).expect("C");
+            // SAFETY: as above.
+            unsafe { blas.gemm(config, &b, &a, &mut product) }.expect("sgemm");
+            stream.clone_dtoh(&product).expect("download")
         })
     });
     let gpu = Resources { gpu: 1 };

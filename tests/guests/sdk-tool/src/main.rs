@@ -41,6 +41,7 @@ fn main() {
             handle.to_string()
         }),
         "tensor-misuse" => tensor_misuse(),
+        "tensor-leave" => tensor_leave(arg(0).parse().unwrap_or(1)),
         other => Ok(format!("unknown mode {other}")),
     };
     let text = match outcome {
@@ -269,6 +270,16 @@ fn tensors() -> Result<String, Error> {
     write("c_mixed", &gemm.values(&a, &b_kept)?)?;
     gemm.to_file(Operand::File("/in/a"), Operand::File("/in/b"), "/out/c_file")?;
     Ok("four products".into())
+}
+
+/// Makes a `size` × `size` product (of a column and a row) kept by the
+/// engine, and leaves it for the engine to free when the step ends.
+fn tensor_leave(size: usize) -> Result<String, Error> {
+    let (column, row) = (vec![1.0f32; size], vec![2.0f32; size]);
+    let product = Gemm::new(size, size, 1).to_tensor(&column[..], &row[..])?;
+    let handle = product.handle();
+    std::mem::forget(product);
+    Ok(format!("left tensor {handle} of {size} × {size}"))
 }
 
 /// Every misuse of tensors this guest can think of, each answered with an
