@@ -8,7 +8,8 @@
 # Sections (all of them when none is named), each in its own process so that
 # one failing does not stop the rest:
 #   products    products on the GPU equal a float64 reference: values, tensors
-#               kept on the device, mixed, and files, for every transpose
+#               kept on the device, mixed, and files, for every transpose, and
+#               for a 2100 × 2050 × 2080 product
 #   handles     tensor handles on the GPU are valid only in their own step;
 #               misuse is an error value
 #   leaks       160 steps each leave a 1 GiB product on the device for the
@@ -38,8 +39,8 @@ cublas=$(find /usr/local /usr/lib /opt -name 'libcublas.so.1[0-9]*' 2>/dev/null 
 export LD_LIBRARY_PATH="$(dirname "$cublas"):${LD_LIBRARY_PATH:-}"
 
 for packed in "$kit"/weir.gz "$kit"/bridge.gz; do
-    if [ -e "$packed" ] && [ ! -e "${packed%.gz}" ]; then
-        gzip -dk "$packed" && chmod +x "${packed%.gz}"
+    if [ "$packed" -nt "${packed%.gz}" ]; then
+        gzip -dkf "$packed" && touch "${packed%.gz}" && chmod +x "${packed%.gz}"
     fi
 done
 
@@ -66,20 +67,19 @@ run() { "$weir" run "$@" --workspace ws --json; }
 
 # The sections (their bodies are not indented: they hold heredocs).
 products() {
-python3 - <<'EOF'
-import numpy as np
-rng = np.random.default_rng(19)
-m, n, k = 300, 200, 500
+# Small products for every transpose, and a larger one (4.3 Mi values in each
+# operand and in the product).
+for case in "300 200 500 false false" "300 200 500 true false" "300 200 500 false true" \
+    "300 200 500 true true" "2100 2050 2080 false true"; do
+    set -- $case
+    python3 - "$@" <<'EOF'
+import sys, numpy as np
+m, n, k = map(int, sys.argv[1:4])
+ta, tb = sys.argv[4] == "true", sys.argv[5] == "true"
+rng = np.random.default_rng(m * n * k + 2 * ta + tb)
 a = rng.standard_normal((m, k), dtype=np.float32)
 b = rng.standard_normal((k, n), dtype=np.float32)
 np.save("a.npy", a); np.save("b.npy", b)
-EOF
-for trans in "false false" "true false" "false true" "true true"; do
-    set -- $trans
-    python3 - "$1" "$2" <<'EOF'
-import sys, numpy as np
-ta, tb = sys.argv[1] == "true", sys.argv[2] == "true"
-a, b = np.load("a.npy"), np.load("b.npy")
 (a.T if ta else a).astype("<f4").tofile("a.f32")
 (b.T if tb else b).astype("<f4").tofile("b.f32")
 EOF
@@ -95,13 +95,13 @@ natives = ["gemm"]
 resources = { gpu = 1 }
 limits = { memory = "512MiB" }
 inputs = { a = "inputs.a", b = "inputs.b" }
-params = { m = 300, n = 200, k = 500, trans_a = $1, trans_b = $2 }
+params = { m = $1, n = $2, k = $3, trans_a = $4, trans_b = $5 }
 outputs = { c_values = "file", c_tensors = "file", c_mixed = "file", c_file = "file", result = "file" }
 EOF
     run products.toml --no-cache > products.json
-    python3 - "$weir" "$1 $2" <<'EOF'
+    python3 - "$weir" "$*" <<'EOF'
 import json, os, subprocess, sys, numpy as np
-weir, trans = sys.argv[1], sys.argv[2]
+weir, case = sys.argv[1], sys.argv[2]
 summary = json.load(open("products.json"))
 step = next(s for s in summary["steps"] if s["step"] == "mul")
 assert step["status"] == "ran", step
@@ -112,11 +112,10 @@ for output in ["c_values", "c_tensors", "c_mixed", "c_file"]:
     raw = subprocess.run([weir, "cat", step["outputs"][output], "--workspace", "ws"], check=True, capture_output=True).stdout
     got = np.frombuffer(raw, dtype="<f4").reshape(want.shape)
     err = np.linalg.norm(got - want) / np.linalg.norm(want)
-    assert np.isfinite(got).all() and err < 1e-5, f"{output} ({trans}): relative error {err}"
-    print(f"transpose {trans}: {output} relative error {err:.2e}")
+    assert np.isfinite(got).all() and err < 1e-5, f"{output} ({case}): relative error {err}"
+    print(f"m n k, transposes {case}: {output} relative error {err:.2e}")
 EOF
 done
-
 }
 
 handles() {
