@@ -3,10 +3,10 @@
 # CUDA's libraries, python3 with numpy, and no Rust toolchain. KIT is what
 # bench/gpu_kit.sh built; logs and tables go to OUT.
 #
-#   bench/gpu_check.sh KIT OUT [SECTION...]
+#   bench/gpu_check.sh KIT OUT [SECTION]
 #
-# Sections (all of them when none is named), each in its own process so that
-# one failing does not stop the rest:
+# Sections (all of them when none is named, each in its own process so that
+# one failing does not stop the rest):
 #   products    products on the GPU equal a float64 reference: values, tensors
 #               kept on the device, mixed, and files, for every transpose, and
 #               for a 2100 × 2050 × 2080 product
@@ -24,8 +24,9 @@
 #               the bridge
 #
 # GPU_CHECK_BENCH=FILTER picks the bridge bench's groups (default: gemm_gpu,
-# all of the GPU ones). GPU_CHECK_ON_CPU=1 tries the script on a machine without a GPU: steps that
-# ask for one then run on the CPU, and the checks that they did not are skipped.
+# all of the GPU ones). GPU_CHECK_ON_CPU=1 tries the script on a machine
+# without a GPU: steps that ask for one then run on the CPU, and the checks
+# that they did not are skipped.
 set -euo pipefail
 kit=$(realpath "$1")
 out=$(realpath "$2")
@@ -159,7 +160,6 @@ for line, (what, message) in zip(lines, expected):
 assert steps["second"]["native_failures"] == 7, steps["second"]
 print("handles: all seven misuses answered with an error value")
 EOF
-
 }
 
 leaks() {
