@@ -188,29 +188,17 @@ EOF
 }
 
 scheduling() {
-cat > side.toml <<EOF
-name = "gpu-side-by-side"
-[steps.gpu_a]
-module = "sdk-tool.wasm"
-args = ["bench-gemm-kept", "4096", "300"]
-natives = ["gemm"]
-resources = { gpu = 1 }
-limits = { memory = "1GiB" }
-outputs = { result = "file" }
-[steps.gpu_b]
-module = "sdk-tool.wasm"
-args = ["bench-gemm-kept", "4096", "300"]
-natives = ["gemm"]
-resources = { gpu = 1 }
-limits = { memory = "1GiB" }
-outputs = { result = "file" }
-[steps.cpu]
-module = "sdk-tool.wasm"
-args = ["bench-gemm", "1024", "100"]
-natives = ["gemm"]
-limits = { memory = "1GiB" }
-outputs = { result = "file" }
-EOF
+# Two steps of kept 4096³ products on the GPU (their names in their arguments,
+# so that their cache keys differ) and one of 1024³ products on the CPU.
+{
+    echo 'name = "gpu-side-by-side"'
+    for step in gpu_a gpu_b; do
+        printf '[steps.%s]\nmodule = "sdk-tool.wasm"\nargs = ["bench-gemm-kept", "4096", "300", "%s"]\n' "$step" "$step"
+        printf 'natives = ["gemm"]\nresources = { gpu = 1 }\nlimits = { memory = "1GiB" }\noutputs = { result = "file" }\n'
+    done
+    printf '[steps.cpu]\nmodule = "sdk-tool.wasm"\nargs = ["bench-gemm", "1024", "100"]\n'
+    printf 'natives = ["gemm"]\nlimits = { memory = "1GiB" }\noutputs = { result = "file" }\n'
+} > side.toml
 for slots in 1 2; do
     run side.toml --no-cache --jobs 4 --gpus "$slots" > "side_$slots.json"
     python3 - "$slots" <<'EOF'
