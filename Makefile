@@ -119,6 +119,7 @@ test: setup
 	status=0; $(CARGO) test --workspace || status=$$?; \
 	if [ -n "$$ours" ]; then scripts/slurm-cluster.sh down >/dev/null 2>&1 || true; fi; \
 	exit $$status
+	$(CARGO) test -p weir --features cuda --lib native::
 	$(MAKE) contract
 	$(MAKE) ui-test
 
@@ -165,7 +166,7 @@ bench-ui: setup
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p weir --features cuda -- -D warnings
+	$(CARGO) clippy -p weir --features cuda --all-targets -- -D warnings
 	$(CARGO) clippy -p weir-tests --features cuda --benches -- -D warnings
 
 fmt:

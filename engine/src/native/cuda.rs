@@ -37,6 +37,13 @@ fn handle(ordinal: usize) -> Result<Arc<Mutex<DeviceHandle>>, String> {
     if let Some(handle) = handles.get(&ordinal) {
         return Ok(handle.clone());
     }
+    // cudarc panics where a library it loads is missing: a machine with
+    // CUDA's driver but without cuBLAS on the library path gets this error
+    // (in the step's report) instead, and later calls are not poisoned.
+    // SAFETY: `is_culib_present` only tries to load the library.
+    if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+        return Err(CUBLAS_MISSING.to_owned());
+    }
     let context = CudaContext::new(ordinal).map_err(|err| format!("CUDA device {ordinal}: {err}"))?;
     let stream = context.default_stream();
     let blas = CudaBlas::new(stream.clone()).map_err(|err| format!("cuBLAS on device {ordinal}: {err}"))?;
@@ -44,6 +51,10 @@ fn handle(ordinal: usize) -> Result<Arc<Mutex<DeviceHandle>>, String> {
     handles.insert(ordinal, handle.clone());
     Ok(handle)
 }
+
+/// The error of a product on a GPU where cuBLAS cannot be loaded.
+const CUBLAS_MISSING: &str =
+    "cuBLAS could not be loaded (libcublas.so.13): put the directory that holds it on LD_LIBRARY_PATH";
 
 /// Values kept on a GPU (a `weir:step/tensors` tensor of a step holding
 /// one, or a product computed there). Freed when dropped.
@@ -129,5 +140,22 @@ fn resident<'a>(staged: &'a Option<CudaSlice<f32>>, operand: Operand<'a>) -> &'a
         (Some(staged), _) => staged,
         (None, Operand::Gpu(tensor)) => &tensor.values,
         (None, Operand::Host(_)) => unreachable!("host operands are always staged"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_cublas_is_an_error_that_says_where_to_put_it() {
+        // SAFETY: only tries to load the library.
+        if unsafe { cudarc::cublas::sys::is_culib_present() } {
+            return; // a machine with cuBLAS on its library path: nothing to check here
+        }
+        for _ in 0..2 {
+            let err = handle(0).err().expect("no handle without cuBLAS");
+            assert!(err.contains("LD_LIBRARY_PATH"), "{err}");
+        }
     }
 }
