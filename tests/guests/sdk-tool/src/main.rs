@@ -35,11 +35,7 @@ fn main() {
         "bench-gemm-files" => bench_gemm_files(arg(0).parse().unwrap_or(64)),
         "bench-gemm-kept" => bench_gemm_kept(arg(0).parse().unwrap_or(64), arg(1).parse().unwrap_or(1)),
         "tensors" => tensors(),
-        "tensor-handle" => Tensor::upload(&[1.0, 2.0, 3.0]).map(|tensor| {
-            let handle = tensor.handle();
-            std::mem::forget(tensor); // left for the engine to free when the step ends
-            handle.to_string()
-        }),
+        "tensor-handle" => Tensor::upload(&[1.0, 2.0, 3.0]).map(|tensor| leave(tensor).to_string()),
         "tensor-misuse" => tensor_misuse(),
         "tensor-leave" => tensor_leave(arg(0).parse().unwrap_or(1)),
         other => Ok(format!("unknown mode {other}")),
@@ -277,9 +273,14 @@ fn tensors() -> Result<String, Error> {
 fn tensor_leave(size: usize) -> Result<String, Error> {
     let (column, row) = (vec![1.0f32; size], vec![2.0f32; size]);
     let product = Gemm::new(size, size, 1).to_tensor(&column[..], &row[..])?;
-    let handle = product.handle();
-    std::mem::forget(product);
-    Ok(format!("left tensor {handle} of {size} × {size}"))
+    Ok(format!("left tensor {} of {size} × {size}", leave(product)))
+}
+
+/// Leaves `tensor` for the engine to free when the step ends; returns its handle.
+fn leave(tensor: Tensor) -> u32 {
+    let handle = tensor.handle();
+    std::mem::forget(tensor);
+    handle
 }
 
 /// Every misuse of tensors this guest can think of, each answered with an
