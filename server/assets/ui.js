@@ -81,6 +81,11 @@ function followRun(root, element) {
       refreshMain();
     }
   });
+  // A stream the server refused (not one that dropped, which reconnects):
+  // the page is fetched again, and follows the run anew if it still runs.
+  source.addEventListener("error", () => {
+    if (source.readyState === EventSource.CLOSED) setTimeout(refreshMain, 2000);
+  });
   source.addEventListener("run_finished", (event) => {
     source.close();
     const status = data(event).status;

@@ -57,6 +57,13 @@ impl LiveRun {
         self.progress.send_modify(|progress| progress.1 = true);
     }
 
+    /// Waits until the run has ended (and is recorded), or `limit` passed;
+    /// whether it ended.
+    pub async fn ended_within(&self, limit: std::time::Duration) -> bool {
+        let mut receiver = self.progress.subscribe();
+        tokio::time::timeout(limit, receiver.wait_for(|&(_, ended)| ended)).await.is_ok_and(|waited| waited.is_ok())
+    }
+
     /// Every event from the first, then each as it comes, until the end.
     pub fn follow(self: Arc<Self>) -> impl Stream<Item = RunEvent> + Send + 'static {
         let receiver = self.progress.subscribe();

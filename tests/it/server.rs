@@ -41,6 +41,29 @@ impl Server {
         self.request(method, path, token, body.map(|body| body.to_string().into_bytes()), &[])
     }
 
+    /// Run `id`'s events, read as the server sends them.
+    pub(crate) fn follow(&self, token: &str, run: &str) -> impl Iterator<Item = (String, Value)> + use<> {
+        let path = format!("/v1/runs/{run}/events");
+        let request = ureq::http::Request::get(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {token}"))
+            .body(())
+            .expect("a request");
+        let response = ureq::Agent::new_with_defaults().run(request).unwrap_or_else(|err| panic!("GET {path}: {err}"));
+        let mut lines = BufReader::new(response.into_body().into_reader()).lines();
+        std::iter::from_fn(move || {
+            let mut name = String::new();
+            for line in lines.by_ref() {
+                let line = line.expect("read the event stream");
+                if let Some(event) = line.strip_prefix("event: ") {
+                    event.clone_into(&mut name);
+                } else if let Some(data) = line.strip_prefix("data: ") {
+                    return Some((name, serde_json::from_str(data).unwrap()));
+                }
+            }
+            None
+        })
+    }
+
     fn request(
         &self,
         method: &str,
@@ -159,18 +182,7 @@ pub(crate) fn publish(
 
 /// The events of a run, as (name, data), until it ends.
 pub(crate) fn events(server: &Server, token: &str, run: &str) -> Vec<(String, Value)> {
-    let reply = server.call("GET", &format!("/v1/runs/{run}/events"), Some(token), None);
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    let mut events = Vec::new();
-    let mut name = String::new();
-    for line in reply.text().lines() {
-        if let Some(event) = line.strip_prefix("event: ") {
-            name = event.to_owned();
-        } else if let Some(data) = line.strip_prefix("data: ") {
-            events.push((name.clone(), serde_json::from_str(data).unwrap()));
-        }
-    }
-    events
+    server.follow(token, run).collect()
 }
 
 pub(crate) fn trigger(server: &Server, token: &str, pipeline: &str, body: &Value) -> String {

@@ -6,9 +6,7 @@
 use serde_json::{Value, json};
 use weir_tests::Project;
 
-use crate::server::{
-    Server, events, finished, publish, spinning_pipeline, step, token, trigger, up_pipeline, wait_for_step,
-};
+use crate::server::{Server, finished, publish, spinning_pipeline, step, token, trigger, up_pipeline, wait_for_step};
 
 /// A response, without following redirects.
 struct Page {
@@ -213,9 +211,17 @@ fn state_changes_need_the_session_secret_and_this_origin_and_logs_stream_live() 
         assert!(std::time::Instant::now() < deadline, "the slow step's page never showed it running");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // Followed while the step runs: its first line arrives live, before the cancel.
+    let mut followed = server.follow(&alice, &id);
+    let mut events: Vec<(String, Value)> = Vec::new();
+    while !events.iter().any(|(name, data)| name == "log" && data["step"] == "slow") {
+        events.push(followed.next().expect("the stream ended before the slow step wrote a line"));
+    }
     let cancelled = browser.form(&path, &[("csrf", &csrf)]);
     assert_eq!((cancelled.status, cancelled.location()), (303, format!("/runs/{id}").as_str()));
-    let events = events(&server, &alice, &id);
+    let shown = server.call("GET", &format!("/v1/runs/{id}"), Some(&alice), None).json();
+    assert_eq!(shown["status"], "cancelled", "the page shown after cancelling says how the run ended");
+    events.extend(followed);
     let log = events.iter().position(|(name, data)| name == "log" && data["step"] == "slow");
     let log = log.unwrap_or_else(|| panic!("no log event of the slow step: {events:?}"));
     assert_eq!(events[log].1["text"], "warming up\n");

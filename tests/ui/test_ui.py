@@ -3,8 +3,10 @@ Playwright, against `weir serve` on loopback with the digits example
 published. Run by tests/ui/run.sh, which starts the server and passes its
 address, two tenants' tokens and the folder for screenshots."""
 
+import json
 import re
 import sys
+import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
@@ -49,6 +51,14 @@ def trigger(page, epochs):
     return page.url.rsplit("/", 1)[1]
 
 
+def run_status_from_api(run):
+    """What the API says of `run`: its status and each step's, for a failure message."""
+    request = urllib.request.Request(f"{BASE}/v1/runs/{run}", headers={"Authorization": f"Bearer {ALICE}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        document = json.load(response)
+    return document.get("status"), {step.get("step"): step.get("status") for step in document.get("steps", [])}
+
+
 def main():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
@@ -57,6 +67,10 @@ def main():
         errors = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+        # Requests that changed something or failed, for failure messages.
+        requests = []
+        page.on("request", lambda request: request.method == "POST" and requests.append(f"POST {request.url}"))
+        page.on("requestfailed", lambda request: requests.append(f"failed {request.method} {request.url}"))
 
         # A page without a session goes to the login, then back.
         sign_in(page, ALICE, "/pipelines/digits")
@@ -137,7 +151,12 @@ def main():
         long_run = trigger(page, 400_000)
         expect(page.locator("a.node[data-step=train]")).to_have_attribute("class", "node s-running", timeout=60_000)
         page.click("button.danger")
-        expect(page.locator("#run-status .s-cancelled")).to_be_visible(timeout=60_000)
+        try:
+            expect(page.locator("#run-status .s-cancelled")).to_be_visible(timeout=60_000)
+        except AssertionError:
+            print(f"ui: cancelling {long_run}: the page is {page.url}; the API says {run_status_from_api(long_run)}; "
+                  f"last requests: {requests[-5:]}; page errors: {errors}", file=sys.stderr)
+            raise
         shot(page, "cancelled")
 
         # The designer: open, add a step, wire it by dragging, save, run.

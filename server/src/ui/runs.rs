@@ -276,7 +276,12 @@ pub async fn live(viewer: Viewer, State(state): State<Arc<AppState>>, Path(id): 
     }
 }
 
-/// Cancels a running run, then shows it.
+/// How long cancelling from the run's page waits for the run to stop, so
+/// that the page it shows next says how it ended (a run that takes longer
+/// is shown still stopping, and its page follows it live).
+const CANCEL_SETTLE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Cancels a running run, waits a moment for it to stop, then shows it.
 pub async fn cancel(
     viewer: Viewer,
     State(state): State<Arc<AppState>>,
@@ -284,7 +289,11 @@ pub async fn cancel(
     axum::Form(form): axum::Form<CsrfForm>,
 ) -> PageResult {
     viewer.check_csrf(form.csrf.as_deref())?;
+    let live = state.live.get(&id, &viewer.caller.tenant);
     let _accepted = crate::api::runs::cancel(viewer.caller, State(state), Path(id.clone())).await?;
+    if let Some(live) = live {
+        live.ended_within(CANCEL_SETTLE).await;
+    }
     Ok(Redirect::to(&format!("/runs/{}", url_encode(&id))).into_response())
 }
 
