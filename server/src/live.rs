@@ -57,11 +57,10 @@ impl LiveRun {
         self.progress.send_modify(|progress| progress.1 = true);
     }
 
-    /// Waits until the run has ended (and is recorded), or `limit` passed;
-    /// whether it ended.
-    pub async fn ended_within(&self, limit: std::time::Duration) -> bool {
+    /// Waits until the run has ended (and is recorded), or `limit` passed.
+    pub async fn wait_for_end(&self, limit: std::time::Duration) {
         let mut receiver = self.progress.subscribe();
-        tokio::time::timeout(limit, receiver.wait_for(|&(_, ended)| ended)).await.is_ok_and(|waited| waited.is_ok())
+        let _ended = tokio::time::timeout(limit, receiver.wait_for(|&(_, ended)| ended)).await;
     }
 
     /// Every event from the first, then each as it comes, until the end.

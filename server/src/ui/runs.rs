@@ -292,7 +292,7 @@ pub async fn cancel(
     let live = state.live.get(&id, &viewer.caller.tenant);
     let _accepted = crate::api::runs::cancel(viewer.caller, State(state), Path(id.clone())).await?;
     if let Some(live) = live {
-        live.ended_within(CANCEL_SETTLE).await;
+        live.wait_for_end(CANCEL_SETTLE).await;
     }
     Ok(Redirect::to(&format!("/runs/{}", url_encode(&id))).into_response())
 }
