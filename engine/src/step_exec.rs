@@ -3,6 +3,7 @@
 //! cache entry.
 
 use std::collections::BTreeMap;
+use std::os::fd::AsFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
@@ -433,7 +434,7 @@ fn collect(
     let out = &scratch.out_dir;
     let file_outputs =
         job.spec.outputs.iter().filter(|(_, kind)| **kind == OutputKind::File).map(|(name, _)| name.as_str());
-    let mut listing = OutListing::read(out, file_outputs, &job.spec.limits)?;
+    let mut listing = OutListing::read(out, scratch.out_listable.as_fd(), file_outputs, &job.spec.limits)?;
     let mut outputs = BTreeMap::new();
     let mut left = Vec::new();
     for (name, kind) in &job.spec.outputs {
@@ -461,13 +462,15 @@ fn collect(
         };
         let caching = Instant::now();
         // A re-execution that produced exactly the recorded result keeps the
-        // run the entry names (where the result came from) and renews its age.
-        // (A shared job found no entry under the key's lock just before it
-        // executed: there is none to look at.)
-        // Such a renewal leaves every reuse index valid: the copies they may
-        // hold describe the same result.
+        // run the entry names (where the result came from) and the stamps of
+        // its files (which are the files just found in the store), and renews
+        // its age. (A shared job found no entry under the key's lock just
+        // before it executed: there is none to look at. The known entry's
+        // artifacts need no looking at either: equal to this one's, they are
+        // what was just stored.) Such a renewal leaves every reuse index
+        // valid: the copies they may hold describe the same result.
         if !job.spec.share
-            && let Some(known) = store.cache_get(&job.spec.key)
+            && let Some(known) = store.cache_read(&job.spec.key)
             && (CacheEntry {
                 run_id: known.run_id.clone(),
                 created: known.created,
@@ -476,6 +479,7 @@ fn collect(
             }) == known
         {
             entry.run_id = known.run_id;
+            entry.checked = known.checked;
             store.cache_renew(&job.spec.key, &entry).map_err(engine)?;
         } else {
             store.cache_put(&job.spec.key, &entry).map_err(engine)?;

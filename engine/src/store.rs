@@ -97,6 +97,12 @@ struct Inner {
     janitor: janitor::Janitor,
     /// Artifacts re-hashed and found intact by this process (see `cache`).
     verified: dashmap::DashSet<Digest>,
+    /// Open descriptions of the key lock file holding no lock.
+    idle_key_handles: locks::IdleKeyHandles,
+    /// Whether this process has stored (or found) the empty object, which
+    /// garbage collection never removes: every empty log is that object, so
+    /// storing one after the first costs nothing.
+    empty_object_stored: std::sync::atomic::AtomicBool,
 }
 
 /// What a store file is, for when it must reach the disk.
@@ -153,6 +159,8 @@ impl Store {
             unsynced: std::sync::atomic::AtomicBool::new(false),
             janitor,
             verified: dashmap::DashSet::new(),
+            idle_key_handles: locks::IdleKeyHandles::default(),
+            empty_object_stored: std::sync::atomic::AtomicBool::new(false),
         };
         let store = Store { inner: Arc::new(inner) };
         store.recover_after_reboot()?;
@@ -290,7 +298,13 @@ impl Store {
     /// Stores `bytes` as a file artifact.
     pub(crate) fn put_bytes(&self, bytes: &[u8]) -> Result<Digest> {
         let digest = Digest::of(bytes);
+        if bytes.is_empty() && self.inner.empty_object_stored.load(Ordering::Acquire) {
+            return Ok(digest);
+        }
         self.publish_bytes(&self.inner.objects, &digest, bytes, true)?;
+        if bytes.is_empty() {
+            self.inner.empty_object_stored.store(true, Ordering::Release);
+        }
         Ok(digest)
     }
 
@@ -400,6 +414,33 @@ impl Store {
             return Ok(false);
         }
         self.rename_from(from_dir, from, dir, fan, rest)?;
+        Ok(true)
+    }
+
+    /// Writes `bytes` as the record `<dir>/<fan>/<rest>` in place, unless a
+    /// file is there already (`Ok(false)`). Only for records, which a reader
+    /// that finds them torn counts as absent (see [`Durability`]); a write
+    /// that fails removes what it wrote.
+    fn create_record(&self, dir: &Dir, fan: &str, rest: &str, bytes: &[u8]) -> Result<bool> {
+        let to = Path::new(fan).join(rest);
+        let failed = |err| Error::io(format!("writing the record {fan}{rest}"))(err);
+        let mut options = cap_std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        let created = in_fan_dir(
+            dir,
+            fan,
+            |err: &io::Error| err.kind() == io::ErrorKind::NotFound,
+            || dir.open_with(&to, &options),
+        )?;
+        let file = match created {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(err) => return Err(failed(err)),
+        };
+        if let Err(err) = file.into_std().write_all(bytes) {
+            let _ = dir.remove_file(&to);
+            return Err(failed(err));
+        }
         Ok(true)
     }
 }

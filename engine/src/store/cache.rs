@@ -107,7 +107,7 @@ impl Store {
     }
 
     /// The entry recorded under `key`, whatever became of its artifacts.
-    pub(super) fn cache_read(&self, key: &Digest) -> Option<CacheEntry> {
+    pub(crate) fn cache_read(&self, key: &Digest) -> Option<CacheEntry> {
         let (fan, rest) = split(key);
         let bytes = super::read_small(&self.inner.cache, &Path::new(&fan).join(rest)).ok()?;
         rmp_serde::from_slice(&bytes).ok()
@@ -222,15 +222,19 @@ impl Store {
         }
     }
 
-    /// Records `entry` under `key`, replacing any earlier entry atomically;
-    /// a replacement makes every reuse index stale, as one may hold the
-    /// entry it replaced.
+    /// Records `entry` under `key`. A new entry is written in place, one
+    /// file creation: a reader that meets it half-written finds it cannot
+    /// be decoded and counts it as absent, as it counts one torn by a crash
+    /// (and a key's executions write it under the key's lock, which such a
+    /// reader then waits for). An earlier entry is replaced atomically, which
+    /// makes every reuse index stale, as one may hold the entry it replaced.
     pub(crate) fn cache_put(&self, key: &Digest, entry: &CacheEntry) -> Result<()> {
-        let temp = self.entry_temp(entry)?;
+        let bytes = encode(entry)?;
         let (fan, rest) = split(key);
-        if self.rename_new_from(&self.inner.tmp, Path::new(&temp), &self.inner.cache, &fan, &rest)? {
+        if self.create_record(&self.inner.cache, &fan, &rest, &bytes)? {
             return Ok(());
         }
+        let temp = self.write_temp(&bytes, Durability::Record, false)?;
         self.rename_into(&temp, &self.inner.cache, &fan, &rest)?;
         self.invalidate_reuse_indexes()
     }
@@ -241,17 +245,16 @@ impl Store {
     /// only costs a file's hashing, and one of an earlier age is renewed
     /// by the step's next execution.
     pub(crate) fn cache_renew(&self, key: &Digest, entry: &CacheEntry) -> Result<()> {
-        let temp = self.entry_temp(entry)?;
+        let temp = self.write_temp(&encode(entry)?, Durability::Record, false)?;
         let (fan, rest) = split(key);
         self.rename_into(&temp, &self.inner.cache, &fan, &rest)
     }
+}
 
-    /// `entry`, encoded into a temporary file of the store.
-    fn entry_temp(&self, entry: &CacheEntry) -> Result<String> {
-        let bytes = rmp_serde::to_vec_named(entry)
-            .map_err(|err| Error::Io { context: "encoding a cache entry".into(), source: io::Error::other(err) })?;
-        self.write_temp(&bytes, Durability::Record, false)
-    }
+/// `entry` as it is recorded.
+fn encode(entry: &CacheEntry) -> Result<Vec<u8>> {
+    rmp_serde::to_vec_named(entry)
+        .map_err(|err| Error::Io { context: "encoding a cache entry".into(), source: io::Error::other(err) })
 }
 
 /// Removes the corrupt artifact at `path`, so the step's next execution

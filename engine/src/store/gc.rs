@@ -1,8 +1,8 @@
 //! Garbage collection: removing the objects and trees that nothing keeps.
 //!
 //! What is kept: every artifact a cache entry names (outputs and logs), every
-//! digest the caller names (those of the runs it retains), and everything
-//! inside a kept tree. The caller holds the workspace lock exclusively, so no
+//! digest the caller names (those of the runs it retains), everything inside
+//! a kept tree, and the empty object. The caller holds the workspace lock exclusively, so no
 //! run is between storing an object and recording it.
 
 use std::collections::BTreeSet;
@@ -10,7 +10,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{Store, for_each_digest, locks::KEY_LOCKS, split};
+use super::locks::{EXPORT_LOCK_PREFIX, KEY_LOCKS};
+use super::{Store, for_each_digest, split};
 use crate::{Digest, Error, OutputKind, Result};
 
 /// What a garbage collection removed.
@@ -35,7 +36,8 @@ impl Store {
     /// the workspace lock exclusively.
     pub(crate) fn collect_garbage(&self, retained: &BTreeSet<Digest>) -> Result<GcReport> {
         let mut live = BTreeSet::new();
-        let mut roots: Vec<Digest> = retained.iter().copied().collect();
+        // The empty object stays whatever refers to it (see `put_bytes`).
+        let mut roots: Vec<Digest> = retained.iter().copied().chain([Digest::of(b"")]).collect();
         for entry in self.cache_entries()? {
             roots.extend(entry.outputs.values().map(|artifact| artifact.digest));
             roots.extend([entry.stdout, entry.stderr]);
@@ -67,7 +69,7 @@ impl Store {
                 }
             }
         }
-        self.remove_key_locks();
+        self.remove_export_locks();
         Ok(report)
     }
 
@@ -86,11 +88,15 @@ impl Store {
         Ok(keys.iter().filter_map(|key| self.cache_get(key)).collect())
     }
 
-    /// Removes the key lock files; with the workspace lock held exclusively,
-    /// nobody holds or waits on one.
-    fn remove_key_locks(&self) {
-        if let Ok(entries) = std::fs::read_dir(self.root().join(KEY_LOCKS)) {
-            for entry in entries.flatten() {
+    /// Removes the export lock files, one per destination ever exported to;
+    /// with the workspace lock held exclusively, nobody holds or waits on
+    /// one. The key lock file stays: a process may keep descriptions of it
+    /// open between runs (see `locks`), which must go on locking the file
+    /// every other process opens.
+    fn remove_export_locks(&self) {
+        let Ok(entries) = std::fs::read_dir(self.root().join(KEY_LOCKS)) else { return };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(EXPORT_LOCK_PREFIX) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }

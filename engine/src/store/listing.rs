@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, Metadata};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use cap_std::fs::Dir;
@@ -34,24 +35,35 @@ pub(crate) struct OutListing {
     entries: BTreeMap<OsString, Listed>,
 }
 
+/// A handle of directory `dir` that can be listed, which cap-std's
+/// `O_PATH` handles cannot: opened once for a scratch directory's `out/`
+/// and kept with it, for every listing of it.
+pub(crate) fn listable(dir: &Dir) -> std::io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(dir, c".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
+}
+
 impl OutListing {
-    /// Lists `out` and measures it against `limits` (stopping at the first
-    /// quota passed, as [`OutputUsage::check`] does); the regular files
-    /// among `file_outputs` are opened. A passed quota, or a listing that
-    /// failed, is the step's error.
+    /// Lists `out` through `listable` (its [`listable`] handle, read from
+    /// the start whatever an earlier listing left) and measures it against
+    /// `limits` (stopping at the first quota passed, as
+    /// [`OutputUsage::check`] does); the regular files among `file_outputs`
+    /// are opened. A passed quota, or a listing that failed, is the step's
+    /// error.
     pub(crate) fn read<'a>(
         out: &Dir,
+        listable: BorrowedFd<'_>,
         file_outputs: impl IntoIterator<Item = &'a str> + Clone,
         limits: &Limits,
     ) -> Result<Self, StepErrorKind> {
         let unmeasurable = |err: std::io::Error| StepErrorKind::OutputUnmeasurable { reason: err.to_string() };
         let mut usage = OutputUsage::default();
         let mut entries = BTreeMap::new();
-        // cap-std holds directories as `O_PATH` handles, which cannot be
-        // listed: one `openat` of "." gives a handle that can.
-        let fd = rustix::fs::openat(out, c".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        // A duplicate shares the handle's position, which is set back to
+        // the start: no `openat` per listing.
+        let rewound = rustix::io::fcntl_dupfd_cloexec(listable, 0)
+            .and_then(|fd| rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(0)).map(|_| fd))
             .map_err(|err| unmeasurable(err.into()))?;
-        let mut listing = rustix::fs::Dir::new(fd).map_err(|err| unmeasurable(err.into()))?;
+        let mut listing = rustix::fs::Dir::new(rewound).map_err(|err| unmeasurable(err.into()))?;
         while let Some(entry) = listing.read() {
             let entry = entry.map_err(|err| unmeasurable(err.into()))?;
             let name = OsStr::from_bytes(entry.file_name().to_bytes());

@@ -10,10 +10,13 @@
 //!   open file description of its own (`F_OFD_SETLK`): so every key shares
 //!   one file, made once, where a file per key cost a journaled file
 //!   creation per executed step (and left one file per key until `gc`).
+//!   A released key lock unlocks its byte and keeps its description for the
+//!   next key lock, so that an executed step opens nothing to take one.
 //!
 //! - An *export lock* (`locks/export-<digest of the path>`) is held while a
 //!   run replaces an export destination, so runs exporting to one path
 //!   replace it one at a time (the last one's outputs are what remain).
+//!   Garbage collection removes these files; it keeps `locks/keys`.
 //!
 //! All are advisory locks on open files (`flock`, or a byte range for key
 //! locks): the operating system releases them when the holder exits, however
@@ -21,6 +24,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use super::Store;
 use crate::{Digest, Error, Result};
@@ -31,11 +35,51 @@ const WORKSPACE_LOCK: &str = "lock";
 pub(super) const KEY_LOCKS: &str = "locks";
 /// The file under [`KEY_LOCKS`] whose bytes are the key locks.
 const KEY_LOCK_FILE: &str = "keys";
+/// How the name of an export lock file under [`KEY_LOCKS`] begins.
+pub(super) const EXPORT_LOCK_PREFIX: &str = "export-";
 
 /// A held lock; dropping it releases the lock.
 #[derive(Debug)]
 pub(crate) struct Held {
     _file: Option<File>,
+}
+
+/// A held key lock; dropping it unlocks its byte and gives its open file
+/// description back to the store for the next key lock.
+#[derive(Debug)]
+pub(crate) struct HeldKey {
+    /// `None` once dropped.
+    file: Option<File>,
+    offset: i64,
+    store: Store,
+}
+
+impl Drop for HeldKey {
+    fn drop(&mut self) {
+        // A description whose byte could not be unlocked is closed instead,
+        // which releases every lock it holds.
+        if let Some(file) = self.file.take()
+            && set_byte(&file, self.offset, Lock::Unlock).is_ok()
+        {
+            self.store.inner.idle_key_handles.give_back(file);
+        }
+    }
+}
+
+/// Open descriptions of the key lock file that hold no lock. Each held key
+/// lock has a description to itself: two locks of one description never
+/// wait for each other, even on one byte.
+#[derive(Debug, Default)]
+pub(super) struct IdleKeyHandles(Mutex<Vec<File>>);
+
+impl IdleKeyHandles {
+    fn take(&self) -> Option<File> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).pop()
+    }
+
+    fn give_back(&self, file: File) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(file);
+    }
 }
 
 /// Holds garbage collection off (see [`Store::hold_off_gc`]) until dropped.
@@ -91,28 +135,40 @@ impl Store {
 
     /// Takes the lock of cache key `key`, waiting while another execution
     /// with that key holds it.
-    pub(crate) fn lock_key(&self, key: &Digest) -> Result<Held> {
-        let file = self.lock_file(&self.root().join(KEY_LOCKS).join(KEY_LOCK_FILE))?;
-        lock_byte(&file, key_offset(key), Wait::Yes).map_err(Error::io(format!("locking cache key {key}")))?;
-        Ok(Held { _file: Some(file) })
+    pub(crate) fn lock_key(&self, key: &Digest) -> Result<HeldKey> {
+        let file = self.idle_key_handle()?;
+        set_byte(&file, key_offset(key), Lock::Wait).map_err(Error::io(format!("locking cache key {key}")))?;
+        Ok(HeldKey { file: Some(file), offset: key_offset(key), store: self.clone() })
     }
 
     /// Takes the lock of export destination `path`, waiting while another
     /// run (in any process) writes there.
     pub(crate) fn lock_export(&self, path: &Path) -> Result<Held> {
-        let name = format!("export-{}", Digest::of(path.as_os_str().as_encoded_bytes()).hex());
+        let name = format!("{EXPORT_LOCK_PREFIX}{}", Digest::of(path.as_os_str().as_encoded_bytes()).hex());
         let file = self.lock_file(&self.root().join(KEY_LOCKS).join(name))?;
         file.lock().map_err(Error::io(format!("locking the export to {}", path.display())))?;
         Ok(Held { _file: Some(file) })
     }
 
     /// Takes the lock of cache key `key` if no other execution holds it.
-    pub(crate) fn try_lock_key(&self, key: &Digest) -> Result<Option<Held>> {
-        let file = self.lock_file(&self.root().join(KEY_LOCKS).join(KEY_LOCK_FILE))?;
-        match lock_byte(&file, key_offset(key), Wait::No) {
-            Ok(true) => Ok(Some(Held { _file: Some(file) })),
-            Ok(false) => Ok(None),
+    pub(crate) fn try_lock_key(&self, key: &Digest) -> Result<Option<HeldKey>> {
+        let file = self.idle_key_handle()?;
+        match set_byte(&file, key_offset(key), Lock::Try) {
+            Ok(true) => Ok(Some(HeldKey { file: Some(file), offset: key_offset(key), store: self.clone() })),
+            Ok(false) => {
+                self.inner.idle_key_handles.give_back(file);
+                Ok(None)
+            }
             Err(err) => Err(Error::io(format!("locking cache key {key}"))(err)),
+        }
+    }
+
+    /// An open description of the key lock file holding no lock: an idle
+    /// one if there is one, else a new one.
+    fn idle_key_handle(&self) -> Result<File> {
+        match self.inner.idle_key_handles.take() {
+            Some(file) => Ok(file),
+            None => self.lock_file(&self.root().join(KEY_LOCKS).join(KEY_LOCK_FILE)),
         }
     }
 
@@ -135,36 +191,41 @@ fn key_offset(key: &Digest) -> i64 {
     i64::try_from(u64::from_le_bytes(first) >> 1).unwrap_or(i64::MAX)
 }
 
-/// Whether [`lock_byte`] waits for the byte to be free.
+/// What [`set_byte`] does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wait {
-    Yes,
-    No,
+enum Lock {
+    /// Lock it, waiting while another description holds it.
+    Wait,
+    /// Lock it if no other description holds it.
+    Try,
+    /// Unlock it (whether this description held it or not).
+    Unlock,
 }
 
-/// Locks byte `offset` of `file` for writing with an open-file-description
-/// lock, released when this handle is closed; `Ok(false)` when another
-/// handle (of any thread or process) holds it and `wait` is [`Wait::No`].
-fn lock_byte(file: &File, offset: i64, wait: Wait) -> std::io::Result<bool> {
+/// Locks byte `offset` of `file` for writing, or unlocks it, with an
+/// open-file-description lock (released too when the description is
+/// closed); `Ok(false)` when another description (of any thread or process)
+/// holds it and `how` is [`Lock::Try`].
+fn set_byte(file: &File, offset: i64, how: Lock) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd;
-    // SAFETY: `flock` is plain data, for which all zeroes is a valid value
-    // (and `l_pid` must be zero for an open-file-description lock).
+    // SAFETY: `flock` is plain data, for which all zeroes is a valid
+    // value (and `l_pid` must be zero for an open-file-description lock).
     let mut range: libc::flock = unsafe { std::mem::zeroed() };
-    range.l_type = libc::F_WRLCK as _;
+    range.l_type = if how == Lock::Unlock { libc::F_UNLCK } else { libc::F_WRLCK } as _;
     range.l_whence = libc::SEEK_SET as _;
     range.l_start = offset;
     range.l_len = 1;
-    let command = if wait == Wait::Yes { libc::F_OFD_SETLKW } else { libc::F_OFD_SETLK };
+    let command = if how == Lock::Wait { libc::F_OFD_SETLKW } else { libc::F_OFD_SETLK };
     loop {
-        // SAFETY: the descriptor is open for as long as `file` is borrowed,
-        // and `range` outlives the call, which only reads it.
+        // SAFETY: the descriptor is open for as long as `file` is
+        // borrowed, and `range` outlives the call, which only reads it.
         if unsafe { libc::fcntl(file.as_raw_fd(), command, &range) } == 0 {
             return Ok(true);
         }
         let err = std::io::Error::last_os_error();
         match err.raw_os_error() {
             Some(libc::EINTR) => continue,
-            Some(libc::EAGAIN | libc::EACCES) if wait == Wait::No => return Ok(false),
+            Some(libc::EAGAIN | libc::EACCES) if how == Lock::Try => return Ok(false),
             _ => return Err(err),
         }
     }

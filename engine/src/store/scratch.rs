@@ -8,6 +8,7 @@
 //! busy disk). A directory whose contents are not known for certain (the
 //! step failed, a removal failed) is removed whole instead, never reused.
 
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use cap_std::fs::Dir;
@@ -33,6 +34,9 @@ pub(crate) struct Scratch {
     pub(crate) in_dir: Dir,
     /// `out/`: what the step writes.
     pub(crate) out_dir: Dir,
+    /// `out/` again, as a handle that can be listed (see
+    /// [`listable`](super::listing::listable)).
+    pub(crate) out_listable: OwnedFd,
     /// The bytes of the parameters file in `in/`, as the last staging wrote
     /// them (`None`: none was, or its write failed). A guest cannot change
     /// them (`/in` is read-only to it) and the janitor leaves the file, so
@@ -108,7 +112,8 @@ impl Store {
         root.create_dir("out").map_err(io("/out"))?;
         let in_dir = root.open_dir("in").map_err(io("/in"))?;
         let out_dir = root.open_dir("out").map_err(io("/out"))?;
-        Ok(Scratch { name, path, root, in_dir, out_dir, staged_params: None })
+        let out_listable = super::listing::listable(&out_dir).map_err(io("/out"))?;
+        Ok(Scratch { name, path, root, in_dir, out_dir, out_listable, staged_params: None })
     }
 
     /// Hands a used scratch directory to the store's background janitor:

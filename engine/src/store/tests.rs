@@ -1,10 +1,11 @@
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 
-use super::listing::Listed;
+use super::listing::{Listed, listable};
 use super::*;
 
 fn store() -> (tempfile::TempDir, Store) {
@@ -92,7 +93,7 @@ fn import_reuses_the_digest_of_an_unchanged_file_and_notices_changes() {
 
 /// Lists `out` as a step's collection does, with `files` declared as file outputs.
 fn listing<const N: usize>(out: &Dir, files: [&str; N]) -> OutListing {
-    OutListing::read(out, files, &crate::Limits::default()).unwrap()
+    OutListing::read(out, listable(out).unwrap().as_fd(), files, &crate::Limits::default()).unwrap()
 }
 
 #[test]
@@ -164,7 +165,9 @@ fn the_listing_of_out_counts_every_entry_and_byte_against_the_quotas() {
     out.write("tree/sub/deep", vec![0u8; 200]).unwrap();
     // 5 entries (3 at the top, `sub` and `deep` below) holding 1,100 bytes.
     let limits = |files, output| crate::Limits { files, output, ..crate::Limits::default() };
-    let read = |limits| OutListing::read(&out, ["declared"], &limits);
+    // One listable handle for every listing, as a scratch directory keeps.
+    let handle = listable(&out).unwrap();
+    let read = |limits| OutListing::read(&out, handle.as_fd(), ["declared"], &limits);
 
     let within = read(limits(5, 1_100)).unwrap();
     let top: Vec<_> = within.into_top_level();
@@ -209,6 +212,34 @@ fn cache_entries_require_their_artifacts() {
     let hex = output.hex();
     std::fs::remove_file(store.root().join("objects").join(&hex[..2]).join(&hex[2..])).unwrap();
     assert_eq!(store.cache_get(&key), None, "an entry whose output is gone is a miss");
+}
+
+#[test]
+fn a_new_entry_is_written_in_place_and_one_found_torn_counts_as_absent_and_is_replaced() {
+    let (dir, store) = store();
+    let log = store.put_bytes(b"").unwrap();
+    let output = store.put_bytes(b"out").unwrap();
+    let key = Digest::of(b"key");
+    store.cache_put(&key, &entry_with(output, log)).unwrap();
+    assert_eq!(store.cache_get(&key), Some(entry_with(output, log)));
+    assert!(
+        entries(&dir.path().join("ws/tmp")).is_empty(),
+        "no temporary file: {:?}",
+        entries(&dir.path().join("ws/tmp"))
+    );
+
+    // What a reader may meet while the entry is being written, or after a
+    // crash in the middle of it: a prefix of its bytes.
+    let hex = key.hex();
+    let path = dir.path().join("ws/cache").join(&hex[..2]).join(&hex[2..]);
+    let whole = std::fs::read(&path).unwrap();
+    for len in [0, 1, whole.len() / 2, whole.len() - 1] {
+        std::fs::write(&path, &whole[..len]).unwrap();
+        assert_eq!(store.cache_get(&key), None, "a prefix of {len} bytes is no entry");
+    }
+    let second = store.put_bytes(b"second").unwrap();
+    store.cache_put(&key, &entry_with(second, log)).unwrap();
+    assert_eq!(store.cache_get(&key), Some(entry_with(second, log)), "the torn entry was replaced");
 }
 
 #[test]
@@ -473,6 +504,33 @@ fn a_key_lock_holds_against_every_other_handle_until_its_holder_lets_go() {
     assert_eq!(entries(&dir.path().join("ws/locks")), ["keys"], "every key's lock is in one file");
 }
 
+#[test]
+fn a_released_key_lock_unlocks_its_byte_and_its_description_serves_the_next_key() {
+    let (_dir, store) = store();
+    let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+    drop(store.try_lock_key(&a).unwrap().expect("a free key"));
+    let on_b = store.try_lock_key(&b).unwrap().expect("the kept description locks another key");
+    let on_a = store.try_lock_key(&a).unwrap().expect("and holds the first one no longer");
+    assert!(store.try_lock_key(&a).unwrap().is_none(), "each held key lock has a description to itself");
+    assert!(store.try_lock_key(&b).unwrap().is_none());
+    drop((on_a, on_b));
+}
+
+#[test]
+fn a_kept_key_lock_description_still_excludes_other_processes_after_garbage_collection() {
+    let (dir, store) = store();
+    let key = Digest::of(b"a");
+    drop(store.try_lock_key(&key).unwrap().expect("a free key"));
+    store.lock_export(Path::new("/somewhere")).map(drop).unwrap();
+    store.collect_garbage(&std::collections::BTreeSet::new()).unwrap();
+    assert_eq!(entries(&dir.path().join("ws/locks")), ["keys"], "export locks go, the key lock file stays");
+    // Another process's store opens the key lock file anew.
+    let other_process = Store::open(dir.path().join("ws")).unwrap();
+    let held = other_process.try_lock_key(&key).unwrap().expect("a free key");
+    assert!(store.try_lock_key(&key).unwrap().is_none(), "the kept description locks the same file");
+    drop(held);
+}
+
 /// The reuse checks of a run of one pipeline, with its reuse index.
 fn checks(store: &Store, may_write: bool) -> ReuseChecks {
     ReuseChecks::new(may_write, store.reuse_index(Digest::of(b"a pipeline")))
@@ -510,4 +568,16 @@ fn a_reuse_index_is_stale_once_an_entry_it_may_hold_is_replaced_or_removed() {
     store.cache_remove(&key).unwrap();
     assert_eq!(indexed(&store), None, "stale after the removal");
     assert_eq!(reuse(&store), None);
+}
+
+#[test]
+fn garbage_collection_keeps_the_empty_object_that_every_empty_log_is() {
+    let (_dir, store) = store();
+    let empty = store.put_bytes(b"").unwrap();
+    let other = store.put_bytes(b"unreferenced").unwrap();
+    let report = store.collect_garbage(&std::collections::BTreeSet::new()).unwrap();
+    assert_eq!((report.removed_objects, report.kept), (1, 1), "{report:?}");
+    assert!(store.open_file(&other).is_err());
+    assert_eq!(std::io::read_to_string(store.open_file(&empty).unwrap()).unwrap(), "");
+    assert_eq!(store.put_bytes(b"").unwrap(), empty);
 }

@@ -289,7 +289,9 @@ fn deep(depth: usize, files: usize) {
 /// them: an execution that saw another's marks would report them.
 fn residue() {
     use std::sync::atomic::{AtomicU8, Ordering};
-    const PAGES: usize = 4;
+    // 2.5 MiB: more than the engine resets in place (1 MiB), so that both
+    // ways of resetting a slot are checked.
+    const PAGES: usize = 40;
     const PAGE: usize = 1 << 16;
     static MARKED: [AtomicU8; PAGE] = [const { AtomicU8::new(0) }; PAGE];
     let dirty_static = MARKED.iter().filter(|byte| byte.load(Ordering::Relaxed) != 0).count();
