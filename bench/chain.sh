@@ -15,17 +15,17 @@ write_chain() {
     } > "$dir/pipeline.toml"
 }
 
-# Writes DIR/wide.toml: N independent copies of the test tool's `upper`
-# step, each reading DIR/seed.txt and appending its own name.
-# Usage: write_wide DIR N
+# Writes DIR/NAME (default wide.toml): N independent copies of the test
+# tool's `upper` step, each reading DIR/seed.txt and appending its own name.
+# Usage: write_wide DIR N [NAME]
 write_wide() {
-    local dir=$1 n=$2 i
+    local dir=$1 n=$2 name=${3:-wide.toml} i
     {
         printf 'name = "wide"\n[inputs]\nseed = "seed.txt"\n'
         for ((i = 0; i < n; i++)); do
             printf '[steps.s%d]\nmodule = "tool.wasm"\nargs = ["upper", "s%d"]\ninputs = { text = "inputs.seed" }\noutputs = { result = "file" }\n' "$i" "$i"
         done
-    } > "$dir/wide.toml"
+    } > "$dir/$name"
 }
 
 # The median of the numbers on stdin.
