@@ -66,19 +66,35 @@ impl Drop for HeldKey {
     }
 }
 
-/// Open descriptions of the key lock file that hold no lock. Each held key
-/// lock has a description to itself: two locks of one description never
-/// wait for each other, even on one byte.
+/// Open descriptions of the key lock file that hold no lock, at most
+/// [`IDLE_KEY_HANDLES_MAX`]. Each held key lock has a description to
+/// itself: two locks of one description never wait for each other, even on
+/// one byte.
 #[derive(Debug, Default)]
 pub(super) struct IdleKeyHandles(Mutex<Vec<File>>);
+
+/// Idle key lock descriptions kept at most: as many as a busy engine holds
+/// at once, while a burst of waiters (a thread each, see the scheduler's
+/// `await_key`) closes what it opened beyond that.
+pub(super) const IDLE_KEY_HANDLES_MAX: usize = 64;
 
 impl IdleKeyHandles {
     fn take(&self) -> Option<File> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).pop()
     }
 
+    /// Keeps `file` for the next key lock, or closes it when enough are kept.
     fn give_back(&self, file: File) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(file);
+        let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE_KEY_HANDLES_MAX {
+            idle.push(file);
+        }
+    }
+
+    /// How many are kept.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 }
 

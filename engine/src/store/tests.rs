@@ -514,6 +514,11 @@ fn a_released_key_lock_unlocks_its_byte_and_its_description_serves_the_next_key(
     assert!(store.try_lock_key(&a).unwrap().is_none(), "each held key lock has a description to itself");
     assert!(store.try_lock_key(&b).unwrap().is_none());
     drop((on_a, on_b));
+
+    // A burst of locks held at once keeps only so many descriptions after.
+    let burst: Vec<_> = (0..100u32).map(|i| store.lock_key(&Digest::of(&i.to_le_bytes())).unwrap()).collect();
+    drop(burst);
+    assert_eq!(store.inner.idle_key_handles.len(), super::locks::IDLE_KEY_HANDLES_MAX);
 }
 
 #[test]
