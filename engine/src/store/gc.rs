@@ -2,8 +2,8 @@
 //!
 //! What is kept: every artifact a cache entry names (outputs and logs), every
 //! digest the caller names (those of the runs it retains), everything inside
-//! a kept tree, and the empty object. The caller holds the workspace lock exclusively, so no
-//! run is between storing an object and recording it.
+//! a kept tree, and the empty object. The caller holds the workspace lock
+//! exclusively, so no run is between storing an object and recording it.
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -152,9 +152,9 @@ impl Store {
     /// Takes the lock of cache key `key`, waiting while another execution
     /// with that key holds it.
     pub(crate) fn lock_key(&self, key: &Digest) -> Result<HeldKey> {
-        let file = self.idle_key_handle()?;
-        set_byte(&file, key_offset(key), Lock::Wait).map_err(Error::io(format!("locking cache key {key}")))?;
-        Ok(HeldKey { file: Some(file), offset: key_offset(key), store: self.clone() })
+        let (file, offset) = (self.idle_key_handle()?, key_offset(key));
+        set_byte(&file, offset, Lock::Wait).map_err(Error::io(format!("locking cache key {key}")))?;
+        Ok(HeldKey { file: Some(file), offset, store: self.clone() })
     }
 
     /// Takes the lock of export destination `path`, waiting while another
@@ -168,9 +168,9 @@ impl Store {
 
     /// Takes the lock of cache key `key` if no other execution holds it.
     pub(crate) fn try_lock_key(&self, key: &Digest) -> Result<Option<HeldKey>> {
-        let file = self.idle_key_handle()?;
-        match set_byte(&file, key_offset(key), Lock::Try) {
-            Ok(true) => Ok(Some(HeldKey { file: Some(file), offset: key_offset(key), store: self.clone() })),
+        let (file, offset) = (self.idle_key_handle()?, key_offset(key));
+        match set_byte(&file, offset, Lock::Try) {
+            Ok(true) => Ok(Some(HeldKey { file: Some(file), offset, store: self.clone() })),
             Ok(false) => {
                 self.inner.idle_key_handles.give_back(file);
                 Ok(None)
