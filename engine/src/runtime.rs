@@ -9,6 +9,7 @@ mod determinism;
 mod execute;
 mod limiter;
 mod sandbox;
+mod step_fs;
 mod tensor_imports;
 mod ticker;
 mod watch;
@@ -22,10 +23,11 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, 
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 
 pub(crate) use capped_log::{CappedLog, Captured, LogTee};
-pub(crate) use execute::Invocation;
+pub(crate) use execute::{Executed, GuestDirs, Invocation};
 /// The types of the `weir:step/tensors` interface.
 pub(crate) use sandbox::weir::step::tensors as wit_tensors;
 use sandbox::{ComponentState, CoreState};
+pub(crate) use step_fs::{Input as StepInput, Produced, StepFs};
 
 use crate::file_stamp::FileStamp;
 use crate::host_files::HostFiles;
@@ -95,8 +97,15 @@ fn read_module(file: std::fs::File, path: &Path) -> Result<Vec<u8>, String> {
 }
 
 enum ProgramKind {
-    Core(InstancePre<CoreState>),
+    Core(CorePre),
     Component(CommandPre<ComponentState>),
+}
+
+/// A core module linked twice: against wasmtime-wasi's file system (host
+/// directories) and against the engine's own ([`StepFs`]).
+struct CorePre {
+    host_dirs: InstancePre<CoreState>,
+    own_fs: InstancePre<CoreState>,
 }
 
 /// The engine settings a step's limits decide, each of which needs its own
@@ -165,6 +174,8 @@ struct FlavoredRuntime {
 /// What guests are linked against: WASI and weir's host functions.
 struct Linkers {
     core: Linker<CoreState>,
+    /// `core` with the file-system functions of [`StepFs`] over wasmtime-wasi's.
+    core_own_fs: Linker<CoreState>,
     component: wasmtime::component::Linker<ComponentState>,
 }
 
@@ -269,6 +280,12 @@ impl Runtime {
         linked.as_ref().map_err(Clone::clone)
     }
 
+    /// Whether `program` is a preview-1 module, which can run on a
+    /// [`StepFs`] (linking it now if it was not).
+    pub(crate) fn is_core(&self, program: &Program) -> bool {
+        matches!(self.linked(program), Ok(ProgramKind::Core(_)))
+    }
+
     fn flavor(&self, flavor: Flavor) -> Result<Arc<FlavoredRuntime>, String> {
         if let Some(runtime) = self.flavors.get(&flavor) {
             return Ok(runtime.clone());
@@ -366,6 +383,8 @@ impl FlavoredRuntime {
             let setup = |err: wasmtime::Error| format!("linking WASI: {}", chain(&err));
             let mut core = Linker::new(&self.engine);
             wasmtime_wasi::p1::add_to_linker_sync(&mut core, |state: &mut CoreState| &mut state.wasi).map_err(setup)?;
+            let mut core_own_fs = core.clone();
+            step_fs::preview1::add_to_linker(&mut core_own_fs).map_err(setup)?;
             let mut component = wasmtime::component::Linker::new(&self.engine);
             wasmtime_wasi::p2::add_to_linker_sync(&mut component).map_err(setup)?;
             sandbox::add_host_to_linker::<ComponentState, wasmtime::component::HasSelf<ComponentState>>(
@@ -374,7 +393,7 @@ impl FlavoredRuntime {
             )
             .map_err(setup)?;
             tensor_imports::add_to_linker(&mut component).map_err(setup)?;
-            Ok(Linkers { core, component })
+            Ok(Linkers { core, core_own_fs, component })
         });
         linkers.as_ref().map_err(Clone::clone)
     }
@@ -416,7 +435,7 @@ impl FlavoredRuntime {
         })
     }
 
-    fn link_core(&self, bytes: &[u8], digest: &Digest) -> Result<InstancePre<CoreState>, String> {
+    fn link_core(&self, bytes: &[u8], digest: &Digest) -> Result<CorePre, String> {
         self.disk_cache.load_or_compile(
             digest,
             |engine, serialized| {
@@ -436,7 +455,11 @@ impl FlavoredRuntime {
                     Some(wasmtime::ExternType::Func(_)) => {}
                     _ => return Err("it exports no `_start` function; a step must be a WASI command".to_owned()),
                 }
-                self.linkers()?.core.instantiate_pre(&module).map_err(|err| format!("cannot link it: {}", chain(&err)))
+                let linkers = self.linkers()?;
+                let link = |linker: &Linker<CoreState>| {
+                    linker.instantiate_pre(&module).map_err(|err| format!("cannot link it: {}", chain(&err)))
+                };
+                Ok(CorePre { host_dirs: link(&linkers.core)?, own_fs: link(&linkers.core_own_fs)? })
             },
         )
     }

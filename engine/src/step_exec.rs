@@ -17,8 +17,10 @@ use crate::events::{EventSink, LogStream};
 use crate::executor::JobSpec;
 use crate::limits::TopLevel;
 use crate::native::{GuestFiles, NativeStep, Natives, StepContext};
-use crate::runtime::{CappedLog, Captured, Invocation, LogTee, Program, Runtime};
-use crate::store::{CacheEntry, Leftovers, OutListing, Scratch, Store, UsedScratch};
+use crate::runtime::{
+    CappedLog, Captured, Executed, GuestDirs, Invocation, LogTee, Produced, Program, Runtime, StepFs, StepInput,
+};
+use crate::store::{CacheEntry, Leftovers, Listed, OutListing, Scratch, Store, UsedScratch};
 use crate::telemetry::Telemetry;
 use crate::tenant::StoreAccount;
 use crate::{Artifact, Error, Logs, OutputKind, Phases, StepError, StepErrorKind};
@@ -198,7 +200,8 @@ fn run_in(
     staging: Instant,
 ) -> (Finished, Option<Leftovers>) {
     let telemetry = Telemetry::new(workshop.events.clone(), &job.spec.run_id);
-    let staged = match stage(workshop.store, job, scratch, workshop.events.as_ref()) {
+    let own_fs = on_own_fs(workshop, job);
+    let staged = match stage(workshop.store, job, scratch, workshop.events.as_ref(), own_fs) {
         Ok(staged) => staged,
         Err(err) => return (failed(job, engine(err), String::new()), None),
     };
@@ -208,11 +211,11 @@ fn run_in(
     let stage_time = staging.elapsed();
     let path = scratch.path.as_path();
     let (stdout, stderr) = (staged.stdout.clone(), staged.stderr.clone());
-    let (mut ran, telemetry, mut phases, failures) = match &job.code {
+    let (mut ran, telemetry, mut phases, failures, fs) = match &job.code {
         JobCode::Wasm(program) => run_wasm(workshop, job, program, staged, path, telemetry),
         JobCode::Native(step) => {
             let (ran, telemetry, phases) = run_native(job, step.as_ref(), path, telemetry);
-            (ran, telemetry, phases, NativeFailures::default())
+            (ran, telemetry, phases, NativeFailures::default(), None)
         }
     };
     phases.stage = stage_time;
@@ -231,8 +234,10 @@ fn run_in(
     let (stdout, stderr) = (stdout.finish(), stderr.finish());
     let stderr_tail = tail(&stderr, path);
     // The parameters file stays: the next staging in the directory overwrites it.
+    let staged_inputs =
+        if own_fs { Vec::new() } else { job.spec.inputs.iter().map(|(name, a)| (name.clone(), a.kind)).collect() };
     let mut leftovers = Leftovers {
-        inputs: job.spec.inputs.iter().map(|(name, artifact)| (name.clone(), artifact.kind)).collect(),
+        inputs: staged_inputs,
         outputs: Vec::new(),
         files: [&stdout, &stderr].into_iter().filter_map(Captured::file_name).map(str::to_owned).collect(),
     };
@@ -247,8 +252,13 @@ fn run_in(
             return (Finished { metrics, series, warnings, phases, ..failed(job, engine(err), stderr_tail) }, None);
         }
     };
+    let mut fs = fs;
+    let found = match fs.as_mut() {
+        Some(fs) => Outputs::Own(fs),
+        None => Outputs::Scratch(scratch),
+    };
     let outputs = ran
-        .and_then(|()| collect(workshop.store, job, record, scratch, logs, &metrics, &mut phases))
+        .and_then(|()| collect(workshop.store, job, record, found, logs, &metrics, &mut phases))
         .map(|(outputs, top_level)| {
             leftovers.outputs = top_level;
             outputs
@@ -256,9 +266,10 @@ fn run_in(
         .map_err(|kind| StepError { step: job.spec.step.clone(), kind, stderr_tail });
     phases.ingest = ingesting.elapsed().saturating_sub(phases.cache);
     // A native step is host code, which `/in` being read-only does not
-    // bind: its directory is not used again.
+    // bind: its directory is not used again. A step on the engine's own
+    // file system never saw the directory: what is in it is known, success or not.
     let sandboxed = matches!(job.code, JobCode::Wasm(_));
-    let leftovers = (outputs.is_ok() && sandboxed).then_some(leftovers);
+    let leftovers = ((outputs.is_ok() && sandboxed) || own_fs).then_some(leftovers);
     let finished = Finished {
         outputs,
         logs: Some(logs),
@@ -285,34 +296,67 @@ fn truncated_logs(stdout: &CappedLog, stderr: &CappedLog, cap: u64) -> Vec<Strin
         .collect()
 }
 
-/// The staged scratch directory: the logs and the `/in`, `/out` handles.
+/// Whether `job` runs on the engine's own file system (`runtime/step_fs`)
+/// rather than in host directories: a preview-1 module executed in this
+/// process, whose inputs and outputs are files, where the store can keep
+/// unnamed files. Its `/in` and `/out` then cost no staging, listing or
+/// removal (docs/design.md, "Store").
+fn on_own_fs(workshop: &Workshop<'_>, job: &Job) -> bool {
+    let JobCode::Wasm(program) = &job.code else { return false };
+    workshop.staged.is_none()
+        && job.spec.inputs.iter().all(|(name, input)| input.kind == OutputKind::File && !name.contains('/'))
+        && job.spec.outputs.values().all(|kind| *kind == OutputKind::File)
+        && workshop.store.has_unnamed_files()
+        && workshop.runtime.is_core(program)
+}
+
+/// What a step is staged with: its logs, and its `/in` and `/out`.
 struct Staged {
     stdout: CappedLog,
     stderr: CappedLog,
-    in_dir: Dir,
-    out_dir: Dir,
+    dirs: StagedDirs,
+}
+
+enum StagedDirs {
+    /// `in/` and `out/` of the scratch directory.
+    Host { in_dir: Dir, out_dir: Dir },
+    /// What the engine's own file system shows at `/in`.
+    Own(Vec<(String, StepInput)>),
 }
 
 /// Fills `in/` (inputs and parameters; the parameters file is left as it
-/// is when the directory's last staging wrote the same bytes) and opens the
-/// logs (which become files of the scratch directory only if they grow large).
+/// is when the directory's last staging wrote the same bytes), or with
+/// `own_fs` lists them for the engine's file system, and opens the logs
+/// (which become files of the scratch directory only if they grow large).
 fn stage(
     store: &Store,
     job: &Job,
     scratch: &mut Scratch,
     events: Option<&Arc<dyn EventSink>>,
+    own_fs: bool,
 ) -> Result<Staged, Error> {
     let io = |what: &str| Error::io(format!("preparing {what} in {}", scratch.path.display()));
-    for (name, artifact) in &job.spec.inputs {
-        store.materialize(artifact, &scratch.in_dir, Path::new(name))?;
-    }
     let params =
         serde_json::to_vec_pretty(&job.spec.params).map_err(|err| io("parameters")(std::io::Error::other(err)))?;
-    if scratch.staged_params.as_ref() != Some(&params) {
-        scratch.staged_params = None;
-        scratch.in_dir.write(PARAMS_FILE, &params).map_err(io("parameters"))?;
-        scratch.staged_params = Some(params);
-    }
+    let dirs = if own_fs {
+        let mut inputs: Vec<(String, StepInput)> =
+            job.spec.inputs.iter().map(|(name, input)| (name.clone(), StepInput::Object(input.digest))).collect();
+        inputs.push((PARAMS_FILE.to_owned(), StepInput::Bytes(params.into())));
+        StagedDirs::Own(inputs)
+    } else {
+        for (name, artifact) in &job.spec.inputs {
+            store.materialize(artifact, &scratch.in_dir, Path::new(name))?;
+        }
+        if scratch.staged_params.as_ref() != Some(&params) {
+            scratch.staged_params = None;
+            scratch.in_dir.write(PARAMS_FILE, &params).map_err(io("parameters"))?;
+            scratch.staged_params = Some(params);
+        }
+        StagedDirs::Host {
+            in_dir: scratch.in_dir.try_clone().map_err(io("in"))?,
+            out_dir: scratch.out_dir.try_clone().map_err(io("out"))?,
+        }
+    };
     // A tenant's logs count against its store quota: none may outgrow what is left of it.
     let cap =
         job.store_account.as_ref().map_or(job.spec.limits.log, |account| job.spec.limits.log.min(account.remaining()));
@@ -326,13 +370,12 @@ fn stage(
         let name = stream.as_str();
         scratch.root.try_clone().map(|dir| CappedLog::new(dir, name, cap, tee)).map_err(io(name))
     };
-    Ok(Staged {
-        stdout: log(LogStream::Stdout)?,
-        stderr: log(LogStream::Stderr)?,
-        in_dir: scratch.in_dir.try_clone().map_err(io("in"))?,
-        out_dir: scratch.out_dir.try_clone().map_err(io("out"))?,
-    })
+    Ok(Staged { stdout: log(LogStream::Stdout)?, stderr: log(LogStream::Stderr)?, dirs })
 }
+
+/// What running a wasm step gives: how it ended, its telemetry, phases and
+/// failed native calls, and its file system when the engine kept it.
+type Ran = (Result<(), StepErrorKind>, Telemetry, Phases, NativeFailures, Option<StepFs>);
 
 fn run_wasm(
     workshop: &Workshop<'_>,
@@ -341,21 +384,35 @@ fn run_wasm(
     staged: Staged,
     path: &Path,
     telemetry: Telemetry,
-) -> (Result<(), StepErrorKind>, Telemetry, Phases, NativeFailures) {
-    let watched = match staged.out_dir.try_clone() {
-        Ok(dir) => dir,
-        Err(err) => {
-            let why = StepErrorKind::Engine(format!("opening /out: {err}"));
-            return (Err(why), telemetry, Phases::default(), NativeFailures::default());
+) -> Ran {
+    let (dirs, files) = match staged.dirs {
+        StagedDirs::Own(inputs) => {
+            let fs = StepFs::new(
+                inputs,
+                workshop.store.clone(),
+                job.spec.limits,
+                staged.stdout.clone(),
+                staged.stderr.clone(),
+            );
+            // A preview-1 module cannot reach the bridge, nor its file operands.
+            (GuestDirs::Own(Box::new(fs)), None)
+        }
+        StagedDirs::Host { in_dir, out_dir } => {
+            let watched_out = match out_dir.try_clone() {
+                Ok(dir) => dir,
+                Err(err) => {
+                    let why = StepErrorKind::Engine(format!("opening /out: {err}"));
+                    return (Err(why), telemetry, Phases::default(), NativeFailures::default(), None);
+                }
+            };
+            let files = GuestFiles::new(in_dir, out_dir, job.spec.limits);
+            (GuestDirs::Host { in_dir: path.join("in"), out_dir: path.join("out"), watched_out }, Some(files))
         }
     };
-    let files = GuestFiles::new(staged.in_dir, staged.out_dir, job.spec.limits);
-    let bridge = Bridge::new(&job.spec, workshop.natives.clone(), Some(files), telemetry);
+    let bridge = Bridge::new(&job.spec, workshop.natives.clone(), files, telemetry);
     let invocation = Invocation {
         argv: job.spec.argv.clone(),
-        in_dir: path.join("in"),
-        out_dir: path.join("out"),
-        watched_out: watched,
+        dirs,
         stdout: staged.stdout,
         stderr: staged.stderr,
         limits: job.spec.limits,
@@ -363,9 +420,9 @@ fn run_wasm(
         bridge,
         cancel: job.cancel.clone(),
     };
-    let (result, bridge, phases) = workshop.runtime.execute(program, invocation);
+    let Executed { result, bridge, phases, fs } = workshop.runtime.execute(program, invocation);
     let (telemetry, failures) = bridge.finish();
-    (result, telemetry, phases, failures)
+    (result, telemetry, phases, failures, fs)
 }
 
 /// Runs a native step in-process; a returned error or a panic fails the step.
@@ -419,6 +476,14 @@ fn charge_logs(store: &Store, job: &Job, logs: Logs) -> Result<Result<Logs, Step
     Ok(account.charge(&files, |artifact| store.artifact_size(artifact))?.map(|()| logs))
 }
 
+/// Where a step's outputs are when it ends.
+enum Outputs<'a> {
+    /// In `out/` of its scratch directory.
+    Scratch(&'a Scratch),
+    /// In the engine's own file system.
+    Own(&'a mut StepFs),
+}
+
 /// Checks the output quotas, moves the declared outputs into the store,
 /// charges them to the tenant and, when `record`, records the cache entry.
 /// With the outputs, the top-level entries left in `/out`.
@@ -426,26 +491,16 @@ fn collect(
     store: &Store,
     job: &Job,
     record: bool,
-    scratch: &Scratch,
+    found: Outputs<'_>,
     logs: Logs,
     metrics: &BTreeMap<String, f64>,
     phases: &mut Phases,
 ) -> Result<(BTreeMap<String, Artifact>, TopLevel), StepErrorKind> {
-    let out = &scratch.out_dir;
-    let file_outputs =
-        job.spec.outputs.iter().filter(|(_, kind)| **kind == OutputKind::File).map(|(name, _)| name.as_str());
-    let mut listing = OutListing::read(out, scratch.out_listable.as_fd(), file_outputs, &job.spec.limits)?;
-    let mut outputs = BTreeMap::new();
-    let mut left = Vec::new();
-    for (name, kind) in &job.spec.outputs {
-        let ingested = store.ingest_output(out, name, *kind, listing.take(name))?;
-        if ingested.left_in_out {
-            left.push((name.into(), *kind == OutputKind::Dir));
-        }
-        outputs.insert(name.clone(), ingested.artifact);
-    }
-    let mut top_level = listing.into_top_level();
-    top_level.extend(left);
+    let (outputs, top_level) = match found {
+        Outputs::Scratch(scratch) => ingest_from_scratch(store, job, scratch)?,
+        // Its quotas were counted as it wrote; nothing is left anywhere.
+        Outputs::Own(fs) => (ingest_from_own_fs(store, job, fs)?, TopLevel::new()),
+    };
     if let Some(account) = &job.store_account {
         let produced: Vec<Artifact> = outputs.values().copied().collect();
         account.charge(&produced, |artifact| store.artifact_size(artifact)).map_err(engine)??;
@@ -487,6 +542,50 @@ fn collect(
         phases.cache = caching.elapsed();
     }
     Ok((outputs, top_level))
+}
+
+/// Checks `out/` of `scratch` against the output quotas and moves the
+/// declared outputs into the store; with them, the top-level entries left.
+fn ingest_from_scratch(
+    store: &Store,
+    job: &Job,
+    scratch: &Scratch,
+) -> Result<(BTreeMap<String, Artifact>, TopLevel), StepErrorKind> {
+    let out = &scratch.out_dir;
+    let file_outputs =
+        job.spec.outputs.iter().filter(|(_, kind)| **kind == OutputKind::File).map(|(name, _)| name.as_str());
+    let mut listing = OutListing::read(out, scratch.out_listable.as_fd(), file_outputs, &job.spec.limits)?;
+    let mut outputs = BTreeMap::new();
+    let mut left = Vec::new();
+    for (name, kind) in &job.spec.outputs {
+        let ingested = store.ingest_output(out, name, *kind, listing.take(name))?;
+        if ingested.left_in_out {
+            left.push((name.into(), *kind == OutputKind::Dir));
+        }
+        outputs.insert(name.clone(), ingested.artifact);
+    }
+    let mut top_level = listing.into_top_level();
+    top_level.extend(left);
+    Ok((outputs, top_level))
+}
+
+/// Stores the declared outputs (all files) the step left in its own file
+/// system: each unnamed file becomes an object as it is.
+fn ingest_from_own_fs(store: &Store, job: &Job, fs: &mut StepFs) -> Result<BTreeMap<String, Artifact>, StepErrorKind> {
+    let mut outputs = BTreeMap::new();
+    for (name, kind) in &job.spec.outputs {
+        let produced = fs.take_output(name).ok_or_else(|| StepErrorKind::MissingOutput { output: name.clone() })?;
+        let (file, len, listed) = match produced {
+            Produced::File(file, len) => (file, len, Listed::File(None)),
+            Produced::Dir => (None, 0, Listed::Dir),
+            Produced::Symlink => (None, 0, Listed::Link),
+        };
+        crate::store::check_output_kind(name, *kind, &listed)?;
+        let context = || format!("storing output file {name}");
+        let digest = store.adopt_unnamed(file.as_ref(), len, &context).map_err(engine)?;
+        outputs.insert(name.clone(), Artifact { kind: *kind, digest });
+    }
+    Ok(outputs)
 }
 
 /// The last lines of stderr (as much as fits in [`STDERR_TAIL_BYTES`]), for

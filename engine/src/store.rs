@@ -38,6 +38,7 @@ mod materialize;
 mod secret;
 mod transfer;
 mod tree;
+mod unnamed;
 mod verify;
 
 use std::io::{self, Read, Write};
@@ -53,7 +54,8 @@ pub(crate) use cache::{CacheEntry, ReuseChecks};
 pub use gc::GcReport;
 pub(crate) use import::ImportError;
 use ingest::IfKnown;
-pub(crate) use listing::OutListing;
+pub(crate) use ingest::check_output_kind;
+pub(crate) use listing::{Listed, OutListing};
 pub(crate) use reuse_index::ReuseIndex;
 pub(crate) use scratch::{Leftovers, Scratch, UsedScratch};
 pub(crate) use tree::Tree;
@@ -103,6 +105,8 @@ struct Inner {
     /// garbage collection never removes: every empty log is that object, so
     /// storing one after the first costs nothing.
     empty_object_stored: std::sync::atomic::AtomicBool,
+    /// Whether step outputs can be unnamed files (see `unnamed`), once probed.
+    unnamed_files: std::sync::OnceLock<bool>,
 }
 
 /// What a store file is, for when it must reach the disk.
@@ -161,6 +165,7 @@ impl Store {
             verified: dashmap::DashSet::new(),
             idle_key_handles: locks::IdleKeyHandles::default(),
             empty_object_stored: std::sync::atomic::AtomicBool::new(false),
+            unnamed_files: std::sync::OnceLock::new(),
         };
         let store = Store { inner: Arc::new(inner) };
         store.recover_after_reboot()?;
@@ -293,6 +298,16 @@ impl Store {
         }
         file.seek(SeekFrom::Start(0)).map_err(Error::io(format!("reading {digest}")))?;
         Ok(file)
+    }
+
+    /// Opens a file artifact for reading without checking its content: for
+    /// a step's input, which a step reads as a hard link of the object would
+    /// give it (objects are checked when stored, and after a machine crash).
+    pub(crate) fn open_object_unchecked(&self, digest: &Digest) -> io::Result<std::fs::File> {
+        let (fan, rest) = split(digest);
+        let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC;
+        let path = format!("{fan}/{rest}");
+        Ok(rustix::fs::openat(&self.inner.objects, path.as_str(), flags, rustix::fs::Mode::empty())?.into())
     }
 
     /// Stores `bytes` as a file artifact.

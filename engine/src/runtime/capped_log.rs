@@ -116,7 +116,7 @@ impl CappedLog {
 
     /// Writes what fits under the cap and the marker when the cap is first
     /// passed; the guest always sees the whole buffer as written.
-    fn write_capped(&self, bytes: &[u8]) -> std::io::Result<()> {
+    pub(crate) fn write_capped(&self, bytes: &[u8]) -> std::io::Result<()> {
         let inner = &self.inner;
         let before = inner.written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if before > inner.cap {

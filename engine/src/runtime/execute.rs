@@ -10,6 +10,7 @@ use wasmtime_wasi::I32Exit;
 
 use super::capped_log::CappedLog;
 use super::sandbox::{ComponentState, CoreState, wasi_context};
+use super::step_fs::StepFs;
 use super::watch::{Guard, arm};
 use super::{Program, ProgramKind, Runtime, chain};
 use crate::bridge::Bridge;
@@ -17,17 +18,13 @@ use crate::cancel::CancelToken;
 use crate::error::TrapCode;
 use crate::{Digest, Limits, Phases, StepErrorKind};
 
-/// What one execution gets: argv, its `/in` and `/out` host directories,
-/// logs for stdout and stderr, and its limits.
+/// What one execution gets: argv, its `/in` and `/out`, logs for stdout and
+/// stderr, and its limits.
 pub(crate) struct Invocation {
     /// argv, including argv\[0\].
     pub argv: Vec<String>,
-    /// Host directory mounted read-only at `/in`.
-    pub in_dir: PathBuf,
-    /// Host directory mounted writable at `/out`.
-    pub out_dir: PathBuf,
-    /// The same directory, open: the guard measures it as the guest writes.
-    pub watched_out: Dir,
+    /// What the guest sees at `/in` and `/out`.
+    pub dirs: GuestDirs,
     /// Receives the guest's stdout.
     pub stdout: CappedLog,
     /// Receives the guest's stderr.
@@ -43,15 +40,36 @@ pub(crate) struct Invocation {
     pub cancel: Option<CancelToken>,
 }
 
+/// Where a guest's `/in` and `/out` are.
+pub(crate) enum GuestDirs {
+    /// Host directories, which wasmtime-wasi opens.
+    Host {
+        /// Mounted read-only at `/in`.
+        in_dir: PathBuf,
+        /// Mounted writable at `/out`.
+        out_dir: PathBuf,
+        /// The same directory, open: the guard measures it as the guest writes.
+        watched_out: Dir,
+    },
+    /// The engine's own file system (preview-1 modules only).
+    Own(Box<StepFs>),
+}
+
+/// How an execution ended.
+pub(crate) struct Executed {
+    /// `Ok` when the guest exited with status 0.
+    pub result: Result<(), StepErrorKind>,
+    /// The bridge, with the telemetry the guest reported.
+    pub bridge: Bridge,
+    /// The sandbox, instantiation and run times.
+    pub phases: Phases,
+    /// The guest's file system as it left it, when the engine kept it.
+    pub fs: Option<StepFs>,
+}
+
 impl Runtime {
-    /// Runs `program` to completion; `Ok` when it exited with status 0.
-    /// The bridge comes back with the telemetry the guest reported, and the
-    /// phases with the sandbox, instantiation and run times.
-    pub(crate) fn execute(
-        &self,
-        program: &Program,
-        invocation: Invocation,
-    ) -> (Result<(), StepErrorKind>, Bridge, Phases) {
+    /// Runs `program` to completion.
+    pub(crate) fn execute(&self, program: &Program, invocation: Invocation) -> Executed {
         let mut phases = Phases::default();
         let mut clock = Instant::now();
         let mut lap = |phase: &mut Duration| {
@@ -59,21 +77,30 @@ impl Runtime {
             clock = Instant::now();
         };
         let limits = invocation.limits;
+        let failed = |why: String, bridge: Bridge, phases: Phases| Executed {
+            result: Err(StepErrorKind::Engine(why)),
+            bridge,
+            phases,
+            fs: None,
+        };
         let kind = match self.linked(program) {
             Ok(kind) => kind,
-            Err(why) => {
-                return (Err(StepErrorKind::Engine(format!("linking its module: {why}"))), invocation.bridge, phases);
-            }
+            Err(why) => return failed(format!("linking its module: {why}"), invocation.bridge, phases),
         };
         let mut wasi = match wasi_context(&invocation) {
             Ok(wasi) => wasi,
-            Err(why) => return (Err(StepErrorKind::Engine(why)), invocation.bridge, phases),
+            Err(why) => return failed(why, invocation.bridge, phases),
         };
-        let guard = Guard::new(limits, invocation.watched_out, invocation.cancel);
-        let bridge = invocation.bridge;
-        let (result, breach, bridge) = match kind {
+        let Invocation { dirs, cancel, bridge, .. } = invocation;
+        let (watched_out, fs) = match dirs {
+            GuestDirs::Host { watched_out, .. } => (Some(watched_out), None),
+            GuestDirs::Own(fs) => (None, Some(*fs)),
+        };
+        let guard = Guard::new(limits, watched_out, cancel);
+        let (result, breach, bridge, fs) = match kind {
             ProgramKind::Core(pre) => {
-                let mut store = Store::new(&program.engine, CoreState { wasi: wasi.build_p1(), guard, bridge });
+                let pre = if fs.is_some() { &pre.own_fs } else { &pre.host_dirs };
+                let mut store = Store::new(&program.engine, CoreState { wasi: wasi.build_p1(), fs, guard, bridge });
                 arm(&mut store, &limits, program.flavor.interruptible, |state| &mut state.guard);
                 lap(&mut phases.sandbox);
                 let instance = pre.instantiate(&mut store);
@@ -84,7 +111,11 @@ impl Runtime {
                 });
                 lap(&mut phases.run);
                 let state = store.into_data();
-                (result, state.guard.breach(), state.bridge)
+                let breach = state.guard.breach().or_else(|| state.fs.as_ref().and_then(StepFs::breach));
+                (result, breach, state.bridge, state.fs)
+            }
+            ProgramKind::Component(_) if fs.is_some() => {
+                return failed("a component was given the engine's own file system".into(), bridge, phases);
             }
             ProgramKind::Component(pre) => {
                 let mut store = Store::new(&program.engine, ComponentState::new(wasi.build(), guard, bridge));
@@ -96,10 +127,10 @@ impl Runtime {
                     .and_then(|command| command.wasi_cli_run().call_run(&mut store)?.map_err(|()| I32Exit(1).into()));
                 lap(&mut phases.run);
                 let state = store.into_data();
-                (result, state.guard.breach(), state.bridge)
+                (result, state.guard.breach(), state.bridge, None)
             }
         };
-        (classify(result, breach, &limits), bridge, phases)
+        Executed { result: classify(result, breach, &limits), bridge, phases, fs }
     }
 }
 

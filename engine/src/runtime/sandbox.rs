@@ -1,6 +1,8 @@
 //! What a guest can see: its argv, `/in` read-only, `/out` writable, stdout
 //! and stderr captured (see `capped_log`), and nothing else: no host environment
-//! variables, no other host path, no network.
+//! variables, no other host path, no network. `/in` and `/out` are host
+//! directories, or for a preview-1 module the engine's own file system
+//! (see `step_fs`).
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -10,7 +12,8 @@ use weir_abi::contract::{INPUT_DIR, OUTPUT_DIR};
 
 use super::chain;
 use super::determinism::make_deterministic;
-use super::execute::Invocation;
+use super::execute::{GuestDirs, Invocation};
+use super::step_fs::StepFs;
 use super::watch::Guard;
 use crate::bridge::Bridge;
 
@@ -21,6 +24,9 @@ pub(crate) use self::weir::step::host::add_to_linker as add_host_to_linker;
 /// Store state of a preview-1 module (which cannot reach the host bridge).
 pub(crate) struct CoreState {
     pub(crate) wasi: WasiP1Ctx,
+    /// Its file system, when the engine keeps it (else wasmtime-wasi's
+    /// preopens of host directories are).
+    pub(crate) fs: Option<StepFs>,
     pub(crate) guard: Guard,
     pub(crate) bridge: Bridge,
 }
@@ -64,7 +70,8 @@ impl WasiView for ComponentState {
     }
 }
 
-/// The WASI context of one execution.
+/// The WASI context of one execution (with its `/in` and `/out` when they
+/// are host directories).
 pub(crate) fn wasi_context(invocation: &Invocation) -> Result<WasiCtxBuilder, String> {
     let mut builder = WasiCtxBuilder::new();
     builder
@@ -75,12 +82,14 @@ pub(crate) fn wasi_context(invocation: &Invocation) -> Result<WasiCtxBuilder, St
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
-    builder
-        .preopened_dir(&invocation.in_dir, INPUT_DIR, FsPerms::ReadOnly)
-        .map_err(|err| format!("opening /in: {}", chain(&err)))?;
-    builder
-        .preopened_dir(&invocation.out_dir, OUTPUT_DIR, FsPerms::ReadWrite)
-        .map_err(|err| format!("opening /out: {}", chain(&err)))?;
+    if let GuestDirs::Host { in_dir, out_dir, .. } = &invocation.dirs {
+        builder
+            .preopened_dir(in_dir, INPUT_DIR, FsPerms::ReadOnly)
+            .map_err(|err| format!("opening /in: {}", chain(&err)))?;
+        builder
+            .preopened_dir(out_dir, OUTPUT_DIR, FsPerms::ReadWrite)
+            .map_err(|err| format!("opening /out: {}", chain(&err)))?;
+    }
     if let Some(seed) = &invocation.deterministic_seed {
         make_deterministic(&mut builder, seed);
     }

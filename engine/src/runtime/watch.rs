@@ -23,7 +23,9 @@ pub(crate) struct Guard {
 }
 
 impl Guard {
-    pub(crate) fn new(limits: Limits, out_dir: Dir, cancel: Option<CancelToken>) -> Self {
+    /// The guard of an execution under `limits`, measuring `out_dir` (none
+    /// when the engine counts what the guest writes itself).
+    pub(crate) fn new(limits: Limits, out_dir: Option<Dir>, cancel: Option<CancelToken>) -> Self {
         Self {
             limiter: MemoryLimiter::new(limits.memory),
             watch: Watch { started: Instant::now(), limits, out_dir, cancel, breach: None },
@@ -43,7 +45,7 @@ impl Guard {
 struct Watch {
     started: Instant,
     limits: Limits,
-    out_dir: Dir,
+    out_dir: Option<Dir>,
     /// The run's cancellation, which interrupts the guest like a timeout.
     cancel: Option<CancelToken>,
     breach: Option<StepErrorKind>,
@@ -57,7 +59,7 @@ impl Watch {
         if self.started.elapsed() >= self.limits.timeout {
             return Some(StepErrorKind::Timeout { limit: self.limits.timeout });
         }
-        OutputUsage::check(&self.out_dir, &self.limits)
+        self.out_dir.as_ref().and_then(|dir| OutputUsage::check(dir, &self.limits))
     }
 }
 

@@ -25,10 +25,7 @@ impl Store {
     ) -> Result<Ingested, StepErrorKind> {
         let bad = |reason: String| StepErrorKind::BadOutput { output: name.to_owned(), reason };
         let found = found.ok_or_else(|| StepErrorKind::MissingOutput { output: name.to_owned() })?;
-        let found_kind = found.kind(Path::new(name)).map_err(bad)?;
-        if found_kind != kind {
-            return Err(bad(format!("declared as a {kind} but the step wrote a {found_kind}")));
-        }
+        check_output_kind(name, kind, &found)?;
         let context = || format!("storing output file {name}");
         let adopted = |adopted: crate::Result<Adopted>| match adopted? {
             Adopted::Moved(digest) => Ok((digest, false)),
@@ -133,6 +130,17 @@ impl Store {
         }
         Ok(self.put_tree(&Tree::new(entries))?)
     }
+}
+
+/// Checks that output `name`, declared a `kind`, is what the step wrote
+/// (`found`): of that kind, and no link or special file.
+pub(crate) fn check_output_kind(name: &str, kind: OutputKind, found: &Listed) -> Result<(), StepErrorKind> {
+    let bad = |reason: String| StepErrorKind::BadOutput { output: name.to_owned(), reason };
+    let found_kind = found.kind(Path::new(name)).map_err(bad)?;
+    if found_kind != kind {
+        return Err(bad(format!("declared as a {kind} but the step wrote a {found_kind}")));
+    }
+    Ok(())
 }
 
 /// Classifies an entry without following links; rejects links and special files.

@@ -1,0 +1,1156 @@
+//! The file system of a preview-1 step kept by the engine itself, instead
+//! of host directories handed to wasmtime-wasi: `/in` is the step's inputs,
+//! each read straight from its object in the store (one `openat` when the
+//! guest opens it), with the parameters file in memory; `/out` is a tree in
+//! memory whose files are unnamed files of the store (see
+//! `store/unnamed`), so that a declared output becomes an object with one
+//! `linkat`, and nothing is staged, listed or removed. The quotas
+//! (`limits.output`, `limits.files`) are counted as the guest writes, and a
+//! write past one stops it.
+//!
+//! The semantics are those of a POSIX directory seen through WASI, with two
+//! limits a step meets with a clear error: hard links are not supported
+//! (`ENOTSUP`), and a symbolic link can be made, read and followed only
+//! within the directory it was looked up from.
+//!
+//! [`preview1`] binds it to the guest: the `fd_*` and `path_*` functions
+//! of `wasi_snapshot_preview1`, defined over wasmtime-wasi's.
+
+pub(crate) mod preview1;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use weir_abi::contract::{INPUT_DIR, OUTPUT_DIR};
+
+use super::capped_log::CappedLog;
+use crate::store::Store;
+use crate::{Digest, Limits, StepErrorKind};
+
+/// A WASI error number (`wasi_snapshot_preview1`'s `errno`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub(crate) enum Errno {
+    Acces = 2,
+    Badf = 8,
+    Exist = 20,
+    Fault = 21,
+    Fbig = 22,
+    Ilseq = 25,
+    Inval = 28,
+    Io = 29,
+    Isdir = 31,
+    Loop = 32,
+    Nametoolong = 37,
+    Noent = 44,
+    Nospc = 51,
+    Notdir = 54,
+    Notempty = 55,
+    Notsup = 58,
+    Perm = 63,
+    Spipe = 70,
+    Xdev = 75,
+    Notcapable = 76,
+}
+
+impl From<std::io::Error> for Errno {
+    fn from(err: std::io::Error) -> Self {
+        match err.raw_os_error() {
+            Some(libc::ENOSPC | libc::EDQUOT) => Errno::Nospc,
+            Some(libc::EFBIG) => Errno::Fbig,
+            Some(libc::EACCES) => Errno::Acces,
+            _ => Errno::Io,
+        }
+    }
+}
+
+/// What a WASI call returns besides its results.
+pub(crate) type Outcome<T> = Result<T, Errno>;
+
+/// File types (`filetype`).
+pub(crate) mod filetype {
+    pub const UNKNOWN: u8 = 0;
+    pub const DIRECTORY: u8 = 3;
+    pub const REGULAR_FILE: u8 = 4;
+    pub const SYMBOLIC_LINK: u8 = 7;
+}
+
+/// The longest name a directory entry may have, in bytes.
+const NAME_MAX: usize = 255;
+/// Symbolic links one lookup may follow.
+const SYMLINKS_MAX: usize = 40;
+/// Descriptors a guest may hold open at once.
+const DESCRIPTORS_MAX: usize = 1 << 14;
+/// The device number every entry reports.
+const DEVICE: u64 = 0x7765_6972;
+/// Inode numbers: `/in` is 1, its entries follow; `/out`'s nodes from here.
+const OUT_INODES: u64 = 1 << 32;
+
+/// What `fd_filestat_get` and `path_filestat_get` report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Filestat {
+    pub inode: u64,
+    pub filetype: u8,
+    pub links: u64,
+    pub size: u64,
+    /// Access, modification and status change times, in nanoseconds since the epoch.
+    pub times: [u64; 3],
+}
+
+impl Filestat {
+    pub(crate) const DEVICE: u64 = DEVICE;
+}
+
+/// What `fd_fdstat_get` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fdstat {
+    pub filetype: u8,
+    pub append: bool,
+    pub rights: u64,
+    pub inheriting: u64,
+}
+
+/// Rights (`rights`), reported by `fd_fdstat_get`; like wasmtime-wasi, the
+/// engine does not enforce them (a descriptor's access mode is what counts).
+pub(crate) mod rights {
+    pub const FD_DATASYNC: u64 = 1 << 0;
+    pub const FD_READ: u64 = 1 << 1;
+    pub const FD_WRITE: u64 = 1 << 6;
+    pub const FD_ALLOCATE: u64 = 1 << 8;
+    pub const FD_READDIR: u64 = 1 << 14;
+    pub const FD_FILESTAT_SET_SIZE: u64 = 1 << 22;
+    /// Every right that reads a file.
+    pub const READING: u64 = FD_READ | FD_READDIR;
+    /// Every right that changes a file.
+    pub const WRITING: u64 = FD_DATASYNC | FD_WRITE | FD_ALLOCATE | FD_FILESTAT_SET_SIZE;
+    /// What a file descriptor may do, both ways (bits 0–8 and 21–23, and `poll_fd_readwrite`).
+    pub const FILE: u64 = 0x1ff | (0b111 << 21) | (1 << 27);
+    /// What a directory descriptor may do (bits 9–20 and 23–26, and file status).
+    pub const DIRECTORY: u64 = (0xfff << 9) | (0b1111 << 23) | (1 << 21) | (1 << 3) | (1 << 4);
+}
+
+/// How `path_open` opens.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OpenFlags {
+    pub create: bool,
+    pub directory: bool,
+    pub exclusive: bool,
+    pub truncate: bool,
+    pub read: bool,
+    pub write: bool,
+    pub append: bool,
+    /// Whether a symbolic link as the last component is followed.
+    pub follow: bool,
+}
+
+/// Whence a seek counts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Whence {
+    Start,
+    Current,
+    End,
+}
+
+/// A time to set on an entry: left as it is, now, or this time (ns).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SetTime {
+    Keep,
+    Now,
+    At(u64),
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DirEntry {
+    pub name: String,
+    pub inode: u64,
+    pub filetype: u8,
+}
+
+/// An input of the step, as `/in` shows it.
+#[derive(Debug, Clone)]
+pub(crate) enum Input {
+    /// A file artifact of the store.
+    Object(Digest),
+    /// Bytes held in memory (the parameters file).
+    Bytes(Arc<[u8]>),
+}
+
+/// A directory the guest can name: `/in` (flat) or a directory of `/out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DirRef {
+    In,
+    Out(NodeId),
+}
+
+type NodeId = usize;
+
+/// An entry of `/out`.
+#[derive(Debug)]
+struct Node {
+    kind: NodeKind,
+    /// Whether a directory entry names it (an unlinked file stays readable
+    /// through its descriptors, but counts no more).
+    linked: bool,
+    times: [u64; 3],
+}
+
+#[derive(Debug)]
+enum NodeKind {
+    Dir(BTreeMap<String, NodeId>),
+    /// A file: its bytes in an unnamed file of the store, made on its first
+    /// byte (an empty file costs nothing).
+    File {
+        backing: Option<File>,
+        size: u64,
+    },
+    Symlink(String),
+}
+
+/// What an open descriptor is.
+enum Descriptor {
+    Stdin,
+    Log(CappedLog),
+    Dir { dir: DirRef, preopen: Option<&'static str> },
+    Input { index: usize, content: InputContent, position: u64 },
+    Output { node: NodeId, position: u64, read: bool, write: bool, append: bool },
+}
+
+/// The bytes of an opened input.
+#[derive(Debug)]
+enum InputContent {
+    /// An object, with its size and times once asked for.
+    File {
+        file: File,
+        stat: Option<(u64, [u64; 3])>,
+    },
+    Bytes(Arc<[u8]>),
+}
+
+/// What an entry found by a lookup is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    Dir(DirRef),
+    Input(usize),
+    Node(NodeId),
+}
+
+/// Where the lookup of a path ended: the directory holding its last
+/// component, and that component (`None` when the path names a directory
+/// by `.` or `..`).
+struct Located {
+    parent: DirRef,
+    name: Option<String>,
+    /// Whether the path ended with `/` (it must name a directory).
+    trailing_slash: bool,
+}
+
+/// The file system of one execution.
+pub(crate) struct StepFs {
+    descriptors: Vec<Option<Descriptor>>,
+    /// `/in`'s entries, sorted by name.
+    inputs: Vec<(String, Input)>,
+    nodes: Vec<Node>,
+    store: Store,
+    limits: Limits,
+    /// Entries in `/out` and bytes of its files.
+    files: u64,
+    bytes: u64,
+    breach: Option<StepErrorKind>,
+    /// When the execution began: the times of `/in` and of new entries.
+    began: u64,
+}
+
+/// A declared output as the step left it.
+pub(crate) enum Produced {
+    /// A regular file: its unnamed file (if it holds a byte) and its size.
+    File(Option<File>, u64),
+    Dir,
+    Symlink,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+}
+
+impl StepFs {
+    /// The file system of a step with `inputs` (name and content; names are
+    /// single components) under `limits`, its stdout and stderr the logs.
+    pub(crate) fn new(
+        mut inputs: Vec<(String, Input)>,
+        store: Store,
+        limits: Limits,
+        stdout: CappedLog,
+        stderr: CappedLog,
+    ) -> Self {
+        inputs.sort_by(|a, b| a.0.cmp(&b.0));
+        let began = now_ns();
+        let root = Node { kind: NodeKind::Dir(BTreeMap::new()), linked: true, times: [began; 3] };
+        let descriptors = vec![
+            Some(Descriptor::Stdin),
+            Some(Descriptor::Log(stdout)),
+            Some(Descriptor::Log(stderr)),
+            Some(Descriptor::Dir { dir: DirRef::In, preopen: Some(INPUT_DIR) }),
+            Some(Descriptor::Dir { dir: DirRef::Out(0), preopen: Some(OUTPUT_DIR) }),
+        ];
+        Self { descriptors, inputs, nodes: vec![root], store, limits, files: 0, bytes: 0, breach: None, began }
+    }
+
+    /// The quota the guest passed, which stopped it.
+    pub(crate) fn breach(&self) -> Option<StepErrorKind> {
+        self.breach.clone()
+    }
+
+    /// What the step left at `name` directly in `/out`, if anything.
+    pub(crate) fn take_output(&mut self, name: &str) -> Option<Produced> {
+        let NodeKind::Dir(root) = &self.nodes[0].kind else { return None };
+        let id = *root.get(name)?;
+        Some(match &mut self.nodes[id].kind {
+            NodeKind::File { backing, size } => Produced::File(backing.take(), *size),
+            NodeKind::Dir(_) => Produced::Dir,
+            NodeKind::Symlink(_) => Produced::Symlink,
+        })
+    }
+
+    // Descriptors.
+
+    fn descriptor(&self, fd: u32) -> Outcome<&Descriptor> {
+        self.descriptors.get(fd as usize).and_then(Option::as_ref).ok_or(Errno::Badf)
+    }
+
+    fn descriptor_mut(&mut self, fd: u32) -> Outcome<&mut Descriptor> {
+        self.descriptors.get_mut(fd as usize).and_then(Option::as_mut).ok_or(Errno::Badf)
+    }
+
+    fn insert(&mut self, descriptor: Descriptor) -> Outcome<u32> {
+        let slot = match self.descriptors.iter().position(Option::is_none) {
+            Some(slot) => slot,
+            None if self.descriptors.len() < DESCRIPTORS_MAX => {
+                self.descriptors.push(None);
+                self.descriptors.len() - 1
+            }
+            None => return Err(Errno::Nospc),
+        };
+        self.descriptors[slot] = Some(descriptor);
+        Ok(slot as u32)
+    }
+
+    fn dir_of(&self, fd: u32) -> Outcome<DirRef> {
+        match self.descriptor(fd)? {
+            Descriptor::Dir { dir, .. } => Ok(*dir),
+            _ => Err(Errno::Notdir),
+        }
+    }
+
+    /// The guest path a preopened descriptor stands for.
+    pub(crate) fn prestat(&self, fd: u32) -> Outcome<&'static str> {
+        match self.descriptor(fd)? {
+            Descriptor::Dir { preopen: Some(path), .. } => Ok(path),
+            _ => Err(Errno::Badf),
+        }
+    }
+
+    pub(crate) fn close(&mut self, fd: u32) -> Outcome<()> {
+        self.descriptor(fd)?;
+        self.descriptors[fd as usize] = None;
+        Ok(())
+    }
+
+    pub(crate) fn renumber(&mut self, from: u32, to: u32) -> Outcome<()> {
+        self.descriptor(from)?;
+        self.descriptor(to)?;
+        if from != to {
+            self.descriptors[to as usize] = self.descriptors[from as usize].take();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn fdstat(&self, fd: u32) -> Outcome<Fdstat> {
+        let file = |read: bool, write: bool, append: bool| {
+            let mut rights = rights::FILE;
+            if !read {
+                rights &= !rights::READING;
+            }
+            if !write {
+                rights &= !rights::WRITING;
+            }
+            Fdstat { filetype: filetype::REGULAR_FILE, append, rights, inheriting: 0 }
+        };
+        Ok(match self.descriptor(fd)? {
+            Descriptor::Stdin => {
+                Fdstat { filetype: filetype::UNKNOWN, append: false, rights: rights::FD_READ, inheriting: 0 }
+            }
+            Descriptor::Log(_) => {
+                Fdstat { filetype: filetype::UNKNOWN, append: false, rights: rights::FD_WRITE, inheriting: 0 }
+            }
+            Descriptor::Dir { .. } => Fdstat {
+                filetype: filetype::DIRECTORY,
+                append: false,
+                rights: rights::DIRECTORY,
+                inheriting: rights::DIRECTORY | rights::FILE,
+            },
+            Descriptor::Input { .. } => file(true, false, false),
+            Descriptor::Output { read, write, append, .. } => file(*read, *write, *append),
+        })
+    }
+
+    /// Sets a descriptor's flags: only `append` means anything to a file.
+    pub(crate) fn set_append(&mut self, fd: u32, to: bool) -> Outcome<()> {
+        match self.descriptor_mut(fd)? {
+            Descriptor::Output { append, write: true, .. } => {
+                *append = to;
+                Ok(())
+            }
+            _ if to => Err(Errno::Notsup),
+            _ => Ok(()),
+        }
+    }
+
+    // Reading and writing.
+
+    /// Reads into `buf` at the descriptor's position (advancing it), or at
+    /// `at`; the bytes read.
+    pub(crate) fn read(&mut self, fd: u32, buf: &mut [u8], at: Option<u64>) -> Outcome<usize> {
+        let Self { descriptors, nodes, .. } = self;
+        let descriptor = descriptors.get_mut(fd as usize).and_then(Option::as_mut).ok_or(Errno::Badf)?;
+        let (position, read) = match descriptor {
+            Descriptor::Stdin => return Ok(0),
+            Descriptor::Input { content, position, .. } => {
+                let offset = at.unwrap_or(*position);
+                let read = match content {
+                    InputContent::File { file, .. } => file.read_at(buf, offset)?,
+                    InputContent::Bytes(bytes) => copy_from(bytes, offset, buf),
+                };
+                (position, read)
+            }
+            Descriptor::Output { node, position, read: true, .. } => {
+                let offset = at.unwrap_or(*position);
+                let NodeKind::File { backing, size } = &nodes[*node].kind else { return Err(Errno::Badf) };
+                let room = usize::try_from(size.saturating_sub(offset)).unwrap_or(usize::MAX).min(buf.len());
+                let read = match backing {
+                    Some(file) if room > 0 => file.read_at(&mut buf[..room], offset)?,
+                    _ => 0,
+                };
+                (position, read)
+            }
+            Descriptor::Dir { .. } => return Err(Errno::Isdir),
+            _ => return Err(Errno::Badf),
+        };
+        if at.is_none() {
+            *position += read as u64;
+        }
+        Ok(read)
+    }
+
+    /// Writes `buf` at the descriptor's position (advancing it; at the end
+    /// when appending), or at `at`; the bytes written. A write that takes
+    /// `/out` past `limits.output` is refused and stops the guest.
+    pub(crate) fn write(&mut self, fd: u32, buf: &[u8], at: Option<u64>) -> Outcome<usize> {
+        let (node, offset) = match self.descriptor(fd)? {
+            Descriptor::Log(log) => {
+                log.write_capped(buf)?;
+                return Ok(buf.len());
+            }
+            Descriptor::Output { node, position, write: true, append, .. } => {
+                let size = self.file_size(*node);
+                (*node, if *append && at.is_none() { size } else { at.unwrap_or(*position) })
+            }
+            Descriptor::Dir { .. } => return Err(Errno::Isdir),
+            _ => return Err(Errno::Badf),
+        };
+        let end = offset.checked_add(buf.len() as u64).ok_or(Errno::Fbig)?;
+        if !buf.is_empty() {
+            self.grow(node, end)?;
+            let NodeKind::File { backing: Some(file), .. } = &self.nodes[node].kind else { return Err(Errno::Io) };
+            file.write_all_at(buf, offset)?;
+            self.nodes[node].times[1] = now_ns();
+        }
+        if at.is_none()
+            && let Some(Descriptor::Output { position, .. }) = self.descriptors[fd as usize].as_mut()
+        {
+            *position = end;
+        }
+        Ok(buf.len())
+    }
+
+    fn file_size(&self, node: NodeId) -> u64 {
+        match &self.nodes[node].kind {
+            NodeKind::File { size, .. } => *size,
+            _ => 0,
+        }
+    }
+
+    /// Makes file `node` at least `to` bytes long (its backing file made if
+    /// it has none), counting the growth against the quota.
+    fn grow(&mut self, node: NodeId, to: u64) -> Outcome<()> {
+        let size = self.file_size(node);
+        if to > size {
+            self.resize(node, to)?;
+        } else {
+            self.backing(node)?;
+        }
+        Ok(())
+    }
+
+    /// The backing file of file `node`, made if it has none.
+    fn backing(&mut self, node: NodeId) -> Outcome<&File> {
+        let NodeKind::File { backing, .. } = &mut self.nodes[node].kind else { return Err(Errno::Isdir) };
+        if backing.is_none() {
+            *backing = Some(self.store.unnamed_file()?);
+        }
+        Ok(backing.as_ref().expect("made above"))
+    }
+
+    /// Sets the size of file `node` to `to`, counting the change against the quota.
+    fn resize(&mut self, node: NodeId, to: u64) -> Outcome<()> {
+        let linked = self.nodes[node].linked;
+        let size = self.file_size(node);
+        if linked && to > size {
+            self.charge_bytes(to - size)?;
+        }
+        if to > 0 || matches!(self.nodes[node].kind, NodeKind::File { backing: Some(_), .. }) {
+            self.backing(node)?.set_len(to)?;
+        }
+        if let NodeKind::File { size, .. } = &mut self.nodes[node].kind {
+            *size = to;
+        }
+        if linked && to < size {
+            self.bytes -= size - to;
+        }
+        self.nodes[node].times[1] = now_ns();
+        Ok(())
+    }
+
+    /// Counts `more` bytes against `limits.output`; past it, the guest is stopped.
+    fn charge_bytes(&mut self, more: u64) -> Outcome<()> {
+        let bytes = self.bytes.saturating_add(more);
+        if bytes > self.limits.output {
+            self.breach = Some(StepErrorKind::OutputLimit { limit: self.limits.output });
+            return Err(Errno::Nospc);
+        }
+        self.bytes = bytes;
+        Ok(())
+    }
+
+    /// Counts a new entry against `limits.files`; past it, the guest is stopped.
+    fn charge_entry(&mut self) -> Outcome<()> {
+        if self.files + 1 > self.limits.files {
+            self.breach = Some(StepErrorKind::FilesLimit { limit: self.limits.files });
+            return Err(Errno::Nospc);
+        }
+        self.files += 1;
+        Ok(())
+    }
+
+    pub(crate) fn seek(&mut self, fd: u32, offset: i64, whence: Whence) -> Outcome<u64> {
+        let size = match self.descriptor(fd)? {
+            Descriptor::Input { content: InputContent::Bytes(bytes), .. } => Some(bytes.len() as u64),
+            Descriptor::Input { .. } => None,
+            Descriptor::Output { node, .. } => Some(self.file_size(*node)),
+            Descriptor::Dir { .. } => return Err(Errno::Badf),
+            Descriptor::Stdin | Descriptor::Log(_) => return Err(Errno::Spipe),
+        };
+        // An object's size is asked of it only when the seek counts from the end.
+        let size = match size {
+            Some(size) => size,
+            None if matches!(whence, Whence::End) => self.filestat(fd)?.size,
+            None => 0,
+        };
+        let (Descriptor::Input { position, .. } | Descriptor::Output { position, .. }) = self.descriptor_mut(fd)?
+        else {
+            return Err(Errno::Badf);
+        };
+        let base = match whence {
+            Whence::Start => 0,
+            Whence::Current => *position,
+            Whence::End => size,
+        };
+        let to = i128::from(base) + i128::from(offset);
+        *position = u64::try_from(to).map_err(|_| Errno::Inval)?;
+        Ok(*position)
+    }
+
+    pub(crate) fn tell(&mut self, fd: u32) -> Outcome<u64> {
+        self.seek(fd, 0, Whence::Current)
+    }
+
+    /// Sets the size of the file open at `fd` for writing.
+    pub(crate) fn set_size(&mut self, fd: u32, size: u64) -> Outcome<()> {
+        match self.descriptor(fd)? {
+            Descriptor::Output { node, write: true, .. } => self.resize(*node, size),
+            Descriptor::Dir { .. } => Err(Errno::Isdir),
+            _ => Err(Errno::Badf),
+        }
+    }
+
+    /// Makes the file open at `fd` for writing at least `offset + len` bytes long.
+    pub(crate) fn allocate(&mut self, fd: u32, offset: u64, len: u64) -> Outcome<()> {
+        let end = offset.checked_add(len).ok_or(Errno::Fbig)?;
+        match self.descriptor(fd)? {
+            Descriptor::Output { node, write: true, .. } => {
+                let node = *node;
+                if end > self.file_size(node) { self.resize(node, end) } else { Ok(()) }
+            }
+            Descriptor::Dir { .. } => Err(Errno::Isdir),
+            _ => Err(Errno::Badf),
+        }
+    }
+
+    /// `fd_sync`, `fd_datasync`, `fd_advise`: nothing to do, but the
+    /// descriptor must be open (what reaches the disk is the store's concern).
+    pub(crate) fn check_open(&self, fd: u32) -> Outcome<()> {
+        self.descriptor(fd).map(|_| ())
+    }
+
+    // Status.
+
+    pub(crate) fn filestat(&mut self, fd: u32) -> Outcome<Filestat> {
+        let began = self.began;
+        match self.descriptor_mut(fd)? {
+            Descriptor::Stdin | Descriptor::Log(_) => {
+                Ok(Filestat { inode: 0, filetype: filetype::UNKNOWN, links: 1, size: 0, times: [0; 3] })
+            }
+            Descriptor::Dir { dir, .. } => {
+                let dir = *dir;
+                Ok(self.stat_found(Found::Dir(dir)))
+            }
+            Descriptor::Input { index, content, .. } => {
+                let inode = input_inode(*index);
+                let (size, times) = match content {
+                    InputContent::Bytes(bytes) => (bytes.len() as u64, [began; 3]),
+                    InputContent::File { file, stat } => match stat {
+                        Some(known) => *known,
+                        None => {
+                            let metadata = file.metadata()?;
+                            let stamp = |time: std::io::Result<SystemTime>| {
+                                time.ok()
+                                    .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
+                                    .map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+                            };
+                            let modified = stamp(metadata.modified());
+                            let found = (metadata.len(), [stamp(metadata.accessed()), modified, modified]);
+                            *stat = Some(found);
+                            found
+                        }
+                    },
+                };
+                Ok(Filestat { inode, filetype: filetype::REGULAR_FILE, links: 1, size, times })
+            }
+            Descriptor::Output { node, .. } => {
+                let node = *node;
+                Ok(self.stat_found(Found::Node(node)))
+            }
+        }
+    }
+
+    /// The status of an entry found by a lookup (an input's is that of its
+    /// descriptor once opened; by path, its size needs the object's).
+    fn stat_found(&self, found: Found) -> Filestat {
+        match found {
+            Found::Dir(DirRef::In) => {
+                Filestat { inode: 1, filetype: filetype::DIRECTORY, links: 1, size: 0, times: [self.began; 3] }
+            }
+            Found::Input(index) => Filestat {
+                inode: input_inode(index),
+                filetype: filetype::REGULAR_FILE,
+                links: 1,
+                size: 0,
+                times: [self.began; 3],
+            },
+            Found::Dir(DirRef::Out(node)) | Found::Node(node) => {
+                let entry = &self.nodes[node];
+                let (filetype, size) = match &entry.kind {
+                    NodeKind::Dir(children) => (filetype::DIRECTORY, children.len() as u64),
+                    NodeKind::File { size, .. } => (filetype::REGULAR_FILE, *size),
+                    NodeKind::Symlink(target) => (filetype::SYMBOLIC_LINK, target.len() as u64),
+                };
+                Filestat {
+                    inode: OUT_INODES + node as u64,
+                    filetype,
+                    links: u64::from(entry.linked),
+                    size,
+                    times: entry.times,
+                }
+            }
+        }
+    }
+
+    pub(crate) fn path_filestat(&mut self, fd: u32, path: &str, follow: bool) -> Outcome<Filestat> {
+        let found = self.find(fd, path, follow)?;
+        if let Found::Input(index) = found {
+            // Its size is the object's: open it as `fd_filestat_get` would.
+            let descriptor = self.open_input(index)?;
+            let fd = self.insert(descriptor)?;
+            let stat = self.filestat(fd);
+            self.descriptors[fd as usize] = None;
+            return stat;
+        }
+        Ok(self.stat_found(found))
+    }
+
+    /// Sets the access and modification times of the entry open at `fd`
+    /// (of `/out` only: `/in` is read-only).
+    pub(crate) fn set_times(&mut self, fd: u32, access: SetTime, modification: SetTime) -> Outcome<()> {
+        match self.descriptor(fd)? {
+            Descriptor::Output { node, .. } | Descriptor::Dir { dir: DirRef::Out(node), .. } => {
+                let node = *node;
+                self.touch(node, access, modification);
+                Ok(())
+            }
+            Descriptor::Stdin | Descriptor::Log(_) => Err(Errno::Badf),
+            _ => Err(Errno::Perm),
+        }
+    }
+
+    pub(crate) fn path_set_times(
+        &mut self,
+        fd: u32,
+        path: &str,
+        follow: bool,
+        access: SetTime,
+        modification: SetTime,
+    ) -> Outcome<()> {
+        match self.find(fd, path, follow)? {
+            Found::Node(node) | Found::Dir(DirRef::Out(node)) => {
+                self.touch(node, access, modification);
+                Ok(())
+            }
+            _ => Err(Errno::Perm),
+        }
+    }
+
+    fn touch(&mut self, node: NodeId, access: SetTime, modification: SetTime) {
+        let now = now_ns();
+        for (slot, time) in [(0, access), (1, modification)] {
+            match time {
+                SetTime::Keep => {}
+                SetTime::Now => self.nodes[node].times[slot] = now,
+                SetTime::At(at) => self.nodes[node].times[slot] = at,
+            }
+        }
+        self.nodes[node].times[2] = now;
+    }
+
+    // Directories.
+
+    /// The entries of the directory open at `fd`, from the `cookie`-th on
+    /// (`.` and `..` first).
+    pub(crate) fn read_dir(&self, fd: u32, cookie: u64) -> Outcome<Vec<DirEntry>> {
+        let dir = self.dir_of(fd).map_err(|_| Errno::Badf)?;
+        let skip = usize::try_from(cookie).map_err(|_| Errno::Inval)?;
+        let dot = |name: &str, inode| DirEntry { name: name.to_owned(), inode, filetype: filetype::DIRECTORY };
+        let mut entries = match dir {
+            DirRef::In => vec![dot(".", 1), dot("..", 1)],
+            DirRef::Out(node) => vec![dot(".", OUT_INODES + node as u64), dot("..", OUT_INODES + node as u64)],
+        };
+        match dir {
+            DirRef::In => entries.extend(self.inputs.iter().enumerate().map(|(index, (name, _))| DirEntry {
+                name: name.clone(),
+                inode: input_inode(index),
+                filetype: filetype::REGULAR_FILE,
+            })),
+            DirRef::Out(node) => {
+                let NodeKind::Dir(children) = &self.nodes[node].kind else { return Err(Errno::Notdir) };
+                entries.extend(children.iter().map(|(name, child)| DirEntry {
+                    name: name.clone(),
+                    inode: OUT_INODES + *child as u64,
+                    filetype: self.stat_found(Found::Node(*child)).filetype,
+                }));
+            }
+        }
+        Ok(entries.into_iter().skip(skip).collect())
+    }
+
+    pub(crate) fn create_dir(&mut self, fd: u32, path: &str) -> Outcome<()> {
+        let located = self.locate(fd, path)?;
+        let (parent, name) = writable_target(&located)?;
+        if self.lookup(parent, &name)?.is_some() {
+            return Err(Errno::Exist);
+        }
+        self.link_new(parent, name, NodeKind::Dir(BTreeMap::new()))?;
+        Ok(())
+    }
+
+    pub(crate) fn remove_dir(&mut self, fd: u32, path: &str) -> Outcome<()> {
+        let located = self.locate(fd, path)?;
+        let Some(name) = located.name.clone() else {
+            return Err(if located.parent == DirRef::In { Errno::Perm } else { Errno::Inval });
+        };
+        let (parent, _) = writable_target(&located)?;
+        let node = match self.lookup(parent, &name)?.ok_or(Errno::Noent)? {
+            Found::Node(node) | Found::Dir(DirRef::Out(node)) => node,
+            _ => return Err(Errno::Perm),
+        };
+        match &self.nodes[node].kind {
+            NodeKind::Dir(children) if children.is_empty() => {}
+            NodeKind::Dir(_) => return Err(Errno::Notempty),
+            _ => return Err(Errno::Notdir),
+        }
+        self.unlink_name(parent, &name);
+        Ok(())
+    }
+
+    pub(crate) fn unlink_file(&mut self, fd: u32, path: &str) -> Outcome<()> {
+        let located = self.locate(fd, path)?;
+        let (parent, name) = writable_target(&located)?;
+        match self.lookup(parent, &name)?.ok_or(Errno::Noent)? {
+            Found::Node(node) if !matches!(self.nodes[node].kind, NodeKind::Dir(_)) => {
+                if located.trailing_slash {
+                    return Err(Errno::Notdir);
+                }
+            }
+            Found::Node(_) | Found::Dir(_) => return Err(Errno::Isdir),
+            Found::Input(_) => return Err(Errno::Perm),
+        }
+        self.unlink_name(parent, &name);
+        Ok(())
+    }
+
+    pub(crate) fn symlink(&mut self, target: &str, fd: u32, path: &str) -> Outcome<()> {
+        let located = self.locate(fd, path)?;
+        let (parent, name) = writable_target(&located)?;
+        if self.lookup(parent, &name)?.is_some() {
+            return Err(Errno::Exist);
+        }
+        if target.is_empty() {
+            return Err(Errno::Noent);
+        }
+        self.link_new(parent, name, NodeKind::Symlink(target.to_owned()))?;
+        Ok(())
+    }
+
+    pub(crate) fn read_link(&self, fd: u32, path: &str) -> Outcome<String> {
+        match self.find(fd, path, false)? {
+            Found::Node(node) => match &self.nodes[node].kind {
+                NodeKind::Symlink(target) => Ok(target.clone()),
+                _ => Err(Errno::Inval),
+            },
+            _ => Err(Errno::Inval),
+        }
+    }
+
+    /// Hard links are not supported; the error says which side is wrong.
+    pub(crate) fn link(&self, from_fd: u32, from: &str, to_fd: u32, to: &str) -> Outcome<()> {
+        self.find(from_fd, from, false)?;
+        let (from_dir, to_dir) = (self.dir_of(from_fd)?, self.dir_of(to_fd)?);
+        let located = self.locate(to_fd, to)?;
+        writable_target(&located)?;
+        if matches!(from_dir, DirRef::In) != matches!(to_dir, DirRef::In) {
+            return Err(Errno::Xdev);
+        }
+        Err(Errno::Notsup)
+    }
+
+    pub(crate) fn rename(&mut self, from_fd: u32, from: &str, to_fd: u32, to: &str) -> Outcome<()> {
+        let source = self.locate(from_fd, from)?;
+        let target = self.locate(to_fd, to)?;
+        if source.parent == DirRef::In || target.parent == DirRef::In {
+            return Err(if source.parent != target.parent { Errno::Xdev } else { Errno::Perm });
+        }
+        let (from_parent, from_name) = writable_target(&source)?;
+        let (to_parent, to_name) = writable_target(&target)?;
+        let moving = match self.lookup(from_parent, &from_name)?.ok_or(Errno::Noent)? {
+            Found::Node(node) | Found::Dir(DirRef::Out(node)) => node,
+            _ => return Err(Errno::Perm),
+        };
+        let moving_dir = matches!(self.nodes[moving].kind, NodeKind::Dir(_));
+        if (source.trailing_slash || target.trailing_slash) && !moving_dir {
+            return Err(Errno::Notdir);
+        }
+        let DirRef::Out(to_node) = to_parent else { return Err(Errno::Perm) };
+        if moving_dir && self.is_within(to_node, moving) {
+            return Err(Errno::Inval);
+        }
+        if let Some(Found::Node(replaced) | Found::Dir(DirRef::Out(replaced))) = self.lookup(to_parent, &to_name)? {
+            if replaced == moving {
+                return Ok(());
+            }
+            match (&self.nodes[replaced].kind, moving_dir) {
+                (NodeKind::Dir(children), true) if children.is_empty() => {}
+                (NodeKind::Dir(_), true) => return Err(Errno::Notempty),
+                (NodeKind::Dir(_), false) => return Err(Errno::Isdir),
+                (_, true) => return Err(Errno::Notdir),
+                (_, false) => {}
+            }
+            self.unlink_name(to_parent, &to_name);
+        }
+        let DirRef::Out(from_node) = from_parent else { return Err(Errno::Perm) };
+        self.children_mut(from_node).remove(&from_name);
+        self.children_mut(to_node).insert(to_name, moving);
+        let now = now_ns();
+        self.nodes[from_node].times[1] = now;
+        self.nodes[to_node].times[1] = now;
+        Ok(())
+    }
+
+    /// Whether directory `node` is `ancestor` or beneath it.
+    fn is_within(&self, node: NodeId, ancestor: NodeId) -> bool {
+        if node == ancestor {
+            return true;
+        }
+        let NodeKind::Dir(children) = &self.nodes[ancestor].kind else { return false };
+        children
+            .values()
+            .any(|child| matches!(self.nodes[*child].kind, NodeKind::Dir(_)) && self.is_within(node, *child))
+    }
+
+    fn children_mut(&mut self, dir: NodeId) -> &mut BTreeMap<String, NodeId> {
+        match &mut self.nodes[dir].kind {
+            NodeKind::Dir(children) => children,
+            _ => unreachable!("only directories are parents"),
+        }
+    }
+
+    /// A new entry `name` in directory `parent` of `/out`, counted against `limits.files`.
+    fn link_new(&mut self, parent: DirRef, name: String, kind: NodeKind) -> Outcome<NodeId> {
+        let DirRef::Out(parent) = parent else { return Err(Errno::Perm) };
+        self.charge_entry()?;
+        let now = now_ns();
+        self.nodes.push(Node { kind, linked: true, times: [now; 3] });
+        let node = self.nodes.len() - 1;
+        self.children_mut(parent).insert(name, node);
+        self.nodes[parent].times[1] = now;
+        Ok(node)
+    }
+
+    /// Removes entry `name` of `parent` (and, for a directory, nothing
+    /// beneath it: only empty ones are removed), uncounting it.
+    fn unlink_name(&mut self, parent: DirRef, name: &str) {
+        let DirRef::Out(parent) = parent else { return };
+        let Some(node) = self.children_mut(parent).remove(name) else { return };
+        self.nodes[parent].times[1] = now_ns();
+        self.files -= 1;
+        self.nodes[node].linked = false;
+        if let NodeKind::File { size, .. } = &self.nodes[node].kind {
+            self.bytes -= *size;
+        }
+    }
+
+    // Opening.
+
+    pub(crate) fn open(&mut self, fd: u32, path: &str, flags: OpenFlags) -> Outcome<u32> {
+        let located = self.locate(fd, path)?;
+        let parent = located.parent;
+        let found = match &located.name {
+            None => Some(Found::Dir(parent)),
+            Some(name) => self.lookup(parent, name)?,
+        };
+        let found = match found {
+            Some(Found::Node(node)) if flags.follow && matches!(self.nodes[node].kind, NodeKind::Symlink(_)) => {
+                Some(self.find(fd, path, true)?)
+            }
+            other => other,
+        };
+        let writes = flags.write || flags.truncate || flags.append;
+        let descriptor = match found {
+            None => {
+                let name = located.name.clone().ok_or(Errno::Noent)?;
+                if !flags.create {
+                    return Err(Errno::Noent);
+                }
+                if parent == DirRef::In {
+                    return Err(Errno::Perm);
+                }
+                if flags.directory || located.trailing_slash {
+                    return Err(Errno::Isdir);
+                }
+                let node = self.link_new(parent, name, NodeKind::File { backing: None, size: 0 })?;
+                Descriptor::Output { node, position: 0, read: flags.read, write: flags.write, append: flags.append }
+            }
+            Some(_) if flags.create && flags.exclusive => return Err(Errno::Exist),
+            Some(Found::Dir(dir)) => {
+                if writes {
+                    return Err(Errno::Isdir);
+                }
+                Descriptor::Dir { dir, preopen: None }
+            }
+            Some(Found::Node(node)) => match &self.nodes[node].kind {
+                NodeKind::Dir(_) if writes => return Err(Errno::Isdir),
+                NodeKind::Dir(_) => Descriptor::Dir { dir: DirRef::Out(node), preopen: None },
+                NodeKind::Symlink(_) => return Err(Errno::Loop),
+                NodeKind::File { .. } if flags.directory || located.trailing_slash => return Err(Errno::Notdir),
+                NodeKind::File { .. } => {
+                    if flags.truncate {
+                        self.resize(node, 0)?;
+                    }
+                    Descriptor::Output { node, position: 0, read: flags.read, write: flags.write, append: flags.append }
+                }
+            },
+            Some(Found::Input(index)) => {
+                if flags.directory || located.trailing_slash {
+                    return Err(Errno::Notdir);
+                }
+                if writes || flags.create {
+                    return Err(Errno::Perm);
+                }
+                self.open_input(index)?
+            }
+        };
+        self.insert(descriptor)
+    }
+
+    fn open_input(&self, index: usize) -> Outcome<Descriptor> {
+        let content = match &self.inputs[index].1 {
+            Input::Object(digest) => InputContent::File { file: self.store.open_object_unchecked(digest)?, stat: None },
+            Input::Bytes(bytes) => InputContent::Bytes(bytes.clone()),
+        };
+        Ok(Descriptor::Input { index, content, position: 0 })
+    }
+
+    // Lookup.
+
+    /// Entry `name` of directory `dir`, if there is one.
+    fn lookup(&self, dir: DirRef, name: &str) -> Outcome<Option<Found>> {
+        Ok(match dir {
+            DirRef::In => self.inputs.binary_search_by(|(input, _)| input.as_str().cmp(name)).ok().map(Found::Input),
+            DirRef::Out(node) => match &self.nodes[node].kind {
+                NodeKind::Dir(children) => children.get(name).map(|child| match self.nodes[*child].kind {
+                    NodeKind::Dir(_) => Found::Dir(DirRef::Out(*child)),
+                    _ => Found::Node(*child),
+                }),
+                _ => return Err(Errno::Notdir),
+            },
+        })
+    }
+
+    /// The entry `path` names from the directory open at `fd`.
+    fn find(&self, fd: u32, path: &str, follow: bool) -> Outcome<Found> {
+        let located = self.locate_following(fd, path, follow)?;
+        let found = match &located.name {
+            None => Found::Dir(located.parent),
+            Some(name) => self.lookup(located.parent, name)?.ok_or(Errno::Noent)?,
+        };
+        if located.trailing_slash && !matches!(found, Found::Dir(_)) {
+            return Err(Errno::Notdir);
+        }
+        Ok(found)
+    }
+
+    /// Looks up all but the last component of `path` from the directory
+    /// open at `fd`, following symbolic links on the way.
+    fn locate(&self, fd: u32, path: &str) -> Outcome<Located> {
+        self.locate_following(fd, path, false)
+    }
+
+    /// [`locate`](Self::locate), following a link in the last component
+    /// too when `follow` (what remains then names no link).
+    ///
+    /// The lookup stays beneath the directory it starts from: `..` there,
+    /// an absolute path, or a link that leads out, is `ENOTCAPABLE`, as
+    /// wasmtime-wasi has it.
+    fn locate_following(&self, fd: u32, path: &str, follow: bool) -> Outcome<Located> {
+        let start = self.dir_of(fd)?;
+        if path.is_empty() {
+            return Err(Errno::Noent);
+        }
+        let mut pending = components(path)?;
+        let mut trailing_slash = path.ends_with('/');
+        let mut stack = vec![start];
+        let mut links = 0;
+        while let Some(component) = pending.pop_front() {
+            let last = pending.is_empty();
+            let here = *stack.last().expect("never empty");
+            match component.as_str() {
+                "." if last => return Ok(Located { parent: here, name: None, trailing_slash: true }),
+                "." => {}
+                ".." => {
+                    if stack.len() == 1 {
+                        return Err(Errno::Notcapable);
+                    }
+                    stack.pop();
+                    if last {
+                        return Ok(Located {
+                            parent: *stack.last().expect("never empty"),
+                            name: None,
+                            trailing_slash: true,
+                        });
+                    }
+                }
+                name => {
+                    let found = self.lookup(here, name)?;
+                    let target = match found {
+                        Some(Found::Node(node)) => match &self.nodes[node].kind {
+                            NodeKind::Symlink(target) if !last || follow || trailing_slash => Some(target.clone()),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    if let Some(target) = target {
+                        links += 1;
+                        if links > SYMLINKS_MAX {
+                            return Err(Errno::Loop);
+                        }
+                        if target.starts_with('/') {
+                            return Err(Errno::Notcapable);
+                        }
+                        let mut expanded = components(&target)?;
+                        if last {
+                            trailing_slash = trailing_slash || target.ends_with('/');
+                        }
+                        expanded.extend(pending);
+                        pending = expanded;
+                        continue;
+                    }
+                    if last {
+                        return Ok(Located { parent: here, name: Some(name.to_owned()), trailing_slash });
+                    }
+                    match found {
+                        Some(Found::Dir(dir)) => stack.push(dir),
+                        Some(_) => return Err(Errno::Notdir),
+                        None => return Err(Errno::Noent),
+                    }
+                }
+            }
+        }
+        // Only `/`s: the start directory itself.
+        Ok(Located { parent: start, name: None, trailing_slash: true })
+    }
+}
+
+/// The components of `path`: `/` separated, empty ones dropped; an
+/// absolute path (`ENOTCAPABLE`) or a name too long is refused.
+fn components(path: &str) -> Outcome<VecDeque<String>> {
+    if path.starts_with('/') {
+        return Err(Errno::Notcapable);
+    }
+    let mut parts = VecDeque::new();
+    for part in path.split('/').filter(|part| !part.is_empty()) {
+        if part.len() > NAME_MAX {
+            return Err(Errno::Nametoolong);
+        }
+        if part.contains('\0') {
+            return Err(Errno::Ilseq);
+        }
+        parts.push_back(part.to_owned());
+    }
+    Ok(parts)
+}
+
+/// The directory and name an entry is made or removed at: a name, in `/out`.
+fn writable_target(located: &Located) -> Outcome<(DirRef, String)> {
+    if located.parent == DirRef::In {
+        return Err(Errno::Perm);
+    }
+    match &located.name {
+        Some(name) => Ok((located.parent, name.clone())),
+        None => Err(Errno::Exist),
+    }
+}
+
+/// The inode number `/in` shows for its `index`-th entry.
+fn input_inode(index: usize) -> u64 {
+    2 + index as u64
+}
+
+/// Copies what `bytes` holds from `offset` into `buf`; the bytes copied.
+fn copy_from(bytes: &[u8], offset: u64, buf: &mut [u8]) -> usize {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
+    let count = buf.len().min(bytes.len() - start);
+    buf[..count].copy_from_slice(&bytes[start..start + count]);
+    count
+}
