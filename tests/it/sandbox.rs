@@ -85,6 +85,67 @@ outputs = { result = "file" }
     assert_eq!(project.cat(output_digest(&summary, "reader", "result")), "original");
 }
 
+/// A preview-1 step whose inputs and outputs are files runs on the engine's
+/// own file system (`runtime/step_fs`), a preview-2 one on host directories
+/// through wasmtime-wasi: the same guest, making the same calls, must see the
+/// same results on both, errors included.
+#[test]
+fn the_engines_own_file_system_answers_as_host_directories_do() {
+    let project = Project::new();
+    project.write("text.txt", "some text\n");
+    let step = |wasi: Wasi| {
+        format!(
+            "[steps.{wasi:?}]\nmodule = \"{}\"\nargs = [\"fs-tour\"]\ninputs = {{ text = \"inputs.text\" }}\noutputs = {{ result = \"file\" }}\n",
+            wasi.tool_name()
+        )
+    };
+    project.manifest(&format!("name = \"tour\"\n[inputs]\ntext = \"text.txt\"\n{}{}", step(Wasi::P1), step(Wasi::P2)));
+    let (code, run) = project.run_json(&[]);
+    assert_eq!(code, 0, "{run}");
+    let own = project.cat(output_digest(&run, "P1", "result"));
+    let host = project.cat(output_digest(&run, "P2", "result"));
+    assert_eq!(own, host);
+    for line in [
+        "read: hello world",
+        "overwrite in place: tail rld position 11",
+        "after set_len: heXY",
+        "write past the end: [104, 101, 88, 89, 0, 0, 33]",
+        "list again: g",
+        "read_link: g",
+        "input: some text",
+        "input stat: file true len 10",
+        "input list: .params.json,text",
+        "write an input: error PermissionDenied",
+        "remove a dir as a file: error IsADirectory",
+        "dot-dot out of /out: error PermissionDenied",
+    ] {
+        assert!(own.lines().any(|seen| seen == line), "no `{line}` in:\n{own}");
+    }
+}
+
+/// Which steps get the engine's own file system: a preview-1 module whose
+/// inputs and outputs are files; one with a directory output, or a
+/// component, gets host directories. (The engine's shows itself by its
+/// device number, "weir" in ASCII, and `/in` as inode 1.)
+#[test]
+fn a_preview1_step_of_files_gets_the_engines_own_file_system() {
+    let project = Project::new();
+    project.manifest(
+        "name = \"which\"\n\
+         [steps.files]\nmodule = \"tool-p1.wasm\"\nargs = [\"stat-in\"]\noutputs = { result = \"file\" }\n\
+         [steps.tree]\nmodule = \"tool-p1.wasm\"\nargs = [\"stat-in\", \"t\"]\noutputs = { result = \"file\", t = \"dir\" }\n\
+         [steps.component]\nmodule = \"tool-p2.wasm\"\nargs = [\"stat-in\"]\noutputs = { result = \"file\" }\n",
+    );
+    let (code, run) = project.run_json(&[]);
+    assert_eq!(code, 0, "{run}");
+    let own = "dev 0x77656972 ino 1";
+    assert_eq!(project.cat(output_digest(&run, "files", "result")), own);
+    for host in ["tree", "component"] {
+        let seen = project.cat(output_digest(&run, host, "result"));
+        assert!(seen.starts_with("dev ") && seen != own, "{host}: {seen}");
+    }
+}
+
 fn failing_step(wasi: Wasi, args: &str, limits: &str) -> (i32, serde_json::Value) {
     let project = Project::new();
     project.manifest(&format!(

@@ -55,7 +55,6 @@ pub(crate) enum Errno {
     Perm = 63,
     Spipe = 70,
     Xdev = 75,
-    Notcapable = 76,
 }
 
 impl From<std::io::Error> for Errno {
@@ -1041,7 +1040,7 @@ impl StepFs {
     /// too when `follow` (what remains then names no link).
     ///
     /// The lookup stays beneath the directory it starts from: `..` there,
-    /// an absolute path, or a link that leads out, is `ENOTCAPABLE`, as
+    /// an absolute path, or a link that leads out, is `EPERM`, as
     /// wasmtime-wasi has it.
     fn locate_following(&self, fd: u32, path: &str, follow: bool) -> Outcome<Located> {
         let start = self.dir_of(fd)?;
@@ -1060,7 +1059,7 @@ impl StepFs {
                 "." => {}
                 ".." => {
                     if stack.len() == 1 {
-                        return Err(Errno::Notcapable);
+                        return Err(Errno::Perm);
                     }
                     stack.pop();
                     if last {
@@ -1086,7 +1085,7 @@ impl StepFs {
                             return Err(Errno::Loop);
                         }
                         if target.starts_with('/') {
-                            return Err(Errno::Notcapable);
+                            return Err(Errno::Perm);
                         }
                         let mut expanded = components(&target)?;
                         if last {
@@ -1113,10 +1112,10 @@ impl StepFs {
 }
 
 /// The components of `path`: `/` separated, empty ones dropped; an
-/// absolute path (`ENOTCAPABLE`) or a name too long is refused.
+/// absolute path (`EPERM`) or a name too long is refused.
 fn components(path: &str) -> Outcome<VecDeque<String>> {
     if path.starts_with('/') {
-        return Err(Errno::Notcapable);
+        return Err(Errno::Perm);
     }
     let mut parts = VecDeque::new();
     for part in path.split('/').filter(|part| !part.is_empty()) {

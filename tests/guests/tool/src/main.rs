@@ -25,6 +25,8 @@ fn main() {
         "probe-link" => probe_link(&rest[0]),
         "list-in" => list_in(),
         "tree" => tree(&rest[0]),
+        "fs-tour" => fs_tour(),
+        "stat-in" => stat_in(rest.first()),
         "symlink" => symlink(),
         "nothing" => {}
         "fail" => fail(rest[0].parse().expect("exit code")),
@@ -146,6 +148,94 @@ fn tree(name: &str) {
     fs::create_dir_all(root.join("sub")).expect("mkdir");
     fs::write(root.join("a.txt"), b"alpha").expect("write");
     fs::write(root.join("sub/b.txt"), b"beta").expect("write");
+}
+
+/// Runs through the file-system calls a step makes (in `/out` and on
+/// `/in/text`), recording each outcome, or the kind of error, as a line of
+/// `/out/result`: the same guest on either kind of `/in` and `/out` must
+/// record the same lines.
+fn fs_tour() {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut lines: Vec<String> = Vec::new();
+    let mut note = |what: &str, outcome: std::io::Result<String>| {
+        lines.push(match outcome {
+            Ok(value) => format!("{what}: {value}"),
+            Err(err) => format!("{what}: error {:?}", err.kind()),
+        });
+    };
+    let listing = |dir: &str| -> std::io::Result<String> {
+        let mut names = fs::read_dir(dir)?.map(|entry| Ok(entry?.file_name().into_string().unwrap())).collect::<std::io::Result<Vec<_>>>()?;
+        names.sort();
+        Ok(names.join(","))
+    };
+    note("mkdir -p", fs::create_dir_all("/out/a/b/c").map(|()| String::new()));
+    note("mkdir again", fs::create_dir("/out/a/b").map(|()| String::new()));
+    note("write", fs::write("/out/a/b/f", "hello").map(|()| String::new()));
+    note(
+        "append",
+        fs::OpenOptions::new().append(true).open("/out/a/b/f").and_then(|mut f| f.write_all(b" world")).map(|()| String::new()),
+    );
+    note("read", fs::read_to_string("/out/a/b/f"));
+    note("stat", fs::metadata("/out/a/b/f").map(|m| format!("file {} len {}", m.is_file(), m.len())));
+    note("stat dir", fs::metadata("/out/a/b").map(|m| format!("dir {}", m.is_dir())));
+    note(
+        "overwrite in place",
+        fs::OpenOptions::new().read(true).write(true).open("/out/a/b/f").and_then(|mut f| {
+            f.seek(SeekFrom::Start(2))?;
+            f.write_all(b"XY")?;
+            f.seek(SeekFrom::End(-3))?;
+            let mut tail = String::new();
+            f.read_to_string(&mut tail)?;
+            f.set_len(4)?;
+            let position = f.stream_position()?;
+            Ok(format!("tail {tail} position {position}"))
+        }),
+    );
+    note("after set_len", fs::read_to_string("/out/a/b/f"));
+    note("write past the end", fs::OpenOptions::new().write(true).open("/out/a/b/f").and_then(|mut f| {
+        f.seek(SeekFrom::Start(6))?;
+        f.write_all(b"!")?;
+        Ok(format!("{:?}", fs::read("/out/a/b/f")?))
+    }));
+    note("rename", fs::rename("/out/a/b/f", "/out/a/g").map(|()| String::new()));
+    note("list", listing("/out/a"));
+    note("remove non-empty dir", fs::remove_dir("/out/a").map(|()| String::new()));
+    note("remove a dir as a file", fs::remove_file("/out/a/b").map(|()| String::new()));
+    note("remove a file as a dir", fs::remove_dir("/out/a/g").map(|()| String::new()));
+    note("rename a dir over a non-empty one", fs::rename("/out/a/b/c", "/out/a").map(|()| String::new()));
+    note("remove_dir_all", fs::remove_dir_all("/out/a/b").map(|()| String::new()));
+    note("list again", listing("/out/a"));
+    note("open missing", fs::read("/out/missing").map(|b| b.len().to_string()));
+    note("create_new existing", fs::OpenOptions::new().write(true).create_new(true).open("/out/a/g").map(|_| String::new()));
+    note("truncate", fs::File::create("/out/a/g").and_then(|f| f.metadata()).map(|m| m.len().to_string()));
+    // SAFETY: both arguments are NUL-terminated C strings that outlive the call.
+    let linked = unsafe { libc::symlink(c"g".as_ptr(), c"/out/a/link".as_ptr()) };
+    note("symlink", if linked == 0 { Ok(String::new()) } else { Err(std::io::Error::last_os_error()) });
+    note("read_link", fs::read_link("/out/a/link").map(|p| p.display().to_string()));
+    note("lstat link", fs::symlink_metadata("/out/a/link").map(|m| format!("link {}", m.file_type().is_symlink())));
+    note("read through link", fs::read("/out/a/link").map(|b| b.len().to_string()));
+    note("input", fs::read_to_string("/in/text"));
+    note("input stat", fs::metadata("/in/text").map(|m| format!("file {} len {}", m.is_file(), m.len())));
+    note("input list", listing("/in"));
+    note("write an input", fs::write("/in/text", "x").map(|()| String::new()));
+    note("remove an input", fs::remove_file("/in/text").map(|()| String::new()));
+    note("make a dir in /in", fs::create_dir("/in/d").map(|()| String::new()));
+    note("input dir as a file", fs::read("/in").map(|b| b.len().to_string()));
+    note("file as a dir", fs::read_dir("/in/text").map(|_| String::new()));
+    note("dot-dot out of /out", fs::read("/out/a/../../in/text").map(|b| b.len().to_string()));
+    write("result", lines.join("\n").as_bytes());
+}
+
+/// Writes the device and inode numbers `/in` has (which file system the
+/// step was given), and makes directory `/out/<dir>` if one is named.
+fn stat_in(dir: Option<&String>) {
+    if let Some(dir) = dir {
+        fs::create_dir(Path::new("/out").join(dir)).expect("mkdir");
+    }
+    // SAFETY: `stat` is plain data, filled by the call; the path is NUL-terminated.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::stat(c"/in".as_ptr(), &mut stat) }, 0, "stat /in");
+    write("result", format!("dev {:#x} ino {}", stat.st_dev, stat.st_ino).as_bytes());
 }
 
 /// Writes an output that is a symbolic link: pointing out of the sandbox if
