@@ -87,6 +87,8 @@ const SYMLINKS_MAX: usize = 40;
 const DESCRIPTORS_MAX: usize = 1 << 14;
 /// The device number every entry reports.
 const DEVICE: u64 = 0x7765_6972;
+/// Bytes of a `dirent` before its name.
+pub(crate) const DIRENT_BYTES: usize = 24;
 /// Inode numbers: `/in` is 1, its entries follow; `/out`'s nodes from here.
 const OUT_INODES: u64 = 1 << 32;
 
@@ -738,31 +740,43 @@ impl StepFs {
     // Directories.
 
     /// The entries of the directory open at `fd`, from the `cookie`-th on
-    /// (`.` and `..` first).
-    pub(crate) fn read_dir(&self, fd: u32, cookie: u64) -> Outcome<Vec<DirEntry>> {
+    /// (`.` and `..` first), as many as fill `budget` bytes of `dirent`s
+    /// and names (the last may overflow it), so that listing a large
+    /// directory in turns costs each turn only what it returns.
+    pub(crate) fn read_dir(&self, fd: u32, cookie: u64, budget: usize) -> Outcome<Vec<DirEntry>> {
         let dir = self.dir_of(fd).map_err(|_| Errno::Badf)?;
         let skip = usize::try_from(cookie).map_err(|_| Errno::Inval)?;
         let dot = |name: &str, inode| DirEntry { name: name.to_owned(), inode, filetype: filetype::DIRECTORY };
-        let mut entries = match dir {
-            DirRef::In => vec![dot(".", 1), dot("..", 1)],
-            DirRef::Out(node) => vec![dot(".", OUT_INODES + node as u64), dot("..", OUT_INODES + node as u64)],
+        let dots = match dir {
+            DirRef::In => [dot(".", 1), dot("..", 1)],
+            DirRef::Out(node) => [dot(".", OUT_INODES + node as u64), dot("..", OUT_INODES + node as u64)],
         };
-        match dir {
-            DirRef::In => entries.extend(self.inputs.iter().enumerate().map(|(index, (name, _))| DirEntry {
+        let entries: Box<dyn Iterator<Item = DirEntry>> = match dir {
+            DirRef::In => Box::new(self.inputs.iter().enumerate().map(|(index, (name, _))| DirEntry {
                 name: name.clone(),
                 inode: input_inode(index),
                 filetype: filetype::REGULAR_FILE,
             })),
             DirRef::Out(node) => {
                 let NodeKind::Dir(children) = &self.nodes[node].kind else { return Err(Errno::Notdir) };
-                entries.extend(children.iter().map(|(name, child)| DirEntry {
+                Box::new(children.iter().map(|(name, child)| DirEntry {
                     name: name.clone(),
                     inode: OUT_INODES + *child as u64,
                     filetype: self.stat_found(Found::Node(*child)).filetype,
-                }));
+                }))
             }
-        }
-        Ok(entries.into_iter().skip(skip).collect())
+        };
+        let mut filled = 0;
+        Ok(dots
+            .into_iter()
+            .chain(entries)
+            .skip(skip)
+            .take_while(|entry| {
+                let more = filled < budget;
+                filled += DIRENT_BYTES + entry.name.len();
+                more
+            })
+            .collect())
     }
 
     pub(crate) fn create_dir(&mut self, fd: u32, path: &str) -> Outcome<()> {

@@ -224,7 +224,7 @@ fn add_descriptor_functions(linker: &mut Linker<CoreState>) -> wasmtime::Result<
         "fd_readdir",
         |mut caller: Ctx<'_>, fd: u32, buf: u32, len: u32, cookie: u64, used: u32| {
             with_fs(&mut caller, |memory, fs| {
-                let encoded = encode_dirents(&fs.read_dir(fd, cookie)?, cookie);
+                let encoded = encode_dirents(&fs.read_dir(fd, cookie, len as usize)?, cookie);
                 let fits = encoded.len().min(len as usize);
                 memory.put(buf, &encoded[..fits])?;
                 memory.put_u32(used, fits as u32)
