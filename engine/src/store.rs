@@ -24,6 +24,7 @@
 
 mod cache;
 mod durability;
+mod fan_out;
 mod gc;
 mod import;
 mod ingest;
@@ -51,6 +52,7 @@ use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use cache::{CacheEntry, ReuseChecks};
+use fan_out::FanOut;
 pub use gc::GcReport;
 pub(crate) use import::ImportError;
 use ingest::IfKnown;
@@ -84,10 +86,10 @@ pub struct Store {
 #[derive(Debug)]
 struct Inner {
     root: PathBuf,
-    objects: Dir,
-    trees: Dir,
-    cache: Dir,
-    inputs: Dir,
+    objects: FanOut,
+    trees: FanOut,
+    cache: FanOut,
+    inputs: FanOut,
     tmp: Dir,
     next_temp: AtomicU64,
     /// The machine's boot id when objects are synced in batches (see
@@ -143,19 +145,25 @@ impl Store {
         let root = root.canonicalize().map_err(Error::io(format!("opening workspace {}", root.display())))?;
         let root_dir = Dir::open_ambient_dir(&root, ambient_authority())
             .map_err(Error::io(format!("opening workspace {}", root.display())))?;
+        let mut created = Vec::new();
         for sub in LAYOUT {
-            root_dir.create_dir_all(sub).map_err(Error::io(format!("creating {}", root.join(sub).display())))?;
+            match root_dir.create_dir(sub) {
+                Ok(()) => created.push(sub),
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(err) => return Err(Error::io(format!("creating {}", root.join(sub).display()))(err)),
+            }
         }
         let open =
             |sub: &str| root_dir.open_dir(sub).map_err(Error::io(format!("opening {}", root.join(sub).display())));
+        let fanned = |sub: &str| open(sub).map(|dir| FanOut::new(dir, created.contains(&sub)));
         let tmp = open("tmp")?;
         sweep_abandoned(&tmp);
         let janitor = janitor::Janitor::new(tmp.try_clone().map_err(Error::io(format!("opening {}", root.display())))?);
         let inner = Inner {
-            objects: open("objects")?,
-            trees: open("trees")?,
-            cache: open("cache")?,
-            inputs: open("inputs")?,
+            objects: fanned("objects")?,
+            trees: fanned("trees")?,
+            cache: fanned("cache")?,
+            inputs: fanned("inputs")?,
             tmp,
             root,
             next_temp: AtomicU64::new(0),
@@ -323,7 +331,7 @@ impl Store {
         Ok(digest)
     }
 
-    fn kind_dir(&self, kind: OutputKind) -> &Dir {
+    fn kind_dir(&self, kind: OutputKind) -> &FanOut {
         match kind {
             OutputKind::File => &self.inner.objects,
             OutputKind::Dir => &self.inner.trees,
@@ -349,7 +357,7 @@ impl Store {
     }
 
     /// Writes `bytes` under `name` in `dir` (fanned out by the digest) atomically.
-    fn publish_bytes(&self, dir: &Dir, digest: &Digest, bytes: &[u8], read_only: bool) -> Result<()> {
+    fn publish_bytes(&self, dir: &FanOut, digest: &Digest, bytes: &[u8], read_only: bool) -> Result<()> {
         let (fan, rest) = split(digest);
         if has_entry(dir, &Path::new(&fan).join(&rest)) {
             return Ok(());
@@ -385,13 +393,13 @@ impl Store {
     }
 
     /// Renames `tmp/<temp>` to `<dir>/<fan>/<rest>`, creating the fan-out directory.
-    fn rename_into(&self, temp: &str, dir: &Dir, fan: &str, rest: &str) -> Result<()> {
+    fn rename_into(&self, temp: &str, dir: &FanOut, fan: &str, rest: &str) -> Result<()> {
         self.rename_from(&self.inner.tmp, Path::new(temp), dir, fan, rest)
     }
 
     /// Renames `from_dir/from` to `<dir>/<fan>/<rest>`, creating the fan-out
     /// directory when the rename finds it missing.
-    fn rename_from(&self, from_dir: &Dir, from: &Path, dir: &Dir, fan: &str, rest: &str) -> Result<()> {
+    fn rename_from(&self, from_dir: &Dir, from: &Path, dir: &FanOut, fan: &str, rest: &str) -> Result<()> {
         let to = Path::new(fan).join(rest);
         let renamed = in_fan_dir(
             dir,
@@ -406,7 +414,7 @@ impl Store {
     /// there already: `Ok(false)` then, and `from` stays. One `renameat2`
     /// that refuses to replace, where the file system has it; a `stat`, then
     /// [`rename_from`](Self::rename_from), elsewhere.
-    fn rename_new_from(&self, from_dir: &Dir, from: &Path, dir: &Dir, fan: &str, rest: &str) -> Result<bool> {
+    fn rename_new_from(&self, from_dir: &Dir, from: &Path, dir: &FanOut, fan: &str, rest: &str) -> Result<bool> {
         #[cfg(target_os = "linux")]
         if single_name(from) {
             use rustix::io::Errno;
@@ -436,7 +444,7 @@ impl Store {
     /// file is there already (`Ok(false)`). Only for records, which a reader
     /// that finds them torn counts as absent (see [`Durability`]); a write
     /// that fails removes what it wrote.
-    fn create_record(&self, dir: &Dir, fan: &str, rest: &str, bytes: &[u8]) -> Result<bool> {
+    fn create_record(&self, dir: &FanOut, fan: &str, rest: &str, bytes: &[u8]) -> Result<bool> {
         let to = Path::new(fan).join(rest);
         let failed = |err| Error::io(format!("writing the record {fan}{rest}"))(err);
         let mut options = cap_std::fs::OpenOptions::new();
@@ -463,13 +471,15 @@ impl Store {
 /// Runs `attempt`, which puts something in `dir/fan`, and once more after
 /// creating that fan-out directory if it failed for want of it (`missing`
 /// says which errors mean that): the directory almost always exists, so
-/// trying first saves a `mkdir` per stored artifact.
+/// trying first saves a `mkdir` per stored artifact (except in a store this
+/// process created, where it is made first: see `fan_out`).
 fn in_fan_dir<T, E>(
-    dir: &Dir,
+    dir: &FanOut,
     fan: &str,
     missing: impl Fn(&E) -> bool,
     attempt: impl Fn() -> std::result::Result<T, E>,
 ) -> Result<std::result::Result<T, E>> {
+    dir.prepare(fan)?;
     match attempt() {
         Err(err) if missing(&err) => {
             ensure_dir(dir, fan)?;

@@ -586,3 +586,44 @@ fn garbage_collection_keeps_the_empty_object_that_every_empty_log_is() {
     assert_eq!(std::io::read_to_string(store.open_file(&empty).unwrap()).unwrap(), "");
     assert_eq!(store.put_bytes(b"").unwrap(), empty);
 }
+
+/// A store this process created makes each fan-out directory before its
+/// first put (see `fan_out`); one removed after that is made again when a
+/// put finds it missing, and a store opened again tries first as before.
+#[test]
+fn fan_out_directories_are_made_as_puts_need_them() {
+    let (dir, store) = store();
+    let digest = store.put_bytes(b"fanned").unwrap();
+    let hex = digest.hex();
+    let fan = store.root().join("objects").join(&hex[..2]);
+    std::fs::remove_dir_all(&fan).unwrap();
+    assert_eq!(store.put_bytes(b"fanned").unwrap(), digest);
+    assert_eq!(store.read_file(&digest).unwrap(), b"fanned");
+    std::fs::remove_dir_all(&fan).unwrap();
+    let reopened = Store::open(dir.path().join("ws")).unwrap();
+    assert_eq!(reopened.put_bytes(b"fanned").unwrap(), digest);
+    assert_eq!(reopened.read_file(&digest).unwrap(), b"fanned");
+}
+
+/// A step's output kept in an unnamed file becomes an object with its
+/// bytes, read-only; storing the same bytes again finds the object.
+#[test]
+fn an_unnamed_file_becomes_an_object() {
+    use std::os::unix::fs::FileExt;
+    let (_dir, store) = store();
+    assert!(store.has_unnamed_files());
+    let file = store.unnamed_file().unwrap();
+    file.write_all_at(b"unnamed bytes", 0).unwrap();
+    let digest = store.adopt_unnamed(Some(&file), 13, &|| "out".into()).unwrap();
+    assert_eq!(digest, Digest::of(b"unnamed bytes"));
+    assert_eq!(store.read_file(&digest).unwrap(), b"unnamed bytes");
+    let hex = digest.hex();
+    let path = store.root().join("objects").join(&hex[..2]).join(&hex[2..]);
+    assert!(std::fs::metadata(&path).unwrap().permissions().readonly());
+    let again = store.unnamed_file().unwrap();
+    again.write_all_at(b"unnamed bytes", 0).unwrap();
+    assert_eq!(store.adopt_unnamed(Some(&again), 13, &|| "out".into()).unwrap(), digest);
+    // Nothing is left in tmp/ by the probe or the files.
+    let left: Vec<_> = std::fs::read_dir(store.root().join("tmp")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
