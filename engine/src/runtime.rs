@@ -97,15 +97,22 @@ fn read_module(file: std::fs::File, path: &Path) -> Result<Vec<u8>, String> {
 }
 
 enum ProgramKind {
-    Core(CorePre),
-    Component(CommandPre<ComponentState>),
+    Core(Linked<InstancePre<CoreState>>),
+    Component(Linked<CommandPre<ComponentState>>),
 }
 
-/// A core module linked twice: against wasmtime-wasi's file system (host
+/// A program linked twice: against wasmtime-wasi's file system (host
 /// directories) and against the engine's own ([`StepFs`]).
-struct CorePre {
-    host_dirs: InstancePre<CoreState>,
-    own_fs: InstancePre<CoreState>,
+struct Linked<P> {
+    host_dirs: P,
+    own_fs: P,
+}
+
+impl<P> Linked<P> {
+    /// The linking for a guest given the engine's file system, or host directories.
+    fn for_fs(&self, own_fs: bool) -> &P {
+        if own_fs { &self.own_fs } else { &self.host_dirs }
+    }
 }
 
 /// The engine settings a step's limits decide, each of which needs its own
@@ -177,6 +184,8 @@ struct Linkers {
     /// `core` with the file-system functions of [`StepFs`] over wasmtime-wasi's.
     core_own_fs: Linker<CoreState>,
     component: wasmtime::component::Linker<ComponentState>,
+    /// `component` with `wasi:filesystem` of [`StepFs`] over wasmtime-wasi's.
+    component_own_fs: wasmtime::component::Linker<ComponentState>,
 }
 
 /// The largest module weir reads (from a file, or a package).
@@ -280,8 +289,8 @@ impl Runtime {
         linked.as_ref().map_err(Clone::clone)
     }
 
-    /// Whether `program` is a preview-1 module, which can run on a
-    /// [`StepFs`] (linking it now if it was not).
+    /// Whether `program` is a preview-1 module, which cannot reach the host
+    /// bridge (linking it now if it was not).
     pub(crate) fn is_core(&self, program: &Program) -> bool {
         matches!(self.linked(program), Ok(ProgramKind::Core(_)))
     }
@@ -393,7 +402,9 @@ impl FlavoredRuntime {
             )
             .map_err(setup)?;
             tensor_imports::add_to_linker(&mut component).map_err(setup)?;
-            Ok(Linkers { core, core_own_fs, component })
+            let mut component_own_fs = component.clone();
+            step_fs::preview2::add_to_linker(&mut component_own_fs, ComponentState::own_fs).map_err(setup)?;
+            Ok(Linkers { core, core_own_fs, component, component_own_fs })
         });
         linkers.as_ref().map_err(Clone::clone)
     }
@@ -435,7 +446,7 @@ impl FlavoredRuntime {
         })
     }
 
-    fn link_core(&self, bytes: &[u8], digest: &Digest) -> Result<CorePre, String> {
+    fn link_core(&self, bytes: &[u8], digest: &Digest) -> Result<Linked<InstancePre<CoreState>>, String> {
         self.disk_cache.load_or_compile(
             digest,
             |engine, serialized| {
@@ -459,12 +470,12 @@ impl FlavoredRuntime {
                 let link = |linker: &Linker<CoreState>| {
                     linker.instantiate_pre(&module).map_err(|err| format!("cannot link it: {}", chain(&err)))
                 };
-                Ok(CorePre { host_dirs: link(&linkers.core)?, own_fs: link(&linkers.core_own_fs)? })
+                Ok(Linked { host_dirs: link(&linkers.core)?, own_fs: link(&linkers.core_own_fs)? })
             },
         )
     }
 
-    fn link_component(&self, bytes: &[u8], digest: &Digest) -> Result<CommandPre<ComponentState>, String> {
+    fn link_component(&self, bytes: &[u8], digest: &Digest) -> Result<Linked<CommandPre<ComponentState>>, String> {
         self.disk_cache.load_or_compile(
             digest,
             |engine, serialized| {
@@ -478,12 +489,13 @@ impl FlavoredRuntime {
                 Ok((component, serialized))
             },
             |component| {
-                let pre = self
-                    .linkers()?
-                    .component
-                    .instantiate_pre(&component)
-                    .map_err(|err| format!("cannot link it: {}", chain(&err)))?;
-                CommandPre::new(pre).map_err(|err| format!("it is not a WASI command component: {}", chain(&err)))
+                let linkers = self.linkers()?;
+                let link = |linker: &wasmtime::component::Linker<ComponentState>| {
+                    let pre =
+                        linker.instantiate_pre(&component).map_err(|err| format!("cannot link it: {}", chain(&err)))?;
+                    CommandPre::new(pre).map_err(|err| format!("it is not a WASI command component: {}", chain(&err)))
+                };
+                Ok(Linked { host_dirs: link(&linkers.component)?, own_fs: link(&linkers.component_own_fs)? })
             },
         )
     }

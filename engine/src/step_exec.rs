@@ -297,17 +297,19 @@ fn truncated_logs(stdout: &CappedLog, stderr: &CappedLog, cap: u64) -> Vec<Strin
 }
 
 /// Whether `job` runs on the engine's own file system (`runtime/step_fs`)
-/// rather than in host directories: a preview-1 module executed in this
+/// rather than in host directories: a WebAssembly step executed in this
 /// process, whose inputs and outputs are files, where the store can keep
-/// unnamed files. Its `/in` and `/out` then cost no staging, listing or
-/// removal (docs/design.md, "Store").
+/// unnamed files, and which declares no native function (whose file
+/// operands are host files; a preview-1 module cannot call one). Its `/in`
+/// and `/out` then cost no staging, listing or removal (docs/design.md,
+/// "Store").
 fn on_own_fs(workshop: &Workshop<'_>, job: &Job) -> bool {
     let JobCode::Wasm(program) = &job.code else { return false };
     workshop.staged.is_none()
         && job.spec.inputs.iter().all(|(name, input)| input.kind == OutputKind::File && !name.contains('/'))
         && job.spec.outputs.values().all(|kind| *kind == OutputKind::File)
         && workshop.store.has_unnamed_files()
-        && workshop.runtime.is_core(program)
+        && (job.spec.natives.is_empty() || workshop.runtime.is_core(program))
 }
 
 /// What a step is staged with: its logs, and its `/in` and `/out`.
@@ -394,7 +396,8 @@ fn run_wasm(
                 staged.stdout.clone(),
                 staged.stderr.clone(),
             );
-            // A preview-1 module cannot reach the bridge, nor its file operands.
+            // No native function can be called (`on_own_fs`), so none needs
+            // host paths for file operands.
             (GuestDirs::Own(Box::new(fs)), None)
         }
         StagedDirs::Host { in_dir, out_dir } => {

@@ -85,26 +85,34 @@ outputs = { result = "file" }
     assert_eq!(project.cat(output_digest(&summary, "reader", "result")), "original");
 }
 
-/// A preview-1 step whose inputs and outputs are files runs on the engine's
-/// own file system (`runtime/step_fs`), a preview-2 one on host directories
-/// through wasmtime-wasi: the same guest, making the same calls, must see the
-/// same results on both, errors included.
+/// A step whose inputs and outputs are files runs on the engine's own file
+/// system (`runtime/step_fs`), one with a directory output on host
+/// directories through wasmtime-wasi: the same guest, making the same calls,
+/// must see the same results on all three (preview 1 and preview 2 on the
+/// engine's, preview 2 on host directories), errors included.
 #[test]
 fn the_engines_own_file_system_answers_as_host_directories_do() {
     let project = Project::new();
     project.write("text.txt", "some text\n");
-    let step = |wasi: Wasi| {
+    let step = |name: &str, wasi: Wasi, dir_output: bool| {
+        let (args, outputs) = if dir_output { (", \"t\"", ", t = \"dir\"") } else { ("", "") };
         format!(
-            "[steps.{wasi:?}]\nmodule = \"{}\"\nargs = [\"fs-tour\"]\ninputs = {{ text = \"inputs.text\" }}\noutputs = {{ result = \"file\" }}\n",
+            "[steps.{name}]\nmodule = \"{}\"\nargs = [\"fs-tour\"{args}]\ninputs = {{ text = \"inputs.text\" }}\noutputs = {{ result = \"file\"{outputs} }}\n",
             wasi.tool_name()
         )
     };
-    project.manifest(&format!("name = \"tour\"\n[inputs]\ntext = \"text.txt\"\n{}{}", step(Wasi::P1), step(Wasi::P2)));
+    project.manifest(&format!(
+        "name = \"tour\"\n[inputs]\ntext = \"text.txt\"\n{}{}{}",
+        step("own_p1", Wasi::P1, false),
+        step("own_p2", Wasi::P2, false),
+        step("host_p2", Wasi::P2, true)
+    ));
     let (code, run) = project.run_json(&[]);
     assert_eq!(code, 0, "{run}");
-    let own = project.cat(output_digest(&run, "P1", "result"));
-    let host = project.cat(output_digest(&run, "P2", "result"));
-    assert_eq!(own, host);
+    let host = project.cat(output_digest(&run, "host_p2", "result"));
+    for own in ["own_p1", "own_p2"] {
+        assert_eq!(project.cat(output_digest(&run, own, "result")), host, "{own} against host_p2");
+    }
     for line in [
         "read: hello world",
         "overwrite in place: tail rld position 11",
@@ -119,30 +127,35 @@ fn the_engines_own_file_system_answers_as_host_directories_do() {
         "remove a dir as a file: error IsADirectory",
         "dot-dot out of /out: error PermissionDenied",
     ] {
-        assert!(own.lines().any(|seen| seen == line), "no `{line}` in:\n{own}");
+        assert!(host.lines().any(|seen| seen == line), "no `{line}` in:\n{host}");
     }
 }
 
-/// Which steps get the engine's own file system: a preview-1 module whose
-/// inputs and outputs are files; one with a directory output, or a
-/// component, gets host directories. (The engine's shows itself by its
-/// device number, "weir" in ASCII, and `/in` as inode 1.)
+/// Which steps get the engine's own file system: a module or component
+/// whose inputs and outputs are files; one with a directory output, or a
+/// component that may call native functions (whose file operands are host
+/// files), gets host directories. The engine's shows itself by `/in`'s
+/// inode number, 1 (and to a preview-1 guest by its device number, "weir"
+/// in ASCII).
 #[test]
-fn a_preview1_step_of_files_gets_the_engines_own_file_system() {
+fn a_step_of_files_gets_the_engines_own_file_system() {
     let project = Project::new();
     project.manifest(
         "name = \"which\"\n\
-         [steps.files]\nmodule = \"tool-p1.wasm\"\nargs = [\"stat-in\"]\noutputs = { result = \"file\" }\n\
-         [steps.tree]\nmodule = \"tool-p1.wasm\"\nargs = [\"stat-in\", \"t\"]\noutputs = { result = \"file\", t = \"dir\" }\n\
-         [steps.component]\nmodule = \"tool-p2.wasm\"\nargs = [\"stat-in\"]\noutputs = { result = \"file\" }\n",
+         [steps.p1_files]\nmodule = \"tool-p1.wasm\"\nargs = [\"stat-in\"]\noutputs = { result = \"file\" }\n\
+         [steps.p2_files]\nmodule = \"tool-p2.wasm\"\nargs = [\"stat-in\"]\noutputs = { result = \"file\" }\n\
+         [steps.p1_tree]\nmodule = \"tool-p1.wasm\"\nargs = [\"stat-in\", \"t\"]\noutputs = { result = \"file\", t = \"dir\" }\n\
+         [steps.p2_tree]\nmodule = \"tool-p2.wasm\"\nargs = [\"stat-in\", \"t\"]\noutputs = { result = \"file\", t = \"dir\" }\n\
+         [steps.p2_natives]\nmodule = \"tool-p2.wasm\"\nargs = [\"stat-in\"]\nnatives = [\"gemm\"]\noutputs = { result = \"file\" }\n",
     );
     let (code, run) = project.run_json(&[]);
     assert_eq!(code, 0, "{run}");
-    let own = "dev 0x77656972 ino 1";
-    assert_eq!(project.cat(output_digest(&run, "files", "result")), own);
-    for host in ["tree", "component"] {
-        let seen = project.cat(output_digest(&run, host, "result"));
-        assert!(seen.starts_with("dev ") && seen != own, "{host}: {seen}");
+    let stat = |step: &str| project.cat(output_digest(&run, step, "result"));
+    assert_eq!(stat("p1_files"), "dev 0x77656972 ino 1");
+    assert!(stat("p2_files").ends_with(" ino 1"), "p2_files: {}", stat("p2_files"));
+    for host in ["p1_tree", "p2_tree", "p2_natives"] {
+        let seen = stat(host);
+        assert!(seen.starts_with("dev ") && !seen.ends_with(" ino 1"), "{host}: {seen}");
     }
 }
 

@@ -51,7 +51,7 @@ pub(crate) enum GuestDirs {
         /// The same directory, open: the guard measures it as the guest writes.
         watched_out: Dir,
     },
-    /// The engine's own file system (preview-1 modules only).
+    /// The engine's own file system.
     Own(Box<StepFs>),
 }
 
@@ -99,7 +99,7 @@ impl Runtime {
         let guard = Guard::new(limits, watched_out, cancel);
         let (result, breach, bridge, fs) = match kind {
             ProgramKind::Core(pre) => {
-                let pre = if fs.is_some() { &pre.own_fs } else { &pre.host_dirs };
+                let pre = pre.for_fs(fs.is_some());
                 let mut store = Store::new(&program.engine, CoreState { wasi: wasi.build_p1(), fs, guard, bridge });
                 arm(&mut store, &limits, program.flavor.interruptible, |state| &mut state.guard);
                 lap(&mut phases.sandbox);
@@ -114,11 +114,9 @@ impl Runtime {
                 let breach = state.guard.breach().or_else(|| state.fs.as_ref().and_then(StepFs::breach));
                 (result, breach, state.bridge, state.fs)
             }
-            ProgramKind::Component(_) if fs.is_some() => {
-                return failed("a component was given the engine's own file system".into(), bridge, phases);
-            }
             ProgramKind::Component(pre) => {
-                let mut store = Store::new(&program.engine, ComponentState::new(wasi.build(), guard, bridge));
+                let pre = pre.for_fs(fs.is_some());
+                let mut store = Store::new(&program.engine, ComponentState::new(wasi.build(), fs, guard, bridge));
                 arm(&mut store, &limits, program.flavor.interruptible, |state| &mut state.guard);
                 lap(&mut phases.sandbox);
                 let command = pre.instantiate(&mut store);
@@ -126,8 +124,9 @@ impl Runtime {
                 let result = command
                     .and_then(|command| command.wasi_cli_run().call_run(&mut store)?.map_err(|()| I32Exit(1).into()));
                 lap(&mut phases.run);
-                let state = store.into_data();
-                (result, state.guard.breach(), state.bridge, None)
+                let (guard, bridge, fs) = store.into_data().finish();
+                let breach = guard.breach().or_else(|| fs.as_ref().and_then(StepFs::breach));
+                (result, breach, bridge, fs)
             }
         };
         Executed { result: classify(result, breach, &limits), bridge, phases, fs }

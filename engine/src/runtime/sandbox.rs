@@ -1,8 +1,7 @@
 //! What a guest can see: its argv, `/in` read-only, `/out` writable, stdout
 //! and stderr captured (see `capped_log`), and nothing else: no host environment
 //! variables, no other host path, no network. `/in` and `/out` are host
-//! directories, or for a preview-1 module the engine's own file system
-//! (see `step_fs`).
+//! directories, or the engine's own file system (see `step_fs`).
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -14,6 +13,7 @@ use super::chain;
 use super::determinism::make_deterministic;
 use super::execute::{GuestDirs, Invocation};
 use super::step_fs::StepFs;
+use super::step_fs::preview2::{OwnFsView, SharedFs};
 use super::watch::Guard;
 use crate::bridge::Bridge;
 
@@ -35,13 +35,34 @@ pub(crate) struct CoreState {
 pub(crate) struct ComponentState {
     ctx: WasiCtx,
     table: ResourceTable,
+    /// Its file system, when the engine keeps it (shared with the guest's
+    /// streams, which the table holds).
+    fs: Option<SharedFs>,
     pub(crate) guard: Guard,
     pub(crate) bridge: Bridge,
 }
 
 impl ComponentState {
-    pub(crate) fn new(ctx: WasiCtx, guard: Guard, bridge: Bridge) -> Self {
-        Self { ctx, table: ResourceTable::new(), guard, bridge }
+    pub(crate) fn new(ctx: WasiCtx, fs: Option<StepFs>, guard: Guard, bridge: Bridge) -> Self {
+        let fs = fs.map(|fs| SharedFs::new(fs.into()));
+        Self { ctx, table: ResourceTable::new(), fs, guard, bridge }
+    }
+
+    /// What `wasi:filesystem` sees when the engine keeps the file system.
+    pub(crate) fn own_fs(&mut self) -> OwnFsView<'_> {
+        OwnFsView { fs: self.fs.as_ref(), table: &mut self.table }
+    }
+
+    /// The guard, the bridge and the file system, once the guest is done
+    /// (its streams, which share the file system, dropped with the table).
+    pub(crate) fn finish(self) -> (Guard, Bridge, Option<StepFs>) {
+        let Self { table, fs, guard, bridge, .. } = self;
+        drop(table);
+        let fs = fs.map(|fs| match SharedFs::try_unwrap(fs) {
+            Ok(fs) => fs.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner),
+            Err(_) => unreachable!("only the table's streams share the file system"),
+        });
+        (guard, bridge, fs)
     }
 }
 

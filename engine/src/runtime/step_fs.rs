@@ -1,4 +1,4 @@
-//! The file system of a preview-1 step kept by the engine itself, instead
+//! The file system of a step kept by the engine itself, instead
 //! of host directories handed to wasmtime-wasi: `/in` is the step's inputs,
 //! each read straight from its object in the store (one `openat` when the
 //! guest opens it), with the parameters file in memory; `/out` is a tree in
@@ -13,11 +13,13 @@
 //! (`ENOTSUP`), and a symbolic link can be made, read and followed only
 //! within the directory it was looked up from.
 //!
-//! [`preview1`] binds it to the guest: the `fd_*` and `path_*` functions
-//! of `wasi_snapshot_preview1`, defined over wasmtime-wasi's.
+//! [`preview1`] binds it to a core module: the `fd_*` and `path_*`
+//! functions of `wasi_snapshot_preview1`, defined over wasmtime-wasi's;
+//! [`preview2`] to a component: `wasi:filesystem`.
 
 mod lookup;
 pub(crate) mod preview1;
+pub(crate) mod preview2;
 #[cfg(test)]
 mod tests;
 mod tree;
@@ -98,11 +100,12 @@ enum Descriptor {
 }
 
 /// The bytes of an opened input.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum InputContent {
-    /// An object, with its size and times once asked for.
+    /// An object (shared by the descriptors duplicated from the one that
+    /// opened it), with its size and times once asked for.
     File {
-        file: File,
+        file: Arc<File>,
         stat: Option<(u64, [u64; 3])>,
     },
     Bytes(Arc<[u8]>),
@@ -140,6 +143,14 @@ pub(crate) struct StepFs {
     breach: Option<StepErrorKind>,
     /// When the execution began: the times of `/in` and of new entries.
     began: u64,
+}
+
+/// What a descriptor may do (preview 2's descriptor flags).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Access {
+    pub read: bool,
+    pub write: bool,
+    pub mutate_dir: bool,
 }
 
 /// A declared output as the step left it.
@@ -244,6 +255,42 @@ impl StepFs {
             self.descriptors[to as usize] = self.descriptors[from as usize].take();
         }
         Ok(())
+    }
+
+    /// A second descriptor on what `fd` is open on, with its own position
+    /// (a preview-2 stream reads or writes through one).
+    pub(crate) fn duplicate(&mut self, fd: u32) -> Outcome<u32> {
+        let copy = match self.descriptor(fd)? {
+            Descriptor::Dir { dir, .. } => Descriptor::Dir { dir: *dir, preopen: None },
+            Descriptor::Input { index, content, position } => {
+                Descriptor::Input { index: *index, content: content.clone(), position: *position }
+            }
+            Descriptor::Output { node, position, read, write, append } => {
+                Descriptor::Output { node: *node, position: *position, read: *read, write: *write, append: *append }
+            }
+            Descriptor::Stdin | Descriptor::Log(_) => return Err(Errno::Badf),
+        };
+        self.insert(copy)
+    }
+
+    /// New descriptors of `/in` and `/out`, with the guest paths they stand
+    /// for (a preview-2 guest owns, and drops, each one it is given).
+    pub(crate) fn preopens(&mut self) -> Outcome<Vec<(u32, &'static str)>> {
+        [(DirRef::In, INPUT_DIR), (DirRef::Out(0), OUTPUT_DIR)]
+            .into_iter()
+            .map(|(dir, path)| Ok((self.insert(Descriptor::Dir { dir, preopen: Some(path) })?, path)))
+            .collect()
+    }
+
+    /// What the descriptor may do: read, write, and (a directory of `/out`) change its entries.
+    pub(crate) fn access(&self, fd: u32) -> Outcome<Access> {
+        Ok(match self.descriptor(fd)? {
+            Descriptor::Stdin => Access { read: true, ..Access::default() },
+            Descriptor::Log(_) => Access { write: true, ..Access::default() },
+            Descriptor::Dir { dir, .. } => Access { read: true, mutate_dir: *dir != DirRef::In, ..Access::default() },
+            Descriptor::Input { .. } => Access { read: true, ..Access::default() },
+            Descriptor::Output { read, write, .. } => Access { read: *read, write: *write, mutate_dir: false },
+        })
     }
 
     pub(crate) fn fdstat(&self, fd: u32) -> Outcome<Fdstat> {
@@ -496,26 +543,12 @@ impl StepFs {
                 Ok(self.stat_found(Found::Dir(dir)))
             }
             Descriptor::Input { index, content, .. } => {
-                let inode = input_inode(*index);
-                let (size, times) = match content {
+                let size_and_times = match content {
                     InputContent::Bytes(bytes) => (bytes.len() as u64, [began; 3]),
-                    InputContent::File { file, stat } => match stat {
-                        Some(known) => *known,
-                        None => {
-                            let metadata = file.metadata()?;
-                            let stamp = |time: std::io::Result<SystemTime>| {
-                                time.ok()
-                                    .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
-                                    .map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
-                            };
-                            let modified = stamp(metadata.modified());
-                            let found = (metadata.len(), [stamp(metadata.accessed()), modified, modified]);
-                            *stat = Some(found);
-                            found
-                        }
-                    },
+                    InputContent::File { stat: Some(known), .. } => *known,
+                    InputContent::File { file, stat } => *stat.insert(object_stat(file)?),
                 };
-                Ok(Filestat { inode, filetype: filetype::REGULAR_FILE, links: 1, size, times })
+                Ok(input_filestat(*index, size_and_times))
             }
             Descriptor::Output { node, .. } => {
                 let node = *node;
@@ -531,13 +564,7 @@ impl StepFs {
             Found::Dir(DirRef::In) => {
                 Filestat { inode: 1, filetype: filetype::DIRECTORY, links: 1, size: 0, times: [self.began; 3] }
             }
-            Found::Input(index) => Filestat {
-                inode: input_inode(index),
-                filetype: filetype::REGULAR_FILE,
-                links: 1,
-                size: 0,
-                times: [self.began; 3],
-            },
+            Found::Input(index) => input_filestat(index, (0, [self.began; 3])),
             Found::Dir(DirRef::Out(node)) | Found::Node(node) => {
                 let entry = &self.nodes[node];
                 let (filetype, size) = match &entry.kind {
@@ -556,15 +583,15 @@ impl StepFs {
         }
     }
 
-    pub(crate) fn path_filestat(&mut self, fd: u32, path: &str, follow: bool) -> Outcome<Filestat> {
+    pub(crate) fn path_filestat(&self, fd: u32, path: &str, follow: bool) -> Outcome<Filestat> {
         let found = self.find(fd, path, follow)?;
         if let Found::Input(index) = found {
-            // Its size is the object's: open it as `fd_filestat_get` would.
-            let descriptor = self.open_input(index)?;
-            let fd = self.insert(descriptor)?;
-            let stat = self.filestat(fd);
-            self.descriptors[fd as usize] = None;
-            return stat;
+            // Its size is the object's.
+            let size_and_times = match &self.inputs[index].1 {
+                Input::Bytes(bytes) => (bytes.len() as u64, [self.began; 3]),
+                Input::Object(digest) => object_stat(&self.store.open_object_unchecked(digest)?)?,
+            };
+            return Ok(input_filestat(index, size_and_times));
         }
         Ok(self.stat_found(found))
     }
@@ -677,11 +704,30 @@ impl StepFs {
 
     fn open_input(&self, index: usize) -> Outcome<Descriptor> {
         let content = match &self.inputs[index].1 {
-            Input::Object(digest) => InputContent::File { file: self.store.open_object_unchecked(digest)?, stat: None },
+            Input::Object(digest) => {
+                InputContent::File { file: Arc::new(self.store.open_object_unchecked(digest)?), stat: None }
+            }
             Input::Bytes(bytes) => InputContent::Bytes(bytes.clone()),
         };
         Ok(Descriptor::Input { index, content, position: 0 })
     }
+}
+
+/// The status of `/in`'s `index`-th entry, of this size and these times.
+fn input_filestat(index: usize, (size, times): (u64, [u64; 3])) -> Filestat {
+    Filestat { inode: input_inode(index), filetype: filetype::REGULAR_FILE, links: 1, size, times }
+}
+
+/// The size and times of an object, as its file has them.
+fn object_stat(file: &File) -> Outcome<(u64, [u64; 3])> {
+    let metadata = file.metadata()?;
+    let stamp = |time: std::io::Result<SystemTime>| {
+        time.ok()
+            .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+    };
+    let modified = stamp(metadata.modified());
+    Ok((metadata.len(), [stamp(metadata.accessed()), modified, modified]))
 }
 
 /// The inode number `/in` shows for its `index`-th entry.

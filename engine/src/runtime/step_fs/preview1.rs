@@ -266,36 +266,40 @@ fn add_io_functions(linker: &mut Linker<CoreState>) -> wasmtime::Result<()> {
         }
         Ok(total as u32)
     }
-    linker.func_wrap(MODULE, "fd_read", |mut caller: Ctx<'_>, fd: u32, iovs: u32, count: u32, done: u32| {
-        with_fs(&mut caller, |memory, fs| {
-            let read = read(memory, fs, fd, (iovs, count), None)?;
-            memory.put_u32(done, read)
+    /// Moves bytes between the buffers of `iovs` and the file (`writes`:
+    /// into the file), from `at` (else the descriptor's position), and
+    /// stores how many at `done`.
+    fn transfer(
+        caller: &mut Ctx<'_>,
+        fd: u32,
+        iovs: (u32, u32),
+        at: Option<u64>,
+        done: u32,
+        writes: bool,
+    ) -> wasmtime::Result<i32> {
+        with_fs(caller, |memory, fs| {
+            let moved = if writes { write(memory, fs, fd, iovs, at)? } else { read(memory, fs, fd, iovs, at)? };
+            memory.put_u32(done, moved)
         })
+    }
+    linker.func_wrap(MODULE, "fd_read", |mut caller: Ctx<'_>, fd: u32, iovs: u32, count: u32, done: u32| {
+        transfer(&mut caller, fd, (iovs, count), None, done, false)
     })?;
     linker.func_wrap(
         MODULE,
         "fd_pread",
         |mut caller: Ctx<'_>, fd: u32, iovs: u32, count: u32, at: u64, done: u32| {
-            with_fs(&mut caller, |memory, fs| {
-                let read = read(memory, fs, fd, (iovs, count), Some(at))?;
-                memory.put_u32(done, read)
-            })
+            transfer(&mut caller, fd, (iovs, count), Some(at), done, false)
         },
     )?;
     linker.func_wrap(MODULE, "fd_write", |mut caller: Ctx<'_>, fd: u32, iovs: u32, count: u32, done: u32| {
-        with_fs(&mut caller, |memory, fs| {
-            let written = write(memory, fs, fd, (iovs, count), None)?;
-            memory.put_u32(done, written)
-        })
+        transfer(&mut caller, fd, (iovs, count), None, done, true)
     })?;
     linker.func_wrap(
         MODULE,
         "fd_pwrite",
         |mut caller: Ctx<'_>, fd: u32, iovs: u32, count: u32, at: u64, done: u32| {
-            with_fs(&mut caller, |memory, fs| {
-                let written = write(memory, fs, fd, (iovs, count), Some(at))?;
-                memory.put_u32(done, written)
-            })
+            transfer(&mut caller, fd, (iovs, count), Some(at), done, true)
         },
     )?;
     linker.func_wrap(MODULE, "fd_seek", |mut caller: Ctx<'_>, fd: u32, offset: i64, whence: u32, result: u32| {

@@ -129,3 +129,11 @@ pub(crate) struct DirEntry {
     pub inode: u64,
     pub filetype: u8,
 }
+
+impl std::fmt::Display for Errno {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WASI error {self:?} ({})", *self as u16)
+    }
+}
+
+impl std::error::Error for Errno {}

@@ -25,7 +25,7 @@ fn main() {
         "probe-link" => probe_link(&rest[0]),
         "list-in" => list_in(),
         "tree" => tree(&rest[0]),
-        "fs-tour" => fs_tour(),
+        "fs-tour" => fs_tour(rest.first()),
         "stat-in" => stat_in(rest.first()),
         "symlink" => symlink(),
         "nothing" => {}
@@ -153,9 +153,12 @@ fn tree(name: &str) {
 /// Runs through the file-system calls a step makes (in `/out` and on
 /// `/in/text`), recording each outcome, or the kind of error, as a line of
 /// `/out/result`: the same guest on either kind of `/in` and `/out` must
-/// record the same lines.
-fn fs_tour() {
+/// record the same lines. Makes directory `/out/<dir>` if one is named.
+fn fs_tour(dir: Option<&String>) {
     use std::io::{Read, Seek, SeekFrom};
+    if let Some(dir) = dir {
+        fs::create_dir(Path::new("/out").join(dir)).expect("mkdir");
+    }
     let mut lines: Vec<String> = Vec::new();
     let mut note = |what: &str, outcome: std::io::Result<String>| {
         lines.push(match outcome {
