@@ -26,7 +26,7 @@ pub(crate) struct Bridge {
     natives: Arc<Natives>,
     allowed: BTreeSet<String>,
     device: Device,
-    files: Option<GuestFiles>,
+    files: GuestFiles,
     telemetry: Telemetry,
     failures: NativeFailures,
     tensors: tensors::Tensors,
@@ -49,7 +49,7 @@ pub(crate) struct NativeFailures {
 impl Bridge {
     /// A bridge for the step of `job`, which may call the native functions
     /// it declares on its device, with file references resolved in `files`.
-    pub(crate) fn new(job: &JobSpec, natives: Arc<Natives>, files: Option<GuestFiles>, telemetry: Telemetry) -> Self {
+    pub(crate) fn new(job: &JobSpec, natives: Arc<Natives>, files: GuestFiles, telemetry: Telemetry) -> Self {
         Self {
             step: job.step.clone(),
             run: job.run_id.clone(),
@@ -101,7 +101,7 @@ impl Bridge {
 
     fn dispatch(&mut self, function: &str, payload: &[u8], memory_budget: u64) -> Result<Vec<u8>, String> {
         let (native, device) = self.resolve(function)?;
-        let files = self.files()?;
+        let files = &self.files;
         let memory_budget = self.available(memory_budget);
         let context =
             CallContext { step: &self.step, run: &self.run, tenant: &self.tenant, device, files, memory_budget };
@@ -110,11 +110,6 @@ impl Bridge {
             self.failures.panic.get_or_insert_with(|| why.clone());
             Err(why)
         })
-    }
-
-    /// The step's directories, as native functions see them.
-    fn files(&self) -> Result<&GuestFiles, String> {
-        self.files.as_ref().ok_or_else(|| "native functions are not available to this step".to_owned())
     }
 
     /// What `memory_budget` leaves beside the step's tensors.

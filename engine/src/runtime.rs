@@ -27,7 +27,9 @@ pub(crate) use execute::{Executed, GuestDirs, Invocation};
 /// The types of the `weir:step/tensors` interface.
 pub(crate) use sandbox::weir::step::tensors as wit_tensors;
 use sandbox::{ComponentState, CoreState};
-pub(crate) use step_fs::{Input as StepInput, Produced, StepFs};
+#[cfg(test)]
+pub(crate) use step_fs::tests::with_inputs as step_fs_fixture;
+pub(crate) use step_fs::{Input as StepInput, Mount, NotDone, Produced, SharedFs, StepFs, lock_shared};
 
 use crate::file_stamp::FileStamp;
 use crate::host_files::HostFiles;
@@ -287,12 +289,6 @@ impl Runtime {
             self.flavor(program.flavor)?.link(&source.into_bytes(&program.digest)?, &program.digest)
         });
         linked.as_ref().map_err(Clone::clone)
-    }
-
-    /// Whether `program` is a preview-1 module, which cannot reach the host
-    /// bridge (linking it now if it was not).
-    pub(crate) fn is_core(&self, program: &Program) -> bool {
-        matches!(self.linked(program), Ok(ProgramKind::Core(_)))
     }
 
     fn flavor(&self, flavor: Flavor) -> Result<Arc<FlavoredRuntime>, String> {

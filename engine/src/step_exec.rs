@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cap_std::fs::Dir;
@@ -18,7 +18,8 @@ use crate::executor::JobSpec;
 use crate::limits::TopLevel;
 use crate::native::{GuestFiles, NativeStep, Natives, StepContext};
 use crate::runtime::{
-    CappedLog, Captured, Executed, GuestDirs, Invocation, LogTee, Produced, Program, Runtime, StepFs, StepInput,
+    CappedLog, Captured, Executed, GuestDirs, Invocation, LogTee, Produced, Program, Runtime, SharedFs, StepFs,
+    StepInput,
 };
 use crate::store::{CacheEntry, Leftovers, Listed, OutListing, Scratch, Store, UsedScratch};
 use crate::telemetry::Telemetry;
@@ -299,17 +300,15 @@ fn truncated_logs(stdout: &CappedLog, stderr: &CappedLog, cap: u64) -> Vec<Strin
 /// Whether `job` runs on the engine's own file system (`runtime/step_fs`)
 /// rather than in host directories: a WebAssembly step executed in this
 /// process, whose inputs and outputs are files, where the store can keep
-/// unnamed files, and which declares no native function (whose file
-/// operands are host files; a preview-1 module cannot call one). Its `/in`
-/// and `/out` then cost no staging, listing or removal (docs/design.md,
-/// "Store").
+/// unnamed files. Its `/in` and `/out` then cost no staging, listing or
+/// removal (docs/design.md, "Store"), and the native functions it calls
+/// find their file operands there too.
 fn on_own_fs(workshop: &Workshop<'_>, job: &Job) -> bool {
-    let JobCode::Wasm(program) = &job.code else { return false };
+    let JobCode::Wasm(_) = &job.code else { return false };
     workshop.staged.is_none()
         && job.spec.inputs.iter().all(|(name, input)| input.kind == OutputKind::File && !name.contains('/'))
         && job.spec.outputs.values().all(|kind| *kind == OutputKind::File)
         && workshop.store.has_unnamed_files()
-        && (job.spec.natives.is_empty() || workshop.runtime.is_core(program))
 }
 
 /// What a step is staged with: its logs, and its `/in` and `/out`.
@@ -396,9 +395,9 @@ fn run_wasm(
                 staged.stdout.clone(),
                 staged.stderr.clone(),
             );
-            // No native function can be called (`on_own_fs`), so none needs
-            // host paths for file operands.
-            (GuestDirs::Own(Box::new(fs)), None)
+            let fs = SharedFs::new(Mutex::new(fs));
+            let files = GuestFiles::Own(Arc::downgrade(&fs));
+            (GuestDirs::Own(fs), files)
         }
         StagedDirs::Host { in_dir, out_dir } => {
             let watched_out = match out_dir.try_clone() {
@@ -408,8 +407,8 @@ fn run_wasm(
                     return (Err(why), telemetry, Phases::default(), NativeFailures::default(), None);
                 }
             };
-            let files = GuestFiles::new(in_dir, out_dir, job.spec.limits);
-            (GuestDirs::Host { in_dir: path.join("in"), out_dir: path.join("out"), watched_out }, Some(files))
+            let files = GuestFiles::Host { in_dir, out_dir, limits: job.spec.limits };
+            (GuestDirs::Host { in_dir: path.join("in"), out_dir: path.join("out"), watched_out }, files)
         }
     };
     let bridge = Bridge::new(&job.spec, workshop.natives.clone(), files, telemetry);

@@ -146,14 +146,17 @@ fn a_step_of_files_gets_the_engines_own_file_system() {
          [steps.p2_files]\nmodule = \"tool-p2.wasm\"\nargs = [\"stat-in\"]\noutputs = { result = \"file\" }\n\
          [steps.p1_tree]\nmodule = \"tool-p1.wasm\"\nargs = [\"stat-in\", \"t\"]\noutputs = { result = \"file\", t = \"dir\" }\n\
          [steps.p2_tree]\nmodule = \"tool-p2.wasm\"\nargs = [\"stat-in\", \"t\"]\noutputs = { result = \"file\", t = \"dir\" }\n\
-         [steps.p2_natives]\nmodule = \"tool-p2.wasm\"\nargs = [\"stat-in\"]\nnatives = [\"gemm\"]\noutputs = { result = \"file\" }\n",
+         [steps.p2_natives]\nmodule = \"tool-p2.wasm\"\nargs = [\"stat-in\"]\nnatives = [\"gemm\"]\noutputs = { result = \"file\" }\n\
+         [steps.p2_natives_tree]\nmodule = \"tool-p2.wasm\"\nargs = [\"stat-in\", \"t\"]\nnatives = [\"gemm\"]\noutputs = { result = \"file\", t = \"dir\" }\n",
     );
     let (code, run) = project.run_json(&[]);
     assert_eq!(code, 0, "{run}");
     let stat = |step: &str| project.cat(output_digest(&run, step, "result"));
     assert_eq!(stat("p1_files"), "dev 0x77656972 ino 1");
-    assert!(stat("p2_files").ends_with(" ino 1"), "p2_files: {}", stat("p2_files"));
-    for host in ["p1_tree", "p2_tree", "p2_natives"] {
+    for own in ["p2_files", "p2_natives"] {
+        assert!(stat(own).ends_with(" ino 1"), "{own}: {}", stat(own));
+    }
+    for host in ["p1_tree", "p2_tree", "p2_natives_tree"] {
         let seen = stat(host);
         assert!(seen.starts_with("dev ") && !seen.ends_with(" ino 1"), "{host}: {seen}");
     }

@@ -140,7 +140,7 @@ impl Bridge {
             Destination::Values => product.into_host().map(Product::Values),
             Destination::Tensor => Ok(Product::Tensor(self.tensors.insert(product))),
             Destination::File(path) => {
-                self.files()?.write(&path, &pack(&product.into_host()?))?;
+                self.files.write(&path, &pack(&product.into_host()?))?;
                 Ok(Product::File)
             }
         });
@@ -155,7 +155,7 @@ impl Bridge {
                 None => unpack(bytes, what).map(Values::Owned),
             },
             Source::Tensor(handle) => self.tensors.get(handle).map(Values::Tensor),
-            Source::File(path) => unpack(&self.files()?.read(&path, max)?, what).map(Values::Owned),
+            Source::File(path) => unpack(&self.files.read(&path, max)?, what).map(Values::Owned),
         }
     }
 }

@@ -3,142 +3,217 @@
 
 use std::io::Read;
 use std::path::{Component, Path};
-use weir_abi::contract::{INPUT_DIR, OUTPUT_DIR};
+use std::sync::{Mutex, Weak};
 
 use cap_std::fs::Dir;
+use weir_abi::contract::{INPUT_DIR, OUTPUT_DIR};
 
 use crate::Limits;
 use crate::limits::OutputUsage;
+use crate::runtime::{Mount, NotDone, StepFs, lock_shared};
 
-/// The step's `/in` and `/out`, as capability handles: every access goes
-/// through them, so `..`, absolute paths and symbolic links cannot escape.
-/// Writes count against the step's `output` and `files` quotas.
-pub(crate) struct GuestFiles {
-    in_dir: Dir,
-    out_dir: Dir,
-    limits: Limits,
+/// The step's `/in` and `/out`, where native functions find the files a
+/// guest names. Every access stays inside them: `..`, absolute paths and
+/// symbolic links cannot escape. Writes count against the step's `output`
+/// and `files` quotas, and one that would pass a quota is refused.
+pub(crate) enum GuestFiles {
+    /// Scratch directories of the host, as capability handles.
+    Host { in_dir: Dir, out_dir: Dir, limits: Limits },
+    /// The engine's own file system (`runtime/step_fs`). The store's state
+    /// owns it; the bridge only refers to it.
+    Own(Weak<Mutex<StepFs>>),
 }
 
 impl GuestFiles {
-    pub(crate) fn new(in_dir: Dir, out_dir: Dir, limits: Limits) -> Self {
-        Self { in_dir, out_dir, limits }
-    }
-
     /// Reads `/in/...` or `/out/...`, refusing a file of more than `max` bytes.
     pub(crate) fn read(&self, guest_path: &str, max: u64) -> Result<Vec<u8>, String> {
-        let (dir, relative) = self.resolve(guest_path)?;
-        let cannot = |err: std::io::Error| format!("cannot read {guest_path}: {err}");
-        let file = dir.open(relative).map_err(cannot)?;
-        let mut bytes = Vec::new();
-        file.take(max.saturating_add(1)).read_to_end(&mut bytes).map_err(cannot)?;
-        if bytes.len() as u64 > max {
-            return Err(format!(
-                "cannot read {guest_path}: it is larger than the {max} bytes the step's memory limit leaves (limits.memory)"
-            ));
+        let (mount, relative) = resolve(guest_path)?;
+        let cannot = |why: &dyn std::fmt::Display| format!("cannot read {guest_path}: {why}");
+        let too_large =
+            || cannot(&format!("it is larger than the {max} bytes the step's memory limit leaves (limits.memory)"));
+        match self {
+            GuestFiles::Host { in_dir, out_dir, .. } => {
+                let dir = if mount == Mount::In { in_dir } else { out_dir };
+                let file = dir.open(relative).map_err(|err| cannot(&err))?;
+                let mut bytes = Vec::new();
+                file.take(max.saturating_add(1)).read_to_end(&mut bytes).map_err(|err| cannot(&err))?;
+                if bytes.len() as u64 > max {
+                    return Err(too_large());
+                }
+                Ok(bytes)
+            }
+            GuestFiles::Own(fs) => {
+                let fs = fs.upgrade().ok_or_else(|| cannot(&ENDED))?;
+                let read = lock_shared(&fs).read_whole(mount, relative, max);
+                read.map_err(|not_done| match not_done {
+                    NotDone::TooLarge => too_large(),
+                    NotDone::Refused(errno) => cannot(&errno),
+                    NotDone::Quota(quota) => cannot(&quota),
+                })
+            }
         }
-        Ok(bytes)
     }
 
     /// Writes `/out/...` (creating or replacing the file), unless that would
     /// pass the step's output quotas.
     pub(crate) fn write(&self, guest_path: &str, bytes: &[u8]) -> Result<(), String> {
-        let (dir, relative) = self.resolve(guest_path)?;
-        if !std::ptr::eq(dir, &self.out_dir) {
-            return Err(format!("cannot write {guest_path}: only paths under /out are writable"));
+        let (mount, relative) = resolve(guest_path)?;
+        let cannot = |why: &dyn std::fmt::Display| format!("cannot write {guest_path}: {why}");
+        if mount != Mount::Out {
+            return Err(cannot(&"only paths under /out are writable"));
         }
-        self.check_quota(guest_path, relative, bytes.len() as u64)?;
-        dir.write(relative, bytes).map_err(|err| format!("cannot write {guest_path}: {err}"))
+        let passes = |quota: &dyn std::fmt::Display| cannot(&format!("the step {quota}"));
+        match self {
+            GuestFiles::Host { out_dir, limits, .. } => {
+                if let Some(quota) = host_quota_after(out_dir, limits, relative, bytes.len() as u64)
+                    .map_err(|err| cannot(&format!("/out cannot be measured: {err}")))?
+                {
+                    return Err(passes(&quota));
+                }
+                out_dir.write(relative, bytes).map_err(|err| cannot(&err))
+            }
+            GuestFiles::Own(fs) => {
+                let fs = fs.upgrade().ok_or_else(|| cannot(&ENDED))?;
+                let written = lock_shared(&fs).write_whole(relative, bytes);
+                written.map_err(|not_done| match not_done {
+                    NotDone::Quota(quota) => passes(&quota),
+                    NotDone::Refused(errno) => cannot(&errno),
+                    NotDone::TooLarge => cannot(&"it is too large"),
+                })
+            }
+        }
     }
+}
 
-    /// Refuses a write of `len` bytes to `relative` that would pass `limits.output` or `limits.files`.
-    fn check_quota(&self, guest_path: &str, relative: &Path, len: u64) -> Result<(), String> {
-        let usage = OutputUsage::measure(&self.out_dir, &self.limits)
-            .map_err(|err| format!("cannot write {guest_path}: /out cannot be measured: {err}"))?;
-        let replaced =
-            self.out_dir.symlink_metadata(relative).ok().filter(|meta| meta.is_file()).map(|meta| meta.len());
-        let after = OutputUsage {
-            bytes: usage.bytes.saturating_sub(replaced.unwrap_or(0)).saturating_add(len),
-            files: usage.files + u64::from(replaced.is_none()),
-        };
-        match after.breach(&self.limits) {
-            Some(breach) => Err(format!("cannot write {guest_path}: the step {breach}")),
-            None => Ok(()),
-        }
-    }
+/// Why the engine's own file system is gone: the store's state took it
+/// back (only a call made after the guest ended meets this).
+const ENDED: &str = "the step's file system is closed (the guest has ended)";
 
-    fn resolve<'a>(&self, guest_path: &'a str) -> Result<(&Dir, &'a Path), String> {
-        let outside = || format!("{guest_path} is outside the step's directories (use a path under /in or /out)");
-        let under = |root: &str| guest_path.strip_prefix(root).and_then(|rest| rest.strip_prefix('/'));
-        let (dir, relative) = if let Some(rest) = under(INPUT_DIR) {
-            (&self.in_dir, rest)
-        } else if let Some(rest) = under(OUTPUT_DIR) {
-            (&self.out_dir, rest)
-        } else {
-            return Err(outside());
-        };
-        let relative = Path::new(relative);
-        let plain = relative.components().all(|part| matches!(part, Component::Normal(_)));
-        if relative.as_os_str().is_empty() || !plain {
-            return Err(outside());
-        }
-        Ok((dir, relative))
+/// The quota a write of `len` bytes to `relative` of `out_dir` would pass.
+fn host_quota_after(
+    out_dir: &Dir,
+    limits: &Limits,
+    relative: &str,
+    len: u64,
+) -> std::io::Result<Option<crate::StepErrorKind>> {
+    let usage = OutputUsage::measure(out_dir, limits)?;
+    let replaced = out_dir.symlink_metadata(relative).ok().filter(|meta| meta.is_file()).map(|meta| meta.len());
+    let after = OutputUsage {
+        bytes: usage.bytes.saturating_sub(replaced.unwrap_or(0)).saturating_add(len),
+        files: usage.files + u64::from(replaced.is_none()),
+    };
+    Ok(after.breach(limits))
+}
+
+/// Which directory `guest_path` is under, and its path there: plain
+/// components only, none empty.
+fn resolve(guest_path: &str) -> Result<(Mount, &str), String> {
+    let outside = || format!("{guest_path} is outside the step's directories (use a path under /in or /out)");
+    let under = |root: &str| guest_path.strip_prefix(root).and_then(|rest| rest.strip_prefix('/'));
+    let (mount, relative) = if let Some(rest) = under(INPUT_DIR) {
+        (Mount::In, rest)
+    } else if let Some(rest) = under(OUTPUT_DIR) {
+        (Mount::Out, rest)
+    } else {
+        return Err(outside());
+    };
+    let plain = Path::new(relative).components().all(|part| matches!(part, Component::Normal(_)));
+    if relative.is_empty() || !plain {
+        return Err(outside());
     }
+    Ok((mount, relative))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use cap_std::ambient_authority;
 
     use super::*;
+    use crate::runtime::{SharedFs, StepInput, step_fs_fixture};
+
+    /// What keeps the [`GuestFiles`] of [`both`] working.
+    struct Kept {
+        _host_dirs: tempfile::TempDir,
+        _own_fs: SharedFs,
+        _own_store: tempfile::TempDir,
+    }
+
+    /// Both kinds of guest files under `limits`, with `inputs` in `/in` and,
+    /// in `/out`, a symbolic link `link` to `../secret`, outside it (a file
+    /// `secret` beside the host directories).
+    fn both(inputs: &[(&str, &[u8])], limits: Limits) -> (Vec<(&'static str, GuestFiles)>, Kept) {
+        let temp = tempfile::tempdir().unwrap();
+        for sub in ["in", "out"] {
+            std::fs::create_dir(temp.path().join(sub)).unwrap();
+        }
+        for (name, bytes) in inputs {
+            std::fs::write(temp.path().join("in").join(name), bytes).unwrap();
+        }
+        std::fs::write(temp.path().join("secret"), b"S").unwrap();
+        std::os::unix::fs::symlink("../secret", temp.path().join("out/link")).unwrap();
+        let open = |sub: &str| Dir::open_ambient_dir(temp.path().join(sub), ambient_authority()).unwrap();
+        let host = GuestFiles::Host { in_dir: open("in"), out_dir: open("out"), limits };
+
+        let mut fixture = step_fs_fixture(limits, |store| {
+            let stored = |bytes: &[u8]| StepInput::Object(store.put_bytes(bytes).unwrap());
+            inputs.iter().map(|(name, bytes)| ((*name).to_owned(), stored(bytes))).collect()
+        });
+        fixture.fs.symlink("../secret", 4, "link").unwrap();
+        let fs = Arc::new(Mutex::new(fixture.fs));
+        let own = GuestFiles::Own(Arc::downgrade(&fs));
+        (vec![("host", host), ("own", own)], Kept { _host_dirs: temp, _own_fs: fs, _own_store: fixture._dir })
+    }
 
     #[test]
     fn only_paths_inside_the_step_directories_resolve() {
-        let temp = tempfile::tempdir().unwrap();
-        for sub in ["in", "out"] {
-            std::fs::create_dir(temp.path().join(sub)).unwrap();
+        let (both, _kept) = both(&[("a", b"A")], Limits::default());
+        for (kind, files) in both {
+            assert_eq!(files.read("/in/a", 100).unwrap(), b"A", "{kind}");
+            files.write("/out/c", b"C").unwrap();
+            assert_eq!(files.read("/out/c", 100).unwrap(), b"C", "{kind}");
+            for bad in ["/etc/passwd", "/in/../secret", "/in/", "in/a", "/out/./c", "/out/link", "/inx/a", "/in/b"] {
+                assert!(files.read(bad, 100).is_err(), "{kind}: {bad} must not resolve");
+            }
+            let refused = files.write("/in/new", b"x").unwrap_err();
+            assert!(refused.contains("only paths under /out"), "{kind}: {refused}");
+            assert!(files.read("/in/new", 100).is_err(), "{kind}");
+            assert!(files.write("/out/link", b"x").is_err(), "{kind}: a write through a link out of /out");
+            let missing_dir = files.write("/out/no/such", b"x").unwrap_err();
+            assert!(missing_dir.contains("cannot write /out/no/such"), "{kind}: {missing_dir}");
         }
-        std::fs::write(temp.path().join("in/a"), b"A").unwrap();
-        std::fs::write(temp.path().join("secret"), b"S").unwrap();
-        std::os::unix::fs::symlink("../secret", temp.path().join("in/link")).unwrap();
-        let open = |sub: &str| Dir::open_ambient_dir(temp.path().join(sub), ambient_authority()).unwrap();
-        let files = GuestFiles::new(open("in"), open("out"), Limits::default());
-
-        assert_eq!(files.read("/in/a", 100).unwrap(), b"A");
-        files.write("/out/c", b"C").unwrap();
-        assert_eq!(files.read("/out/c", 100).unwrap(), b"C");
-        for bad in ["/etc/passwd", "/in/../secret", "/in/", "in/a", "/out/./c", "/in/link", "/inx/a"] {
-            assert!(files.read(bad, 100).is_err(), "{bad} must not resolve");
-        }
-        assert!(files.write("/in/new", b"x").unwrap_err().contains("only paths under /out"));
-        assert!(!temp.path().join("in/new").exists());
     }
-}
-
-#[cfg(test)]
-mod quota_tests {
-    use cap_std::ambient_authority;
-
-    use super::*;
 
     #[test]
     fn writes_and_reads_are_bounded_like_the_guest() {
-        let temp = tempfile::tempdir().unwrap();
-        for sub in ["in", "out"] {
-            std::fs::create_dir(temp.path().join(sub)).unwrap();
+        let limits = Limits { output: 100, files: 3, ..Limits::default() };
+        let (both, _kept) = both(&[("big", &[0u8; 1000])], limits);
+        for (kind, files) in both {
+            let refused = files.read("/in/big", 999).unwrap_err();
+            assert!(refused.contains("limits.memory"), "{kind}: {refused}");
+            assert_eq!(files.read("/in/big", 1000).unwrap().len(), 1000, "{kind}");
+            files.write("/out/a", &[1; 60]).unwrap();
+            files.write("/out/a", &[2; 90]).unwrap();
+            let refused = files.write("/out/b", &[3; 20]).unwrap_err();
+            assert!(refused.contains("limits.output"), "{kind}: {refused}");
+            files.write("/out/b", &[3; 10]).unwrap();
+            let refused = files.write("/out/c", &[]).unwrap_err();
+            assert!(refused.contains("limits.files"), "{kind}: {refused}");
+            assert_eq!(files.read("/out/a", 1000).unwrap(), vec![2; 90], "{kind}");
+            assert!(files.read("/out/c", 1000).is_err(), "{kind}: a refused write leaves nothing");
         }
-        std::fs::write(temp.path().join("in/big"), vec![0u8; 1000]).unwrap();
-        let open = |sub: &str| Dir::open_ambient_dir(temp.path().join(sub), ambient_authority()).unwrap();
-        let limits = Limits { output: 100, files: 2, ..Limits::default() };
-        let files = GuestFiles::new(open("in"), open("out"), limits);
+    }
 
-        assert!(files.read("/in/big", 999).unwrap_err().contains("limits.memory"));
-        assert_eq!(files.read("/in/big", 1000).unwrap().len(), 1000);
-        files.write("/out/a", &[1; 60]).unwrap();
-        files.write("/out/a", &[2; 90]).unwrap();
-        assert!(files.write("/out/b", &[3; 20]).unwrap_err().contains("limits.output"));
-        files.write("/out/b", &[3; 10]).unwrap();
-        assert!(files.write("/out/c", &[]).unwrap_err().contains("limits.files"));
-        assert_eq!(std::fs::read(temp.path().join("out/a")).unwrap(), vec![2; 90]);
-        assert!(!temp.path().join("out/c").exists());
+    #[test]
+    fn a_write_refused_for_a_quota_does_not_stop_the_step() {
+        let limits = Limits { output: 10, ..Limits::default() };
+        let fixture = step_fs_fixture(limits, |_| Vec::new());
+        let fs = Arc::new(Mutex::new(fixture.fs));
+        let files = GuestFiles::Own(Arc::downgrade(&fs));
+        assert!(files.write("/out/a", &[0; 11]).unwrap_err().contains("limits.output"));
+        assert_eq!(lock_shared(&fs).breach(), None, "the guest sees an error value and goes on");
+        drop(fs);
+        assert!(files.read("/out/a", 100).unwrap_err().contains("the guest has ended"));
     }
 }

@@ -10,7 +10,7 @@ use wasmtime_wasi::I32Exit;
 
 use super::capped_log::CappedLog;
 use super::sandbox::{ComponentState, CoreState, wasi_context};
-use super::step_fs::StepFs;
+use super::step_fs::{SharedFs, StepFs, take_back};
 use super::watch::{Guard, arm};
 use super::{Program, ProgramKind, Runtime, chain};
 use crate::bridge::Bridge;
@@ -51,8 +51,8 @@ pub(crate) enum GuestDirs {
         /// The same directory, open: the guard measures it as the guest writes.
         watched_out: Dir,
     },
-    /// The engine's own file system.
-    Own(Box<StepFs>),
+    /// The engine's own file system (which the bridge may refer to).
+    Own(SharedFs),
 }
 
 /// How an execution ended.
@@ -94,12 +94,14 @@ impl Runtime {
         let Invocation { dirs, cancel, bridge, .. } = invocation;
         let (watched_out, fs) = match dirs {
             GuestDirs::Host { watched_out, .. } => (Some(watched_out), None),
-            GuestDirs::Own(fs) => (None, Some(*fs)),
+            GuestDirs::Own(fs) => (None, Some(fs)),
         };
         let guard = Guard::new(limits, watched_out, cancel);
         let (result, breach, bridge, fs) = match kind {
             ProgramKind::Core(pre) => {
                 let pre = pre.for_fs(fs.is_some());
+                // A core module cannot reach the bridge: nothing else keeps its file system.
+                let fs = fs.map(take_back);
                 let mut store = Store::new(&program.engine, CoreState { wasi: wasi.build_p1(), fs, guard, bridge });
                 arm(&mut store, &limits, program.flavor.interruptible, |state| &mut state.guard);
                 lap(&mut phases.sandbox);

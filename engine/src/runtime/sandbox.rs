@@ -12,8 +12,8 @@ use weir_abi::contract::{INPUT_DIR, OUTPUT_DIR};
 use super::chain;
 use super::determinism::make_deterministic;
 use super::execute::{GuestDirs, Invocation};
-use super::step_fs::StepFs;
-use super::step_fs::preview2::{OwnFsView, SharedFs};
+use super::step_fs::preview2::OwnFsView;
+use super::step_fs::{SharedFs, StepFs, take_back};
 use super::watch::Guard;
 use crate::bridge::Bridge;
 
@@ -36,15 +36,14 @@ pub(crate) struct ComponentState {
     ctx: WasiCtx,
     table: ResourceTable,
     /// Its file system, when the engine keeps it (shared with the guest's
-    /// streams, which the table holds).
+    /// streams, which the table holds, and known to the bridge).
     fs: Option<SharedFs>,
     pub(crate) guard: Guard,
     pub(crate) bridge: Bridge,
 }
 
 impl ComponentState {
-    pub(crate) fn new(ctx: WasiCtx, fs: Option<StepFs>, guard: Guard, bridge: Bridge) -> Self {
-        let fs = fs.map(|fs| SharedFs::new(fs.into()));
+    pub(crate) fn new(ctx: WasiCtx, fs: Option<SharedFs>, guard: Guard, bridge: Bridge) -> Self {
         Self { ctx, table: ResourceTable::new(), fs, guard, bridge }
     }
 
@@ -58,11 +57,7 @@ impl ComponentState {
     pub(crate) fn finish(self) -> (Guard, Bridge, Option<StepFs>) {
         let Self { table, fs, guard, bridge, .. } = self;
         drop(table);
-        let fs = fs.map(|fs| match SharedFs::try_unwrap(fs) {
-            Ok(fs) => fs.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner),
-            Err(_) => unreachable!("only the table's streams share the file system"),
-        });
-        (guard, bridge, fs)
+        (guard, bridge, fs.map(take_back))
     }
 }
 

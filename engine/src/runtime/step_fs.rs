@@ -15,20 +15,22 @@
 //!
 //! [`preview1`] binds it to a core module: the `fd_*` and `path_*`
 //! functions of `wasi_snapshot_preview1`, defined over wasmtime-wasi's;
-//! [`preview2`] to a component: `wasi:filesystem`.
+//! [`preview2`] to a component: `wasi:filesystem`; [`whole`] serves the
+//! file operands of native functions.
 
 mod lookup;
 pub(crate) mod preview1;
 pub(crate) mod preview2;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod tree;
 mod types;
+mod whole;
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use weir_abi::contract::{INPUT_DIR, OUTPUT_DIR};
@@ -38,6 +40,7 @@ use crate::store::Store;
 use crate::{Digest, Limits, StepErrorKind};
 
 pub(crate) use types::{DirEntry, Errno, Fdstat, Filestat, OpenFlags, Outcome, SetTime, Whence, filetype, rights};
+pub(crate) use whole::{Mount, NotDone};
 
 /// The longest name a directory entry may have, in bytes.
 const NAME_MAX: usize = 255;
@@ -143,6 +146,26 @@ pub(crate) struct StepFs {
     breach: Option<StepErrorKind>,
     /// When the execution began: the times of `/in` and of new entries.
     began: u64,
+}
+
+/// A file system several owners reach: the store's state owns it; a
+/// component's streams share it, and the bridge refers to it weakly (a
+/// native function reads and writes file operands in it).
+pub(crate) type SharedFs = Arc<Mutex<StepFs>>;
+
+/// The file system behind `fs`, locked (a panic while it was locked
+/// left it as consistent as any guest call does).
+pub(crate) fn lock_shared(fs: &SharedFs) -> MutexGuard<'_, StepFs> {
+    fs.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The file system back from its sharers, once the guest is done and its
+/// streams are dropped (the bridge holds it only weakly).
+pub(crate) fn take_back(fs: SharedFs) -> StepFs {
+    match Arc::try_unwrap(fs) {
+        Ok(fs) => fs.into_inner().unwrap_or_else(PoisonError::into_inner),
+        Err(_) => unreachable!("only a component's streams share the file system, and they are dropped"),
+    }
 }
 
 /// What a descriptor may do (preview 2's descriptor flags).

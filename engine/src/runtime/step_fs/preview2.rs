@@ -9,8 +9,6 @@
 //! system with the descriptors (hence the mutex). A call that takes `/out`
 //! past a quota traps, and the step fails naming the quota.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-
 use bytes::Bytes;
 use wasmtime::component::{HasData, Resource, ResourceTable};
 use wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime;
@@ -24,11 +22,7 @@ use wasmtime_wasi::p2::{
     DynInputStream, DynOutputStream, FsError, FsResult, InputStream, OutputStream, Pollable, StreamError, StreamResult,
 };
 
-use super::{DirEntry, Errno, Filestat, OpenFlags, Outcome, SetTime, StepFs, Whence, filetype};
-
-/// A file system several owners (the store's state and the guest's
-/// streams) reach.
-pub(crate) type SharedFs = Arc<Mutex<StepFs>>;
+use super::{DirEntry, Errno, Filestat, OpenFlags, Outcome, SetTime, SharedFs, StepFs, Whence, filetype, lock_shared};
 
 /// The most bytes one read or one write of a stream moves.
 const STREAM_CHUNK: usize = 1 << 20;
@@ -60,10 +54,6 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
     preopens::add_to_linker::<T, OwnFs>(linker, view)?;
     linker.allow_shadowing(false);
     Ok(())
-}
-
-fn lock(fs: &SharedFs) -> MutexGuard<'_, StepFs> {
-    fs.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The error a guest is given for `errno`.
@@ -104,7 +94,7 @@ impl OwnFsView<'_> {
                 "the engine linked a guest to its own file system but gave it none",
             )));
         };
-        let mut fs = lock(fs);
+        let mut fs = lock_shared(fs);
         let outcome = call(&mut fs);
         if let Some(trap) = breach_trap(&fs) {
             return Err(FsError::trap(trap));
@@ -457,7 +447,7 @@ impl FileStream {
         if self.closed {
             return Err(StreamError::Closed);
         }
-        let mut fs = lock(&self.fs);
+        let mut fs = lock_shared(&self.fs);
         let outcome = call(&mut fs, self.fd);
         if let Some(trap) = breach_trap(&fs) {
             return Err(StreamError::Trap(trap));
@@ -472,7 +462,7 @@ impl FileStream {
 impl Drop for FileStream {
     fn drop(&mut self) {
         // The descriptor is the stream's own; it is open.
-        let _ = lock(&self.fs).close(self.fd);
+        let _ = lock_shared(&self.fs).close(self.fd);
     }
 }
 

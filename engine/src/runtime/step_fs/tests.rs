@@ -8,18 +8,26 @@ use crate::{Limits, StepErrorKind};
 const IN: u32 = 3;
 const OUT: u32 = 4;
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    store: Store,
-    fs: StepFs,
+/// A file system, with the directory that holds its store and logs.
+pub(crate) struct Fixture {
+    pub _dir: tempfile::TempDir,
+    pub store: Store,
+    pub fs: StepFs,
 }
 
 /// A file system whose `/in` holds `data` (stored) and `.params.json`.
 fn fixture(limits: Limits) -> Fixture {
+    with_inputs(limits, |store| {
+        let data = store.put_bytes(b"stored input").unwrap();
+        vec![("data".to_owned(), Input::Object(data)), (".params.json".to_owned(), Input::Bytes((*b"{}").into()))]
+    })
+}
+
+/// A file system under `limits` whose `/in` holds what `inputs` puts in the store.
+pub(crate) fn with_inputs(limits: Limits, inputs: impl FnOnce(&Store) -> Vec<(String, Input)>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("ws")).unwrap();
     assert!(store.has_unnamed_files(), "the test machine's tmpfs or ext4 has O_TMPFILE");
-    let data = store.put_bytes(b"stored input").unwrap();
     let log = |name| {
         CappedLog::new(
             cap_std::fs::Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap(),
@@ -28,8 +36,7 @@ fn fixture(limits: Limits) -> Fixture {
             None,
         )
     };
-    let inputs =
-        vec![("data".to_owned(), Input::Object(data)), (".params.json".to_owned(), Input::Bytes((*b"{}").into()))];
+    let inputs = inputs(&store);
     let fs = StepFs::new(inputs, store.clone(), limits, log("stdout"), log("stderr"));
     Fixture { _dir: dir, store, fs }
 }
