@@ -305,6 +305,13 @@ impl StepFs {
             .collect()
     }
 
+    /// Whether `fd` is open on an input: preview 2 refuses writing to one
+    /// as not permitted (`/in` is a read-only preopen), preview 1 as a bad
+    /// descriptor (it was not opened for writing), as wasmtime-wasi does.
+    pub(crate) fn is_input(&self, fd: u32) -> Outcome<bool> {
+        Ok(matches!(self.descriptor(fd)?, Descriptor::Input { .. }))
+    }
+
     /// What the descriptor may do: read, write, and (a directory of `/out`) change its entries.
     pub(crate) fn access(&self, fd: u32) -> Outcome<Access> {
         Ok(match self.descriptor(fd)? {
@@ -384,7 +391,8 @@ impl StepFs {
                 };
                 (position, read)
             }
-            Descriptor::Dir { .. } => return Err(Errno::Isdir),
+            // wasmtime-wasi's answer to reading a directory's descriptor (a
+            // preview-2 stream on one is refused earlier, as `is-directory`).
             _ => return Err(Errno::Badf),
         };
         if at.is_none() {

@@ -128,11 +128,20 @@ impl OwnFsView<'_> {
         Ok(self.with(|fs| fs.fdstat(fd.rep()))?.filetype == filetype::DIRECTORY)
     }
 
-    /// Refuses a stream that writes to a directory or to a file not open
-    /// for writing.
+    /// Refuses a stream that writes to a directory (a bad descriptor) or to
+    /// an input (not permitted). One on an output file opened only to read
+    /// is made, and its first write fails, as on host directories.
     fn writable_file(&mut self, fd: &Resource<Descriptor>) -> FsResult<()> {
-        if self.is_dir(fd)? || !self.with(|fs| fs.access(fd.rep()))?.write {
+        if self.is_dir(fd)? {
             return Err(ErrorCode::BadDescriptor.into());
+        }
+        self.not_an_input(fd)
+    }
+
+    /// Refuses a write to an input as not permitted.
+    fn not_an_input(&mut self, fd: &Resource<Descriptor>) -> FsResult<()> {
+        if self.with(|fs| fs.is_input(fd.rep()))? {
+            return Err(ErrorCode::NotPermitted.into());
         }
         Ok(())
     }
@@ -279,6 +288,7 @@ impl types::HostDescriptor for OwnFsView<'_> {
     }
 
     fn write(&mut self, fd: Resource<Descriptor>, buf: Vec<u8>, offset: Filesize) -> FsResult<Filesize> {
+        self.not_an_input(&fd)?;
         Ok(self.with(|fs| fs.write(fd.rep(), &buf, Some(offset)))? as Filesize)
     }
 

@@ -225,6 +225,15 @@ fn fs_tour(dir: Option<&String>) {
     note("make a dir in /in", fs::create_dir("/in/d").map(|()| String::new()));
     note("input dir as a file", fs::read("/in").map(|b| b.len().to_string()));
     note("file as a dir", fs::read_dir("/in/text").map(|_| String::new()));
+    note("write a file opened to read", fs::File::open("/out/a/g").and_then(|mut f| f.write_all(b"x")).map(|()| String::new()));
+    note("write an input opened to read", fs::File::open("/in/text").and_then(|mut f| f.write_all(b"x")).map(|()| String::new()));
+    note("pread a directory", fs::File::open("/out/a").and_then(|dir| {
+        use std::os::fd::AsRawFd;
+        let mut buf = [0u8; 4];
+        // SAFETY: `buf` is valid for its length; the descriptor is open for the call.
+        let read = unsafe { libc::pread(dir.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if read < 0 { Err(std::io::Error::last_os_error()) } else { Ok(read.to_string()) }
+    }));
     note("dot-dot out of /out", fs::read("/out/a/../../in/text").map(|b| b.len().to_string()));
     write("result", lines.join("\n").as_bytes());
 }
