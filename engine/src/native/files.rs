@@ -141,8 +141,8 @@ mod tests {
     }
 
     /// Both kinds of guest files under `limits`, with `inputs` in `/in` and,
-    /// in `/out`, a symbolic link `link` to `../secret`, outside it (a file
-    /// `secret` beside the host directories).
+    /// in `/out`, a directory `d` and a symbolic link `link` to `../secret`,
+    /// outside it (a file `secret` beside the host directories).
     fn both(inputs: &[(&str, &[u8])], limits: Limits) -> (Vec<(&'static str, GuestFiles)>, Kept) {
         let temp = tempfile::tempdir().unwrap();
         for sub in ["in", "out"] {
@@ -151,6 +151,7 @@ mod tests {
         for (name, bytes) in inputs {
             std::fs::write(temp.path().join("in").join(name), bytes).unwrap();
         }
+        std::fs::create_dir(temp.path().join("out/d")).unwrap();
         std::fs::write(temp.path().join("secret"), b"S").unwrap();
         std::os::unix::fs::symlink("../secret", temp.path().join("out/link")).unwrap();
         let open = |sub: &str| Dir::open_ambient_dir(temp.path().join(sub), ambient_authority()).unwrap();
@@ -161,6 +162,7 @@ mod tests {
             inputs.iter().map(|(name, bytes)| ((*name).to_owned(), stored(bytes))).collect()
         });
         fixture.fs.symlink("../secret", 4, "link").unwrap();
+        fixture.fs.create_dir(4, "d").unwrap();
         let fs = Arc::new(Mutex::new(fixture.fs));
         let own = GuestFiles::Own(Arc::downgrade(&fs));
         (vec![("host", host), ("own", own)], Kept { _host_dirs: temp, _own_fs: fs, _own_store: fixture._dir })
@@ -182,12 +184,18 @@ mod tests {
             assert!(files.write("/out/link", b"x").is_err(), "{kind}: a write through a link out of /out");
             let missing_dir = files.write("/out/no/such", b"x").unwrap_err();
             assert!(missing_dir.contains("cannot write /out/no/such"), "{kind}: {missing_dir}");
+            let missing = files.read("/in/b", 100).unwrap_err().to_lowercase();
+            assert!(missing.contains("cannot read /in/b: no such file or directory"), "{kind}: {missing}");
+            let dir = files.read("/out/d", 100).unwrap_err().to_lowercase();
+            assert!(dir.contains("cannot read /out/d: is a directory"), "{kind}: {dir}");
+            let over_dir = files.write("/out/d", b"x").unwrap_err().to_lowercase();
+            assert!(over_dir.contains("cannot write /out/d: is a directory"), "{kind}: {over_dir}");
         }
     }
 
     #[test]
     fn writes_and_reads_are_bounded_like_the_guest() {
-        let limits = Limits { output: 100, files: 3, ..Limits::default() };
+        let limits = Limits { output: 100, files: 4, ..Limits::default() };
         let (both, _kept) = both(&[("big", &[0u8; 1000])], limits);
         for (kind, files) in both {
             let refused = files.read("/in/big", 999).unwrap_err();

@@ -132,7 +132,28 @@ pub(crate) struct DirEntry {
 
 impl std::fmt::Display for Errno {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "WASI error {self:?} ({})", *self as u16)
+        let what = match self {
+            Errno::Acces => "permission denied",
+            Errno::Badf => "bad file descriptor",
+            Errno::Exist => "file exists",
+            Errno::Fault => "bad address",
+            Errno::Fbig => "file too large",
+            Errno::Ilseq => "illegal byte sequence",
+            Errno::Inval => "invalid argument",
+            Errno::Io => "input/output error",
+            Errno::Isdir => "is a directory",
+            Errno::Loop => "too many levels of symbolic links",
+            Errno::Nametoolong => "file name too long",
+            Errno::Noent => "no such file or directory",
+            Errno::Nospc => "no space left on device",
+            Errno::Notdir => "not a directory",
+            Errno::Notempty => "directory not empty",
+            Errno::Notsup => "not supported",
+            Errno::Perm => "operation not permitted",
+            Errno::Spipe => "illegal seek",
+            Errno::Xdev => "cross-device link",
+        };
+        write!(f, "{what} (WASI errno {})", *self as u16)
     }
 }
 

@@ -4,7 +4,7 @@
 //! a quota is refused before anything is written, and the step goes on (the
 //! guest sees an error value, as with host directories).
 
-use super::{Descriptor, DirRef, Errno, Found, NodeKind, OpenFlags, StepFs};
+use super::{Descriptor, DirRef, Errno, Found, NodeKind, OpenFlags, StepFs, filetype};
 use crate::StepErrorKind;
 use crate::limits::OutputUsage;
 
@@ -40,7 +40,11 @@ impl StepFs {
     pub(crate) fn read_whole(&mut self, mount: Mount, path: &str, max: u64) -> Result<Vec<u8>, NotDone> {
         let reading = OpenFlags { read: true, follow: true, ..OpenFlags::default() };
         self.with_open(mount, path, reading, |fs, fd| {
-            let size = fs.filestat(fd)?.size;
+            let stat = fs.filestat(fd)?;
+            if stat.filetype == filetype::DIRECTORY {
+                return Err(Errno::Isdir.into());
+            }
+            let size = stat.size;
             if size > max {
                 return Err(NotDone::TooLarge);
             }
